@@ -1,0 +1,578 @@
+/* api.c - exported entry points: validate, take the lock or wake the loop,
+ * translate errors.  Every failure leaves a reason in pagekite_last_error(). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+
+#include "internal.h"
+
+#define MGR(h) ((pk_mgr *)(void *)(h))
+#define PK_HK_HARD_MIN 1
+
+static int check_mgr(pk_mgr *m) {
+  if (!m) {
+    pk_set_error("NULL manager");
+    return -1;
+  }
+  return 0;
+}
+
+/* Configuration calls documented "before starting the master thread". */
+static int before_start(pk_mgr *m, const char *fn) {
+  if (check_mgr(m)) return -1;
+  if (m->started) {
+    pk_set_error("%s: only allowed before pagekite_thread_start", fn);
+    pk_log(m, PK_LOG_MANAGER_ERROR, "%s", pk_get_error());
+    return -1;
+  }
+  return 0;
+}
+
+/* A DDNS format string may hold three %s and %% escapes, nothing else. */
+static int ddns_format_ok(const char *f) {
+  if (!*f) return 1;
+  int n = 0;
+  for (const char *p = f; *p; p++) {
+    if (*p != '%') continue;
+    if (p[1] == '%') {
+      p++;
+      continue;
+    }
+    if (p[1] != 's') return 0;
+    n++;
+    p++;
+  }
+  return n == 3;
+}
+
+static int verbosity_mask(int v) {
+  if (v < 0) return PK_LOG_ERRORS;
+  if (v == 0) return PK_LOG_NORMAL;
+  if (v == 1) return PK_LOG_DEBUG;
+  if (v == 2) return PK_LOG_ALL;
+  return v;
+}
+
+PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_frontends,
+                                  int max_conns, const char *dyndns_url, int flags,
+                                  int verbosity) {
+  int relay = (flags & PK_AS_FRONTEND_RELAY) != 0;
+  if (max_kites < 0 || max_kites > 100000 || max_frontends < 0 || max_frontends > 1000 ||
+      max_conns < 1 || max_conns > 1000000 || (!relay && max_frontends < 1)) {
+    pk_set_error("pagekite_init: bad limits (kites=%d frontends=%d conns=%d)", max_kites,
+                 max_frontends, max_conns);
+    return NULL;
+  }
+  if (dyndns_url && (strlen(dyndns_url) >= 512 || !ddns_format_ok(dyndns_url))) {
+    pk_set_error("pagekite_init: dyndns_url must be a URL with exactly three %%s (host, ip, sign)");
+    return NULL;
+  }
+  pk_mgr *m = calloc(1, sizeof(*m));
+  if (!m) {
+    pk_set_error("out of memory");
+    return NULL;
+  }
+  uv_mutex_init(&m->lock);
+  uv_cond_init(&m->cond);
+  if (flags & PK_WITH_DEFAULTS) flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  if (!(flags & (PK_WITH_IPV4 | PK_WITH_IPV6))) flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  m->flags = flags;
+  m->status = PK_STATUS_STARTUP;
+  snprintf(m->app_id, sizeof(m->app_id), "%s", app_id ? app_id : "libpagekite");
+  if (dyndns_url) snprintf(m->dyndns_url, sizeof(m->dyndns_url), "%s", dyndns_url);
+  m->log_mask = verbosity_mask(verbosity);
+  m->hk_min = 15;
+  m->hk_max = 120;
+  m->tick_timer_on = 1;
+  m->tls_verify = PK_TLS_VERIFY_PEER;
+  m->max_kites = max_kites;
+  m->max_frontends = max_frontends;
+  m->max_conns = max_conns;
+  m->ntunnels = relay ? (max_kites > 0 ? max_kites : 1) + 16 : max_frontends * 2 + 2;
+  m->kites = calloc((size_t)(max_kites ? max_kites : 1), sizeof(pk_kite));
+  m->fes = calloc((size_t)(max_frontends ? max_frontends : 1), sizeof(pk_frontend));
+  m->tunnels = calloc((size_t)m->ntunnels, sizeof(pk_tunnel));
+  int nconns = max_conns + m->ntunnels + 16 + (relay ? 0 : max_frontends * 4);
+  size_t nblocks = 64 + (size_t)max_conns / 4 + (size_t)m->ntunnels * 4;
+  if (!m->kites || !m->fes || !m->tunnels || pk_conns_init(m, nconns) != 0 ||
+      pk_pool_init(&m->blocks, nblocks) != 0) {
+    pk_set_error("out of memory reserving pools");
+    pagekite_free((pagekite_mgr)(void *)m);
+    return NULL;
+  }
+  if (relay) {
+    m->max_listeners = max_frontends > 0 ? max_frontends : 8;
+    m->listeners = calloc((size_t)m->max_listeners, sizeof(pk_listener));
+    m->max_domains = 64;
+    m->domains = calloc((size_t)m->max_domains, sizeof(pk_relay_domain));
+    m->max_rkites = (max_kites > 0 ? max_kites : 1) * 4;
+    m->rkites = calloc((size_t)m->max_rkites, sizeof(pk_relay_kite));
+    if (!m->listeners || !m->domains || !m->rkites) {
+      pk_set_error("out of memory");
+      pagekite_free((pagekite_mgr)(void *)m);
+      return NULL;
+    }
+    pk_random_hex(m->relay_secret, PK_TOKEN_LEN);
+  }
+  pk_log(m, PK_LOG_MANAGER_INFO, "%s: libpagekite %s initialized (%s)", m->app_id, PK_VERSION,
+         relay ? "relay" : "connector");
+  return (pagekite_mgr)(void *)m;
+}
+
+PK_API pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites, int max_conns,
+                                              int flags, int verbosity) {
+  pagekite_mgr h = pagekite_init(app_id, max_kites, PAGEKITE_NET_FE_MAX, max_conns,
+                                 PAGEKITE_NET_DDNS, flags | PK_WITH_SSL, verbosity);
+  if (h && !(flags & PK_WITHOUT_SERVICE_FRONTENDS)) pagekite_add_service_frontends(h, flags);
+  return h;
+}
+
+PK_API pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, int max_conns,
+                                             int flags, int verbosity,
+                                             const char *whitelabel_tld) {
+  if (!whitelabel_tld || !*whitelabel_tld || strlen(whitelabel_tld) > 200) {
+    pk_set_error("pagekite_init_whitelabel: bad whitelabel_tld");
+    return NULL;
+  }
+  char ddns[512];
+  snprintf(ddns, sizeof(ddns), PAGEKITE_NET_WL_DDNS, whitelabel_tld);
+  pagekite_mgr h = pagekite_init(app_id, max_kites, PAGEKITE_NET_FE_MAX, max_conns, ddns,
+                                 flags | PK_WITH_SSL, verbosity);
+  if (h && !(flags & PK_WITHOUT_SERVICE_FRONTENDS))
+    pagekite_add_whitelabel_frontends(h, flags, whitelabel_tld);
+  return h;
+}
+
+static int valid_name(const char *s, size_t max) {
+  if (!s || !*s || strlen(s) >= max) return 0;
+  for (const char *p = s; *p; p++)
+    if (*p == ':' || *p <= ' ' || *p == 0x7f) return 0;
+  return 1;
+}
+
+PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kitename, int pport,
+                             const char *secret, const char *backend, int lport) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_add_kite")) return -1;
+  if (!valid_name(proto, 32) || !valid_name(kitename, PK_NAME_MAX) || !secret || !*secret ||
+      strlen(secret) >= PK_SECRET_MAX || strpbrk(secret, "\r\n") || pport < 0 || pport > 65535 ||
+      lport < 1 || lport > 65535) {
+    pk_set_error("pagekite_add_kite: invalid arguments");
+    return -1;
+  }
+  if (strcasecmp(proto, "raw") == 0 && pport == 0) {
+    pk_set_error("pagekite_add_kite: raw kites need a public port");
+    return -1;
+  }
+  if (m->nkites >= m->max_kites) {
+    pk_set_error("pagekite_add_kite: max_kites (%d) reached", m->max_kites);
+    return -1;
+  }
+  for (int i = 0; i < m->nkites; i++)
+    if (strcasecmp(m->kites[i].proto, proto) == 0 && strcasecmp(m->kites[i].name, kitename) == 0 &&
+        m->kites[i].pport == pport) {
+      pk_set_error("pagekite_add_kite: kite %s:%s:%d already configured", proto, kitename, pport);
+      return -1;
+    }
+  pk_kite *k = &m->kites[m->nkites];
+  memset(k, 0, sizeof(*k));
+  snprintf(k->proto, sizeof(k->proto), "%s", proto);
+  for (char *p = k->proto; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+  snprintf(k->name, sizeof(k->name), "%s", kitename);
+  for (char *p = k->name; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+  snprintf(k->secret, sizeof(k->secret), "%s", secret);
+  snprintf(k->backend, sizeof(k->backend), "%s", backend && *backend ? backend : "localhost");
+  k->pport = pport;
+  k->lport = lport;
+  pk_frontend tmp;
+  memset(&tmp, 0, sizeof(tmp));
+  snprintf(tmp.host, sizeof(tmp.host), "%s", k->backend);
+  tmp.port = lport;
+  int saved = m->flags;
+  m->flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  if (pk_frontend_resolve(m, &tmp) > 0) {
+    /* Prefer IPv4 loopback-style answers first as getaddrinfo ordered them. */
+    k->origin = tmp.addrs[0];
+    k->origin_ok = 1;
+  }
+  m->flags = saved;
+  if (!k->origin_ok) {
+    pk_set_error("pagekite_add_kite: cannot resolve origin %s", k->backend);
+    return -1;
+  }
+  m->nkites++;
+  pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s://%s:%d -> %s:%d", k->proto, k->name, pport, k->backend,
+         lport);
+  return 0;
+}
+
+PK_API int pagekite_lookup_and_add_frontend(pagekite_mgr h, const char *domain, int port,
+                                            int update_from_dns) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_lookup_and_add_frontend")) return -1;
+  if (!valid_name(domain, PK_NAME_MAX) || port < 1 || port > 65535) {
+    pk_set_error("pagekite_lookup_and_add_frontend: invalid arguments");
+    return -1;
+  }
+  if (m->nfes >= m->max_frontends) {
+    pk_set_error("max_frontends (%d) reached", m->max_frontends);
+    return -1;
+  }
+  pk_frontend *fe = &m->fes[m->nfes];
+  memset(fe, 0, sizeof(*fe));
+  snprintf(fe->host, sizeof(fe->host), "%s", domain);
+  fe->port = port;
+  fe->update_dns = update_from_dns != 0;
+  int n = pk_frontend_resolve(m, fe);
+  if (n == 0 && !fe->update_dns) return 0; /* nothing to keep */
+  m->nfes++;
+  pk_log(m, PK_LOG_MANAGER_INFO, "Relay %s:%d: %d address(es)%s", domain, port, n,
+         fe->update_dns ? ", DNS updates on" : "");
+  return n;
+}
+
+PK_API int pagekite_add_frontend(pagekite_mgr h, const char *domain, int port) {
+  return pagekite_lookup_and_add_frontend(h, domain, port, 0);
+}
+
+PK_API int pagekite_add_service_frontends(pagekite_mgr h, int flags) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_add_service_frontends")) return -1;
+  int total = 0, rv;
+  int dyn = (flags & PK_WITH_DYNAMIC_FE_LIST) ? 1 : 1; /* always refresh from DNS */
+  if (!(flags & PK_WITH_IPV6) || (flags & PK_WITH_IPV4) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6))) {
+    rv = pagekite_lookup_and_add_frontend(h, PAGEKITE_NET_V4FRONTENDS, PAGEKITE_NET_FRONTEND_PORT, dyn);
+    if (rv < 0) return -1;
+    total += rv;
+  }
+  if (flags & PK_WITH_IPV6) {
+    rv = pagekite_lookup_and_add_frontend(h, PAGEKITE_NET_V6FRONTENDS, PAGEKITE_NET_FRONTEND_PORT, dyn);
+    if (rv < 0) return -1;
+    total += rv;
+  }
+  return total;
+}
+
+PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const char *tld) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_add_whitelabel_frontends")) return -1;
+  if (!tld || !*tld || strlen(tld) > 200) {
+    pk_set_error("pagekite_add_whitelabel_frontends: bad whitelabel_tld");
+    return -1;
+  }
+  char name[PK_NAME_MAX];
+  int total = 0, rv;
+  if (!(flags & PK_WITH_IPV6) || (flags & PK_WITH_IPV4)) {
+    snprintf(name, sizeof(name), PAGEKITE_NET_WL_V4FRONTENDS, tld);
+    if ((rv = pagekite_lookup_and_add_frontend(h, name, PAGEKITE_NET_WL_FRONTEND_PORT, 1)) < 0)
+      return -1;
+    total += rv;
+  }
+  if (flags & PK_WITH_IPV6) {
+    snprintf(name, sizeof(name), PAGEKITE_NET_WL_V6FRONTENDS, tld);
+    if ((rv = pagekite_lookup_and_add_frontend(h, name, PAGEKITE_NET_WL_FRONTEND_PORT, 1)) < 0)
+      return -1;
+    total += rv;
+  }
+  return total;
+}
+
+/* ---- "any time" settings ---- */
+#define SETTER(fn, field, expr)                  \
+  PK_API int fn(pagekite_mgr h, int value) {     \
+    pk_mgr *m = MGR(h);                          \
+    if (check_mgr(m)) return -1;                 \
+    uv_mutex_lock(&m->lock);                     \
+    m->field = (expr);                           \
+    uv_mutex_unlock(&m->lock);                   \
+    pk_manager_wake(m);                          \
+    return 0;                                    \
+  }
+
+SETTER(pagekite_set_log_mask, log_mask, value)
+SETTER(pagekite_enable_http_forwarding_headers, fwd_headers, value != 0)
+SETTER(pagekite_enable_fake_ping, fake_ping, value != 0)
+SETTER(pagekite_enable_tick_timer, tick_timer_on, value != 0)
+SETTER(pagekite_set_conn_eviction_idle_s, evict_idle_s, value > 0 ? value : 0)
+SETTER(pagekite_want_spare_frontends, spares, value > 0 ? value : 0)
+SETTER(pagekite_set_bail_on_errors, bail_errors, value > 0 ? value : 0)
+
+PK_API int pagekite_enable_watchdog(pagekite_mgr h, int enable) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_enable_watchdog")) return -1;
+  m->watchdog_on = enable != 0;
+  return 0;
+}
+
+PK_API int pagekite_set_housekeeping_min_interval(pagekite_mgr h, int interval) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  uv_mutex_lock(&m->lock);
+  m->hk_min = interval < PK_HK_HARD_MIN ? PK_HK_HARD_MIN : interval;
+  if (m->hk_max < m->hk_min) m->hk_max = m->hk_min;
+  int rv = m->hk_min;
+  uv_mutex_unlock(&m->lock);
+  return rv;
+}
+
+PK_API int pagekite_set_housekeeping_max_interval(pagekite_mgr h, int interval) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  uv_mutex_lock(&m->lock);
+  m->hk_max = interval < m->hk_min ? m->hk_min : interval;
+  int rv = m->hk_max;
+  uv_mutex_unlock(&m->lock);
+  return rv;
+}
+
+PK_API int pagekite_set_openssl_ciphers(pagekite_mgr h, const char *ciphers) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (!ciphers || strlen(ciphers) >= sizeof(m->ciphers)) {
+    pk_set_error("pagekite_set_openssl_ciphers: bad cipher string");
+    return -1;
+  }
+  uv_mutex_lock(&m->lock);
+  snprintf(m->ciphers, sizeof(m->ciphers), "%s", ciphers);
+  uv_mutex_unlock(&m->lock);
+  /* Applies to tunnels opened from now on (the context is rebuilt lazily). */
+  if (!m->started && m->client_ctx) {
+    SSL_CTX_free(m->client_ctx);
+    m->client_ctx = NULL;
+  }
+  return 0;
+}
+
+PK_API int pagekite_set_tls_verify(pagekite_mgr h, int mode, const char *ca_file) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_set_tls_verify")) return -1;
+  if ((mode != PK_TLS_VERIFY_NONE && mode != PK_TLS_VERIFY_PEER) ||
+      (ca_file && strlen(ca_file) >= sizeof(m->ca_file))) {
+    pk_set_error("pagekite_set_tls_verify: bad arguments");
+    return -1;
+  }
+  m->tls_verify = mode;
+  snprintf(m->ca_file, sizeof(m->ca_file), "%s", ca_file ? ca_file : "");
+  if (m->client_ctx) {
+    SSL_CTX_free(m->client_ctx);
+    m->client_ctx = NULL;
+  }
+  return 0;
+}
+
+/* ---- relay configuration ---- */
+static int relay_only(pk_mgr *m, const char *fn) {
+  if (before_start(m, fn)) return -1;
+  if (!pk_is_relay(m)) {
+    pk_set_error("%s: manager was not initialized with PK_AS_FRONTEND_RELAY", fn);
+    return -1;
+  }
+  return 0;
+}
+
+PK_API int pagekite_add_relay_listener(pagekite_mgr h, const char *host, int port) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_add_relay_listener")) return -1;
+  if (port < 0 || port > 65535 || (host && strlen(host) >= 64)) {
+    pk_set_error("pagekite_add_relay_listener: bad arguments");
+    return -1;
+  }
+  if (m->nlisteners >= m->max_listeners) {
+    pk_set_error("pagekite_add_relay_listener: too many listeners (max_frontends=%d)",
+                 m->max_listeners);
+    return -1;
+  }
+  pk_listener *l = &m->listeners[m->nlisteners++];
+  snprintf(l->host, sizeof(l->host), "%s", host && *host ? host : "0.0.0.0");
+  l->port = port;
+  l->mgr = m;
+  return 0;
+}
+
+PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const char *pattern,
+                                     const char *secret) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_add_relay_domain")) return -1;
+  if (!protos || !*protos || strlen(protos) >= 128 || !valid_name(pattern, PK_NAME_MAX) ||
+      !secret || !*secret || strlen(secret) >= PK_SECRET_MAX) {
+    pk_set_error("pagekite_add_relay_domain: bad arguments");
+    return -1;
+  }
+  if (m->ndomains >= m->max_domains) {
+    pk_set_error("pagekite_add_relay_domain: too many domains");
+    return -1;
+  }
+  pk_relay_domain *d = &m->domains[m->ndomains++];
+  snprintf(d->protos, sizeof(d->protos), "%s", protos);
+  snprintf(d->pattern, sizeof(d->pattern), "%s", pattern);
+  for (char *p = d->pattern; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+  snprintf(d->secret, sizeof(d->secret), "%s", secret);
+  return 0;
+}
+
+PK_API int pagekite_set_relay_tls(pagekite_mgr h, const char *cert_file, const char *key_file) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_tls")) return -1;
+  if (!cert_file || !key_file) {
+    pk_set_error("pagekite_set_relay_tls: cert and key files required");
+    return -1;
+  }
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    unsigned long e = ERR_get_error();
+    pk_set_error("pagekite_set_relay_tls: cannot load %s / %s: %s", cert_file, key_file,
+                 e ? ERR_reason_error_string(e) : "unknown error");
+    ERR_clear_error();
+    if (ctx) SSL_CTX_free(ctx);
+    return -1;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
+  m->relay_ctx = ctx;
+  return 0;
+}
+
+/* ---- lifecycle ---- */
+PK_API int pagekite_thread_start(pagekite_mgr h) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_thread_start")) return -1;
+  if (pk_is_relay(m) && m->nlisteners == 0) {
+    pk_set_error("pagekite_thread_start: relay has no listeners");
+    return -1;
+  }
+  if (!pk_is_relay(m) && (m->flags & PK_WITH_SSL) && !pk_client_tls_ctx(m)) {
+    pk_set_error("pagekite_thread_start: cannot set up TLS (CA file or ciphers)");
+    return -1;
+  }
+  int rv = pk_manager_start(m);
+  if (rv != 0) pk_set_error("pagekite_thread_start: cannot start thread (%d)", rv);
+  return rv;
+}
+
+PK_API int pagekite_thread_wait(pagekite_mgr h) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (!m->started || m->thread_joined) {
+    pk_set_error("pagekite_thread_wait: thread not running");
+    return -1;
+  }
+  return pk_manager_join(m);
+}
+
+PK_API int pagekite_thread_stop(pagekite_mgr h) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (!m->started || m->thread_joined) {
+    pk_set_error("pagekite_thread_stop: thread not running");
+    return -1;
+  }
+  m->stop_requested = 1;
+  uv_async_send(&m->wake);
+  return pk_manager_join(m);
+}
+
+PK_API int pagekite_free(pagekite_mgr h) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (m->started && !m->thread_joined) pagekite_thread_stop(h);
+  for (int i = 0; i < m->ntunnels && m->tunnels; i++) {
+    free(m->tunnels[i].in);
+    free(m->tunnels[i].zbuf);
+  }
+  free(m->tunnels);
+  free(m->kites);
+  free(m->fes);
+  free(m->listeners);
+  free(m->domains);
+  free(m->rkites);
+  pk_conns_free(m);
+  pk_pool_free(&m->blocks);
+  if (m->client_ctx) SSL_CTX_free(m->client_ctx);
+  if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
+  free(m->log.snapshot);
+  uv_mutex_destroy(&m->lock);
+  uv_cond_destroy(&m->cond);
+  /* Secrets do not outlive the manager in freed memory. */
+  OPENSSL_cleanse(m, sizeof(*m));
+  free(m);
+  return 0;
+}
+
+PK_API int pagekite_get_status(pagekite_mgr h) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  uv_mutex_lock(&m->lock);
+  int s = m->status;
+  uv_mutex_unlock(&m->lock);
+  return s;
+}
+
+PK_API char *pagekite_get_log(pagekite_mgr h) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return NULL;
+  return pk_log_snapshot(m);
+}
+
+PK_API int pagekite_poll(pagekite_mgr h, int timeout) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (!m->started) {
+    pk_set_error("pagekite_poll: not running");
+    return -1;
+  }
+  return pk_manager_poll(m, timeout);
+}
+
+PK_API int pagekite_tick(pagekite_mgr h) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (!m->started || !m->running) {
+    pk_set_error("pagekite_tick: not running");
+    return -1;
+  }
+  m->tick_requested = 1;
+  pk_manager_wake(m);
+  return 0;
+}
+
+PK_API void pagekite_perror(pagekite_mgr h, const char *prefix) {
+  pk_mgr *m = MGR(h);
+  if (!m) return;
+  pk_log(m, PK_LOG_ERROR, "%s%s%s", prefix ? prefix : "", prefix ? ": " : "", pk_get_error());
+  pk_set_error("no error");
+}
+
+PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  long long n = 0;
+  switch (counter) {
+    case PK_COUNTER_KITES_LIVE:
+      if (pk_is_relay(m)) return m->nrkites;
+      for (int i = 0; i < m->nkites; i++) n += m->kites[i].state == PK_KITE_LIVE;
+      return n;
+    case PK_COUNTER_TUNNELS:
+      for (int i = 0; i < m->ntunnels; i++)
+        n += m->tunnels[i].in_use && m->tunnels[i].state == PK_TS_OPEN;
+      return n;
+    case PK_COUNTER_STREAMS: return m->c_streams;
+    case PK_COUNTER_BYTES_IN: return m->c_bytes_in;
+    case PK_COUNTER_BYTES_OUT: return m->c_bytes_out;
+    case PK_COUNTER_ERRORS: return m->error_count;
+    case PK_COUNTER_STREAMS_TOTAL: return m->c_streams_total;
+    case PK_COUNTER_REJECTED: return m->c_rejected;
+    default: pk_set_error("pagekite_get_counter: unknown counter %d", counter); return -1;
+  }
+}
+
+PK_API const char *pagekite_last_error(void) { return pk_get_error(); }
+
+PK_API int pagekite_version_number(void) { return PK_VERSION_NUMBER; }

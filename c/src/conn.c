@@ -1,0 +1,504 @@
+/* conn.c - one byte stream over uv_tcp_t, optionally TLS through OpenSSL
+ * memory BIOs so TLS rides the same libuv loop.  Memory: reads land in pool
+ * blocks; writes reference the caller's block or copy into one. */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "internal.h"
+
+typedef struct pk_wreq {
+  uv_write_t req;
+  pk_conn *c;
+  pk_block *blk[2];
+  size_t n;
+  struct pk_wreq *next_free;
+} pk_wreq;
+
+static pk_wreq *wreq_free_list;
+static uv_mutex_t wreq_lock;
+static uv_once_t wreq_once = UV_ONCE_INIT;
+static void wreq_init(void) { uv_mutex_init(&wreq_lock); }
+
+static pk_wreq *wreq_get(void) {
+  uv_once(&wreq_once, wreq_init);
+  uv_mutex_lock(&wreq_lock);
+  pk_wreq *w = wreq_free_list;
+  if (w) wreq_free_list = w->next_free;
+  uv_mutex_unlock(&wreq_lock);
+  if (!w) w = malloc(sizeof(*w)); /* grows to the high-water mark, then reused */
+  if (w) memset(w, 0, sizeof(*w));
+  return w;
+}
+
+static void wreq_put(pk_wreq *w) {
+  uv_mutex_lock(&wreq_lock);
+  w->next_free = wreq_free_list;
+  wreq_free_list = w;
+  uv_mutex_unlock(&wreq_lock);
+}
+
+uint64_t pk_now_ms(pk_mgr *m) { return uv_now(&m->loop); }
+
+const char *pk_addr_str(const struct sockaddr *sa, char *buf, size_t n, int *port) {
+  buf[0] = 0;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    uv_inet_ntop(AF_INET, &s4->sin_addr, buf, n);
+    if (port) *port = ntohs(s4->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    uv_inet_ntop(AF_INET6, &s6->sin6_addr, buf, n);
+    if (port) *port = ntohs(s6->sin6_port);
+  }
+  return buf;
+}
+
+int pk_conns_init(pk_mgr *m, int count) {
+  m->conns = calloc((size_t)count, sizeof(pk_conn));
+  if (!m->conns) return -1;
+  m->nconns = count;
+  for (int i = count - 1; i >= 0; i--) {
+    m->conns[i].id = i;
+    m->conns[i].free_next = m->conn_free;
+    m->conn_free = &m->conns[i];
+  }
+  return 0;
+}
+
+void pk_conns_free(pk_mgr *m) {
+  free(m->conns);
+  m->conns = NULL;
+  m->conn_free = NULL;
+}
+
+pk_conn *pk_conn_new(pk_mgr *m, int kind) {
+  pk_conn *c = m->conn_free;
+  if (!c && m->evict_idle_s > 0 && pk_conn_evict_one(m) == 0) c = m->conn_free;
+  if (!c) {
+    pk_set_error("connection pool exhausted (max_conns=%d)", m->max_conns);
+    return NULL;
+  }
+  m->conn_free = c->free_next;
+  int id = c->id;
+  memset(c, 0, sizeof(*c));
+  c->id = id;
+  c->mgr = m;
+  c->kind = kind;
+  c->sid = -1;
+  c->created = c->last_activity = pk_now_ms(m);
+  if (uv_tcp_init(&m->loop, &c->tcp) != 0) {
+    c->kind = PK_CK_FREE;
+    c->free_next = m->conn_free;
+    m->conn_free = c;
+    return NULL;
+  }
+  c->tcp.data = c;
+  m->conns_in_use++;
+  return c;
+}
+
+/* Evict the stream idle the longest, if idle for at least evict_idle_s. */
+int pk_conn_evict_one(pk_mgr *m) {
+  uint64_t now = pk_now_ms(m), limit = (uint64_t)m->evict_idle_s * 1000;
+  pk_conn *best = NULL;
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (c->kind != PK_CK_STREAM || (c->flags & PK_CF_CLOSING)) continue;
+    if (now - c->last_activity < limit) continue;
+    if (!best || c->last_activity < best->last_activity) best = c;
+  }
+  if (!best) return -1;
+  pk_log(m, PK_LOG_BE_CONNS, "Evicting idle stream %lld", best->sid);
+  pk_stream_kill(best, 1);
+  /* The handle returns to the pool in its close callback: run it now. */
+  uv_run(&m->loop, UV_RUN_NOWAIT);
+  return m->conn_free ? 0 : -1;
+}
+
+static void on_close(uv_handle_t *h) {
+  pk_conn *c = h->data;
+  pk_mgr *m = c->mgr;
+  if (c->on_closed) c->on_closed(c, 0);
+  if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
+  if (c->inbuf) pk_block_unref(m, c->inbuf);
+  int id = c->id;
+  memset(c, 0, sizeof(*c));
+  c->id = id;
+  c->kind = PK_CK_FREE;
+  c->free_next = m->conn_free;
+  m->conn_free = c;
+  m->conns_in_use--;
+}
+
+void pk_conn_close(pk_conn *c) {
+  if (!c || (c->flags & PK_CF_CLOSING)) return;
+  c->flags |= PK_CF_CLOSING;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+void pk_conn_set_nodelay(pk_conn *c) { uv_tcp_nodelay(&c->tcp, 1); }
+
+/* ---- writing ---- */
+static void on_write(uv_write_t *req, int status) {
+  pk_wreq *w = (pk_wreq *)req;
+  pk_conn *c = w->c;
+  pk_mgr *m = c->mgr;
+  c->wq_bytes -= w->n;
+  for (int i = 0; i < 2; i++)
+    if (w->blk[i]) pk_block_unref(m, w->blk[i]);
+  size_t n = w->n;
+  wreq_put(w);
+  if (c->flags & PK_CF_CLOSING) return;
+  if (status < 0) {
+    if (c->on_eof) c->on_eof(c, status);
+    return;
+  }
+  c->bytes_out += n;
+  if (c->on_drain) c->on_drain(c, (int)(n > 0x7fffffff ? 0x7fffffff : n));
+}
+
+static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_block *b1) {
+  pk_wreq *w = wreq_get();
+  if (!w) return -1;
+  w->c = c;
+  w->blk[0] = b0;
+  w->blk[1] = b1;
+  for (int i = 0; i < nbufs; i++) w->n += bufs[i].len;
+  c->wq_bytes += w->n;
+  int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs, on_write);
+  if (rv != 0) {
+    c->wq_bytes -= w->n;
+    if (b0) pk_block_unref(c->mgr, b0);
+    if (b1) pk_block_unref(c->mgr, b1);
+    wreq_put(w);
+    return -1;
+  }
+  return 0;
+}
+
+/* Copy bytes into pool blocks and write them. */
+static int copy_write(pk_conn *c, const char *data, size_t n) {
+  while (n > 0) {
+    pk_block *b = pk_block_get(c->mgr);
+    if (!b) {
+      pk_set_error("buffer pool exhausted");
+      return -1;
+    }
+    size_t take = n < PK_BLOCK_SIZE ? n : PK_BLOCK_SIZE;
+    memcpy(b->data, data, take);
+    uv_buf_t buf = uv_buf_init(b->data, (unsigned)take);
+    if (raw_write(c, &buf, 1, b, NULL) != 0) return -1;
+    data += take;
+    n -= take;
+  }
+  return 0;
+}
+
+/* Move whatever TLS produced into the socket. */
+static int tls_flush(pk_conn *c) {
+  while (BIO_ctrl_pending(c->wbio) > 0) {
+    pk_block *b = pk_block_get(c->mgr);
+    if (!b) return -1;
+    int r = BIO_read(c->wbio, b->data, PK_BLOCK_SIZE);
+    if (r <= 0) {
+      pk_block_unref(c->mgr, b);
+      break;
+    }
+    uv_buf_t buf = uv_buf_init(b->data, (unsigned)r);
+    if (raw_write(c, &buf, 1, b, NULL) != 0) return -1;
+  }
+  return 0;
+}
+
+static int tls_write(pk_conn *c, const char *data, size_t n) {
+  while (n > 0) {
+    int chunk = n > 16384 ? 16384 : (int)n;
+    int r = SSL_write(c->ssl, data, chunk);
+    if (r <= 0) {
+      pk_set_error("TLS write failed");
+      return -1;
+    }
+    data += r;
+    n -= (size_t)r;
+    if (tls_flush(c) != 0) return -1;
+  }
+  return 0;
+}
+
+int pk_conn_writev2(pk_conn *c, const char *h, size_t hn, const char *d, size_t dn,
+                    pk_block *blk) {
+  if (c->flags & PK_CF_CLOSING) return -1;
+  if (c->ssl) {
+    if (hn && tls_write(c, h, hn) != 0) return -1;
+    if (dn && tls_write(c, d, dn) != 0) return -1;
+    return 0;
+  }
+  /* The small header is copied; the payload is referenced when it lives in a block. */
+  pk_block *hb = NULL;
+  uv_buf_t bufs[2];
+  int nb = 0;
+  if (hn) {
+    if (hn > PK_BLOCK_SIZE || !(hb = pk_block_get(c->mgr))) return copy_write(c, h, hn) || (dn && copy_write(c, d, dn)) ? -1 : 0;
+    memcpy(hb->data, h, hn);
+    bufs[nb++] = uv_buf_init(hb->data, (unsigned)hn);
+  }
+  if (dn) {
+    if (!blk) {
+      if (hb && dn <= PK_BLOCK_SIZE - hn) {
+        memcpy(hb->data + hn, d, dn);
+        bufs[0].len += dn;
+        return raw_write(c, bufs, nb, hb, NULL);
+      }
+      if (nb && raw_write(c, bufs, nb, hb, NULL) != 0) return -1;
+      return copy_write(c, d, dn);
+    }
+    pk_block_ref(blk);
+    bufs[nb++] = uv_buf_init((char *)d, (unsigned)dn);
+  }
+  return raw_write(c, bufs, nb, hb, dn ? blk : NULL);
+}
+
+int pk_conn_write(pk_conn *c, const char *data, size_t n, pk_block *blk) {
+  return pk_conn_writev2(c, NULL, 0, data, n, blk);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  pk_conn *c = req->data;
+  if (c->flags & PK_CF_CLOSING) return;
+  c->flags |= PK_CF_SHUT_WR;
+  if (c->on_drain) c->on_drain(c, 0);
+}
+
+void pk_conn_shutdown(pk_conn *c) {
+  if (c->flags & (PK_CF_CLOSING | PK_CF_SHUT_WR)) return;
+  if (c->shutdown_req.data) return; /* already requested */
+  c->shutdown_req.data = c;
+  if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    c->flags |= PK_CF_SHUT_WR;
+  }
+}
+
+/* ---- reading ---- */
+static int nobuf_waiting;
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  pk_conn *c = h->data;
+  pk_block *b = pk_block_get(c->mgr);
+  if (!b) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(b->data, PK_BLOCK_SIZE);
+}
+
+static pk_block *block_of(char *base) {
+  return (pk_block *)(base - offsetof(pk_block, data));
+}
+
+static void tls_progress(pk_conn *c);
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  pk_conn *c = s->data;
+  pk_mgr *m = c->mgr;
+  pk_block *b = buf->base ? block_of(buf->base) : NULL;
+  if (nread == UV_ENOBUFS || (nread == 0 && !b)) {
+    uv_read_stop(s);
+    c->flags &= ~PK_CF_READING;
+    c->flags |= PK_CF_NOBUF;
+    nobuf_waiting++;
+    return;
+  }
+  if (nread <= 0) {
+    if (b) pk_block_unref(m, b);
+    if (nread == 0) return;
+    uv_read_stop(s);
+    c->flags &= ~PK_CF_READING;
+    c->flags |= PK_CF_READ_EOF;
+    if (c->on_eof) c->on_eof(c, nread == UV_EOF ? 0 : (int)nread);
+    return;
+  }
+  c->bytes_in += (uint64_t)nread;
+  c->last_activity = pk_now_ms(m);
+  if (c->ssl) {
+    BIO_write(c->rbio, buf->base, (int)nread);
+    pk_block_unref(m, b);
+    tls_progress(c);
+    return;
+  }
+  b->len = (size_t)nread;
+  if (c->on_data) c->on_data(c, buf->base, (size_t)nread, b);
+  pk_block_unref(m, b);
+}
+
+void pk_conns_resume_nobuf(pk_mgr *m) {
+  if (nobuf_waiting <= 0) return;
+  for (int i = 0; i < m->nconns && nobuf_waiting > 0; i++) {
+    pk_conn *c = &m->conns[i];
+    if (!(c->flags & PK_CF_NOBUF)) continue;
+    c->flags &= ~PK_CF_NOBUF;
+    nobuf_waiting--;
+    if (!(c->flags & (PK_CF_CLOSING | PK_CF_PAUSED))) pk_conn_read_start(c);
+    if (!m->blocks.free_list && m->blocks.used >= m->blocks.count) break;
+  }
+}
+
+int pk_conn_read_start(pk_conn *c) {
+  if (c->flags & (PK_CF_CLOSING | PK_CF_READING | PK_CF_READ_EOF)) return 0;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) return -1;
+  c->flags |= PK_CF_READING;
+  return 0;
+}
+
+void pk_conn_read_stop(pk_conn *c) {
+  if (!(c->flags & PK_CF_READING)) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->flags &= ~PK_CF_READING;
+}
+
+/* ---- TLS ---- */
+static void tls_fail(pk_conn *c, const char *what) {
+  unsigned long e = ERR_get_error();
+  char ebuf[200] = "";
+  if (e) ERR_error_string_n(e, ebuf, sizeof(ebuf));
+  long vr = SSL_get_verify_result(c->ssl);
+  pk_set_error("TLS %s failed: %s%s%s", what, ebuf,
+               vr != X509_V_OK ? " / verify: " : "",
+               vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+  pk_log(c->mgr, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "%s", pk_get_error());
+  ERR_clear_error();
+  tls_flush(c);
+  if (c->on_connect && !SSL_is_server(c->ssl)) {
+    pk_conn_event_cb cb = c->on_connect;
+    c->on_connect = NULL;
+    cb(c, -1);
+  } else {
+    pk_conn_close(c);
+  }
+}
+
+static void tls_progress(pk_conn *c) {
+  if (!(c->flags & PK_CF_TLS_DONE)) {
+    int r = SSL_do_handshake(c->ssl);
+    tls_flush(c);
+    if (r != 1) {
+      int err = SSL_get_error(c->ssl, r);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
+      tls_fail(c, "handshake");
+      return;
+    }
+    c->flags |= PK_CF_TLS_DONE;
+    if (c->on_connect) {
+      pk_conn_event_cb cb = c->on_connect;
+      c->on_connect = NULL;
+      cb(c, 0);
+      if (c->flags & PK_CF_CLOSING) return;
+    }
+  }
+  for (;;) {
+    if (c->flags & PK_CF_CLOSING) return;
+    pk_block *b = pk_block_get(c->mgr);
+    if (!b) return; /* bytes stay in the BIO until a block frees up */
+    int r = SSL_read(c->ssl, b->data, PK_BLOCK_SIZE);
+    if (r <= 0) {
+      pk_block_unref(c->mgr, b);
+      int err = SSL_get_error(c->ssl, r);
+      if (err == SSL_ERROR_WANT_READ) break;
+      if (err == SSL_ERROR_ZERO_RETURN) {
+        c->flags |= PK_CF_READ_EOF;
+        if (c->on_eof) c->on_eof(c, 0);
+      } else {
+        tls_fail(c, "read");
+      }
+      return;
+    }
+    b->len = (size_t)r;
+    if (c->on_data) c->on_data(c, b->data, (size_t)r, b);
+    pk_block_unref(c->mgr, b);
+  }
+  tls_flush(c);
+}
+
+static int tls_setup(pk_conn *c, SSL_CTX *ctx) {
+  c->ssl = SSL_new(ctx);
+  if (!c->ssl) return -1;
+  c->rbio = BIO_new(BIO_s_mem());
+  c->wbio = BIO_new(BIO_s_mem());
+  if (!c->rbio || !c->wbio) return -1;
+  SSL_set_bio(c->ssl, c->rbio, c->wbio);
+  return 0;
+}
+
+int pk_conn_start_tls_server(pk_conn *c, SSL_CTX *ctx, const char *already, size_t n) {
+  if (tls_setup(c, ctx) != 0) return -1;
+  SSL_set_accept_state(c->ssl);
+  if (n) BIO_write(c->rbio, already, (int)n);
+  tls_progress(c);
+  return 0;
+}
+
+/* ---- connecting ---- */
+static SSL_CTX *pending_ctx_unused;
+
+static void on_connect(uv_connect_t *req, int status) {
+  pk_conn *c = req->data;
+  if (c->flags & PK_CF_CLOSING) return;
+  if (status < 0) {
+    pk_set_error("connect failed: %s", uv_strerror(status));
+    if (c->on_connect) c->on_connect(c, status);
+    return;
+  }
+  c->flags |= PK_CF_CONNECTED;
+  pk_conn_set_nodelay(c);
+  pk_conn_read_start(c);
+  if (c->ssl) {
+    SSL_set_connect_state(c->ssl);
+    tls_progress(c);
+    return;
+  }
+  if (c->on_connect) {
+    pk_conn_event_cb cb = c->on_connect;
+    c->on_connect = NULL;
+    cb(c, 0);
+  }
+}
+
+int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const char *sni) {
+  (void)pending_ctx_unused;
+  if (tls) {
+    if (tls_setup(c, tls) != 0) return -1;
+    if (sni && *sni) {
+      SSL_set_tlsext_host_name(c->ssl, sni);
+      if (c->mgr->tls_verify) {
+        /* Names are checked against the relay's DNS name (or IP literal). */
+        struct in6_addr tmp;
+        if (inet_pton(AF_INET, sni, &tmp) == 1 || inet_pton(AF_INET6, sni, &tmp) == 1)
+          X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), sni);
+        else
+          SSL_set1_host(c->ssl, sni);
+      }
+    }
+  }
+  c->connect_req.data = c;
+  int rv = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
+  if (rv != 0) {
+    pk_set_error("connect: %s", uv_strerror(rv));
+    return -1;
+  }
+  return 0;
+}
+
+int pk_conn_accept(pk_conn *c, uv_stream_t *server) {
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) return -1;
+  c->flags |= PK_CF_CONNECTED;
+  pk_conn_set_nodelay(c);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    pk_addr_str((struct sockaddr *)&ss, c->rip, sizeof(c->rip), &c->rport);
+  return 0;
+}

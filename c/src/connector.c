@@ -1,0 +1,845 @@
+/* connector.c - the back-end role: relay choice, tunnel handshake, kites,
+ * origin streams, forwarding headers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+#define PK_PING_TIMEOUT_MS 3000
+#define PK_UNKNOWN_PING 100000
+
+static void connect_tunnel(pk_mgr *m, int fe, int ai, int signed_retry);
+
+/* ---- kites ---- */
+static void kite_proto_string(const pk_kite *k, char *out, size_t n) {
+  if (k->pport > 0)
+    snprintf(out, n, "%s-%d", k->proto, k->pport);
+  else
+    snprintf(out, n, "%s", k->proto);
+}
+
+/* "proto:name:..." from a relay header -> our kite, or NULL. */
+static pk_kite *kite_by_header(pk_mgr *m, pk_slice v) {
+  char buf[PK_NAME_MAX + 64];
+  if (v.n >= sizeof(buf)) return NULL;
+  memcpy(buf, v.p, v.n);
+  buf[v.n] = 0;
+  char *proto = buf, *name = strchr(buf, ':');
+  if (!name) return NULL;
+  *name++ = 0;
+  char *rest = strchr(name, ':');
+  if (rest) *rest = 0;
+  for (int i = 0; i < m->nkites; i++) {
+    char ps[48];
+    kite_proto_string(&m->kites[i], ps, sizeof(ps));
+    if ((strcasecmp(ps, proto) == 0 || strcasecmp(m->kites[i].proto, proto) == 0) &&
+        strcasecmp(m->kites[i].name, name) == 0)
+      return &m->kites[i];
+  }
+  return NULL;
+}
+
+static void update_status(pk_mgr *m) {
+  int live = 0, rejected = 0, dup = 0;
+  for (int i = 0; i < m->nkites; i++) {
+    if (m->kites[i].state == PK_KITE_LIVE) live++;
+    if (m->kites[i].state == PK_KITE_REJECTED) rejected++;
+    if (m->kites[i].state == PK_KITE_DUPLICATE) dup++;
+  }
+  int st;
+  if (m->nkites > 0 && live == m->nkites)
+    st = PK_STATUS_FLYING;
+  else if (rejected && !live)
+    st = PK_STATUS_REJECTED;
+  else if (live || dup)
+    st = PK_STATUS_PROBLEMS;
+  else if (m->fail_streak >= 3)
+    st = m->fail_streak >= 6 ? PK_STATUS_NO_NETWORK : PK_STATUS_PROBLEMS;
+  else
+    st = PK_STATUS_CONNECTING;
+  pk_set_status(m, st);
+}
+
+/* X-PageKite lines for the given kites (fsalt from challenges, if any). */
+static int build_kite_lines(pk_mgr *m, char *out, size_t n, const char **fsalts, int only_challenged) {
+  size_t off = 0;
+  for (int i = 0; i < m->nkites; i++) {
+    pk_kite *k = &m->kites[i];
+    const char *fsalt = fsalts ? fsalts[i] : NULL;
+    if (only_challenged && !fsalt) continue;
+    char ps[48], payload[PK_NAME_MAX + 160], sig[PK_TOKEN_LEN + 1];
+    kite_proto_string(k, ps, sizeof(ps));
+    snprintf(payload, sizeof(payload), "%s:%s:%s:%s", ps, k->name, k->bsalt, fsalt ? fsalt : "");
+    if (pk_sign_token(k->secret, payload, NULL, 0, sig) != 0) return -1;
+    int w = snprintf(out + off, n - off, "X-PageKite: %s:%s\r\n", payload, sig);
+    if (w < 0 || (size_t)w >= n - off) return -1;
+    off += (size_t)w;
+  }
+  return (int)off;
+}
+
+/* Apply X-PageKite-* headers from the relay (response head or NOOP chunk). */
+static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_slice *values,
+                                int count) {
+  pk_mgr *m = t->mgr;
+  const char *fsalts[256] = {0};
+  char tokbuf[256][PK_TOKEN_LEN + 1];
+  int challenged = 0, changed = 0;
+  pk_frontend *fe = (t->fe_idx >= 0) ? &m->fes[t->fe_idx] : NULL;
+  for (int i = 0; i < count; i++) {
+    pk_slice nm = names[i], v = values[i];
+    if (pk_slice_ieq(nm, "X-PageKite-SessionID")) {
+      size_t k = v.n < sizeof(t->session) - 1 ? v.n : sizeof(t->session) - 1;
+      memcpy(t->session, v.p, k);
+      t->session[k] = 0;
+      if (fe) memcpy(fe->session[t->addr_idx], t->session, k + 1);
+    } else if (pk_slice_ieq(nm, "X-PageKite-Features")) {
+      if (pk_slice_ieq(v, "AddKites")) t->peer_addkites = 1;
+      if (pk_slice_ieq(v, "ZChunks")) t->peer_zchunks = 1;
+    } else if (pk_slice_ieq(nm, "X-PageKite-SignThis")) {
+      pk_kite *k = kite_by_header(m, v);
+      const char *last = memrchr(v.p, ':', v.n);
+      if (!k || !last) continue;
+      int idx = (int)(k - m->kites);
+      size_t tl = v.n - (size_t)(last + 1 - v.p);
+      if (idx >= 256 || tl > PK_TOKEN_LEN) continue;
+      memcpy(tokbuf[idx], last + 1, tl);
+      tokbuf[idx][tl] = 0;
+      fsalts[idx] = tokbuf[idx];
+      challenged++;
+    } else if (pk_slice_ieq(nm, "X-PageKite-OK")) {
+      pk_kite *k = kite_by_header(m, v);
+      if (!k) continue;
+      if (k->state != PK_KITE_LIVE || k->tunnel != t) {
+        k->state = PK_KITE_LIVE;
+        k->tunnel = t;
+        t->nkites_live++;
+        changed = 1;
+        pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is flying", k->proto, k->name);
+      }
+    } else if (pk_slice_ieq(nm, "X-PageKite-Invalid") || pk_slice_ieq(nm, "X-PageKite-Duplicate")) {
+      pk_kite *k = kite_by_header(m, v);
+      if (!k) continue;
+      int dup = pk_slice_ieq(nm, "X-PageKite-Duplicate");
+      k->state = dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED;
+      if (k->tunnel == t) k->tunnel = NULL;
+      changed = 1;
+      pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
+             dup ? "duplicate" : (k->reason[0] ? k->reason : "invalid"));
+    } else if (pk_slice_ieq(nm, "X-PageKite-Invalid-Why")) {
+      pk_kite *k = kite_by_header(m, v);
+      const char *semi = memchr(v.p, ';', v.n);
+      if (k && semi) {
+        size_t rl = v.n - (size_t)(semi + 1 - v.p);
+        if (rl >= sizeof(k->reason)) rl = sizeof(k->reason) - 1;
+        memcpy(k->reason, semi + 1, rl);
+        k->reason[rl] = 0;
+      }
+    }
+  }
+  if (challenged) {
+    char lines[8192];
+    int n = build_kite_lines(m, lines, sizeof(lines), fsalts, 1);
+    if (n < 0) {
+      pk_tunnel_kill(t, "cannot sign challenge");
+      return;
+    }
+    if (t->state == PK_TS_OPEN && t->peer_addkites) {
+      /* Sign in-band, on the open tunnel. */
+      char hdrs[8300];
+      int hn = snprintf(hdrs, sizeof(hdrs), "NOOP: 1\r\n%s\r\n", lines);
+      pk_tunnel_send_chunk(t, hdrs, (size_t)hn, "!", 1, NULL);
+    } else if (!t->retried_signed && fe) {
+      /* Old-style relay: reconnect with the signatures. */
+      int fi = t->fe_idx, ai = t->addr_idx;
+      for (int i = 0; i < m->nkites && i < 256; i++)
+        if (fsalts[i]) snprintf(m->kites[i].fsalt, sizeof(m->kites[i].fsalt), "%s", fsalts[i]);
+      pk_tunnel_kill(t, "reconnecting with signatures");
+      connect_tunnel(m, fi, ai, 1);
+      return;
+    }
+  }
+  if (changed) {
+    for (int i = 0; i < m->nkites; i++)
+      if (m->kites[i].state == PK_KITE_REJECTED) m->rejected = 1;
+    update_status(m);
+  }
+}
+
+/* ---- origin streams ---- */
+#define K503 \
+    "HTTP/1.1 503 Unavailable\r\nContent-Type: text/html\r\nConnection: close\r\n" \
+    "Content-Length: %d\r\n\r\n%s"
+
+static void send_unavailable(pk_tunnel *t, long long sid, const char *proto, const char *host) {
+  if (strncasecmp(proto, "http", 4) == 0 || strcasecmp(proto, "websocket") == 0) {
+    char body[600], page[900], hdr[64];
+    int bl = snprintf(body, sizeof(body),
+                      "<html><body><h1>503 Unavailable</h1><p>The origin server for <b>%.200s</b> "
+                      "is not reachable right now (PageKite connector).</p></body></html>\n",
+                      host);
+    int pl = snprintf(page, sizeof(page), K503, bl, body);
+    int hn = snprintf(hdr, sizeof(hdr), "SID: %lld\r\n\r\n", sid);
+    pk_tunnel_send_chunk(t, hdr, (size_t)hn, page, (size_t)pl, NULL);
+  }
+  pk_tunnel_send_eof(t, sid, "WR");
+}
+
+static void origin_on_connect(pk_conn *s, int status) {
+  pk_tunnel *t = s->tunnel;
+  if (status < 0) {
+    pk_log(s->mgr, PK_LOG_BE_CONNS | PK_LOG_ERROR, "Origin for stream %lld unreachable: %s", s->sid,
+           uv_strerror(status));
+    if (t) {
+      pk_kite *k = s->owner;
+      s->flags |= PK_CF_SENT_EOF;
+      send_unavailable(t, s->sid, k ? k->proto : "raw", k ? k->name : "");
+    }
+    pk_tunnel_remove_stream(t, s);
+    pk_conn_close(s);
+    return;
+  }
+  pk_log(s->mgr, PK_LOG_BE_CONNS, "Stream %lld connected to origin", s->sid);
+  if (s->flags & PK_CF_PEER_W) pk_conn_read_stop(s);
+}
+
+static pk_kite *kite_for_stream(pk_mgr *m, const char *proto, const char *host, int port) {
+  pk_kite *fallback = NULL;
+  for (int i = 0; i < m->nkites; i++) {
+    pk_kite *k = &m->kites[i];
+    if (strcasecmp(k->name, host) != 0) continue;
+    if (k->pport && port && k->pport != port) continue;
+    if (strcasecmp(k->proto, proto) == 0) return k;
+    /* websocket streams fall back to the http kite of the same name */
+    if (strcasecmp(proto, "websocket") == 0 && strcasecmp(k->proto, "http") == 0) fallback = k;
+  }
+  return fallback;
+}
+
+static void slice_cpy(char *out, size_t n, pk_slice s) {
+  size_t k = s.p ? (s.n < n - 1 ? s.n : n - 1) : 0;
+  if (k) memcpy(out, s.p, k);
+  out[k] = 0;
+}
+
+static void new_stream(pk_tunnel *t, pk_chunk *ch) {
+  pk_mgr *m = t->mgr;
+  char proto[32], host[PK_NAME_MAX], portb[16];
+  slice_cpy(proto, sizeof(proto), ch->known[PK_CH_PROTO]);
+  slice_cpy(host, sizeof(host), ch->known[PK_CH_HOST]);
+  slice_cpy(portb, sizeof(portb), ch->known[PK_CH_PORT]);
+  if (!proto[0] || !host[0]) {
+    /* Data for a stream we do not know (any more). */
+    pk_tunnel_send_eof(t, ch->sid, "WR");
+    return;
+  }
+  for (char *p = host; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+  if (strncasecmp(proto, "probe", 5) == 0) {
+    char hdr[64];
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n";
+    int hn = snprintf(hdr, sizeof(hdr), "SID: %lld\r\n\r\n", ch->sid);
+    pk_tunnel_send_chunk(t, hdr, (size_t)hn, ok, strlen(ok), NULL);
+    pk_tunnel_send_eof(t, ch->sid, "WR");
+    return;
+  }
+  pk_kite *k = kite_for_stream(m, proto, host, atoi(portb));
+  pk_conn *s = (k && k->origin_ok) ? pk_conn_new(m, PK_CK_STREAM) : NULL;
+  if (!s) {
+    pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "No origin for %s://%s:%s (%s)", proto, host, portb,
+           k ? pk_get_error() : "no such kite");
+    send_unavailable(t, ch->sid, proto, host);
+    return;
+  }
+  s->owner = k;
+  slice_cpy(s->rip, sizeof(s->rip), ch->known[PK_CH_RIP]);
+  char rp[16];
+  slice_cpy(rp, sizeof(rp), ch->known[PK_CH_RPORT]);
+  s->rport = atoi(rp);
+  s->rtls = ch->known[PK_CH_RTLS].p && ch->known[PK_CH_RTLS].n > 0;
+  if (strcasecmp(proto, "http") == 0) s->flags |= PK_CF_HTTP;
+  pk_stream_attach(s, t, ch->sid);
+  s->on_connect = origin_on_connect;
+  if (pk_conn_connect(s, (struct sockaddr *)&k->origin, NULL, NULL) != 0) {
+    s->flags |= PK_CF_SENT_EOF;
+    send_unavailable(t, ch->sid, proto, host);
+    pk_tunnel_remove_stream(t, s);
+    pk_conn_close(s);
+    return;
+  }
+  pk_conn_read_start(s);
+  pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s", ch->sid, proto, host, s->rip);
+  if (ch->data.n) pk_stream_from_tunnel(s, ch->data.p, ch->data.n);
+}
+
+void pk_connector_on_chunk(pk_tunnel *t, pk_chunk *ch) {
+  if (ch->noop) {
+    handle_kite_headers(t, ch->names, ch->values, ch->nheaders);
+    return;
+  }
+  new_stream(t, ch);
+}
+
+/* ---- X-Forwarded-For / X-Forwarded-Proto on every request ---- */
+static int flush_head(pk_conn *s, const char *head, size_t n) {
+  pk_http_head h;
+  if (pk_wire_parse_http_head(head, n, n, &h) != 1) return pk_conn_write(s, head, n, NULL);
+  const char *eol = memchr(head, '\n', n);
+  size_t first = eol ? (size_t)(eol - head) + 1 : n;
+  char out[PK_BLOCK_SIZE + 512];
+  size_t off = 0;
+  memcpy(out, head, first);
+  off = first;
+  off += (size_t)snprintf(out + off, sizeof(out) - off,
+                          "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
+                          s->rip[0] ? s->rip : "unknown", s->rtls ? "https" : "http");
+  int chunked = 0, upgrade = 0;
+  long long clen = 0;
+  for (int i = 0; i < h.nheaders; i++) {
+    if (pk_slice_ieq(h.names[i], "X-Forwarded-For") ||
+        pk_slice_ieq(h.names[i], "X-Forwarded-Proto"))
+      continue; /* the relay's view replaces whatever the client claimed */
+    if (pk_slice_ieq(h.names[i], "Content-Length")) pk_slice_to_ll(h.values[i], &clen);
+    if (pk_slice_ieq(h.names[i], "Transfer-Encoding")) chunked = 1;
+    if (pk_slice_ieq(h.names[i], "Upgrade")) upgrade = 1;
+    off += (size_t)snprintf(out + off, sizeof(out) - off, "%.*s: %.*s\r\n", (int)h.names[i].n,
+                            h.names[i].p, (int)h.values[i].n, h.values[i].p);
+    if (off > sizeof(out) - 64) return pk_conn_write(s, head, n, NULL);
+  }
+  memcpy(out + off, "\r\n", 2);
+  off += 2;
+  if (chunked || upgrade || clen < 0) {
+    s->http_state = 2; /* body framing we do not follow: pass the rest through */
+  } else if (clen > 0) {
+    s->http_state = 1;
+    s->http_body_left = (uint64_t)clen;
+  } else {
+    s->http_state = 0;
+  }
+  return pk_conn_write(s, out, off, NULL);
+}
+
+int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *blk) {
+  while (n > 0) {
+    if (s->http_state == 2) return pk_conn_write(s, data, n, NULL);
+    if (s->http_state == 1) {
+      size_t k = n < s->http_body_left ? n : (size_t)s->http_body_left;
+      if (pk_conn_write(s, data, k, NULL) != 0) return -1;
+      s->http_body_left -= k;
+      data += k;
+      n -= k;
+      if (s->http_body_left == 0) s->http_state = 0;
+      continue;
+    }
+    if (!s->inbuf && !(s->inbuf = pk_block_get(s->mgr))) return -1;
+    size_t room = PK_BLOCK_SIZE - s->inlen;
+    size_t k = n < room ? n : room;
+    memcpy(s->inbuf->data + s->inlen, data, k);
+    s->inlen += k;
+    data += k;
+    n -= k;
+    pk_http_head h;
+    int r = pk_wire_parse_http_head(s->inbuf->data, s->inlen, PK_BLOCK_SIZE, &h);
+    if (r == PK_WIRE_NEED_MORE && s->inlen < PK_BLOCK_SIZE) continue;
+    size_t hl = (r == 1) ? h.head_len : s->inlen;
+    if (r != 1) s->http_state = 2; /* not HTTP we understand: stop rewriting */
+    int rv = (r == 1) ? flush_head(s, s->inbuf->data, hl) : pk_conn_write(s, s->inbuf->data, hl, NULL);
+    if (rv != 0) return -1;
+    size_t rest = s->inlen - hl;
+    s->inlen = 0;
+    if (rest) {
+      /* Bytes after the head are re-fed through the state machine. */
+      char tmp[PK_BLOCK_SIZE];
+      memcpy(tmp, s->inbuf->data + hl, rest);
+      if (pk_http_forward_rewrite(s, tmp, rest, NULL) != 0) return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- the tunnel handshake (connector side) ---- */
+static void hs_fail(pk_conn *c, const char *why) {
+  pk_tunnel *t = c->owner;
+  if (t) pk_tunnel_kill(t, why);
+  else pk_conn_close(c);
+}
+
+static void hs_on_eof(pk_conn *c, int status) {
+  hs_fail(c, status == 0 ? "relay closed during handshake" : uv_strerror(status));
+}
+
+static void hs_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
+  pk_tunnel *t = c->owner;
+  pk_mgr *m = c->mgr;
+  if (!c->inbuf && !(c->inbuf = pk_block_get(m))) {
+    hs_fail(c, "out of buffers");
+    return;
+  }
+  if (c->inlen + n > PK_BLOCK_SIZE) {
+    hs_fail(c, "handshake response too large");
+    return;
+  }
+  memcpy(c->inbuf->data + c->inlen, data, n);
+  c->inlen += n;
+  pk_http_head h;
+  int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
+  if (r == PK_WIRE_NEED_MORE) return;
+  if (r < 0 || !h.is_response) {
+    hs_fail(c, "bad handshake response");
+    return;
+  }
+  if (h.status != 200 && h.status != 101) {
+    pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Relay refused tunnel: HTTP %d", h.status);
+    m->fail_streak++;
+    hs_fail(c, "relay refused the tunnel");
+    return;
+  }
+  m->fail_streak = 0;
+  pk_tunnel_open(t);
+  handle_kite_headers(t, h.names, h.values, h.nheaders);
+  if (t->state == PK_TS_DEAD) return;
+  int any_live = t->nkites_live > 0, pending = 0;
+  for (int i = 0; i < m->nkites; i++)
+    if (m->kites[i].state == PK_KITE_DEAD) pending++;
+  if (!any_live && !pending && !t->peer_addkites) {
+    pk_tunnel_kill(t, "no kites accepted");
+    return;
+  }
+  size_t rest = c->inlen - h.head_len;
+  char *restp = c->inbuf->data + h.head_len;
+  pk_block *ib = c->inbuf;
+  c->inbuf = NULL;
+  c->inlen = 0;
+  if (rest) pk_tunnel_feed(t, restp, rest);
+  pk_block_unref(m, ib);
+  update_status(m);
+}
+
+static void send_handshake(pk_tunnel *t, int use_challenges) {
+  pk_mgr *m = t->mgr;
+  char req[12288];
+  size_t off = 0;
+  off += (size_t)snprintf(req, sizeof(req),
+                          "CONNECT PageKite:1 HTTP/1.0\r\n"
+                          "X-PageKite-Features: AddKites\r\n"
+                          "X-PageKite-Version: %s\r\n"
+                          "X-PageKite-Features: ZChunks\r\n",
+                          PK_VERSION);
+  pk_frontend *fe = &m->fes[t->fe_idx];
+  if (fe->session[t->addr_idx][0])
+    off += (size_t)snprintf(req + off, sizeof(req) - off, "X-PageKite-Replace: %s\r\n",
+                            fe->session[t->addr_idx]);
+  const char *fs[256] = {0};
+  if (use_challenges)
+    for (int i = 0; i < m->nkites && i < 256; i++)
+      if (m->kites[i].fsalt[0]) fs[i] = m->kites[i].fsalt;
+  int n = build_kite_lines(m, req + off, sizeof(req) - off - 3, fs, 0);
+  if (n < 0) {
+    pk_tunnel_kill(t, "too many kites for one request");
+    return;
+  }
+  off += (size_t)n;
+  memcpy(req + off, "\r\n", 2);
+  off += 2;
+  for (int i = 0; i < m->nkites; i++) m->kites[i].fsalt[0] = 0;
+  pk_conn_write(t->conn, req, off, NULL);
+}
+
+static void tunnel_on_connect(pk_conn *c, int status) {
+  pk_tunnel *t = c->owner;
+  pk_mgr *m = c->mgr;
+  if (!t) return;
+  if (status < 0) {
+    pk_frontend *fe = &m->fes[t->fe_idx];
+    fe->errors[t->addr_idx]++;
+    fe->last_fail[t->addr_idx] = pk_now_ms(m);
+    m->fail_streak++;
+    pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Connecting to relay %s:%d failed: %s", fe->host,
+           fe->port, pk_get_error());
+    pk_tunnel_kill(t, "connect failed");
+    update_status(m);
+    return;
+  }
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Connected to relay %s:%d, requesting kites",
+         m->fes[t->fe_idx].host, m->fes[t->fe_idx].port);
+  send_handshake(t, t->retried_signed);
+}
+
+static void connect_tunnel(pk_mgr *m, int fi, int ai, int signed_retry) {
+  pk_frontend *fe = &m->fes[fi];
+  pk_conn *c = pk_conn_new(m, PK_CK_TUNNEL);
+  if (!c) return;
+  pk_tunnel *t = pk_tunnel_new(m, c, 0);
+  if (!t) {
+    pk_conn_close(c);
+    return;
+  }
+  t->fe_idx = fi;
+  t->addr_idx = ai;
+  t->retried_signed = signed_retry;
+  fe->tunnel[ai] = t;
+  c->on_connect = tunnel_on_connect;
+  c->on_data = hs_on_data;
+  c->on_eof = hs_on_eof;
+  SSL_CTX *ctx = (m->flags & PK_WITH_SSL) ? pk_client_tls_ctx(m) : NULL;
+  if ((m->flags & PK_WITH_SSL) && !ctx) {
+    pk_tunnel_kill(t, "TLS context unavailable");
+    return;
+  }
+  char ip[64];
+  pk_addr_str((struct sockaddr *)&fe->addrs[ai], ip, sizeof(ip), NULL);
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Connecting to relay %s (%s) port %d%s", fe->host, ip, fe->port,
+         ctx ? " with TLS" : "");
+  if (pk_conn_connect(c, (struct sockaddr *)&fe->addrs[ai], ctx, fe->host) != 0)
+    pk_tunnel_kill(t, "connect failed");
+}
+
+void pk_connector_tunnel_closed(pk_tunnel *t) {
+  pk_mgr *m = t->mgr;
+  for (int i = 0; i < m->nkites; i++) {
+    pk_kite *k = &m->kites[i];
+    if (k->tunnel == t) {
+      k->tunnel = NULL;
+      if (k->state == PK_KITE_LIVE) k->state = PK_KITE_DEAD;
+    }
+  }
+  if (t->fe_idx >= 0 && t->addr_idx >= 0 && m->fes[t->fe_idx].tunnel[t->addr_idx] == t)
+    m->fes[t->fe_idx].tunnel[t->addr_idx] = NULL;
+  if (!m->stop_requested) {
+    /* Reconnect soon; back off while failures continue. */
+    uint64_t now = pk_now_ms(m);
+    if (!m->outage_started) m->outage_started = now;
+    uint64_t delay = 250u << (m->fail_streak < 3 ? m->fail_streak : 2);
+    if (now - m->outage_started > 60000) delay = (uint64_t)m->hk_min * 1000;
+    if (m->rejected) delay = (uint64_t)m->hk_max * 1000;
+    m->next_attempt = now + delay;
+    update_status(m);
+  }
+}
+
+/* ---- relay pings and choice ---- */
+static void ping_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
+  pk_frontend *fe = c->owner;
+  pk_mgr *m = c->mgr;
+  if (fe && c->owner_idx < fe->naddrs) {
+    int ms = (int)(pk_now_ms(m) - c->created);
+    fe->ping_ms[c->owner_idx] = m->fake_ping ? (int)(uv_hrtime() % 500) : (ms < 1 ? 1 : ms);
+    pk_log(m, PK_LOG_MANAGER_DEBUG, "Relay %s #%d answered ping in %d ms", fe->host, c->owner_idx,
+           fe->ping_ms[c->owner_idx]);
+  }
+  pk_conn_close(c);
+}
+
+static void ping_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
+
+static void ping_on_connect(pk_conn *c, int status) {
+  if (status < 0) {
+    pk_frontend *fe = c->owner;
+    fe->ping_ms[c->owner_idx] = -2;
+    pk_conn_close(c);
+    return;
+  }
+  static const char req[] = "GET /ping HTTP/1.1\r\nHost: ping.pagekite\r\n\r\n";
+  pk_conn_write(c, req, sizeof(req) - 1, NULL);
+}
+
+static void ping_relay(pk_mgr *m, int fi, int ai) {
+  pk_frontend *fe = &m->fes[fi];
+  pk_conn *c = pk_conn_new(m, PK_CK_PING);
+  if (!c) return;
+  c->owner = fe;
+  c->owner_idx = ai;
+  c->on_connect = ping_on_connect;
+  c->on_data = ping_on_data;
+  c->on_eof = ping_on_eof;
+  fe->ping_ms[ai] = -1;
+  if (pk_conn_connect(c, (struct sockaddr *)&fe->addrs[ai], NULL, NULL) != 0) pk_conn_close(c);
+}
+
+static int rank_of(pk_mgr *m, int fi, int ai) {
+  pk_frontend *fe = &m->fes[fi];
+  int p = fe->ping_ms[ai];
+  int r = p > 0 ? p : PK_UNKNOWN_PING;
+  if (fe->last_fail[ai] && pk_now_ms(m) - fe->last_fail[ai] < 30000) r += 10 * PK_UNKNOWN_PING;
+  return r;
+}
+
+static int live_tunnels(pk_mgr *m) {
+  int n = 0;
+  for (int f = 0; f < m->nfes; f++)
+    for (int a = 0; a < m->fes[f].naddrs; a++)
+      if (m->fes[f].tunnel[a]) n++;
+  return n;
+}
+
+static void choose_and_connect(pk_mgr *m) {
+  int want = 1 + (m->spares > 0 ? m->spares : 0);
+  while (live_tunnels(m) < want) {
+    int bf = -1, ba = -1, br = 0;
+    for (int f = 0; f < m->nfes; f++)
+      for (int a = 0; a < m->fes[f].naddrs; a++) {
+        if (m->fes[f].tunnel[a]) continue;
+        int r = rank_of(m, f, a);
+        if (bf < 0 || r < br) bf = f, ba = a, br = r;
+      }
+    if (bf < 0) return;
+    connect_tunnel(m, bf, ba, 0);
+    if (!m->fes[bf].tunnel[ba]) return; /* could not even start: retry on a later tick */
+  }
+}
+
+/* ---- DNS ---- */
+static void fill_addrs(pk_frontend *fe, struct addrinfo *res, int flags) {
+  int n = 0;
+  for (struct addrinfo *ai = res; ai && n < PK_MAX_ADDRS; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET && (flags & PK_WITH_IPV6) && !(flags & PK_WITH_IPV4)) continue;
+    if (ai->ai_family == AF_INET6 && !(flags & PK_WITH_IPV6)) continue;
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    int dup = 0;
+    for (int j = 0; j < n; j++)
+      if (memcmp(&fe->addrs[j], &ss, sizeof(ss)) == 0) dup = 1;
+    if (dup) continue;
+    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)fe->port);
+    if (n >= fe->naddrs || memcmp(&fe->addrs[n], &ss, sizeof(ss)) != 0) {
+      fe->addrs[n] = ss;
+      fe->ping_ms[n] = -1;
+      fe->session[n][0] = 0;
+    }
+    n++;
+  }
+  fe->naddrs = n;
+}
+
+/* Blocking lookup, used before the loop runs (configuration calls). */
+int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_socktype = SOCK_STREAM;
+  char port[16];
+  snprintf(port, sizeof(port), "%d", fe->port);
+  int rv = getaddrinfo(fe->host, port, &hints, &res);
+  if (rv != 0) {
+    pk_set_error("cannot resolve %s: %s", fe->host, gai_strerror(rv));
+    pk_log(m, PK_LOG_MANAGER_ERROR, "%s", pk_get_error());
+    fe->naddrs = 0;
+    return 0;
+  }
+  fill_addrs(fe, res, m->flags);
+  freeaddrinfo(res);
+  return fe->naddrs;
+}
+
+static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  pk_frontend *fe = req->data;
+  pk_mgr *m = (pk_mgr *)req->loop->data;
+  fe->gai_busy = 0;
+  if (status == 0 && res) {
+    /* Keep addresses that have tunnels; refresh the rest. */
+    int busy = 0;
+    for (int a = 0; a < fe->naddrs; a++)
+      if (fe->tunnel[a]) busy = 1;
+    if (!busy) fill_addrs(fe, res, m->flags);
+  } else if (status != 0) {
+    pk_log(m, PK_LOG_MANAGER_ERROR, "DNS lookup for relay %s failed: %s", fe->host,
+           uv_strerror(status));
+  }
+  if (res) uv_freeaddrinfo(res);
+}
+
+static void refresh_dns(pk_mgr *m) {
+  for (int f = 0; f < m->nfes; f++) {
+    pk_frontend *fe = &m->fes[f];
+    if (!fe->update_dns || fe->gai_busy) continue;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", fe->port);
+    fe->gai.data = fe;
+    if (uv_getaddrinfo(&m->loop, &fe->gai, on_gai, fe->host, port, &hints) == 0) fe->gai_busy = 1;
+  }
+}
+
+/* ---- dynamic DNS ---- */
+static void ddns_on_data(pk_conn *c, const char *d, size_t n, pk_block *b) {
+  pk_log(c->mgr, PK_LOG_MANAGER_INFO, "DDNS update answered: %.*s", (int)(n > 60 ? 60 : n), d);
+  pk_conn_close(c);
+}
+static void ddns_on_eof(pk_conn *c, int s) { pk_conn_close(c); }
+static void ddns_on_connect(pk_conn *c, int status) {
+  if (status < 0) {
+    pk_log(c->mgr, PK_LOG_MANAGER_ERROR, "DDNS update failed: %s", uv_strerror(status));
+    pk_conn_close(c);
+    return;
+  }
+  if (c->inbuf) pk_conn_write(c, c->inbuf->data, c->inlen, NULL);
+}
+
+/* Builds the update URL as libpagekite did: format(kitename, ip-list, sign)
+ * where sign = signToken(secret, "kitename:ip-list"). */
+int pk_ddns_url(pk_mgr *m, const pk_kite *k, const char *ips, char *out, size_t n) {
+  char payload[PK_NAME_MAX + 512], sig[PK_TOKEN_LEN + 1];
+  snprintf(payload, sizeof(payload), "%s:%s", k->name, ips);
+  if (pk_sign_token(k->secret, payload, NULL, 0, sig) != 0) return -1;
+  /* The format was checked at init to hold exactly three %s and nothing else. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+  int w = snprintf(out, n, m->dyndns_url, k->name, ips, sig);
+#pragma GCC diagnostic pop
+  return (w < 0 || (size_t)w >= n) ? -1 : 0;
+}
+
+static void ddns_update(pk_mgr *m) {
+  if (!m->dyndns_url[0] || m->ddns_done) return;
+  for (int i = 0; i < m->nkites; i++) {
+    pk_kite *k = &m->kites[i];
+    if (k->state != PK_KITE_LIVE || !k->tunnel) continue;
+    int dupname = 0;
+    for (int j = 0; j < i; j++)
+      if (strcasecmp(m->kites[j].name, k->name) == 0) dupname = 1;
+    if (dupname) continue;
+    char ips[256] = "", url[1024];
+    pk_tunnel *t = k->tunnel;
+    pk_addr_str((struct sockaddr *)&m->fes[t->fe_idx].addrs[t->addr_idx], ips, sizeof(ips), NULL);
+    if (pk_ddns_url(m, k, ips, url, sizeof(url)) != 0) continue;
+    /* http://host[:port]/path */
+    if (strncmp(url, "http://", 7) != 0) {
+      pk_log(m, PK_LOG_MANAGER_ERROR, "DDNS: only http:// URLs are supported: %s", url);
+      continue;
+    }
+    char host[256];
+    const char *hp = url + 7, *path = strchr(hp, '/');
+    if (!path) path = "/";
+    size_t hl = (size_t)(path - hp) < sizeof(host) - 1 ? (size_t)(path - hp) : sizeof(host) - 1;
+    memcpy(host, hp, hl);
+    host[hl] = 0;
+    int port = 80;
+    char *colon = strrchr(host, ':');
+    if (colon) {
+      *colon = 0;
+      port = atoi(colon + 1);
+    }
+    pk_frontend tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    snprintf(tmp.host, sizeof(tmp.host), "%s", host);
+    tmp.port = port;
+    if (pk_frontend_resolve(m, &tmp) < 1) continue;
+    pk_conn *c = pk_conn_new(m, PK_CK_DDNS);
+    if (!c || !(c->inbuf = pk_block_get(m))) {
+      if (c) pk_conn_close(c);
+      continue;
+    }
+    int rl = snprintf(c->inbuf->data, PK_BLOCK_SIZE,
+                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libpagekite/%s\r\n"
+                      "Connection: close\r\n\r\n",
+                      path, host, PK_VERSION);
+    c->inlen = (size_t)rl;
+    c->on_connect = ddns_on_connect;
+    c->on_data = ddns_on_data;
+    c->on_eof = ddns_on_eof;
+    if (pk_conn_connect(c, (struct sockaddr *)&tmp.addrs[0], NULL, NULL) != 0) pk_conn_close(c);
+    pk_log(m, PK_LOG_MANAGER_INFO, "DDNS update for %s", k->name);
+  }
+  m->ddns_done = 1;
+}
+
+/* ---- lifecycle ---- */
+int pk_connector_start(pk_mgr *m) {
+  for (int i = 0; i < m->nkites; i++) pk_random_hex(m->kites[i].bsalt, PK_TOKEN_LEN);
+  int total = 0;
+  for (int f = 0; f < m->nfes; f++) total += m->fes[f].naddrs;
+  if (total > 1 || m->fake_ping)
+    for (int f = 0; f < m->nfes; f++)
+      for (int a = 0; a < m->fes[f].naddrs; a++) ping_relay(m, f, a);
+  m->next_attempt = pk_now_ms(m) + (total > 1 ? 600 : 0);
+  pk_set_status(m, PK_STATUS_CONNECTING);
+  return 0;
+}
+
+void pk_connector_housekeep(pk_mgr *m) {
+  if (m->nkites == 0 || m->nfes == 0) return;
+  uint64_t now = pk_now_ms(m);
+  /* Close pings that never answered. */
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (c->kind == PK_CK_PING && !(c->flags & PK_CF_CLOSING) &&
+        now - c->created > PK_PING_TIMEOUT_MS) {
+      pk_frontend *fe = c->owner;
+      fe->ping_ms[c->owner_idx] = -2;
+      pk_conn_close(c);
+    }
+  }
+  int live = 0;
+  for (int i = 0; i < m->nkites; i++)
+    if (m->kites[i].state == PK_KITE_LIVE) live++;
+  if (live == m->nkites && m->nkites) {
+    m->outage_started = 0;
+    ddns_update(m);
+  } else {
+    m->ddns_done = 0;
+  }
+  int total = 0;
+  for (int f = 0; f < m->nfes; f++) total += m->fes[f].naddrs;
+  if (total == 0) {
+    if (now - m->last_hk >= 2000) {
+      refresh_dns(m);
+      m->last_hk = now;
+    }
+    m->fail_streak = m->fail_streak < 6 ? 6 : m->fail_streak;
+    update_status(m);
+    return;
+  }
+  if (now >= m->next_attempt) {
+    /* Kites not live anywhere: try a new tunnel, or re-request on a live one. */
+    int dead = 0;
+    for (int i = 0; i < m->nkites; i++)
+      if (m->kites[i].state != PK_KITE_LIVE) dead++;
+    if (dead && live_tunnels(m) == 0) {
+      for (int i = 0; i < m->nkites; i++)
+        if (m->kites[i].state != PK_KITE_LIVE) m->kites[i].state = PK_KITE_DEAD;
+      choose_and_connect(m);
+      m->next_attempt = now + 250;
+    } else if (m->spares > 0) {
+      choose_and_connect(m);
+    }
+  }
+  /* Periodic DNS refresh and re-ranking. */
+  uint64_t hk_ms = (uint64_t)(m->hk_max > 0 ? m->hk_max : 60) * 1000;
+  if (now - m->last_hk >= hk_ms) {
+    m->last_hk = now;
+    refresh_dns(m);
+    if (total > 1 || m->fake_ping)
+      for (int f = 0; f < m->nfes; f++)
+        for (int a = 0; a < m->fes[f].naddrs; a++)
+          if (!m->fes[f].tunnel[a]) ping_relay(m, f, a);
+  }
+  /* Migration: a clearly better relay than the one we fly on. */
+  for (int f = 0; f < m->nfes; f++)
+    for (int a = 0; a < m->fes[f].naddrs; a++) {
+      pk_tunnel *t = m->fes[f].tunnel[a];
+      if (!t || t->state != PK_TS_OPEN || m->spares > 0) continue;
+      int mine = rank_of(m, f, a);
+      for (int g = 0; g < m->nfes; g++)
+        for (int b = 0; b < m->fes[g].naddrs; b++) {
+          if (m->fes[g].tunnel[b]) continue;
+          int r = rank_of(m, g, b);
+          if (r + 50 < mine / 2 && m->fes[g].ping_ms[b] > 0 && m->fes[f].ping_ms[a] > 0) {
+            pk_log(m, PK_LOG_MANAGER_INFO, "Migrating to faster relay %s (%d ms < %d ms)",
+                   m->fes[g].host, r, mine);
+            pk_tunnel_kill(t, "migrating");
+            m->next_attempt = 0;
+            return;
+          }
+        }
+    }
+}
+
+void pk_connector_stop(pk_mgr *m) {
+  for (int f = 0; f < m->nfes; f++)
+    if (m->fes[f].gai_busy) uv_cancel((uv_req_t *)&m->fes[f].gai);
+}

@@ -1,0 +1,74 @@
+/* log.c - the in-memory log ring behind pagekite_get_log, per-thread errors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "internal.h"
+
+static _Thread_local char pk_last_error_buf[256] = "no error";
+
+void pk_set_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(pk_last_error_buf, sizeof(pk_last_error_buf), fmt, ap);
+  va_end(ap);
+}
+
+const char *pk_get_error(void) { return pk_last_error_buf; }
+
+/* Appends one line "<seq> <ts> <text>" to the ring when any of bits is in the
+ * mask.  Error lines always count toward bail-on-errors. */
+void pk_log(pk_mgr *m, int bits, const char *fmt, ...) {
+  if (!m) return;
+  if (bits & (PK_LOG_ERROR | PK_LOG_MANAGER_ERROR)) pk_count_error(m);
+  if (!(m->log_mask & bits)) return;
+  char text[PK_LOG_LINE_MAX - 40];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  for (char *p = text; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  uv_mutex_lock(&m->lock);
+  pk_logring *r = &m->log;
+  r->seq++;
+  snprintf(r->lines[r->next], PK_LOG_LINE_MAX, "%llu t=%lld %s", r->seq, (long long)time(NULL),
+           text);
+  r->next = (r->next + 1) % PK_LOG_LINES;
+  m->events++;
+  uv_cond_broadcast(&m->cond);
+  uv_mutex_unlock(&m->lock);
+  if (getenv("PK_LOG_STDERR")) fprintf(stderr, "[pk %s] %s\n", m->app_id, text);
+}
+
+/* Snapshot of the ring, oldest first; the buffer belongs to the manager and
+ * is overwritten by the next call (as documented). */
+char *pk_log_snapshot(pk_mgr *m) {
+  uv_mutex_lock(&m->lock);
+  pk_logring *r = &m->log;
+  size_t need = 1;
+  for (int i = 0; i < PK_LOG_LINES; i++) need += strlen(r->lines[i]) + 1;
+  if (need > r->snapshot_size) {
+    char *nb = realloc(r->snapshot, need);
+    if (!nb) {
+      uv_mutex_unlock(&m->lock);
+      return r->snapshot ? r->snapshot : (char *)"";
+    }
+    r->snapshot = nb;
+    r->snapshot_size = need;
+  }
+  size_t off = 0;
+  for (int i = 0; i < PK_LOG_LINES; i++) {
+    const char *l = r->lines[(r->next + i) % PK_LOG_LINES];
+    if (!*l) continue;
+    size_t n = strlen(l);
+    memcpy(r->snapshot + off, l, n);
+    off += n;
+    r->snapshot[off++] = '\n';
+  }
+  r->snapshot[off] = 0;
+  uv_mutex_unlock(&m->lock);
+  return r->snapshot;
+}

@@ -1,0 +1,200 @@
+/* manager.c - the loop thread, housekeeping tick, status, poll, watchdog,
+ * bail-on-errors, TLS contexts. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "internal.h"
+
+int pk_is_relay(pk_mgr *m) { return (m->flags & PK_AS_FRONTEND_RELAY) != 0; }
+
+void pk_notify(pk_mgr *m) {
+  uv_mutex_lock(&m->lock);
+  m->events++;
+  uv_cond_broadcast(&m->cond);
+  uv_mutex_unlock(&m->lock);
+}
+
+void pk_set_status(pk_mgr *m, int status) {
+  uv_mutex_lock(&m->lock);
+  int changed = m->status != status;
+  m->status = status;
+  m->events++;
+  uv_cond_broadcast(&m->cond);
+  uv_mutex_unlock(&m->lock);
+  if (changed) pk_log(m, PK_LOG_MANAGER_INFO, "Status: %d", status);
+}
+
+/* After errors*9 problems the log gets louder; after errors*10 we exit(100),
+ * as documented for pagekite_set_bail_on_errors. */
+void pk_count_error(pk_mgr *m) {
+  int n = __atomic_add_fetch(&m->error_count, 1, __ATOMIC_SEQ_CST);
+  int limit = m->bail_errors;
+  if (limit <= 0) return;
+  if (n == limit * 9) m->log_mask = PK_LOG_ALL;
+  if (n >= limit * 10) {
+    fprintf(stderr, "pagekite: too many errors (%d), bailing out\n", n);
+    exit(100);
+  }
+}
+
+SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
+  if (m->client_ctx) return m->client_ctx;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) return NULL;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (m->ciphers[0] && SSL_CTX_set_cipher_list(ctx, m->ciphers) != 1) {
+    pk_log(m, PK_LOG_ERROR, "Bad cipher list: %s", m->ciphers);
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  if (m->tls_verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int ok = m->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, m->ca_file, NULL)
+                           : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+      pk_log(m, PK_LOG_ERROR, "Cannot load CA certificates from %s",
+             m->ca_file[0] ? m->ca_file : "the system store");
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  }
+  m->client_ctx = ctx;
+  return ctx;
+}
+
+static void housekeep(pk_mgr *m) {
+  uint64_t now = pk_now_ms(m);
+  m->watchdog_beat++;
+  for (int i = 0; i < m->ntunnels; i++)
+    if (m->tunnels[i].in_use) pk_tunnel_housekeep(&m->tunnels[i], now);
+  if (pk_is_relay(m))
+    pk_relay_housekeep(m);
+  else
+    pk_connector_housekeep(m);
+}
+
+static void on_tick(uv_timer_t *t) {
+  pk_mgr *m = t->data;
+  housekeep(m);
+}
+
+/* Anything still open after the stop request (should be nothing). */
+static void close_all(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_wake(uv_async_t *a) {
+  pk_mgr *m = a->data;
+  if (m->stop_requested) {
+    pk_connector_stop(m);
+    pk_relay_stop(m);
+    for (int i = 0; i < m->ntunnels; i++)
+      if (m->tunnels[i].in_use) pk_tunnel_kill(&m->tunnels[i], "shutting down");
+    for (int i = 0; i < m->nconns; i++)
+      if (m->conns[i].kind != PK_CK_FREE) pk_conn_close(&m->conns[i]);
+    uv_close((uv_handle_t *)&m->tick, NULL);
+    uv_close((uv_handle_t *)&m->wake, NULL);
+    return;
+  }
+  if (m->tick_requested) {
+    m->tick_requested = 0;
+    housekeep(m);
+  }
+  if (m->tick_timer_on && !uv_is_active((uv_handle_t *)&m->tick))
+    uv_timer_start(&m->tick, on_tick, 250, 250);
+  if (!m->tick_timer_on && uv_is_active((uv_handle_t *)&m->tick)) uv_timer_stop(&m->tick);
+}
+
+static void run_loop(void *arg) {
+  pk_mgr *m = arg;
+  signal(SIGPIPE, SIG_IGN);
+  if (pk_is_relay(m) ? pk_relay_start(m) : pk_connector_start(m)) {
+    pk_log(m, PK_LOG_MANAGER_ERROR, "Startup failed: %s", pk_get_error());
+    if (pk_is_relay(m)) pk_set_status(m, PK_STATUS_PROBLEMS);
+  }
+  if (m->tick_timer_on) uv_timer_start(&m->tick, on_tick, 250, 250);
+  housekeep(m);
+  uv_run(&m->loop, UV_RUN_DEFAULT);
+  /* Drain close callbacks of anything still open. */
+  uv_walk(&m->loop, close_all, m);
+  uv_run(&m->loop, UV_RUN_DEFAULT);
+  uv_mutex_lock(&m->lock);
+  m->running = 0;
+  m->events++;
+  uv_cond_broadcast(&m->cond);
+  uv_mutex_unlock(&m->lock);
+}
+
+static void watchdog_main(void *arg) {
+  pk_mgr *m = arg;
+  int last = -1, stuck = 0;
+  while (1) {
+    for (int i = 0; i < 10; i++) {
+      usleep(100 * 1000);
+      if (!m->running || m->stop_requested) return;
+    }
+    int beat = m->watchdog_beat;
+    if (beat == last && m->tick_timer_on) {
+      if (++stuck >= 30) {
+        fprintf(stderr, "pagekite: watchdog: loop stuck for 30 s, aborting\n");
+        abort();
+      }
+    } else {
+      stuck = 0;
+    }
+    last = beat;
+  }
+}
+
+int pk_manager_start(pk_mgr *m) {
+  if (uv_loop_init(&m->loop) != 0) return -1;
+  m->loop.data = m;
+  uv_async_init(&m->loop, &m->wake, on_wake);
+  m->wake.data = m;
+  uv_timer_init(&m->loop, &m->tick);
+  m->tick.data = m;
+  m->loop_ready = 1;
+  m->running = 1;
+  m->started = 1;
+  int rv = uv_thread_create(&m->thread, run_loop, m);
+  if (rv != 0) {
+    m->running = 0;
+    return rv;
+  }
+  if (m->watchdog_on) uv_thread_create(&m->watchdog, watchdog_main, m);
+  return 0;
+}
+
+void pk_manager_wake(pk_mgr *m) {
+  if (m->loop_ready && m->running) uv_async_send(&m->wake);
+}
+
+int pk_manager_join(pk_mgr *m) {
+  if (!m->started || m->thread_joined) return -1;
+  int rv = uv_thread_join(&m->thread);
+  m->thread_joined = 1;
+  if (m->watchdog_on) uv_thread_join(&m->watchdog);
+  uv_loop_close(&m->loop);
+  m->loop_ready = 0;
+  return rv;
+}
+
+int pk_manager_poll(pk_mgr *m, int timeout_s) {
+  uv_mutex_lock(&m->lock);
+  unsigned long long seen = m->events;
+  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_s > 0 ? timeout_s : 0) * 1000000000ull;
+  while (m->events == seen && m->running) {
+    uint64_t now = uv_hrtime();
+    if (now >= deadline) break;
+    if (uv_cond_timedwait(&m->cond, &m->lock, deadline - now) != 0) break;
+  }
+  uv_mutex_unlock(&m->lock);
+  return 0;
+}

@@ -1,0 +1,568 @@
+/* relay.c - the front-end role: listeners, routing of incoming connections
+ * (HTTP Host, TLS SNI passthrough, CONNECT host:port), the kite registry, and
+ * the challenge/verify side of the tunnel handshake. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define PK_CLASSIFY_TIMEOUT_MS 10000
+static const char k_tls_alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31};
+
+/* "*.example.com" matches one or more labels before .example.com. */
+int pk_relay_match(const char *pattern, const char *name) {
+  if (pattern[0] == '*' && pattern[1] == '.') {
+    size_t pl = strlen(pattern + 1), nl = strlen(name);
+    return nl > pl && strcasecmp(name + nl - pl, pattern + 1) == 0;
+  }
+  return strcasecmp(pattern, name) == 0;
+}
+
+static int proto_listed(const char *list, const char *proto) {
+  size_t pl = strlen(proto);
+  for (const char *p = list; *p;) {
+    while (*p == ',' || *p == ' ') p++;
+    const char *e = p;
+    while (*e && *e != ',' && *e != ' ') e++;
+    if ((size_t)(e - p) == pl && strncasecmp(p, proto, pl) == 0) return 1;
+    p = e;
+  }
+  return 0;
+}
+
+static int is_our_port(pk_mgr *m, int port) {
+  for (int i = 0; i < m->nlisteners; i++)
+    if (m->listeners[i].port == port) return 1;
+  return 0;
+}
+
+static pk_relay_kite *find_rkite(pk_mgr *m, const char *proto, const char *name, int port) {
+  pk_relay_kite *any = NULL;
+  for (int i = 0; i < m->nrkites; i++) {
+    pk_relay_kite *k = &m->rkites[i];
+    if (strcasecmp(k->proto, proto) != 0 || strcasecmp(k->name, name) != 0) continue;
+    if (k->port == port) return k;
+    if (k->port == 0) any = k;
+  }
+  return any;
+}
+
+static void unregister_tunnel(pk_mgr *m, pk_tunnel *t) {
+  for (int i = 0; i < m->nrkites;) {
+    if (m->rkites[i].tunnel == t) {
+      pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is down", m->rkites[i].proto, m->rkites[i].name);
+      m->rkites[i] = m->rkites[--m->nrkites];
+    } else {
+      i++;
+    }
+  }
+}
+
+void pk_relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
+
+/* ---- authentication of kite requests ---- */
+typedef struct {
+  char buf[12288];
+  size_t off;
+  int ok, challenged, bad;
+} pk_results;
+
+static void res_add(pk_results *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void res_add(pk_results *r, const char *name, const char *fmt, ...) {
+  if (r->off >= sizeof(r->buf) - 64) return;
+  int n = snprintf(r->buf + r->off, sizeof(r->buf) - r->off, "%s: ", name);
+  r->off += (size_t)n;
+  va_list ap;
+  va_start(ap, fmt);
+  n = vsnprintf(r->buf + r->off, sizeof(r->buf) - r->off - 2, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof(r->buf) - r->off - 2) n = 0;
+  r->off += (size_t)n;
+  memcpy(r->buf + r->off, "\r\n", 2);
+  r->off += 2;
+}
+
+/* One "X-PageKite: proto:domain:srand:token:sign" request. */
+static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now) {
+  pk_mgr *m = t->mgr;
+  char line[PK_NAME_MAX + 200];
+  if (v.n >= sizeof(line)) {
+    r->bad++;
+    return;
+  }
+  memcpy(line, v.p, v.n);
+  line[v.n] = 0;
+  char *f[5];
+  int nf = 0;
+  char *p = line;
+  f[nf++] = p;
+  while (nf < 5 && (p = strchr(p, ':'))) {
+    *p++ = 0;
+    f[nf++] = p;
+  }
+  if (nf != 5 || strchr(f[4], ':')) {
+    r->bad++;
+    return;
+  }
+  char *protoport = f[0], *domain = f[1], *srand = f[2], *token = f[3], *sign = f[4];
+  for (char *q = protoport; *q; q++)
+    if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
+  for (char *q = domain; *q; q++)
+    if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
+  char what[PK_NAME_MAX + 120];
+  snprintf(what, sizeof(what), "%s:%s:%s", protoport, domain, srand);
+  if (!*token || !*sign) {
+    char tok[PK_TOKEN_LEN + 1];
+    pk_sign_token(m->relay_secret, what, NULL, now, tok);
+    res_add(r, "X-PageKite-SignThis", "%s:%s", what, tok);
+    r->challenged++;
+    t->kites_requested++;
+    return;
+  }
+  char proto[32];
+  int port = 0;
+  snprintf(proto, sizeof(proto), "%s", protoport);
+  char *dash = strchr(proto, '-');
+  const char *reason = NULL;
+  if (dash) {
+    *dash = 0;
+    port = atoi(dash + 1);
+    if (port <= 0 || !is_our_port(m, port)) reason = "port";
+  }
+  if (!reason && !proto_listed("http,https,raw,websocket", proto)) reason = "proto";
+  if (!reason && strcmp(proto, "raw") == 0 && !port) reason = "port";
+  const pk_relay_domain *d = NULL;
+  if (!reason) {
+    for (int i = 0; i < m->ndomains; i++)
+      if (proto_listed(m->domains[i].protos, proto) && pk_relay_match(m->domains[i].pattern, domain)) {
+        d = &m->domains[i];
+        break;
+      }
+    if (!d) reason = "unknown";
+  }
+  if (!reason && !pk_check_signature(token, m->relay_secret, what, now)) reason = "signature";
+  if (!reason) {
+    char payload[PK_NAME_MAX + 200];
+    snprintf(payload, sizeof(payload), "%s:%s", what, token);
+    if (!pk_check_signature(sign, d->secret, payload, now)) reason = "signature";
+  }
+  if (reason) {
+    res_add(r, "X-PageKite-Invalid", "%s", what);
+    res_add(r, "X-PageKite-Invalid-Why", "%s;%s", what, reason);
+    pk_log(m, PK_LOG_MANAGER_ERROR, "Rejected kite %s:%s (%s)", protoport, domain, reason);
+    m->c_rejected++;
+    r->bad++;
+    return;
+  }
+  pk_relay_kite *k = find_rkite(m, proto, domain, port);
+  if (k && k->port == port && k->tunnel != t) {
+    res_add(r, "X-PageKite-Duplicate", "%s", what);
+    pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", protoport, domain);
+    pk_tunnel_ping(k->tunnel); /* if the old tunnel is dead, find out soon */
+    r->bad++;
+    return;
+  }
+  if (!k || k->tunnel != t) {
+    if (m->nrkites >= m->max_rkites) {
+      res_add(r, "X-PageKite-Invalid", "%s", what);
+      res_add(r, "X-PageKite-Invalid-Why", "%s;%s", what, "quota");
+      r->bad++;
+      return;
+    }
+    k = &m->rkites[m->nrkites++];
+    snprintf(k->proto, sizeof(k->proto), "%s", proto);
+    snprintf(k->name, sizeof(k->name), "%s", domain);
+    k->port = port;
+    k->tunnel = t;
+    t->nkites_live++;
+  }
+  res_add(r, "X-PageKite-OK", "%s", what);
+  pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", protoport, domain);
+  r->ok++;
+}
+
+static void auth_requests(pk_tunnel *t, const pk_slice *names, const pk_slice *values, int n,
+                          pk_results *r) {
+  long long now = (long long)time(NULL);
+  for (int i = 0; i < n; i++) {
+    if (pk_slice_ieq(names[i], "X-PageKite-Replace")) {
+      for (int j = 0; j < t->mgr->ntunnels; j++) {
+        pk_tunnel *o = &t->mgr->tunnels[j];
+        if (o != t && o->in_use && o->session[0] && values[i].n == strlen(o->session) &&
+            memcmp(o->session, values[i].p, values[i].n) == 0)
+          pk_tunnel_kill(o, "replaced by a new tunnel");
+      }
+    }
+  }
+  for (int i = 0; i < n; i++)
+    if (pk_slice_ieq(names[i], "X-PageKite")) auth_one(t, values[i], r, now);
+}
+
+/* NOOP chunks on an open tunnel may carry more kites (AddKites). */
+void pk_relay_on_chunk(pk_tunnel *t, pk_chunk *ch) {
+  if (!ch->noop) {
+    /* Data for a stream we do not have (any more). */
+    if (ch->sid >= 0 && !ch->eof) pk_tunnel_send_eof(t, ch->sid, "WR");
+    return;
+  }
+  int any = 0;
+  for (int i = 0; i < ch->nheaders; i++)
+    if (pk_slice_ieq(ch->names[i], "X-PageKite")) any = 1;
+  if (!any) return;
+  pk_results *r = malloc(sizeof(*r));
+  if (!r) return;
+  r->off = 0;
+  r->ok = r->bad = r->challenged = 0;
+  auth_requests(t, ch->names, ch->values, ch->nheaders, r);
+  char hdr[12400];
+  int hn = snprintf(hdr, sizeof(hdr), "NOOP: 1\r\n%.*s\r\n", (int)r->off, r->buf);
+  pk_tunnel_send_chunk(t, hdr, (size_t)hn, "!", 1, NULL);
+  free(r);
+}
+
+static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len) {
+  pk_mgr *m = c->mgr;
+  pk_tunnel *t = pk_tunnel_new(m, c, 1);
+  if (!t) {
+    static const char busy[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
+    pk_conn_write(c, busy, sizeof(busy) - 1, NULL);
+    pk_conn_shutdown(c);
+    return;
+  }
+  m->unauth_conns--;
+  pk_results *r = malloc(sizeof(*r));
+  if (!r) {
+    pk_tunnel_kill(t, "out of memory");
+    return;
+  }
+  r->off = 0;
+  r->ok = r->bad = r->challenged = 0;
+  for (int i = 0; i < h->nheaders; i++)
+    if (pk_slice_ieq(h->names[i], "X-PageKite-Features") && pk_slice_ieq(h->values[i], "AddKites"))
+      t->peer_addkites = 1;
+  auth_requests(t, h->names, h->values, h->nheaders, r);
+  /* Session id: time plus a hash of what was asked, as pagekite.py does. */
+  char sess_src[64], hex[41];
+  snprintf(sess_src, sizeof(sess_src), "%llx:%d:%p", (unsigned long long)time(NULL), c->id, (void *)t);
+  const char *parts[2] = {sess_src, m->relay_secret};
+  pk_sha1hex_parts(parts, 2, hex);
+  snprintf(t->session, sizeof(t->session), "%llx:%s", (unsigned long long)time(NULL), hex);
+  char ports[256] = "";
+  size_t po = 0;
+  for (int i = 0; i < m->nlisteners && po < sizeof(ports) - 16; i++)
+    po += (size_t)snprintf(ports + po, sizeof(ports) - po, "%s%d", i ? ", " : "", m->listeners[i].port);
+  char *resp = malloc(16384);
+  if (!resp) {
+    free(r);
+    pk_tunnel_kill(t, "out of memory");
+    return;
+  }
+  int n = snprintf(resp, 16384,
+                   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                   "X-PageKite-Features: ZChunks\r\nX-PageKite-Features: WebSockets\r\n"
+                   "X-PageKite-Features: AddKites\r\n"
+                   "X-PageKite-Protos: http, https, raw, websocket\r\n"
+                   "X-PageKite-Ports: %s\r\nX-PageKite-Raw-Ports: %s\r\n%.*s"
+                   "X-PageKite-SessionID: %s\r\n\r\n",
+                   ports, ports, (int)r->off, r->buf, t->session);
+  pk_conn_write(c, resp, (size_t)n, NULL);
+  free(resp);
+  int ok = r->ok, challenged = r->challenged;
+  free(r);
+  if (!ok && !challenged && !t->peer_addkites) {
+    /* Nothing to fly: answer, then hang up. */
+    t->state = PK_TS_DEAD;
+    unregister_tunnel(m, t);
+    c->owner = NULL;
+    t->in_use = 0;
+    c->kind = PK_CK_UNKNOWN;
+    pk_conn_shutdown(c);
+    return;
+  }
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s: %d kite(s) live, %d challenged", c->rip, ok,
+         challenged);
+  pk_tunnel_open(t);
+  size_t rest = c->inlen - head_len;
+  pk_block *ib = c->inbuf;
+  c->inbuf = NULL;
+  c->inlen = 0;
+  if (rest) pk_tunnel_feed(t, ib->data + head_len, rest);
+  pk_block_unref(m, ib);
+  pk_notify(m);
+}
+
+/* ---- client streams ---- */
+static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const char *host,
+                         int port, const char *data, size_t n) {
+  pk_mgr *m = c->mgr;
+  pk_tunnel *t = k->tunnel;
+  long long sid = t->next_sid++;
+  char hdr[768];
+  int hn = snprintf(hdr, sizeof(hdr),
+                    "SID: %lld\r\nProto: %s\r\nHost: %s\r\nPort: %d\r\nRIP: %s\r\nRPort: %d\r\n%s\r\n",
+                    sid, proto, host, port, c->rip, c->rport, c->rtls ? "RTLS: 1\r\n" : "");
+  m->unauth_conns--;
+  pk_stream_attach(c, t, sid);
+  c->on_connect = NULL;
+  if (pk_tunnel_send_chunk(t, hdr, (size_t)hn, data, n, NULL) != 0) {
+    pk_stream_kill(c, 0);
+    return;
+  }
+  c->sent += n;
+  pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s:%d from %s", sid, proto, host, port, c->rip);
+}
+
+static void reject_http(pk_conn *c, int code, const char *status, const char *host) {
+  char body[700], resp[1024];
+  int bl = snprintf(body, sizeof(body),
+                    "<html><body><h1>%d %s</h1><p>Kite <b>%.200s</b> is not available on this "
+                    "PageKite relay.</p></body></html>\n",
+                    code, status, host);
+  int rl = snprintf(resp, sizeof(resp),
+                    "HTTP/1.1 %d %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+                    "Connection: close\r\nX-PageKite-Status: unavailable\r\n\r\n%s",
+                    code, status, bl, body);
+  c->mgr->c_rejected++;
+  pk_conn_write(c, resp, (size_t)rl, NULL);
+  pk_conn_shutdown(c);
+  pk_conn_read_stop(c);
+  c->on_data = NULL;
+}
+
+static int listener_port(pk_conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), port = 0;
+  char ip[64];
+  if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    pk_addr_str((struct sockaddr *)&ss, ip, sizeof(ip), &port);
+  return port;
+}
+
+static void host_only(pk_slice hv, char *out, size_t n) {
+  size_t k = hv.n < n - 1 ? hv.n : n - 1;
+  memcpy(out, hv.p, k);
+  out[k] = 0;
+  char *colon = strrchr(out, ':');
+  if (colon && !strchr(out, ']')) *colon = 0;
+  for (char *p = out; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+}
+
+static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk);
+
+static void classify_http(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  pk_http_head h;
+  int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
+  if (r == PK_WIRE_NEED_MORE) {
+    if (c->inlen >= PK_HEAD_MAX) reject_http(c, 431, "Request Header Fields Too Large", "");
+    return;
+  }
+  if (r < 0 || h.is_response) {
+    if (r == PK_WIRE_ETOOBIG)
+      reject_http(c, 431, "Request Header Fields Too Large", "");
+    else
+      reject_http(c, 400, "Bad Request", "");
+    return;
+  }
+  int port = listener_port(c);
+  if (pk_slice_ieq(h.method, "CONNECT")) {
+    if (h.path.n >= 9 && strncasecmp(h.path.p, "pagekite:", 9) == 0) {
+      tunnel_handshake(c, &h, h.head_len);
+      return;
+    }
+    /* CONNECT host:port -> raw kite (or http/https by port) */
+    char target[PK_NAME_MAX];
+    host_only(h.path, target, sizeof(target));
+    const char *pc = memrchr(h.path.p, ':', h.path.n);
+    int cport = pc ? atoi(pc + 1) : 0;
+    pk_relay_kite *k = find_rkite(m, "raw", target, cport);
+    const char *proto = "raw";
+    if (!k && (cport == 443)) k = find_rkite(m, "https", target, port), proto = "https";
+    if (!k || !k->tunnel) {
+      static const char bad[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
+      m->c_rejected++;
+      pk_conn_write(c, bad, sizeof(bad) - 1, NULL);
+      pk_conn_shutdown(c);
+      c->on_data = NULL;
+      return;
+    }
+    static const char ok[] = "HTTP/1.0 200 Connection Established\r\n\r\n";
+    pk_conn_write(c, ok, sizeof(ok) - 1, NULL);
+    start_stream(c, k, proto, target, cport, c->inbuf->data + h.head_len, c->inlen - h.head_len);
+    return;
+  }
+  pk_slice hv = pk_wire_http_get(&h, "Host", 0);
+  if (!hv.p) {
+    reject_http(c, 400, "Bad Request", "");
+    return;
+  }
+  char host[PK_NAME_MAX];
+  host_only(hv, host, sizeof(host));
+  if (strcmp(host, "ping.pagekite") == 0 && h.path.n >= 5 && memcmp(h.path.p, "/ping", 5) == 0) {
+    char resp[256];
+    int rl = snprintf(resp, sizeof(resp),
+                      "HTTP/1.1 503 Unavailable\r\nX-PageKite-UUID: %.16s\r\nContent-Length: 0\r\n"
+                      "Connection: close\r\n\r\n",
+                      m->relay_secret);
+    pk_conn_write(c, resp, (size_t)rl, NULL);
+    pk_conn_shutdown(c);
+    c->on_data = NULL;
+    return;
+  }
+  pk_slice up = pk_wire_http_get(&h, "Upgrade", 0);
+  pk_relay_kite *k = NULL;
+  const char *proto = "http";
+  if (up.p && pk_slice_ieq(up, "websocket")) {
+    k = find_rkite(m, "websocket", host, port);
+    if (k) proto = "websocket";
+  }
+  if (!k) k = find_rkite(m, "http", host, port);
+  if (!k || !k->tunnel) {
+    pk_log(m, PK_LOG_BE_CONNS, "No kite for http://%s:%d", host, port);
+    reject_http(c, 503, "Unavailable", host);
+    return;
+  }
+  start_stream(c, k, proto, host, port, c->inbuf->data, c->inlen);
+}
+
+static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
+  pk_mgr *m = c->mgr;
+  if (!c->inbuf && !(c->inbuf = pk_block_get(m))) {
+    pk_conn_close(c);
+    return;
+  }
+  if (n > PK_BLOCK_SIZE - c->inlen) n = PK_BLOCK_SIZE - c->inlen;
+  memcpy(c->inbuf->data + c->inlen, data, n);
+  c->inlen += n;
+  int kind = pk_wire_peek_kind((const unsigned char *)c->inbuf->data, c->inlen);
+  if (kind == PK_PEEK_NEED_MORE) return;
+  if (kind == PK_PEEK_TLS && !c->ssl) {
+    char sni[PK_NAME_MAX];
+    int r = pk_wire_tls_sni((const unsigned char *)c->inbuf->data, c->inlen, sni, sizeof(sni));
+    if (r == PK_WIRE_NEED_MORE && c->inlen < PK_BLOCK_SIZE) return;
+    int port = listener_port(c);
+    pk_relay_kite *k = r == 1 ? find_rkite(m, "https", sni, port) : NULL;
+    if (k && k->tunnel) {
+      start_stream(c, k, "https", sni, port, c->inbuf->data, c->inlen);
+      return;
+    }
+    if (m->relay_ctx) {
+      /* Our own TLS endpoint: terminate, then classify what is inside. */
+      pk_block *ib = c->inbuf;
+      size_t len = c->inlen;
+      c->inbuf = NULL;
+      c->inlen = 0;
+      c->rtls = 1;
+      pk_conn_start_tls_server(c, m->relay_ctx, ib->data, len);
+      pk_block_unref(m, ib);
+      return;
+    }
+    pk_log(m, PK_LOG_BE_CONNS, "No TLS kite for %s", r == 1 ? sni : "(no SNI)");
+    m->c_rejected++;
+    pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
+    pk_conn_shutdown(c);
+    c->on_data = NULL;
+    return;
+  }
+  if (kind == PK_PEEK_HTTP) {
+    classify_http(c);
+    return;
+  }
+  reject_http(c, 400, "Bad Request", "");
+}
+
+static void unknown_on_eof(pk_conn *c, int status) {
+  c->mgr->unauth_conns--;
+  pk_conn_close(c);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  pk_listener *l = server->data;
+  pk_mgr *m = l->mgr;
+  if (status < 0) return;
+  pk_conn *c = (m->unauth_conns < m->max_conns / 2 + 8) ? pk_conn_new(m, PK_CK_UNKNOWN) : NULL;
+  if (!c) {
+    /* Accept and drop, so the backlog does not fill with dead peers. */
+    uv_tcp_t *tmp = malloc(sizeof(*tmp));
+    if (tmp && uv_tcp_init(&m->loop, tmp) == 0 && uv_accept(server, (uv_stream_t *)tmp) == 0)
+      uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+    else
+      free(tmp);
+    pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "Dropped a connection: %s", pk_get_error());
+    return;
+  }
+  if (pk_conn_accept(c, server) != 0) {
+    pk_conn_close(c);
+    return;
+  }
+  m->unauth_conns++;
+  c->on_data = classify;
+  c->on_eof = unknown_on_eof;
+  pk_conn_read_start(c);
+}
+
+int pk_relay_start(pk_mgr *m) {
+  int ok = 0;
+  for (int i = 0; i < m->nlisteners; i++) {
+    pk_listener *l = &m->listeners[i];
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(l->host, l->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(l->host, l->port, (struct sockaddr_in6 *)&ss) != 0) {
+      pk_log(m, PK_LOG_MANAGER_ERROR, "Bad listen address %s", l->host);
+      continue;
+    }
+    uv_tcp_init(&m->loop, &l->tcp);
+    l->tcp.data = l;
+    int rv = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    if (rv == 0) rv = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (rv != 0) {
+      pk_set_error("cannot listen on %s:%d: %s", l->host, l->port, uv_strerror(rv));
+      pk_log(m, PK_LOG_MANAGER_ERROR, "%s", pk_get_error());
+      uv_close((uv_handle_t *)&l->tcp, NULL);
+      continue;
+    }
+    if (l->port == 0) {
+      int len = sizeof(ss);
+      char ip[64];
+      uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+      pk_addr_str((struct sockaddr *)&ss, ip, sizeof(ip), &l->port);
+    }
+    l->active = 1;
+    ok++;
+    pk_log(m, PK_LOG_MANAGER_INFO, "Relay listening on %s:%d", l->host, l->port);
+  }
+  pk_set_status(m, ok ? PK_STATUS_FLYING : PK_STATUS_PROBLEMS);
+  return ok ? 0 : -1;
+}
+
+void pk_relay_stop(pk_mgr *m) {
+  for (int i = 0; i < m->nlisteners; i++)
+    if (m->listeners[i].active) {
+      m->listeners[i].active = 0;
+      uv_close((uv_handle_t *)&m->listeners[i].tcp, NULL);
+    }
+}
+
+void pk_relay_housekeep(pk_mgr *m) {
+  uint64_t now = pk_now_ms(m);
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (c->kind == PK_CK_UNKNOWN && !(c->flags & PK_CF_CLOSING) &&
+        now - c->created > PK_CLASSIFY_TIMEOUT_MS) {
+      /* Slow or silent clients do not get to hold a slot. */
+      if (c->on_data) m->unauth_conns--;
+      pk_conn_close(c);
+    }
+  }
+  for (int i = 0; i < m->ntunnels; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (t->in_use && t->state == PK_TS_OPEN && t->nkites_live == 0 &&
+        now - t->conn->created > PK_HANDSHAKE_TIMEOUT_MS)
+      pk_tunnel_kill(t, "no kite authenticated in time");
+  }
+}

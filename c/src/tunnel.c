@@ -1,0 +1,448 @@
+/* tunnel.c - one tunnel, either role: frame reassembly, ZChunks inflate,
+ * chunk dispatch to streams by SID, PING/PONG, SKB flow control, EOFs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c, int relay_side) {
+  pk_tunnel *t = NULL;
+  for (int i = 0; i < m->ntunnels; i++)
+    if (!m->tunnels[i].in_use) {
+      t = &m->tunnels[i];
+      break;
+    }
+  if (!t) {
+    pk_set_error("tunnel pool exhausted");
+    return NULL;
+  }
+  char *in = t->in, *zbuf = t->zbuf; /* buffers are kept across reuse */
+  memset(t, 0, sizeof(*t));
+  t->in = in ? in : malloc(PK_TUNNEL_INBUF);
+  t->zbuf = zbuf ? zbuf : malloc(PK_MAX_CHUNK);
+  if (!t->in || !t->zbuf) return NULL;
+  t->in_use = 1;
+  t->mgr = m;
+  t->conn = c;
+  t->is_relay_side = relay_side;
+  t->next_sid = 1;
+  t->fe_idx = t->addr_idx = -1;
+  t->last_rx = pk_now_ms(m);
+  t->rtt_ms = -1;
+  c->kind = PK_CK_TUNNEL;
+  c->owner = t;
+  return t;
+}
+
+static unsigned sid_hash(long long sid) { return (unsigned)(sid * 2654435761u) % PK_SID_BUCKETS; }
+
+pk_conn *pk_tunnel_find_stream(pk_tunnel *t, long long sid) {
+  for (pk_conn *s = t->sids[sid_hash(sid)]; s; s = s->sid_next)
+    if (s->sid == sid) return s;
+  return NULL;
+}
+
+void pk_tunnel_add_stream(pk_tunnel *t, pk_conn *s, long long sid) {
+  unsigned h = sid_hash(sid);
+  s->sid = sid;
+  s->tunnel = t;
+  s->sid_next = t->sids[h];
+  t->sids[h] = s;
+  t->nstreams++;
+  t->mgr->c_streams++;
+  t->mgr->c_streams_total++;
+}
+
+void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s) {
+  if (!t || s->tunnel != t) return;
+  pk_conn **pp = &t->sids[sid_hash(s->sid)];
+  while (*pp && *pp != s) pp = &(*pp)->sid_next;
+  if (*pp) {
+    *pp = s->sid_next;
+    t->nstreams--;
+    t->mgr->c_streams--;
+  }
+  for (pk_conn **q = &t->paused; *q; q = &(*q)->pause_next)
+    if (*q == s) {
+      *q = s->pause_next;
+      break;
+    }
+  s->tunnel = NULL;
+  s->sid_next = NULL;
+}
+
+/* ---- sending ---- */
+int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
+                         pk_block *blk) {
+  if (!t || t->state == PK_TS_DEAD || !t->conn) return -1;
+  char head[PK_WIRE_FRAME_HDR_MAX + 1024];
+  if (hn > 1000) return -1;
+  int fl = pk_wire_format_frame(head, sizeof(head), hn + dn, hn + dn, 0, 0);
+  if (fl < 0) return -1;
+  memcpy(head + fl, hdrs, hn);
+  t->mgr->c_bytes_out += (long long)dn;
+  return pk_conn_writev2(t->conn, head, (size_t)fl + hn, data, dn, blk);
+}
+
+int pk_tunnel_send_noop(pk_tunnel *t, const char *fmt, ...) {
+  char buf[1024];
+  int n = snprintf(buf, sizeof(buf), "NOOP: 1\r\n");
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+  va_end(ap);
+  if (k < 0 || (size_t)(n + k) >= sizeof(buf) - 4) return -1;
+  n += k;
+  memcpy(buf + n, "\r\n", 2);
+  n += 2;
+  return pk_tunnel_send_chunk(t, buf, (size_t)n, "!", 1, NULL);
+}
+
+int pk_tunnel_send_eof(pk_tunnel *t, long long sid, const char *how) {
+  char buf[80];
+  int n = snprintf(buf, sizeof(buf), "SID: %lld\r\nEOF: 1%s\r\n\r\n", sid, how);
+  return pk_tunnel_send_chunk(t, buf, (size_t)n, "Bye!", 4, NULL);
+}
+
+void pk_tunnel_ping(pk_tunnel *t) {
+  uint64_t now = pk_now_ms(t->mgr);
+  t->last_ping_sent = now;
+  t->ping_outstanding = 1;
+  pk_tunnel_send_noop(t, "PING: %.3f\r\n", (double)uv_hrtime() / 1e9);
+}
+
+/* ---- streams (shared by both roles) ---- */
+static void stream_maybe_done(pk_conn *s) {
+  int read_done = (s->flags & (PK_CF_READ_EOF | PK_CF_PEER_W)) != 0;
+  int write_done = (s->flags & PK_CF_SHUT_WR) != 0;
+  if (read_done && write_done) {
+    pk_tunnel_remove_stream(s->tunnel, s);
+    pk_conn_close(s);
+  }
+}
+
+void pk_stream_kill(pk_conn *s, int tell_peer) {
+  if (s->flags & PK_CF_CLOSING) return;
+  if (tell_peer && s->tunnel && !(s->flags & PK_CF_SENT_EOF)) {
+    s->flags |= PK_CF_SENT_EOF;
+    pk_tunnel_send_eof(s->tunnel, s->sid, "WR");
+  }
+  pk_tunnel_remove_stream(s->tunnel, s);
+  pk_conn_close(s);
+}
+
+static void stream_pause(pk_conn *s) {
+  if (s->flags & PK_CF_PAUSED) return;
+  s->flags |= PK_CF_PAUSED;
+  pk_conn_read_stop(s);
+}
+
+static void stream_resume(pk_conn *s) {
+  if (!(s->flags & PK_CF_PAUSED)) return;
+  s->flags &= ~PK_CF_PAUSED;
+  if (!(s->flags & PK_CF_PEER_W)) pk_conn_read_start(s);
+}
+
+static void stream_check_window(pk_conn *s) {
+  pk_tunnel *t = s->tunnel;
+  if (!t) return;
+  if (t->peer_skb && s->sent - s->acked > PK_STREAM_WINDOW) stream_pause(s);
+}
+
+/* Bytes read from the local socket go into the tunnel as one chunk. */
+void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk) {
+  pk_tunnel *t = s->tunnel;
+  if (!t) {
+    pk_conn_close(s);
+    return;
+  }
+  char h[48];
+  int hn = snprintf(h, sizeof(h), "SID: %lld\r\n\r\n", s->sid);
+  if (pk_tunnel_send_chunk(t, h, (size_t)hn, data, n, blk) != 0) {
+    pk_stream_kill(s, 0);
+    return;
+  }
+  s->sent += n;
+  stream_check_window(s);
+  if (t->conn && t->conn->wq_bytes > PK_TUNNEL_WQ_HIGH && !(s->flags & PK_CF_PAUSED)) {
+    stream_pause(s);
+    s->pause_next = t->paused;
+    t->paused = s;
+  }
+}
+
+static void stream_on_eof(pk_conn *s, int status) {
+  pk_tunnel *t = s->tunnel;
+  if (status < 0 || !t) {
+    pk_stream_kill(s, 1);
+    return;
+  }
+  /* Our side will send no more: tell the peer ("R": read side hit EOF). */
+  if (!(s->flags & PK_CF_SENT_EOF)) pk_tunnel_send_eof(t, s->sid, "R");
+  stream_maybe_done(s);
+}
+
+static void stream_on_drain(pk_conn *s, int n) {
+  pk_tunnel *t = s->tunnel;
+  s->last_activity = pk_now_ms(s->mgr);
+  if (n > 0) s->delivered += (uint64_t)n;
+  if (t && s->delivered - s->skb_at >= PK_SKB_EVERY) {
+    s->skb_at = s->delivered;
+    pk_tunnel_send_noop(t, "SID: %lld\r\nSKB: %llu\r\n", s->sid,
+                        (unsigned long long)(s->delivered / 1024));
+  }
+  if ((s->flags & PK_CF_PEER_R) && s->wq_bytes == 0) pk_conn_shutdown(s);
+  stream_maybe_done(s);
+}
+
+/* Wire a local socket to a tunnel SID. */
+void pk_stream_attach(pk_conn *s, pk_tunnel *t, long long sid) {
+  s->kind = PK_CK_STREAM;
+  s->on_data = pk_stream_on_data;
+  s->on_eof = stream_on_eof;
+  s->on_drain = stream_on_drain;
+  pk_tunnel_add_stream(t, s, sid);
+}
+
+void pk_stream_from_tunnel(pk_conn *s, const char *data, size_t n) {
+  if (n == 0) return;
+  if (s->flags & (PK_CF_SHUT_WR | PK_CF_PEER_R)) return; /* peer said it was done */
+  s->last_activity = pk_now_ms(s->mgr);
+  if (s->wq_bytes + n > PK_STREAM_HARD_MAX) {
+    pk_log(s->mgr, PK_LOG_TUNNEL_DATA | PK_LOG_ERROR,
+           "Stream %lld: peer ignores flow control, closing", s->sid);
+    pk_stream_kill(s, 1);
+    return;
+  }
+  int rv;
+  if ((s->flags & PK_CF_HTTP) && s->mgr->fwd_headers && s->tunnel && !s->tunnel->is_relay_side)
+    rv = pk_http_forward_rewrite(s, data, n, NULL);
+  else
+    rv = pk_conn_write(s, data, n, NULL);
+  if (rv != 0) pk_stream_kill(s, 1);
+}
+
+void pk_stream_peer_eof(pk_conn *s, int bits) {
+  if (bits & PK_EOF_READ) {
+    /* Peer's source is exhausted: finish our writes, then half-close. */
+    s->flags |= PK_CF_PEER_R;
+    if (s->wq_bytes == 0) pk_conn_shutdown(s);
+  }
+  if (bits & PK_EOF_WRITE) {
+    /* Peer cannot deliver any more: stop reading. */
+    s->flags |= PK_CF_PEER_W;
+    pk_conn_read_stop(s);
+  }
+  if ((bits & (PK_EOF_READ | PK_EOF_WRITE)) == (PK_EOF_READ | PK_EOF_WRITE) && s->wq_bytes == 0) {
+    s->flags |= PK_CF_SENT_EOF;
+    pk_tunnel_remove_stream(s->tunnel, s);
+    pk_conn_close(s);
+    return;
+  }
+  stream_maybe_done(s);
+}
+
+void pk_stream_skb(pk_conn *s, long long kb) {
+  if (kb < 0) return;
+  uint64_t acked = (uint64_t)kb * 1024;
+  if (acked > s->acked) s->acked = acked;
+  if ((s->flags & PK_CF_PAUSED) && s->sent - s->acked <= PK_STREAM_WINDOW / 2 &&
+      !(s->tunnel && s->tunnel->conn && s->tunnel->conn->wq_bytes > PK_TUNNEL_WQ_HIGH))
+    stream_resume(s);
+}
+
+/* The tunnel's write queue drained: feed paused streams again. */
+static void tunnel_on_drain(pk_conn *c, int n) {
+  pk_tunnel *t = c->owner;
+  if (!t || c->wq_bytes > PK_TUNNEL_WQ_LOW) return;
+  while (t->paused) {
+    pk_conn *s = t->paused;
+    t->paused = s->pause_next;
+    s->pause_next = NULL;
+    if (!(t->peer_skb && s->sent - s->acked > PK_STREAM_WINDOW)) stream_resume(s);
+  }
+}
+
+/* ---- receiving ---- */
+static int process_chunk(pk_tunnel *t, const char *p, size_t n) {
+  pk_mgr *m = t->mgr;
+  pk_chunk ch;
+  if (pk_wire_parse_chunk(p, n, &ch) != 0) {
+    pk_tunnel_kill(t, "corrupt chunk");
+    return -1;
+  }
+  if (m->log_mask & PK_LOG_TUNNEL_HEADERS)
+    pk_log(m, PK_LOG_TUNNEL_HEADERS, "chunk: %d headers, sid=%lld, %zu data bytes", ch.nheaders,
+           ch.sid, ch.data.n);
+  if (ch.known[PK_CH_PING].p) {
+    char ts[72];
+    size_t k = ch.known[PK_CH_PING].n < 64 ? ch.known[PK_CH_PING].n : 64;
+    memcpy(ts, ch.known[PK_CH_PING].p, k);
+    ts[k] = 0;
+    pk_tunnel_send_noop(t, "PONG: %s\r\n", ts);
+  }
+  if (ch.known[PK_CH_PONG].p) {
+    t->ping_outstanding = 0;
+    t->rtt_ms = (int)(pk_now_ms(m) - t->last_ping_sent);
+  }
+  if ((ch.known[PK_CH_SKB].p || ch.known[PK_CH_SPD].p) && ch.sid >= 0) {
+    long long kb;
+    t->peer_skb = 1;
+    pk_conn *s = pk_tunnel_find_stream(t, ch.sid);
+    if (s && ch.known[PK_CH_SKB].p && pk_slice_to_ll(ch.known[PK_CH_SKB], &kb) == 0)
+      pk_stream_skb(s, kb);
+  }
+  if (ch.noop) {
+    if (t->is_relay_side)
+      pk_relay_on_chunk(t, &ch);
+    else
+      pk_connector_on_chunk(t, &ch);
+    return t->state == PK_TS_DEAD ? -1 : 0;
+  }
+  if (ch.sid < 0) {
+    pk_tunnel_kill(t, "chunk without SID");
+    return -1;
+  }
+  pk_conn *s = pk_tunnel_find_stream(t, ch.sid);
+  if (ch.eof) {
+    if (s) pk_stream_peer_eof(s, ch.eof);
+    return 0;
+  }
+  m->c_bytes_in += (long long)ch.data.n;
+  if (s) {
+    pk_stream_from_tunnel(s, ch.data.p, ch.data.n);
+    return 0;
+  }
+  if (t->is_relay_side)
+    pk_relay_on_chunk(t, &ch);
+  else
+    pk_connector_on_chunk(t, &ch);
+  return t->state == PK_TS_DEAD ? -1 : 0;
+}
+
+static int inflate_chunk(pk_tunnel *t, const pk_frame *f, const char *p) {
+  if (!t->zin_ready || f->reset) {
+    if (t->zin_ready) inflateEnd(&t->zin);
+    memset(&t->zin, 0, sizeof(t->zin));
+    if (inflateInit(&t->zin) != Z_OK) return -1;
+    t->zin_ready = 1;
+  }
+  t->zin.next_in = (Bytef *)p;
+  t->zin.avail_in = (uInt)f->wire_len;
+  t->zin.next_out = (Bytef *)t->zbuf;
+  t->zin.avail_out = PK_MAX_CHUNK;
+  int r = inflate(&t->zin, Z_SYNC_FLUSH);
+  if ((r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) || t->zin.avail_in != 0) return -1;
+  size_t out = PK_MAX_CHUNK - t->zin.avail_out;
+  if (out != f->len) return -1;
+  return process_chunk(t, t->zbuf, out);
+}
+
+/* Consume whole frames from buf; returns bytes consumed or -1 (tunnel dead). */
+static long consume(pk_tunnel *t, const char *buf, size_t n) {
+  size_t off = 0;
+  while (off < n && t->state != PK_TS_DEAD) {
+    pk_frame f;
+    int r = pk_wire_parse_frame(buf + off, n - off, PK_MAX_CHUNK, &f);
+    if (r == PK_WIRE_NEED_MORE) break;
+    if (r < 0) {
+      pk_tunnel_kill(t, r == PK_WIRE_ETOOBIG ? "oversized chunk" : "bad chunk frame");
+      return -1;
+    }
+    if (n - off < f.hdr_len + f.wire_len) break;
+    const char *p = buf + off + f.hdr_len;
+    int rv = f.compressed ? inflate_chunk(t, &f, p) : process_chunk(t, p, f.wire_len);
+    if (rv < 0) {
+      if (t->state != PK_TS_DEAD) pk_tunnel_kill(t, "bad compressed chunk");
+      return -1;
+    }
+    off += f.hdr_len + f.wire_len;
+  }
+  return (long)off;
+}
+
+int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n) {
+  t->last_rx = pk_now_ms(t->mgr);
+  t->ping_outstanding = 0;
+  if (t->inlen == 0) {
+    /* Fast path: whole frames straight from the read buffer. */
+    long used = consume(t, data, n);
+    if (used < 0) return -1;
+    data += used;
+    n -= (size_t)used;
+  }
+  while (n > 0) {
+    size_t room = PK_TUNNEL_INBUF - t->inlen;
+    size_t take = n < room ? n : room;
+    memcpy(t->in + t->inlen, data, take);
+    t->inlen += take;
+    data += take;
+    n -= take;
+    long used = consume(t, t->in, t->inlen);
+    if (used < 0) return -1;
+    if (used == 0 && t->inlen == PK_TUNNEL_INBUF) {
+      pk_tunnel_kill(t, "chunk larger than buffer");
+      return -1;
+    }
+    memmove(t->in, t->in + used, t->inlen - (size_t)used);
+    t->inlen -= (size_t)used;
+  }
+  return 0;
+}
+
+static void tunnel_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
+  pk_tunnel *t = c->owner;
+  if (t) pk_tunnel_feed(t, data, n);
+}
+
+static void tunnel_on_eof(pk_conn *c, int status) {
+  pk_tunnel *t = c->owner;
+  if (t) pk_tunnel_kill(t, status == 0 ? "closed by peer" : uv_strerror(status));
+}
+
+/* Switch a connection that finished its handshake into chunk mode. */
+void pk_tunnel_open(pk_tunnel *t) {
+  t->state = PK_TS_OPEN;
+  t->conn->on_data = tunnel_on_data;
+  t->conn->on_eof = tunnel_on_eof;
+  t->conn->on_drain = tunnel_on_drain;
+}
+
+void pk_tunnel_kill(pk_tunnel *t, const char *why) {
+  if (!t || !t->in_use || t->state == PK_TS_DEAD) return;
+  pk_mgr *m = t->mgr;
+  t->state = PK_TS_DEAD;
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel %s: %s", t->is_relay_side ? "from connector" : "to relay",
+         why);
+  for (int i = 0; i < PK_SID_BUCKETS; i++) {
+    while (t->sids[i]) {
+      pk_conn *s = t->sids[i];
+      pk_tunnel_remove_stream(t, s);
+      pk_conn_close(s);
+    }
+  }
+  if (t->is_relay_side)
+    pk_relay_tunnel_closed(t);
+  else
+    pk_connector_tunnel_closed(t);
+  if (t->conn) {
+    t->conn->owner = NULL;
+    pk_conn_close(t->conn);
+    t->conn = NULL;
+  }
+  if (t->zin_ready) inflateEnd(&t->zin);
+  t->zin_ready = 0;
+  t->in_use = 0;
+  pk_notify(m);
+}
+
+/* Keepalive: PING a quiet tunnel; kill it when the PING goes unanswered. */
+void pk_tunnel_housekeep(pk_tunnel *t, uint64_t now) {
+  if (!t->in_use || t->state != PK_TS_OPEN) return;
+  if (t->ping_outstanding && now - t->last_ping_sent > PK_PING_DEAD_MS) {
+    pk_tunnel_kill(t, "ping timeout");
+    return;
+  }
+  if (!t->ping_outstanding && now - t->last_rx > PK_PING_IDLE_MS) pk_tunnel_ping(t);
+}

@@ -1,0 +1,142 @@
+/* wire.h - the PageKite wire format as pure functions.
+ *
+ * No I/O, no globals, no allocation: every parser works on caller memory and
+ * returns slices into it.  This is what the fuzzers target.
+ */
+#ifndef PK_WIRE_H
+#define PK_WIRE_H
+
+#include <stddef.h>
+
+/* Errors (negative). */
+#define PK_WIRE_NEED_MORE 0
+#define PK_WIRE_EBAD (-1)     /* malformed */
+#define PK_WIRE_ETOOBIG (-2)  /* a length/count bound was exceeded */
+
+/* Longest frame header we accept: "ffffffffZffffffffR\r\n" */
+#define PK_WIRE_FRAME_HDR_MAX 24
+#define PK_WIRE_MAX_HEADERS 64
+
+typedef struct {
+  const char *p;
+  size_t n;
+} pk_slice;
+
+/* ---- chunk frames: "<hex len>[Z<hex zlen>][R]\r\n<wire bytes>" ---- */
+typedef struct {
+  size_t len;      /* payload length after decompression */
+  size_t wire_len; /* bytes following the frame header on the wire */
+  int compressed;  /* 'Z' seen: payload is zlib (sync-flushed) data */
+  int reset;       /* 'R' seen: reset the inflater before this chunk */
+  size_t hdr_len;  /* bytes of the frame header including CRLF */
+} pk_frame;
+
+/* Parse a frame header at buf[0..n).  Returns 1 and fills *out when complete,
+ * PK_WIRE_NEED_MORE when more bytes are needed, PK_WIRE_EBAD on bad syntax
+ * (non-hex, zero length, missing CR), PK_WIRE_ETOOBIG when len or wire_len
+ * exceeds max_len. */
+int pk_wire_parse_frame(const char *buf, size_t n, size_t max_len, pk_frame *out);
+
+/* Write a frame header for a payload of len bytes (wire_len bytes on the wire
+ * when compressed).  Returns bytes written (<= PK_WIRE_FRAME_HDR_MAX) or -1 if
+ * outsz is too small. */
+int pk_wire_format_frame(char *out, size_t outsz, size_t len, size_t wire_len, int compressed,
+                         int reset);
+
+/* ---- chunk headers ---- */
+#define PK_CHUNK_HEADER_MAP(X) \
+  X(SID, "SID")                \
+  X(EOF, "EOF")                \
+  X(NOOP, "NOOP")              \
+  X(PING, "PING")              \
+  X(PONG, "PONG")              \
+  X(SKB, "SKB")                \
+  X(SPD, "SPD")                \
+  X(HOST, "Host")              \
+  X(PROTO, "Proto")            \
+  X(PORT, "Port")              \
+  X(RIP, "RIP")                \
+  X(RPORT, "RPort")            \
+  X(RTLS, "RTLS")              \
+  X(ZRST, "ZRST")              \
+  X(QUOTA, "Quota")            \
+  X(QDAYS, "QDays")            \
+  X(QCONNS, "QConns")
+
+typedef enum {
+#define PK_CH_ENUM(id, name) PK_CH_##id,
+  PK_CHUNK_HEADER_MAP(PK_CH_ENUM)
+#undef PK_CH_ENUM
+  PK_CH__COUNT
+} pk_chunk_header_id;
+
+/* Canonical header name for an id ("SID", "Host", ...). */
+const char *pk_wire_chunk_header_name(pk_chunk_header_id id);
+
+/* EOF flags */
+#define PK_EOF_READ 1  /* 'R' */
+#define PK_EOF_WRITE 2 /* 'W' */
+
+typedef struct {
+  pk_slice known[PK_CH__COUNT]; /* first value of each known header; p==NULL if absent */
+  pk_slice names[PK_WIRE_MAX_HEADERS]; /* every header line, in order */
+  pk_slice values[PK_WIRE_MAX_HEADERS];
+  int nheaders;
+  long long sid;  /* parsed SID, or -1 when absent */
+  int eof;        /* 0 when no EOF header; else PK_EOF_* bits (both when "1" alone) */
+  int noop;       /* NOOP header present */
+  pk_slice data;  /* bytes after the blank line */
+} pk_chunk;
+
+/* Parse a (decompressed) chunk payload: header lines "Name: value\r\n" (bare
+ * "\n" accepted), a blank line, then data.  Header names are matched
+ * case-insensitively.  Returns 0 or PK_WIRE_EBAD (no blank line, line without
+ * colon, bad SID number) / PK_WIRE_ETOOBIG (more than PK_WIRE_MAX_HEADERS). */
+int pk_wire_parse_chunk(const char *buf, size_t n, pk_chunk *out);
+
+/* First value of header `name` (case-insensitive) in a parsed chunk, or a
+ * slice with p==NULL. */
+pk_slice pk_wire_chunk_get(const pk_chunk *c, const char *name);
+
+/* ---- HTTP heads (tunnel handshake request/response, relay first bytes) ---- */
+typedef struct {
+  pk_slice method, path, version; /* request line; for a response: version, code, reason */
+  int is_response;
+  int status;                     /* response status code */
+  pk_slice names[PK_WIRE_MAX_HEADERS];
+  pk_slice values[PK_WIRE_MAX_HEADERS];
+  int nheaders;
+  size_t head_len;                /* bytes up to and including the blank line */
+} pk_http_head;
+
+/* Parse an HTTP request or response head from buf[0..n).  Returns 1 when the
+ * blank line was found (head_len set), PK_WIRE_NEED_MORE, PK_WIRE_EBAD, or
+ * PK_WIRE_ETOOBIG when no blank line within max_len bytes or too many headers. */
+int pk_wire_parse_http_head(const char *buf, size_t n, size_t max_len, pk_http_head *out);
+
+/* Value of the idx-th header called name (case-insensitive), p==NULL if none. */
+pk_slice pk_wire_http_get(const pk_http_head *h, const char *name, int idx);
+
+/* ---- first bytes of a relay connection ---- */
+#define PK_PEEK_UNKNOWN 0
+#define PK_PEEK_HTTP 1
+#define PK_PEEK_TLS 2
+
+/* Classify the first bytes: a TLS record (0x16 0x03 ..) or an HTTP-looking
+ * request line.  Returns PK_PEEK_* or PK_WIRE_NEED_MORE (-> 0 is UNKNOWN only
+ * when n >= 3 and nothing matches; with n < 3 returns -3 meaning need more). */
+#define PK_PEEK_NEED_MORE (-3)
+int pk_wire_peek_kind(const unsigned char *buf, size_t n);
+
+/* Extract the SNI host name from a TLS ClientHello at buf[0..n) into out
+ * (NUL-terminated, lower-cased).  Returns 1 found, PK_WIRE_NEED_MORE when the
+ * record is incomplete, PK_WIRE_EBAD when not a ClientHello or no SNI, or
+ * PK_WIRE_ETOOBIG when the name does not fit outsz. */
+int pk_wire_tls_sni(const unsigned char *buf, size_t n, char *out, size_t outsz);
+
+/* Case-insensitive compare of a slice with a C string. */
+int pk_slice_ieq(pk_slice s, const char *str);
+/* Parse a decimal slice into *out; returns 0 or -1 on junk/overflow. */
+int pk_slice_to_ll(pk_slice s, long long *out);
+
+#endif
