@@ -453,7 +453,7 @@ PK_API int pagekite_thread_start(pagekite_mgr h) {
     return -1;
   }
   int rv = pk_manager_start(m);
-  if (rv != 0) pk_set_error("pagekite_thread_start: cannot start thread (%d)", rv);
+  if (rv != 0 && !pk_is_relay(m)) pk_set_error("pagekite_thread_start: cannot start thread (%d)", rv);
   return rv;
 }
 

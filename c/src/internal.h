@@ -29,7 +29,7 @@
 #define PK_STREAM_HARD_MAX (8 * 1024 * 1024) /* peer ignores SKB: kill the stream */
 #define PK_TUNNEL_WQ_HIGH (4 * 1024 * 1024)  /* pause feeding streams into a tunnel */
 #define PK_TUNNEL_WQ_LOW (1 * 1024 * 1024)
-#define PK_SKB_EVERY (32 * 1024)
+#define PK_SKB_EVERY (16 * 1024)
 #define PK_SID_BUCKETS 256
 #define PK_NAME_MAX 256
 #define PK_SECRET_MAX 256

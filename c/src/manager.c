@@ -115,10 +115,8 @@ static void on_wake(uv_async_t *a) {
 static void run_loop(void *arg) {
   pk_mgr *m = arg;
   signal(SIGPIPE, SIG_IGN);
-  if (pk_is_relay(m) ? pk_relay_start(m) : pk_connector_start(m)) {
+  if (!pk_is_relay(m) && pk_connector_start(m))
     pk_log(m, PK_LOG_MANAGER_ERROR, "Startup failed: %s", pk_get_error());
-    if (pk_is_relay(m)) pk_set_status(m, PK_STATUS_PROBLEMS);
-  }
   if (m->tick_timer_on) uv_timer_start(&m->tick, on_tick, 250, 250);
   housekeep(m);
   uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -161,6 +159,16 @@ int pk_manager_start(pk_mgr *m) {
   uv_timer_init(&m->loop, &m->tick);
   m->tick.data = m;
   m->loop_ready = 1;
+  /* Listeners are bound here so that a busy port fails thread_start. */
+  if (pk_is_relay(m) && pk_relay_start(m) != 0) {
+    pk_relay_stop(m);
+    uv_close((uv_handle_t *)&m->wake, NULL);
+    uv_close((uv_handle_t *)&m->tick, NULL);
+    uv_run(&m->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&m->loop);
+    m->loop_ready = 0;
+    return -1;
+  }
   m->running = 1;
   m->started = 1;
   int rv = uv_thread_create(&m->thread, run_loop, m);

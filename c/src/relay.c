@@ -536,8 +536,9 @@ int pk_relay_start(pk_mgr *m) {
     ok++;
     pk_log(m, PK_LOG_MANAGER_INFO, "Relay listening on %s:%d", l->host, l->port);
   }
-  pk_set_status(m, ok ? PK_STATUS_FLYING : PK_STATUS_PROBLEMS);
-  return ok ? 0 : -1;
+  if (ok < m->nlisteners) return -1;
+  pk_set_status(m, PK_STATUS_FLYING);
+  return 0;
 }
 
 void pk_relay_stop(pk_mgr *m) {

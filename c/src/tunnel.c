@@ -187,7 +187,9 @@ static void stream_on_drain(pk_conn *s, int n) {
   pk_tunnel *t = s->tunnel;
   s->last_activity = pk_now_ms(s->mgr);
   if (n > 0) s->delivered += (uint64_t)n;
-  if (t && s->delivered - s->skb_at >= PK_SKB_EVERY) {
+  /* Acknowledge often: pagekite.py senders stall at ~48 KiB unacknowledged. */
+  if (t && s->delivered > s->skb_at &&
+      (s->delivered - s->skb_at >= PK_SKB_EVERY || s->wq_bytes == 0)) {
     s->skb_at = s->delivered;
     pk_tunnel_send_noop(t, "SID: %lld\r\nSKB: %llu\r\n", s->sid,
                         (unsigned long long)(s->delivered / 1024));

@@ -45,7 +45,7 @@ static size_t put16(unsigned char *p, size_t v) {
 /* Builds a hello with a padding extension before server_name (so the SNI
  * walker must skip one) and, optionally, a non-host_name entry first. */
 static size_t build_hello_ex(unsigned char *b, const char *sni, int odd_entry_first,
-                             size_t sid_n, size_t cs_n, hello_offsets *o) {
+                             size_t sid_n, size_t cs_n, size_t comp_n, hello_offsets *o) {
   size_t p = 0, i, name_len = sni ? strlen(sni) : 0, ext_start, sni_start, list_start;
   b[p++] = 0x16;
   b[p++] = 0x03;
@@ -65,8 +65,8 @@ static size_t build_hello_ex(unsigned char *b, const char *sni, int odd_entry_fi
   p += put16(b + p, cs_n);
   for (i = 0; i < cs_n; i++) b[p++] = (unsigned char)(i & 1 ? 0x01 : 0x13);
   o->comp_len = p;
-  b[p++] = 1;
-  b[p++] = 0;
+  b[p++] = (unsigned char)comp_n;
+  for (i = 0; i < comp_n; i++) b[p++] = 0;
   o->ext_len = p;
   p += 2;
   ext_start = p;
@@ -109,7 +109,7 @@ static size_t build_hello_ex(unsigned char *b, const char *sni, int odd_entry_fi
 
 static size_t build_hello(unsigned char *b, const char *sni, int odd_entry_first,
                           hello_offsets *o) {
-  return build_hello_ex(b, sni, odd_entry_first, 32, 4, o);
+  return build_hello_ex(b, sni, odd_entry_first, 32, 4, 1, o);
 }
 
 static int valid_rc(int rc) {
@@ -307,9 +307,9 @@ TEST(corrupted_session_id_length) {
   CHECK_INT(with8(b, n, o.sid_len, 0), PK_WIRE_EBAD); /* parses garbage after */
   CHECK_INT(with8(b, n, o.sid_len, 31), PK_WIRE_EBAD);
   /* Well-formed apart from the limit: a 33-byte session id is refused. */
-  n = build_hello_ex(b, "a.example", 0, 33, 4, &o);
+  n = build_hello_ex(b, "a.example", 0, 33, 4, 1, &o);
   CHECK_INT(pk_wire_tls_sni(b, n, out, sizeof(out)), PK_WIRE_EBAD);
-  n = build_hello_ex(b, "a.example", 0, 0, 4, &o);
+  n = build_hello_ex(b, "a.example", 0, 0, 4, 1, &o);
   CHECK_INT(pk_wire_tls_sni(b, n, out, sizeof(out)), 1);
   CHECK(strcmp(out, "a.example") == 0);
 }
@@ -324,20 +324,26 @@ TEST(corrupted_cipher_suites_length) {
   CHECK_INT(with16(b, n, o.cs_len, 0xfffe), PK_WIRE_EBAD);
   CHECK_INT(with16(b, n, o.cs_len, n), PK_WIRE_EBAD);
   /* Well-formed apart from the count: empty or odd lists are refused. */
-  n = build_hello_ex(b, "a.example", 0, 32, 0, &o);
+  n = build_hello_ex(b, "a.example", 0, 32, 0, 1, &o);
   CHECK_INT(pk_wire_tls_sni(b, n, out, sizeof(out)), PK_WIRE_EBAD);
-  n = build_hello_ex(b, "a.example", 0, 32, 5, &o);
+  n = build_hello_ex(b, "a.example", 0, 32, 5, 1, &o);
   CHECK_INT(pk_wire_tls_sni(b, n, out, sizeof(out)), PK_WIRE_EBAD);
-  n = build_hello_ex(b, "a.example", 0, 32, 2, &o);
+  n = build_hello_ex(b, "a.example", 0, 32, 2, 1, &o);
   CHECK_INT(pk_wire_tls_sni(b, n, out, sizeof(out)), 1);
 }
 
 TEST(corrupted_compression_length) {
   unsigned char b[512];
+  char out[64];
   hello_offsets o;
   size_t n = build_hello(b, "a.example", 0, &o);
   CHECK_INT(with8(b, n, o.comp_len, 0), PK_WIRE_EBAD);
   CHECK_INT(with8(b, n, o.comp_len, 0xff), PK_WIRE_EBAD);
+  /* Well-formed apart from the count: at least one method is required. */
+  n = build_hello_ex(b, "a.example", 0, 32, 4, 0, &o);
+  CHECK_INT(pk_wire_tls_sni(b, n, out, sizeof(out)), PK_WIRE_EBAD);
+  n = build_hello_ex(b, "a.example", 0, 32, 4, 2, &o);
+  CHECK_INT(pk_wire_tls_sni(b, n, out, sizeof(out)), 1);
 }
 
 TEST(corrupted_extensions_length) {

@@ -3,7 +3,7 @@
 A test file subclasses ConnectorChecks as class Test...(ConnectorChecks) and
 sets relay_kind ("pk" for pagekite.py, "ours" for pagekiter) and the few
 numbers that differ.  The shared stack (one relay, one origin, one echo
-server and one pagekitec flying an http and a raw kite, with -H) is built
+server and one pagekitec flying an http and a raw kite) is built
 once per class; tests that break things (wrong secret, relay restart,
 origin down) build their own pieces.
 """
@@ -45,7 +45,7 @@ def make_relay(group, kind, **kw):
     return group.our_relay(**kw)
 
 
-def build_stack(group, kind, label, extra_args=("-H",), timeout=30.0):
+def build_stack(group, kind, label, extra_args=(), timeout=30.0):
     require_executable(PAGEKITEC, "pagekitec")
     if kind != "pk":
         require_executable(PAGEKITER, "pagekiter")
@@ -123,6 +123,17 @@ class ConnectorChecks:
             assert h.get("x-forwarded-proto") == "http", \
                 "request %d: X-Forwarded-Proto %r" % (i + 1, h.get("x-forwarded-proto"))
             assert h.get("host") == stack.host
+
+    def test_no_forwarded_headers_with_H(self, stack, group):
+        # pagekitec -H: "do not add X-Forwarded-Proto and X-Forwarded-For".
+        origin = group.origin(kite_name(self.label + "-noxff"))
+        kite = Kite("http", origin.kite, origin.port, stack.relay.port, SECRET)
+        conn = group.our_connector(stack.relay, [kite], ["-H"])
+        conn.wait_serving(timeout=30)
+        answers = keepalive_headers(stack.port, kite.name, count=2)
+        for a in answers:
+            assert "x-forwarded-for" not in a["headers"], a["headers"]
+            assert "x-forwarded-proto" not in a["headers"], a["headers"]
 
     def test_websocket_echo(self, stack):
         msgs = ["hello", "\u00e9t\u00e9 \u2603", "z" * 100000, "bye"]
