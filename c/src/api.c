@@ -486,6 +486,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   for (int i = 0; i < m->ntunnels && m->tunnels; i++) {
     free(m->tunnels[i].in);
     free(m->tunnels[i].zbuf);
+    free(m->tunnels[i].zobuf);
   }
   free(m->tunnels);
   free(m->kites);

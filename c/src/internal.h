@@ -161,6 +161,7 @@ enum pk_conn_kind {
 #define PK_CF_NOBUF 0x0200      /* waiting for a free block */
 #define PK_CF_SENT_EOF 0x0400
 #define PK_CF_HTTP 0x0800       /* stream carries HTTP requests (forwarding headers) */
+#define PK_CF_NOZ 0x1000        /* stream data does not compress: send it plain */
 
 typedef void (*pk_conn_data_cb)(pk_conn *c, const char *data, size_t n, pk_block *blk);
 typedef void (*pk_conn_event_cb)(pk_conn *c, int status);
@@ -242,8 +243,10 @@ struct pk_tunnel {
   int fe_idx, addr_idx;  /* connector: which frontend/address */
   char session[80];
   int peer_zchunks, peer_addkites, peer_skb;
-  z_stream zin;
-  int zin_ready;
+  z_stream zin, zout;
+  int zin_ready, zout_ready;
+  int zreset_pending;    /* peer asked ZRST: next compressed chunk carries R */
+  char *zobuf;           /* deflate output, PK_MAX_CHUNK */
   char *zbuf;            /* inflate output, PK_MAX_CHUNK */
   char *in;              /* frame accumulation */
   size_t inlen;
@@ -267,6 +270,8 @@ char *pk_log_snapshot(pk_mgr *m);
 int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n);
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk);
+int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, const char *data,
+                        size_t dn, pk_block *blk);
 int pk_tunnel_send_noop(pk_tunnel *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int pk_tunnel_send_eof(pk_tunnel *t, long long sid, const char *how);
 void pk_tunnel_add_stream(pk_tunnel *t, pk_conn *s, long long sid);

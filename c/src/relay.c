@@ -242,8 +242,10 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len) {
   r->off = 0;
   r->ok = r->bad = r->challenged = 0;
   for (int i = 0; i < h->nheaders; i++)
-    if (pk_slice_ieq(h->names[i], "X-PageKite-Features") && pk_slice_ieq(h->values[i], "AddKites"))
-      t->peer_addkites = 1;
+    if (pk_slice_ieq(h->names[i], "X-PageKite-Features")) {
+      if (pk_slice_ieq(h->values[i], "AddKites")) t->peer_addkites = 1;
+      if (pk_slice_ieq(h->values[i], "ZChunks")) t->peer_zchunks = 1;
+    }
   auth_requests(t, h->names, h->values, h->nheaders, r);
   /* Session id: time plus a hash of what was asked, as pagekite.py does. */
   char sess_src[64], hex[41];
@@ -308,7 +310,7 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
   m->unauth_conns--;
   pk_stream_attach(c, t, sid);
   c->on_connect = NULL;
-  if (pk_tunnel_send_chunk(t, hdr, (size_t)hn, data, n, NULL) != 0) {
+  if (pk_tunnel_send_data(t, c, hdr, (size_t)hn, data, n, NULL) != 0) {
     pk_stream_kill(c, 0);
     return;
   }

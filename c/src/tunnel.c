@@ -17,11 +17,12 @@ pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c, int relay_side) {
     pk_set_error("tunnel pool exhausted");
     return NULL;
   }
-  char *in = t->in, *zbuf = t->zbuf; /* buffers are kept across reuse */
+  char *in = t->in, *zbuf = t->zbuf, *zobuf = t->zobuf; /* kept across reuse */
   memset(t, 0, sizeof(*t));
   t->in = in ? in : malloc(PK_TUNNEL_INBUF);
   t->zbuf = zbuf ? zbuf : malloc(PK_MAX_CHUNK);
-  if (!t->in || !t->zbuf) return NULL;
+  t->zobuf = zobuf ? zobuf : malloc(PK_MAX_CHUNK);
+  if (!t->in || !t->zbuf || !t->zobuf) return NULL;
   t->in_use = 1;
   t->mgr = m;
   t->conn = c;
@@ -83,6 +84,49 @@ int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *
   memcpy(head + fl, hdrs, hn);
   t->mgr->c_bytes_out += (long long)dn;
   return pk_conn_writev2(t->conn, head, (size_t)fl + hn, data, dn, blk);
+}
+
+/* Stream data: ZChunks (zlib, sync-flushed, one stream per direction) when the
+ * peer offered them and the stream's data compresses; plain otherwise. */
+int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, const char *data,
+                        size_t dn, pk_block *blk) {
+  if (!t || t->state == PK_TS_DEAD || !t->conn) return -1;
+  size_t len = hn + dn;
+  if (!t->peer_zchunks || (s && (s->flags & PK_CF_NOZ)) || len <= 64 || len > PK_BLOCK_SIZE + 1024)
+    return pk_tunnel_send_chunk(t, hdrs, hn, data, dn, blk);
+  int reset = 0;
+  if (!t->zout_ready || t->zreset_pending) {
+    if (t->zout_ready) deflateEnd(&t->zout);
+    memset(&t->zout, 0, sizeof(t->zout));
+    if (deflateInit(&t->zout, 1) != Z_OK) return pk_tunnel_send_chunk(t, hdrs, hn, data, dn, blk);
+    reset = t->zout_ready; /* the peer's inflater must start over too */
+    t->zout_ready = 1;
+    t->zreset_pending = 0;
+  }
+  z_stream *z = &t->zout;
+  z->next_out = (Bytef *)t->zobuf;
+  z->avail_out = PK_MAX_CHUNK;
+  z->next_in = (Bytef *)hdrs;
+  z->avail_in = (uInt)hn;
+  int r = deflate(z, Z_NO_FLUSH);
+  if (r == Z_OK) {
+    z->next_in = (Bytef *)data;
+    z->avail_in = (uInt)dn;
+    r = deflate(z, Z_SYNC_FLUSH);
+  }
+  if (r != Z_OK || z->avail_in != 0) {
+    t->zreset_pending = 1;
+    return pk_tunnel_send_chunk(t, hdrs, hn, data, dn, blk);
+  }
+  size_t zlen = PK_MAX_CHUNK - z->avail_out;
+  /* Data that does not shrink is sent plain from now on (the deflate state
+   * has consumed it, so this chunk still goes out compressed). */
+  if (s && zlen * 10 > len * 9) s->flags |= PK_CF_NOZ;
+  char head[PK_WIRE_FRAME_HDR_MAX + 1];
+  int fl = pk_wire_format_frame(head, sizeof(head), len, zlen, 1, reset);
+  if (fl < 0) return -1;
+  t->mgr->c_bytes_out += (long long)dn;
+  return pk_conn_writev2(t->conn, head, (size_t)fl, t->zobuf, zlen, NULL);
 }
 
 int pk_tunnel_send_noop(pk_tunnel *t, const char *fmt, ...) {
@@ -159,7 +203,7 @@ void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk) {
   }
   char h[48];
   int hn = snprintf(h, sizeof(h), "SID: %lld\r\n\r\n", s->sid);
-  if (pk_tunnel_send_chunk(t, h, (size_t)hn, data, n, blk) != 0) {
+  if (pk_tunnel_send_data(t, s, h, (size_t)hn, data, n, blk) != 0) {
     pk_stream_kill(s, 0);
     return;
   }
@@ -284,6 +328,7 @@ static int process_chunk(pk_tunnel *t, const char *p, size_t n) {
     ts[k] = 0;
     pk_tunnel_send_noop(t, "PONG: %s\r\n", ts);
   }
+  if (ch.known[PK_CH_ZRST].p) t->zreset_pending = 1;
   if (ch.known[PK_CH_PONG].p) {
     t->ping_outstanding = 0;
     t->rtt_ms = (int)(pk_now_ms(m) - t->last_ping_sent);
@@ -434,7 +479,8 @@ void pk_tunnel_kill(pk_tunnel *t, const char *why) {
     t->conn = NULL;
   }
   if (t->zin_ready) inflateEnd(&t->zin);
-  t->zin_ready = 0;
+  if (t->zout_ready) deflateEnd(&t->zout);
+  t->zin_ready = t->zout_ready = 0;
   t->in_use = 0;
   pk_notify(m);
 }
