@@ -1,0 +1,243 @@
+"""Our relay under abuse, and its TLS/duplicate handling, over loopback.
+
+Self-contained: starts pagekiter, pagekitec and a threaded origin itself.
+"""
+import concurrent.futures as cf
+import http.client
+import http.server
+import os
+import random
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+BUILD = os.environ.get("PK_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SECRET = "abuse-secret-123"
+pytestmark = pytest.mark.ours
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Origin(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = ("ok:" + self.path).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def origin():
+    srv = Origin(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def start(argv, tmp_path, name):
+    out = open(tmp_path / f"{name}.log", "w")
+    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+def get(port, host, path="/", timeout=5):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Host": host})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def wait_ok(port, host, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            st, _ = get(port, host, timeout=2)
+            if st == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def rss_kb(pid, field="VmHWM"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+@pytest.fixture
+def flying(tmp_path, origin):
+    port = free_port()
+    relay = start([f"{BUILD}/pagekiter", "--listen=127.0.0.1", f"--ports={port}", "-c", "2000",
+                   f"--domain=http,https,raw:*.abuse.test:{SECRET}"], tmp_path, "relay")
+    conn = start([f"{BUILD}/pagekitec", "--frontend", f"127.0.0.1:{port}",
+                  str(origin), "http", "site.abuse.test", "0", SECRET], tmp_path, "connector")
+    try:
+        assert wait_ok(port, "site.abuse.test"), (tmp_path / "relay.log").read_text()[-2000:]
+        yield port, relay, conn
+    finally:
+        assert stop(conn) == 0
+        assert stop(relay) == 0
+
+
+def test_garbage_and_slowloris_do_not_hurt_live_kite(flying):
+    port, relay, conn = flying
+    stop_flag = threading.Event()
+    slow = []
+    # 200 slowloris connections: a request head that never completes.
+    for _ in range(200):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: site.abuse.test\r\nX-Slow: ")
+        slow.append(s)
+
+    def garbage(i):
+        rnd = random.Random(i)
+        kind = i % 4
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if kind == 0:
+                s.sendall(bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 600))))
+            elif kind == 1:
+                s.sendall(b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: http:site.abuse.test:"
+                          + b"x" * 36 + b":" + b"t" * 36 + b":" + b"0" * 36 + b"\r\n\r\n")
+            elif kind == 2:
+                s.sendall(b"CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: ::::\r\nX-PageKite: "
+                          + b"A" * 2000 + b"\r\n\r\n")
+            else:
+                s.sendall(b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"B" * 20000 + b"\r\n\r\n")
+            s.settimeout(3)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+            s.close()
+            return True
+        except OSError:
+            return False
+
+    def real(i):
+        st, body = get(port, "site.abuse.test", f"/r{i}", timeout=10)
+        return st == 200 and body == f"ok:/r{i}".encode()
+
+    with cf.ThreadPoolExecutor(32) as ex:
+        g = [ex.submit(garbage, i) for i in range(1000)]
+        r = [ex.submit(real, i) for i in range(100)]
+        ok = sum(f.result() for f in r)
+        for f in g:
+            f.result()
+    stop_flag.set()
+    hwm = rss_kb(relay.pid)
+    for s in slow:
+        s.close()
+    print(f"relay VmHWM after abuse: {hwm} kB")
+    assert ok == 100
+    assert relay.poll() is None and conn.poll() is None
+    assert 0 < hwm < 150 * 1024
+    # The kite still works after the storm.
+    assert get(port, "site.abuse.test")[0] == 200
+
+
+def test_oversized_head_gets_431(flying):
+    port, _, _ = flying
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: site.abuse.test\r\n" + b"X-A: " + b"a" * 40000 + b"\r\n\r\n")
+    data = s.recv(100)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 431")
+
+
+def test_unknown_sni_gets_tls_alert(flying):
+    port, _, _ = flying
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with pytest.raises(ssl.SSLError):
+        with ctx.wrap_socket(raw, server_hostname="nobody.abuse.test") as s:
+            s.recv(10)
+
+
+def test_unknown_kite_503_and_ping(flying):
+    port, _, _ = flying
+    st, body = get(port, "nobody.abuse.test")
+    assert st == 503 and b"nobody.abuse.test" in body
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/ping", headers={"Host": "ping.pagekite"})
+    r = c.getresponse()
+    assert r.status == 503 and r.getheader("X-PageKite-UUID")
+
+
+def test_duplicate_kite_refused(flying, tmp_path, origin):
+    port, _, _ = flying
+    dup = start([f"{BUILD}/pagekitec", "--frontend", f"127.0.0.1:{port}",
+                 str(origin), "http", "site.abuse.test", "0", SECRET], tmp_path, "dup")
+    try:
+        deadline = time.time() + 15
+        text = ""
+        while time.time() < deadline:
+            text = (tmp_path / "dup.log").read_text()
+            if "duplicate" in text:
+                break
+            time.sleep(0.2)
+        assert "duplicate" in text
+        assert "status: FLYING" not in text
+        assert get(port, "site.abuse.test")[0] == 200
+    finally:
+        stop(dup)
+
+
+def test_wrong_secret_refused(flying, tmp_path, origin):
+    port, _, _ = flying
+    bad = start([f"{BUILD}/pagekitec", "--frontend", f"127.0.0.1:{port}",
+                 str(origin), "http", "other.abuse.test", "0", "not-the-secret"], tmp_path, "bad")
+    try:
+        deadline = time.time() + 15
+        text = ""
+        while time.time() < deadline:
+            text = (tmp_path / "bad.log").read_text()
+            if "status: REJECTED" in text:
+                break
+            time.sleep(0.2)
+        assert "status: REJECTED" in text
+        assert get(port, "other.abuse.test")[0] == 503
+    finally:
+        stop(bad)
