@@ -241,3 +241,58 @@ def test_wrong_secret_refused(flying, tmp_path, origin):
         assert get(port, "other.abuse.test")[0] == 503
     finally:
         stop(bad)
+
+
+def _tls_origin(tmp_path, name):
+    key, crt = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+                    "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(crt), str(key))
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(0.5)
+    done = threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                with ctx.wrap_socket(c, server_side=True) as s:
+                    s.settimeout(5)
+                    data = s.recv(100)
+                    s.sendall(f"{name} got {data.decode(errors='replace')}".encode())
+            except (OSError, ssl.SSLError):
+                pass
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1], crt, done, srv
+
+
+def test_tls_passthrough_by_sni_two_kites_one_port(tmp_path):
+    port = free_port()
+    a_port, a_crt, a_done, a_srv = _tls_origin(tmp_path, "a.abuse.test")
+    b_port, b_crt, b_done, b_srv = _tls_origin(tmp_path, "b.abuse.test")
+    relay = start([f"{BUILD}/pagekiter", "--listen=127.0.0.1", f"--ports={port}",
+                   f"--domain=https:*.abuse.test:{SECRET}"], tmp_path, "relay")
+    conn = start([f"{BUILD}/pagekitec", "--frontend", f"127.0.0.1:{port}",
+                  str(a_port), "https", "a.abuse.test", "0", SECRET,
+                  str(b_port), "https", "b.abuse.test", "0", SECRET], tmp_path, "connector")
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline and "status: FLYING" not in (tmp_path / "connector.log").read_text():
+            time.sleep(0.1)
+        for name, crt in (("a.abuse.test", a_crt), ("b.abuse.test", b_crt)):
+            ctx = ssl.create_default_context(cafile=str(crt))
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                # The relay never decrypts: the client verifies the origin's own cert.
+                with ctx.wrap_socket(raw, server_hostname=name) as s:
+                    s.sendall(b"hello")
+                    assert s.recv(100) == f"{name} got hello".encode()
+    finally:
+        a_done.set(), b_done.set()
+        a_srv.close(), b_srv.close()
+        assert stop(conn) == 0
+        assert stop(relay) == 0
