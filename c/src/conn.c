@@ -76,8 +76,10 @@ void pk_conns_free(pk_mgr *m) {
 }
 
 pk_conn *pk_conn_new(pk_mgr *m, int kind) {
+  /* Near the end of the pool, start closing an idle stream so that the slot
+   * is back (after its close callback) before the pool runs dry. */
+  if (m->evict_idle_s > 0 && m->nconns - m->conns_in_use <= 4) pk_conn_evict_one(m);
   pk_conn *c = m->conn_free;
-  if (!c && m->evict_idle_s > 0 && pk_conn_evict_one(m) == 0) c = m->conn_free;
   if (!c) {
     pk_set_error("connection pool exhausted (max_conns=%d)", m->max_conns);
     return NULL;
@@ -114,15 +116,14 @@ int pk_conn_evict_one(pk_mgr *m) {
   if (!best) return -1;
   pk_log(m, PK_LOG_BE_CONNS, "Evicting idle stream %lld", best->sid);
   pk_stream_kill(best, 1);
-  /* The handle returns to the pool in its close callback: run it now. */
-  uv_run(&m->loop, UV_RUN_NOWAIT);
-  return m->conn_free ? 0 : -1;
+  return 0;
 }
 
 static void on_close(uv_handle_t *h) {
   pk_conn *c = h->data;
   pk_mgr *m = c->mgr;
   if (c->on_closed) c->on_closed(c, 0);
+  pk_conn_unauth_clear(c);
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
   if (c->inbuf) pk_block_unref(m, c->inbuf);
   int id = c->id;
@@ -139,6 +140,12 @@ void pk_conn_close(pk_conn *c) {
   c->flags |= PK_CF_CLOSING;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+void pk_conn_unauth_clear(pk_conn *c) {
+  if (!(c->flags & PK_CF_UNAUTH)) return;
+  c->flags &= ~PK_CF_UNAUTH;
+  c->mgr->unauth_conns--;
 }
 
 void pk_conn_set_nodelay(pk_conn *c) { uv_tcp_nodelay(&c->tcp, 1); }

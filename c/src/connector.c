@@ -322,9 +322,25 @@ static int flush_head(pk_conn *s, const char *head, size_t n) {
 }
 
 int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *blk) {
-  while (n > 0) {
-    if (s->http_state == 2) return pk_conn_write(s, data, n, NULL);
+  for (;;) {
+    /* Bytes buffered from an earlier call are handled before new ones. */
+    if (s->http_state != 0 && s->inlen) {
+      const char *p = s->inbuf->data;
+      size_t k = s->inlen;
+      if (s->http_state == 1 && k > s->http_body_left) k = (size_t)s->http_body_left;
+      if (pk_conn_write(s, p, k, NULL) != 0) return -1;
+      if (s->http_state == 1) s->http_body_left -= k;
+      memmove(s->inbuf->data, p + k, s->inlen - k);
+      s->inlen -= k;
+      if (s->http_state == 1 && s->http_body_left == 0) s->http_state = 0;
+      continue;
+    }
+    if (s->http_state == 2) {
+      if (n && pk_conn_write(s, data, n, NULL) != 0) return -1;
+      break;
+    }
     if (s->http_state == 1) {
+      if (!n) break;
       size_t k = n < s->http_body_left ? n : (size_t)s->http_body_left;
       if (pk_conn_write(s, data, k, NULL) != 0) return -1;
       s->http_body_left -= k;
@@ -333,6 +349,7 @@ int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *bl
       if (s->http_body_left == 0) s->http_state = 0;
       continue;
     }
+    /* state 0: collect a request head */
     if (!s->inbuf && !(s->inbuf = pk_block_get(s->mgr))) return -1;
     size_t room = PK_BLOCK_SIZE - s->inlen;
     size_t k = n < room ? n : room;
@@ -340,21 +357,23 @@ int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *bl
     s->inlen += k;
     data += k;
     n -= k;
+    if (!s->inlen) break;
     pk_http_head h;
     int r = pk_wire_parse_http_head(s->inbuf->data, s->inlen, PK_BLOCK_SIZE, &h);
-    if (r == PK_WIRE_NEED_MORE && s->inlen < PK_BLOCK_SIZE) continue;
+    if (r == PK_WIRE_NEED_MORE && s->inlen < PK_BLOCK_SIZE) {
+      if (!n) break;
+      continue;
+    }
     size_t hl = (r == 1) ? h.head_len : s->inlen;
     if (r != 1) s->http_state = 2; /* not HTTP we understand: stop rewriting */
     int rv = (r == 1) ? flush_head(s, s->inbuf->data, hl) : pk_conn_write(s, s->inbuf->data, hl, NULL);
     if (rv != 0) return -1;
-    size_t rest = s->inlen - hl;
-    s->inlen = 0;
-    if (rest) {
-      /* Bytes after the head are re-fed through the state machine. */
-      char tmp[PK_BLOCK_SIZE];
-      memcpy(tmp, s->inbuf->data + hl, rest);
-      if (pk_http_forward_rewrite(s, tmp, rest, NULL) != 0) return -1;
-    }
+    memmove(s->inbuf->data, s->inbuf->data + hl, s->inlen - hl);
+    s->inlen -= hl;
+  }
+  if (s->inlen == 0 && s->inbuf) {
+    pk_block_unref(s->mgr, s->inbuf); /* idle keep-alive streams hold no buffer */
+    s->inbuf = NULL;
   }
   return 0;
 }

@@ -162,6 +162,7 @@ enum pk_conn_kind {
 #define PK_CF_SENT_EOF 0x0400
 #define PK_CF_HTTP 0x0800       /* stream carries HTTP requests (forwarding headers) */
 #define PK_CF_NOZ 0x1000        /* stream data does not compress: send it plain */
+#define PK_CF_UNAUTH 0x2000     /* relay: counted in unauth_conns until classified */
 
 typedef void (*pk_conn_data_cb)(pk_conn *c, const char *data, size_t n, pk_block *blk);
 typedef void (*pk_conn_event_cb)(pk_conn *c, int status);
@@ -223,6 +224,7 @@ int pk_conn_write(pk_conn *c, const char *data, size_t n, pk_block *blk);
 int pk_conn_writev2(pk_conn *c, const char *h, size_t hn, const char *d, size_t dn, pk_block *blk);
 void pk_conn_shutdown(pk_conn *c); /* half-close after queued writes */
 void pk_conn_close(pk_conn *c);
+void pk_conn_unauth_clear(pk_conn *c);
 void pk_conn_set_nodelay(pk_conn *c);
 void pk_conns_resume_nobuf(pk_mgr *m);
 int pk_conn_evict_one(pk_mgr *m);

@@ -233,7 +233,7 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len) {
     pk_conn_shutdown(c);
     return;
   }
-  m->unauth_conns--;
+  pk_conn_unauth_clear(c);
   pk_results *r = malloc(sizeof(*r));
   if (!r) {
     pk_tunnel_kill(t, "out of memory");
@@ -282,6 +282,7 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len) {
     c->owner = NULL;
     t->in_use = 0;
     c->kind = PK_CK_UNKNOWN;
+    c->on_data = NULL;
     pk_conn_shutdown(c);
     return;
   }
@@ -307,10 +308,15 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
   int hn = snprintf(hdr, sizeof(hdr),
                     "SID: %lld\r\nProto: %s\r\nHost: %s\r\nPort: %d\r\nRIP: %s\r\nRPort: %d\r\n%s\r\n",
                     sid, proto, host, port, c->rip, c->rport, c->rtls ? "RTLS: 1\r\n" : "");
-  m->unauth_conns--;
+  pk_conn_unauth_clear(c);
   pk_stream_attach(c, t, sid);
   c->on_connect = NULL;
-  if (pk_tunnel_send_data(t, c, hdr, (size_t)hn, data, n, NULL) != 0) {
+  int rv = pk_tunnel_send_data(t, c, hdr, (size_t)hn, data, n, NULL);
+  /* The first bytes were copied into the tunnel: idle streams hold no buffer. */
+  if (c->inbuf) pk_block_unref(m, c->inbuf);
+  c->inbuf = NULL;
+  c->inlen = 0;
+  if (rv != 0) {
     pk_stream_kill(c, 0);
     return;
   }
@@ -478,10 +484,7 @@ static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   reject_http(c, 400, "Bad Request", "");
 }
 
-static void unknown_on_eof(pk_conn *c, int status) {
-  c->mgr->unauth_conns--;
-  pk_conn_close(c);
-}
+static void unknown_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
 
 static void on_connection(uv_stream_t *server, int status) {
   pk_listener *l = server->data;
@@ -503,6 +506,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   m->unauth_conns++;
+  c->flags |= PK_CF_UNAUTH;
   c->on_data = classify;
   c->on_eof = unknown_on_eof;
   pk_conn_read_start(c);
@@ -558,7 +562,6 @@ void pk_relay_housekeep(pk_mgr *m) {
     if (c->kind == PK_CK_UNKNOWN && !(c->flags & PK_CF_CLOSING) &&
         now - c->created > PK_CLASSIFY_TIMEOUT_MS) {
       /* Slow or silent clients do not get to hold a slot. */
-      if (c->on_data) m->unauth_conns--;
       pk_conn_close(c);
     }
   }

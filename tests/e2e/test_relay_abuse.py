@@ -296,3 +296,30 @@ def test_tls_passthrough_by_sni_two_kites_one_port(tmp_path):
         a_srv.close(), b_srv.close()
         assert stop(conn) == 0
         assert stop(relay) == 0
+
+
+def test_pipelined_requests_with_forwarding_headers(tmp_path, origin):
+    """200 pipelined requests on one connection, rewritten one by one (-H)."""
+    port = free_port()
+    relay = start([f"{BUILD}/pagekiter", "--listen=127.0.0.1", f"--ports={port}",
+                   f"--domain=http:*.abuse.test:{SECRET}"], tmp_path, "relay")
+    conn = start([f"{BUILD}/pagekitec", "-H", "--frontend", f"127.0.0.1:{port}",
+                  str(origin), "http", "pipe.abuse.test", "0", SECRET], tmp_path, "connector")
+    try:
+        assert wait_ok(port, "pipe.abuse.test")
+        reqs = b"".join(b"GET /p%d HTTP/1.1\r\nHost: pipe.abuse.test\r\n\r\n" % i for i in range(200))
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(reqs)
+        buf = b""
+        deadline = time.time() + 20
+        while buf.count(b"HTTP/1.1 200") < 200 and time.time() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        s.close()
+        assert buf.count(b"HTTP/1.1 200") == 200
+        assert b"ok:/p0" in buf and b"ok:/p199" in buf
+    finally:
+        assert stop(conn) == 0
+        assert stop(relay) == 0
