@@ -96,7 +96,8 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   m->fes = calloc((size_t)(max_frontends ? max_frontends : 1), sizeof(pk_frontend));
   m->tunnels = calloc((size_t)m->ntunnels, sizeof(pk_tunnel));
   int nconns = max_conns + m->ntunnels + 16 + (relay ? 0 : max_frontends * 4);
-  size_t nblocks = 64 + (size_t)max_conns / 4 + (size_t)m->ntunnels * 4;
+  /* Reserved address space; pages count in RSS only once used. */
+  size_t nblocks = 64 + (size_t)max_conns * 2 + (size_t)m->ntunnels * 8;
   if (!m->kites || !m->fes || !m->tunnels || pk_conns_init(m, nconns) != 0 ||
       pk_pool_init(&m->blocks, nblocks) != 0) {
     pk_set_error("out of memory reserving pools");

@@ -291,11 +291,12 @@ void pk_conn_shutdown(pk_conn *c) {
 }
 
 /* ---- reading ---- */
-static int nobuf_waiting;
+#define PK_WRITE_RESERVE 8 /* blocks kept for writes: reads stop first */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   pk_conn *c = h->data;
-  pk_block *b = pk_block_get(c->mgr);
+  pk_pool *p = &c->mgr->blocks;
+  pk_block *b = (p->count - p->in_use > PK_WRITE_RESERVE) ? pk_block_get(c->mgr) : NULL;
   if (!b) {
     *buf = uv_buf_init(NULL, 0);
     return;
@@ -317,7 +318,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uv_read_stop(s);
     c->flags &= ~PK_CF_READING;
     c->flags |= PK_CF_NOBUF;
-    nobuf_waiting++;
+    c->mgr->nobuf_waiting++;
     return;
   }
   if (nread <= 0) {
@@ -343,14 +344,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 void pk_conns_resume_nobuf(pk_mgr *m) {
-  if (nobuf_waiting <= 0) return;
-  for (int i = 0; i < m->nconns && nobuf_waiting > 0; i++) {
+  if (m->nobuf_waiting <= 0 || m->blocks.count - m->blocks.in_use <= PK_WRITE_RESERVE * 2) return;
+  for (int i = 0; i < m->nconns && m->nobuf_waiting > 0; i++) {
     pk_conn *c = &m->conns[i];
     if (!(c->flags & PK_CF_NOBUF)) continue;
     c->flags &= ~PK_CF_NOBUF;
-    nobuf_waiting--;
+    m->nobuf_waiting--;
     if (!(c->flags & (PK_CF_CLOSING | PK_CF_PAUSED))) pk_conn_read_start(c);
-    if (!m->blocks.free_list && m->blocks.used >= m->blocks.count) break;
+    if (m->blocks.count - m->blocks.in_use <= PK_WRITE_RESERVE * 2) break;
   }
 }
 

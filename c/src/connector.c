@@ -162,6 +162,7 @@ static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_sl
     }
   }
   if (changed) {
+    m->rejected = 0;
     for (int i = 0; i < m->nkites; i++)
       if (m->kites[i].state == PK_KITE_REJECTED) m->rejected = 1;
     update_status(m);
@@ -283,18 +284,49 @@ void pk_connector_on_chunk(pk_tunnel *t, pk_chunk *ch) {
 }
 
 /* ---- X-Forwarded-For / X-Forwarded-Proto on every request ---- */
-static int flush_head(pk_conn *s, const char *head, size_t n) {
+/* Output of one rewrite call is staged in one block and written once, so
+ * pipelined small requests do not cost a block each. */
+typedef struct {
+  pk_conn *s;
+  pk_block *b;
+  size_t len;
+} pk_out;
+
+static int out_flush(pk_out *o) {
+  if (!o->b) return 0;
+  int rv = o->len ? pk_conn_write(o->s, o->b->data, o->len, o->b) : 0;
+  pk_block_unref(o->s->mgr, o->b);
+  o->b = NULL;
+  o->len = 0;
+  return rv;
+}
+
+static int out_put(pk_out *o, const char *p, size_t n) {
+  while (n > 0) {
+    if (!o->b) {
+      if (!(o->b = pk_block_get(o->s->mgr))) return -1;
+      o->len = 0;
+    }
+    size_t k = PK_BLOCK_SIZE - o->len < n ? PK_BLOCK_SIZE - o->len : n;
+    memcpy(o->b->data + o->len, p, k);
+    o->len += k;
+    p += k;
+    n -= k;
+    if (o->len == PK_BLOCK_SIZE && out_flush(o) != 0) return -1;
+  }
+  return 0;
+}
+
+static int flush_head(pk_conn *s, pk_out *o, const char *head, size_t n) {
   pk_http_head h;
-  if (pk_wire_parse_http_head(head, n, n, &h) != 1) return pk_conn_write(s, head, n, NULL);
+  if (pk_wire_parse_http_head(head, n, n, &h) != 1) return out_put(o, head, n);
   const char *eol = memchr(head, '\n', n);
   size_t first = eol ? (size_t)(eol - head) + 1 : n;
-  char out[PK_BLOCK_SIZE + 512];
-  size_t off = 0;
-  memcpy(out, head, first);
-  off = first;
-  off += (size_t)snprintf(out + off, sizeof(out) - off,
-                          "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
-                          s->rip[0] ? s->rip : "unknown", s->rtls ? "https" : "http");
+  char line[PK_BLOCK_SIZE];
+  if (out_put(o, head, first) != 0) return -1;
+  int ln = snprintf(line, sizeof(line), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
+                    s->rip[0] ? s->rip : "unknown", s->rtls ? "https" : "http");
+  if (out_put(o, line, (size_t)ln) != 0) return -1;
   int chunked = 0, upgrade = 0;
   long long clen = 0;
   for (int i = 0; i < h.nheaders; i++) {
@@ -304,12 +336,11 @@ static int flush_head(pk_conn *s, const char *head, size_t n) {
     if (pk_slice_ieq(h.names[i], "Content-Length")) pk_slice_to_ll(h.values[i], &clen);
     if (pk_slice_ieq(h.names[i], "Transfer-Encoding")) chunked = 1;
     if (pk_slice_ieq(h.names[i], "Upgrade")) upgrade = 1;
-    off += (size_t)snprintf(out + off, sizeof(out) - off, "%.*s: %.*s\r\n", (int)h.names[i].n,
-                            h.names[i].p, (int)h.values[i].n, h.values[i].p);
-    if (off > sizeof(out) - 64) return pk_conn_write(s, head, n, NULL);
+    ln = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)h.names[i].n, h.names[i].p,
+                  (int)h.values[i].n, h.values[i].p);
+    if (ln < 0 || (size_t)ln >= sizeof(line) || out_put(o, line, (size_t)ln) != 0) return -1;
   }
-  memcpy(out + off, "\r\n", 2);
-  off += 2;
+  if (out_put(o, "\r\n", 2) != 0) return -1;
   if (chunked || upgrade || clen < 0) {
     s->http_state = 2; /* body framing we do not follow: pass the rest through */
   } else if (clen > 0) {
@@ -318,31 +349,28 @@ static int flush_head(pk_conn *s, const char *head, size_t n) {
   } else {
     s->http_state = 0;
   }
-  return pk_conn_write(s, out, off, NULL);
+  return 0;
 }
 
-int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *blk) {
+static int rewrite(pk_conn *s, pk_out *o, const char *data, size_t n) {
   for (;;) {
     /* Bytes buffered from an earlier call are handled before new ones. */
     if (s->http_state != 0 && s->inlen) {
       const char *p = s->inbuf->data;
       size_t k = s->inlen;
       if (s->http_state == 1 && k > s->http_body_left) k = (size_t)s->http_body_left;
-      if (pk_conn_write(s, p, k, NULL) != 0) return -1;
+      if (out_put(o, p, k) != 0) return -1;
       if (s->http_state == 1) s->http_body_left -= k;
       memmove(s->inbuf->data, p + k, s->inlen - k);
       s->inlen -= k;
       if (s->http_state == 1 && s->http_body_left == 0) s->http_state = 0;
       continue;
     }
-    if (s->http_state == 2) {
-      if (n && pk_conn_write(s, data, n, NULL) != 0) return -1;
-      break;
-    }
+    if (s->http_state == 2) return n ? out_put(o, data, n) : 0;
     if (s->http_state == 1) {
-      if (!n) break;
+      if (!n) return 0;
       size_t k = n < s->http_body_left ? n : (size_t)s->http_body_left;
-      if (pk_conn_write(s, data, k, NULL) != 0) return -1;
+      if (out_put(o, data, k) != 0) return -1;
       s->http_body_left -= k;
       data += k;
       n -= k;
@@ -357,25 +385,31 @@ int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *bl
     s->inlen += k;
     data += k;
     n -= k;
-    if (!s->inlen) break;
+    if (!s->inlen) return 0;
     pk_http_head h;
     int r = pk_wire_parse_http_head(s->inbuf->data, s->inlen, PK_BLOCK_SIZE, &h);
     if (r == PK_WIRE_NEED_MORE && s->inlen < PK_BLOCK_SIZE) {
-      if (!n) break;
+      if (!n) return 0;
       continue;
     }
     size_t hl = (r == 1) ? h.head_len : s->inlen;
     if (r != 1) s->http_state = 2; /* not HTTP we understand: stop rewriting */
-    int rv = (r == 1) ? flush_head(s, s->inbuf->data, hl) : pk_conn_write(s, s->inbuf->data, hl, NULL);
+    int rv = (r == 1) ? flush_head(s, o, s->inbuf->data, hl) : out_put(o, s->inbuf->data, hl);
     if (rv != 0) return -1;
     memmove(s->inbuf->data, s->inbuf->data + hl, s->inlen - hl);
     s->inlen -= hl;
   }
+}
+
+int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *blk) {
+  pk_out o = {s, NULL, 0};
+  int rv = rewrite(s, &o, data, n);
+  if (out_flush(&o) != 0) rv = -1;
   if (s->inlen == 0 && s->inbuf) {
     pk_block_unref(s->mgr, s->inbuf); /* idle keep-alive streams hold no buffer */
     s->inbuf = NULL;
   }
-  return 0;
+  return rv;
 }
 
 /* ---- the tunnel handshake (connector side) ---- */
@@ -801,6 +835,18 @@ void pk_connector_housekeep(pk_mgr *m) {
     ddns_update(m);
   } else {
     m->ddns_done = 0;
+  }
+  /* A tunnel on which nothing flies (duplicate, rejected, never answered)
+   * is dropped; the reconnect logic tries again with backoff. */
+  for (int i = 0; i < m->ntunnels; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (t->in_use && !t->is_relay_side && t->nkites_live == 0 && t->conn &&
+        now - t->conn->created > 3000) {
+      int dup = 0;
+      for (int k = 0; k < m->nkites; k++) dup |= m->kites[k].state == PK_KITE_DUPLICATE;
+      pk_tunnel_kill(t, dup ? "kite is a duplicate, will retry" : "no kites flying");
+      if (dup) m->next_attempt = now + 2000;
+    }
   }
   int total = 0;
   for (int f = 0; f < m->nfes; f++) total += m->fes[f].naddrs;

@@ -353,6 +353,7 @@ struct pk_mgr {
   int nconns;
   pk_conn *conn_free;
   int conns_in_use;
+  int nobuf_waiting; /* conns whose reads wait for a free block */
   pk_tunnel *tunnels;
   int ntunnels;
   SSL_CTX *client_ctx;
