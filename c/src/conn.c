@@ -124,6 +124,7 @@ static void on_close(uv_handle_t *h) {
   pk_mgr *m = c->mgr;
   if (c->on_closed) c->on_closed(c, 0);
   pk_conn_unauth_clear(c);
+  if (c->flags & PK_CF_NOBUF) m->nobuf_waiting--;
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
   if (c->inbuf) pk_block_unref(m, c->inbuf);
   int id = c->id;

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from harness import (PAGEKITEC, PAGEKITER, SECRET, WRONG_SECRET, Kite, concurrent_gets, download_sha256, http_request,
-                     keepalive_headers, kite_name, raw_echo, require_executable, upload_sha256,
-                     wait_http, websocket_echo)
+from harness import (PAGEKITEC, PAGEKITER, SECRET, WRONG_SECRET, Kite, concurrent_gets,
+                     download_sha256, http_request, keepalive_headers, kite_name, raw_echo,
+                     record, require_executable, upload_sha256, wait_http, websocket_echo)
 from origin import pattern_sha256
 
 MB = 1024 * 1024
@@ -45,7 +45,12 @@ def make_relay(group, kind, **kw):
     return group.our_relay(**kw)
 
 
-def build_stack(group, kind, label, extra_args=(), timeout=30.0):
+# pagekitec's default connection pool (-c 25) answers 503 beyond 25 streams
+# at once: the shared stack needs room for the 200 concurrent requests.
+STACK_ARGS = ("-c", "256")
+
+
+def build_stack(group, kind, label, extra_args=STACK_ARGS, timeout=30.0):
     require_executable(PAGEKITEC, "pagekitec")
     if kind != "pk":
         require_executable(PAGEKITER, "pagekiter")
@@ -86,8 +91,8 @@ class ConnectorChecks:
         t0 = time.monotonic()
         status, got, sha = download_sha256(stack.port, stack.host, n, timeout=150)
         dt = time.monotonic() - t0
-        print("download %d MB in %.2f s (%.1f MB/s)" % (self.download_mb, dt,
-                                                       self.download_mb / max(dt, 1e-6)))
+        record("%s download" % self.label, "%d MB in %.2f s (%.1f MB/s)"
+               % (self.download_mb, dt, self.download_mb / max(dt, 1e-6)))
         assert status == 200
         assert got == n, "received %d of %d bytes" % (got, n)
         assert sha == pattern_sha256(n), "sha256 mismatch"
@@ -98,8 +103,8 @@ class ConnectorChecks:
         t0 = time.monotonic()
         status, answer = upload_sha256(stack.port, stack.host, n, timeout=150)
         dt = time.monotonic() - t0
-        print("upload %d MB in %.2f s (%.1f MB/s)" % (self.upload_mb, dt,
-                                                     self.upload_mb / max(dt, 1e-6)))
+        record("%s upload" % self.label, "%d MB in %.2f s (%.1f MB/s)"
+               % (self.upload_mb, dt, self.upload_mb / max(dt, 1e-6)))
         assert status == 200, answer
         assert answer == {"sha256": pattern_sha256(n), "len": n}
 
@@ -107,8 +112,8 @@ class ConnectorChecks:
         t0 = time.monotonic()
         errors = concurrent_gets(stack.port, stack.host, count=200, workers=self.concurrency,
                                  size=4000, timeout=60)
-        print("200 requests (%d at a time) in %.2f s" % (self.concurrency,
-                                                        time.monotonic() - t0))
+        record("%s concurrency" % self.label, "200 requests (%d at a time) in %.2f s"
+               % (self.concurrency, time.monotonic() - t0))
         assert not errors, "%d of 200 failed, first: %s" % (len(errors), errors[:5])
 
     def test_keepalive_forwarded_headers(self, stack):
@@ -176,7 +181,8 @@ class ConnectorChecks:
         t0 = time.monotonic()
         conn.wait_serving(timeout=self.restart_bound_s + 15)
         dt = time.monotonic() - t0
-        print("kite served again %.2f s after the relay accepted connections" % dt)
+        record("%s relay restart" % self.label,
+               "kite served again %.2f s after the relay accepted connections" % dt)
         assert dt <= self.restart_bound_s, "took %.1f s (bound %.0f s)" % (dt,
                                                                           self.restart_bound_s)
         assert conn.proc.alive

@@ -20,7 +20,7 @@ failing test.
 import pytest
 
 import harness
-from harness import Group, TestPKI, free_port, wait_http  # noqa: F401 - re-exported
+from harness import Group, TestPKI, free_port
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -31,6 +31,13 @@ def pytest_runtest_makereport(item, call):
         logs = harness.live_logs()
         if logs:
             rep.sections.append(("pagekite process logs", logs))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if harness.MEASUREMENTS:
+        terminalreporter.section("e2e measurements")
+        for label, text in harness.MEASUREMENTS:
+            terminalreporter.write_line("%s: %s" % (label, text))
 
 
 @pytest.fixture

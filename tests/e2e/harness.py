@@ -85,6 +85,17 @@ def kite_name(label):
     return "%s.%s" % (label, DOMAIN)
 
 
+# ---------------------------------------------------------------- measurements
+
+MEASUREMENTS = []   # (test-ish label, text), printed in the terminal summary
+
+
+def record(label, text):
+    """Note a measurement (speed, recovery time) for the end-of-run summary."""
+    MEASUREMENTS.append((label, text))
+    print("%s: %s" % (label, text))
+
+
 # ---------------------------------------------------------------- processes
 
 LIVE = []          # Procs started and not yet stopped (for failure reports)

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from checks import ConnectorChecks, build_stack
+from checks import ConnectorChecks
 from harness import SECRET, WRONG_SECRET, Kite, http_request, kite_name, wait_http
 
 pytestmark = [pytest.mark.ours]
