@@ -245,8 +245,10 @@ PK_API int pagekite_add_service_frontends(pagekite_mgr h, int flags) {
   pk_mgr *m = MGR(h);
   if (before_start(m, "pagekite_add_service_frontends")) return -1;
   int total = 0, rv;
-  int dyn = (flags & PK_WITH_DYNAMIC_FE_LIST) ? 1 : 1; /* always refresh from DNS */
-  if (!(flags & PK_WITH_IPV6) || (flags & PK_WITH_IPV4) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6))) {
+  int dyn = 1; /* service relays are always refreshed from DNS */
+  if ((flags & PK_WITH_DEFAULTS) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6)))
+    flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  if (flags & PK_WITH_IPV4) {
     rv = pagekite_lookup_and_add_frontend(h, PAGEKITE_NET_V4FRONTENDS, PAGEKITE_NET_FRONTEND_PORT, dyn);
     if (rv < 0) return -1;
     total += rv;
@@ -268,7 +270,9 @@ PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const ch
   }
   char name[PK_NAME_MAX];
   int total = 0, rv;
-  if (!(flags & PK_WITH_IPV6) || (flags & PK_WITH_IPV4)) {
+  if ((flags & PK_WITH_DEFAULTS) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6)))
+    flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  if (flags & PK_WITH_IPV4) {
     snprintf(name, sizeof(name), PAGEKITE_NET_WL_V4FRONTENDS, tld);
     if ((rv = pagekite_lookup_and_add_frontend(h, name, PAGEKITE_NET_WL_FRONTEND_PORT, 1)) < 0)
       return -1;
@@ -429,8 +433,9 @@ PK_API int pagekite_set_relay_tls(pagekite_mgr h, const char *cert_file, const c
       SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1) {
     unsigned long e = ERR_get_error();
-    pk_set_error("pagekite_set_relay_tls: cannot load %s / %s: %s", cert_file, key_file,
-                 e ? ERR_reason_error_string(e) : "unknown error");
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+    pk_set_error("cannot load TLS certificate %s / key %s: %s", cert_file, key_file,
+                 why ? why : "unreadable or mismatched files");
     ERR_clear_error();
     if (ctx) SSL_CTX_free(ctx);
     return -1;
@@ -495,6 +500,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   free(m->listeners);
   free(m->domains);
   free(m->rkites);
+  pk_plugins_free(m);
   pk_conns_free(m);
   pk_pool_free(&m->blocks);
   if (m->client_ctx) SSL_CTX_free(m->client_ctx);
@@ -547,8 +553,8 @@ PK_API int pagekite_tick(pagekite_mgr h) {
 
 PK_API void pagekite_perror(pagekite_mgr h, const char *prefix) {
   pk_mgr *m = MGR(h);
-  if (!m) return;
-  pk_log(m, PK_LOG_ERROR, "%s%s%s", prefix ? prefix : "", prefix ? ": " : "", pk_get_error());
+  fprintf(stderr, "%s%s%s\n", prefix ? prefix : "", prefix ? ": " : "", pk_get_error());
+  if (m) pk_log(m, PK_LOG_ERROR, "%s%s%s", prefix ? prefix : "", prefix ? ": " : "", pk_get_error());
   pk_set_error("no error");
 }
 

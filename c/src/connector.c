@@ -247,11 +247,45 @@ static void new_stream(pk_tunnel *t, pk_chunk *ch) {
     return;
   }
   pk_kite *k = kite_for_stream(m, proto, host, atoi(portb));
+  char rip[64];
+  slice_cpy(rip, sizeof(rip), ch->known[PK_CH_RIP]);
+  char rpb[16];
+  slice_cpy(rpb, sizeof(rpb), ch->known[PK_CH_RPORT]);
+  const char *first = ch->data.p;
+  size_t first_n = ch->data.n;
+  char *rewritten = NULL;
+  if (k) {
+    pk_http_head hh;
+    int is_http = strncasecmp(proto, "http", 4) == 0 || strcasecmp(proto, "websocket") == 0;
+    int have_head = is_http && pk_wire_parse_http_head(first, first_n, PK_HEAD_MAX, &hh) == 1;
+    pk_stream_info info = {0, proto, host, atoi(portb), rip, atoi(rpb),
+                           have_head ? first : NULL, have_head ? hh.head_len : 0};
+    pk_hook_result hr;
+    memset(&hr, 0, sizeof(hr));
+    int act = pk_plugins_on_stream(m, &info, &hr);
+    if (act == PK_HOOK_REJECT) {
+      char resp[4096], hdr[64];
+      int rl = is_http ? pk_hook_reject_response(&hr, resp, sizeof(resp)) : -1;
+      int hn = snprintf(hdr, sizeof(hdr), "SID: %lld\r\n\r\n", ch->sid);
+      if (rl > 0) pk_tunnel_send_chunk(t, hdr, (size_t)hn, resp, (size_t)rl, NULL);
+      pk_tunnel_send_eof(t, ch->sid, "WR");
+      return;
+    }
+    if (act == PK_HOOK_REWRITE && have_head && (rewritten = malloc(PK_HEAD_MAX + 4096 + first_n))) {
+      int nl = pk_head_rewrite(first, hh.head_len, &hr, rewritten, PK_HEAD_MAX + 4096);
+      if (nl > 0) {
+        memcpy(rewritten + nl, first + hh.head_len, first_n - hh.head_len);
+        first = rewritten;
+        first_n = (size_t)nl + (first_n - hh.head_len);
+      }
+    }
+  }
   pk_conn *s = (k && k->origin_ok) ? pk_conn_new(m, PK_CK_STREAM) : NULL;
   if (!s) {
     pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "No origin for %s://%s:%s (%s)", proto, host, portb,
            k ? pk_get_error() : "no such kite");
     send_unavailable(t, ch->sid, proto, host);
+    free(rewritten);
     return;
   }
   s->owner = k;
@@ -268,11 +302,13 @@ static void new_stream(pk_tunnel *t, pk_chunk *ch) {
     send_unavailable(t, ch->sid, proto, host);
     pk_tunnel_remove_stream(t, s);
     pk_conn_close(s);
+    free(rewritten);
     return;
   }
   pk_conn_read_start(s);
   pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s", ch->sid, proto, host, s->rip);
-  if (ch->data.n) pk_stream_from_tunnel(s, ch->data.p, ch->data.n);
+  if (first_n) pk_stream_from_tunnel(s, first, first_n);
+  free(rewritten);
 }
 
 void pk_connector_on_chunk(pk_tunnel *t, pk_chunk *ch) {
@@ -788,9 +824,9 @@ static void ddns_update(pk_mgr *m) {
       continue;
     }
     int rl = snprintf(c->inbuf->data, PK_BLOCK_SIZE,
-                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libpagekite/%s\r\n"
+                      "GET %s HTTP/1.1\r\nHost: %.*s\r\nUser-Agent: libpagekite/%s\r\n"
                       "Connection: close\r\n\r\n",
-                      path, host, PK_VERSION);
+                      path, (int)hl, hp, PK_VERSION);
     c->inlen = (size_t)rl;
     c->on_connect = ddns_on_connect;
     c->on_data = ddns_on_data;

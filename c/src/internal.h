@@ -17,6 +17,7 @@
 #include "pagekite.h"
 #include "sign.h"
 #include "wire.h"
+#include "plugins.h"
 
 #define PK_API __attribute__((visibility("default")))
 
@@ -378,6 +379,9 @@ struct pk_mgr {
   int rejected;
   /* log */
   pk_logring log;
+  /* plugins (plugins_lua.c) */
+  void *plugins;
+  uint64_t last_plugin_tick;
 };
 
 void pk_set_status(pk_mgr *m, int status);
@@ -386,6 +390,8 @@ void pk_manager_wake(pk_mgr *m);
 int pk_manager_join(pk_mgr *m);
 int pk_manager_poll(pk_mgr *m, int timeout_s);
 int pk_ddns_url(pk_mgr *m, const pk_kite *k, const char *ips, char *out, size_t n);
+int pk_head_rewrite(const char *head, size_t hl, const pk_hook_result *r, char *out, size_t outsz);
+int pk_hook_reject_response(const pk_hook_result *r, char *out, size_t outsz);
 void pk_notify(pk_mgr *m);
 void pk_count_error(pk_mgr *m);
 SSL_CTX *pk_client_tls_ctx(pk_mgr *m);

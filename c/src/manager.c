@@ -26,7 +26,10 @@ void pk_set_status(pk_mgr *m, int status) {
   m->events++;
   uv_cond_broadcast(&m->cond);
   uv_mutex_unlock(&m->lock);
-  if (changed) pk_log(m, PK_LOG_MANAGER_INFO, "Status: %d", status);
+  if (changed) {
+    pk_log(m, PK_LOG_MANAGER_INFO, "Status: %d", status);
+    if (m->loop_ready) pk_plugins_on_status(m, status);
+  }
 }
 
 /* After errors*9 problems the log gets louder; after errors*10 we exit(100),
@@ -78,6 +81,10 @@ static void housekeep(pk_mgr *m) {
     pk_relay_housekeep(m);
   else
     pk_connector_housekeep(m);
+  if (now - m->last_plugin_tick >= 1000) {
+    m->last_plugin_tick = now;
+    pk_plugins_on_tick(m);
+  }
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -93,6 +100,7 @@ static void close_all(uv_handle_t *h, void *arg) {
 static void on_wake(uv_async_t *a) {
   pk_mgr *m = a->data;
   if (m->stop_requested) {
+    pk_plugins_stop(m);
     pk_connector_stop(m);
     pk_relay_stop(m);
     for (int i = 0; i < m->ntunnels; i++)
@@ -115,6 +123,8 @@ static void on_wake(uv_async_t *a) {
 static void run_loop(void *arg) {
   pk_mgr *m = arg;
   signal(SIGPIPE, SIG_IGN);
+  if (pk_plugins_start(m) != 0)
+    pk_log(m, PK_LOG_MANAGER_ERROR, "Plugins failed to start: %s", pk_get_error());
   if (!pk_is_relay(m) && pk_connector_start(m))
     pk_log(m, PK_LOG_MANAGER_ERROR, "Startup failed: %s", pk_get_error());
   if (m->tick_timer_on) uv_timer_start(&m->tick, on_tick, 250, 250);

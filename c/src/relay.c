@@ -337,8 +337,7 @@ static void reject_http(pk_conn *c, int code, const char *status, const char *ho
   c->mgr->c_rejected++;
   pk_conn_write(c, resp, (size_t)rl, NULL);
   pk_conn_shutdown(c);
-  pk_conn_read_stop(c);
-  c->on_data = NULL;
+  c->on_data = NULL; /* keep reading: the client's close frees the slot */
 }
 
 static int listener_port(pk_conn *c) {
@@ -399,6 +398,17 @@ static void classify_http(pk_conn *c) {
       c->on_data = NULL;
       return;
     }
+    pk_stream_info info = {1, proto, target, cport, c->rip, c->rport, NULL, 0};
+    pk_hook_result hr;
+    memset(&hr, 0, sizeof(hr));
+    if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
+      static const char no[] = "HTTP/1.0 403 Forbidden\r\n\r\n";
+      m->c_rejected++;
+      pk_conn_write(c, no, sizeof(no) - 1, NULL);
+      pk_conn_shutdown(c);
+      c->on_data = NULL;
+      return;
+    }
     static const char ok[] = "HTTP/1.0 200 Connection Established\r\n\r\n";
     pk_conn_write(c, ok, sizeof(ok) - 1, NULL);
     start_stream(c, k, proto, target, cport, c->inbuf->data + h.head_len, c->inlen - h.head_len);
@@ -435,6 +445,31 @@ static void classify_http(pk_conn *c) {
     reject_http(c, 503, "Unavailable", host);
     return;
   }
+  pk_stream_info info = {1, proto, host, port, c->rip, c->rport, c->inbuf->data, h.head_len};
+  pk_hook_result hr;
+  memset(&hr, 0, sizeof(hr));
+  int act = pk_plugins_on_stream(m, &info, &hr);
+  if (act == PK_HOOK_REJECT) {
+    char resp[4096];
+    int rl = pk_hook_reject_response(&hr, resp, sizeof(resp));
+    m->c_rejected++;
+    if (rl > 0) pk_conn_write(c, resp, (size_t)rl, NULL);
+    pk_conn_shutdown(c);
+    c->on_data = NULL;
+    return;
+  }
+  if (act == PK_HOOK_REWRITE) {
+    char *nh = malloc(PK_HEAD_MAX + 4096);
+    int nl = nh ? pk_head_rewrite(c->inbuf->data, h.head_len, &hr, nh, PK_HEAD_MAX + 4096) : -1;
+    size_t rest = c->inlen - h.head_len;
+    if (nl > 0 && (size_t)nl + rest <= PK_HEAD_MAX + 4096) {
+      memcpy(nh + nl, c->inbuf->data + h.head_len, rest);
+      start_stream(c, k, proto, host, port, nh, (size_t)nl + rest);
+      free(nh);
+      return;
+    }
+    free(nh);
+  }
   start_stream(c, k, proto, host, port, c->inbuf->data, c->inlen);
 }
 
@@ -456,6 +491,16 @@ static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
     int port = listener_port(c);
     pk_relay_kite *k = r == 1 ? find_rkite(m, "https", sni, port) : NULL;
     if (k && k->tunnel) {
+      pk_stream_info info = {1, "https", sni, port, c->rip, c->rport, NULL, 0};
+      pk_hook_result hr;
+      memset(&hr, 0, sizeof(hr));
+      if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
+        m->c_rejected++;
+        pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
+        pk_conn_shutdown(c);
+        c->on_data = NULL;
+        return;
+      }
       start_stream(c, k, "https", sni, port, c->inbuf->data, c->inlen);
       return;
     }

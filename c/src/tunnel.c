@@ -451,6 +451,7 @@ static void tunnel_on_eof(pk_conn *c, int status) {
 /* Switch a connection that finished its handshake into chunk mode. */
 void pk_tunnel_open(pk_tunnel *t) {
   t->state = PK_TS_OPEN;
+  pk_plugins_on_tunnel(t->mgr, 1, t->is_relay_side ? t->conn->rip : t->mgr->fes[t->fe_idx].host);
   t->conn->on_data = tunnel_on_data;
   t->conn->on_eof = tunnel_on_eof;
   t->conn->on_drain = tunnel_on_drain;
@@ -459,7 +460,11 @@ void pk_tunnel_open(pk_tunnel *t) {
 void pk_tunnel_kill(pk_tunnel *t, const char *why) {
   if (!t || !t->in_use || t->state == PK_TS_DEAD) return;
   pk_mgr *m = t->mgr;
+  int was_open = t->state == PK_TS_OPEN;
   t->state = PK_TS_DEAD;
+  if (was_open)
+    pk_plugins_on_tunnel(m, 0, t->is_relay_side ? (t->conn ? t->conn->rip : "")
+                                                : m->fes[t->fe_idx].host);
   pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel %s: %s", t->is_relay_side ? "from connector" : "to relay",
          why);
   for (int i = 0; i < PK_SID_BUCKETS; i++) {

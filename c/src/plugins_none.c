@@ -1,0 +1,14 @@
+/* plugins_none.c - the plugin hooks when the library is built without Lua. */
+#include "internal.h"
+#include "plugins.h"
+
+int pk_plugins_start(pk_mgr *m) { return 0; }
+void pk_plugins_stop(pk_mgr *m) {}
+void pk_plugins_free(pk_mgr *m) {}
+int pk_plugins_on_stream(pk_mgr *m, const pk_stream_info *info, pk_hook_result *out) {
+  out->action = PK_HOOK_ALLOW;
+  return PK_HOOK_ALLOW;
+}
+void pk_plugins_on_tunnel(pk_mgr *m, int up, const char *peer) {}
+void pk_plugins_on_status(pk_mgr *m, int status) {}
+void pk_plugins_on_tick(pk_mgr *m) {}

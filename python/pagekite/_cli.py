@@ -1,0 +1,183 @@
+"""``python -m pagekite``: thin connector and relay command lines.
+
+    python -m pagekite connect --frontend HOST:PORT LPORT PROTO NAME PPORT SECRET
+    python -m pagekite relay --ports 9080[,9081] --domain PROTOS:PATTERN:SECRET
+
+Both print ``status: NAME`` to stdout (flushed) whenever the status changes
+and new log lines to stderr, and run until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+from . import api
+from ._errors import PageKiteError
+from ._manager import Connector, Relay, _Manager
+
+LEVELS = [api.PK_LOG_ERRORS, api.PK_LOG_NORMAL, api.PK_LOG_DEBUG,  # type: ignore[attr-defined]
+          api.PK_LOG_ALL]  # type: ignore[attr-defined]
+
+
+def _host_port(text: str, default_host: Optional[str] = None) -> Tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        if default_host is None:
+            raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
+        host = default_host
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError("bad port in %r" % text) from None
+    if not host or not 0 < number < 65536:
+        raise argparse.ArgumentTypeError("bad HOST:PORT %r" % text)
+    return host, number
+
+
+def _domain(text: str) -> Tuple[str, str, str]:
+    parts = text.split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError("expected PROTOS:PATTERN:SECRET, got %r" % text)
+    return parts[0], parts[1], parts[2]
+
+
+def _ports(text: str) -> List[int]:
+    try:
+        ports = [int(p) for p in text.split(",") if p]
+    except ValueError:
+        raise argparse.ArgumentTypeError("bad port list %r" % text) from None
+    if not ports or not all(0 < p < 65536 for p in ports):
+        raise argparse.ArgumentTypeError("bad port list %r" % text)
+    return ports
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pagekite",
+        description="Fly a kite (connect) or run a relay (relay) with libpagekite.",
+        epilog="Both print 'status: NAME' on stdout when the status changes and log lines "
+               "on stderr; stop them with Ctrl-C or SIGTERM.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def verbosity(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log (-v debug, -vv everything)")
+        sp.add_argument("-q", "--quiet", action="count", default=0, help="errors only")
+
+    c = sub.add_parser("connect", help="fly a kite through a relay",
+                       description="Make a local server reachable through a PageKite relay.")
+    c.add_argument("--frontend", "-f", action="append", required=True, metavar="HOST:PORT",
+                   type=_host_port, help="relay to connect to (repeatable)")
+    c.add_argument("--ssl", action="store_true", help="wrap the tunnel in TLS")
+    c.add_argument("--ca-file", metavar="PEM", help="CA file to verify the relay with")
+    c.add_argument("--insecure", action="store_true",
+                   help="do not verify the relay's certificate (testing only)")
+    c.add_argument("--forwarding-headers", action="store_true",
+                   help="add X-Forwarded-For / X-Forwarded-Proto to HTTP requests")
+    c.add_argument("lport", metavar="LPORT", type=lambda t: _host_port(t, "localhost"),
+                   help="origin server: PORT or HOST:PORT")
+    c.add_argument("proto", metavar="PROTO", help="http, https, raw or websocket")
+    c.add_argument("name", metavar="NAME", help="kite name, e.g. blog.example.com")
+    c.add_argument("pport", metavar="PPORT", type=int, help="public port (0: default)")
+    c.add_argument("secret", metavar="SECRET", help="kite secret")
+    verbosity(c)
+
+    r = sub.add_parser("relay", help="run a front-end relay",
+                       description="Accept tunnels from connectors and visitors for their kites.")
+    r.add_argument("--ports", required=True, type=_ports, metavar="PORT[,PORT...]",
+                   help="ports to listen on")
+    r.add_argument("--listen", metavar="HOST", default=None,
+                   help="address to bind (default: all)")
+    r.add_argument("--domain", action="append", required=True, type=_domain,
+                   metavar="PROTOS:PATTERN:SECRET",
+                   help="accept these kites, e.g. http,raw:*.example.com:s3cret (repeatable)")
+    r.add_argument("--tls-cert", metavar="PEM", help="certificate for TLS tunnels")
+    r.add_argument("--tls-key", metavar="PEM", help="key for TLS tunnels")
+    r.add_argument("--max-kites", type=int, default=64, help="most kites (default 64)")
+    r.add_argument("--max-conns", type=int, default=1024, help="most connections (default 1024)")
+    verbosity(r)
+    return p
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop()
+
+
+def _run(pk: _Manager) -> int:
+    """Start, then report status changes and new log lines until a signal."""
+    old = signal.signal(signal.SIGTERM, _raise_stop)
+    last_status = None
+    last_seq = -1
+    try:
+        pk.start()
+        while True:
+            status = pk.status
+            if status != last_status:
+                print("status: %s" % status.name, flush=True)
+                last_status = status
+            for line in pk.log:
+                seq_text = line.split(" ", 1)[0]
+                seq = int(seq_text) if seq_text.isdigit() else last_seq + 1
+                if seq > last_seq:
+                    print(line, file=sys.stderr, flush=True)
+                    last_seq = seq
+            pk.poll(1)
+    except (KeyboardInterrupt, _Stop):
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        pk.close()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    level = LEVELS[max(0, min(3, 1 + args.verbose - args.quiet))]
+    try:
+        if args.command == "connect":
+            flags = api.PK_WITH_DEFAULTS | (api.PK_WITH_SSL if args.ssl else 0)  # type: ignore
+            pk: _Manager = Connector("pagekite-py", max_kites=1,
+                                     max_frontends=max(4, len(args.frontend)),
+                                     max_conns=256, flags=flags, verbosity=level)
+            try:
+                if args.ssl or args.ca_file or args.insecure:
+                    pk.set_tls_verify(not args.insecure, args.ca_file)  # type: ignore
+                if args.forwarding_headers:
+                    pk.enable_http_forwarding_headers(True)
+                origin_host, origin_port = args.lport
+                pk.add_kite(args.proto, args.name, args.secret, origin_port,  # type: ignore
+                            public_port=args.pport, origin_host=origin_host)
+                for host, port in args.frontend:
+                    pk.add_frontend(host, port)  # type: ignore[attr-defined]
+            except BaseException:
+                pk.close()
+                raise
+        else:
+            if bool(args.tls_cert) != bool(args.tls_key):
+                print("python -m pagekite relay: --tls-cert and --tls-key go together",
+                      file=sys.stderr)
+                return 2
+            pk = Relay("pagekite-py-relay", max_kites=args.max_kites,
+                       max_listeners=max(8, len(args.ports)), max_conns=args.max_conns,
+                       verbosity=level)
+            try:
+                for port in args.ports:
+                    pk.add_listener(args.listen, port)  # type: ignore[attr-defined]
+                for protos, pattern, secret in args.domain:
+                    pk.add_domain(protos, pattern, secret)  # type: ignore[attr-defined]
+                if args.tls_cert:
+                    pk.set_tls(args.tls_cert, args.tls_key)  # type: ignore[attr-defined]
+            except BaseException:
+                pk.close()
+                raise
+        return _run(pk)
+    except PageKiteError as e:
+        print("python -m pagekite %s: %s" % (args.command, e), file=sys.stderr)
+        return 1

@@ -1,0 +1,440 @@
+"""The Pythonic layer: Connector and Relay managers, Status, PageKiteError."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import threading
+import time
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Union
+
+from ._errors import PageKiteError
+from ._pagekite import ffi, lib
+
+__all__ = ["Status", "Counter", "Connector", "Relay", "PageKiteError"]
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+_INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+class Status(enum.IntEnum):
+    """Manager states, as pagekite_get_status() reports them (PK_STATUS_*)."""
+
+    STARTUP = lib.PK_STATUS_STARTUP
+    CONNECTING = lib.PK_STATUS_CONNECTING
+    UPDATING_DNS = lib.PK_STATUS_UPDATING_DNS
+    FLYING = lib.PK_STATUS_FLYING
+    PROBLEMS = lib.PK_STATUS_PROBLEMS
+    REJECTED = lib.PK_STATUS_REJECTED
+    NO_NETWORK = lib.PK_STATUS_NO_NETWORK
+
+
+class Counter(enum.IntEnum):
+    """Counters for :meth:`Connector.counter` (PK_COUNTER_*)."""
+
+    KITES_LIVE = lib.PK_COUNTER_KITES_LIVE
+    TUNNELS = lib.PK_COUNTER_TUNNELS
+    STREAMS = lib.PK_COUNTER_STREAMS
+    BYTES_IN = lib.PK_COUNTER_BYTES_IN
+    BYTES_OUT = lib.PK_COUNTER_BYTES_OUT
+    ERRORS = lib.PK_COUNTER_ERRORS
+    STREAMS_TOTAL = lib.PK_COUNTER_STREAMS_TOTAL
+    REJECTED = lib.PK_COUNTER_REJECTED
+
+
+# ---------------------------------------------------------------- argument checks
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be int, not %s" % (name, type(value).__name__))
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise PageKiteError("%s out of range: %d" % (name, value))
+    return value
+
+
+def _bool(value: Any, name: str) -> int:
+    if not isinstance(value, (bool, int)):
+        raise TypeError("%s must be bool, not %s" % (name, type(value).__name__))
+    return 1 if value else 0
+
+
+def _str(value: Any, name: str, nullable: bool = False, path: bool = False) -> Any:
+    if value is None and nullable:
+        return ffi.NULL
+    if path and isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if path and isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode("utf-8")
+    else:
+        raise TypeError("%s must be str%s, not %s" % (
+            name, " or None" if nullable else "", type(value).__name__))
+    if b"\0" in data:
+        raise PageKiteError("%s contains a NUL character" % name)
+    return data
+
+
+def _last_error() -> str:
+    return ffi.string(lib.pagekite_last_error()).decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------- managers
+
+_CONFIGURING, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)
+
+
+class _Manager:
+    """What Connector and Relay share: lifecycle, status, log, counters.
+
+    Thread safety: every method may be called from any thread.  The manager
+    pointer is guarded so that it is never used after :meth:`close` freed it
+    (calls then raise :class:`PageKiteError`); no Python lock is held while a C
+    call runs, and the GIL is released during C calls, so a thread blocked in
+    :meth:`poll` or :meth:`stop` does not hold up the others.
+    """
+
+    _ROLE_FLAGS = 0
+    _KIND = "manager"
+
+    def __init__(self, app_id: str, max_kites: int, max_frontends: int, max_conns: int,
+                 flags: int, verbosity: int, dyndns_url: Optional[str],
+                 start_on_enter: bool) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._mgr: Any = None
+        self._busy = 0
+        self._state = _CONFIGURING
+        self._closing = False
+        self._log_lock = threading.Lock()
+        self._start_on_enter = bool(start_on_enter)
+        flags = _int(flags, "flags") | self._ROLE_FLAGS
+        mgr = lib.pagekite_init(_str(app_id, "app_id"), _int(max_kites, "max_kites"),
+                                _int(max_frontends, "max_frontends"),
+                                _int(max_conns, "max_conns"),
+                                _str(dyndns_url, "dyndns_url", nullable=True), flags,
+                                _int(verbosity, "verbosity"))
+        if mgr == ffi.NULL:
+            raise PageKiteError(_last_error(), "pagekite_init")
+        self._mgr = mgr
+
+    # -- plumbing
+
+    def _enter(self) -> Any:
+        with self._cond:
+            if self._mgr is None:
+                raise PageKiteError("this %s has been closed (freed)" % self._KIND)
+            self._busy += 1
+            return self._mgr
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            if self._busy == 0:
+                self._cond.notify_all()
+
+    def _call(self, cname: str, *args: Any, check: Optional[Callable[[Any], bool]] = None) -> Any:
+        """Call lib.<cname>(mgr, *args); raise PageKiteError on its failure value."""
+        mgr = self._enter()
+        try:
+            result = getattr(lib, cname)(mgr, *args)
+            failed = (result < 0) if check is None else not check(result)
+            if failed:
+                raise PageKiteError(_last_error(), cname)
+            return result
+        finally:
+            self._leave()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has freed the manager."""
+        with self._cond:
+            return self._mgr is None
+
+    @property
+    def running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`."""
+        with self._cond:
+            return self._state in (_RUNNING, _STOPPING) and self._mgr is not None
+
+    # -- configuration shared by both roles
+
+    def set_log_mask(self, mask: int) -> None:
+        """Choose what is logged (a mask of ``api.PK_LOG_*`` bits)."""
+        self._call("pagekite_set_log_mask", _int(mask, "mask"))
+
+    def enable_http_forwarding_headers(self, enable: bool = True) -> None:
+        """Add X-Forwarded-For / X-Forwarded-Proto to HTTP requests to origins."""
+        self._call("pagekite_enable_http_forwarding_headers", _bool(enable, "enable"))
+
+    def set_housekeeping_interval(self, minimum: Optional[int] = None,
+                                  maximum: Optional[int] = None) -> None:
+        """Bound the interval between housekeeping runs, in seconds."""
+        if minimum is not None:
+            self._call("pagekite_set_housekeeping_min_interval", _int(minimum, "minimum"))
+        if maximum is not None:
+            self._call("pagekite_set_housekeeping_max_interval", _int(maximum, "maximum"))
+
+    # -- lifecycle
+
+    def start(self) -> "_Manager":
+        """Start the master thread (configure first).  Returns self."""
+        with self._cond:
+            if self._mgr is None:
+                raise PageKiteError("this %s has been closed (freed)" % self._KIND)
+            if self._state != _CONFIGURING:
+                raise PageKiteError("this %s was already started (a manager runs once)"
+                                    % self._KIND, "pagekite_thread_start")
+            self._state = _STARTING
+        try:
+            self._call("pagekite_thread_start", check=lambda r: r == 0)
+        except BaseException:
+            with self._cond:
+                self._state = _CONFIGURING
+            raise
+        with self._cond:
+            self._state = _RUNNING
+        return self
+
+    def stop(self) -> None:
+        """Stop the master thread and wait for it (idempotent).
+
+        Closes every tunnel and connection.  A stopped manager cannot be
+        started again; :meth:`close` it and create a new one.
+        """
+        with self._cond:
+            if self._mgr is None:
+                raise PageKiteError("this %s has been closed (freed)" % self._KIND)
+        self._stop()
+
+    def _stop(self) -> None:
+        with self._cond:
+            while self._state == _STARTING or self._state == _STOPPING:
+                self._cond.wait(0.1)
+            if self._state != _RUNNING:
+                if self._state == _CONFIGURING:
+                    self._state = _STOPPED
+                return
+            self._state = _STOPPING
+        try:
+            self._call("pagekite_thread_stop", check=lambda r: r == 0)
+        finally:
+            with self._cond:
+                self._state = _STOPPED
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop (if running) and free the manager.  Idempotent.
+
+        Afterwards every method raises :class:`PageKiteError`.
+        """
+        with self._cond:
+            if self._mgr is None or self._closing:
+                while self._mgr is not None:
+                    self._cond.wait(0.1)
+                return
+            self._closing = True
+        try:
+            self._stop()
+        finally:
+            with self._cond:
+                mgr, self._mgr = self._mgr, None
+                # Calls already inside C finish quickly once the thread has
+                # stopped (poll returns at once); wait for them to leave.
+                while self._busy:
+                    self._cond.wait(0.1)
+                self._cond.notify_all()
+            lib.pagekite_free(mgr)
+
+    free = close
+
+    def __enter__(self) -> "_Manager":
+        if self._start_on_enter:
+            with self._cond:
+                configuring = self._state == _CONFIGURING
+            if configuring:
+                self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_mgr", None) is not None:
+                self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<pagekite.%s closed>" % type(self).__name__
+        try:
+            status = self.status.name
+        except PageKiteError:
+            status = "?"
+        return "<pagekite.%s %s%s>" % (type(self).__name__, status,
+                                       "" if self.running else " (not running)")
+
+    # -- monitoring
+
+    @property
+    def status(self) -> Status:
+        """The manager's current :class:`Status`."""
+        value = self._call("pagekite_get_status")
+        try:
+            return Status(value)
+        except ValueError:
+            raise PageKiteError("unknown status code %d" % value, "pagekite_get_status") from None
+
+    @property
+    def log(self) -> List[str]:
+        """The in-memory log, oldest line first (a copy)."""
+        mgr = self._enter()
+        try:
+            with self._log_lock:  # the C buffer is overwritten by the next call
+                raw = lib.pagekite_get_log(mgr)
+                if raw == ffi.NULL:
+                    raise PageKiteError(_last_error(), "pagekite_get_log")
+                text = ffi.string(raw).decode("utf-8", "replace")
+        finally:
+            self._leave()
+        return [line for line in text.split("\n") if line]
+
+    def poll(self, timeout: float = 1.0) -> None:
+        """Sleep until something happens (status, log, traffic) or timeout s.
+
+        The C call counts whole seconds, so a fractional timeout is rounded
+        up.  Other Python threads keep running meanwhile.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be a number, not %s" % type(timeout).__name__)
+        if timeout < 0:
+            raise PageKiteError("timeout must be >= 0")
+        seconds = int(timeout) if float(timeout).is_integer() else int(timeout) + 1
+        self._call("pagekite_poll", min(seconds, _INT_MAX))
+
+    def wait_until(self, status: Union[Status, int], timeout: float) -> bool:
+        """Wait (at most timeout s) until the status equals status.
+
+        Returns True if it did, False on timeout.  The manager must be running.
+        """
+        want = Status(status) if not isinstance(status, Status) else status
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be a number, not %s" % type(timeout).__name__)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.status == want:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if left >= 1:
+                self._call("pagekite_poll", 1)
+            else:
+                time.sleep(min(0.05, left))
+
+    def counter(self, which: Union[Counter, int]) -> int:
+        """One counter (a :class:`Counter` or ``PK_COUNTER_*`` value)."""
+        return int(self._call("pagekite_get_counter", _int(int(which) if isinstance(which, Counter)
+                                                           else which, "counter")))
+
+    def counters(self) -> Dict[str, int]:
+        """All counters, by lower-case name (``kites_live``, ``bytes_in``, ...)."""
+        return {c.name.lower(): self.counter(c) for c in Counter}
+
+    async def statuses(self, poll_interval: int = 1) -> AsyncIterator[Status]:
+        """Async iterator over status changes: ``async for s in pk.statuses()``.
+
+        Yields the current status first, then each new one; ends when the
+        manager stops or is closed.  Polling runs in the default executor.
+        """
+        loop = asyncio.get_running_loop()
+        last: Optional[Status] = None
+        while True:
+            try:
+                current = self.status
+            except PageKiteError:
+                return
+            if current != last:
+                last = current
+                yield current
+            with self._cond:
+                if self._state not in (_RUNNING, _STARTING) or self._mgr is None:
+                    return
+            try:
+                await loop.run_in_executor(None, self._call, "pagekite_poll", poll_interval)
+            except PageKiteError:
+                return
+
+
+class Connector(_Manager):
+    """A PageKite connector: flies kites through front-end relays.
+
+    Configure with :meth:`add_kite` and :meth:`add_frontend`, then
+    :meth:`start`; watch :attr:`status`; :meth:`close` (or leave the ``with``
+    block) to stop and free it.  With ``start_on_enter=True`` entering the
+    ``with`` block starts it.
+    """
+
+    _KIND = "connector"
+
+    def __init__(self, app_id: str = "pagekite-py", max_kites: int = 8, max_frontends: int = 4,
+                 max_conns: int = 64, flags: int = lib.PK_WITH_DEFAULTS, verbosity: int = 0,
+                 dyndns_url: Optional[str] = None, *, start_on_enter: bool = False) -> None:
+        super().__init__(app_id, max_kites, max_frontends, max_conns, flags, verbosity,
+                         dyndns_url, start_on_enter)
+
+    def add_kite(self, proto: str, name: str, secret: str, origin_port: int,
+                 public_port: int = 0, origin_host: str = "localhost") -> None:
+        """Serve kite ``name`` (protocol ``proto``: http, https, raw, websocket)
+        from origin_host:origin_port, proving ownership with ``secret``."""
+        self._call("pagekite_add_kite", _str(proto, "proto"), _str(name, "name"),
+                   _int(public_port, "public_port"), _str(secret, "secret"),
+                   _str(origin_host, "origin_host"), _int(origin_port, "origin_port"))
+
+    def add_frontend(self, host: str, port: int, update_from_dns: bool = True) -> int:
+        """Use the relay(s) that host resolves to; returns how many addresses."""
+        return int(self._call("pagekite_lookup_and_add_frontend", _str(host, "host"),
+                              _int(port, "port"), _bool(update_from_dns, "update_from_dns")))
+
+    def set_tls_verify(self, verify: bool = True, ca_file: Optional[StrPath] = None) -> None:
+        """Verify relay certificates (against ca_file or the system store), or not."""
+        self._call("pagekite_set_tls_verify",
+                   lib.PK_TLS_VERIFY_PEER if _bool(verify, "verify") else lib.PK_TLS_VERIFY_NONE,
+                   _str(ca_file, "ca_file", nullable=True, path=True))
+
+
+class Relay(_Manager):
+    """A PageKite front-end relay (PK_AS_FRONTEND_RELAY).
+
+    Configure with :meth:`add_listener`, :meth:`add_domain` and optionally
+    :meth:`set_tls`, then :meth:`start`.  ``max_listeners`` is the relay's use
+    of libpagekite's max_frontends limit.
+    """
+
+    _ROLE_FLAGS = lib.PK_AS_FRONTEND_RELAY
+    _KIND = "relay"
+
+    def __init__(self, app_id: str = "pagekite-py-relay", max_kites: int = 16,
+                 max_listeners: int = 8, max_conns: int = 256, flags: int = 0,
+                 verbosity: int = 0, *, start_on_enter: bool = False) -> None:
+        super().__init__(app_id, max_kites, max_listeners, max_conns, flags, verbosity, None,
+                         start_on_enter)
+
+    def add_listener(self, host: Optional[str], port: int) -> None:
+        """Listen on host:port (host None: all addresses) for tunnels and visitors."""
+        self._call("pagekite_add_relay_listener", _str(host, "host", nullable=True),
+                   _int(port, "port"))
+
+    def add_domain(self, protos: str, pattern: str, secret: str) -> None:
+        """Accept kites matching pattern ("name" or "*.domain") for the
+        comma-separated protos, signed with secret."""
+        self._call("pagekite_add_relay_domain", _str(protos, "protos"), _str(pattern, "pattern"),
+                   _str(secret, "secret"))
+
+    def set_tls(self, cert: StrPath, key: StrPath) -> None:
+        """PEM certificate chain and key for TLS-wrapped tunnels."""
+        self._call("pagekite_set_relay_tls", _str(cert, "cert", path=True),
+                   _str(key, "key", path=True))

@@ -1,0 +1,94 @@
+"""cffi build script for pagekite._pagekite (API / out-of-line mode).
+
+The extension is compiled from the C sources of this checkout (c/src/*.c),
+never from a system copy of libpagekite.  The C tree is looked up, in order:
+
+1. $PAGEKITE_C_DIR (a directory holding src/ and include/);
+2. ../c relative to this file (building from a git checkout, the usual
+   ``pip install ./python`` from the repository root);
+3. ./csrc relative to this file (an sdist: setup.py's sdist command copies
+   c/src and c/include there).
+
+The cdef comes from pagekite/_cdef.py, which spec/generate.py writes from
+spec/pagekite.toml; it is loaded by path so that no other ``pagekite`` module
+(Debian's pagekite.py, say) can be picked up instead.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_cdef():
+    path = os.path.join(HERE, "pagekite", "_cdef.py")
+    spec = importlib.util.spec_from_file_location("_pagekite_cdef_for_build", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError("cannot load %s" % path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def find_c_dir() -> str:
+    """The directory holding the C tree (src/*.c and include/pagekite.h)."""
+    candidates = []
+    env = os.environ.get("PAGEKITE_C_DIR")
+    if env:
+        candidates.append(env)
+    candidates.append(os.path.join(HERE, os.pardir, "c"))
+    candidates.append(os.path.join(HERE, "csrc"))
+    for cand in candidates:
+        cand = os.path.abspath(cand)
+        if (os.path.isfile(os.path.join(cand, "include", "pagekite.h"))
+                and glob.glob(os.path.join(cand, "src", "*.c"))):
+            return cand
+    raise RuntimeError(
+        "libpagekite C sources not found; looked in: %s (set PAGEKITE_C_DIR to the "
+        "repository's c/ directory)" % ", ".join(os.path.abspath(c) for c in candidates))
+
+
+_cdef = _load_cdef()
+C_DIR = find_c_dir()
+SOURCES = sorted(glob.glob(os.path.join(C_DIR, "src", "*.c")))
+
+# String #defines cannot be declared to cffi as constants; expose each one
+# through a static const pointer so the Python layer reads the header's value.
+STRING_CONSTANT_PREFIX = "_pkpy_str_"
+_str_cdef = "".join("static const char *const %s%s;\n" % (STRING_CONSTANT_PREFIX, name)
+                    for name in _cdef.CONSTANTS)
+_str_src = "".join("static const char *const %s%s = %s;\n" % (STRING_CONSTANT_PREFIX, name, name)
+                   for name in _cdef.CONSTANTS)
+
+# Only the module init function is exported: the library's own pagekite_*
+# symbols stay private to the extension, so they never interpose with (or are
+# interposed by) a libpagekite.so loaded elsewhere in the same process.
+_build_tmp = os.path.join(HERE, "build")
+os.makedirs(_build_tmp, exist_ok=True)
+VERSION_SCRIPT = os.path.join(_build_tmp, "_pagekite.map")
+with open(VERSION_SCRIPT, "w", encoding="ascii") as f:
+    f.write("{ global: PyInit__pagekite; local: *; };\n")
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef.CDEF)
+ffibuilder.cdef(_str_cdef)
+ffibuilder.set_source(
+    "pagekite._pagekite",
+    '#include "pagekite.h"\n' + _str_src,
+    sources=SOURCES,
+    include_dirs=[os.path.join(C_DIR, "include"), os.path.join(C_DIR, "src")],
+    libraries=["uv", "ssl", "crypto", "z", "pthread"],
+    define_macros=[("_GNU_SOURCE", None), ("PK_BUILDING", None)],
+    extra_compile_args=["-fvisibility=hidden", "-Wno-unused-parameter"],
+    extra_link_args=["-Wl,--version-script=" + VERSION_SCRIPT]
+    if sys.platform.startswith("linux") else [],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,277 @@
+/* test_api_misuse.c - the public API refuses misuse with its documented
+ * failure value and leaves a reason in pagekite_last_error().
+ *
+ * Loopback only: the connector's relay is 127.0.0.1:<closed port>.
+ */
+#include <stdlib.h>
+
+#include "test_api_util.h"
+
+/* Clear the per-thread reason, run a call that must fail with `fail`, and
+ * check a reason was recorded. */
+#define EXPECT_FAIL(expr, fail)                  \
+  do {                                           \
+    pk_set_error("%s", "");                      \
+    CHECK_INT((expr), (fail));                   \
+    CHECK(pagekite_last_error() != NULL);        \
+    CHECK(pagekite_last_error()[0] != '\0');     \
+  } while (0)
+
+#define EXPECT_NULL(expr)                        \
+  do {                                           \
+    pk_set_error("%s", "");                      \
+    CHECK((expr) == NULL);                       \
+    CHECK(pagekite_last_error()[0] != '\0');     \
+  } while (0)
+
+#define CONNECTOR_FLAGS (PK_WITHOUT_DEFAULTS | PK_WITH_IPV4)
+
+TEST(null_manager) {
+  pagekite_mgr n = NULL;
+  EXPECT_FAIL(pagekite_add_kite(n, "http", "a.test", 0, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_service_frontends(n, PK_WITH_IPV4), -1);
+  EXPECT_FAIL(pagekite_add_whitelabel_frontends(n, PK_WITH_IPV4, "example.org"), -1);
+  EXPECT_FAIL(pagekite_lookup_and_add_frontend(n, "127.0.0.1", 80, 0), -1);
+  EXPECT_FAIL(pagekite_add_frontend(n, "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_set_log_mask(n, PK_LOG_ALL), -1);
+  EXPECT_FAIL(pagekite_set_housekeeping_min_interval(n, 30), -1);
+  EXPECT_FAIL(pagekite_set_housekeeping_max_interval(n, 30), -1);
+  EXPECT_FAIL(pagekite_enable_http_forwarding_headers(n, 1), -1);
+  EXPECT_FAIL(pagekite_enable_fake_ping(n, 1), -1);
+  EXPECT_FAIL(pagekite_enable_watchdog(n, 1), -1);
+  EXPECT_FAIL(pagekite_enable_tick_timer(n, 1), -1);
+  EXPECT_FAIL(pagekite_set_conn_eviction_idle_s(n, 5), -1);
+  EXPECT_FAIL(pagekite_set_openssl_ciphers(n, "HIGH"), -1);
+  EXPECT_FAIL(pagekite_want_spare_frontends(n, 1), -1);
+  EXPECT_FAIL(pagekite_thread_start(n), -1);
+  EXPECT_FAIL(pagekite_thread_wait(n), -1);
+  EXPECT_FAIL(pagekite_thread_stop(n), -1);
+  EXPECT_FAIL(pagekite_free(n), -1);
+  EXPECT_FAIL(pagekite_get_status(n), -1);
+  EXPECT_NULL(pagekite_get_log(n));
+  EXPECT_FAIL(pagekite_poll(n, 0), -1);
+  EXPECT_FAIL(pagekite_tick(n), -1);
+  EXPECT_FAIL(pagekite_set_bail_on_errors(n, 3), -1);
+  EXPECT_FAIL(pagekite_set_tls_verify(n, PK_TLS_VERIFY_NONE, NULL), -1);
+  EXPECT_FAIL(pagekite_add_relay_listener(n, "127.0.0.1", 0), -1);
+  EXPECT_FAIL(pagekite_add_relay_domain(n, "http", "*.test", "s"), -1);
+  EXPECT_FAIL(pagekite_set_relay_tls(n, "/nonexistent.pem", "/nonexistent.key"), -1);
+  EXPECT_FAIL(pagekite_get_counter(n, PK_COUNTER_ERRORS), -1);
+  /* perror with a NULL manager (and NULL prefix) must not crash. */
+  pagekite_perror(n, "null manager");
+  pagekite_perror(n, NULL);
+  CHECK(pagekite_last_error() != NULL);
+  CHECK_INT(pagekite_version_number(), PK_VERSION_NUMBER);
+}
+
+TEST(bad_init) {
+  EXPECT_NULL(pagekite_init("t", -1, 1, 16, NULL, CONNECTOR_FLAGS, -1));
+  EXPECT_NULL(pagekite_init("t", 1, -1, 16, NULL, CONNECTOR_FLAGS, -1));
+  EXPECT_NULL(pagekite_init("t", 1, 1, 0, NULL, CONNECTOR_FLAGS, -1));
+  EXPECT_NULL(pagekite_init("t", 1, 1, -5, NULL, CONNECTOR_FLAGS, -1));
+  /* A connector with no room for a single relay cannot work. */
+  EXPECT_NULL(pagekite_init("t", 1, 0, 16, NULL, CONNECTOR_FLAGS, -1));
+  EXPECT_NULL(pagekite_init("t", 1, 1, 0, NULL, PK_AS_FRONTEND_RELAY, -1));
+  EXPECT_NULL(pagekite_init("t", -3, 1, 8, NULL, PK_AS_FRONTEND_RELAY, -1));
+  /* dyndns_url: exactly three %s (host, ip, sign). */
+  EXPECT_NULL(pagekite_init("t", 1, 1, 16, "http://x.test/?h=%s&ip=%d&s=%s", CONNECTOR_FLAGS, -1));
+  EXPECT_NULL(pagekite_init("t", 1, 1, 16, "http://x.test/?h=%s&ip=%s", CONNECTOR_FLAGS, -1));
+  EXPECT_NULL(pagekite_init("t", 1, 1, 16, "http://x.test/?h=%s&i=%s&s=%s&x=%s", CONNECTOR_FLAGS,
+                            -1));
+  EXPECT_NULL(pagekite_init("t", 1, 1, 16, "http://x.test/?h=%s&i=%s&s=%n", CONNECTOR_FLAGS, -1));
+  EXPECT_NULL(pagekite_init_whitelabel("t", 1, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1, NULL));
+  EXPECT_NULL(pagekite_init_whitelabel("t", 1, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1, ""));
+  /* A %s smuggled in through the domain would make a four-%s URL. */
+  EXPECT_NULL(pagekite_init_whitelabel("t", 1, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1, "e%s.org"));
+
+  /* The good cases do work, so the NULLs above are not a broken init. */
+  pagekite_mgr m = pagekite_init("t", 1, 1, 16, "http://x.test/?h=%s&i=%s&s=%s&pct=%%",
+                                 CONNECTOR_FLAGS, -1);
+  CHECK(m != NULL);
+  if (m) CHECK_INT(pagekite_free(m), 0);
+  m = pagekite_init(NULL, 0, 0, 1, NULL, PK_AS_FRONTEND_RELAY, -1);
+  CHECK(m != NULL);
+  if (m) CHECK_INT(pagekite_free(m), 0);
+}
+
+TEST(bad_kites_and_frontends) {
+  pagekite_mgr m = pagekite_init("t", 2, 2, 16, NULL, CONNECTOR_FLAGS, -1);
+  CHECK(m != NULL);
+  if (!m) return;
+  EXPECT_FAIL(pagekite_add_kite(m, NULL, "a.test", 0, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "", "a.test", 0, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", NULL, 0, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "", 0, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test:80", 0, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "ht:tp", "a.test", 0, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, NULL, "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, "", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "raw", "a.test", 0, "s", "127.0.0.1", 22), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "RAW", "a.test", 0, "s", "127.0.0.1", 22), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, "s", "127.0.0.1", 0), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, "s", "127.0.0.1", 70000), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, "s", "127.0.0.1", -1), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 70000, "s", "127.0.0.1", 80), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", -1, "s", "127.0.0.1", 80), -1);
+  CHECK_INT(((pk_mgr *)(void *)m)->nkites, 0);
+
+  CHECK_INT(pagekite_add_kite(m, "http", "a.test", 0, "s", "127.0.0.1", 80), 0);
+  /* Same proto, name and port: a duplicate, also when spelled differently. */
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, "s", "127.0.0.1", 81), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "HTTP", "A.Test", 0, "s", "127.0.0.1", 81), -1);
+  /* Different public port: allowed, and that fills max_kites (2). */
+  CHECK_INT(pagekite_add_kite(m, "http", "a.test", 8080, "s", "127.0.0.1", 80), 0);
+  EXPECT_FAIL(pagekite_add_kite(m, "raw", "b.test", 22, "s", "127.0.0.1", 22), -1);
+  CHECK_INT(((pk_mgr *)(void *)m)->nkites, 2);
+
+  EXPECT_FAIL(pagekite_lookup_and_add_frontend(m, "127.0.0.1", 0, 0), -1);
+  EXPECT_FAIL(pagekite_lookup_and_add_frontend(m, "127.0.0.1", -1, 1), -1);
+  EXPECT_FAIL(pagekite_lookup_and_add_frontend(m, "127.0.0.1", 65536, 0), -1);
+  EXPECT_FAIL(pagekite_lookup_and_add_frontend(m, NULL, 443, 0), -1);
+  EXPECT_FAIL(pagekite_lookup_and_add_frontend(m, "", 443, 0), -1);
+  EXPECT_FAIL(pagekite_add_frontend(m, "127.0.0.1", 0), -1);
+  CHECK_INT(((pk_mgr *)(void *)m)->nfes, 0);
+  CHECK_INT(pagekite_add_frontend(m, "127.0.0.1", 443), 1);
+  CHECK_INT(pagekite_add_frontend(m, "127.0.0.1", 444), 1);
+  /* max_frontends (2) reached. */
+  EXPECT_FAIL(pagekite_add_frontend(m, "127.0.0.1", 445), -1);
+
+  EXPECT_FAIL(pagekite_set_tls_verify(m, 7, NULL), -1);
+  EXPECT_FAIL(pagekite_get_counter(m, 0), -1);
+  EXPECT_FAIL(pagekite_get_counter(m, 9999), -1);
+  CHECK_INT(pagekite_get_counter(m, PK_COUNTER_STREAMS), 0);
+
+  /* Relay-only calls on a connector. */
+  EXPECT_FAIL(pagekite_add_relay_listener(m, "127.0.0.1", 0), -1);
+  EXPECT_FAIL(pagekite_add_relay_domain(m, "http", "*.test", "s"), -1);
+  EXPECT_FAIL(pagekite_set_relay_tls(m, "/nonexistent.pem", "/nonexistent.key"), -1);
+
+  /* Lifecycle calls that need a running thread. */
+  EXPECT_FAIL(pagekite_poll(m, 0), -1);
+  EXPECT_FAIL(pagekite_tick(m), -1);
+  EXPECT_FAIL(pagekite_thread_wait(m), -1);
+  EXPECT_FAIL(pagekite_thread_stop(m), -1);
+  /* perror with a real manager must not crash either. */
+  pagekite_perror(m, "misuse");
+  CHECK_INT(pagekite_free(m), 0);
+}
+
+TEST(bad_relay_config) {
+  pagekite_mgr r = pagekite_init("t", 2, 1, 16, NULL, PK_AS_FRONTEND_RELAY, -1);
+  CHECK(r != NULL);
+  if (!r) return;
+  EXPECT_FAIL(pagekite_add_relay_listener(r, "127.0.0.1", -1), -1);
+  EXPECT_FAIL(pagekite_add_relay_listener(r, "127.0.0.1", 65536), -1);
+  EXPECT_FAIL(pagekite_add_relay_domain(r, NULL, "*.test", "s"), -1);
+  EXPECT_FAIL(pagekite_add_relay_domain(r, "http", NULL, "s"), -1);
+  EXPECT_FAIL(pagekite_add_relay_domain(r, "http", "*.test", NULL), -1);
+  EXPECT_FAIL(pagekite_add_relay_domain(r, "http", "*.test", ""), -1);
+  EXPECT_FAIL(pagekite_set_relay_tls(r, NULL, NULL), -1);
+  EXPECT_FAIL(pagekite_set_relay_tls(r, "/nonexistent.pem", "/nonexistent.key"), -1);
+  /* A relay without listeners cannot start. */
+  EXPECT_FAIL(pagekite_thread_start(r), -1);
+  CHECK_INT(pagekite_add_relay_listener(r, "127.0.0.1", 0), 0);
+  /* max_frontends (1) bounds the listeners. */
+  EXPECT_FAIL(pagekite_add_relay_listener(r, "127.0.0.1", 0), -1);
+  CHECK_INT(pagekite_free(r), 0);
+}
+
+TEST(lifecycle_order) {
+  int closed = t_closed_port();
+  CHECK(closed > 0);
+  pagekite_mgr m = pagekite_init("t", 2, 1, 16, NULL, CONNECTOR_FLAGS, -1);
+  CHECK(m != NULL);
+  if (!m || closed <= 0) return;
+  CHECK_INT(pagekite_add_kite(m, "http", "a.test", 0, "s", "127.0.0.1", closed), 0);
+  CHECK_INT(pagekite_add_frontend(m, "127.0.0.1", closed), 1);
+  CHECK_INT(pagekite_get_status(m), PK_STATUS_STARTUP);
+  CHECK_INT(pagekite_thread_start(m), 0);
+
+  /* "Before start" calls now refuse. */
+  EXPECT_FAIL(pagekite_thread_start(m), -1);
+  EXPECT_FAIL(pagekite_add_kite(m, "http", "b.test", 0, "s", "127.0.0.1", closed), -1);
+  EXPECT_FAIL(pagekite_add_frontend(m, "127.0.0.1", closed), -1);
+  EXPECT_FAIL(pagekite_lookup_and_add_frontend(m, "127.0.0.1", closed, 1), -1);
+  EXPECT_FAIL(pagekite_add_service_frontends(m, PK_WITH_IPV4), -1);
+  EXPECT_FAIL(pagekite_add_whitelabel_frontends(m, PK_WITH_IPV4, "example.org"), -1);
+  EXPECT_FAIL(pagekite_enable_watchdog(m, 1), -1);
+  EXPECT_FAIL(pagekite_set_tls_verify(m, PK_TLS_VERIFY_NONE, NULL), -1);
+  CHECK_INT(((pk_mgr *)(void *)m)->nkites, 1);
+  CHECK_INT(((pk_mgr *)(void *)m)->nfes, 1);
+
+  /* "Any time" calls still work. */
+  CHECK_INT(pagekite_set_log_mask(m, PK_LOG_NORMAL), 0);
+  CHECK_INT(pagekite_enable_http_forwarding_headers(m, 1), 0);
+  CHECK_INT(pagekite_enable_fake_ping(m, 0), 0);
+  CHECK_INT(pagekite_enable_tick_timer(m, 1), 0);
+  CHECK_INT(pagekite_set_conn_eviction_idle_s(m, 30), 0);
+  CHECK_INT(pagekite_set_openssl_ciphers(m, "HIGH:!aNULL"), 0);
+  CHECK_INT(pagekite_want_spare_frontends(m, 0), 0);
+  CHECK_INT(pagekite_set_bail_on_errors(m, 0), 0);
+  CHECK_INT(pagekite_set_housekeeping_min_interval(m, 20), 20);
+  CHECK_INT(pagekite_set_housekeeping_max_interval(m, 200), 200);
+  CHECK_INT(pagekite_tick(m), 0);
+  CHECK_INT(pagekite_poll(m, 0), 0);
+  int st = pagekite_get_status(m);
+  CHECK(st >= PK_STATUS_STARTUP && st <= PK_STATUS_NO_NETWORK);
+  CHECK(pagekite_get_log(m) != NULL);
+  CHECK(pagekite_get_counter(m, PK_COUNTER_TUNNELS) >= 0);
+  EXPECT_FAIL(pagekite_get_counter(m, 12345), -1);
+
+  CHECK_INT(pagekite_thread_stop(m), 0);
+  EXPECT_FAIL(pagekite_thread_stop(m), -1);
+  EXPECT_FAIL(pagekite_thread_wait(m), -1);
+  EXPECT_FAIL(pagekite_tick(m), -1);
+  EXPECT_FAIL(pagekite_thread_start(m), -1);
+  CHECK_INT(pagekite_free(m), 0);
+}
+
+/* A relay that was started and stopped can be freed; free of a running
+ * manager stops it first. */
+TEST(relay_lifecycle) {
+  pagekite_mgr r = t_start_relay(2, 16, "http", "*.test", "s");
+  CHECK(r != NULL);
+  if (!r) return;
+  CHECK(t_relay_port(r) > 0);
+  EXPECT_FAIL(pagekite_add_relay_listener(r, "127.0.0.1", 0), -1);
+  EXPECT_FAIL(pagekite_add_relay_domain(r, "http", "*.late", "s"), -1);
+  EXPECT_FAIL(pagekite_set_relay_tls(r, "/nonexistent.pem", "/nonexistent.key"), -1);
+  CHECK_INT(pagekite_thread_stop(r), 0);
+  EXPECT_FAIL(pagekite_thread_wait(r), -1);
+  CHECK_INT(pagekite_free(r), 0);
+
+  r = t_start_relay(2, 16, "http", "*.test", "s");
+  CHECK(r != NULL);
+  if (r) CHECK_INT(pagekite_free(r), 0);
+}
+
+/* Two relays cannot share one port: the second thread_start fails. */
+TEST(busy_port) {
+  pagekite_mgr a = t_start_relay(1, 8, NULL, NULL, NULL);
+  CHECK(a != NULL);
+  if (!a) return;
+  pagekite_mgr b = pagekite_init("t", 1, 1, 8, NULL, PK_AS_FRONTEND_RELAY, -1);
+  CHECK(b != NULL);
+  if (b) {
+    CHECK_INT(pagekite_add_relay_listener(b, "127.0.0.1", t_relay_port(a)), 0);
+    pk_set_error("%s", "");
+    CHECK(pagekite_thread_start(b) != 0);
+    CHECK(pagekite_last_error()[0] != '\0');
+    EXPECT_FAIL(pagekite_thread_stop(b), -1);
+    CHECK_INT(pagekite_free(b), 0);
+  }
+  CHECK_INT(pagekite_thread_stop(a), 0);
+  CHECK_INT(pagekite_free(a), 0);
+}
+
+int main(void) {
+  alarm(20);
+  RUN(null_manager);
+  RUN(bad_init);
+  RUN(bad_kites_and_frontends);
+  RUN(bad_relay_config);
+  RUN(lifecycle_order);
+  RUN(relay_lifecycle);
+  RUN(busy_port);
+  return TEST_DONE();
+}

@@ -1,0 +1,189 @@
+/* test_api_names.c - the service helpers build libpagekite's relay names and
+ * dynamic DNS URLs, and pk_ddns_url() signs updates the way relays check them.
+ *
+ * The relay names do not resolve here (no network): they are kept with no
+ * addresses and DNS updates on, which is what the checks below rely on.
+ */
+#include <stdlib.h>
+
+#include "test_api_util.h"
+
+#define MGR(h) ((pk_mgr *)(void *)(h))
+
+/* Index of the frontend named host, or -1. */
+static int fe_index(pagekite_mgr h, const char *host) {
+  pk_mgr *m = MGR(h);
+  for (int i = 0; i < m->nfes; i++)
+    if (strcmp(m->fes[i].host, host) == 0) return i;
+  return -1;
+}
+
+/* The frontend is present once, on port 443, with DNS updates on. */
+static void check_fe(pagekite_mgr h, const char *host) {
+  pk_mgr *m = MGR(h);
+  int i = fe_index(h, host), n = 0;
+  CHECK(i >= 0);
+  if (i < 0) {
+    fprintf(stderr, "  missing frontend %s\n", host);
+    return;
+  }
+  for (int j = 0; j < m->nfes; j++) n += strcmp(m->fes[j].host, host) == 0;
+  CHECK_INT(n, 1);
+  CHECK_INT(m->fes[i].port, 443);
+  CHECK(m->fes[i].update_dns != 0);
+}
+
+TEST(pagekitenet_both_families) {
+  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITH_IPV4 | PK_WITH_IPV6, -1);
+  CHECK(h != NULL);
+  if (!h) return;
+  pk_mgr *m = MGR(h);
+  CHECK(strcmp(m->dyndns_url, "http://up.pagekite.net/?hostname=%s&myip=%s&sign=%s") == 0);
+  CHECK(strcmp(m->dyndns_url, PAGEKITE_NET_DDNS) == 0);
+  CHECK_INT(m->nfes, 2);
+  check_fe(h, "fe4_091c.b5p.us");
+  check_fe(h, "fe6_091c.b5p.us");
+  CHECK_INT(m->max_frontends, PAGEKITE_NET_FE_MAX);
+  CHECK(m->flags & PK_WITH_SSL);
+  CHECK(!(m->flags & PK_AS_FRONTEND_RELAY));
+  CHECK_INT(pagekite_free(h), 0);
+}
+
+TEST(pagekitenet_ipv4_only) {
+  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITH_IPV4, -1);
+  CHECK(h != NULL);
+  if (!h) return;
+  CHECK_INT(MGR(h)->nfes, 1);
+  check_fe(h, "fe4_091c.b5p.us");
+  CHECK_INT(fe_index(h, "fe6_091c.b5p.us"), -1);
+  CHECK_INT(pagekite_free(h), 0);
+}
+
+TEST(pagekitenet_without_frontends) {
+  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1);
+  CHECK(h != NULL);
+  if (!h) return;
+  CHECK_INT(MGR(h)->nfes, 0);
+  /* Unresolvable here: 0 addresses, but the names are kept. */
+  CHECK_INT(pagekite_add_service_frontends(h, PK_WITH_IPV6), 0);
+  CHECK_INT(MGR(h)->nfes, 1);
+  check_fe(h, "fe6_091c.b5p.us");
+  CHECK_INT(pagekite_add_service_frontends(h, PK_WITH_IPV4), 0);
+  CHECK_INT(MGR(h)->nfes, 2);
+  check_fe(h, "fe4_091c.b5p.us");
+  CHECK_INT(pagekite_free(h), 0);
+}
+
+TEST(whitelabel_names) {
+  pagekite_mgr h =
+      pagekite_init_whitelabel("t", 2, 16, PK_WITH_IPV4 | PK_WITH_IPV6, -1, "example.org");
+  CHECK(h != NULL);
+  if (!h) return;
+  pk_mgr *m = MGR(h);
+  CHECK(strcmp(m->dyndns_url, "http://dnsup.example.org/?hostname=%s&myip=%s&sign=%s") == 0);
+  CHECK_INT(m->nfes, 2);
+  check_fe(h, "fe4_091c.example.org");
+  check_fe(h, "fe6_091c.example.org");
+  CHECK(m->flags & PK_WITH_SSL);
+  CHECK_INT(pagekite_free(h), 0);
+
+  h = pagekite_init_whitelabel("t", 2, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1, "example.org");
+  CHECK(h != NULL);
+  if (!h) return;
+  CHECK_INT(MGR(h)->nfes, 0);
+  CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4 | PK_WITH_IPV6, "example.org"), 0);
+  CHECK_INT(MGR(h)->nfes, 2);
+  check_fe(h, "fe4_091c.example.org");
+  check_fe(h, "fe6_091c.example.org");
+  pk_set_error("%s", "");
+  CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4, NULL), -1);
+  CHECK(pagekite_last_error()[0] != '\0');
+  CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4, ""), -1);
+  CHECK_INT(pagekite_free(h), 0);
+}
+
+/* Pulls "sign=<...>" out of url; returns its length. */
+static size_t url_param(const char *url, const char *key, char *out, size_t n) {
+  const char *p = strstr(url, key);
+  out[0] = 0;
+  if (!p) return 0;
+  p += strlen(key);
+  size_t len = strcspn(p, "&");
+  if (len >= n) len = n - 1;
+  memcpy(out, p, len);
+  out[len] = 0;
+  return len;
+}
+
+TEST(ddns_url_signed) {
+  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1);
+  CHECK(h != NULL);
+  if (!h) return;
+  pk_mgr *m = MGR(h);
+  CHECK_INT(pagekite_add_kite(h, "http", "Demo.Example.ORG", 0, "sEcret", "127.0.0.1", 8080), 0);
+  CHECK_INT(m->nkites, 1);
+  if (m->nkites != 1) {
+    pagekite_free(h);
+    return;
+  }
+  char url[1024], sig[128], v[256];
+  CHECK_INT(pk_ddns_url(m, &m->kites[0], "192.0.2.7", url, sizeof(url)), 0);
+  const char *prefix = "http://up.pagekite.net/?hostname=demo.example.org&myip=192.0.2.7&sign=";
+  CHECK(strncmp(url, prefix, strlen(prefix)) == 0);
+  CHECK_INT(url_param(url, "hostname=", v, sizeof(v)), strlen("demo.example.org"));
+  CHECK(strcmp(v, "demo.example.org") == 0);
+  CHECK(url_param(url, "myip=", v, sizeof(v)) > 0 && strcmp(v, "192.0.2.7") == 0);
+  CHECK_INT(url_param(url, "sign=", sig, sizeof(sig)), PK_TOKEN_LEN);
+  long long now = (long long)time(NULL);
+  CHECK_INT(pk_check_signature(sig, "sEcret", "demo.example.org:192.0.2.7", now), 1);
+  /* The signature binds secret, name and address. */
+  CHECK_INT(pk_check_signature(sig, "other", "demo.example.org:192.0.2.7", now), 0);
+  CHECK_INT(pk_check_signature(sig, "sEcret", "demo.example.org:192.0.2.8", now), 0);
+  CHECK_INT(pk_check_signature(sig, "sEcret", "evil.example.org:192.0.2.7", now), 0);
+
+  /* Two calls use fresh random tokens, both valid. */
+  char url2[1024], sig2[128];
+  CHECK_INT(pk_ddns_url(m, &m->kites[0], "192.0.2.7", url2, sizeof(url2)), 0);
+  CHECK_INT(url_param(url2, "sign=", sig2, sizeof(sig2)), PK_TOKEN_LEN);
+  CHECK(strcmp(sig, sig2) != 0);
+  CHECK_INT(pk_check_signature(sig2, "sEcret", "demo.example.org:192.0.2.7", now), 1);
+
+  /* A buffer that cannot hold the URL is an error, not a truncated URL. */
+  char small[40];
+  CHECK_INT(pk_ddns_url(m, &m->kites[0], "192.0.2.7", small, sizeof(small)), -1);
+  CHECK_INT(pagekite_free(h), 0);
+}
+
+TEST(ddns_url_whitelabel_multi_ip) {
+  pagekite_mgr h =
+      pagekite_init_whitelabel("t", 1, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1, "example.org");
+  CHECK(h != NULL);
+  if (!h) return;
+  pk_mgr *m = MGR(h);
+  CHECK_INT(pagekite_add_kite(h, "https", "k.example.org", 0, "pw", "127.0.0.1", 8443), 0);
+  if (m->nkites != 1) {
+    pagekite_free(h);
+    return;
+  }
+  char url[1024], sig[128];
+  const char *ips = "192.0.2.1,2001:db8::1";
+  CHECK_INT(pk_ddns_url(m, &m->kites[0], ips, url, sizeof(url)), 0);
+  const char *prefix = "http://dnsup.example.org/?hostname=k.example.org&myip=192.0.2.1,2001:db8::1&sign=";
+  CHECK(strncmp(url, prefix, strlen(prefix)) == 0);
+  CHECK_INT(url_param(url, "sign=", sig, sizeof(sig)), PK_TOKEN_LEN);
+  CHECK_INT(pk_check_signature(sig, "pw", "k.example.org:192.0.2.1,2001:db8::1",
+                               (long long)time(NULL)),
+            1);
+  CHECK_INT(pagekite_free(h), 0);
+}
+
+int main(void) {
+  alarm(20);
+  RUN(pagekitenet_both_families);
+  RUN(pagekitenet_ipv4_only);
+  RUN(pagekitenet_without_frontends);
+  RUN(whitelabel_names);
+  RUN(ddns_url_signed);
+  RUN(ddns_url_whitelabel_multi_ip);
+  return TEST_DONE();
+}
