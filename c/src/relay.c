@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #define PK_CLASSIFY_TIMEOUT_MS 10000
+#define PK_MAX_KITES_PER_TUNNEL 64
 static const char k_tls_alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31};
 
 /* "*.example.com" matches one or more labels before .example.com. */
@@ -116,6 +117,10 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now) {
   char what[PK_NAME_MAX + 120];
   snprintf(what, sizeof(what), "%s:%s:%s", protoport, domain, srand);
   if (!*token || !*sign) {
+    if (t->kites_requested >= 4 * PK_MAX_KITES_PER_TUNNEL) {
+      r->bad++;
+      return;
+    }
     char tok[PK_TOKEN_LEN + 1];
     pk_sign_token(m->relay_secret, what, NULL, now, tok);
     res_add(r, "X-PageKite-SignThis", "%s:%s", what, tok);
@@ -167,7 +172,7 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now) {
     return;
   }
   if (!k || k->tunnel != t) {
-    if (m->nrkites >= m->max_rkites) {
+    if (m->nrkites >= m->max_rkites || t->nkites_live >= PK_MAX_KITES_PER_TUNNEL) {
       res_add(r, "X-PageKite-Invalid", "%s", what);
       res_add(r, "X-PageKite-Invalid-Why", "%s;%s", what, "quota");
       r->bad++;

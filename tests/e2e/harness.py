@@ -55,6 +55,42 @@ def port_accepts(port, host="127.0.0.1", timeout=0.5):
         return False
 
 
+def listening_inodes(port):
+    """Socket inodes listening on TCP port (any address), from /proc/net."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9 and parts[3] == "0A" and \
+                            int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(parts[9])
+        except (OSError, ValueError, StopIteration):
+            continue
+    return inodes
+
+
+def pid_listens_on(pid, port):
+    """True if process pid holds a socket listening on port (None if unknown)."""
+    inodes = listening_inodes(port)
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 def require_executable(path, what):
     """Fail (or skip with PK_E2E_SKIP_MISSING=1) when a binary is missing."""
     path = str(path)
@@ -242,12 +278,17 @@ def live_logs():
 
 # ---------------------------------------------------------------- relays
 
+class PortTaken(AssertionError):
+    pass
+
+
 class Relay:
     """Base: a relay process on 127.0.0.1:port; start()/stop() keep the port."""
     kind = "relay"
 
     def __init__(self, logdir, port=None):
         self.logdir = logdir
+        self.auto_port = not port
         self.port = port or free_port()
         self.proc = None
 
@@ -255,18 +296,38 @@ class Relay:
         raise NotImplementedError
 
     def start(self, timeout=20.0):
+        """Start and wait until this process listens on the port.
+
+        A port picked by free_port() may be taken by someone else before the
+        relay binds it: then (and only then) retry on a new port."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                if not self.auto_port or attempt == 2:
+                    raise
+                self.port = free_port()
+        return self
+
+    def _start_once(self, timeout):
         self.proc = Proc(self.kind, self.argv(), self.logdir, env=self.env())
         deadline = time.monotonic() + timeout
-        while not port_accepts(self.port):
+        while True:
+            if port_accepts(self.port):
+                owner = pid_listens_on(self.proc.pid, self.port)
+                if owner or owner is None:
+                    return self
+                if not self.proc.alive:
+                    raise PortTaken("port %d is taken by another process" % self.port)
             if not self.proc.alive:
                 raise AssertionError("%s exited (rc %s) before accepting on port %d\n%s"
                                      % (self.kind, self.proc.popen.poll(), self.port,
                                         self.proc.tail()))
             if time.monotonic() > deadline:
-                raise AssertionError("%s not accepting on port %d after %.0f s\n%s"
+                self.proc.stop()
+                raise AssertionError("%s not listening on port %d after %.0f s\n%s"
                                      % (self.kind, self.port, timeout, self.proc.tail()))
             time.sleep(0.05)
-        return self
 
     def env(self):
         return {}
