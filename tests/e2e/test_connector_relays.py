@@ -1,0 +1,189 @@
+"""Connector behaviour across several relays, the tick timer and bail-on-errors.
+
+Self-contained: starts pagekiter relays, a threaded origin, and drives the
+library through ctypes (pkctypes) or the pagekitec CLI.
+"""
+import http.client
+import http.server
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pkctypes
+
+BUILD = os.environ.get("PK_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SECRET = "relays-secret-42"
+pytestmark = pytest.mark.ours
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"relays-ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def origin():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def relay(tmp_path, port, name):
+    log = open(tmp_path / f"{name}.log", "w")
+    p = subprocess.Popen([f"{BUILD}/pagekiter", "--listen=127.0.0.1", f"--ports={port}",
+                          f"--domain=http:*.relays.test:{SECRET}"], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return p
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("relay did not start")
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+def get(port, host, timeout=3):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", "/", headers={"Host": host})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def served(port, host, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if get(port, host, timeout=1) == (200, b"relays-ok"):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def lib():
+    return pkctypes.load()
+
+
+def test_spare_relay_flies_too_and_failover(tmp_path, origin, lib):
+    """want_spare_frontends(1): the kite flies on both relays; killing one
+    leaves the other serving without a gap in availability."""
+    p1, p2 = free_port(), free_port()
+    r1, r2 = relay(tmp_path, p1, "r1"), relay(tmp_path, p2, "r2")
+    pk = pkctypes.PageKite(lib)
+    try:
+        assert pk.add_kite("http", "spare.relays.test", 0, SECRET, "127.0.0.1", origin) == 0
+        assert pk.add_frontend("127.0.0.1", p1) == 1
+        assert pk.add_frontend("127.0.0.1", p2) == 1
+        assert lib.pagekite_want_spare_frontends(pk.mgr, 1) == 0
+        assert pk.thread_start() == 0
+        assert served(p1, "spare.relays.test") and served(p2, "spare.relays.test")
+        assert pk.get_counter(pkctypes.PK_COUNTER_TUNNELS) == 2
+        stop(r1)
+        assert get(p2, "spare.relays.test") == (200, b"relays-ok")
+    finally:
+        pk.close()
+        stop(r1)
+        stop(r2)
+
+
+def test_failover_to_second_relay(tmp_path, origin, lib):
+    """One tunnel at a time: when its relay dies, the connector moves to the
+    other relay."""
+    p1, p2 = free_port(), free_port()
+    r1, r2 = relay(tmp_path, p1, "r1"), relay(tmp_path, p2, "r2")
+    pk = pkctypes.PageKite(lib)
+    try:
+        assert pk.add_kite("http", "fo.relays.test", 0, SECRET, "127.0.0.1", origin) == 0
+        assert pk.add_frontend("127.0.0.1", p1) == 1
+        assert pk.add_frontend("127.0.0.1", p2) == 1
+        assert pk.thread_start() == 0
+        assert pk.wait_status(pkctypes.PK_STATUS_FLYING, 10)
+        first = p1 if served(p1, "fo.relays.test", 2) else p2
+        other = p2 if first == p1 else p1
+        stop(r1 if first == p1 else r2)
+        t0 = time.time()
+        assert served(other, "fo.relays.test", 10), pk.get_log()
+        print(f"failover took {time.time() - t0:.2f} s")
+    finally:
+        pk.close()
+        stop(r1)
+        stop(r2)
+
+
+def test_tick_timer_off_then_manual_tick(tmp_path, origin, lib):
+    """With the tick timer off, nothing reconnects until pagekite_tick()."""
+    port = free_port()
+    pk = pkctypes.PageKite(lib)
+    r = None
+    try:
+        assert pk.add_kite("http", "tick.relays.test", 0, SECRET, "127.0.0.1", origin) == 0
+        assert pk.add_frontend("127.0.0.1", port) == 1
+        assert lib.pagekite_enable_tick_timer(pk.mgr, 0) == 0
+        assert pk.thread_start() == 0
+        r = relay(tmp_path, port, "r")
+        time.sleep(1.5)
+        assert pk.get_status() != pkctypes.PK_STATUS_FLYING
+        deadline = time.time() + 10
+        while time.time() < deadline and pk.get_status() != pkctypes.PK_STATUS_FLYING:
+            assert lib.pagekite_tick(pk.mgr) == 0
+            time.sleep(0.3)
+        assert pk.get_status() == pkctypes.PK_STATUS_FLYING
+        assert served(port, "tick.relays.test")
+    finally:
+        pk.close()
+        if r:
+            stop(r)
+
+
+def test_bail_on_errors_exits_100(tmp_path):
+    """-B 1: after 10 logged errors the connector exits with code 100."""
+    port = free_port()  # nothing listens: every attempt is an error
+    p = subprocess.Popen([f"{BUILD}/pagekitec", "-B", "1", "--frontend", f"127.0.0.1:{port}",
+                          "1", "http", "bail.relays.test", "0", SECRET],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert p.wait(30) == 100
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
