@@ -102,11 +102,79 @@ public final class PageKiteAPITest {
         expect(PageKiteAPI.free() == 0, "free again");
     }
 
-    // A later check flies a kite through a relay (pagekiter or pagekite.py on
-    // loopback): init(PK_AS_FRONTEND_RELAY) is process-wide, so it will run in
-    // a second JVM started from here, or as its own ctest entry.
+    // ---- fly a kite through our relay (pagekiter, a child process) ----
+
+    static int freePort() throws java.io.IOException {
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1,
+                java.net.InetAddress.getByName("127.0.0.1"))) {
+            return s.getLocalPort();
+        }
+    }
+
+    static void flyThroughRelay(String pagekiter) throws Exception {
+        com.sun.net.httpserver.HttpServer origin = com.sun.net.httpserver.HttpServer.create(
+            new java.net.InetSocketAddress("127.0.0.1", 0), 0);
+        byte[] page = "hello from a Java-flown kite".getBytes("UTF-8");
+        origin.createContext("/", ex -> {
+            ex.sendResponseHeaders(200, page.length);
+            ex.getResponseBody().write(page);
+            ex.close();
+        });
+        origin.start();
+        int relayPort = freePort();
+        Process relay = new ProcessBuilder(pagekiter, "--listen=127.0.0.1",
+            "--ports=" + relayPort, "--domain=http:*.java.test:javasecret", "-q")
+            .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        int flags = PageKiteAPI.PK_WITH_IPV4 | PageKiteAPI.PK_WITHOUT_SERVICE_FRONTENDS;
+        boolean inited = false;
+        try {
+            expect(PageKiteAPI.init("javafly", 2, 2, 16, null, flags, 0), "init");
+            inited = true;
+            expect(PageKiteAPI.addKite("http", "kite.java.test", 0, "javasecret", "127.0.0.1",
+                                       origin.getAddress().getPort()) == 0, "addKite");
+            long deadline = System.currentTimeMillis() + 10000;
+            int added = -1;
+            while (added < 1 && System.currentTimeMillis() < deadline) {
+                added = PageKiteAPI.addFrontend("127.0.0.1", relayPort);
+                if (added < 1) Thread.sleep(100);
+            }
+            expect(added == 1, "addFrontend resolved 127.0.0.1");
+            expect(PageKiteAPI.threadStart() == 0, "threadStart");
+            deadline = System.currentTimeMillis() + 15000;
+            while (PageKiteAPI.getStatus() != PageKiteAPI.PK_STATUS_FLYING
+                   && System.currentTimeMillis() < deadline) {
+                PageKiteAPI.poll(1);
+            }
+            expect(PageKiteAPI.getStatus() == PageKiteAPI.PK_STATUS_FLYING,
+                   "status FLYING, log:\n" + PageKiteAPI.getLog());
+            String reply = "";
+            deadline = System.currentTimeMillis() + 10000;
+            while (!reply.contains("200 OK") && System.currentTimeMillis() < deadline) {
+                try (java.net.Socket sock = new java.net.Socket("127.0.0.1", relayPort)) {
+                    sock.setSoTimeout(5000);
+                    sock.getOutputStream().write(("GET / HTTP/1.1\r\nHost: kite.java.test\r\n"
+                        + "Connection: close\r\n\r\n").getBytes("UTF-8"));
+                    reply = new String(sock.getInputStream().readAllBytes(), "UTF-8");
+                } catch (java.io.IOException e) {
+                    Thread.sleep(100);
+                }
+            }
+            expect(reply.contains("200 OK") && reply.endsWith("hello from a Java-flown kite"),
+                   "page through the relay: " + reply);
+            expect(PageKiteAPI.threadStop() == 0, "threadStop");
+        } finally {
+            if (inited) expect(PageKiteAPI.free() == 0, "free");
+            relay.destroy();
+            relay.waitFor();
+            origin.stop(0);
+        }
+    }
 
     public static void main(String[] args) {
+        if (args.length > 0) {
+            final String pagekiter = args[0];
+            check("flyThroughRelay", () -> flyThroughRelay(pagekiter));
+        }
         check("constants", PageKiteAPITest::constants);
         check("versionMatches", PageKiteAPITest::versionMatches);
         check("callsWithoutManagerFail", PageKiteAPITest::callsWithoutManagerFail);
