@@ -13,19 +13,15 @@ import time
 
 import pytest
 
+import pkloop
+from pkloop import BUILD, free_port, get, stop
+
 import pkctypes
 
-BUILD = os.environ.get("PK_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 SECRET = "relays-secret-42"
 pytestmark = pytest.mark.ours
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -66,25 +62,8 @@ def relay(tmp_path, port, name):
     raise AssertionError("relay did not start")
 
 
-def stop(p):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
 
 
-def get(port, host, timeout=3):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", "/", headers={"Host": host})
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
 
 
 def served(port, host, timeout=10):

@@ -15,17 +15,13 @@ import time
 
 import pytest
 
-BUILD = os.environ.get("PK_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+import pkloop
+from pkloop import BUILD, free_port, get, stop
+
 SECRET = "abuse-secret-123"
 pytestmark = pytest.mark.ours
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Origin(http.server.ThreadingHTTPServer):
@@ -66,30 +62,11 @@ def origin():
 
 
 def start(argv, tmp_path, name):
-    out = open(tmp_path / f"{name}.log", "w")
-    p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    return p
+    return pkloop.start(argv, tmp_path / f"{name}.log")
 
 
-def stop(p):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
 
 
-def get(port, host, path="/", timeout=5):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path, headers={"Host": host})
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
 
 
 def wait_ok(port, host, timeout=15):
