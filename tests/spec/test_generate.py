@@ -294,4 +294,4 @@ def test_swig_java_binding_over_stub(spec, stub_lib, tmp_path):
 def test_spec_is_valid_toml():
     with open(ROOT / "spec" / "pagekite.toml", "rb") as f:
         data = tomllib.load(f)
-    assert len(data["functions"]) == 35
+    assert len(data["functions"]) >= 35  # the seed and our additions; grows over time
