@@ -294,8 +294,21 @@ void pk_conn_shutdown(pk_conn *c) {
 /* ---- reading ---- */
 #define PK_WRITE_RESERVE 8 /* blocks kept for writes: reads stop first */
 
+/* An open plain-TCP tunnel reads straight into its frame buffer: chunks are
+ * parsed in place, one copy less than going through a pool block. */
+static pk_tunnel *inplace_tunnel(pk_conn *c) {
+  if (c->kind != PK_CK_TUNNEL || c->ssl || !c->owner) return NULL;
+  pk_tunnel *t = c->owner;
+  return (t->state == PK_TS_OPEN && PK_TUNNEL_INBUF - t->inlen >= 16384) ? t : NULL;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   pk_conn *c = h->data;
+  pk_tunnel *t = inplace_tunnel(c);
+  if (t) {
+    *buf = uv_buf_init(t->in + t->inlen, (unsigned)(PK_TUNNEL_INBUF - t->inlen));
+    return;
+  }
   pk_pool *p = &c->mgr->blocks;
   pk_block *b = (p->count - p->in_use > PK_WRITE_RESERVE) ? pk_block_get(c->mgr) : NULL;
   if (!b) {
@@ -314,6 +327,21 @@ static void tls_progress(pk_conn *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pk_conn *c = s->data;
   pk_mgr *m = c->mgr;
+  pk_tunnel *t = (c->kind == PK_CK_TUNNEL) ? c->owner : NULL;
+  if (t && buf->base && buf->base >= t->in && buf->base < t->in + PK_TUNNEL_INBUF) {
+    if (nread > 0) {
+      c->bytes_in += (uint64_t)nread;
+      c->last_activity = pk_now_ms(m);
+      pk_tunnel_feed_inplace(t, (size_t)nread);
+      return;
+    }
+    if (nread == 0) return;
+    uv_read_stop(s);
+    c->flags &= ~PK_CF_READING;
+    c->flags |= PK_CF_READ_EOF;
+    if (c->on_eof) c->on_eof(c, nread == UV_EOF ? 0 : (int)nread);
+    return;
+  }
   pk_block *b = buf->base ? block_of(buf->base) : NULL;
   if (nread == UV_ENOBUFS || (nread == 0 && !b)) {
     uv_read_stop(s);

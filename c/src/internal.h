@@ -271,6 +271,7 @@ void pk_tunnel_open(pk_tunnel *t);
 char *pk_log_snapshot(pk_mgr *m);
 /* Feed bytes after the handshake; returns -1 when the tunnel was killed. */
 int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n);
+int pk_tunnel_feed_inplace(pk_tunnel *t, size_t nbytes);
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk);
 int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, const char *data,

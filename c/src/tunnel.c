@@ -409,6 +409,22 @@ static long consume(pk_tunnel *t, const char *buf, size_t n) {
   return (long)off;
 }
 
+/* nbytes were read straight into t->in after the first t->inlen bytes. */
+int pk_tunnel_feed_inplace(pk_tunnel *t, size_t nbytes) {
+  t->last_rx = pk_now_ms(t->mgr);
+  t->ping_outstanding = 0;
+  t->inlen += nbytes;
+  long used = consume(t, t->in, t->inlen);
+  if (used < 0) return -1;
+  if (used == 0 && t->inlen == PK_TUNNEL_INBUF) {
+    pk_tunnel_kill(t, "chunk larger than buffer");
+    return -1;
+  }
+  if (used) memmove(t->in, t->in + used, t->inlen - (size_t)used);
+  t->inlen -= (size_t)used;
+  return 0;
+}
+
 int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n) {
   t->last_rx = pk_now_ms(t->mgr);
   t->ping_outstanding = 0;
