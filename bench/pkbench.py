@@ -537,6 +537,8 @@ def wrk(port, path, conns, seconds):
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
         res["non2xx"] = int(m.group(1))
+    if res["requests"] == 0:
+        res["p50_ms"] = res["p99_ms"] = None
     if r.returncode != 0 or res["rps"] is None:
         raise BenchError("wrk failed (rc %d):\n%s" % (r.returncode, out[-2000:]))
     return res

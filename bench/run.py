@@ -245,8 +245,9 @@ class Runner:
         nofile = pb.raise_nofile()
         want_setups = args.setups.split(",") if args.setups else [s[0] for s in SETUPS]
         want_scen = set(args.scenarios.split(",")) if args.scenarios else set("123456")
-        if nofile < 2 * self.cfg["many"] + 200:
-            self.cfg["many"] = max(100, (nofile - 200) // 2)
+        # Each process (this client, relay, connector, origin) holds one fd per stream.
+        if nofile < self.cfg["many"] + 200:
+            self.cfg["many"] = max(100, nofile - 200)
             print("note: RLIMIT_NOFILE %d, many-streams lowered to %d"
                   % (nofile, self.cfg["many"]))
         workdir = Path(tempfile.mkdtemp(prefix="pkbench-"))

@@ -19,7 +19,10 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import re
+import subprocess
 import sys
+from typing import Dict, List, Optional, Tuple
 
 from cffi import FFI
 
@@ -56,7 +59,49 @@ def find_c_dir() -> str:
 
 _cdef = _load_cdef()
 C_DIR = find_c_dir()
-SOURCES = sorted(glob.glob(os.path.join(C_DIR, "src", "*.c")))
+
+
+def _pkg_config(*args: str) -> Optional[List[str]]:
+    try:
+        out = subprocess.run(["pkg-config", *args], check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.split()
+
+
+def select_sources(c_dir: str) -> Tuple[List[str], Dict[str, List[str]]]:
+    """The C files to compile, and extra build options (Lua), as CMakeLists.txt does.
+
+    Every c/src/*.c except the plugin back-ends (plugins_*.c); of those,
+    plugins_lua.c when it exists and Lua 5.4 is found by pkg-config (unless
+    PAGEKITE_WITH_LUA=0), else plugins_none.c.
+    """
+    all_c = sorted(glob.glob(os.path.join(c_dir, "src", "*.c")))
+    plugin_re = re.compile(r"plugins_[a-z]+\.c$")
+    sources = [f for f in all_c if not plugin_re.search(os.path.basename(f))]
+    extra: Dict[str, List[str]] = {"include_dirs": [], "libraries": [], "library_dirs": [],
+                                   "define_macros": []}
+    lua_c = os.path.join(c_dir, "src", "plugins_lua.c")
+    none_c = os.path.join(c_dir, "src", "plugins_none.c")
+    want_lua = os.environ.get("PAGEKITE_WITH_LUA", "auto").lower()
+    cflags = libs = None
+    if os.path.isfile(lua_c) and want_lua not in ("0", "off", "no", "false"):
+        cflags = _pkg_config("--cflags", "lua5.4")
+        libs = _pkg_config("--libs", "lua5.4")
+        if (cflags is None or libs is None) and want_lua in ("1", "on", "yes", "true"):
+            raise RuntimeError("PAGEKITE_WITH_LUA=%s but pkg-config finds no lua5.4" % want_lua)
+    if cflags is not None and libs is not None:
+        sources.append(lua_c)
+        extra["include_dirs"] = [f[2:] for f in cflags if f.startswith("-I")]
+        extra["libraries"] = [f[2:] for f in libs if f.startswith("-l")]
+        extra["library_dirs"] = [f[2:] for f in libs if f.startswith("-L")]
+        extra["define_macros"] = [("PK_WITH_LUA", "1")]
+    elif os.path.isfile(none_c):
+        sources.append(none_c)
+    return sources, extra
+
+
+SOURCES, _EXTRA = select_sources(C_DIR)
 
 # String #defines cannot be declared to cffi as constants; expose each one
 # through a static const pointer so the Python layer reads the header's value.
@@ -82,9 +127,11 @@ ffibuilder.set_source(
     "pagekite._pagekite",
     '#include "pagekite.h"\n' + _str_src,
     sources=SOURCES,
-    include_dirs=[os.path.join(C_DIR, "include"), os.path.join(C_DIR, "src")],
-    libraries=["uv", "ssl", "crypto", "z", "pthread"],
-    define_macros=[("_GNU_SOURCE", None), ("PK_BUILDING", None)],
+    include_dirs=[os.path.join(C_DIR, "include"), os.path.join(C_DIR, "src")]
+    + _EXTRA["include_dirs"],
+    libraries=["uv", "ssl", "crypto", "z", "pthread"] + _EXTRA["libraries"],
+    library_dirs=_EXTRA["library_dirs"],
+    define_macros=[("_GNU_SOURCE", None), ("PK_BUILDING", None)] + _EXTRA["define_macros"],
     extra_compile_args=["-fvisibility=hidden", "-Wno-unused-parameter"],
     extra_link_args=["-Wl,--version-script=" + VERSION_SCRIPT]
     if sys.platform.startswith("linux") else [],

@@ -452,6 +452,15 @@ def gen_swig(spec: dict) -> str:
             value = f"0x{c['value']:0{width}x}" if width else (
                 f"0x{c['value']:06x}" if "expr" in c else str(c["value"]))
             consts.append(f"%constant int {c['name']} = {value};")
+    # Types SWIG cannot map by itself (char **) name a typemap to apply.
+    applies: list[str] = []
+    for t in spec["types"]:
+        if "swig_apply" in t:
+            if not applies:
+                applies.append("%include <various.i>")
+            applies.append(f"%apply {t['swig_apply']} {{ {t['c']} }};")
+    if applies:
+        applies.append("")
     jni = lib["java_jni_library"]
     prop = f"{lib['java_package']}.jni"
     return "\n".join([
@@ -501,6 +510,7 @@ def gen_swig(spec: dict) -> str:
         *consts,
         "",
         "/* ---- Functions ---- */",
+        *applies,
         *decls,
     ])
 

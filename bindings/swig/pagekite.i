@@ -181,6 +181,14 @@ static int pkj_version_number(void) {
   return pagekite_version_number();
 }
 
+static int pkj_enable_lua_plugins(int enable_defaults, char **settings) {
+  return pagekite_enable_lua_plugins(pkj_mgr, enable_defaults, settings);
+}
+
+static int pkj_load_lua_plugin(const char *path) {
+  return pagekite_load_lua_plugin(pkj_mgr, path);
+}
+
 %}
 
 /* Load the JNI library when the class is first used: from the path in the
@@ -318,6 +326,9 @@ static int pkj_version_number(void) {
 %constant int PAGEKITE_NET_FE_MAX = 25;
 
 /* ---- Functions ---- */
+%include <various.i>
+%apply char **STRING_ARRAY { char ** };
+
 %javamethodmodifiers pkj_init "/**
    * Create and initialize a PageKite manager.
    *
@@ -836,3 +847,44 @@ const char *pkj_last_error(void);
   public";
 %rename(versionNumber) pkj_version_number;
 int pkj_version_number(void);
+
+%javamethodmodifiers pkj_enable_lua_plugins "/**
+   * Experimental: host Lua 5.4 plugins in the manager.
+   *
+   * Turns on the Lua plugin host: when the master thread starts it creates one
+   * Lua state, loads the default plugins (with enable_defaults: web_ui.lua and
+   * access.lua from the plugin directory; without it, only the default plugins
+   * whose setting is present) and the scripts added with
+   * pagekite_load_lua_plugin(), and runs their hooks on the event loop.
+   *
+   * settings is a NULL-terminated list of \"name=value\" strings, copied during the
+   * call and visible to scripts as pk.settings: \"plugin_dir=DIR\",
+   * \"web_ui=HOST:PORT\" (or \"off\"), \"access.allow=KITE:IP,CIDR,...\",
+   * \"access.auth=KITE:USER:PASSWORD\", \"lua_budget=N\" (instructions per hook
+   * call), \"lua_memory_mb=N\", \"unsafe=1\" (give scripts the full standard
+   * library). Calling it again adds settings. A library built without Lua fails
+   * with -1.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_enable_lua_plugins().
+   * @param enableDefaults Non-zero to load the default plugins.
+   * @param settings NULL-terminated list of \"name=value\" strings, or NULL.
+   * @return 0 on success. On failure: -1.
+   */
+  public";
+%rename(enableLuaPlugins) pkj_enable_lua_plugins;
+int pkj_enable_lua_plugins(int enableDefaults, char **settings);
+
+%javamethodmodifiers pkj_load_lua_plugin "/**
+   * Experimental: load a Lua plugin script when the manager starts.
+   *
+   * Adds the script at path to the plugins run by the manager's Lua host (and
+   * turns the host on, as pagekite_enable_lua_plugins(mgr, 0, NULL) would). The
+   * file must be readable now; it runs when the master thread starts. A script
+   * error is logged and disables only that script or hook. A library built
+   * without Lua fails with -1.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_load_lua_plugin().
+   * @param path Path of a Lua 5.4 script.
+   * @return 0 on success. On failure: -1.
+   */
+  public";
+%rename(loadLuaPlugin) pkj_load_lua_plugin;
+int pkj_load_lua_plugin(const char *path);

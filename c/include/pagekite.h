@@ -720,6 +720,47 @@ PK_EXPORT const char *pagekite_last_error(void);
  */
 PK_EXPORT int pagekite_version_number(void);
 
+/* Experimental: host Lua 5.4 plugins in the manager.
+ *
+ * Turns on the Lua plugin host: when the master thread starts it creates one
+ * Lua state, loads the default plugins (with enable_defaults: web_ui.lua and
+ * access.lua from the plugin directory; without it, only the default plugins
+ * whose setting is present) and the scripts added with
+ * pagekite_load_lua_plugin(), and runs their hooks on the event loop.
+ *
+ * settings is a NULL-terminated list of "name=value" strings, copied during the
+ * call and visible to scripts as pk.settings: "plugin_dir=DIR",
+ * "web_ui=HOST:PORT" (or "off"), "access.allow=KITE:IP,CIDR,...",
+ * "access.auth=KITE:USER:PASSWORD", "lua_budget=N" (instructions per hook
+ * call), "lua_memory_mb=N", "unsafe=1" (give scripts the full standard
+ * library). Calling it again adds settings. A library built without Lua fails
+ * with -1.
+ *
+ *   mgr              The manager.
+ *   enable_defaults  Non-zero to load the default plugins.
+ *   settings         NULL-terminated list of "name=value" strings, or NULL.
+ *
+ * Returns: 0 on success. On failure: -1.
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults, char **settings);
+
+/* Experimental: load a Lua plugin script when the manager starts.
+ *
+ * Adds the script at path to the plugins run by the manager's Lua host (and
+ * turns the host on, as pagekite_enable_lua_plugins(mgr, 0, NULL) would). The
+ * file must be readable now; it runs when the master thread starts. A script
+ * error is logged and disables only that script or hook. A library built
+ * without Lua fails with -1.
+ *
+ *   mgr   The manager.
+ *   path  Path of a Lua 5.4 script.
+ *
+ * Returns: 0 on success. On failure: -1.
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -99,6 +99,8 @@ int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 const char *pagekite_last_error(void);
 int pagekite_version_number(void);
+int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults, char **settings);
+int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
 """
 
 CONSTANTS = {
@@ -201,4 +203,6 @@ FUNCTIONS = {
     'get_counter': 'pagekite_get_counter',
     'last_error': 'pagekite_last_error',
     'version_number': 'pagekite_version_number',
+    'enable_lua_plugins': 'pagekite_enable_lua_plugins',
+    'load_lua_plugin': 'pagekite_load_lua_plugin',
 }

@@ -7,7 +7,7 @@ import enum
 import os
 import threading
 import time
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Union
+from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from ._errors import PageKiteError
 from ._pagekite import ffi, lib
@@ -75,6 +75,12 @@ def _str(value: Any, name: str, nullable: bool = False, path: bool = False) -> A
     if b"\0" in data:
         raise PageKiteError("%s contains a NUL character" % name)
     return data
+
+
+def _str_check(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError("%s must be str, not %s" % (name, type(value).__name__))
+    return value
 
 
 def _last_error() -> str:
@@ -175,6 +181,32 @@ class _Manager:
             self._call("pagekite_set_housekeeping_min_interval", _int(minimum, "minimum"))
         if maximum is not None:
             self._call("pagekite_set_housekeeping_max_interval", _int(maximum, "maximum"))
+
+    def enable_lua_plugins(self, enable_defaults: bool = True,
+                           settings: Union[Mapping[str, str], Sequence[str], None] = None) -> None:
+        """Experimental: host Lua plugins (see pagekite_enable_lua_plugins).
+
+        settings: a mapping name -> value or a sequence of "name=value".
+        Raises PageKiteError when the library was built without Lua.
+        """
+        items: List[str]
+        if settings is None:
+            items = []
+        elif isinstance(settings, Mapping):
+            items = ["%s=%s" % (_str_check(k, "settings key"), _str_check(v, "settings value"))
+                     for k, v in settings.items()]
+        elif isinstance(settings, (list, tuple)):
+            items = [_str_check(v, "settings item") for v in settings]
+        else:
+            raise TypeError("settings must be a mapping or a list of str, not %s"
+                            % type(settings).__name__)
+        keep = [ffi.new("char[]", _str(v, "settings item")) for v in items]
+        array = ffi.new("char *[]", keep + [ffi.NULL]) if settings is not None else ffi.NULL
+        self._call("pagekite_enable_lua_plugins", _bool(enable_defaults, "enable_defaults"), array)
+
+    def load_lua_plugin(self, path: StrPath) -> None:
+        """Experimental: run the Lua script at path when the manager starts."""
+        self._call("pagekite_load_lua_plugin", _str(path, "path", path=True))
 
     # -- lifecycle
 

@@ -14,6 +14,8 @@ not raise on failure (check the documented failure value and call
   returned, or ``None`` for NULL;
 * ``const char *`` arguments take ``str`` (UTF-8), ``bytes``, an
   ``os.PathLike`` or ``None`` (NULL); an embedded NUL raises ``ValueError``;
+* ``char **`` arguments (NULL-terminated string lists) take a list or tuple
+  of ``str`` or ``None``;
 * ``int`` arguments take ``int`` only (``TypeError`` otherwise);
 * :func:`init` and friends return the manager or ``None`` (NULL);
 * :func:`get_log` and :func:`last_error` return a copied ``str``
@@ -34,7 +36,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: F401
 
 from . import _cdef
 from ._pagekite import ffi, lib
@@ -78,6 +80,23 @@ def _to_cstr(value: Any, name: str) -> Any:
     return data
 
 
+def _to_strv(value: Any, name: str, keep: List[Any]) -> Any:
+    """None -> NULL; a list/tuple of str -> a NULL-terminated char *[] (kept alive)."""
+    if value is None:
+        return ffi.NULL
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError("%s must be a list of str or None, not %s" % (name, type(value).__name__))
+    items = []
+    for i, item in enumerate(value):
+        if item is None:
+            raise TypeError("%s[%d] must be str, not None" % (name, i))
+        items.append(ffi.new("char[]", _to_cstr(item, "%s[%d]" % (name, i))))
+    keep.extend(items)
+    array = ffi.new("char *[]", items + [ffi.NULL])
+    keep.append(array)
+    return array
+
+
 def _to_int(value: Any, name: str) -> int:
     if not isinstance(value, int):
         raise TypeError("%s must be int, not %s" % (name, type(value).__name__))
@@ -108,6 +127,7 @@ _ARG_TYPES: Dict[str, Tuple[Any, Callable[[Any, str], Any]]] = {
     "pagekite_mgr": ("Optional[Manager]", _to_mgr),
     "const char *": ("Optional[str]", _to_cstr),
     "char *": ("Optional[str]", _to_cstr),
+    "char * *": ("Optional[Sequence[str]]", _to_strv),
     "int": ("int", _to_int),
 }
 # C return type -> (Python annotation, result converter)
@@ -177,8 +197,12 @@ def _make_function(pyname: str, cname: str, ret: str, args: List[Tuple[str, str]
             except TypeError as e:
                 raise TypeError("%s(): %s" % (pyname, e)) from None
             args = tuple(bound.args)
-        cargs = [conv(value, aname) for (aname, conv), value in zip(convs, args)]
-        return ret_conv(cfunc(*cargs))
+        keep: List[Any] = []  # owned buffers must outlive the C call
+        cargs = [conv(value, aname, keep) if conv is _to_strv else conv(value, aname)
+                 for (aname, conv), value in zip(convs, args)]
+        result = ret_conv(cfunc(*cargs))
+        del keep
+        return result
 
     function.__name__ = pyname
     function.__qualname__ = pyname

@@ -117,3 +117,28 @@ def test_null_manager_fails_cleanly(pk):
     assert api.free(None) == -1
     assert api.init("x", 1, 0, 16, None, 0, 0) is None  # a connector needs a frontend
     assert "limits" in api.last_error()
+
+
+def test_string_list_argument(pk):
+    """char ** (NULL-terminated list) arguments: list of str or None, else TypeError."""
+    api = pk.api
+    mgr = api.init("py-strv", 1, 1, 16, None, api.PK_WITH_DEFAULTS, 0)
+    try:
+        rv = api.enable_lua_plugins(mgr, 0, ["web_ui=off", "lua_budget=1000"])
+        assert rv in (0, -1)  # -1: library built without Lua
+        if rv == -1:
+            assert "Lua" in api.last_error()
+        assert api.enableLuaPlugins(mgr, 0, None) == rv
+        with pytest.raises(TypeError):
+            api.enable_lua_plugins(mgr, 0, "web_ui=off")
+        with pytest.raises(TypeError):
+            api.enable_lua_plugins(mgr, 0, ["ok=1", 5])
+    finally:
+        api.free(mgr)
+    with pk.Connector() as c:
+        with pytest.raises(TypeError):
+            c.enable_lua_plugins(True, {"web_ui": 1})
+        try:
+            c.enable_lua_plugins(False, {"web_ui": "off"})
+        except pk.PageKiteError as e:
+            assert "Lua" in str(e)
