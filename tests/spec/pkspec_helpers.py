@@ -95,17 +95,22 @@ def stub_source(spec: dict, skip: tuple[str, ...] = (), extra: str = "") -> str:
 
 def build_stub(spec: dict, out_dir: Path, *, version_script: bool = True,
                skip: tuple[str, ...] = (), extra: str = "") -> Path:
-    """Compile the stub into out_dir/libpagekite.so (soname libpagekite.so.1)."""
+    """Compile the stub into out_dir/libpagekite.so.  Its soname differs from
+    the real library's, so a process that already loaded the real
+    libpagekite.so.1 (the e2e ctypes tests) still binds to the stub."""
     need_tool("gcc")
     out_dir.mkdir(parents=True, exist_ok=True)
     src = out_dir / "stub.c"
     src.write_text(stub_source(spec, skip, extra))
     lib = out_dir / "libpagekite.so"
     cmd = ["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
-           "-fvisibility=hidden", f"-I{INCLUDE}", "-Wl,-soname,libpagekite.so.1",
+           "-fvisibility=hidden", f"-I{INCLUDE}", "-Wl,-soname,libpagekite-stub.so.1",
            "-o", str(lib), str(src)]
     if version_script:
         cmd.insert(-3, f"-Wl,--version-script={ROOT / 'c' / 'libpagekite.map'}")
     r = run(cmd)
     assert r.returncode == 0, r.stderr
+    alias = out_dir / "libpagekite-stub.so.1"
+    if not alias.exists():
+        alias.symlink_to(lib.name)
     return lib
