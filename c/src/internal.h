@@ -30,7 +30,7 @@
 #define PK_STREAM_HARD_MAX (8 * 1024 * 1024) /* peer ignores SKB: kill the stream */
 #define PK_TUNNEL_WQ_HIGH (4 * 1024 * 1024)  /* pause feeding streams into a tunnel */
 #define PK_TUNNEL_WQ_LOW (1 * 1024 * 1024)
-#define PK_SKB_EVERY (16 * 1024)
+#define PK_SKB_EVERY (8 * 1024)
 #define PK_SID_BUCKETS 256
 #define PK_NAME_MAX 256
 #define PK_SECRET_MAX 256
@@ -194,7 +194,8 @@ struct pk_conn {
   pk_conn *sid_next;
   uint64_t sent;        /* bytes sent into the tunnel for this stream */
   uint64_t acked;       /* bytes the peer said it delivered (SKB) */
-  uint64_t delivered;   /* bytes we wrote to the local socket */
+  uint64_t received;    /* bytes the peer sent us for this stream */
+  uint64_t delivered;   /* of those, bytes that left our write queue */
   uint64_t skb_at;      /* delivered count at our last SKB */
   pk_conn *pause_next;  /* in tunnel's paused list */
   /* small input buffer: relay classification, handshake heads, HTTP rewriting */

@@ -83,7 +83,8 @@ struct pk_lua {
   char **scripts;
   int nscripts;
   int unsafe;
-  long long budget, used;
+  long long budget;      /* configured instructions per hook call */
+  long long limit, used; /* the running call's limit and count */
   int over_budget;
   size_t mem_limit, mem_used;
   pk_lua_hook *hooks[HK_N];
@@ -223,9 +224,9 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static void count_hook(lua_State *L, lua_Debug *ar) {
   pk_lua *p = P(L);
   p->used += PK_LUA_HOOK_STEP;
-  if (p->used > p->budget) {
+  if (p->used > p->limit) {
     p->over_budget = 1;
-    luaL_error(L, "instruction budget (%lld) exceeded", p->budget);
+    luaL_error(L, "instruction budget (%I) exceeded", (lua_Integer)p->limit);
   }
 }
 
@@ -392,7 +393,7 @@ static int call_lua(pk_lua *p, const char *script, int nargs, int nres, long lon
   snprintf(p->current, sizeof(p->current), "%s", script);
   p->used = 0;
   p->over_budget = 0;
-  p->budget = budget;
+  p->limit = budget;
   int rc = lua_pcall(L, nargs, nres, 0);
   p->over_budget = 0;
   if (rc == LUA_OK) return 0;
@@ -448,9 +449,9 @@ static int l_log(lua_State *L) {
   pk_lua *p = P(L);
   int bits = (int)lua_tointeger(L, lua_upvalueindex(1));
   if (!(p->m->log_mask & bits)) return 0;
+  int n = lua_gettop(L); /* before luaL_buffinit, which may push a box */
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  int n = lua_gettop(L);
   for (int i = 1; i <= n; i++) {
     if (i > 1) luaL_addchar(&b, ' ');
     luaL_tolstring(L, i, NULL);

@@ -230,10 +230,14 @@ static void stream_on_eof(pk_conn *s, int status) {
 static void stream_on_drain(pk_conn *s, int n) {
   pk_tunnel *t = s->tunnel;
   s->last_activity = pk_now_ms(s->mgr);
-  if (n > 0) s->delivered += (uint64_t)n;
-  /* Acknowledge often: pagekite.py senders stall at ~48 KiB unacknowledged. */
-  if (t && s->delivered > s->skb_at &&
-      (s->delivered - s->skb_at >= PK_SKB_EVERY || s->wq_bytes == 0)) {
+  /* Acknowledge in the peer's units: bytes it sent us that have left our
+   * queue.  Written bytes differ when forwarding headers are added, and
+   * acknowledging those would run ahead of what the peer sent. */
+  uint64_t held = s->wq_bytes + s->inlen; /* queued, or parked by the header rewriter */
+  uint64_t q = held < s->received ? held : s->received;
+  s->delivered = s->received - q;
+  /* pagekite.py senders stall at ~48 KiB unacknowledged: ack every 8 KiB. */
+  if (t && s->delivered > s->skb_at && s->delivered - s->skb_at >= PK_SKB_EVERY) {
     s->skb_at = s->delivered;
     pk_tunnel_send_noop(t, "SID: %lld\r\nSKB: %llu\r\n", s->sid,
                         (unsigned long long)(s->delivered / 1024));
@@ -255,6 +259,7 @@ void pk_stream_from_tunnel(pk_conn *s, const char *data, size_t n) {
   if (n == 0) return;
   if (s->flags & (PK_CF_SHUT_WR | PK_CF_PEER_R)) return; /* peer said it was done */
   s->last_activity = pk_now_ms(s->mgr);
+  s->received += n;
   if (s->wq_bytes + n > PK_STREAM_HARD_MAX) {
     pk_log(s->mgr, PK_LOG_TUNNEL_DATA | PK_LOG_ERROR,
            "Stream %lld: peer ignores flow control, closing", s->sid);
@@ -292,6 +297,7 @@ void pk_stream_peer_eof(pk_conn *s, int bits) {
 void pk_stream_skb(pk_conn *s, long long kb) {
   if (kb < 0) return;
   uint64_t acked = (uint64_t)kb * 1024;
+  if (acked > s->sent) acked = s->sent; /* a peer cannot have delivered more than we sent */
   if (acked > s->acked) s->acked = acked;
   if ((s->flags & PK_CF_PAUSED) && s->sent - s->acked <= PK_STREAM_WINDOW / 2 &&
       !(s->tunnel && s->tunnel->conn && s->tunnel->conn->wq_bytes > PK_TUNNEL_WQ_HIGH))
