@@ -563,7 +563,7 @@ async def _request(reader, writer, size, timeout):
         raise BenchError("wrong body")
 
 
-async def _many(port, n, active, rounds, size, time_limit, on_phase):
+async def _many(port, n, active, rounds, size, time_limit, on_phase, open_conc):
     deadline = time.monotonic() + time_limit
     streams = [None] * n
     errors = {}
@@ -572,7 +572,7 @@ async def _many(port, n, active, rounds, size, time_limit, on_phase):
         key = "%s: %s" % (phase, type(e).__name__ if not isinstance(e, BenchError) else e)
         errors[key] = errors.get(key, 0) + 1
 
-    sem = asyncio.Semaphore(200)
+    sem = asyncio.Semaphore(open_conc)
 
     async def open_one(i):
         async with sem:
@@ -642,8 +642,8 @@ async def _many(port, n, active, rounds, size, time_limit, on_phase):
     return res
 
 
-def many_streams(port, n, active, rounds, size, time_limit, on_phase):
+def many_streams(port, n, active, rounds, size, time_limit, on_phase, open_conc=200):
     """Hold n keep-alive streams open, use `active` of them, re-check all.
 
     on_phase(name) is called after the idle and active phases (to read memory)."""
-    return asyncio.run(_many(port, n, active, rounds, size, time_limit, on_phase))
+    return asyncio.run(_many(port, n, active, rounds, size, time_limit, on_phase, open_conc))

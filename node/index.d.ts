@@ -1,0 +1,249 @@
+// Type declarations for the pagekite package (the idiomatic layer in
+// index.js).  The raw binding's declarations are generated from the spec
+// into binding.d.ts.
+
+import { EventEmitter } from 'events';
+import type { RawBinding, PageKiteHandle } from './binding';
+
+export type { RawBinding, PageKiteHandle };
+
+/** Status names, as carried by 'status' events and the `status` getter. */
+export type StatusName =
+  | 'STARTUP'
+  | 'CONNECTING'
+  | 'UPDATING_DNS'
+  | 'FLYING'
+  | 'PROBLEMS'
+  | 'REJECTED'
+  | 'NO_NETWORK';
+
+export type CounterName =
+  | 'KITES_LIVE'
+  | 'TUNNELS'
+  | 'STREAMS'
+  | 'BYTES_IN'
+  | 'BYTES_OUT'
+  | 'ERRORS'
+  | 'STREAMS_TOTAL'
+  | 'REJECTED';
+
+/** Every counter at once; keys are the counter names in camelCase. */
+export interface Counters {
+  kitesLive: number;
+  tunnels: number;
+  streams: number;
+  bytesIn: number;
+  bytesOut: number;
+  errors: number;
+  streamsTotal: number;
+  rejected: number;
+}
+
+export type ManagerState = 'configuring' | 'running' | 'stopping' | 'stopped';
+
+/** Options shared by Connector and Relay (all optional). */
+export interface ManagerOptions {
+  /** Short application name, reported in instrumentation. */
+  appId?: string;
+  /** Most kite names the manager will handle. */
+  maxKites?: number;
+  /** Most front-end relays (Connector) or listeners (Relay). */
+  maxFrontends?: number;
+  /** Most connections in flight at once. */
+  maxConns?: number;
+  /** Flags.* bits (Connector default: WITH_DEFAULTS). */
+  flags?: number;
+  /** Preset log level (-1 quiet .. 2 everything) or a LogMask.* mask. */
+  verbosity?: number;
+}
+
+export interface ConnectorOptions extends ManagerOptions {
+  /** Dynamic DNS update URL (a format string), or null for none. */
+  dyndnsUrl?: string | null;
+}
+
+export interface RelayOptions extends ManagerOptions {
+  /** Alias of maxFrontends for a relay. */
+  maxListeners?: number;
+}
+
+export interface Kite {
+  /** http (default), https, raw or websocket. */
+  proto?: string;
+  /** Public kite name, e.g. "demo.example.com". */
+  name: string;
+  /** Shared secret proving the right to fly this kite. */
+  secret: string;
+  /** Local (origin) port. */
+  port: number;
+  /** Local (origin) host; default "localhost". */
+  host?: string;
+  /** Public port on the relay; 0 (default) for the protocol's default. */
+  publicPort?: number;
+}
+
+export interface LogMeta {
+  /** Sequence number of the line in the manager's log. */
+  seq: number;
+  /** Unix time (seconds) when the line was logged. */
+  time: number;
+}
+
+export interface ManagerEvents {
+  status: [name: StatusName, code: number];
+  log: [text: string, meta: LogMeta];
+  close: [];
+}
+
+/** An error reported by libpagekite; `reason` is pagekite_last_error(). */
+export class PageKiteError extends Error {
+  readonly name: 'PageKiteError';
+  readonly code: 'ERR_PAGEKITE';
+  /** The method that failed, e.g. "start", "addKite". */
+  readonly call: string | null;
+  /** The library's reason, without the call prefix. */
+  readonly reason: string;
+  constructor(message: string, call?: string);
+}
+
+/** What Connector and Relay share. */
+declare class Manager extends EventEmitter {
+  /** 'configuring', 'running', 'stopping' or 'stopped'. */
+  readonly state: ManagerState;
+  /** True between a successful start() and stop(). */
+  readonly running: boolean;
+  /** The current status name. */
+  readonly status: StatusName;
+  /** The current status as a Status.* number. */
+  readonly statusCode: number;
+  /** The recent in-memory log, oldest first ("<seq> t=<time> <text>" lines). */
+  readonly log: string[];
+
+  /** Start the manager's thread; 'status' and 'log' events follow. */
+  start(): Promise<this>;
+  /** Stop the thread, close every connection and free the manager (off the JS thread). */
+  stop(): Promise<void>;
+  /** Let the running manager keep the process alive (the default). */
+  ref(): this;
+  /** Let the process exit even though the manager runs. */
+  unref(): this;
+  /** Resolve once a 'status' event reports one of `statuses`; reject after timeoutMs or on stop. */
+  waitFor(statuses: StatusName | StatusName[], timeoutMs?: number): Promise<StatusName>;
+
+  counter(which: CounterName | number): number;
+  counters(): Counters;
+
+  setLogMask(mask: number): this;
+  setHousekeepingInterval(bounds: { min?: number; max?: number }): { min?: number; max?: number };
+  enableHttpForwardingHeaders(enable?: boolean): this;
+  enableFakePing(enable?: boolean): this;
+  /** Before start() only. */
+  enableWatchdog(enable?: boolean): this;
+  enableTickTimer(enable?: boolean): this;
+  tick(): this;
+  setConnEvictionIdle(seconds: number): this;
+  setOpensslCiphers(ciphers: string): this;
+  setBailOnErrors(errors: number): this;
+  /** Experimental, before start(); fails in a library built without Lua. */
+  enableLuaPlugins(opts?: { enableDefaults?: boolean; settings?: string[] | null }): this;
+  /** Experimental, before start(); fails in a library built without Lua. */
+  loadLuaPlugin(path: string): this;
+
+  on<K extends keyof ManagerEvents>(event: K, listener: (...args: ManagerEvents[K]) => void): this;
+  once<K extends keyof ManagerEvents>(event: K, listener: (...args: ManagerEvents[K]) => void): this;
+  off<K extends keyof ManagerEvents>(event: K, listener: (...args: ManagerEvents[K]) => void): this;
+  addListener<K extends keyof ManagerEvents>(event: K, listener: (...args: ManagerEvents[K]) => void): this;
+  emit<K extends keyof ManagerEvents>(event: K, ...args: ManagerEvents[K]): boolean;
+
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export type { Manager };
+
+/** A connector: publishes local servers (kites) through front-end relays. */
+export class Connector extends Manager {
+  constructor(options?: ConnectorOptions);
+  /** Before start() only. */
+  addKite(kite: Kite): this;
+  /** Use the relay(s) `host` resolves to; returns the number of addresses. Before start(). */
+  addFrontend(host: string, port: number, opts?: { updateFromDns?: boolean }): number;
+  /** Use the pagekite.net relay pool. Before start(). */
+  addServiceFrontends(flags?: number): number;
+  /** Use a white-label domain's relays. Before start(). */
+  addWhitelabelFrontends(whitelabelTld: string, flags?: number): number;
+  /** Verify relay certificates (against caFile or the system store), or not. Before start(). */
+  setTlsVerify(verify?: boolean, caFile?: string | null): this;
+  wantSpareFrontends(spares: number): this;
+}
+
+/** A front-end relay (PK_AS_FRONTEND_RELAY). */
+export class Relay extends Manager {
+  constructor(options?: RelayOptions);
+  /** Listen on host:port (host null: all addresses). Before start(). */
+  addListener(host: string | null, port: number): this;
+  /** With a listener function: EventEmitter's addListener. */
+  addListener<K extends keyof ManagerEvents>(event: K, listener: (...args: ManagerEvents[K]) => void): this;
+  /** Accept kites matching pattern for protos ("http,https" or an array), signed with secret. */
+  addDomain(protos: string | string[], pattern: string, secret: string): this;
+  /** PEM certificate chain and key for TLS-wrapped tunnels. Before start(). */
+  setTls(certFile: string, keyFile: string): this;
+}
+
+export const Status: Readonly<Record<StatusName, number>>;
+export const Counter: Readonly<Record<CounterName, number>>;
+export const TlsVerify: Readonly<{ NONE: number; PEER: number }>;
+export const Flags: Readonly<{
+  WITH_DEFAULTS: number;
+  WITHOUT_DEFAULTS: number;
+  WITH_SSL: number;
+  WITH_IPV4: number;
+  WITH_IPV6: number;
+  WITH_SERVICE_FRONTENDS: number;
+  WITHOUT_SERVICE_FRONTENDS: number;
+  WITH_DYNAMIC_FE_LIST: number;
+  WITH_FRONTEND_SNI: number;
+  AS_FRONTEND_RELAY: number;
+}>;
+export const LogMask: Readonly<{
+  TUNNEL_DATA: number;
+  TUNNEL_HEADERS: number;
+  TUNNEL_CONNS: number;
+  LUA_INFO: number;
+  BE_DATA: number;
+  BE_HEADERS: number;
+  BE_CONNS: number;
+  LUA_DEBUG: number;
+  MANAGER_ERROR: number;
+  MANAGER_INFO: number;
+  MANAGER_DEBUG: number;
+  TRACE: number;
+  ERROR: number;
+  ERRORS: number;
+  MANAGER: number;
+  CONNS: number;
+  NORMAL: number;
+  DEBUG: number;
+  ALL: number;
+}>;
+
+/** PK_VERSION of the embedded library. */
+export const VERSION: string;
+/** PK_VERSION_NUMBER of the header the addon was compiled with. */
+export const VERSION_NUMBER: number;
+/** pagekite_version_number() of the embedded library. */
+export const libraryVersionNumber: number;
+/** The name of a status code ('FLYING' for 40). */
+export function statusName(code: number): StatusName | string;
+
+/** The raw API: one function per C call, every constant, plus the event bridge. */
+export const binding: RawBinding & {
+  /** Start the master thread and the event bridge; returns pagekite_thread_start()'s result. */
+  start(
+    handle: PageKiteHandle,
+    callback: (type: 'status' | 'log', value: number | string, seq?: number, time?: number) => void,
+  ): number;
+  /** Stop the master thread and the event bridge and free the manager, off the JS thread. */
+  stop(handle: PageKiteHandle): Promise<void>;
+  ref(handle: PageKiteHandle): void;
+  unref(handle: PageKiteHandle): void;
+};

@@ -1,0 +1,528 @@
+'use strict';
+// pagekite - Node.js binding for libpagekite (reborn).
+//
+// The raw binding (one function per C call, generated from spec/pagekite.toml)
+// is exported as `binding`; this file adds the idiomatic layer: Connector and
+// Relay classes with option objects, promises for start/stop, 'status' and
+// 'log' events, and PageKiteError carrying pagekite_last_error().
+
+const { EventEmitter } = require('events');
+const path = require('path');
+
+function loadBinding() {
+  const tried = [];
+  for (const type of ['Release', 'Debug']) {
+    const file = path.join(__dirname, 'build', type, 'pagekite.node');
+    try {
+      return require(file);
+    } catch (e) {
+      if (e.code !== 'MODULE_NOT_FOUND') throw e;
+      tried.push(file);
+    }
+  }
+  throw new Error('pagekite: the native addon is not built (looked for ' + tried.join(', ') +
+    '); run `npm run build` in ' + __dirname);
+}
+
+const binding = loadBinding();
+
+function constantsWithPrefix(prefix) {
+  const out = {};
+  for (const [key, value] of Object.entries(binding)) {
+    if (key.startsWith(prefix) && typeof value === 'number') out[key.slice(prefix.length)] = value;
+  }
+  return Object.freeze(out);
+}
+
+/** Status codes by name: STARTUP, CONNECTING, FLYING, ... */
+const Status = constantsWithPrefix('PK_STATUS_');
+/** Log mask bits by name: ERRORS, NORMAL, DEBUG, ALL, ... */
+const LogMask = constantsWithPrefix('PK_LOG_');
+/** Counters by name: KITES_LIVE, TUNNELS, ... */
+const Counter = constantsWithPrefix('PK_COUNTER_');
+/** TLS verification modes: NONE, PEER. */
+const TlsVerify = constantsWithPrefix('PK_TLS_VERIFY_');
+/** Init flags by name: WITH_DEFAULTS, WITH_SSL, AS_FRONTEND_RELAY, ... */
+const Flags = Object.freeze(Object.fromEntries(Object.entries(binding)
+  .filter(([k, v]) => typeof v === 'number' && /^PK_(WITH|WITHOUT|AS)_/.test(k))
+  .map(([k, v]) => [k.slice(3), v])));
+
+const STATUS_NAMES = new Map(Object.entries(Status).map(([name, code]) => [code, name]));
+
+function statusName(code) {
+  return STATUS_NAMES.get(code) || (code < 0 ? 'UNKNOWN' : 'STATUS_' + code);
+}
+
+function counterKey(name) {
+  return name.toLowerCase().replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+}
+
+/** An error reported by libpagekite; message is pagekite_last_error(). */
+class PageKiteError extends Error {
+  constructor(message, call) {
+    super(call ? call + ': ' + message : message);
+    this.name = 'PageKiteError';
+    this.code = 'ERR_PAGEKITE';
+    this.call = call || null;
+    this.reason = message;
+  }
+}
+
+// ---- argument checks with the idiomatic names (TypeError, like the raw layer)
+
+function typeError(name, what, value) {
+  const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+  const err = new TypeError(`${name} must be ${what}, got ${got}`);
+  err.code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+function int(value, name) {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw typeError(name, 'an integer', value);
+  if (value < -2147483648 || value > 2147483647) {
+    const err = new RangeError(`${name} must be a 32-bit signed integer, got ${value}`);
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  return value;
+}
+
+function port(value, name) {
+  int(value, name);
+  if (value < 0 || value > 65535) {
+    const err = new RangeError(`${name} must be a port number (0-65535), got ${value}`);
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  return value;
+}
+
+function str(value, name, nullable = false) {
+  if (nullable && (value === null || value === undefined)) return null;
+  if (typeof value !== 'string') throw typeError(name, nullable ? 'a string or null' : 'a string', value);
+  return value;
+}
+
+function bool(value, name) {
+  if (typeof value !== 'boolean') throw typeError(name, 'a boolean', value);
+  return value ? 1 : 0;
+}
+
+function options(value, name) {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw typeError(name, 'an object', value);
+  }
+  return value;
+}
+
+function opt(o, key, fallback) {
+  return o[key] === undefined ? fallback : o[key];
+}
+
+const kHandle = Symbol('handle');
+
+/**
+ * What Connector and Relay share: the manager's lifecycle (configure, start,
+ * stop), its status and log as events, counters and the settings allowed at
+ * any time.
+ */
+class Manager extends EventEmitter {
+  constructor(opts, defaults, roleFlags) {
+    super();
+    const o = options(opts, 'options');
+    const appId = str(opt(o, 'appId', defaults.appId), 'options.appId');
+    const maxKites = int(opt(o, 'maxKites', defaults.maxKites), 'options.maxKites');
+    const maxFrontends = int(opt(o, 'maxFrontends', opt(o, 'maxListeners', defaults.maxFrontends)),
+      'options.maxFrontends');
+    const maxConns = int(opt(o, 'maxConns', defaults.maxConns), 'options.maxConns');
+    const flags = int(opt(o, 'flags', defaults.flags), 'options.flags');
+    const verbosity = int(opt(o, 'verbosity', 0), 'options.verbosity');
+    const dyndnsUrl = str(opt(o, 'dyndnsUrl', null), 'options.dyndnsUrl', true);
+    const h = binding.init(appId, maxKites, maxFrontends, maxConns, dyndnsUrl, flags | roleFlags,
+      verbosity);
+    if (!h) throw new PageKiteError(binding.lastError(), 'init');
+    this[kHandle] = h;
+    this._state = 'configuring';
+    this._status = binding.getStatus(h);
+    this._refed = true;
+    this._stopping = null;
+  }
+
+  /** 'configuring', 'running', 'stopping' or 'stopped'. */
+  get state() {
+    return this._state;
+  }
+
+  /** True between a successful start() and stop(). */
+  get running() {
+    return this._state === 'running';
+  }
+
+  /** Current status name ('STARTUP', 'CONNECTING', 'FLYING', ...). */
+  get status() {
+    return statusName(this.statusCode);
+  }
+
+  /** Current status as a PK_STATUS_* number. */
+  get statusCode() {
+    if (this._state === 'configuring' || this._state === 'running') {
+      const s = binding.getStatus(this[kHandle]);
+      if (s >= 0) return s;
+    }
+    return this._status;
+  }
+
+  /** The recent in-memory log, oldest first ("<seq> t=<time> <text>" lines). */
+  get log() {
+    if (this._state === 'stopped' || this._state === 'stopping') return [];
+    const text = binding.getLog(this[kHandle]);
+    return text ? text.split('\n').filter((l) => l) : [];
+  }
+
+  _check(call, r) {
+    if (r < 0) throw new PageKiteError(binding.lastError(), call);
+    return r;
+  }
+
+  _configure(call) {
+    if (this._state !== 'configuring') {
+      throw new PageKiteError('only allowed before start()', call);
+    }
+  }
+
+  _alive(call) {
+    if (this._state === 'stopped' || this._state === 'stopping') {
+      throw new PageKiteError('the manager was stopped', call);
+    }
+  }
+
+  /** Start the manager's thread; 'status' and 'log' events follow. */
+  async start() {
+    if (this._state !== 'configuring') throw new PageKiteError('already started', 'start');
+    const rc = binding.start(this[kHandle], (type, a, b, c) => this._event(type, a, b, c));
+    if (rc !== 0) throw new PageKiteError(binding.lastError(), 'start');
+    this._state = 'running';
+    if (!this._refed) binding.unref(this[kHandle]);
+    return this;
+  }
+
+  _event(type, a, b, c) {
+    if (type === 'status') {
+      this._status = a;
+      this.emit('status', statusName(a), a);
+    } else if (type === 'log') {
+      this.emit('log', a, { seq: b, time: c });
+    }
+  }
+
+  /** Stop the thread, close every connection and free the manager. */
+  stop() {
+    if (this._stopping) return this._stopping;
+    if (this._state === 'stopped') return Promise.resolve();
+    this._status = this.statusCode;
+    this._state = 'stopping';
+    this._stopping = binding.stop(this[kHandle]).then(
+      () => {
+        this._state = 'stopped';
+        this.emit('close');
+      },
+      (err) => {
+        this._state = 'stopped';
+        this.emit('close');
+        throw new PageKiteError(err && err.message ? err.message : String(err), 'stop');
+      });
+    return this._stopping;
+  }
+
+  /** Let the running manager keep the process alive (the default). */
+  ref() {
+    this._refed = true;
+    if (this._state === 'running') binding.ref(this[kHandle]);
+    return this;
+  }
+
+  /** Let the process exit even though the manager runs. */
+  unref() {
+    this._refed = false;
+    if (this._state === 'running') binding.unref(this[kHandle]);
+    return this;
+  }
+
+  /**
+   * Resolve once a 'status' event reported one of `statuses` (a name or an
+   * array of names); reject with a PageKiteError after timeoutMs or when
+   * stopped.
+   */
+  waitFor(statuses, timeoutMs = 30000) {
+    const wanted = new Set(Array.isArray(statuses) ? statuses : [statuses]);
+    for (const s of wanted) {
+      if (!(s in Status)) throw typeError('statuses', 'status names (' + Object.keys(Status).join(', ') + ')', s);
+    }
+    int(timeoutMs, 'timeoutMs');
+    // The status as delivered by 'status' events, so that once this resolves
+    // every event up to that status has been emitted.
+    const current = statusName(this._status);
+    if (wanted.has(current) && this.running) return Promise.resolve(current);
+    return new Promise((resolve, reject) => {
+      const done = (fn, value) => {
+        clearTimeout(timer);
+        this.off('status', onStatus);
+        this.off('close', onClose);
+        fn(value);
+      };
+      const onStatus = (name) => {
+        if (wanted.has(name)) done(resolve, name);
+      };
+      const onClose = () => done(reject, new PageKiteError('stopped before reaching ' +
+        [...wanted].join('/'), 'waitFor'));
+      const timer = setTimeout(() => done(reject, new PageKiteError(
+        `status is ${this.status}, not ${[...wanted].join('/')}, after ${timeoutMs} ms\n` +
+        this.log.slice(-20).join('\n'), 'waitFor')), timeoutMs);
+      this.on('status', onStatus);
+      this.on('close', onClose);
+    });
+  }
+
+  /** One counter, by name ('KITES_LIVE', ...) or PK_COUNTER_* number. */
+  counter(which) {
+    const code = typeof which === 'string' ? Counter[which] : which;
+    if (typeof code !== 'number') {
+      throw typeError('counter', 'a counter name (' + Object.keys(Counter).join(', ') + ') or number', which);
+    }
+    this._alive('counter');
+    return this._check('counter', binding.getCounter(this[kHandle], int(code, 'counter')));
+  }
+
+  /** Every counter: { kitesLive, tunnels, streams, bytesIn, ... }. */
+  counters() {
+    const out = {};
+    for (const [name, code] of Object.entries(Counter)) out[counterKey(name)] = this.counter(code);
+    return out;
+  }
+
+  /** Choose what is logged (a mask of LogMask bits). */
+  setLogMask(mask) {
+    this._alive('setLogMask');
+    this._check('setLogMask', binding.setLogMask(this[kHandle], int(mask, 'mask')));
+    return this;
+  }
+
+  /** Housekeeping interval bounds in seconds; returns the ones in effect. */
+  setHousekeepingInterval({ min, max } = {}) {
+    this._alive('setHousekeepingInterval');
+    const out = {};
+    if (min !== undefined) {
+      out.min = this._check('setHousekeepingInterval',
+        binding.setHousekeepingMinInterval(this[kHandle], int(min, 'min')));
+    }
+    if (max !== undefined) {
+      out.max = this._check('setHousekeepingInterval',
+        binding.setHousekeepingMaxInterval(this[kHandle], int(max, 'max')));
+    }
+    return out;
+  }
+
+  /** Add X-Forwarded-For / X-Forwarded-Proto to requests passed to origins. */
+  enableHttpForwardingHeaders(enable = true) {
+    this._alive('enableHttpForwardingHeaders');
+    this._check('enableHttpForwardingHeaders',
+      binding.enableHttpForwardingHeaders(this[kHandle], bool(enable, 'enable')));
+    return this;
+  }
+
+  /** Randomize relay ping times (testing aid). */
+  enableFakePing(enable = true) {
+    this._alive('enableFakePing');
+    this._check('enableFakePing', binding.enableFakePing(this[kHandle], bool(enable, 'enable')));
+    return this;
+  }
+
+  /** Crash the process (for a core dump) if the loop hangs; before start(). */
+  enableWatchdog(enable = true) {
+    this._configure('enableWatchdog');
+    this._check('enableWatchdog', binding.enableWatchdog(this[kHandle], bool(enable, 'enable')));
+    return this;
+  }
+
+  /** Turn the internal tick timer on or off (then call tick() yourself). */
+  enableTickTimer(enable = true) {
+    this._alive('enableTickTimer');
+    this._check('enableTickTimer', binding.enableTickTimer(this[kHandle], bool(enable, 'enable')));
+    return this;
+  }
+
+  /** Fire the internal tick by hand (running managers only). */
+  tick() {
+    this._alive('tick');
+    this._check('tick', binding.tick(this[kHandle]));
+    return this;
+  }
+
+  /** Let new connections evict ones idle this long (0: never). */
+  setConnEvictionIdle(seconds) {
+    this._alive('setConnEvictionIdle');
+    this._check('setConnEvictionIdle',
+      binding.setConnEvictionIdleS(this[kHandle], int(seconds, 'seconds')));
+    return this;
+  }
+
+  /** OpenSSL cipher list for TLS. */
+  setOpensslCiphers(ciphers) {
+    this._alive('setOpensslCiphers');
+    this._check('setOpensslCiphers',
+      binding.setOpensslCiphers(this[kHandle], str(ciphers, 'ciphers')));
+    return this;
+  }
+
+  /** Exit the process (code 100) after errors*10 problems; 0 disables. */
+  setBailOnErrors(errors) {
+    this._alive('setBailOnErrors');
+    this._check('setBailOnErrors', binding.setBailOnErrors(this[kHandle], int(errors, 'errors')));
+    return this;
+  }
+
+  /** Experimental: host Lua plugins (libraries built with Lua only); before start(). */
+  enableLuaPlugins({ enableDefaults = false, settings = null } = {}) {
+    this._configure('enableLuaPlugins');
+    if (settings !== null && !Array.isArray(settings)) {
+      throw typeError('settings', 'an array of "name=value" strings or null', settings);
+    }
+    this._check('enableLuaPlugins', binding.enableLuaPlugins(this[kHandle],
+      bool(enableDefaults, 'enableDefaults'), settings));
+    return this;
+  }
+
+  /** Experimental: load a Lua plugin script when the manager starts; before start(). */
+  loadLuaPlugin(file) {
+    this._configure('loadLuaPlugin');
+    this._check('loadLuaPlugin', binding.loadLuaPlugin(this[kHandle], str(file, 'path')));
+    return this;
+  }
+}
+
+if (typeof Symbol.asyncDispose === 'symbol') {
+  Manager.prototype[Symbol.asyncDispose] = function asyncDispose() {
+    return this.stop();
+  };
+}
+
+/** A connector: publishes local servers (kites) through front-end relays. */
+class Connector extends Manager {
+  constructor(opts) {
+    super(opts, { appId: 'pagekite-node', maxKites: 8, maxFrontends: 4, maxConns: 64,
+      flags: binding.PK_WITH_DEFAULTS }, 0);
+  }
+
+  /**
+   * Serve kite `name` (proto: http, https, raw, websocket) from host:port,
+   * proving ownership with `secret`; publicPort 0 means the default.
+   */
+  addKite(kite) {
+    const k = options(kite, 'kite');
+    this._configure('addKite');
+    const proto = str(opt(k, 'proto', 'http'), 'kite.proto');
+    const name = str(k.name, 'kite.name');
+    const secret = str(k.secret, 'kite.secret');
+    const publicPort = port(opt(k, 'publicPort', 0), 'kite.publicPort');
+    const host = str(opt(k, 'host', 'localhost'), 'kite.host');
+    const localPort = port(k.port, 'kite.port');
+    this._check('addKite', binding.addKite(this[kHandle], proto, name, publicPort, secret, host,
+      localPort));
+    return this;
+  }
+
+  /**
+   * Use the relay(s) that `host` resolves to; returns how many addresses.
+   * With updateFromDns (the default) the name is re-resolved from time to time.
+   */
+  addFrontend(host, relayPort, { updateFromDns = true } = {}) {
+    this._configure('addFrontend');
+    return this._check('addFrontend', binding.lookupAndAddFrontend(this[kHandle],
+      str(host, 'host'), port(relayPort, 'port'), bool(updateFromDns, 'updateFromDns')));
+  }
+
+  /** Use the pagekite.net service's relay pool. */
+  addServiceFrontends(flags = binding.PK_WITH_DEFAULTS) {
+    this._configure('addServiceFrontends');
+    return this._check('addServiceFrontends',
+      binding.addServiceFrontends(this[kHandle], int(flags, 'flags')));
+  }
+
+  /** Use the relays of a white-label domain of the service. */
+  addWhitelabelFrontends(whitelabelTld, flags = binding.PK_WITH_DEFAULTS) {
+    this._configure('addWhitelabelFrontends');
+    return this._check('addWhitelabelFrontends', binding.addWhitelabelFrontends(this[kHandle],
+      int(flags, 'flags'), str(whitelabelTld, 'whitelabelTld')));
+  }
+
+  /** Verify relay certificates (against caFile or the system store), or not. */
+  setTlsVerify(verify = true, caFile = null) {
+    this._configure('setTlsVerify');
+    this._check('setTlsVerify', binding.setTlsVerify(this[kHandle],
+      bool(verify, 'verify') ? binding.PK_TLS_VERIFY_PEER : binding.PK_TLS_VERIFY_NONE,
+      str(caFile, 'caFile', true)));
+    return this;
+  }
+
+  /** Stay connected to this many spare relays. */
+  wantSpareFrontends(spares) {
+    this._alive('wantSpareFrontends');
+    this._check('wantSpareFrontends',
+      binding.wantSpareFrontends(this[kHandle], int(spares, 'spares')));
+    return this;
+  }
+}
+
+/** A front-end relay (PK_AS_FRONTEND_RELAY): accepts tunnels and visitors. */
+class Relay extends Manager {
+  constructor(opts) {
+    super(opts, { appId: 'pagekite-node-relay', maxKites: 16, maxFrontends: 8, maxConns: 256,
+      flags: 0 }, binding.PK_AS_FRONTEND_RELAY);
+  }
+
+  /**
+   * Listen on host:port (host null: all addresses) for tunnels and visitors.
+   * (Called with a listener function it is EventEmitter's addListener.)
+   */
+  addListener(host, listenPort) {
+    if (typeof listenPort === 'function') return super.addListener(host, listenPort);
+    this._configure('addListener');
+    this._check('addListener', binding.addRelayListener(this[kHandle], str(host, 'host', true),
+      port(listenPort, 'port')));
+    return this;
+  }
+
+  /** Accept kites matching pattern ("name" or "*.domain") for protos, signed with secret. */
+  addDomain(protos, pattern, secret) {
+    this._configure('addDomain');
+    const p = Array.isArray(protos) ? protos.join(',') : protos;
+    this._check('addDomain', binding.addRelayDomain(this[kHandle], str(p, 'protos'),
+      str(pattern, 'pattern'), str(secret, 'secret')));
+    return this;
+  }
+
+  /** PEM certificate chain and key for TLS-wrapped tunnels. */
+  setTls(certFile, keyFile) {
+    this._configure('setTls');
+    this._check('setTls', binding.setRelayTls(this[kHandle], str(certFile, 'certFile'),
+      str(keyFile, 'keyFile')));
+    return this;
+  }
+}
+
+module.exports = {
+  Connector,
+  Relay,
+  PageKiteError,
+  Status,
+  Flags,
+  LogMask,
+  Counter,
+  TlsVerify,
+  VERSION: binding.PK_VERSION,
+  VERSION_NUMBER: binding.PK_VERSION_NUMBER,
+  libraryVersionNumber: binding.versionNumber(),
+  statusName,
+  binding,
+};
