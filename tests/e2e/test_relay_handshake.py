@@ -1,0 +1,142 @@
+"""The relay's side of the handshake, driven byte by byte from Python.
+
+The signatures are computed here with hashlib from the formula (pagekite.py's
+signToken), not with our C code, so a mistake on either side shows.
+"""
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import time
+
+import pytest
+
+from pkloop import BUILD, free_port, stop
+
+SECRET = "handshake-secret-7"
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+pytestmark = pytest.mark.ours
+
+
+def sign(secret, payload, token=None):
+    token = token or secrets.token_hex(4)
+    return token[:8] + hashlib.sha1((secret + payload + token[:8]).encode()).hexdigest()[:28]
+
+
+def handshake(port, lines, features=("AddKites",)):
+    """Send a CONNECT PageKite:1 request; return the response head's headers."""
+    req = "CONNECT PageKite:1 HTTP/1.0\r\n"
+    for f in features:
+        req += f"X-PageKite-Features: {f}\r\n"
+    for line in lines:
+        req += f"X-PageKite: {line}\r\n"
+    req += "\r\n"
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(req.encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    headers = []
+    for line in head.split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        headers.append((k.strip(), v.strip()))
+    return head.split("\r\n")[0], headers
+
+
+def values(headers, name):
+    return [v for k, v in headers if k.lower() == name.lower()]
+
+
+@pytest.fixture
+def relay(tmp_path):
+    if not os.path.exists(FAKETIME):
+        pytest.fail("libfaketime missing: apt-get install faketime (./run installs it)")
+    port = free_port()
+    clock = tmp_path / "clock"
+    clock.write_text("+0\n")
+    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=str(clock),
+               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    log = open(tmp_path / "relay.log", "w")
+    p = subprocess.Popen([f"{BUILD}/pagekiter", "--listen=127.0.0.1", f"--ports={port}",
+                          f"--domain=http:*.hs.test:{SECRET}"], stdout=log,
+                         stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port, clock
+    assert stop(p) == 0
+
+
+def challenge(port, kite, bsalt):
+    status, hdrs = handshake(port, [f"http:{kite}:{bsalt}::"])
+    assert status.startswith("HTTP/1.1 200"), status
+    (st,) = values(hdrs, "X-PageKite-SignThis")
+    proto, name, salt, token = st.split(":")
+    assert (proto, name, salt) == ("http", kite, bsalt)
+    assert token.startswith("t") and len(token) == 36  # timestamped challenge
+    assert values(hdrs, "X-PageKite-SessionID")
+    return token
+
+
+def test_challenge_sign_ok(relay):
+    port, _ = relay
+    bsalt = secrets.token_hex(18)
+    token = challenge(port, "a.hs.test", bsalt)
+    payload = f"http:a.hs.test:{bsalt}:{token}"
+    _, hdrs = handshake(port, [f"{payload}:{sign(SECRET, payload)}"])
+    assert values(hdrs, "X-PageKite-OK") == [f"http:a.hs.test:{bsalt}"]
+
+
+def test_wrong_secret_and_forged_token_are_invalid(relay):
+    port, _ = relay
+    bsalt = secrets.token_hex(18)
+    token = challenge(port, "b.hs.test", bsalt)
+    payload = f"http:b.hs.test:{bsalt}:{token}"
+    _, hdrs = handshake(port, [f"{payload}:{sign('not-the-secret', payload)}"])
+    assert values(hdrs, "X-PageKite-Invalid-Why") == [f"http:b.hs.test:{bsalt};signature"]
+    # A token the relay never issued, properly signed with the kite secret.
+    forged = "t" + secrets.token_hex(18)[:35]
+    payload = f"http:b.hs.test:{bsalt}:{forged}"
+    _, hdrs = handshake(port, [f"{payload}:{sign(SECRET, payload)}"])
+    assert values(hdrs, "X-PageKite-Invalid-Why") == [f"http:b.hs.test:{bsalt};signature"]
+
+
+def test_unknown_domain_and_bad_port(relay):
+    port, _ = relay
+    bsalt = secrets.token_hex(18)
+    _, hdrs = handshake(port, [f"http:x.other.test:{bsalt}::"])
+    token = values(hdrs, "X-PageKite-SignThis")[0].split(":")[3]
+    payload = f"http:x.other.test:{bsalt}:{token}"
+    _, hdrs = handshake(port, [f"{payload}:{sign(SECRET, payload)}"])
+    assert values(hdrs, "X-PageKite-Invalid-Why") == [f"http:x.other.test:{bsalt};unknown"]
+    _, hdrs = handshake(port, [f"http-1:c.hs.test:{bsalt}::"])
+    token = values(hdrs, "X-PageKite-SignThis")[0].split(":")[3]
+    payload = f"http-1:c.hs.test:{bsalt}:{token}"
+    _, hdrs = handshake(port, [f"{payload}:{sign(SECRET, payload)}"])
+    assert values(hdrs, "X-PageKite-Invalid-Why") == [f"http-1:c.hs.test:{bsalt};port"]
+
+
+def test_replayed_signature_from_an_older_window_is_refused(relay):
+    """A signed line that worked once is refused two 10-minute windows later."""
+    port, clock = relay
+    bsalt = secrets.token_hex(18)
+    token = challenge(port, "r.hs.test", bsalt)
+    payload = f"http:r.hs.test:{bsalt}:{token}"
+    line = f"{payload}:{sign(SECRET, payload)}"
+    _, hdrs = handshake(port, [line])
+    assert values(hdrs, "X-PageKite-OK") == [f"http:r.hs.test:{bsalt}"]
+    time.sleep(0.3)  # the first tunnel closes and its kite is released
+    clock.write_text("+1300\n")  # >= 2 windows later, whatever the phase
+    _, hdrs = handshake(port, [line])
+    assert values(hdrs, "X-PageKite-OK") == []
+    assert values(hdrs, "X-PageKite-Invalid-Why") == [f"http:r.hs.test:{bsalt};signature"]
