@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import pkloop
 from pkloop import BUILD, free_port, stop
 
 SECRET = "handshake-secret-7"
@@ -140,3 +141,49 @@ def test_replayed_signature_from_an_older_window_is_refused(relay):
     _, hdrs = handshake(port, [line])
     assert values(hdrs, "X-PageKite-OK") == []
     assert values(hdrs, "X-PageKite-Invalid-Why") == [f"http:r.hs.test:{bsalt};signature"]
+
+
+def test_connector_reconnects_with_signatures_for_old_relays(tmp_path):
+    """A relay without AddKites: our connector must reconnect with the signed
+    X-PageKite lines and X-PageKite-Replace carrying the session id."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(10)
+    port = srv.getsockname()[1]
+    conn = pkloop.start([f"{BUILD}/pagekitec", "--frontend", f"127.0.0.1:{port}", "1", "http",
+                         "old.hs.test", "0", SECRET], tmp_path / "connector.log")
+
+    def read_head(c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = c.recv(4096)
+            assert chunk, data
+            data += chunk
+        return [ln.partition(":") for ln in data.decode().split("\r\n")[1:] if ln]
+
+    try:
+        c1, _ = srv.accept()
+        h1 = read_head(c1)
+        (line,) = [v.strip() for k, _, v in h1 if k == "X-PageKite"]
+        proto, kite, bsalt, fsalt, sig = line.split(":")
+        assert (proto, kite, fsalt) == ("http", "old.hs.test", "")
+        token = "t" + secrets.token_hex(18)[:35]
+        c1.sendall((f"HTTP/1.1 200 OK\r\nX-PageKite-SessionID: sess-1234\r\n"
+                    f"X-PageKite-SignThis: http:old.hs.test:{bsalt}:{token}\r\n\r\n").encode())
+        c1.close()
+        c2, _ = srv.accept()
+        h2 = read_head(c2)
+        assert [v.strip() for k, _, v in h2 if k == "X-PageKite-Replace"] == ["sess-1234"]
+        (line2,) = [v.strip() for k, _, v in h2 if k == "X-PageKite"]
+        proto, kite, bsalt2, fsalt2, sig2 = line2.split(":")
+        assert (bsalt2, fsalt2) == (bsalt, token)
+        payload = f"http:old.hs.test:{bsalt}:{token}"
+        assert sig2 == sign(SECRET, payload, token=sig2[:8])
+        c2.sendall(f"HTTP/1.1 200 OK\r\nX-PageKite-OK: http:old.hs.test:{bsalt}\r\n\r\n".encode())
+        deadline = time.time() + 10
+        while time.time() < deadline and "status: FLYING" not in (tmp_path / "connector.log").read_text():
+            time.sleep(0.1)
+        assert "status: FLYING" in (tmp_path / "connector.log").read_text()
+        c2.close()
+    finally:
+        stop(conn)
+        srv.close()
