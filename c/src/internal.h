@@ -247,6 +247,7 @@ struct pk_tunnel {
   int fe_idx, addr_idx;  /* connector: which frontend/address */
   char session[80];
   int peer_zchunks, peer_addkites, peer_skb;
+  int ws;                /* websocket framing instead of chunk frames */
   z_stream zin, zout;
   int zin_ready, zout_ready;
   int zreset_pending;    /* peer asked ZRST: next compressed chunk carries R */

@@ -229,7 +229,23 @@ void pk_relay_on_chunk(pk_tunnel *t, pk_chunk *ch) {
   free(r);
 }
 
-static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len) {
+/* Sec-WebSocket-Accept for a client key (RFC 6455, section 4.2.2). */
+static void ws_accept(pk_slice key, char out[64]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  out[0] = 0;
+  if (!ctx) return;
+  if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 && EVP_DigestUpdate(ctx, key.p, key.n) == 1 &&
+      EVP_DigestUpdate(ctx, guid, sizeof(guid) - 1) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1)
+    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+  EVP_MD_CTX_free(ctx);
+}
+
+/* A connector asks for a tunnel: "CONNECT PageKite:1", or the websocket form
+ * (GET /~:PageKite:~/... with Upgrade: websocket) when wskey.p is set. */
+static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_slice wskey) {
   pk_mgr *m = c->mgr;
   pk_tunnel *t = pk_tunnel_new(m, c, 1);
   if (!t) {
@@ -251,6 +267,7 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len) {
       if (pk_slice_ieq(h->values[i], "AddKites")) t->peer_addkites = 1;
       if (pk_slice_ieq(h->values[i], "ZChunks")) t->peer_zchunks = 1;
     }
+  if (wskey.p) t->peer_addkites = 1; /* websocket tunnels always add kites in-band */
   auth_requests(t, h->names, h->values, h->nheaders, r);
   /* Session id: time plus a hash of what was asked, as pagekite.py does. */
   char sess_src[64], hex[41];
@@ -268,15 +285,33 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len) {
     pk_tunnel_kill(t, "out of memory");
     return;
   }
+  /* Features and results: in the response head, or (websocket form) in a
+   * NOOP chunk right after the 101, as pagekite.py does. */
   int n = snprintf(resp, 16384,
-                   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-                   "X-PageKite-Features: ZChunks\r\nX-PageKite-Features: WebSockets\r\n"
-                   "X-PageKite-Features: AddKites\r\n"
+                   "%sX-PageKite-Features: WebSockets\r\nX-PageKite-Features: AddKites\r\n"
                    "X-PageKite-Protos: http, https, raw, websocket\r\n"
                    "X-PageKite-Ports: %s\r\nX-PageKite-Raw-Ports: %s\r\n%.*s"
-                   "X-PageKite-SessionID: %s\r\n\r\n",
-                   ports, ports, (int)r->off, r->buf, t->session);
-  pk_conn_write(c, resp, (size_t)n, NULL);
+                   "X-PageKite-SessionID: %s\r\n",
+                   wskey.p ? "" : "X-PageKite-Features: ZChunks\r\n", ports, ports, (int)r->off,
+                   r->buf, t->session);
+  if (wskey.p) {
+    char acc[64], head[256];
+    ws_accept(wskey, acc);
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                      "Sec-WebSocket-Protocol: v1.pagekite.org\r\n\r\n",
+                      acc);
+    pk_conn_write(c, head, (size_t)hl, NULL);
+    t->ws = 1;
+    char noop[16400];
+    int nl = snprintf(noop, sizeof(noop), "NOOP: 1\r\n%.*s\r\n", n, resp);
+    pk_tunnel_send_chunk(t, noop, (size_t)nl, "!", 1, NULL);
+  } else {
+    static const char ok200[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n";
+    pk_conn_writev2(c, ok200, sizeof(ok200) - 1, resp, (size_t)n, NULL);
+    pk_conn_write(c, "\r\n", 2, NULL);
+  }
   free(resp);
   int ok = r->ok, challenged = r->challenged;
   free(r);
@@ -384,7 +419,8 @@ static void classify_http(pk_conn *c) {
   int port = listener_port(c);
   if (pk_slice_ieq(h.method, "CONNECT")) {
     if (h.path.n >= 9 && strncasecmp(h.path.p, "pagekite:", 9) == 0) {
-      tunnel_handshake(c, &h, h.head_len);
+      pk_slice none = {NULL, 0};
+      tunnel_handshake(c, &h, h.head_len, none);
       return;
     }
     /* CONNECT host:port -> raw kite (or http/https by port) */
@@ -417,6 +453,17 @@ static void classify_http(pk_conn *c) {
     static const char ok[] = "HTTP/1.0 200 Connection Established\r\n\r\n";
     pk_conn_write(c, ok, sizeof(ok) - 1, NULL);
     start_stream(c, k, proto, target, cport, c->inbuf->data + h.head_len, c->inlen - h.head_len);
+    return;
+  }
+  /* The websocket form of a tunnel request (it carries no Host). */
+  pk_slice wup = pk_wire_http_get(&h, "Upgrade", 0);
+  pk_slice wsp = pk_wire_http_get(&h, "Sec-WebSocket-Protocol", 0);
+  pk_slice wsk = pk_wire_http_get(&h, "Sec-WebSocket-Key", 0);
+  if (wup.p && pk_slice_ieq(wup, "websocket") && wsk.p && wsp.p && wsp.n >= 15 &&
+      memmem(wsp.p, wsp.n, "v1.pagekite.org", 15) && h.path.n >= 14 &&
+      (memcmp(h.path.p, "/~:PageKite:~/", 14) == 0 ||
+       pk_slice_ieq(h.path, "/Beanstalk~Magic~Beans/0.2"))) {
+    tunnel_handshake(c, &h, h.head_len, wsk);
     return;
   }
   pk_slice hv = pk_wire_http_get(&h, "Host", 0);

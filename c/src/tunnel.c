@@ -74,15 +74,40 @@ void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s) {
 }
 
 /* ---- sending ---- */
+/* Websocket tunnels carry each chunk as one binary frame (unmasked: we are
+ * the server end); plain tunnels use the "<hex len>\r\n" frame header. */
+static int frame_header(pk_tunnel *t, char *out, size_t outsz, size_t len) {
+  if (!t->ws) return pk_wire_format_frame(out, outsz, len, len, 0, 0);
+  unsigned char *o = (unsigned char *)out;
+  o[0] = 0x82; /* FIN + binary */
+  if (len < 126) {
+    o[1] = (unsigned char)len;
+    return 2;
+  }
+  if (len < 65536) {
+    o[1] = 126;
+    o[2] = (unsigned char)(len >> 8);
+    o[3] = (unsigned char)len;
+    return 4;
+  }
+  o[1] = 127;
+  for (int i = 0; i < 8; i++) o[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+  return 10;
+}
+
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk) {
   if (!t || t->state == PK_TS_DEAD || !t->conn) return -1;
   char head[PK_WIRE_FRAME_HDR_MAX + 1024];
-  if (hn > 1000) return -1;
-  int fl = pk_wire_format_frame(head, sizeof(head), hn + dn, hn + dn, 0, 0);
+  int fl = frame_header(t, head, sizeof(head), hn + dn);
   if (fl < 0) return -1;
-  memcpy(head + fl, hdrs, hn);
   t->mgr->c_bytes_out += (long long)dn;
+  if (hn > sizeof(head) - (size_t)fl) {
+    /* Long control chunks (many kite results): header and data go separately. */
+    if (pk_conn_writev2(t->conn, head, (size_t)fl, hdrs, hn, NULL) != 0) return -1;
+    return dn ? pk_conn_write(t->conn, data, dn, blk) : 0;
+  }
+  memcpy(head + fl, hdrs, hn);
   return pk_conn_writev2(t->conn, head, (size_t)fl + hn, data, dn, blk);
 }
 
@@ -92,7 +117,7 @@ int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, c
                         size_t dn, pk_block *blk) {
   if (!t || t->state == PK_TS_DEAD || !t->conn) return -1;
   size_t len = hn + dn;
-  if (!t->peer_zchunks || (s && (s->flags & PK_CF_NOZ)) || len <= 64 || len > PK_BLOCK_SIZE + 1024)
+  if (!t->peer_zchunks || t->ws || (s && (s->flags & PK_CF_NOZ)) || len <= 64 || len > PK_BLOCK_SIZE + 1024)
     return pk_tunnel_send_chunk(t, hdrs, hn, data, dn, blk);
   int reset = 0;
   if (!t->zout_ready || t->zreset_pending) {
@@ -392,8 +417,59 @@ static int inflate_chunk(pk_tunnel *t, const pk_frame *f, const char *p) {
   return process_chunk(t, t->zbuf, out);
 }
 
+/* Websocket framing (RFC 6455) around chunks, as pagekite.py's websocket
+ * tunnels use it: one chunk per binary frame, client frames masked. */
+static long consume_ws(pk_tunnel *t, char *buf, size_t n) {
+  size_t off = 0;
+  while (off < n && t->state != PK_TS_DEAD) {
+    unsigned char *b = (unsigned char *)buf + off;
+    size_t avail = n - off;
+    if (avail < 2) break;
+    int fin = b[0] & 0x80, op = b[0] & 0x0f, masked = b[1] & 0x80;
+    uint64_t len = b[1] & 0x7f;
+    size_t hl = 2;
+    if (len == 126) {
+      if (avail < 4) break;
+      len = ((uint64_t)b[2] << 8) | b[3];
+      hl = 4;
+    } else if (len == 127) {
+      if (avail < 10) break;
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | b[2 + i];
+      hl = 10;
+    }
+    if (len > PK_MAX_CHUNK || !fin || (b[0] & 0x70)) {
+      pk_tunnel_kill(t, "bad websocket frame");
+      return -1;
+    }
+    if (masked) hl += 4;
+    if (avail < hl + len) break;
+    char *p = (char *)b + hl;
+    if (masked)
+      for (uint64_t i = 0; i < len; i++) p[i] ^= (char)b[hl - 4 + (i & 3)];
+    if (op == 0x1 || op == 0x2) {
+      if (len && process_chunk(t, p, (size_t)len) < 0) return -1;
+    } else if (op == 0x8) {
+      pk_tunnel_kill(t, "websocket closed by peer");
+      return -1;
+    } else if (op == 0x9) {
+      char pong[2] = {(char)0x8a, 0};
+      if (len < 126) {
+        pong[1] = (char)len;
+        pk_conn_writev2(t->conn, pong, 2, p, (size_t)len, NULL);
+      }
+    } else if (op != 0xa) {
+      pk_tunnel_kill(t, "unsupported websocket frame");
+      return -1;
+    }
+    off += hl + (size_t)len;
+  }
+  return (long)off;
+}
+
 /* Consume whole frames from buf; returns bytes consumed or -1 (tunnel dead). */
 static long consume(pk_tunnel *t, const char *buf, size_t n) {
+  if (t->ws) return consume_ws(t, (char *)buf, n); /* our own buffers: unmasked in place */
   size_t off = 0;
   while (off < n && t->state != PK_TS_DEAD) {
     pk_frame f;

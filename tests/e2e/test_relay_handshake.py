@@ -187,3 +187,92 @@ def test_connector_reconnects_with_signatures_for_old_relays(tmp_path):
     finally:
         stop(conn)
         srv.close()
+
+
+def ws_frame(payload, mask=True):
+    """A client->server binary websocket frame."""
+    import struct
+    head = bytes([0x82])
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([mbit | n])
+    elif n < 65536:
+        head += bytes([mbit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([mbit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = secrets.token_bytes(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read(sock, buf):
+    """Read one server frame (unmasked); returns (payload, rest)."""
+    import struct
+    while True:
+        if len(buf) >= 2:
+            n = buf[1] & 0x7f
+            hl = 2
+            if n == 126 and len(buf) >= 4:
+                n, hl = struct.unpack("!H", buf[2:4])[0], 4
+            elif n == 127 and len(buf) >= 10:
+                n, hl = struct.unpack("!Q", buf[2:10])[0], 10
+            if n < 126 or hl > 2:
+                assert not buf[1] & 0x80, "server frames are not masked"
+                if len(buf) >= hl + n:
+                    return buf[hl:hl + n], buf[hl + n:]
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        buf += chunk
+
+
+def test_websocket_tunnel_form(relay):
+    """pagekite.py's websocket tunnel: GET /~:PageKite:~/v1 + Upgrade, kites
+    signed in-band, chunks as websocket frames; a client's request flows."""
+    import base64
+    port, _ = relay
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    bsalt = secrets.token_hex(18)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall((f"GET /~:PageKite:~/v1 HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: v1.pagekite.org\r\n"
+               f"Sec-WebSocket-Version: 13\r\nX-PageKite: http:ws.hs.test:{bsalt}::\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101")
+    want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                                         .encode()).digest()).decode()
+    assert f"Sec-WebSocket-Accept: {want}".encode() in head
+    noop, buf = ws_read(s, buf)
+    assert noop.startswith(b"NOOP: 1\r\n")
+    st = [ln.split(": ", 1)[1] for ln in noop.decode().split("\r\n") if ln.startswith("X-PageKite-SignThis")]
+    token = st[0].split(":")[3]
+    payload = f"http:ws.hs.test:{bsalt}:{token}"
+    s.sendall(ws_frame(f"NOOP: 1\r\nX-PageKite: {payload}:{sign(SECRET, payload)}\r\n\r\n!".encode()))
+    ok, buf = ws_read(s, buf)
+    assert f"X-PageKite-OK: http:ws.hs.test:{bsalt}".encode() in ok
+    # A client request arrives as a chunk; we answer it and close the stream.
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET /hello HTTP/1.1\r\nHost: ws.hs.test\r\n\r\n")
+    first, buf = ws_read(s, buf)
+    hdrs, _, data = first.partition(b"\r\n\r\n")
+    fields = dict(ln.split(": ", 1) for ln in hdrs.decode().split("\r\n"))
+    assert fields["Proto"] == "http" and fields["Host"] == "ws.hs.test"
+    assert data.startswith(b"GET /hello HTTP/1.1")
+    sid = fields["SID"]
+    body = b"hello over websocket"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    s.sendall(ws_frame(f"SID: {sid}\r\n\r\n".encode() + resp))
+    s.sendall(ws_frame(f"SID: {sid}\r\nEOF: 1WR\r\n\r\nBye!".encode()))
+    got = b""
+    while not got.endswith(body):
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(body)
+    c.close()
+    s.close()
