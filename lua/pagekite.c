@@ -1,0 +1,401 @@
+/* pagekite.c - `require "pagekite"` for Lua 5.4, over libpagekite's public API.
+ *
+ *   local pagekite = require "pagekite"
+ *   local c = pagekite.connector{app_id = "demo", max_kites = 1, max_conns = 25}
+ *   assert(c:add_kite{proto = "http", name = "demo.test", secret = "s",
+ *                     origin_port = 8080})
+ *   assert(c:add_frontend("127.0.0.1", 9080))
+ *   assert(c:start())
+ *   ... c:poll(1); print(c:status()) ...
+ *   c:stop()
+ *
+ * Methods return true (or a value) on success and nil, err on failure, with
+ * err from pagekite_last_error().  A manager is stopped and freed by __gc and
+ * __close (`local c <close> = pagekite.relay{...}`) or explicitly with :free().
+ * Lua argument errors (wrong types) raise, as in the standard library.
+ */
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "pagekite.h"
+
+#define MT "pagekite.manager"
+
+typedef struct {
+  pagekite_mgr mgr;
+  int running;
+  int relay;
+} lpk_mgr;
+
+static int fail(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushstring(L, pagekite_last_error());
+  return 2;
+}
+
+static int result(lua_State *L, int rc) {
+  if (rc < 0) return fail(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static lpk_mgr *check(lua_State *L) {
+  lpk_mgr *u = luaL_checkudata(L, 1, MT);
+  if (!u->mgr) luaL_error(L, "pagekite manager already freed");
+  return u;
+}
+
+/* Field of the options table at idx, or a default. */
+static const char *opt_str(lua_State *L, int idx, const char *k, const char *dflt) {
+  lua_getfield(L, idx, k);
+  const char *s = lua_isnil(L, -1) ? dflt : luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* strings stay alive: they are referenced by the table */
+  return s;
+}
+
+static int opt_int(lua_State *L, int idx, const char *k, int dflt) {
+  lua_getfield(L, idx, k);
+  int ok;
+  lua_Integer v = lua_tointegerx(L, -1, &ok);
+  if (!ok && !lua_isnil(L, -1)) luaL_error(L, "option %s must be an integer", k);
+  lua_pop(L, 1);
+  return ok ? (int)v : dflt;
+}
+
+static int opt_bool(lua_State *L, int idx, const char *k, int dflt) {
+  lua_getfield(L, idx, k);
+  int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int new_mgr(lua_State *L, int relay) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *app_id = opt_str(L, 1, "app_id", relay ? "pagekite-lua-relay" : "pagekite-lua");
+  int max_kites = opt_int(L, 1, "max_kites", relay ? 64 : 8);
+  int max_fe = opt_int(L, 1, relay ? "max_listeners" : "max_frontends", relay ? 8 : 4);
+  int max_conns = opt_int(L, 1, "max_conns", 64);
+  const char *ddns = opt_str(L, 1, "dyndns_url", NULL);
+  int flags = opt_int(L, 1, "flags", PK_WITH_DEFAULTS);
+  int verbosity = opt_int(L, 1, "verbosity", 0);
+  if (relay) flags |= PK_AS_FRONTEND_RELAY;
+  lpk_mgr *u = lua_newuserdatauv(L, sizeof(*u), 0);
+  memset(u, 0, sizeof(*u));
+  luaL_setmetatable(L, MT);
+  u->relay = relay;
+  u->mgr = pagekite_init(app_id, max_kites, max_fe, max_conns, ddns, flags, verbosity);
+  if (!u->mgr) return fail(L);
+  if (!opt_bool(L, 1, "tls_verify", 1) && pagekite_set_tls_verify(u->mgr, PK_TLS_VERIFY_NONE, NULL))
+    return fail(L);
+  return 1;
+}
+
+static int l_connector(lua_State *L) { return new_mgr(L, 0); }
+static int l_relay(lua_State *L) { return new_mgr(L, 1); }
+
+/* m:add_kite{proto=, name=, secret=, origin_port=, origin_host="localhost", port=0} */
+static int m_add_kite(lua_State *L) {
+  lpk_mgr *u = check(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  const char *proto = opt_str(L, 2, "proto", "http");
+  const char *name = opt_str(L, 2, "name", NULL);
+  const char *secret = opt_str(L, 2, "secret", NULL);
+  const char *host = opt_str(L, 2, "origin_host", "localhost");
+  int port = opt_int(L, 2, "port", 0);
+  int lport = opt_int(L, 2, "origin_port", 0);
+  if (!name || !secret) return luaL_error(L, "add_kite: name and secret are required");
+  return result(L, pagekite_add_kite(u->mgr, proto, name, port, secret, host, lport));
+}
+
+/* m:add_frontend(host, port) or m:add_frontend{host=, port=, lookup=true} */
+static int m_add_frontend(lua_State *L) {
+  lpk_mgr *u = check(L);
+  const char *host;
+  int port, lookup = 0;
+  if (lua_istable(L, 2)) {
+    host = opt_str(L, 2, "host", NULL);
+    port = opt_int(L, 2, "port", 443);
+    lookup = opt_bool(L, 2, "lookup", 0);
+    if (!host) return luaL_error(L, "add_frontend: host is required");
+  } else {
+    host = luaL_checkstring(L, 2);
+    port = (int)luaL_optinteger(L, 3, 443);
+  }
+  int rc = lookup ? pagekite_lookup_and_add_frontend(u->mgr, host, port, 0)
+                  : pagekite_add_frontend(u->mgr, host, port);
+  if (rc < 0) return fail(L);
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+/* m:add_listener(host|nil, port) */
+static int m_add_listener(lua_State *L) {
+  lpk_mgr *u = check(L);
+  const char *host = luaL_optstring(L, 2, NULL);
+  int port = (int)luaL_checkinteger(L, 3);
+  return result(L, pagekite_add_relay_listener(u->mgr, host, port));
+}
+
+/* m:add_domain(protos, pattern, secret) or m:add_domain{protos=, pattern=, secret=} */
+static int m_add_domain(lua_State *L) {
+  lpk_mgr *u = check(L);
+  const char *protos, *pattern, *secret;
+  if (lua_istable(L, 2)) {
+    protos = opt_str(L, 2, "protos", "http");
+    pattern = opt_str(L, 2, "pattern", NULL);
+    secret = opt_str(L, 2, "secret", NULL);
+    if (!pattern || !secret) return luaL_error(L, "add_domain: pattern and secret are required");
+  } else {
+    protos = luaL_checkstring(L, 2);
+    pattern = luaL_checkstring(L, 3);
+    secret = luaL_checkstring(L, 4);
+  }
+  return result(L, pagekite_add_relay_domain(u->mgr, protos, pattern, secret));
+}
+
+/* m:enable_lua_plugins(enable_defaults, {"name=value", ...} | {name = value}) */
+static int m_enable_lua_plugins(lua_State *L) {
+  lpk_mgr *u = check(L);
+  int defaults = lua_toboolean(L, 2);
+  const char *list[257];
+  int n = 0;
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3) != 0 && n < 256) {
+      if (lua_type(L, -2) == LUA_TSTRING) { /* name = value */
+        lua_pushvalue(L, -2);
+        lua_pushliteral(L, "=");
+        lua_pushvalue(L, -3);
+        lua_concat(L, 3);
+      } else {
+        lua_pushvalue(L, -1);
+      }
+      list[n++] = luaL_checkstring(L, -1);
+      lua_insert(L, 4); /* keep the string alive below the iteration state */
+      lua_pop(L, 1);
+    }
+  }
+  list[n] = NULL;
+  return result(L, pagekite_enable_lua_plugins(u->mgr, defaults, (char **)list));
+}
+
+static int m_load_lua_plugin(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_load_lua_plugin(u->mgr, luaL_checkstring(L, 2)));
+}
+
+static int m_set_log_mask(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_log_mask(u->mgr, (int)luaL_checkinteger(L, 2)));
+}
+
+static int m_set_tls_verify(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_tls_verify(u->mgr, (int)luaL_checkinteger(L, 2),
+                                           luaL_optstring(L, 3, NULL)));
+}
+
+static int m_start(lua_State *L) {
+  lpk_mgr *u = check(L);
+  if (pagekite_thread_start(u->mgr) < 0) return fail(L);
+  u->running = 1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_stop(lua_State *L) {
+  lpk_mgr *u = check(L);
+  if (!u->running) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "not running");
+    return 2;
+  }
+  u->running = 0;
+  return result(L, pagekite_thread_stop(u->mgr));
+}
+
+static const char *status_name(int s) {
+  switch (s) {
+    case PK_STATUS_STARTUP: return "startup";
+    case PK_STATUS_CONNECTING: return "connecting";
+    case PK_STATUS_UPDATING_DNS: return "updating_dns";
+    case PK_STATUS_FLYING: return "flying";
+    case PK_STATUS_PROBLEMS: return "problems";
+    case PK_STATUS_REJECTED: return "rejected";
+    case PK_STATUS_NO_NETWORK: return "no_network";
+    default: return "unknown";
+  }
+}
+
+/* m:status() -> code, name */
+static int m_status(lua_State *L) {
+  lpk_mgr *u = check(L);
+  int s = pagekite_get_status(u->mgr);
+  if (s < 0) return fail(L);
+  lua_pushinteger(L, s);
+  lua_pushstring(L, status_name(s));
+  return 2;
+}
+
+static int m_log(lua_State *L) {
+  lpk_mgr *u = check(L);
+  char *log = pagekite_get_log(u->mgr);
+  if (!log) return fail(L);
+  lua_pushstring(L, log);
+  return 1;
+}
+
+/* m:poll(timeout_s) -> true (something happened) / false (timeout) */
+static int m_poll(lua_State *L) {
+  lpk_mgr *u = check(L);
+  int rc = pagekite_poll(u->mgr, (int)luaL_optinteger(L, 2, 1));
+  if (rc < 0) return fail(L);
+  lua_pushboolean(L, rc > 0);
+  return 1;
+}
+
+static int m_tick(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_tick(u->mgr));
+}
+
+static const struct {
+  const char *name;
+  int id;
+} counters[] = {
+    {"kites_live", PK_COUNTER_KITES_LIVE}, {"tunnels", PK_COUNTER_TUNNELS},
+    {"streams", PK_COUNTER_STREAMS},       {"bytes_in", PK_COUNTER_BYTES_IN},
+    {"bytes_out", PK_COUNTER_BYTES_OUT},   {"errors", PK_COUNTER_ERRORS},
+    {"streams_total", PK_COUNTER_STREAMS_TOTAL}, {"rejected", PK_COUNTER_REJECTED},
+};
+#define NCOUNTERS (sizeof(counters) / sizeof(counters[0]))
+
+/* m:counters() -> {name = value} ; m:counter("bytes_in") -> value */
+static int m_counters(lua_State *L) {
+  lpk_mgr *u = check(L);
+  lua_newtable(L);
+  for (size_t i = 0; i < NCOUNTERS; i++) {
+    lua_pushinteger(L, pagekite_get_counter(u->mgr, counters[i].id));
+    lua_setfield(L, -2, counters[i].name);
+  }
+  return 1;
+}
+
+static int m_counter(lua_State *L) {
+  lpk_mgr *u = check(L);
+  const char *name = luaL_checkstring(L, 2);
+  for (size_t i = 0; i < NCOUNTERS; i++)
+    if (strcmp(name, counters[i].name) == 0) {
+      lua_pushinteger(L, pagekite_get_counter(u->mgr, counters[i].id));
+      return 1;
+    }
+  lua_pushnil(L);
+  lua_pushfstring(L, "unknown counter %s", name);
+  return 2;
+}
+
+static int m_free(lua_State *L) {
+  lpk_mgr *u = luaL_checkudata(L, 1, MT);
+  if (u->mgr) {
+    if (u->running) pagekite_thread_stop(u->mgr);
+    pagekite_free(u->mgr);
+    u->mgr = NULL;
+    u->running = 0;
+  }
+  return 0;
+}
+
+static int m_tostring(lua_State *L) {
+  lpk_mgr *u = luaL_checkudata(L, 1, MT);
+  lua_pushfstring(L, "pagekite.%s (%s)", u->relay ? "relay" : "connector",
+                  !u->mgr ? "freed" : u->running ? "running" : "stopped");
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"add_kite", m_add_kite},
+    {"add_frontend", m_add_frontend},
+    {"add_listener", m_add_listener},
+    {"add_domain", m_add_domain},
+    {"enable_lua_plugins", m_enable_lua_plugins},
+    {"load_lua_plugin", m_load_lua_plugin},
+    {"set_log_mask", m_set_log_mask},
+    {"set_tls_verify", m_set_tls_verify},
+    {"start", m_start},
+    {"stop", m_stop},
+    {"status", m_status},
+    {"log", m_log},
+    {"poll", m_poll},
+    {"tick", m_tick},
+    {"counters", m_counters},
+    {"counter", m_counter},
+    {"free", m_free},
+    {NULL, NULL},
+};
+
+static int l_last_error(lua_State *L) {
+  lua_pushstring(L, pagekite_last_error());
+  return 1;
+}
+
+#define C(name) {#name, name}
+static const struct {
+  const char *name;
+  int value;
+} constants[] = {
+    C(PK_VERSION_NUMBER),
+    C(PK_STATUS_STARTUP), C(PK_STATUS_CONNECTING), C(PK_STATUS_UPDATING_DNS),
+    C(PK_STATUS_FLYING), C(PK_STATUS_PROBLEMS), C(PK_STATUS_REJECTED), C(PK_STATUS_NO_NETWORK),
+    C(PK_WITH_DEFAULTS), C(PK_WITHOUT_DEFAULTS), C(PK_WITH_SSL), C(PK_WITH_IPV4),
+    C(PK_WITH_IPV6), C(PK_WITH_SERVICE_FRONTENDS), C(PK_WITHOUT_SERVICE_FRONTENDS),
+    C(PK_WITH_DYNAMIC_FE_LIST), C(PK_WITH_FRONTEND_SNI),
+    C(PK_AS_FRONTEND_RELAY),
+    C(PK_LOG_TUNNEL_DATA), C(PK_LOG_TUNNEL_HEADERS), C(PK_LOG_TUNNEL_CONNS),
+    C(PK_LOG_LUA_INFO), C(PK_LOG_BE_DATA), C(PK_LOG_BE_HEADERS), C(PK_LOG_BE_CONNS),
+    C(PK_LOG_LUA_DEBUG), C(PK_LOG_MANAGER_ERROR), C(PK_LOG_MANAGER_INFO),
+    C(PK_LOG_MANAGER_DEBUG), C(PK_LOG_TRACE), C(PK_LOG_ERROR), C(PK_LOG_ERRORS),
+    C(PK_LOG_MANAGER), C(PK_LOG_CONNS), C(PK_LOG_NORMAL), C(PK_LOG_DEBUG), C(PK_LOG_ALL),
+    C(PK_COUNTER_KITES_LIVE), C(PK_COUNTER_TUNNELS), C(PK_COUNTER_STREAMS),
+    C(PK_COUNTER_BYTES_IN), C(PK_COUNTER_BYTES_OUT), C(PK_COUNTER_ERRORS),
+    C(PK_COUNTER_STREAMS_TOTAL), C(PK_COUNTER_REJECTED),
+    C(PK_TLS_VERIFY_NONE), C(PK_TLS_VERIFY_PEER),
+};
+#undef C
+
+__attribute__((visibility("default"))) int luaopen_pagekite(lua_State *L) {
+  if (luaL_newmetatable(L, MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, m_free);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, m_free);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, m_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, MT);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_connector);
+  lua_setfield(L, -2, "connector");
+  lua_pushcfunction(L, l_relay);
+  lua_setfield(L, -2, "relay");
+  lua_pushcfunction(L, l_last_error);
+  lua_setfield(L, -2, "last_error");
+  lua_pushstring(L, PK_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_newtable(L);
+  for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++) {
+    lua_pushinteger(L, constants[i].value);
+    lua_setfield(L, -2, constants[i].name);
+  }
+  lua_setfield(L, -2, "constants");
+  return 1;
+}

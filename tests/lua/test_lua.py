@@ -1,0 +1,485 @@
+"""Lua: the `pagekite` module for Lua 5.4 and the plugin host in libpagekite.
+
+Module tests run `lua5.4` with LUA_CPATH at <build>/lua/pagekite.so.  Plugin
+tests run <build>/lua/pk_plugin_driver (tests/lua/plugin_driver.c) as relay
+and connector, with plugin scripts written here, in front of a Python origin
+that reports the request headers it saw.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("PK_BUILD_DIR", ROOT / "build"))
+LUA_DIR = BUILD / "lua"
+MODULE = LUA_DIR / "pagekite.so"
+DRIVER = LUA_DIR / "pk_plugin_driver"
+LUA = shutil.which("lua5.4")
+
+PK_LOG_LUA_INFO = 0x000800
+PK_LOG_LUA_DEBUG = 0x008000
+PK_LOG_NORMAL = 0x100000 | 0x010000 | 0x004000 | 0x000400 | 0x020000 | PK_LOG_LUA_INFO
+SECRET = "lua-test-secret"
+KITE = "demo.test"
+
+needs_module = pytest.mark.skipif(not (LUA and MODULE.exists()),
+                                  reason="lua5.4 or the built pagekite.so missing")
+needs_driver = pytest.mark.skipif(not DRIVER.exists(),
+                                  reason="pk_plugin_driver not built (library without Lua?)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=15.0, step=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+# ---------------------------------------------------------------- origin
+
+
+class Origin:
+    """An HTTP origin on 127.0.0.1 answering JSON {path, headers}."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hdrs = {k.lower(): v for k, v in self.headers.items()}
+                seen.append((self.path, hdrs))
+                body = json.dumps({"path": self.path, "headers": hdrs}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def origin():
+    o = Origin()
+    yield o
+    o.close()
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Proc:
+    """A child whose stdout lines are collected by a thread."""
+
+    def __init__(self, args, env=None, stdin=False):
+        self.args = args
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                  text=True, env=env)
+        self.lines: list[str] = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern, timeout=15.0):
+        rx = re.compile(pattern)
+        found = wait_until(lambda: next((l for l in list(self.lines) if rx.search(l)), None),
+                           timeout)
+        assert found, "%r not seen in output of %s:\n%s" % (pattern, self.args[:2], self.text())
+        return found
+
+    def stop(self, timeout=10.0):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.t.join(5)
+        return self.p.returncode
+
+
+@pytest.fixture
+def procs():
+    started: list[Proc] = []
+
+    def start(args, **kw):
+        p = Proc(args, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    codes = [(p.args[1], p.stop()) for p in reversed(started)]
+    for p in started:  # sanitizer builds report here (PK_SANITIZE=ON)
+        assert "Sanitizer" not in p.text(), p.text()
+    assert all(rc == 0 for _, rc in codes), codes
+
+
+def relay_args(port, plugins=(), settings=(), mask=PK_LOG_NORMAL, defaults=False):
+    args = [str(DRIVER), "relay", "--listen", str(port), "--domain",
+            "http,raw:*.test:%s" % SECRET, "--mask", hex(mask)]
+    for s in settings:
+        args += ["--setting", s]
+    for p in plugins:
+        args += ["--plugin", str(p)]
+    if defaults:
+        args.append("--defaults")
+    return args
+
+
+def connector_args(relay_port, origin_port, kite=KITE):
+    return [str(DRIVER), "connector", "--frontend", "127.0.0.1:%d" % relay_port, "--kite",
+            "http:%s:%s:%d" % (kite, SECRET, origin_port)]
+
+
+@pytest.fixture
+def fly(procs, origin, tmp_path):
+    """fly(scripts={name: source}, settings=[...]) -> (relay Proc, relay port):
+    a relay with those plugins and a connector flying demo.test to origin."""
+
+    def start(scripts=None, settings=(), mask=PK_LOG_NORMAL, kite=KITE):
+        paths = []
+        for name, src in (scripts or {}).items():
+            path = tmp_path / name
+            path.write_text(src)
+            paths.append(path)
+        port = free_port()
+        relay = procs(relay_args(port, paths, settings, mask))
+        relay.wait_for(r"^ready$")
+        conn = procs(connector_args(port, origin.port, kite))
+        conn.wait_for(r"^status: flying$", 20)
+        relay.wait_for(r"Kite .*%s" % re.escape(kite) + r"|status: flying", 10)
+        return relay, port
+
+    return start
+
+
+def get(port, path="/", host=KITE, headers=None, timeout=10.0):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Host": host, **(headers or {})})
+        r = c.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------- the module
+
+
+def run_lua(code, timeout=30, stdin=None):
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    return subprocess.run([LUA, "-e", code], capture_output=True, text=True, env=env,
+                          timeout=timeout, input=stdin)
+
+
+@needs_module
+def test_module_constants_and_failures():
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local K = pagekite.constants
+assert(K.PK_STATUS_FLYING == 40 and K.PK_LOG_LUA_INFO == 0x800 and K.PK_AS_FRONTEND_RELAY == 0x100)
+assert(type(pagekite.version) == "string")
+do
+  local c <close> = pagekite.connector{app_id = "t", max_kites = 1, max_conns = 4}
+  assert(tostring(c):match("connector %(stopped%)"))
+  local ok, err = c:add_kite{proto = "http", name = "", secret = "s", origin_port = 80}
+  assert(ok == nil and type(err) == "string" and #err > 0, "add_kite must fail")
+  local ok2, err2 = c:load_lua_plugin("/nonexistent/plugin.lua")
+  assert(ok2 == nil and err2:match("cannot read"), err2)
+  local ok3, err3 = c:enable_lua_plugins(false, {"novalue"})
+  assert(ok3 == nil and err3:match("bad setting"), err3)
+  assert(c:enable_lua_plugins(false, {web_ui = "off"}))
+  local ok4, err4 = c:stop()
+  assert(ok4 == nil and err4 == "not running")
+  local bad, berr = pagekite.connector{max_conns = 0}
+  assert(bad == nil and berr:match("bad limits"), berr)
+end
+local r = pagekite.relay{max_conns = 4}
+r:free()
+assert(tostring(r):match("freed"))
+assert(not pcall(r.status, r), "a freed manager must raise")
+print("module ok")
+""")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "module ok" in r.stdout
+
+
+@needs_module
+def test_module_relay_and_connector_fly_a_kite(origin):
+    port = free_port()
+    code = r"""
+local pagekite = require "pagekite"
+local port, oport, secret = %d, %d, "%s"
+local relay <close> = pagekite.relay{app_id = "lua-relay", max_conns = 16}
+assert(relay:add_listener("127.0.0.1", port))
+assert(relay:add_domain{protos = "http", pattern = "*.test", secret = secret})
+assert(relay:start())
+local conn <close> = pagekite.connector{app_id = "lua-conn", max_conns = 16}
+assert(conn:add_kite{proto = "http", name = "demo.test", secret = secret,
+                     origin_host = "127.0.0.1", origin_port = oport})
+assert(conn:add_frontend("127.0.0.1", port))
+assert(conn:start())
+local deadline = os.time() + 20
+while select(2, conn:status()) ~= "flying" and os.time() < deadline do conn:poll(1) end
+print("status", select(2, conn:status()))
+io.stdout:flush()
+io.read("l")  -- the test fetches a page, then writes a line
+local c = relay:counters()
+print("relay bytes_in", c.bytes_in, "streams_total", c.streams_total)
+print("kites_live", relay:counter("kites_live"))
+assert(relay:stop() and conn:stop())
+print("stopped")
+""" % (port, origin.port, SECRET)
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env, stdin=True)
+    try:
+        p.wait_for(r"^status\s+flying$", 25)
+        status, _, body = get(port, "/hello-from-lua")
+        assert status == 200
+        assert json.loads(body)["path"] == "/hello-from-lua"
+        p.p.stdin.write("done\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^stopped$", 20)
+        m = re.search(r"relay bytes_in\s+(\d+)\s+streams_total\s+(\d+)", p.text())
+        assert m and int(m.group(1)) > 0 and int(m.group(2)) >= 1, p.text()
+        assert re.search(r"kites_live\s+1", p.text()), p.text()
+        assert p.p.wait(10) == 0, p.text()
+    finally:
+        p.stop()
+    assert origin.seen and origin.seen[0][0] == "/hello-from-lua"
+
+
+# ---------------------------------------------------------------- plugins
+
+
+@needs_driver
+def test_plugin_reject_gives_status_and_body(fly):
+    relay, port = fly({"deny.lua": r"""
+pk.on_stream(function(s)
+  if s.path == "/private" then
+    return {reject = 451, reason = "Unavailable For Legal Reasons",
+            body = "<p>not here</p>", headers = {["X-Denied-By"] = "deny.lua"}}
+  end
+end)
+"""})
+    status, hdrs, body = get(port, "/private")
+    assert status == 451
+    assert body == b"<p>not here</p>"
+    assert hdrs.get("x-denied-by") == "deny.lua"
+    status, _, body = get(port, "/public")
+    assert status == 200 and json.loads(body)["path"] == "/public"
+
+
+@needs_driver
+def test_plugin_rewrite_headers_reach_the_origin(fly, origin):
+    relay, port = fly({"rewrite.lua": r"""
+pk.on_stream(function(s)
+  return {add_headers = {["X-Plugin"] = s.proto .. " " .. s.kite .. " " .. s.method},
+          del_headers = {"X-Secret"}}
+end)
+"""})
+    status, _, body = get(port, "/r", headers={"X-Secret": "hush", "X-Keep": "1"})
+    assert status == 200
+    seen = json.loads(body)["headers"]
+    assert seen.get("x-plugin") == "http demo.test GET"
+    assert "x-secret" not in seen
+    assert seen.get("x-keep") == "1"
+
+
+@needs_driver
+def test_runaway_script_is_cut_off_and_traffic_continues(fly):
+    relay, port = fly({"runaway.lua": r"""
+pk.on_stream(function(s)
+  if s.path == "/spin" then
+    -- pcall must not let the script swallow the budget error
+    while true do pcall(function() while true do end end) end
+  end
+end)
+"""})
+    t0 = time.monotonic()
+    status, _, body = get(port, "/spin", timeout=20)
+    assert time.monotonic() - t0 < 10
+    assert status == 200 and json.loads(body)["path"] == "/spin"
+    relay.wait_for(r"runaway\.lua: on_stream failed: .*instruction budget")
+    relay.wait_for(r"runaway\.lua: on_stream hook disabled")
+    for i in range(3):
+        assert get(port, "/after%d" % i)[0] == 200
+
+
+@needs_driver
+def test_script_error_disables_only_that_hook(fly):
+    relay, port = fly({
+        "broken.lua": r"""
+local n = 0
+pk.on_tick(function() n = n + 1; pk.log_info("tick", n) end)
+pk.on_stream(function(s) error("boom in on_stream") end)
+""",
+        "good.lua": r"""
+pk.on_stream(function(s) return {add_headers = {["X-Good"] = "yes"}} end)
+"""})
+    for i in range(3):
+        status, _, body = get(port, "/e%d" % i)
+        assert status == 200
+        assert json.loads(body)["headers"].get("x-good") == "yes"
+    relay.wait_for(r"broken\.lua: on_stream failed: .*boom in on_stream")
+    text = relay.text()
+    assert len(re.findall(r"boom in on_stream", text)) == 1, text
+    assert "broken.lua: on_stream hook disabled" in text
+    # The same script's other hook still runs after the failure.
+    last = max(int(n) for n in re.findall(r"broken\.lua: tick (\d+)", text))
+    relay.wait_for(r"broken\.lua: tick %d\b" % (last + 1), 10)
+    assert "good.lua: on_stream hook disabled" not in relay.text()
+
+
+@needs_driver
+@pytest.mark.parametrize("mask, info, debug", [
+    (PK_LOG_NORMAL, True, False),
+    (PK_LOG_NORMAL & ~PK_LOG_LUA_INFO, False, False),
+    (PK_LOG_NORMAL | PK_LOG_LUA_DEBUG, True, True),
+])
+def test_log_lines_follow_the_mask(procs, tmp_path, mask, info, debug):
+    script = tmp_path / "talk.lua"
+    script.write_text('pk.log_info("info line", 42)\npk.log_debug("debug line")\n'
+                      'pk.log_info("loaded marker")\n')
+    relay = procs(relay_args(free_port(), [script], mask=mask))
+    relay.wait_for(r"^ready$")
+    relay.wait_for(r"Lua plugin talk\.lua loaded|^status:")
+    time.sleep(0.3)
+    assert relay.stop() == 0
+    text = relay.text()
+    assert ("lua talk.lua: info line 42" in text) == info, text
+    assert ("lua talk.lua: debug line" in text) == debug, text
+
+
+@needs_driver
+def test_sandbox_and_unsafe(procs, tmp_path):
+    script = tmp_path / "probe.lua"
+    script.write_text(r"""
+local w_ok = pcall(io.open, "%s", "w")
+pk.log_info("probe",
+  os.execute == nil, io.popen == nil, w_ok == false, loadfile == nil, dofile == nil,
+  package.cpath == "", package.loadlib == nil, debug.sethook == nil,
+  pcall(load, string.dump(function() end)) and select(2, load(string.dump(function() end))) ~= nil)
+""" % (tmp_path / "written-by-lua"))
+    relay = procs(relay_args(free_port(), [script]))
+    relay.wait_for(r"lua probe\.lua: probe")
+    assert "lua probe.lua: probe true true true true true true true true true" in relay.text()
+    relay.stop()
+    unsafe = procs(relay_args(free_port(), [script], settings=["unsafe=1"]))
+    unsafe.wait_for(r"lua probe\.lua: probe")
+    assert "lua probe.lua: probe false false" in unsafe.text()
+    assert (tmp_path / "written-by-lua").exists()
+
+
+@needs_driver
+def test_web_ui_status_json_and_metrics(fly):
+    ui = free_port()
+    relay, port = fly(settings=["web_ui=127.0.0.1:%d" % ui])
+    relay.wait_for(r"web UI on http://127\.0\.0\.1:%d/" % ui)
+    assert get(port, "/through")[0] == 200
+    status, hdrs, body = get(ui, "/status.json", host="localhost")
+    assert status == 200 and hdrs["content-type"] == "application/json"
+    st = json.loads(body)
+    assert st["role"] == "relay" and st["status"] == "flying"
+    assert {"name": KITE, "proto": "http", "port": 0, "state": "live"} in st["kites"]
+    assert st["counters"]["tunnels"] == 1 and st["counters"]["streams_total"] >= 1
+    status, hdrs, body = get(ui, "/metrics", host="localhost")
+    assert status == 200 and hdrs["content-type"].startswith("text/plain")
+    text = body.decode()
+    for name in ("pagekite_kites_live 1", "pagekite_tunnels 1", "pagekite_streams ",
+                 "pagekite_bytes_in_total ", "pagekite_bytes_out_total ",
+                 "pagekite_errors_total ", "# TYPE pagekite_bytes_in_total counter",
+                 'pagekite_kite_up{proto="http",kite="demo.test",port="0"} 1'):
+        assert name in text, text
+    assert int(re.search(r"^pagekite_bytes_in_total (\d+)$", text, re.M).group(1)) > 0
+    status, hdrs, body = get(ui, "/", host="localhost")
+    assert status == 200 and b"<h1>PageKite relay" in body and b"demo.test" in body
+    assert get(ui, "/nope", host="localhost")[0] == 404
+    # the request head is bounded
+    status, _, _ = get(ui, "/status.json", host="localhost", headers={"X-Big": "a" * 9000})
+    assert status == 431
+
+
+@needs_driver
+def test_access_allow_list_gives_403(fly):
+    relay, port = fly(settings=["access.allow=%s:10.0.0.0/8,192.168.1.1" % KITE,
+                                "access.allow=*.other:127.0.0.1"])
+    status, _, body = get(port, "/")
+    assert status == 403 and b"403 Forbidden" in body
+    relay.wait_for(r"access: %s denied for 127\.0\.0\.1" % re.escape(KITE))
+
+
+@needs_driver
+def test_access_allow_list_admits_listed_address(fly):
+    relay, port = fly(settings=["access.allow=*.test:::1,127.0.0.0/8"])
+    assert get(port, "/")[0] == 200
+
+
+@needs_driver
+def test_access_basic_auth_gives_401(fly, origin):
+    import base64
+    relay, port = fly(settings=["access.auth=%s:alice:s3cr:et" % KITE])
+    status, hdrs, _ = get(port, "/")
+    assert status == 401
+    assert hdrs.get("www-authenticate") == 'Basic realm="%s"' % KITE
+    bad = base64.b64encode(b"alice:wrong").decode()
+    assert get(port, "/", headers={"Authorization": "Basic " + bad})[0] == 401
+    good = base64.b64encode(b"alice:s3cr:et").decode()
+    status, _, body = get(port, "/in", headers={"Authorization": "Basic " + good})
+    assert status == 200
+    assert "authorization" not in json.loads(body)["headers"]
+    assert [p for p, _ in origin.seen] == ["/in"]
+
+
+@needs_driver
+def test_readme_plugin_example_runs_as_written(fly):
+    readme = (Path(__file__).resolve().parents[2] / "lua" / "README.md").read_text()
+    src = re.search(r"```lua\n(-- example_plugin\.lua\n.*?)```", readme, re.S).group(1)
+    relay, port = fly({"example_plugin.lua": src})
+    status, _, body = get(port, "/admin")
+    assert status == 403 and body == b"no admin through the tunnel\n"
+    status, _, body = get(port, "/page")
+    assert status == 200
+    assert json.loads(body)["headers"].get("x-seen-by-plugin") == "example"
+    relay.wait_for(r"request for demo\.test/page", 10)
