@@ -76,6 +76,15 @@ void pk_conns_free(pk_mgr *m) {
 }
 
 pk_conn *pk_conn_new(pk_mgr *m, int kind) {
+  /* max_conns bounds the connections carrying client traffic (streams and
+   * relay connections not yet classified); tunnels and pings have their own
+   * reserve in the pool. */
+  int counted = kind == PK_CK_STREAM || kind == PK_CK_UNKNOWN;
+  if (counted && m->client_conns >= m->max_conns &&
+      !(m->evict_idle_s > 0 && pk_conn_evict_one(m) == 0)) {
+    pk_set_error("connection pool exhausted: max_conns (%d) in flight", m->max_conns);
+    return NULL;
+  }
   /* Near the end of the pool, start closing an idle stream so that the slot
    * is back (after its close callback) before the pool runs dry. */
   if (m->evict_idle_s > 0 && m->nconns - m->conns_in_use <= 4) pk_conn_evict_one(m);
@@ -100,6 +109,10 @@ pk_conn *pk_conn_new(pk_mgr *m, int kind) {
   }
   c->tcp.data = c;
   m->conns_in_use++;
+  if (counted) {
+    c->flags |= PK_CF_COUNTED;
+    m->client_conns++;
+  }
   return c;
 }
 
@@ -115,6 +128,10 @@ int pk_conn_evict_one(pk_mgr *m) {
   }
   if (!best) return -1;
   pk_log(m, PK_LOG_BE_CONNS, "Evicting idle stream %lld", best->sid);
+  if (best->flags & PK_CF_COUNTED) { /* its budget is free now; its slot after the close */
+    best->flags &= ~PK_CF_COUNTED;
+    m->client_conns--;
+  }
   pk_stream_kill(best, 1);
   return 0;
 }
@@ -125,6 +142,7 @@ static void on_close(uv_handle_t *h) {
   if (c->on_closed) c->on_closed(c, 0);
   pk_conn_unauth_clear(c);
   if (c->flags & PK_CF_NOBUF) m->nobuf_waiting--;
+  if (c->flags & PK_CF_COUNTED) m->client_conns--;
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
   if (c->inbuf) pk_block_unref(m, c->inbuf);
   int id = c->id;

@@ -87,7 +87,7 @@ static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_sl
   const char *fsalts[256] = {0};
   char tokbuf[256][PK_TOKEN_LEN + 1];
   int challenged = 0, changed = 0;
-  pk_frontend *fe = (t->fe_idx >= 0) ? &m->fes[t->fe_idx] : NULL;
+  pk_frontend *fe = (t->fe_idx >= 0 && t->addr_idx >= 0) ? &m->fes[t->fe_idx] : NULL;
   for (int i = 0; i < count; i++) {
     pk_slice nm = names[i], v = values[i];
     if (pk_slice_ieq(nm, "X-PageKite-SessionID")) {

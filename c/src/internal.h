@@ -40,6 +40,7 @@
 #define PK_HANDSHAKE_TIMEOUT_MS 15000
 #define PK_PING_IDLE_MS 30000 /* send a PING when the tunnel was quiet this long */
 #define PK_PING_DEAD_MS 20000 /* no traffic this long after a PING: dead */
+#define PK_HALF_CLOSED_IDLE_MS 300000 /* half-closed and silent this long: closed */
 
 typedef struct pk_mgr pk_mgr;
 typedef struct pk_conn pk_conn;
@@ -164,6 +165,7 @@ enum pk_conn_kind {
 #define PK_CF_HTTP 0x0800       /* stream carries HTTP requests (forwarding headers) */
 #define PK_CF_NOZ 0x1000        /* stream data does not compress: send it plain */
 #define PK_CF_UNAUTH 0x2000     /* relay: counted in unauth_conns until classified */
+#define PK_CF_COUNTED 0x4000    /* counted against max_conns (client_conns) */
 
 typedef void (*pk_conn_data_cb)(pk_conn *c, const char *data, size_t n, pk_block *blk);
 typedef void (*pk_conn_event_cb)(pk_conn *c, int status);
@@ -358,6 +360,7 @@ struct pk_mgr {
   pk_conn *conn_free;
   int conns_in_use;
   int nobuf_waiting; /* conns whose reads wait for a free block */
+  int client_conns;  /* streams and unclassified conns: bounded by max_conns */
   pk_tunnel *tunnels;
   int ntunnels;
   SSL_CTX *client_ctx;

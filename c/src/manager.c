@@ -72,9 +72,25 @@ SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
   return ctx;
 }
 
+/* A stream with one direction finished that stays silent is not coming back
+ * (a client that gave up on a silent origin, say): close it after
+ * evict_idle_s when eviction is on, else after PK_HALF_CLOSED_IDLE_MS. */
+static void reap_half_closed(pk_mgr *m, uint64_t now) {
+  uint64_t limit = m->evict_idle_s > 0 ? (uint64_t)m->evict_idle_s * 1000 : PK_HALF_CLOSED_IDLE_MS;
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (c->kind != PK_CK_STREAM || (c->flags & PK_CF_CLOSING)) continue;
+    if (!(c->flags & (PK_CF_PEER_R | PK_CF_PEER_W | PK_CF_READ_EOF))) continue;
+    if (now - c->last_activity < limit) continue;
+    pk_log(m, PK_LOG_BE_CONNS, "Closing half-closed idle stream %lld", c->sid);
+    pk_stream_kill(c, 1);
+  }
+}
+
 static void housekeep(pk_mgr *m) {
   uint64_t now = pk_now_ms(m);
   m->watchdog_beat++;
+  reap_half_closed(m, now);
   for (int i = 0; i < m->ntunnels; i++)
     if (m->tunnels[i].in_use) pk_tunnel_housekeep(&m->tunnels[i], now);
   if (pk_is_relay(m))

@@ -87,8 +87,9 @@ static void res_add(pk_results *r, const char *name, const char *fmt, ...) {
   r->off += 2;
 }
 
-/* One "X-PageKite: proto:domain:srand:token:sign" request. */
-static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now) {
+/* One "X-PageKite: proto:domain:srand:token:sign" request.  replace: the
+ * session id from X-PageKite-Replace (or an empty slice). */
+static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now, pk_slice replace) {
   pk_mgr *m = t->mgr;
   char line[PK_NAME_MAX + 200];
   if (v.n >= sizeof(line)) {
@@ -164,6 +165,13 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now) {
     return;
   }
   pk_relay_kite *k = find_rkite(m, proto, domain, port);
+  if (k && k->port == port && k->tunnel != t && replace.p && k->tunnel->session[0] &&
+      replace.n == strlen(k->tunnel->session) &&
+      pk_consttime_eq(replace.p, k->tunnel->session, replace.n)) {
+    /* The signature above proves ownership: the connector's old tunnel goes. */
+    pk_tunnel_kill(k->tunnel, "replaced by a new tunnel");
+    k = find_rkite(m, proto, domain, port);
+  }
   if (k && k->port == port && k->tunnel != t) {
     res_add(r, "X-PageKite-Duplicate", "%s", what);
     pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", protoport, domain);
@@ -193,18 +201,11 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now) {
 static void auth_requests(pk_tunnel *t, const pk_slice *names, const pk_slice *values, int n,
                           pk_results *r) {
   long long now = (long long)time(NULL);
-  for (int i = 0; i < n; i++) {
-    if (pk_slice_ieq(names[i], "X-PageKite-Replace")) {
-      for (int j = 0; j < t->mgr->ntunnels; j++) {
-        pk_tunnel *o = &t->mgr->tunnels[j];
-        if (o != t && o->in_use && o->session[0] && values[i].n == strlen(o->session) &&
-            memcmp(o->session, values[i].p, values[i].n) == 0)
-          pk_tunnel_kill(o, "replaced by a new tunnel");
-      }
-    }
-  }
+  pk_slice replace = {NULL, 0};
   for (int i = 0; i < n; i++)
-    if (pk_slice_ieq(names[i], "X-PageKite")) auth_one(t, values[i], r, now);
+    if (pk_slice_ieq(names[i], "X-PageKite-Replace")) replace = values[i];
+  for (int i = 0; i < n; i++)
+    if (pk_slice_ieq(names[i], "X-PageKite")) auth_one(t, values[i], r, now, replace);
 }
 
 /* NOOP chunks on an open tunnel may carry more kites (AddKites). */
@@ -591,11 +592,14 @@ static void on_connection(uv_stream_t *server, int status) {
   if (!c) {
     /* Accept and drop, so the backlog does not fill with dead peers. */
     uv_tcp_t *tmp = malloc(sizeof(*tmp));
-    if (tmp && uv_tcp_init(&m->loop, tmp) == 0 && uv_accept(server, (uv_stream_t *)tmp) == 0)
-      uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-    else
+    if (tmp && uv_tcp_init(&m->loop, tmp) == 0) {
+      uv_accept(server, (uv_stream_t *)tmp);
+      uv_close((uv_handle_t *)tmp, (uv_close_cb)free); /* linked into the loop: close, then free */
+    } else {
       free(tmp);
-    pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "Dropped a connection: %s", pk_get_error());
+    }
+    /* Not an error line: a flood must not count toward bail-on-errors. */
+    pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection: %s", pk_get_error());
     return;
   }
   if (pk_conn_accept(c, server) != 0) {

@@ -36,7 +36,10 @@ pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c, int relay_side) {
   return t;
 }
 
-static unsigned sid_hash(long long sid) { return (unsigned)(sid * 2654435761u) % PK_SID_BUCKETS; }
+/* SIDs are chosen by the peer: hash them as unsigned (no signed overflow). */
+static unsigned sid_hash(long long sid) {
+  return (unsigned)(((unsigned long long)sid * 2654435761ull) % PK_SID_BUCKETS);
+}
 
 pk_conn *pk_tunnel_find_stream(pk_tunnel *t, long long sid) {
   for (pk_conn *s = t->sids[sid_hash(sid)]; s; s = s->sid_next)

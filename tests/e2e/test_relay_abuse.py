@@ -95,7 +95,7 @@ def flying(tmp_path, origin):
     port = free_port()
     relay = start([f"{BUILD}/pagekiter", "--listen=127.0.0.1", f"--ports={port}", "-c", "2000",
                    f"--domain=http,https,raw:*.abuse.test:{SECRET}"], tmp_path, "relay")
-    conn = start([f"{BUILD}/pagekitec", "--frontend", f"127.0.0.1:{port}",
+    conn = start([f"{BUILD}/pagekitec", "-c", "256", "--frontend", f"127.0.0.1:{port}",
                   str(origin), "http", "site.abuse.test", "0", SECRET], tmp_path, "connector")
     try:
         assert wait_ok(port, "site.abuse.test"), (tmp_path / "relay.log").read_text()[-2000:]

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# build.sh - build the libFuzzer targets with ASan + UBSan.
+#   tests/fuzz/build.sh [OUTDIR]     (default: $PK_BUILD_DIR/fuzz or build/fuzz)
+# Needs clang with libFuzzer (Debian: clang-14 libclang-rt-14-dev).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+OUT="${1:-${PK_BUILD_DIR:-$ROOT/build}/fuzz}"
+CC="${FUZZ_CC:-}"
+if [ -z "$CC" ]; then
+  for c in clang-14 clang; do command -v "$c" >/dev/null && { CC="$c"; break; }; done
+fi
+[ -n "$CC" ] || { echo "build.sh: clang not found (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 3; }
+mkdir -p "$OUT"
+SRC="$ROOT/c/src"
+FLAGS=(-std=c11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter
+       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -D_GNU_SOURCE -I"$SRC" -I"$ROOT/c/include")
+pids=()
+for t in frame chunk http_head classify; do
+  "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_$t" "$HERE/fuzz_$t.c" "$SRC/wire.c" &
+  pids+=($!)
+done
+# The tunnel target links the whole core (minus the Lua plugin host).
+if [ -f "$HERE/fuzz_tunnel.c" ]; then
+  CORE=()
+  for f in "$SRC"/*.c; do
+    case "$f" in */plugins_*.c) ;; *) CORE+=("$f") ;; esac
+  done
+  CORE+=("$SRC/plugins_none.c")
+  LIBS=$(pkg-config --cflags --libs libuv libssl libcrypto zlib)
+  # fuzz_tunnel steps over the known, reported bugs listed in
+  # known_bugs.ignorelist so that a campaign can go past them;
+  # fuzz_tunnel_strict does not (the regression inputs run against it).
+  # shellcheck disable=SC2086
+  "$CC" "${FLAGS[@]}" -fsanitize-ignorelist="$HERE/known_bugs.ignorelist" -DPK_BUILDING \
+    -o "$OUT/fuzz_tunnel" "$HERE/fuzz_tunnel.c" "${CORE[@]}" $LIBS -lpthread &
+  pids+=($!)
+  # shellcheck disable=SC2086
+  "$CC" "${FLAGS[@]}" -DPK_BUILDING -o "$OUT/fuzz_tunnel_strict" "$HERE/fuzz_tunnel.c" \
+    "${CORE[@]}" $LIBS -lpthread &
+  pids+=($!)
+fi
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+[ $rc -eq 0 ] || { echo "build.sh: a fuzz target failed to build" >&2; exit 1; }
+echo "$OUT"
