@@ -26,6 +26,7 @@ pytestmark = pytest.mark.ours
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes
 
     def do_GET(self):
         body = b"relays-ok"

@@ -30,6 +30,7 @@ class Origin(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes
 
     def do_GET(self):
         body = ("ok:" + self.path).encode()
