@@ -519,6 +519,7 @@ PK_API int pagekite_get_status(pagekite_mgr h) {
   if (check_mgr(m)) return -1;
   uv_mutex_lock(&m->lock);
   int s = m->status;
+  m->events_seen = m->events;
   uv_mutex_unlock(&m->lock);
   return s;
 }

@@ -324,7 +324,8 @@ struct pk_mgr {
   uv_cond_t cond;
   int started, running, stop_requested, thread_joined;
   int loop_ready;
-  unsigned long long events; /* bumped on each notify; poll waits for a change */
+  unsigned long long events;      /* bumped on each notify */
+  unsigned long long events_seen; /* events at the last get_status/get_log/poll: poll waits past it */
   int flags;
   int status;
   char app_id[64];

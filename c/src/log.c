@@ -69,6 +69,7 @@ char *pk_log_snapshot(pk_mgr *m) {
     r->snapshot[off++] = '\n';
   }
   r->snapshot[off] = 0;
+  m->events_seen = m->events;
   uv_mutex_unlock(&m->lock);
   return r->snapshot;
 }

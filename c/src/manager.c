@@ -221,14 +221,16 @@ int pk_manager_join(pk_mgr *m) {
 }
 
 int pk_manager_poll(pk_mgr *m, int timeout_s) {
+  /* Waits for events after the caller last looked (get_status, get_log or
+   * poll), so a change between its look and this call is not missed. */
   uv_mutex_lock(&m->lock);
-  unsigned long long seen = m->events;
   uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_s > 0 ? timeout_s : 0) * 1000000000ull;
-  while (m->events == seen && m->running) {
+  while (m->events == m->events_seen && m->running) {
     uint64_t now = uv_hrtime();
     if (now >= deadline) break;
     if (uv_cond_timedwait(&m->cond, &m->lock, deadline - now) != 0) break;
   }
+  m->events_seen = m->events;
   uv_mutex_unlock(&m->lock);
   return 0;
 }

@@ -91,6 +91,9 @@ def _last_error() -> str:
 
 _CONFIGURING, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)
 
+# Status checks in wait_until() / statuses(): back off from 1 ms to 50 ms.
+_CHECK_MIN_S, _CHECK_MAX_S = 0.001, 0.05
+
 
 class _Manager:
     """What Connector and Relay share: lifecycle, status, log, counters.
@@ -350,22 +353,25 @@ class _Manager:
     def wait_until(self, status: Union[Status, int], timeout: float) -> bool:
         """Wait (at most timeout s) until the status equals status.
 
-        Returns True if it did, False on timeout.  The manager must be running.
+        Returns True if it did, False on timeout.  The status is checked with
+        a backoff from 1 ms to 50 ms, so the answer comes at most ~50 ms after
+        the change.  (Not pagekite_poll(): it only wakes for events after it
+        was called, so a change between reading the status and polling would
+        be noticed a whole poll timeout - 1 s - late.)
         """
         want = Status(status) if not isinstance(status, Status) else status
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError("timeout must be a number, not %s" % type(timeout).__name__)
         deadline = time.monotonic() + timeout
+        delay = _CHECK_MIN_S
         while True:
             if self.status == want:
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            if left >= 1:
-                self._call("pagekite_poll", 1)
-            else:
-                time.sleep(min(0.05, left))
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, _CHECK_MAX_S)
 
     def counter(self, which: Union[Counter, int]) -> int:
         """One counter (a :class:`Counter` or ``PK_COUNTER_*`` value)."""
@@ -376,14 +382,20 @@ class _Manager:
         """All counters, by lower-case name (``kites_live``, ``bytes_in``, ...)."""
         return {c.name.lower(): self.counter(c) for c in Counter}
 
-    async def statuses(self, poll_interval: int = 1) -> AsyncIterator[Status]:
+    async def statuses(self, poll_interval: float = _CHECK_MAX_S) -> AsyncIterator[Status]:
         """Async iterator over status changes: ``async for s in pk.statuses()``.
 
         Yields the current status first, then each new one; ends when the
-        manager stops or is closed.  Polling runs in the default executor.
+        manager stops or is closed.  The status is checked with a backoff
+        from 1 ms to poll_interval seconds (see :meth:`wait_until` for why
+        this does not use pagekite_poll); no executor thread is needed.
         """
-        loop = asyncio.get_running_loop()
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
+            raise TypeError("poll_interval must be a number, not %s"
+                            % type(poll_interval).__name__)
+        cap = max(float(poll_interval), _CHECK_MIN_S)
         last: Optional[Status] = None
+        delay = _CHECK_MIN_S
         while True:
             try:
                 current = self.status
@@ -391,14 +403,13 @@ class _Manager:
                 return
             if current != last:
                 last = current
+                delay = _CHECK_MIN_S
                 yield current
             with self._cond:
                 if self._state not in (_RUNNING, _STARTING) or self._mgr is None:
                     return
-            try:
-                await loop.run_in_executor(None, self._call, "pagekite_poll", poll_interval)
-            except PageKiteError:
-                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, cap)
 
 
 class Connector(_Manager):

@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import http.server
 import os
+import random
 import socket
 import threading
 import time
@@ -89,3 +90,181 @@ def dump(*mgrs) -> str:
         except Exception as e:  # noqa: BLE001 - diagnostics only
             out.append("---- %r (%s)" % (m, e))
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- 20 MB origin
+
+HUGE_SIZE = 20 * 1024 * 1024
+HUGE_SEED = 20240601
+
+
+def deterministic_bytes(size: int = HUGE_SIZE, seed: int = HUGE_SEED) -> bytes:
+    """The same pseudo-random (incompressible) bytes on every call."""
+    return random.Random(seed).randbytes(size)
+
+
+class _BytesHandler(http.server.BaseHTTPRequestHandler):
+    """GET / (a page), GET /huge (deterministic bytes), POST /upload
+    (answers "<sha256 hex> <length>" of the request body)."""
+
+    protocol_version = "HTTP/1.1"
+    page = b"<html><body><h1>deterministic origin</h1></body></html>\n"
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        view = memoryview(body)
+        for off in range(0, len(body), 256 * 1024):
+            self.wfile.write(view[off:off + 256 * 1024])
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        if self.path == "/":
+            self._reply(self.page, "text/html")
+        elif self.path == "/huge":
+            self._reply(self.server.huge, "application/octet-stream")
+        else:
+            self.send_error(404)
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        if self.path != "/upload":
+            self.send_error(404)
+            return
+        left = int(self.headers.get("Content-Length", "0"))
+        digest, total = hashlib.sha256(), 0
+        while left > 0:
+            chunk = self.rfile.read(min(left, 256 * 1024))
+            if not chunk:
+                break
+            digest.update(chunk)
+            total += len(chunk)
+            left -= len(chunk)
+        self.server.uploads.append((digest.hexdigest(), total))
+        self._reply(("%s %d\n" % (digest.hexdigest(), total)).encode())
+
+
+class BytesOrigin:
+    """A threaded stdlib HTTP origin serving deterministic bytes and hashing uploads."""
+
+    def __init__(self, size: int = HUGE_SIZE):
+        self.huge = deterministic_bytes(size)
+        self.huge_sha256 = hashlib.sha256(self.huge).hexdigest()
+        self.page = _BytesHandler.page
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BytesHandler)
+        self.server.daemon_threads = True
+        self.server.huge = self.huge
+        self.server.uploads = []
+        self.uploads = self.server.uploads
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def http_post(port: int, host: str, path: str, body: bytes, timeout: float = 60.0):
+    """POST body through the relay; returns (status, reply body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers={
+            "Host": host, "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(body))})
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- a gated TCP proxy
+
+class GateProxy:
+    """127.0.0.1:port -> target: accepts at once but forwards nothing until
+    open() is called.  Lets a test hold a connector in CONNECTING."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.gate = threading.Event()
+        self.accepted = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.socks = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def open(self):
+        self.gate.set()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted.set()
+            self.socks.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        while not self.gate.wait(0.2):
+            if self.stopping.is_set():
+                return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        client.settimeout(None)
+        self.socks.append(upstream)
+        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+        self._pipe(client, upstream)
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)  # pass the EOF on
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopping.set()
+        self.gate.set()
+        self.sock.close()
+        for s in list(self.socks):
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.thread.join(5)
+
+
+def rss_kib() -> int:
+    """This process's resident set size (VmRSS) in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")

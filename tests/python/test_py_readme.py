@@ -44,3 +44,12 @@ def test_readme_api_example_runs(pk, tmp_path):
 def test_readme_warns_about_debian_pagekite(pk):
     text = README.read_text()
     assert "Debian" in text and "venv" in text and "pagekite.py" in text
+
+
+def test_readme_quick_start_runs(pk, tmp_path):
+    section = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 15  # it stays short
+    r = run_block(code, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip() == "True FLYING", r.stdout + r.stderr
