@@ -14,6 +14,7 @@
  * __close (`local c <close> = pagekite.relay{...}`) or explicitly with :free().
  * Lua argument errors (wrong types) raise, as in the standard library.
  */
+#include <ctype.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -220,17 +221,13 @@ static int m_stop(lua_State *L) {
   return result(L, pagekite_thread_stop(u->mgr));
 }
 
-static const char *status_name(int s) {
-  switch (s) {
-    case PK_STATUS_STARTUP: return "startup";
-    case PK_STATUS_CONNECTING: return "connecting";
-    case PK_STATUS_UPDATING_DNS: return "updating_dns";
-    case PK_STATUS_FLYING: return "flying";
-    case PK_STATUS_PROBLEMS: return "problems";
-    case PK_STATUS_REJECTED: return "rejected";
-    case PK_STATUS_NO_NETWORK: return "no_network";
-    default: return "unknown";
-  }
+/* Lua sees status names in lower case ("flying"), from the library's table. */
+static void push_status(lua_State *L, int s) {
+  char b[16];
+  const char *n = pagekite_status_name(s);
+  size_t i = 0;
+  for (; n[i] && i < sizeof(b); i++) b[i] = (char)tolower((unsigned char)n[i]);
+  lua_pushlstring(L, b, i);
 }
 
 /* m:status() -> code, name */
@@ -239,7 +236,7 @@ static int m_status(lua_State *L) {
   int s = pagekite_get_status(u->mgr);
   if (s < 0) return fail(L);
   lua_pushinteger(L, s);
-  lua_pushstring(L, status_name(s));
+  push_status(L, s);
   return 2;
 }
 

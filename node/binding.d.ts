@@ -76,6 +76,8 @@ export interface RawBinding {
   getCounter(mgr: PageKiteHandle | null, counter: number): number;
   /** pagekite_last_error(): Why the last failing call on this thread failed. */
   lastError(): string;
+  /** pagekite_status_name(): The name of a PK_STATUS_* code. */
+  statusName(status: number): string;
   /** pagekite_version_number(): PK_VERSION_NUMBER of the loaded library. */
   versionNumber(): number;
   /** pagekite_enable_lua_plugins(): Experimental: host Lua 5.4 plugins in the manager. */

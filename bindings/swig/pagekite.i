@@ -177,6 +177,10 @@ static const char *pkj_last_error(void) {
   return pagekite_last_error();
 }
 
+static const char *pkj_status_name(int status) {
+  return pagekite_status_name(status);
+}
+
 static int pkj_version_number(void) {
   return pagekite_version_number();
 }
@@ -704,7 +708,10 @@ char *pkj_get_log(void);
    *
    * Returns early when the status changes, a log line is written, or there is
    * network activity: anything that may make pagekite_get_status() or
-   * pagekite_get_log() answer differently.
+   * pagekite_get_log() answer differently. \"Early\" counts from the caller's last
+   * look: if something happened since the last pagekite_get_status(),
+   * pagekite_get_log() or pagekite_poll(), it returns at once, so a
+   * check-then-poll loop never sleeps through a change.
    * <p>Call while the master thread runs.  Since 0.91.  C: pagekite_poll().
    * @param timeout Longest wait, in seconds.
    * @return 0 after waking up. On failure: -1 (manager not configured).
@@ -835,6 +842,20 @@ long long pkj_get_counter(int counter);
   public";
 %rename(lastError) pkj_last_error;
 const char *pkj_last_error(void);
+
+%javamethodmodifiers pkj_status_name "/**
+   * The name of a PK_STATUS_* code.
+   *
+   * \"STARTUP\", \"CONNECTING\", \"UPDATING_DNS\", \"FLYING\", \"PROBLEMS\", \"REJECTED\" or
+   * \"NO_NETWORK\" (the constant's name without PK_STATUS_), \"UNKNOWN\" otherwise.
+   * Names and codes come from one table, so they cannot disagree.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_status_name().
+   * @param status A PK_STATUS_* code, e.g. from pagekite_get_status().
+   * @return A static string; never NULL. On failure: \"UNKNOWN\".
+   */
+  public";
+%rename(statusName) pkj_status_name;
+const char *pkj_status_name(int status);
 
 %javamethodmodifiers pkj_version_number "/**
    * PK_VERSION_NUMBER of the loaded library.

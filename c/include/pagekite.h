@@ -574,7 +574,10 @@ PK_EXPORT char *pagekite_get_log(pagekite_mgr mgr);
  *
  * Returns early when the status changes, a log line is written, or there is
  * network activity: anything that may make pagekite_get_status() or
- * pagekite_get_log() answer differently.
+ * pagekite_get_log() answer differently. "Early" counts from the caller's last
+ * look: if something happened since the last pagekite_get_status(),
+ * pagekite_get_log() or pagekite_poll(), it returns at once, so a
+ * check-then-poll loop never sleeps through a change.
  *
  *   mgr      The manager.
  *   timeout  Longest wait, in seconds.
@@ -709,6 +712,20 @@ PK_EXPORT long long pagekite_get_counter(pagekite_mgr mgr, int counter);
  * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT const char *pagekite_last_error(void);
+
+/* The name of a PK_STATUS_* code.
+ *
+ * "STARTUP", "CONNECTING", "UPDATING_DNS", "FLYING", "PROBLEMS", "REJECTED" or
+ * "NO_NETWORK" (the constant's name without PK_STATUS_), "UNKNOWN" otherwise.
+ * Names and codes come from one table, so they cannot disagree.
+ *
+ *   status  A PK_STATUS_* code, e.g. from pagekite_get_status().
+ *
+ * Returns: A static string; never NULL. On failure: "UNKNOWN". Owner: library
+ * (static).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT const char *pagekite_status_name(int status);
 
 /* PK_VERSION_NUMBER of the loaded library.
  *

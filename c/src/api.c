@@ -584,4 +584,26 @@ PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
 
 PK_API const char *pagekite_last_error(void) { return pk_get_error(); }
 
+/* One table for status codes and their names (X-macro, as libuv's errno map). */
+#define PK_STATUS_MAP(X) \
+  X(STARTUP)             \
+  X(CONNECTING)          \
+  X(UPDATING_DNS)        \
+  X(FLYING)              \
+  X(PROBLEMS)            \
+  X(REJECTED)            \
+  X(NO_NETWORK)
+
+PK_API const char *pagekite_status_name(int status) {
+  switch (status) {
+#define PK_STATUS_CASE(name) \
+  case PK_STATUS_##name:     \
+    return #name;
+    PK_STATUS_MAP(PK_STATUS_CASE)
+#undef PK_STATUS_CASE
+    default:
+      return "UNKNOWN";
+  }
+}
+
 PK_API int pagekite_version_number(void) { return PK_VERSION_NUMBER; }

@@ -12,6 +12,7 @@
  * pk.http_listen() gives plugins a tiny HTTP/1.x server on the manager's
  * loop: one request head (8 KiB, 5 s) per connection, one answer, close.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,17 +373,13 @@ static void sandbox(pk_lua *p, const char *plugin_dir) {
 
 /* ---------------------------------------------------------------- calling Lua */
 
-static const char *status_name(int s) {
-  switch (s) {
-    case PK_STATUS_STARTUP: return "startup";
-    case PK_STATUS_CONNECTING: return "connecting";
-    case PK_STATUS_UPDATING_DNS: return "updating_dns";
-    case PK_STATUS_FLYING: return "flying";
-    case PK_STATUS_PROBLEMS: return "problems";
-    case PK_STATUS_REJECTED: return "rejected";
-    case PK_STATUS_NO_NETWORK: return "no_network";
-    default: return "unknown";
-  }
+/* Lua sees status names in lower case ("flying"), from the library's table. */
+static void push_status(lua_State *L, int s) {
+  char b[16];
+  const char *n = pagekite_status_name(s);
+  size_t i = 0;
+  for (; n[i] && i < sizeof(b); i++) b[i] = (char)tolower((unsigned char)n[i]);
+  lua_pushlstring(L, b, i);
 }
 
 /* Calls the function below nargs arguments with a fresh budget.  Returns 0
@@ -497,7 +494,7 @@ static int l_status(lua_State *L) {
   lua_newtable(L);
   lua_pushinteger(L, st);
   lua_setfield(L, -2, "code");
-  lua_pushstring(L, status_name(st));
+  push_status(L, st);
   lua_setfield(L, -2, "name");
   lua_pushboolean(L, pk_is_relay(m));
   lua_setfield(L, -2, "is_relay");
@@ -1072,7 +1069,7 @@ void pk_plugins_on_tunnel(pk_mgr *m, int up, const char *peer) {
 static void push_status_args(lua_State *L, const void *arg) {
   int s = *(const int *)arg;
   lua_pushinteger(L, s);
-  lua_pushstring(L, status_name(s));
+  push_status(L, s);
 }
 
 void pk_plugins_on_status(pk_mgr *m, int status) {

@@ -125,19 +125,6 @@ static inline int cli_log_mask(int level) {
 
 /* ---- status ---- */
 
-static inline const char *cli_status_name(int status) {
-  switch (status) {
-    case PK_STATUS_STARTUP: return "STARTUP";
-    case PK_STATUS_CONNECTING: return "CONNECTING";
-    case PK_STATUS_UPDATING_DNS: return "UPDATING_DNS";
-    case PK_STATUS_FLYING: return "FLYING";
-    case PK_STATUS_PROBLEMS: return "PROBLEMS";
-    case PK_STATUS_REJECTED: return "REJECTED";
-    case PK_STATUS_NO_NETWORK: return "NO_NETWORK";
-    default: return "UNKNOWN";
-  }
-}
-
 /* Human-readable byte count ("512 B", "1.5 KiB", ...) into buf. */
 static inline const char *cli_fmt_bytes(long long n, char *buf, size_t len) {
   static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -218,7 +205,7 @@ static inline int cli_print_new_log(pagekite_mgr mgr, unsigned long long *last_s
 static inline void cli_draw_status_line(pagekite_mgr mgr, int status) {
   char in[32], out[32];
   printf("\r%s | kites %lld | tunnels %lld | streams %lld | in %s | out %s\033[K",
-         cli_status_name(status), pagekite_get_counter(mgr, PK_COUNTER_KITES_LIVE),
+         pagekite_status_name(status), pagekite_get_counter(mgr, PK_COUNTER_KITES_LIVE),
          pagekite_get_counter(mgr, PK_COUNTER_TUNNELS),
          pagekite_get_counter(mgr, PK_COUNTER_STREAMS),
          cli_fmt_bytes(pagekite_get_counter(mgr, PK_COUNTER_BYTES_IN), in, sizeof(in)),
@@ -267,7 +254,7 @@ static inline int cli_run(pagekite_mgr mgr, const char *prog, cli_status_hook ho
     if (tty) {
       cli_draw_status_line(mgr, status);
     } else if (status != last_status) {
-      printf("status: %s\n", cli_status_name(status));
+      printf("status: %s\n", pagekite_status_name(status));
       fflush(stdout);
     }
     last_status = status;

@@ -84,7 +84,7 @@ static void status_file_write(void *ctx, int status) {
   /* Lower-case names, as libpagekite's pagekitec wrote them. */
   char name[16];
   size_t i = 0;
-  for (const char *n = cli_status_name(status); *n && i + 1 < sizeof(name); n++)
+  for (const char *n = pagekite_status_name(status); *n && i + 1 < sizeof(name); n++)
     name[i++] = (char)(*n >= 'A' && *n <= 'Z' ? *n - 'A' + 'a' : *n);
   name[i] = '\0';
   rewind(sf->fp);

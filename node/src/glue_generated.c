@@ -710,6 +710,22 @@ done:
   return result;
 }
 
+/* pagekite_status_name -> binding.statusName */
+static napi_value pkn_fn_statusName(napi_env env, napi_callback_info info) {
+  static const char fn[] = "statusName";
+  napi_value argv[1];
+  napi_value result = NULL;
+  int a_status = 0;
+  if (pkn_argv(env, info, fn, 1, argv) != 0) goto done;
+  if (pkn_arg_int(env, argv[0], fn, "status", &a_status) != 0) goto done;
+  {
+    const char *r = pagekite_status_name(a_status);
+    result = pkn_ret_str(env, r);
+  }
+done:
+  return result;
+}
+
 /* pagekite_version_number -> binding.versionNumber */
 static napi_value pkn_fn_versionNumber(napi_env env, napi_callback_info info) {
   static const char fn[] = "versionNumber";
@@ -802,6 +818,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "setRelayTls", pkn_fn_setRelayTls) != 0) return -1;
   if (pkn_define(env, exports, "getCounter", pkn_fn_getCounter) != 0) return -1;
   if (pkn_define(env, exports, "lastError", pkn_fn_lastError) != 0) return -1;
+  if (pkn_define(env, exports, "statusName", pkn_fn_statusName) != 0) return -1;
   if (pkn_define(env, exports, "versionNumber", pkn_fn_versionNumber) != 0) return -1;
   if (pkn_define(env, exports, "enableLuaPlugins", pkn_fn_enableLuaPlugins) != 0) return -1;
   if (pkn_define(env, exports, "loadLuaPlugin", pkn_fn_loadLuaPlugin) != 0) return -1;

@@ -98,6 +98,7 @@ int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *
 int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 const char *pagekite_last_error(void);
+const char *pagekite_status_name(int status);
 int pagekite_version_number(void);
 int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults, char **settings);
 int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
@@ -202,6 +203,7 @@ FUNCTIONS = {
     'set_relay_tls': 'pagekite_set_relay_tls',
     'get_counter': 'pagekite_get_counter',
     'last_error': 'pagekite_last_error',
+    'status_name': 'pagekite_status_name',
     'version_number': 'pagekite_version_number',
     'enable_lua_plugins': 'pagekite_enable_lua_plugins',
     'load_lua_plugin': 'pagekite_load_lua_plugin',

@@ -12,6 +12,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,19 +20,6 @@
 
 static volatile sig_atomic_t stop_now = 0;
 static void on_signal(int sig) { stop_now = 1; }
-
-static const char *status_name(int s) {
-  switch (s) {
-    case PK_STATUS_STARTUP: return "startup";
-    case PK_STATUS_CONNECTING: return "connecting";
-    case PK_STATUS_UPDATING_DNS: return "updating_dns";
-    case PK_STATUS_FLYING: return "flying";
-    case PK_STATUS_PROBLEMS: return "problems";
-    case PK_STATUS_REJECTED: return "rejected";
-    case PK_STATUS_NO_NETWORK: return "no_network";
-    default: return "unknown";
-  }
-}
 
 static int usage(void) {
   fprintf(stderr, "usage: pk_plugin_driver relay|connector [options] (see plugin_driver.c)\n");
@@ -128,7 +116,12 @@ int main(int argc, char **argv) {
   while (!stop_now) {
     int s = pagekite_get_status(m);
     if (s != last) {
-      printf("status: %s\n", status_name(s));
+      char low[16];
+      const char *n = pagekite_status_name(s);
+      size_t i = 0;
+      for (; n[i] && i < sizeof(low) - 1; i++) low[i] = (char)tolower((unsigned char)n[i]);
+      low[i] = 0;
+      printf("status: %s\n", low);
       last = s;
     }
     print_new_log(m, &seen);
