@@ -342,6 +342,14 @@ static pk_block *block_of(char *base) {
 
 static void tls_progress(pk_conn *c);
 
+/* EOF (status 0 to on_eof) or a read error (negative status). */
+static void read_ended(pk_conn *c, ssize_t nread) {
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->flags &= ~PK_CF_READING;
+  c->flags |= PK_CF_READ_EOF;
+  if (c->on_eof) c->on_eof(c, nread == UV_EOF ? 0 : (int)nread);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pk_conn *c = s->data;
   pk_mgr *m = c->mgr;
@@ -353,11 +361,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       pk_tunnel_feed_inplace(t, (size_t)nread);
       return;
     }
-    if (nread == 0) return;
-    uv_read_stop(s);
-    c->flags &= ~PK_CF_READING;
-    c->flags |= PK_CF_READ_EOF;
-    if (c->on_eof) c->on_eof(c, nread == UV_EOF ? 0 : (int)nread);
+    if (nread < 0) read_ended(c, nread);
     return;
   }
   pk_block *b = buf->base ? block_of(buf->base) : NULL;
@@ -370,11 +374,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread <= 0) {
     if (b) pk_block_unref(m, b);
-    if (nread == 0) return;
-    uv_read_stop(s);
-    c->flags &= ~PK_CF_READING;
-    c->flags |= PK_CF_READ_EOF;
-    if (c->on_eof) c->on_eof(c, nread == UV_EOF ? 0 : (int)nread);
+    if (nread < 0) read_ended(c, nread);
     return;
   }
   c->bytes_in += (uint64_t)nread;
