@@ -70,6 +70,8 @@ export interface RawBinding {
   addRelayListener(mgr: PageKiteHandle | null, host: string | null, port: number): number;
   /** pagekite_add_relay_domain(): Relay role: accept kites matching a pattern, signed with a secret. */
   addRelayDomain(mgr: PageKiteHandle | null, protos: string, pattern: string, secret: string): number;
+  /** pagekite_set_relay_duplicates(): Relay role: let several tunnels fly the same kite and spread streams across them. */
+  setRelayDuplicates(mgr: PageKiteHandle | null, allow: number): number;
   /** pagekite_set_relay_tls(): Relay role: certificate and key for TLS-wrapped tunnels. */
   setRelayTls(mgr: PageKiteHandle | null, certFile: string, keyFile: string): number;
   /** pagekite_get_counter(): Read one of the manager's counters. */

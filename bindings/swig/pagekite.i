@@ -165,6 +165,10 @@ static int pkj_add_relay_domain(const char *protos, const char *pattern,
   return pagekite_add_relay_domain(pkj_mgr, protos, pattern, secret);
 }
 
+static int pkj_set_relay_duplicates(int allow) {
+  return pagekite_set_relay_duplicates(pkj_mgr, allow);
+}
+
 static int pkj_set_relay_tls(const char *cert_file, const char *key_file) {
   return pagekite_set_relay_tls(pkj_mgr, cert_file, key_file);
 }
@@ -805,6 +809,21 @@ int pkj_add_relay_listener(const char *host, int port);
   public";
 %rename(addRelayDomain) pkj_add_relay_domain;
 int pkj_add_relay_domain(const char *protos, const char *pattern, const char *secret);
+
+%javamethodmodifiers pkj_set_relay_duplicates "/**
+   * Relay role: let several tunnels fly the same kite and spread streams across them.
+   *
+   * By default (0) a second tunnel asking for a kite that is already flying gets
+   * X-PageKite-Duplicate, as with pagekite.py. With 1, each correctly signed
+   * tunnel is accepted and new streams for the kite go to its tunnels in turn, so
+   * several connectors (or spare tunnels) share the load.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_duplicates().
+   * @param allow 0 refuses duplicates (default), non-zero accepts and spreads.
+   * @return 0 on success. On failure: -1.
+   */
+  public";
+%rename(setRelayDuplicates) pkj_set_relay_duplicates;
+int pkj_set_relay_duplicates(int allow);
 
 %javamethodmodifiers pkj_set_relay_tls "/**
    * Relay role: certificate and key for TLS-wrapped tunnels.

@@ -677,6 +677,21 @@ PK_EXPORT int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, in
 PK_EXPORT int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *pattern,
                                         const char *secret);
 
+/* Relay role: let several tunnels fly the same kite and spread streams across them.
+ *
+ * By default (0) a second tunnel asking for a kite that is already flying gets
+ * X-PageKite-Duplicate, as with pagekite.py. With 1, each correctly signed
+ * tunnel is accepted and new streams for the kite go to its tunnels in turn, so
+ * several connectors (or spare tunnels) share the load.
+ *
+ *   mgr    The manager.
+ *   allow  0 refuses duplicates (default), non-zero accepts and spreads.
+ *
+ * Returns: 0 on success. On failure: -1.
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
+
 /* Relay role: certificate and key for TLS-wrapped tunnels.
  *
  * Both are PEM files; with them the relay accepts tunnels inside TLS.

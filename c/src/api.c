@@ -421,6 +421,13 @@ PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const c
   return 0;
 }
 
+PK_API int pagekite_set_relay_duplicates(pagekite_mgr h, int allow) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_duplicates")) return -1;
+  m->relay_dups = allow != 0;
+  return 0;
+}
+
 PK_API int pagekite_set_relay_tls(pagekite_mgr h, const char *cert_file, const char *key_file) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_set_relay_tls")) return -1;

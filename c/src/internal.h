@@ -374,6 +374,8 @@ struct pk_mgr {
   pk_relay_kite *rkites;
   int nrkites, max_rkites;
   char relay_secret[PK_TOKEN_LEN + 1];
+  int relay_dups;    /* several tunnels may fly one kite; streams take turns */
+  unsigned relay_rr;
   int unauth_conns;
   /* counters */
   long long c_bytes_in, c_bytes_out, c_streams_total, c_rejected;

@@ -40,15 +40,32 @@ static int is_our_port(pk_mgr *m, int port) {
   return 0;
 }
 
+/* The kite for (proto, name, port): an exact port beats "any port" (0).  With
+ * duplicates allowed, streams go to the matching tunnels in turn. */
 static pk_relay_kite *find_rkite(pk_mgr *m, const char *proto, const char *name, int port) {
-  pk_relay_kite *any = NULL;
+  pk_relay_kite *exact[16], *any[16];
+  int ne = 0, na = 0;
   for (int i = 0; i < m->nrkites; i++) {
     pk_relay_kite *k = &m->rkites[i];
     if (strcasecmp(k->proto, proto) != 0 || strcasecmp(k->name, name) != 0) continue;
-    if (k->port == port) return k;
-    if (k->port == 0) any = k;
+    if (k->port == port && ne < 16) exact[ne++] = k;
+    if (k->port == 0 && na < 16) any[na++] = k;
   }
-  return any;
+  pk_relay_kite **set = ne ? exact : any;
+  int n = ne ? ne : na;
+  if (!n) return NULL;
+  return n == 1 || !m->relay_dups ? set[0] : set[m->relay_rr++ % (unsigned)n];
+}
+
+static pk_relay_kite *find_rkite_on(pk_mgr *m, const char *proto, const char *name, int port,
+                                    pk_tunnel *t) {
+  for (int i = 0; i < m->nrkites; i++) {
+    pk_relay_kite *k = &m->rkites[i];
+    if (k->tunnel == t && k->port == port && strcasecmp(k->proto, proto) == 0 &&
+        strcasecmp(k->name, name) == 0)
+      return k;
+  }
+  return NULL;
 }
 
 static void unregister_tunnel(pk_mgr *m, pk_tunnel *t) {
@@ -164,7 +181,8 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now, pk_
     r->bad++;
     return;
   }
-  pk_relay_kite *k = find_rkite(m, proto, domain, port);
+  pk_relay_kite *k = find_rkite_on(m, proto, domain, port, t);
+  if (!k) k = find_rkite(m, proto, domain, port);
   if (k && k->port == port && k->tunnel != t && replace.p && k->tunnel->session[0] &&
       replace.n == strlen(k->tunnel->session) &&
       pk_consttime_eq(replace.p, k->tunnel->session, replace.n)) {
@@ -172,7 +190,7 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now, pk_
     pk_tunnel_kill(k->tunnel, "replaced by a new tunnel");
     k = find_rkite(m, proto, domain, port);
   }
-  if (k && k->port == port && k->tunnel != t) {
+  if (k && k->port == port && k->tunnel != t && !m->relay_dups) {
     res_add(r, "X-PageKite-Duplicate", "%s", what);
     pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", protoport, domain);
     pk_tunnel_ping(k->tunnel); /* if the old tunnel is dead, find out soon */

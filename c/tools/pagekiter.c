@@ -29,6 +29,7 @@ static void usage(FILE *out) {
         "                       repeatable, at least one required\n"
         "  --tls-cert=FILE      PEM certificate for TLS-wrapped tunnels\n"
         "  --tls-key=FILE       PEM private key for --tls-cert\n"
+        "  --allow-duplicates   several tunnels may fly one kite; streams take turns\n"
         "  -c N                 max connections (default 2000)\n"
         "  -k N                 max kites (default 1000)\n"
         "  -q                   less log output (errors only)\n"
@@ -120,7 +121,7 @@ static void add_ports(const char *arg, int *ports, int *n, int max) {
   }
 }
 
-enum { OPT_PORTS = 256, OPT_LISTEN, OPT_PROTOS, OPT_DOMAIN, OPT_CERT, OPT_KEY, OPT_VERSION };
+enum { OPT_PORTS = 256, OPT_LISTEN, OPT_PROTOS, OPT_DOMAIN, OPT_CERT, OPT_KEY, OPT_VERSION, OPT_DUPS };
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
@@ -130,6 +131,7 @@ int main(int argc, char **argv) {
       {"domain", required_argument, NULL, OPT_DOMAIN},
       {"tls-cert", required_argument, NULL, OPT_CERT},
       {"tls-key", required_argument, NULL, OPT_KEY},
+      {"allow-duplicates", no_argument, NULL, OPT_DUPS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -137,7 +139,7 @@ int main(int argc, char **argv) {
   const char *listen_host = "0.0.0.0";
   const char *protos = ALL_PROTOS;
   const char *cert = NULL, *key = NULL;
-  int max_conns = 2000, max_kites = 1000, verbosity = 0;
+  int max_conns = 2000, max_kites = 1000, verbosity = 0, dups = 0;
   int n_ports = 0, n_domains = 0;
   /* Every port costs at least two characters of argv, so argc bounds both. */
   int max_ports = 0;
@@ -162,6 +164,7 @@ int main(int argc, char **argv) {
       case OPT_DOMAIN: domains[n_domains++] = optarg; break;
       case OPT_CERT: cert = optarg; break;
       case OPT_KEY: key = optarg; break;
+      case OPT_DUPS: dups = 1; break;
       case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
       default:
         if (optopt && optopt < 256) cli_usage_error(PROG, "unknown option '-%c'", optopt);
@@ -197,6 +200,7 @@ int main(int argc, char **argv) {
     }
   }
   if (!failed && cert && pagekite_set_relay_tls(m, cert, key) < 0) failed = "pagekite_set_relay_tls";
+  if (!failed && dups && pagekite_set_relay_duplicates(m, 1) < 0) failed = "pagekite_set_relay_duplicates";
   for (int i = 0; !failed && i < n_domains; i++) {
     const char *secret = split_domain(domains[i], protos, dprotos, pattern, sizeof(dprotos));
     if (pagekite_add_relay_domain(m, dprotos, pattern, secret) < 0) {

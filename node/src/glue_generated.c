@@ -653,6 +653,25 @@ done:
   return result;
 }
 
+/* pagekite_set_relay_duplicates -> binding.setRelayDuplicates */
+static napi_value pkn_fn_setRelayDuplicates(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setRelayDuplicates";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  int a_allow = 0;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_int(env, argv[1], fn, "allow", &a_allow) != 0) goto done;
+  {
+    int r = pagekite_set_relay_duplicates(a_mgr, a_allow);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  return result;
+}
+
 /* pagekite_set_relay_tls -> binding.setRelayTls */
 static napi_value pkn_fn_setRelayTls(napi_env env, napi_callback_info info) {
   static const char fn[] = "setRelayTls";
@@ -815,6 +834,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "setTlsVerify", pkn_fn_setTlsVerify) != 0) return -1;
   if (pkn_define(env, exports, "addRelayListener", pkn_fn_addRelayListener) != 0) return -1;
   if (pkn_define(env, exports, "addRelayDomain", pkn_fn_addRelayDomain) != 0) return -1;
+  if (pkn_define(env, exports, "setRelayDuplicates", pkn_fn_setRelayDuplicates) != 0) return -1;
   if (pkn_define(env, exports, "setRelayTls", pkn_fn_setRelayTls) != 0) return -1;
   if (pkn_define(env, exports, "getCounter", pkn_fn_getCounter) != 0) return -1;
   if (pkn_define(env, exports, "lastError", pkn_fn_lastError) != 0) return -1;

@@ -95,6 +95,7 @@ void pagekite_perror(pagekite_mgr mgr, const char *prefix);
 int pagekite_set_tls_verify(pagekite_mgr mgr, int mode, const char *ca_file);
 int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, int port);
 int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *pattern, const char *secret);
+int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
 int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 const char *pagekite_last_error(void);
@@ -200,6 +201,7 @@ FUNCTIONS = {
     'set_tls_verify': 'pagekite_set_tls_verify',
     'add_relay_listener': 'pagekite_add_relay_listener',
     'add_relay_domain': 'pagekite_add_relay_domain',
+    'set_relay_duplicates': 'pagekite_set_relay_duplicates',
     'set_relay_tls': 'pagekite_set_relay_tls',
     'get_counter': 'pagekite_get_counter',
     'last_error': 'pagekite_last_error',

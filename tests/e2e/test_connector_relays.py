@@ -167,3 +167,59 @@ def test_bail_on_errors_exits_100(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+class NamedHandler(Handler):
+    def do_GET(self):
+        body = self.server.name.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def named_origin(name):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NamedHandler)
+    srv.daemon_threads = True
+    srv.name = name
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_relay_spreads_streams_across_duplicate_tunnels(tmp_path):
+    """pagekiter --allow-duplicates: two connectors fly one kite; new streams
+    take turns; without the option the second one is refused (test_relay_abuse)."""
+    port = free_port()
+    log = open(tmp_path / "relay.log", "w")
+    r = subprocess.Popen([f"{BUILD}/pagekiter", "--listen=127.0.0.1", f"--ports={port}",
+                          "--allow-duplicates", f"--domain=http:*.relays.test:{SECRET}"],
+                         stdout=log, stderr=subprocess.STDOUT)
+    a, b = named_origin("origin-a"), named_origin("origin-b")
+    conns = []
+    try:
+        for o, name in ((a, "ca"), (b, "cb")):
+            conns.append(pkloop.start([f"{BUILD}/pagekitec", "--frontend", f"127.0.0.1:{port}",
+                                       str(o.server_address[1]), "http", "dup.relays.test", "0",
+                                       SECRET], tmp_path / f"{name}.log"))
+        deadline = time.time() + 15
+        while time.time() < deadline and not all(
+                "status: FLYING" in (tmp_path / f"{n}.log").read_text() for n in ("ca", "cb")):
+            time.sleep(0.1)
+        for n in ("ca", "cb"):
+            assert "status: FLYING" in (tmp_path / f"{n}.log").read_text(), n
+        seen = {}
+        for _ in range(20):
+            st, body = get(port, "dup.relays.test", timeout=5)
+            assert st == 200
+            seen[body] = seen.get(body, 0) + 1
+        assert seen.get(b"origin-a", 0) >= 5 and seen.get(b"origin-b", 0) >= 5, seen
+        # One connector goes away: the other carries everything.
+        stop(conns[0])
+        time.sleep(0.3)
+        assert all(get(port, "dup.relays.test")[1] == b"origin-b" for _ in range(5))
+    finally:
+        for c in conns:
+            stop(c)
+        stop(r)
+        a.shutdown(), b.shutdown()
+        a.server_close(), b.server_close()
