@@ -268,8 +268,16 @@ int pk_conn_writev2(pk_conn *c, const char *h, size_t hn, const char *d, size_t 
   pk_block *hb = NULL;
   uv_buf_t bufs[2];
   int nb = 0;
+  if (hn > PK_BLOCK_SIZE) {
+    /* A header too big to stage goes out on its own; the payload follows. */
+    if (copy_write(c, h, hn) != 0) return -1;
+    hn = 0;
+  }
   if (hn) {
-    if (hn > PK_BLOCK_SIZE || !(hb = pk_block_get(c->mgr))) return copy_write(c, h, hn) || (dn && copy_write(c, d, dn)) ? -1 : 0;
+    if (!(hb = pk_block_get(c->mgr))) {
+      pk_set_error("buffer pool exhausted");
+      return -1;
+    }
     memcpy(hb->data, h, hn);
     bufs[nb++] = uv_buf_init(hb->data, (unsigned)hn);
   }
@@ -286,7 +294,7 @@ int pk_conn_writev2(pk_conn *c, const char *h, size_t hn, const char *d, size_t 
     pk_block_ref(blk);
     bufs[nb++] = uv_buf_init((char *)d, (unsigned)dn);
   }
-  return raw_write(c, bufs, nb, hb, dn ? blk : NULL);
+  return nb ? raw_write(c, bufs, nb, hb, dn ? blk : NULL) : 0;
 }
 
 int pk_conn_write(pk_conn *c, const char *data, size_t n, pk_block *blk) {
@@ -497,8 +505,6 @@ int pk_conn_start_tls_server(pk_conn *c, SSL_CTX *ctx, const char *already, size
 }
 
 /* ---- connecting ---- */
-static SSL_CTX *pending_ctx_unused;
-
 static void on_connect(uv_connect_t *req, int status) {
   pk_conn *c = req->data;
   if (c->flags & PK_CF_CLOSING) return;
@@ -523,7 +529,6 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const char *sni) {
-  (void)pending_ctx_unused;
   if (tls) {
     if (tls_setup(c, tls) != 0) return -1;
     if (sni && *sni) {
