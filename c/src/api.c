@@ -7,6 +7,8 @@
 
 #include <openssl/err.h>
 
+#include <openssl/rand.h>
+
 #include "internal.h"
 
 #define MGR(h) ((pk_mgr *)(void *)(h))
@@ -111,12 +113,16 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
     m->domains = calloc((size_t)m->max_domains, sizeof(pk_relay_domain));
     m->max_rkites = (max_kites > 0 ? max_kites : 1) * 4;
     m->rkites = calloc((size_t)m->max_rkites, sizeof(pk_relay_kite));
-    if (!m->listeners || !m->domains || !m->rkites) {
+    uint32_t seq0 = 0;
+    RAND_bytes((unsigned char *)&seq0, sizeof(seq0));
+    if (!m->listeners || !m->domains || !m->rkites || pk_replay_init(&m->replay, seq0) != 0 ||
+        pk_iptab_init(&m->unauth_ips, (size_t)(max_conns / 2 + 8) + m->ntunnels) != 0) {
       pk_set_error("out of memory");
       pagekite_free((pagekite_mgr)(void *)m);
       return NULL;
     }
     pk_random_hex(m->relay_secret, PK_TOKEN_LEN);
+    pk_random_hex(m->relay_uuid, 16); /* /ping's X-PageKite-UUID: unrelated to the secret */
   }
   pk_log(m, PK_LOG_MANAGER_INFO, "%s: libpagekite %s initialized (%s)", m->app_id, PK_VERSION,
          relay ? "relay" : "connector");
@@ -507,6 +513,8 @@ PK_API int pagekite_free(pagekite_mgr h) {
   free(m->listeners);
   free(m->domains);
   free(m->rkites);
+  pk_replay_free(&m->replay);
+  pk_iptab_free(&m->unauth_ips);
   pk_plugins_free(m);
   pk_conns_free(m);
   pk_pool_free(&m->blocks);

@@ -139,12 +139,13 @@ int pk_conn_evict_one(pk_mgr *m) {
 static void on_close(uv_handle_t *h) {
   pk_conn *c = h->data;
   pk_mgr *m = c->mgr;
-  if (c->on_closed) c->on_closed(c, 0);
+  if (c->on_closed) c->on_closed(c, 0); /* the owner lets go before the slot is reused */
   pk_conn_unauth_clear(c);
   if (c->flags & PK_CF_NOBUF) m->nobuf_waiting--;
   if (c->flags & PK_CF_COUNTED) m->client_conns--;
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
   if (c->inbuf) pk_block_unref(m, c->inbuf);
+  if (c->tail) pk_block_unref(m, c->tail);
   int id = c->id;
   memset(c, 0, sizeof(*c));
   c->id = id;
@@ -155,16 +156,70 @@ static void on_close(uv_handle_t *h) {
 }
 
 void pk_conn_close(pk_conn *c) {
-  if (!c || (c->flags & PK_CF_CLOSING)) return;
+  if (!c || c->kind == PK_CK_FREE || (c->flags & PK_CF_CLOSING)) return;
   c->flags |= PK_CF_CLOSING;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void finish_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
+
+static void finish_on_drain(pk_conn *c, int n) {
+  if (c->flags & PK_CF_SHUT_WR) {
+    if (c->flags & PK_CF_READ_EOF) pk_conn_close(c);
+    return;
+  }
+  if (c->wq_bytes == 0) pk_conn_shutdown(c);
+}
+
+void pk_conn_finish(pk_conn *c) {
+  if (c->flags & (PK_CF_CLOSING | PK_CF_FINISH)) return;
+  c->flags |= PK_CF_FINISH;
+  c->finish_at = pk_now_ms(c->mgr);
+  c->on_data = NULL;
+  c->on_connect = NULL;
+  c->on_inplace = NULL;
+  c->on_eof = finish_on_eof;
+  c->on_drain = finish_on_drain;
+  if (c->flags & PK_CF_READ_EOF) {
+    if (c->wq_bytes == 0) pk_conn_close(c);
+    return;
+  }
+  pk_conn_read_start(c); /* to see the peer's close */
+  if (c->wq_bytes == 0) pk_conn_shutdown(c);
+}
+
+/* Conns whose queued output stopped moving, and hang-ups that took too long. */
+void pk_conns_housekeep(pk_mgr *m, uint64_t now) {
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (c->kind == PK_CK_FREE || (c->flags & PK_CF_CLOSING)) continue;
+    if ((c->flags & PK_CF_FINISH) && now - c->finish_at > PK_FINISH_MS) {
+      pk_conn_close(c);
+    } else if (c->wq_bytes > 0 && now - c->last_write_ok > PK_WRITE_STALL_MS) {
+      pk_log(m, PK_LOG_BE_CONNS, "Peer %s read nothing for %d s: closing", c->rip,
+             PK_WRITE_STALL_MS / 1000);
+      if (c->on_eof)
+        c->on_eof(c, UV_ETIMEDOUT);
+      else
+        pk_conn_close(c);
+    }
+  }
+}
+
+int pk_conn_unauth_set(pk_conn *c) {
+  if (c->flags & PK_CF_UNAUTH) return 0;
+  if (!pk_iptab_add(&c->mgr->unauth_ips, &c->ipkey)) return -1;
+  c->flags |= PK_CF_UNAUTH;
+  c->mgr->unauth_conns++;
+  return 0;
 }
 
 void pk_conn_unauth_clear(pk_conn *c) {
   if (!(c->flags & PK_CF_UNAUTH)) return;
   c->flags &= ~PK_CF_UNAUTH;
   c->mgr->unauth_conns--;
+  pk_iptab_remove(&c->mgr->unauth_ips, &c->ipkey);
 }
 
 void pk_conn_set_nodelay(pk_conn *c) { uv_tcp_nodelay(&c->tcp, 1); }
@@ -184,40 +239,85 @@ static void on_write(uv_write_t *req, int status) {
     if (c->on_eof) c->on_eof(c, status);
     return;
   }
+  c->last_write_ok = pk_now_ms(m);
   c->bytes_out += n;
+  if (c->wq_bytes == 0 && c->tail && c->tail->refs == 1) {
+    pk_block_unref(m, c->tail); /* an idle conn holds no buffer */
+    c->tail = NULL;
+  }
   if (c->on_drain) c->on_drain(c, (int)(n > 0x7fffffff ? 0x7fffffff : n));
 }
 
+/* How much output a peer may leave unread: little for anything that has not
+ * proved who it is, more for tunnels and streams, and never more than a
+ * share of the block pool. */
+static size_t wq_cap(pk_conn *c) {
+  size_t cap = c->wq_max ? c->wq_max : PK_SMALL_WQ_MAX;
+  size_t share = c->mgr->blocks.count * PK_BLOCK_SIZE / (c->kind == PK_CK_TUNNEL ? 2 : 4);
+  return cap < share ? cap : share;
+}
+
 static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_block *b1) {
-  pk_wreq *w = wreq_get();
-  if (!w) return -1;
+  size_t n = 0;
+  for (int i = 0; i < nbufs; i++) n += bufs[i].len;
+  pk_wreq *w = NULL;
+  if (c->wq_bytes + n > wq_cap(c))
+    pk_set_error("peer %s does not read: %zu bytes queued", c->rip, c->wq_bytes);
+  else if (!(w = wreq_get()))
+    pk_set_error("out of memory");
+  if (!w) {
+    if (b0) pk_block_unref(c->mgr, b0);
+    if (b1) pk_block_unref(c->mgr, b1);
+    return -1;
+  }
   w->c = c;
   w->blk[0] = b0;
   w->blk[1] = b1;
-  for (int i = 0; i < nbufs; i++) w->n += bufs[i].len;
-  c->wq_bytes += w->n;
+  w->n = n;
+  if (c->wq_bytes == 0) c->last_write_ok = pk_now_ms(c->mgr);
+  c->wq_bytes += n;
   int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs, on_write);
   if (rv != 0) {
-    c->wq_bytes -= w->n;
+    c->wq_bytes -= n;
     if (b0) pk_block_unref(c->mgr, b0);
     if (b1) pk_block_unref(c->mgr, b1);
     wreq_put(w);
+    pk_set_error("write: %s", uv_strerror(rv));
     return -1;
   }
   return 0;
 }
 
+/* Room for n (<= PK_BLOCK_SIZE) bytes at the end of the conn's tail block, so
+ * that many small writes (control replies, PONGs, EOFs) share one block
+ * instead of pinning one each.  Returns the block, referenced for one write. */
+static pk_block *tail_room(pk_conn *c, size_t n, char **at) {
+  if (c->tail && PK_BLOCK_SIZE - c->tail_used < n) {
+    pk_block_unref(c->mgr, c->tail);
+    c->tail = NULL;
+  }
+  if (!c->tail) {
+    if (!(c->tail = pk_block_get(c->mgr))) {
+      pk_set_error("buffer pool exhausted");
+      return NULL;
+    }
+    c->tail_used = 0;
+  }
+  *at = c->tail->data + c->tail_used;
+  c->tail_used += n;
+  pk_block_ref(c->tail);
+  return c->tail;
+}
+
 /* Copy bytes into pool blocks and write them. */
 static int copy_write(pk_conn *c, const char *data, size_t n) {
   while (n > 0) {
-    pk_block *b = pk_block_get(c->mgr);
-    if (!b) {
-      pk_set_error("buffer pool exhausted");
-      return -1;
-    }
     size_t take = n < PK_BLOCK_SIZE ? n : PK_BLOCK_SIZE;
-    memcpy(b->data, data, take);
-    uv_buf_t buf = uv_buf_init(b->data, (unsigned)take);
+    char *at;
+    pk_block *b = tail_room(c, take, &at);
+    if (!b) return -1;
+    memcpy(at, data, take);
+    uv_buf_t buf = uv_buf_init(at, (unsigned)take);
     if (raw_write(c, &buf, 1, b, NULL) != 0) return -1;
     data += take;
     n -= take;
@@ -227,15 +327,19 @@ static int copy_write(pk_conn *c, const char *data, size_t n) {
 
 /* Move whatever TLS produced into the socket. */
 static int tls_flush(pk_conn *c) {
-  while (BIO_ctrl_pending(c->wbio) > 0) {
-    pk_block *b = pk_block_get(c->mgr);
+  if (c->flags & PK_CF_CLOSING) return -1;
+  size_t pending;
+  while ((pending = BIO_ctrl_pending(c->wbio)) > 0) {
+    size_t take = pending < PK_BLOCK_SIZE ? pending : PK_BLOCK_SIZE;
+    char *at;
+    pk_block *b = tail_room(c, take, &at);
     if (!b) return -1;
-    int r = BIO_read(c->wbio, b->data, PK_BLOCK_SIZE);
+    int r = BIO_read(c->wbio, at, (int)take);
     if (r <= 0) {
       pk_block_unref(c->mgr, b);
       break;
     }
-    uv_buf_t buf = uv_buf_init(b->data, (unsigned)r);
+    uv_buf_t buf = uv_buf_init(at, (unsigned)r);
     if (raw_write(c, &buf, 1, b, NULL) != 0) return -1;
   }
   return 0;
@@ -258,39 +362,42 @@ static int tls_write(pk_conn *c, const char *data, size_t n) {
 
 int pk_conn_writev2(pk_conn *c, const char *h, size_t hn, const char *d, size_t dn,
                     pk_block *blk) {
-  if (c->flags & PK_CF_CLOSING) return -1;
+  if (c->flags & (PK_CF_CLOSING | PK_CF_SHUT_WR)) return -1;
   if (c->ssl) {
     if (hn && tls_write(c, h, hn) != 0) return -1;
     if (dn && tls_write(c, d, dn) != 0) return -1;
     return 0;
   }
-  /* The small header is copied; the payload is referenced when it lives in a block. */
-  pk_block *hb = NULL;
-  uv_buf_t bufs[2];
-  int nb = 0;
   if (hn > PK_BLOCK_SIZE) {
     /* A header too big to stage goes out on its own; the payload follows. */
     if (copy_write(c, h, hn) != 0) return -1;
     hn = 0;
   }
-  if (hn) {
-    if (!(hb = pk_block_get(c->mgr))) {
-      pk_set_error("buffer pool exhausted");
-      return -1;
+  if (dn && !blk) {
+    /* Small unowned payloads are staged with the header; big ones copied. */
+    if (hn + dn <= PK_BLOCK_SIZE) {
+      char *at;
+      pk_block *b = tail_room(c, hn + dn, &at);
+      if (!b) return -1;
+      if (hn) memcpy(at, h, hn);
+      memcpy(at + hn, d, dn);
+      uv_buf_t buf = uv_buf_init(at, (unsigned)(hn + dn));
+      return raw_write(c, &buf, 1, b, NULL);
     }
-    memcpy(hb->data, h, hn);
-    bufs[nb++] = uv_buf_init(hb->data, (unsigned)hn);
+    if (hn && copy_write(c, h, hn) != 0) return -1;
+    return copy_write(c, d, dn);
+  }
+  /* The small header is copied; the payload is referenced in its block. */
+  uv_buf_t bufs[2];
+  int nb = 0;
+  pk_block *hb = NULL;
+  if (hn) {
+    char *at;
+    if (!(hb = tail_room(c, hn, &at))) return -1;
+    memcpy(at, h, hn);
+    bufs[nb++] = uv_buf_init(at, (unsigned)hn);
   }
   if (dn) {
-    if (!blk) {
-      if (hb && dn <= PK_BLOCK_SIZE - hn) {
-        memcpy(hb->data + hn, d, dn);
-        bufs[0].len += dn;
-        return raw_write(c, bufs, nb, hb, NULL);
-      }
-      if (nb && raw_write(c, bufs, nb, hb, NULL) != 0) return -1;
-      return copy_write(c, d, dn);
-    }
     pk_block_ref(blk);
     bufs[nb++] = uv_buf_init((char *)d, (unsigned)dn);
   }
@@ -320,20 +427,18 @@ void pk_conn_shutdown(pk_conn *c) {
 /* ---- reading ---- */
 #define PK_WRITE_RESERVE 8 /* blocks kept for writes: reads stop first */
 
-/* An open plain-TCP tunnel reads straight into its frame buffer: chunks are
- * parsed in place, one copy less than going through a pool block. */
-static pk_tunnel *inplace_tunnel(pk_conn *c) {
-  if (c->kind != PK_CK_TUNNEL || c->ssl || !c->owner) return NULL;
-  pk_tunnel *t = c->owner;
-  return (t->state == PK_TS_OPEN && PK_TUNNEL_INBUF - t->inlen >= 16384) ? t : NULL;
-}
-
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   pk_conn *c = h->data;
-  pk_tunnel *t = inplace_tunnel(c);
-  if (t) {
-    *buf = uv_buf_init(t->in + t->inlen, (unsigned)(PK_TUNNEL_INBUF - t->inlen));
-    return;
+  c->inplace_base = NULL;
+  if (c->on_inplace && !c->ssl) {
+    /* The owner (an open tunnel mid-frame) takes the bytes in its own buffer. */
+    char *base = NULL;
+    size_t room = c->on_inplace(c, &base);
+    if (room >= 16384) {
+      c->inplace_base = base;
+      *buf = uv_buf_init(base, (unsigned)room);
+      return;
+    }
   }
   pk_pool *p = &c->mgr->blocks;
   pk_block *b = (p->count - p->in_use > PK_WRITE_RESERVE) ? pk_block_get(c->mgr) : NULL;
@@ -361,15 +466,15 @@ static void read_ended(pk_conn *c, ssize_t nread) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pk_conn *c = s->data;
   pk_mgr *m = c->mgr;
-  pk_tunnel *t = (c->kind == PK_CK_TUNNEL) ? c->owner : NULL;
-  if (t && buf->base && buf->base >= t->in && buf->base < t->in + PK_TUNNEL_INBUF) {
+  if (buf->base && buf->base == c->inplace_base) {
+    c->inplace_base = NULL;
     if (nread > 0) {
       c->bytes_in += (uint64_t)nread;
       c->last_activity = pk_now_ms(m);
-      pk_tunnel_feed_inplace(t, (size_t)nread);
-      return;
+      if (c->on_inplace_done) c->on_inplace_done(c, (size_t)nread);
+    } else if (nread < 0) {
+      read_ended(c, nread);
     }
-    if (nread < 0) read_ended(c, nread);
     return;
   }
   pk_block *b = buf->base ? block_of(buf->base) : NULL;
@@ -435,10 +540,15 @@ static void tls_fail(pk_conn *c, const char *what) {
   pk_log(c->mgr, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "%s", pk_get_error());
   ERR_clear_error();
   tls_flush(c);
+  pk_conn_read_stop(c);
+  /* The owner decides what a broken TLS session means for its object. */
   if (c->on_connect && !SSL_is_server(c->ssl)) {
     pk_conn_event_cb cb = c->on_connect;
     c->on_connect = NULL;
-    cb(c, -1);
+    cb(c, UV_EPROTO);
+  } else if (c->on_eof) {
+    c->flags |= PK_CF_READ_EOF;
+    c->on_eof(c, UV_EPROTO);
   } else {
     pk_conn_close(c);
   }
@@ -494,6 +604,12 @@ static int tls_setup(pk_conn *c, SSL_CTX *ctx) {
   if (!c->rbio || !c->wbio) return -1;
   SSL_set_bio(c->ssl, c->rbio, c->wbio);
   return 0;
+}
+
+void pk_conn_tls_input(pk_conn *c, const char *data, size_t n) {
+  if (!c->ssl || (c->flags & PK_CF_CLOSING)) return;
+  BIO_write(c->rbio, data, (int)n);
+  tls_progress(c);
 }
 
 int pk_conn_start_tls_server(pk_conn *c, SSL_CTX *ctx, const char *already, size_t n) {
@@ -558,7 +674,9 @@ int pk_conn_accept(pk_conn *c, uv_stream_t *server) {
   pk_conn_set_nodelay(c);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
     pk_addr_str((struct sockaddr *)&ss, c->rip, sizeof(c->rip), &c->rport);
+    c->ipkey = pk_ipkey_of((struct sockaddr *)&ss);
+  }
   return 0;
 }

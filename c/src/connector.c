@@ -115,7 +115,7 @@ static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_sl
       if (k->state != PK_KITE_LIVE || k->tunnel != t) {
         k->state = PK_KITE_LIVE;
         k->tunnel = t;
-        t->nkites_live++;
+        pk_tunnel_kites_changed(t, 1);
         changed = 1;
         pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is flying", k->proto, k->name);
       }
@@ -126,7 +126,8 @@ static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_sl
       k->state = dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED;
       if (k->tunnel == t) k->tunnel = NULL;
       changed = 1;
-      pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
+      pk_count_error(m);
+    pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
              dup ? "duplicate" : (k->reason[0] ? k->reason : "invalid"));
     } else if (pk_slice_ieq(nm, "X-PageKite-Invalid-Why")) {
       pk_kite *k = kite_by_header(m, v);
@@ -152,12 +153,14 @@ static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_sl
       int hn = snprintf(hdrs, sizeof(hdrs), "NOOP: 1\r\n%s\r\n", lines);
       pk_tunnel_send_chunk(t, hdrs, (size_t)hn, "!", 1, NULL);
     } else if (!t->retried_signed && fe) {
-      /* Old-style relay: reconnect with the signatures. */
-      int fi = t->fe_idx, ai = t->addr_idx;
+      /* Old-style relay: reconnect with the signatures.  The new tunnel is
+       * opened by housekeeping, never from inside this tunnel's processing. */
       for (int i = 0; i < m->nkites && i < 256; i++)
         if (fsalts[i]) snprintf(m->kites[i].fsalt, sizeof(m->kites[i].fsalt), "%s", fsalts[i]);
+      fe->signed_next[t->addr_idx] = 1;
       pk_tunnel_kill(t, "reconnecting with signatures");
-      connect_tunnel(m, fi, ai, 1);
+      m->next_attempt = 0;
+      pk_manager_tick_soon(m);
       return;
     }
   }
@@ -182,7 +185,7 @@ static void send_unavailable(pk_tunnel *t, long long sid, const char *proto, con
                       "is not reachable right now (PageKite connector).</p></body></html>\n",
                       host);
     int pl = snprintf(page, sizeof(page), K503, bl, body);
-    int hn = snprintf(hdr, sizeof(hdr), "SID: %lld\r\n\r\n", sid);
+    int hn = pk_wire_format_sid(hdr, sizeof(hdr), sid);
     pk_tunnel_send_chunk(t, hdr, (size_t)hn, page, (size_t)pl, NULL);
   }
   pk_tunnel_send_eof(t, sid, "WR");
@@ -198,8 +201,7 @@ static void origin_on_connect(pk_conn *s, int status) {
       s->flags |= PK_CF_SENT_EOF;
       send_unavailable(t, s->sid, k ? k->proto : "raw", k ? k->name : "");
     }
-    pk_tunnel_remove_stream(t, s);
-    pk_conn_close(s);
+    pk_stream_close(s);
     return;
   }
   pk_log(s->mgr, PK_LOG_BE_CONNS, "Stream %lld connected to origin", s->sid);
@@ -241,7 +243,7 @@ static void new_stream(pk_tunnel *t, pk_chunk *ch) {
   if (strncasecmp(proto, "probe", 5) == 0) {
     char hdr[64];
     const char *ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n";
-    int hn = snprintf(hdr, sizeof(hdr), "SID: %lld\r\n\r\n", ch->sid);
+    int hn = pk_wire_format_sid(hdr, sizeof(hdr), ch->sid);
     pk_tunnel_send_chunk(t, hdr, (size_t)hn, ok, strlen(ok), NULL);
     pk_tunnel_send_eof(t, ch->sid, "WR");
     return;
@@ -266,7 +268,7 @@ static void new_stream(pk_tunnel *t, pk_chunk *ch) {
     if (act == PK_HOOK_REJECT) {
       char resp[4096], hdr[64];
       int rl = is_http ? pk_hook_reject_response(&hr, resp, sizeof(resp)) : -1;
-      int hn = snprintf(hdr, sizeof(hdr), "SID: %lld\r\n\r\n", ch->sid);
+      int hn = pk_wire_format_sid(hdr, sizeof(hdr), ch->sid);
       if (rl > 0) pk_tunnel_send_chunk(t, hdr, (size_t)hn, resp, (size_t)rl, NULL);
       pk_tunnel_send_eof(t, ch->sid, "WR");
       return;
@@ -300,8 +302,7 @@ static void new_stream(pk_tunnel *t, pk_chunk *ch) {
   if (pk_conn_connect(s, (struct sockaddr *)&k->origin, NULL, NULL) != 0) {
     s->flags |= PK_CF_SENT_EOF;
     send_unavailable(t, ch->sid, proto, host);
-    pk_tunnel_remove_stream(t, s);
-    pk_conn_close(s);
+    pk_stream_close(s);
     free(rewritten);
     return;
   }
@@ -320,8 +321,12 @@ void pk_connector_on_chunk(pk_tunnel *t, pk_chunk *ch) {
 }
 
 /* ---- X-Forwarded-For / X-Forwarded-Proto on every request ---- */
-/* Output of one rewrite call is staged in one block and written once, so
- * pipelined small requests do not cost a block each. */
+/* The request rewriter (httpfwd.c) lives in one pool block per HTTP stream:
+ * its state, then a request and a response buffer.  Its output for one call
+ * is staged in one block and written once, so pipelined small requests do
+ * not cost a block each. */
+#define FWD_BUF ((PK_BLOCK_SIZE - sizeof(pk_fwd)) / 2)
+
 typedef struct {
   pk_conn *s;
   pk_block *b;
@@ -337,7 +342,8 @@ static int out_flush(pk_out *o) {
   return rv;
 }
 
-static int out_put(pk_out *o, const char *p, size_t n) {
+static int out_put(void *ctx, const char *p, size_t n) {
+  pk_out *o = ctx;
   while (n > 0) {
     if (!o->b) {
       if (!(o->b = pk_block_get(o->s->mgr))) return -1;
@@ -353,99 +359,75 @@ static int out_put(pk_out *o, const char *p, size_t n) {
   return 0;
 }
 
-static int flush_head(pk_conn *s, pk_out *o, const char *head, size_t n) {
-  pk_http_head h;
-  if (pk_wire_parse_http_head(head, n, n, &h) != 1) return out_put(o, head, n);
-  const char *eol = memchr(head, '\n', n);
-  size_t first = eol ? (size_t)(eol - head) + 1 : n;
-  char line[PK_BLOCK_SIZE];
-  if (out_put(o, head, first) != 0) return -1;
-  int ln = snprintf(line, sizeof(line), "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
-                    s->rip[0] ? s->rip : "unknown", s->rtls ? "https" : "http");
-  if (out_put(o, line, (size_t)ln) != 0) return -1;
-  int chunked = 0, upgrade = 0;
-  long long clen = 0;
-  for (int i = 0; i < h.nheaders; i++) {
-    if (pk_slice_ieq(h.names[i], "X-Forwarded-For") ||
-        pk_slice_ieq(h.names[i], "X-Forwarded-Proto"))
-      continue; /* the relay's view replaces whatever the client claimed */
-    if (pk_slice_ieq(h.names[i], "Content-Length")) pk_slice_to_ll(h.values[i], &clen);
-    if (pk_slice_ieq(h.names[i], "Transfer-Encoding")) chunked = 1;
-    if (pk_slice_ieq(h.names[i], "Upgrade")) upgrade = 1;
-    ln = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)h.names[i].n, h.names[i].p,
-                  (int)h.values[i].n, h.values[i].p);
-    if (ln < 0 || (size_t)ln >= sizeof(line) || out_put(o, line, (size_t)ln) != 0) return -1;
+static pk_fwd *stream_fwd(pk_conn *s) { return s->inbuf ? (pk_fwd *)(void *)s->inbuf->data : NULL; }
+
+/* An HTTP stream gets its rewriter when it starts (RIP/RTLS known). */
+static int fwd_attach(pk_conn *s) {
+  pk_block *b = pk_block_get(s->mgr);
+  if (!b) return -1;
+  pk_fwd_config cfg = {s->rip, s->rtls ? "https" : "http", PK_FWD_XFF_REPLACE,
+                       b->data + sizeof(pk_fwd), FWD_BUF,
+                       b->data + sizeof(pk_fwd) + FWD_BUF, FWD_BUF};
+  pk_fwd *f = (pk_fwd *)(void *)b->data;
+  if (pk_fwd_init(f, &cfg) != 0) {
+    cfg.client_ip = NULL; /* an address we cannot vouch for reads "unknown" */
+    if (pk_fwd_init(f, &cfg) != 0) {
+      pk_block_unref(s->mgr, b);
+      return -1;
+    }
   }
-  if (out_put(o, "\r\n", 2) != 0) return -1;
-  if (chunked || upgrade || clen < 0) {
-    s->http_state = 2; /* body framing we do not follow: pass the rest through */
-  } else if (clen > 0) {
-    s->http_state = 1;
-    s->http_body_left = (uint64_t)clen;
-  } else {
-    s->http_state = 0;
-  }
+  s->inbuf = b;
   return 0;
 }
 
-static int rewrite(pk_conn *s, pk_out *o, const char *data, size_t n) {
-  for (;;) {
-    /* Bytes buffered from an earlier call are handled before new ones. */
-    if (s->http_state != 0 && s->inlen) {
-      const char *p = s->inbuf->data;
-      size_t k = s->inlen;
-      if (s->http_state == 1 && k > s->http_body_left) k = (size_t)s->http_body_left;
-      if (out_put(o, p, k) != 0) return -1;
-      if (s->http_state == 1) s->http_body_left -= k;
-      memmove(s->inbuf->data, p + k, s->inlen - k);
-      s->inlen -= k;
-      if (s->http_state == 1 && s->http_body_left == 0) s->http_state = 0;
-      continue;
-    }
-    if (s->http_state == 2) return n ? out_put(o, data, n) : 0;
-    if (s->http_state == 1) {
-      if (!n) return 0;
-      size_t k = n < s->http_body_left ? n : (size_t)s->http_body_left;
-      if (out_put(o, data, k) != 0) return -1;
-      s->http_body_left -= k;
-      data += k;
-      n -= k;
-      if (s->http_body_left == 0) s->http_state = 0;
-      continue;
-    }
-    /* state 0: collect a request head */
-    if (!s->inbuf && !(s->inbuf = pk_block_get(s->mgr))) return -1;
-    size_t room = PK_BLOCK_SIZE - s->inlen;
-    size_t k = n < room ? n : room;
-    memcpy(s->inbuf->data + s->inlen, data, k);
-    s->inlen += k;
-    data += k;
-    n -= k;
-    if (!s->inlen) return 0;
-    pk_http_head h;
-    int r = pk_wire_parse_http_head(s->inbuf->data, s->inlen, PK_BLOCK_SIZE, &h);
-    if (r == PK_WIRE_NEED_MORE && s->inlen < PK_BLOCK_SIZE) {
-      if (!n) return 0;
-      continue;
-    }
-    size_t hl = (r == 1) ? h.head_len : s->inlen;
-    if (r != 1) s->http_state = 2; /* not HTTP we understand: stop rewriting */
-    int rv = (r == 1) ? flush_head(s, o, s->inbuf->data, hl) : out_put(o, s->inbuf->data, hl);
-    if (rv != 0) return -1;
-    memmove(s->inbuf->data, s->inbuf->data + hl, s->inlen - hl);
-    s->inlen -= hl;
-  }
+static int fwd_push(pk_conn *s, pk_fwd *f, const char *data, size_t n) {
+  pk_out o = {s, NULL, 0};
+  int rc = pk_fwd_request_data(f, data, n, out_put, &o);
+  if (out_flush(&o) != 0 && rc >= 0) rc = PK_FWD_EOUT;
+  return rc;
 }
 
-int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *blk) {
-  pk_out o = {s, NULL, 0};
-  int rv = rewrite(s, &o, data, n);
-  if (out_flush(&o) != 0) rv = -1;
-  if (s->inlen == 0 && s->inbuf) {
-    pk_block_unref(s->mgr, s->inbuf); /* idle keep-alive streams hold no buffer */
-    s->inbuf = NULL;
-  }
-  return rv;
+/* A request we refuse gets a short answer when the client is not waiting
+ * for anything else; the stream then ends. */
+static void fwd_refuse(pk_conn *s, pk_fwd *f, int rc) {
+  int code = pk_fwd_http_status(rc);
+  pk_log(s->mgr, PK_LOG_BE_CONNS, "Stream %lld: refusing the client's request: %s", s->sid,
+         pk_fwd_strerror(rc));
+  if (!code || !pk_fwd_can_reply(f) || !s->tunnel) return;
+  char resp[160], hdr[48];
+  int rl = snprintf(resp, sizeof(resp),
+                    "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", code,
+                    code == 431 ? "Request Header Fields Too Large" : "Bad Request");
+  int hn = pk_wire_format_sid(hdr, sizeof(hdr), s->sid);
+  pk_tunnel_send_chunk(s->tunnel, hdr, (size_t)hn, resp, (size_t)rl, NULL);
+}
+
+/* Client -> origin bytes of an HTTP stream.  Returns -1 when the stream must
+ * end (after an answer to the client, if one fits). */
+int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n) {
+  pk_fwd *f = stream_fwd(s);
+  if (!f && fwd_attach(s) != 0) return -1;
+  f = stream_fwd(s);
+  int rc = fwd_push(s, f, data, n);
+  if (rc >= 0) return 0;
+  fwd_refuse(s, f, rc);
+  return -1;
+}
+
+/* Origin -> client bytes of an HTTP stream, read only: they tell when an
+ * Upgrade took effect, or when held client bytes may go on. */
+void pk_http_forward_response(pk_conn *s, const char *data, size_t n) {
+  pk_fwd *f = stream_fwd(s);
+  if (!f || (pk_fwd_passthrough(f) && pk_fwd_parked(f) == 0)) return;
+  int rc = pk_fwd_response_data(f, data, n);
+  if (rc == PK_FWD_RELEASED && fwd_push(s, f, NULL, 0) < 0) pk_stream_kill(s, 1);
+  /* A response we cannot follow: the client gets it, but no further request
+   * of this connection goes to the origin (the error is sticky). */
+}
+
+size_t pk_http_forward_parked(const pk_conn *s) {
+  const pk_fwd *f = s->inbuf ? (const pk_fwd *)(const void *)s->inbuf->data : NULL;
+  return f ? pk_fwd_parked(f) : 0;
 }
 
 /* ---- the tunnel handshake (connector side) ---- */
@@ -466,20 +448,24 @@ static void hs_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
     hs_fail(c, "out of buffers");
     return;
   }
-  if (c->inlen + n > PK_BLOCK_SIZE) {
+  /* The head is collected in one block; bytes of this read past it are the
+   * first frames and are fed after it. */
+  size_t take = n < PK_BLOCK_SIZE - c->inlen ? n : PK_BLOCK_SIZE - c->inlen;
+  memcpy(c->inbuf->data + c->inlen, data, take);
+  c->inlen += take;
+  pk_http_head h;
+  int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
+  if (r == PK_WIRE_NEED_MORE && c->inlen < PK_HEAD_MAX) return;
+  if (r == PK_WIRE_NEED_MORE) {
     hs_fail(c, "handshake response too large");
     return;
   }
-  memcpy(c->inbuf->data + c->inlen, data, n);
-  c->inlen += n;
-  pk_http_head h;
-  int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
-  if (r == PK_WIRE_NEED_MORE) return;
   if (r < 0 || !h.is_response) {
     hs_fail(c, "bad handshake response");
     return;
   }
   if (h.status != 200 && h.status != 101) {
+    pk_count_error(m);
     pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Relay refused tunnel: HTTP %d", h.status);
     m->fail_streak++;
     hs_fail(c, "relay refused the tunnel");
@@ -501,8 +487,9 @@ static void hs_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   pk_block *ib = c->inbuf;
   c->inbuf = NULL;
   c->inlen = 0;
-  if (rest) pk_tunnel_feed(t, restp, rest);
+  int rv = rest ? pk_tunnel_feed(t, restp, rest) : 0;
   pk_block_unref(m, ib);
+  if (rv == 0 && take < n) pk_tunnel_feed(t, data + take, n - take);
   update_status(m);
 }
 
@@ -545,6 +532,7 @@ static void tunnel_on_connect(pk_conn *c, int status) {
     fe->errors[t->addr_idx]++;
     fe->last_fail[t->addr_idx] = pk_now_ms(m);
     m->fail_streak++;
+    pk_count_error(m);
     pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Connecting to relay %s:%d failed: %s", fe->host,
            fe->port, pk_get_error());
     pk_tunnel_kill(t, "connect failed");
@@ -665,6 +653,12 @@ static int live_tunnels(pk_mgr *m) {
 
 static void choose_and_connect(pk_mgr *m) {
   int want = 1 + (m->spares > 0 ? m->spares : 0);
+  for (int f = 0; f < m->nfes; f++)
+    for (int a = 0; a < m->fes[f].naddrs; a++)
+      if (m->fes[f].signed_next[a] && !m->fes[f].tunnel[a]) {
+        m->fes[f].signed_next[a] = 0; /* the relay that challenged us gets the answer */
+        connect_tunnel(m, f, a, 1);
+      }
   while (live_tunnels(m) < want) {
     int bf = -1, ba = -1, br = 0;
     for (int f = 0; f < m->nfes; f++)
@@ -714,6 +708,7 @@ int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe) {
   int rv = getaddrinfo(fe->host, port, &hints, &res);
   if (rv != 0) {
     pk_set_error("cannot resolve %s: %s", fe->host, gai_strerror(rv));
+    pk_count_error(m);
     pk_log(m, PK_LOG_MANAGER_ERROR, "%s", pk_get_error());
     fe->naddrs = 0;
     return 0;
@@ -734,6 +729,7 @@ static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
       if (fe->tunnel[a]) busy = 1;
     if (!busy) fill_addrs(fe, res, m->flags);
   } else if (status != 0) {
+    pk_count_error(m);
     pk_log(m, PK_LOG_MANAGER_ERROR, "DNS lookup for relay %s failed: %s", fe->host,
            uv_strerror(status));
   }
@@ -876,8 +872,8 @@ void pk_connector_housekeep(pk_mgr *m) {
    * is dropped; the reconnect logic tries again with backoff. */
   for (int i = 0; i < m->ntunnels; i++) {
     pk_tunnel *t = &m->tunnels[i];
-    if (t->in_use && !t->is_relay_side && t->nkites_live == 0 && t->conn &&
-        now - t->conn->created > 3000) {
+    if (t->in_use && t->state != PK_TS_DEAD && !t->is_relay_side && t->nkites_live == 0 &&
+        now - t->created > 3000) {
       int dup = 0;
       for (int k = 0; k < m->nkites; k++) dup |= m->kites[k].state == PK_KITE_DUPLICATE;
       pk_tunnel_kill(t, dup ? "kite is a duplicate, will retry" : "no kites flying");

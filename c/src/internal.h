@@ -18,6 +18,9 @@
 #include "sign.h"
 #include "wire.h"
 #include "plugins.h"
+#include "iplimit.h"
+#include "replay.h"
+#include "httpfwd.h"
 
 #define PK_API __attribute__((visibility("default")))
 
@@ -41,6 +44,12 @@
 #define PK_PING_IDLE_MS 30000 /* send a PING when the tunnel was quiet this long */
 #define PK_PING_DEAD_MS 20000 /* no traffic this long after a PING: dead */
 #define PK_HALF_CLOSED_IDLE_MS 300000 /* half-closed and silent this long: closed */
+#define PK_UNAUTH_CHUNK (32 * 1024)   /* largest frame before a kite is authenticated */
+#define PK_UNAUTH_WQ_MAX (64 * 1024)  /* output queued to a peer that proved nothing */
+#define PK_TUNNEL_WQ_MAX (16 * 1024 * 1024) /* an authenticated tunnel that never reads */
+#define PK_SMALL_WQ_MAX (256 * 1024)  /* pings, DDNS, relay conns not yet classified */
+#define PK_WRITE_STALL_MS 60000 /* queued output made no progress this long: peer gone */
+#define PK_FINISH_MS 5000       /* a conn answering before hanging up gets this long */
 
 typedef struct pk_mgr pk_mgr;
 typedef struct pk_conn pk_conn;
@@ -114,6 +123,7 @@ typedef struct {
   uint64_t last_fail[PK_MAX_ADDRS];
   char session[PK_MAX_ADDRS][80];
   pk_tunnel *tunnel[PK_MAX_ADDRS];
+  char signed_next[PK_MAX_ADDRS]; /* reconnect here with the challenges answered */
   uv_getaddrinfo_t gai;
   int gai_busy;
 } pk_frontend;
@@ -166,9 +176,13 @@ enum pk_conn_kind {
 #define PK_CF_NOZ 0x1000        /* stream data does not compress: send it plain */
 #define PK_CF_UNAUTH 0x2000     /* relay: counted in unauth_conns until classified */
 #define PK_CF_COUNTED 0x4000    /* counted against max_conns (client_conns) */
+#define PK_CF_FINISH 0x8000     /* flush queued output, half-close, then close */
 
 typedef void (*pk_conn_data_cb)(pk_conn *c, const char *data, size_t n, pk_block *blk);
 typedef void (*pk_conn_event_cb)(pk_conn *c, int status);
+/* An owner that reads into its own memory: return room (may be 0) at *base. */
+typedef size_t (*pk_conn_inplace_cb)(pk_conn *c, char **base);
+typedef void (*pk_conn_inplace_done_cb)(pk_conn *c, size_t n);
 
 struct pk_conn {
   uv_tcp_t tcp;
@@ -179,8 +193,14 @@ struct pk_conn {
   SSL *ssl;
   BIO *rbio, *wbio;
   size_t wq_bytes;
+  size_t wq_max;        /* output a peer may leave unread (0: PK_SMALL_WQ_MAX) */
+  pk_block *tail;       /* partly filled block that small writes are copied into */
+  size_t tail_used;
   uint64_t bytes_in, bytes_out;
   uint64_t created, last_activity;
+  uint64_t last_write_ok; /* last write completion (or start of a non-empty queue) */
+  uint64_t finish_at;     /* PK_CF_FINISH: when the hang-up started */
+  char *inplace_base;     /* read buffer handed out by on_inplace, if any */
   uv_connect_t connect_req;
   uv_shutdown_t shutdown_req;
   uv_timer_t *timer; /* optional per-conn timer (ping, classify timeout) */
@@ -189,7 +209,9 @@ struct pk_conn {
   pk_conn_event_cb on_connect; /* status 0 = connected (and TLS done) */
   pk_conn_event_cb on_eof;     /* local read side EOF or error (status <0) */
   pk_conn_event_cb on_drain;   /* write queue dropped to zero */
-  pk_conn_event_cb on_closed;  /* about to return to the pool */
+  pk_conn_event_cb on_closed;  /* the close completed: the owner lets go, then the slot is free */
+  pk_conn_inplace_cb on_inplace;           /* optional: read into the owner's memory */
+  pk_conn_inplace_done_cb on_inplace_done; /* n bytes landed there */
   /* stream state */
   pk_tunnel *tunnel;
   long long sid;
@@ -203,10 +225,9 @@ struct pk_conn {
   /* small input buffer: relay classification, handshake heads, HTTP rewriting */
   pk_block *inbuf;
   size_t inlen;
-  int http_state;       /* forwarding headers: 0 head, 1 body by length, 2 passthrough */
-  uint64_t http_body_left;
   char rip[64];
   int rport;
+  pk_ipkey ipkey;       /* source, for per-source limits (relay) */
   int rtls;
   /* owner pointers */
   void *owner;          /* frontend (ping/tunnel) */
@@ -227,8 +248,19 @@ void pk_conn_read_stop(pk_conn *c);
 int pk_conn_write(pk_conn *c, const char *data, size_t n, pk_block *blk);
 int pk_conn_writev2(pk_conn *c, const char *h, size_t hn, const char *d, size_t dn, pk_block *blk);
 void pk_conn_shutdown(pk_conn *c); /* half-close after queued writes */
+/* The one way a conn goes away: reading stops at once, the owner's on_closed
+ * runs from the uv close callback, and only then is the slot reused.  Errors
+ * (TLS, write, read) never close a conn: they reach the owner through on_eof
+ * (negative status) or on_connect, and the owner decides. */
 void pk_conn_close(pk_conn *c);
+/* Hang up politely: flush what is queued, half-close, close when the peer
+ * does (or after PK_FINISH_MS).  Data read meanwhile is discarded. */
+void pk_conn_finish(pk_conn *c);
+void pk_conns_housekeep(pk_mgr *m, uint64_t now);
+/* Counted as unknown (relay): per source in mgr->unauth_ips until cleared. */
+int pk_conn_unauth_set(pk_conn *c);
 void pk_conn_unauth_clear(pk_conn *c);
+void pk_conn_tls_input(pk_conn *c, const char *data, size_t n);
 void pk_conn_set_nodelay(pk_conn *c);
 void pk_conns_resume_nobuf(pk_mgr *m);
 int pk_conn_evict_one(pk_mgr *m);
@@ -255,8 +287,9 @@ struct pk_tunnel {
   int zreset_pending;    /* peer asked ZRST: next compressed chunk carries R */
   char *zobuf;           /* deflate output, PK_MAX_CHUNK */
   char *zbuf;            /* inflate output, PK_MAX_CHUNK */
-  char *in;              /* frame accumulation */
-  size_t inlen;
+  char *in;              /* one partial frame between reads (taken when needed) */
+  size_t inlen, incap;
+  uint64_t created, last_tx;
   pk_conn *sids[PK_SID_BUCKETS];
   int nstreams;
   long long next_sid;
@@ -270,12 +303,16 @@ struct pk_tunnel {
 };
 
 pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c, int relay_side);
+/* Ends a tunnel (idempotent; safe from inside its own callbacks: the slot is
+ * reused only after its conn's close callback).  finish: flush queued
+ * output (a refusal) before hanging up. */
 void pk_tunnel_kill(pk_tunnel *t, const char *why);
+void pk_tunnel_finish(pk_tunnel *t, const char *why);
+void pk_tunnel_kites_changed(pk_tunnel *t, int delta);
 void pk_tunnel_open(pk_tunnel *t);
 char *pk_log_snapshot(pk_mgr *m);
 /* Feed bytes after the handshake; returns -1 when the tunnel was killed. */
 int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n);
-int pk_tunnel_feed_inplace(pk_tunnel *t, size_t nbytes);
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk);
 int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, const char *data,
@@ -293,6 +330,7 @@ void pk_stream_from_tunnel(pk_conn *s, const char *data, size_t n);
 void pk_stream_peer_eof(pk_conn *s, int eof_bits);
 void pk_stream_skb(pk_conn *s, long long kb);
 void pk_stream_kill(pk_conn *s, int tell_peer);
+void pk_stream_close(pk_conn *s);
 void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk);
 /* Role hooks called by the tunnel. */
 void pk_connector_on_chunk(pk_tunnel *t, pk_chunk *ch);
@@ -305,7 +343,10 @@ int pk_connector_start(pk_mgr *m);
 void pk_connector_housekeep(pk_mgr *m);
 void pk_connector_stop(pk_mgr *m);
 int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe);
-int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n, pk_block *blk);
+/* Forwarding headers (connector HTTP streams, httpfwd.c underneath). */
+int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n);
+void pk_http_forward_response(pk_conn *s, const char *data, size_t n);
+size_t pk_http_forward_parked(const pk_conn *s);
 
 /* ---- relay.c ---- */
 int pk_relay_start(pk_mgr *m);
@@ -374,6 +415,9 @@ struct pk_mgr {
   pk_relay_kite *rkites;
   int nrkites, max_rkites;
   char relay_secret[PK_TOKEN_LEN + 1];
+  char relay_uuid[17];
+  pk_replay replay;    /* challenges answered (each is good once) */
+  pk_iptab unauth_ips; /* unknown conns and kite-less tunnels per source */
   int relay_dups;    /* several tunnels may fly one kite; streams take turns */
   unsigned relay_rr;
   int unauth_conns;
@@ -396,6 +440,7 @@ struct pk_mgr {
 void pk_set_status(pk_mgr *m, int status);
 int pk_manager_start(pk_mgr *m);
 void pk_manager_wake(pk_mgr *m);
+void pk_manager_tick_soon(pk_mgr *m); /* loop thread: housekeep on the next loop turn */
 int pk_manager_join(pk_mgr *m);
 int pk_manager_poll(pk_mgr *m, int timeout_s);
 int pk_ddns_url(pk_mgr *m, const pk_kite *k, const char *ips, char *out, size_t n);

@@ -19,10 +19,10 @@ void pk_set_error(const char *fmt, ...) {
 const char *pk_get_error(void) { return pk_last_error_buf; }
 
 /* Appends one line "<seq> <ts> <text>" to the ring when any of bits is in the
- * mask.  Error lines always count toward bail-on-errors. */
+ * mask.  Logging counts nothing: bail-on-errors counts only local faults,
+ * where they happen (pk_count_error), so remote peers cannot trigger it. */
 void pk_log(pk_mgr *m, int bits, const char *fmt, ...) {
   if (!m) return;
-  if (bits & (PK_LOG_ERROR | PK_LOG_MANAGER_ERROR)) pk_count_error(m);
   if (!(m->log_mask & bits)) return;
   char text[PK_LOG_LINE_MAX - 40];
   va_list ap;

@@ -51,6 +51,7 @@ SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
   if (!ctx) return NULL;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   if (m->ciphers[0] && SSL_CTX_set_cipher_list(ctx, m->ciphers) != 1) {
+    pk_count_error(m);
     pk_log(m, PK_LOG_ERROR, "Bad cipher list: %s", m->ciphers);
     SSL_CTX_free(ctx);
     return NULL;
@@ -60,7 +61,8 @@ SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
     int ok = m->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, m->ca_file, NULL)
                            : SSL_CTX_set_default_verify_paths(ctx);
     if (ok != 1) {
-      pk_log(m, PK_LOG_ERROR, "Cannot load CA certificates from %s",
+      pk_count_error(m);
+    pk_log(m, PK_LOG_ERROR, "Cannot load CA certificates from %s",
              m->ca_file[0] ? m->ca_file : "the system store");
       SSL_CTX_free(ctx);
       return NULL;
@@ -91,6 +93,7 @@ static void housekeep(pk_mgr *m) {
   uint64_t now = pk_now_ms(m);
   m->watchdog_beat++;
   reap_half_closed(m, now);
+  pk_conns_housekeep(m, now);
   for (int i = 0; i < m->ntunnels; i++)
     if (m->tunnels[i].in_use) pk_tunnel_housekeep(&m->tunnels[i], now);
   if (pk_is_relay(m))
@@ -204,6 +207,11 @@ int pk_manager_start(pk_mgr *m) {
   }
   if (m->watchdog_on) uv_thread_create(&m->watchdog, watchdog_main, m);
   return 0;
+}
+
+void pk_manager_tick_soon(pk_mgr *m) {
+  m->tick_requested = 1;
+  uv_async_send(&m->wake);
 }
 
 void pk_manager_wake(pk_mgr *m) {

@@ -34,6 +34,21 @@ static int proto_listed(const char *list, const char *proto) {
   return 0;
 }
 
+/* The --domain entry whose secret signs (proto, name): an exact name beats a
+ * wildcard and a longer wildcard a shorter one, as pagekite.py looks them up
+ * (GetBackendData); the order of the entries does not matter. */
+static const pk_relay_domain *find_domain(pk_mgr *m, const char *proto, const char *name) {
+  const pk_relay_domain *best = NULL;
+  size_t best_score = 0;
+  for (int i = 0; i < m->ndomains; i++) {
+    const pk_relay_domain *d = &m->domains[i];
+    if (!proto_listed(d->protos, proto) || !pk_relay_match(d->pattern, name)) continue;
+    size_t score = d->pattern[0] == '*' ? strlen(d->pattern) : (size_t)-1;
+    if (!best || score > best_score) best = d, best_score = score;
+  }
+  return best;
+}
+
 static int is_our_port(pk_mgr *m, int port) {
   for (int i = 0; i < m->nlisteners; i++)
     if (m->listeners[i].port == port) return 1;
@@ -139,8 +154,9 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now, pk_
       r->bad++;
       return;
     }
-    char tok[PK_TOKEN_LEN + 1];
-    pk_sign_token(m->relay_secret, what, NULL, now, tok);
+    char tok[PK_TOKEN_LEN + 1], prefix[9];
+    pk_replay_issue(&m->replay, prefix);
+    pk_sign_token(m->relay_secret, what, prefix, now, tok);
     res_add(r, "X-PageKite-SignThis", "%s:%s", what, tok);
     r->challenged++;
     t->kites_requested++;
@@ -159,19 +175,18 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now, pk_
   if (!reason && !proto_listed("http,https,raw,websocket", proto)) reason = "proto";
   if (!reason && strcmp(proto, "raw") == 0 && !port) reason = "port";
   const pk_relay_domain *d = NULL;
-  if (!reason) {
-    for (int i = 0; i < m->ndomains; i++)
-      if (proto_listed(m->domains[i].protos, proto) && pk_relay_match(m->domains[i].pattern, domain)) {
-        d = &m->domains[i];
-        break;
-      }
-    if (!d) reason = "unknown";
-  }
-  if (!reason && !pk_check_signature(token, m->relay_secret, what, now)) reason = "signature";
+  if (!reason && !(d = find_domain(m, proto, domain))) reason = "unknown";
+  if (!reason && (token[0] != 't' || !pk_check_signature(token, m->relay_secret, what, now)))
+    reason = "signature";
   if (!reason) {
     char payload[PK_NAME_MAX + 200];
     snprintf(payload, sizeof(payload), "%s:%s", what, token);
     if (!pk_check_signature(sign, d->secret, payload, now)) reason = "signature";
+  }
+  /* A challenge is answered once: a sniffed request replayed is refused. */
+  if (!reason && pk_replay_use(&m->replay, token) != 0) {
+    pk_log(m, PK_LOG_MANAGER_ERROR, "Replayed or expired challenge for %s:%s", protoport, domain);
+    reason = "signature";
   }
   if (reason) {
     res_add(r, "X-PageKite-Invalid", "%s", what);
@@ -209,7 +224,8 @@ static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now, pk_
     snprintf(k->name, sizeof(k->name), "%s", domain);
     k->port = port;
     k->tunnel = t;
-    t->nkites_live++;
+    pk_tunnel_kites_changed(t, 1);
+    pk_conn_unauth_clear(t->conn); /* it proved a kite: no longer counted as unknown */
   }
   res_add(r, "X-PageKite-OK", "%s", what);
   pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", protoport, domain);
@@ -262,50 +278,52 @@ static void ws_accept(pk_slice key, char out[64]) {
   EVP_MD_CTX_free(ctx);
 }
 
-/* A connector asks for a tunnel: "CONNECT PageKite:1", or the websocket form
- * (GET /~:PageKite:~/... with Upgrade: websocket) when wskey.p is set. */
-static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_slice wskey) {
+/* Tunnels that have not authenticated a kite yet may hold at most a quarter
+ * of the tunnel slots, so a flood of them never locks real connectors out. */
+static int unauth_tunnels(pk_mgr *m) {
+  int n = 0;
+  for (int i = 0; i < m->ntunnels; i++)
+    n += m->tunnels[i].in_use && m->tunnels[i].state != PK_TS_DEAD && m->tunnels[i].nkites_live == 0;
+  return n;
+}
+
+static pk_tunnel *admit_tunnel(pk_conn *c) {
   pk_mgr *m = c->mgr;
-  pk_tunnel *t = pk_tunnel_new(m, c, 1);
+  pk_tunnel *t = NULL;
+  if (unauth_tunnels(m) >= m->ntunnels / 4 + 4)
+    pk_set_error("too many tunnels without a kite");
+  else
+    t = pk_tunnel_new(m, c, 1);
   if (!t) {
     static const char busy[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
+    pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: %s", c->rip, pk_get_error());
     pk_conn_write(c, busy, sizeof(busy) - 1, NULL);
-    pk_conn_shutdown(c);
-    return;
+    pk_conn_finish(c);
   }
-  pk_conn_unauth_clear(c);
-  pk_results *r = malloc(sizeof(*r));
-  if (!r) {
-    pk_tunnel_kill(t, "out of memory");
-    return;
-  }
-  r->off = 0;
-  r->ok = r->bad = r->challenged = 0;
-  for (int i = 0; i < h->nheaders; i++)
-    if (pk_slice_ieq(h->names[i], "X-PageKite-Features")) {
-      if (pk_slice_ieq(h->values[i], "AddKites")) t->peer_addkites = 1;
-      if (pk_slice_ieq(h->values[i], "ZChunks")) t->peer_zchunks = 1;
-    }
-  if (wskey.p) t->peer_addkites = 1; /* websocket tunnels always add kites in-band */
-  auth_requests(t, h->names, h->values, h->nheaders, r);
-  /* Session id: time plus a hash of what was asked, as pagekite.py does. */
+  return t;
+}
+
+static void new_session_id(pk_tunnel *t) {
+  pk_mgr *m = t->mgr;
   char sess_src[64], hex[41];
-  snprintf(sess_src, sizeof(sess_src), "%llx:%d:%p", (unsigned long long)time(NULL), c->id, (void *)t);
+  snprintf(sess_src, sizeof(sess_src), "%llx:%d:%p", (unsigned long long)time(NULL), t->conn->id,
+           (void *)t);
   const char *parts[2] = {sess_src, m->relay_secret};
   pk_sha1hex_parts(parts, 2, hex);
   snprintf(t->session, sizeof(t->session), "%llx:%s", (unsigned long long)time(NULL), hex);
+}
+
+/* Features and results: in the response head, or (websocket form) in a NOOP
+ * chunk right after the 101, as pagekite.py does. */
+static int send_handshake_reply(pk_tunnel *t, const pk_results *r, pk_slice wskey) {
+  pk_mgr *m = t->mgr;
+  pk_conn *c = t->conn;
   char ports[256] = "";
   size_t po = 0;
   for (int i = 0; i < m->nlisteners && po < sizeof(ports) - 16; i++)
     po += (size_t)snprintf(ports + po, sizeof(ports) - po, "%s%d", i ? ", " : "", m->listeners[i].port);
   char *resp = malloc(16384);
-  if (!resp) {
-    free(r);
-    pk_tunnel_kill(t, "out of memory");
-    return;
-  }
-  /* Features and results: in the response head, or (websocket form) in a
-   * NOOP chunk right after the 101, as pagekite.py does. */
+  if (!resp) return -1;
   int n = snprintf(resp, 16384,
                    "%sX-PageKite-Features: WebSockets\r\nX-PageKite-Features: AddKites\r\n"
                    "X-PageKite-Protos: http, https, raw, websocket\r\n"
@@ -313,6 +331,7 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_sl
                    "X-PageKite-SessionID: %s\r\n",
                    wskey.p ? "" : "X-PageKite-Features: ZChunks\r\n", ports, ports, (int)r->off,
                    r->buf, t->session);
+  int rv = 0;
   if (wskey.p) {
     char acc[64], head[256];
     ws_accept(wskey, acc);
@@ -321,33 +340,55 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_sl
                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
                       "Sec-WebSocket-Protocol: v1.pagekite.org\r\n\r\n",
                       acc);
-    pk_conn_write(c, head, (size_t)hl, NULL);
+    rv = pk_conn_write(c, head, (size_t)hl, NULL);
     t->ws = 1;
     char noop[16400];
     int nl = snprintf(noop, sizeof(noop), "NOOP: 1\r\n%.*s\r\n", n, resp);
-    pk_tunnel_send_chunk(t, noop, (size_t)nl, "!", 1, NULL);
+    if (rv == 0) rv = pk_tunnel_send_chunk(t, noop, (size_t)nl, "!", 1, NULL);
   } else {
     static const char ok200[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n";
-    pk_conn_writev2(c, ok200, sizeof(ok200) - 1, resp, (size_t)n, NULL);
-    pk_conn_write(c, "\r\n", 2, NULL);
+    rv = pk_conn_writev2(c, ok200, sizeof(ok200) - 1, resp, (size_t)n, NULL);
+    if (rv == 0) rv = pk_conn_write(c, "\r\n", 2, NULL);
   }
   free(resp);
+  return rv;
+}
+
+/* A connector asks for a tunnel: "CONNECT PageKite:1", or the websocket form
+ * (GET /~:PageKite:~/... with Upgrade: websocket) when wskey.p is set.  The
+ * conn stays counted as unknown until a kite is authenticated. */
+static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_slice wskey) {
+  pk_mgr *m = c->mgr;
+  pk_tunnel *t = admit_tunnel(c);
+  if (!t) return;
+  pk_results *r = calloc(1, sizeof(*r));
+  if (!r) {
+    pk_tunnel_kill(t, "out of memory");
+    return;
+  }
+  for (int i = 0; i < h->nheaders; i++)
+    if (pk_slice_ieq(h->names[i], "X-PageKite-Features")) {
+      if (pk_slice_ieq(h->values[i], "AddKites")) t->peer_addkites = 1;
+      if (pk_slice_ieq(h->values[i], "ZChunks")) t->peer_zchunks = 1;
+    }
+  if (wskey.p) t->peer_addkites = 1; /* websocket tunnels always add kites in-band */
+  auth_requests(t, h->names, h->values, h->nheaders, r);
+  new_session_id(t);
+  int sent = send_handshake_reply(t, r, wskey);
   int ok = r->ok, challenged = r->challenged;
   free(r);
+  if (sent != 0) {
+    pk_tunnel_kill(t, "cannot answer the handshake");
+    return;
+  }
   if (!ok && !challenged && !t->peer_addkites) {
-    /* Nothing to fly: answer, then hang up. */
-    t->state = PK_TS_DEAD;
-    unregister_tunnel(m, t);
-    c->owner = NULL;
-    t->in_use = 0;
-    c->kind = PK_CK_UNKNOWN;
-    c->on_data = NULL;
-    pk_conn_shutdown(c);
+    pk_tunnel_finish(t, "nothing to fly"); /* answer, then hang up */
     return;
   }
   pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s: %d kite(s) live, %d challenged", c->rip, ok,
          challenged);
   pk_tunnel_open(t);
+  /* Bytes that came with the head are the first frames. */
   size_t rest = c->inlen - head_len;
   pk_block *ib = c->inbuf;
   c->inbuf = NULL;
@@ -395,8 +436,7 @@ static void reject_http(pk_conn *c, int code, const char *status, const char *ho
                     code, status, bl, body);
   c->mgr->c_rejected++;
   pk_conn_write(c, resp, (size_t)rl, NULL);
-  pk_conn_shutdown(c);
-  c->on_data = NULL; /* keep reading: the client's close frees the slot */
+  pk_conn_finish(c);
 }
 
 static int listener_port(pk_conn *c) {
@@ -454,8 +494,7 @@ static void classify_http(pk_conn *c) {
       static const char bad[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
       m->c_rejected++;
       pk_conn_write(c, bad, sizeof(bad) - 1, NULL);
-      pk_conn_shutdown(c);
-      c->on_data = NULL;
+      pk_conn_finish(c);
       return;
     }
     pk_stream_info info = {1, proto, target, cport, c->rip, c->rport, NULL, 0};
@@ -465,8 +504,7 @@ static void classify_http(pk_conn *c) {
       static const char no[] = "HTTP/1.0 403 Forbidden\r\n\r\n";
       m->c_rejected++;
       pk_conn_write(c, no, sizeof(no) - 1, NULL);
-      pk_conn_shutdown(c);
-      c->on_data = NULL;
+      pk_conn_finish(c);
       return;
     }
     static const char ok[] = "HTTP/1.0 200 Connection Established\r\n\r\n";
@@ -495,12 +533,11 @@ static void classify_http(pk_conn *c) {
   if (strcmp(host, "ping.pagekite") == 0 && h.path.n >= 5 && memcmp(h.path.p, "/ping", 5) == 0) {
     char resp[256];
     int rl = snprintf(resp, sizeof(resp),
-                      "HTTP/1.1 503 Unavailable\r\nX-PageKite-UUID: %.16s\r\nContent-Length: 0\r\n"
+                      "HTTP/1.1 503 Unavailable\r\nX-PageKite-UUID: %s\r\nContent-Length: 0\r\n"
                       "Connection: close\r\n\r\n",
-                      m->relay_secret);
+                      m->relay_uuid); /* random: tells nothing about relay_secret */
     pk_conn_write(c, resp, (size_t)rl, NULL);
-    pk_conn_shutdown(c);
-    c->on_data = NULL;
+    pk_conn_finish(c);
     return;
   }
   pk_slice up = pk_wire_http_get(&h, "Upgrade", 0);
@@ -525,8 +562,7 @@ static void classify_http(pk_conn *c) {
     int rl = pk_hook_reject_response(&hr, resp, sizeof(resp));
     m->c_rejected++;
     if (rl > 0) pk_conn_write(c, resp, (size_t)rl, NULL);
-    pk_conn_shutdown(c);
-    c->on_data = NULL;
+    pk_conn_finish(c);
     return;
   }
   if (act == PK_HOOK_REWRITE) {
@@ -544,78 +580,139 @@ static void classify_http(pk_conn *c) {
   start_stream(c, k, proto, host, port, c->inbuf->data, c->inlen);
 }
 
+/* A TLS ClientHello: passed through by SNI to an https kite, or terminated
+ * here (then what is inside is classified), or refused with an alert. */
+static void classify_tls(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  char sni[PK_NAME_MAX];
+  int r = pk_wire_tls_sni((const unsigned char *)c->inbuf->data, c->inlen, sni, sizeof(sni));
+  if (r == PK_WIRE_NEED_MORE && c->inlen < PK_BLOCK_SIZE) return;
+  int port = listener_port(c);
+  pk_relay_kite *k = r == 1 ? find_rkite(m, "https", sni, port) : NULL;
+  if (k && k->tunnel) {
+    pk_stream_info info = {1, "https", sni, port, c->rip, c->rport, NULL, 0};
+    pk_hook_result hr;
+    memset(&hr, 0, sizeof(hr));
+    if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
+      m->c_rejected++;
+      pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
+      pk_conn_finish(c);
+      return;
+    }
+    start_stream(c, k, "https", sni, port, c->inbuf->data, c->inlen);
+    return;
+  }
+  if (m->relay_ctx) {
+    pk_block *ib = c->inbuf;
+    size_t len = c->inlen;
+    c->inbuf = NULL;
+    c->inlen = 0;
+    c->rtls = 1;
+    if (pk_conn_start_tls_server(c, m->relay_ctx, ib->data, len) != 0) pk_conn_close(c);
+    pk_block_unref(m, ib);
+    return;
+  }
+  pk_log(m, PK_LOG_BE_CONNS, "No TLS kite for %s", r == 1 ? sni : "(no SNI)");
+  m->c_rejected++;
+  pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
+  pk_conn_finish(c);
+}
+
+/* First bytes of a relay connection.  They are collected in one block until
+ * the head is complete; bytes of the same read past that block are handed on
+ * to whatever the conn became (stream, tunnel, TLS), never dropped. */
 static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   pk_mgr *m = c->mgr;
   if (!c->inbuf && !(c->inbuf = pk_block_get(m))) {
     pk_conn_close(c);
     return;
   }
-  if (n > PK_BLOCK_SIZE - c->inlen) n = PK_BLOCK_SIZE - c->inlen;
-  memcpy(c->inbuf->data + c->inlen, data, n);
-  c->inlen += n;
+  size_t take = n < PK_BLOCK_SIZE - c->inlen ? n : PK_BLOCK_SIZE - c->inlen;
+  memcpy(c->inbuf->data + c->inlen, data, take);
+  c->inlen += take;
   int kind = pk_wire_peek_kind((const unsigned char *)c->inbuf->data, c->inlen);
+  int was_tls = c->ssl != NULL;
   if (kind == PK_PEEK_NEED_MORE) return;
-  if (kind == PK_PEEK_TLS && !c->ssl) {
-    char sni[PK_NAME_MAX];
-    int r = pk_wire_tls_sni((const unsigned char *)c->inbuf->data, c->inlen, sni, sizeof(sni));
-    if (r == PK_WIRE_NEED_MORE && c->inlen < PK_BLOCK_SIZE) return;
-    int port = listener_port(c);
-    pk_relay_kite *k = r == 1 ? find_rkite(m, "https", sni, port) : NULL;
-    if (k && k->tunnel) {
-      pk_stream_info info = {1, "https", sni, port, c->rip, c->rport, NULL, 0};
-      pk_hook_result hr;
-      memset(&hr, 0, sizeof(hr));
-      if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
-        m->c_rejected++;
-        pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
-        pk_conn_shutdown(c);
-        c->on_data = NULL;
-        return;
-      }
-      start_stream(c, k, "https", sni, port, c->inbuf->data, c->inlen);
-      return;
-    }
-    if (m->relay_ctx) {
-      /* Our own TLS endpoint: terminate, then classify what is inside. */
-      pk_block *ib = c->inbuf;
-      size_t len = c->inlen;
-      c->inbuf = NULL;
-      c->inlen = 0;
-      c->rtls = 1;
-      pk_conn_start_tls_server(c, m->relay_ctx, ib->data, len);
-      pk_block_unref(m, ib);
-      return;
-    }
-    pk_log(m, PK_LOG_BE_CONNS, "No TLS kite for %s", r == 1 ? sni : "(no SNI)");
-    m->c_rejected++;
-    pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
-    pk_conn_shutdown(c);
-    c->on_data = NULL;
-    return;
-  }
-  if (kind == PK_PEEK_HTTP) {
+  if (kind == PK_PEEK_TLS && !c->ssl)
+    classify_tls(c);
+  else if (kind == PK_PEEK_HTTP)
     classify_http(c);
-    return;
-  }
-  reject_http(c, 400, "Bad Request", "");
+  else
+    reject_http(c, 400, "Bad Request", "");
+  if (take == n || (c->flags & PK_CF_CLOSING)) return;
+  if (c->ssl && !was_tls)
+    pk_conn_tls_input(c, data + take, n - take); /* TLS was started on these bytes */
+  else if (c->on_data && c->on_data != classify)
+    c->on_data(c, data + take, n - take, blk);
 }
 
 static void unknown_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
+
+/* Connections that proved nothing yet (not classified, or tunnels without a
+ * kite) are bounded in total, and per source: one source holds at most an
+ * eighth of them.  A newcomer is always let in; the one who leaves is the
+ * oldest unknown connection of its own source when that source is at its
+ * share, else (all taken) the oldest of the source holding the most.  So a
+ * flood from a few addresses churns only its own connections, and real
+ * clients, which classify within a round trip, are not locked out even from
+ * an attacker's address. */
+static int unauth_cap(pk_mgr *m) { return m->max_conns / 2 + 8; }
+
+static int per_source_cap(pk_mgr *m) {
+  int cap = unauth_cap(m) / 8;
+  return cap < 8 ? 8 : cap;
+}
+
+static void evict_unknown(pk_mgr *m, const pk_ipkey *src) {
+  pk_conn *old = NULL;
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (!(c->flags & PK_CF_UNAUTH) || (c->flags & PK_CF_CLOSING)) continue;
+    if (memcmp(&c->ipkey, src, sizeof(*src)) != 0) continue;
+    if (!old || c->created < old->created) old = c;
+  }
+  if (!old) return;
+  pk_log(m, PK_LOG_BE_CONNS, "Evicting unauthenticated connection from %s", old->rip);
+  pk_conn_unauth_clear(old);
+  if (old->flags & PK_CF_COUNTED) { /* its budget is free now; its slot after the close */
+    old->flags &= ~PK_CF_COUNTED;
+    m->client_conns--;
+  }
+  if (old->kind == PK_CK_TUNNEL && old->owner)
+    pk_tunnel_kill(old->owner, "evicted: no kite authenticated");
+  else
+    pk_conn_close(old);
+}
+
+static int admit_unknown(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  if ((int)pk_iptab_count(&m->unauth_ips, &c->ipkey) >= per_source_cap(m)) {
+    evict_unknown(m, &c->ipkey);
+  } else if (m->unauth_conns >= unauth_cap(m)) {
+    pk_ipkey heavy;
+    if (pk_iptab_heaviest(&m->unauth_ips, &heavy) > 0) evict_unknown(m, &heavy);
+  }
+  return pk_conn_unauth_set(c);
+}
+
+static void accept_and_drop(pk_mgr *m, uv_stream_t *server) {
+  /* Accept and drop, so the backlog does not fill with dead peers. */
+  uv_tcp_t *tmp = malloc(sizeof(*tmp));
+  if (tmp && uv_tcp_init(&m->loop, tmp) == 0) {
+    uv_accept(server, (uv_stream_t *)tmp);
+    uv_close((uv_handle_t *)tmp, (uv_close_cb)free); /* linked into the loop: close, then free */
+  } else {
+    free(tmp);
+  }
+}
 
 static void on_connection(uv_stream_t *server, int status) {
   pk_listener *l = server->data;
   pk_mgr *m = l->mgr;
   if (status < 0) return;
-  pk_conn *c = (m->unauth_conns < m->max_conns / 2 + 8) ? pk_conn_new(m, PK_CK_UNKNOWN) : NULL;
+  pk_conn *c = pk_conn_new(m, PK_CK_UNKNOWN);
   if (!c) {
-    /* Accept and drop, so the backlog does not fill with dead peers. */
-    uv_tcp_t *tmp = malloc(sizeof(*tmp));
-    if (tmp && uv_tcp_init(&m->loop, tmp) == 0) {
-      uv_accept(server, (uv_stream_t *)tmp);
-      uv_close((uv_handle_t *)tmp, (uv_close_cb)free); /* linked into the loop: close, then free */
-    } else {
-      free(tmp);
-    }
+    accept_and_drop(m, server);
     /* Not an error line: a flood must not count toward bail-on-errors. */
     pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection: %s", pk_get_error());
     return;
@@ -624,8 +721,11 @@ static void on_connection(uv_stream_t *server, int status) {
     pk_conn_close(c);
     return;
   }
-  m->unauth_conns++;
-  c->flags |= PK_CF_UNAUTH;
+  if (admit_unknown(c) != 0) {
+    pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection from %s: %s", c->rip, "no room");
+    pk_conn_close(c);
+    return;
+  }
   c->on_data = classify;
   c->on_eof = unknown_on_eof;
   pk_conn_read_start(c);
@@ -687,7 +787,7 @@ void pk_relay_housekeep(pk_mgr *m) {
   for (int i = 0; i < m->ntunnels; i++) {
     pk_tunnel *t = &m->tunnels[i];
     if (t->in_use && t->state == PK_TS_OPEN && t->nkites_live == 0 &&
-        now - t->conn->created > PK_HANDSHAKE_TIMEOUT_MS)
+        now - t->created > PK_HANDSHAKE_TIMEOUT_MS)
       pk_tunnel_kill(t, "no kite authenticated in time");
   }
 }

@@ -6,6 +6,11 @@
 
 #include "internal.h"
 
+static void tunnel_conn_closed(pk_conn *c, int status);
+
+/* A slot is free only after the close callback of its conn has run, so a
+ * tunnel killed from inside its own chunk processing is never handed out
+ * again (and overwritten) while that processing unwinds. */
 pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c, int relay_side) {
   pk_tunnel *t = NULL;
   for (int i = 0; i < m->ntunnels; i++)
@@ -17,23 +22,47 @@ pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c, int relay_side) {
     pk_set_error("tunnel pool exhausted");
     return NULL;
   }
-  char *in = t->in, *zbuf = t->zbuf, *zobuf = t->zobuf; /* kept across reuse */
   memset(t, 0, sizeof(*t));
-  t->in = in ? in : malloc(PK_TUNNEL_INBUF);
-  t->zbuf = zbuf ? zbuf : malloc(PK_MAX_CHUNK);
-  t->zobuf = zobuf ? zobuf : malloc(PK_MAX_CHUNK);
-  if (!t->in || !t->zbuf || !t->zobuf) return NULL;
   t->in_use = 1;
   t->mgr = m;
   t->conn = c;
   t->is_relay_side = relay_side;
   t->next_sid = 1;
   t->fe_idx = t->addr_idx = -1;
-  t->last_rx = pk_now_ms(m);
+  t->created = t->last_rx = pk_now_ms(m);
   t->rtt_ms = -1;
   c->kind = PK_CK_TUNNEL;
   c->owner = t;
+  c->on_closed = tunnel_conn_closed;
+  c->wq_max = PK_UNAUTH_WQ_MAX; /* raised when a kite is authenticated */
   return t;
+}
+
+/* A kite went live (or the last one went down) on this tunnel. */
+void pk_tunnel_kites_changed(pk_tunnel *t, int delta) {
+  t->nkites_live += delta;
+  if (t->nkites_live < 0) t->nkites_live = 0;
+  if (t->conn) t->conn->wq_max = t->nkites_live ? PK_TUNNEL_WQ_MAX : PK_UNAUTH_WQ_MAX;
+}
+
+static void free_buffers(pk_tunnel *t) {
+  free(t->in);
+  free(t->zbuf);
+  free(t->zobuf);
+  t->in = t->zbuf = t->zobuf = NULL;
+  t->incap = t->inlen = 0;
+}
+
+/* The last step of every tunnel: its conn is gone, the slot can be reused. */
+static void tunnel_conn_closed(pk_conn *c, int status) {
+  pk_tunnel *t = c->owner;
+  if (!t || t->conn != c) return;
+  pk_tunnel_kill(t, "connection closed");
+  if (t->zin_ready) inflateEnd(&t->zin);
+  if (t->zout_ready) deflateEnd(&t->zout);
+  free_buffers(t);
+  c->owner = NULL;
+  memset(t, 0, sizeof(*t));
 }
 
 /* SIDs are chosen by the peer: hash them as unsigned (no signed overflow). */
@@ -98,6 +127,14 @@ static int frame_header(pk_tunnel *t, char *out, size_t outsz, size_t len) {
   return 10;
 }
 
+/* A chunk that cannot be queued (the peer does not read, the pool is dry,
+ * the socket broke) cannot be skipped without corrupting the stream of
+ * chunks: the tunnel ends. */
+static int sent(pk_tunnel *t, int rv) {
+  if (rv != 0) pk_tunnel_kill(t, pk_get_error());
+  return rv;
+}
+
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk) {
   if (!t || t->state == PK_TS_DEAD || !t->conn) return -1;
@@ -105,13 +142,15 @@ int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *
   int fl = frame_header(t, head, sizeof(head), hn + dn);
   if (fl < 0) return -1;
   t->mgr->c_bytes_out += (long long)dn;
+  t->last_tx = pk_now_ms(t->mgr);
   if (hn > sizeof(head) - (size_t)fl) {
     /* Long control chunks (many kite results): header and data go separately. */
-    if (pk_conn_writev2(t->conn, head, (size_t)fl, hdrs, hn, NULL) != 0) return -1;
-    return dn ? pk_conn_write(t->conn, data, dn, blk) : 0;
+    int rv = pk_conn_writev2(t->conn, head, (size_t)fl, hdrs, hn, NULL);
+    if (rv == 0 && dn) rv = pk_conn_write(t->conn, data, dn, blk);
+    return sent(t, rv);
   }
   memcpy(head + fl, hdrs, hn);
-  return pk_conn_writev2(t->conn, head, (size_t)fl + hn, data, dn, blk);
+  return sent(t, pk_conn_writev2(t->conn, head, (size_t)fl + hn, data, dn, blk));
 }
 
 /* Stream data: ZChunks (zlib, sync-flushed, one stream per direction) when the
@@ -131,6 +170,11 @@ int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, c
     t->zout_ready = 1;
     t->zreset_pending = 0;
   }
+  if (!t->zobuf && !(t->zobuf = malloc(PK_MAX_CHUNK))) {
+    t->zreset_pending = 1;
+    return pk_tunnel_send_chunk(t, hdrs, hn, data, dn, blk);
+  }
+  t->last_tx = pk_now_ms(t->mgr);
   z_stream *z = &t->zout;
   z->next_out = (Bytef *)t->zobuf;
   z->avail_out = PK_MAX_CHUNK;
@@ -154,7 +198,7 @@ int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, c
   int fl = pk_wire_format_frame(head, sizeof(head), len, zlen, 1, reset);
   if (fl < 0) return -1;
   t->mgr->c_bytes_out += (long long)dn;
-  return pk_conn_writev2(t->conn, head, (size_t)fl, t->zobuf, zlen, NULL);
+  return sent(t, pk_conn_writev2(t->conn, head, (size_t)fl, t->zobuf, zlen, NULL));
 }
 
 int pk_tunnel_send_noop(pk_tunnel *t, const char *fmt, ...) {
@@ -185,13 +229,27 @@ void pk_tunnel_ping(pk_tunnel *t) {
 }
 
 /* ---- streams (shared by both roles) ---- */
+/* Connector streams to HTTP origins get forwarding headers on every request. */
+static int forwarding(const pk_conn *s) {
+  return (s->flags & PK_CF_HTTP) && s->mgr->fwd_headers && s->tunnel && !s->tunnel->is_relay_side;
+}
+
+/* Client bytes taken but not yet written (held by the request rewriter). */
+static size_t parked(const pk_conn *s) { return forwarding(s) ? pk_http_forward_parked(s) : 0; }
+
+/* The one way a stream ends: out of its tunnel's table, then its conn closes
+ * (stream_conn_closed runs from the close callback and finds it detached). */
+void pk_stream_close(pk_conn *s) {
+  pk_tunnel_remove_stream(s->tunnel, s);
+  pk_conn_close(s);
+}
+
+static void stream_conn_closed(pk_conn *s, int status) { pk_tunnel_remove_stream(s->tunnel, s); }
+
 static void stream_maybe_done(pk_conn *s) {
   int read_done = (s->flags & (PK_CF_READ_EOF | PK_CF_PEER_W)) != 0;
   int write_done = (s->flags & PK_CF_SHUT_WR) != 0;
-  if (read_done && write_done) {
-    pk_tunnel_remove_stream(s->tunnel, s);
-    pk_conn_close(s);
-  }
+  if (read_done && write_done) pk_stream_close(s);
 }
 
 void pk_stream_kill(pk_conn *s, int tell_peer) {
@@ -200,8 +258,7 @@ void pk_stream_kill(pk_conn *s, int tell_peer) {
     s->flags |= PK_CF_SENT_EOF;
     pk_tunnel_send_eof(s->tunnel, s->sid, "WR");
   }
-  pk_tunnel_remove_stream(s->tunnel, s);
-  pk_conn_close(s);
+  pk_stream_close(s);
 }
 
 static void stream_pause(pk_conn *s) {
@@ -229,8 +286,12 @@ void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk) {
     pk_conn_close(s);
     return;
   }
+  if (forwarding(s)) {
+    pk_http_forward_response(s, data, n); /* reads responses; may release held requests */
+    if ((s->flags & PK_CF_CLOSING) || !(t = s->tunnel)) return;
+  }
   char h[48];
-  int hn = snprintf(h, sizeof(h), "SID: %lld\r\n\r\n", s->sid);
+  int hn = pk_wire_format_sid(h, sizeof(h), s->sid);
   if (pk_tunnel_send_data(t, s, h, (size_t)hn, data, n, blk) != 0) {
     pk_stream_kill(s, 0);
     return;
@@ -261,7 +322,7 @@ static void stream_on_drain(pk_conn *s, int n) {
   /* Acknowledge in the peer's units: bytes it sent us that have left our
    * queue.  Written bytes differ when forwarding headers are added, and
    * acknowledging those would run ahead of what the peer sent. */
-  uint64_t held = s->wq_bytes + s->inlen; /* queued, or parked by the header rewriter */
+  uint64_t held = s->wq_bytes + parked(s); /* queued, or held by the header rewriter */
   uint64_t q = held < s->received ? held : s->received;
   s->delivered = s->received - q;
   /* pagekite.py senders stall at ~48 KiB unacknowledged: ack every 8 KiB. */
@@ -270,7 +331,7 @@ static void stream_on_drain(pk_conn *s, int n) {
     pk_tunnel_send_noop(t, "SID: %lld\r\nSKB: %llu\r\n", s->sid,
                         (unsigned long long)(s->delivered / 1024));
   }
-  if ((s->flags & PK_CF_PEER_R) && s->wq_bytes == 0) pk_conn_shutdown(s);
+  if ((s->flags & PK_CF_PEER_R) && s->wq_bytes == 0 && parked(s) == 0) pk_conn_shutdown(s);
   stream_maybe_done(s);
 }
 
@@ -280,6 +341,8 @@ void pk_stream_attach(pk_conn *s, pk_tunnel *t, long long sid) {
   s->on_data = pk_stream_on_data;
   s->on_eof = stream_on_eof;
   s->on_drain = stream_on_drain;
+  s->on_closed = stream_conn_closed;
+  s->wq_max = PK_STREAM_HARD_MAX + PK_BLOCK_SIZE;
   pk_tunnel_add_stream(t, s, sid);
 }
 
@@ -295,8 +358,8 @@ void pk_stream_from_tunnel(pk_conn *s, const char *data, size_t n) {
     return;
   }
   int rv;
-  if ((s->flags & PK_CF_HTTP) && s->mgr->fwd_headers && s->tunnel && !s->tunnel->is_relay_side)
-    rv = pk_http_forward_rewrite(s, data, n, NULL);
+  if (forwarding(s))
+    rv = pk_http_forward_rewrite(s, data, n);
   else
     rv = pk_conn_write(s, data, n, NULL);
   if (rv != 0) pk_stream_kill(s, 1);
@@ -306,17 +369,17 @@ void pk_stream_peer_eof(pk_conn *s, int bits) {
   if (bits & PK_EOF_READ) {
     /* Peer's source is exhausted: finish our writes, then half-close. */
     s->flags |= PK_CF_PEER_R;
-    if (s->wq_bytes == 0) pk_conn_shutdown(s);
+    if (s->wq_bytes == 0 && parked(s) == 0) pk_conn_shutdown(s);
   }
   if (bits & PK_EOF_WRITE) {
     /* Peer cannot deliver any more: stop reading. */
     s->flags |= PK_CF_PEER_W;
     pk_conn_read_stop(s);
   }
-  if ((bits & (PK_EOF_READ | PK_EOF_WRITE)) == (PK_EOF_READ | PK_EOF_WRITE) && s->wq_bytes == 0) {
+  if ((bits & (PK_EOF_READ | PK_EOF_WRITE)) == (PK_EOF_READ | PK_EOF_WRITE) && s->wq_bytes == 0 &&
+      parked(s) == 0) {
     s->flags |= PK_CF_SENT_EOF;
-    pk_tunnel_remove_stream(s->tunnel, s);
-    pk_conn_close(s);
+    pk_stream_close(s);
     return;
   }
   stream_maybe_done(s);
@@ -336,6 +399,10 @@ void pk_stream_skb(pk_conn *s, long long kb) {
 static void tunnel_on_drain(pk_conn *c, int n) {
   pk_tunnel *t = c->owner;
   if (!t || c->wq_bytes > PK_TUNNEL_WQ_LOW) return;
+  if (c->flags & PK_CF_PAUSED) {
+    c->flags &= ~PK_CF_PAUSED;
+    pk_conn_read_start(c);
+  }
   while (t->paused) {
     pk_conn *s = t->paused;
     t->paused = s->pause_next;
@@ -403,6 +470,7 @@ static int process_chunk(pk_tunnel *t, const char *p, size_t n) {
 }
 
 static int inflate_chunk(pk_tunnel *t, const pk_frame *f, const char *p) {
+  if (!t->zbuf && !(t->zbuf = malloc(PK_MAX_CHUNK))) return -1;
   if (!t->zin_ready || f->reset) {
     if (t->zin_ready) inflateEnd(&t->zin);
     memset(&t->zin, 0, sizeof(t->zin));
@@ -418,6 +486,11 @@ static int inflate_chunk(pk_tunnel *t, const pk_frame *f, const char *p) {
   size_t out = PK_MAX_CHUNK - t->zin.avail_out;
   if (out != f->len) return -1;
   return process_chunk(t, t->zbuf, out);
+}
+
+/* Before a kite is authenticated a peer gets small frames and buffers only. */
+static size_t max_chunk(const pk_tunnel *t) {
+  return t->nkites_live > 0 ? PK_MAX_CHUNK : PK_UNAUTH_CHUNK;
 }
 
 /* Websocket framing (RFC 6455) around chunks, as pagekite.py's websocket
@@ -441,7 +514,7 @@ static long consume_ws(pk_tunnel *t, char *buf, size_t n) {
       for (int i = 0; i < 8; i++) len = (len << 8) | b[2 + i];
       hl = 10;
     }
-    if (len > PK_MAX_CHUNK || !fin || (b[0] & 0x70)) {
+    if (len > max_chunk(t) || !fin || (b[0] & 0x70)) {
       pk_tunnel_kill(t, "bad websocket frame");
       return -1;
     }
@@ -476,7 +549,7 @@ static long consume(pk_tunnel *t, const char *buf, size_t n) {
   size_t off = 0;
   while (off < n && t->state != PK_TS_DEAD) {
     pk_frame f;
-    int r = pk_wire_parse_frame(buf + off, n - off, PK_MAX_CHUNK, &f);
+    int r = pk_wire_parse_frame(buf + off, n - off, max_chunk(t), &f);
     if (r == PK_WIRE_NEED_MORE) break;
     if (r < 0) {
       pk_tunnel_kill(t, r == PK_WIRE_ETOOBIG ? "oversized chunk" : "bad chunk frame");
@@ -494,14 +567,24 @@ static long consume(pk_tunnel *t, const char *buf, size_t n) {
   return (long)off;
 }
 
-/* nbytes were read straight into t->in after the first t->inlen bytes. */
-int pk_tunnel_feed_inplace(pk_tunnel *t, size_t nbytes) {
-  t->last_rx = pk_now_ms(t->mgr);
-  t->ping_outstanding = 0;
-  t->inlen += nbytes;
+/* The frame buffer holds one partial frame between reads.  It is taken when
+ * a frame spans reads and given back when the tunnel is idle; before a kite
+ * is authenticated it is small. */
+static int ensure_in(pk_tunnel *t) {
+  size_t cap = t->nkites_live > 0 ? PK_TUNNEL_INBUF : PK_UNAUTH_CHUNK + 2 * PK_WIRE_FRAME_HDR_MAX;
+  if (t->in && t->incap >= cap) return 0;
+  char *nb = realloc(t->in, cap);
+  if (!nb) return -1;
+  t->in = nb;
+  t->incap = cap;
+  return 0;
+}
+
+/* Consume what t->in holds; keep the unconsumed tail at its front. */
+static int consume_in(pk_tunnel *t) {
   long used = consume(t, t->in, t->inlen);
   if (used < 0) return -1;
-  if (used == 0 && t->inlen == PK_TUNNEL_INBUF) {
+  if (used == 0 && t->inlen == t->incap) {
     pk_tunnel_kill(t, "chunk larger than buffer");
     return -1;
   }
@@ -510,33 +593,61 @@ int pk_tunnel_feed_inplace(pk_tunnel *t, size_t nbytes) {
   return 0;
 }
 
-int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n) {
+/* A peer whose replies we cannot send stops being read until they drain. */
+static void check_backlog(pk_tunnel *t) {
+  pk_conn *c = t->conn;
+  if (t->state == PK_TS_DEAD || !c || c->wq_bytes <= PK_TUNNEL_WQ_HIGH) return;
+  if (c->flags & PK_CF_PAUSED) return;
+  c->flags |= PK_CF_PAUSED;
+  pk_conn_read_stop(c);
+}
+
+static void received(pk_tunnel *t) {
   t->last_rx = pk_now_ms(t->mgr);
   t->ping_outstanding = 0;
-  if (t->inlen == 0) {
-    /* Fast path: whole frames straight from the read buffer. */
-    long used = consume(t, data, n);
-    if (used < 0) return -1;
-    data += used;
-    n -= (size_t)used;
-  }
-  while (n > 0) {
-    size_t room = PK_TUNNEL_INBUF - t->inlen;
+}
+
+int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n) {
+  received(t);
+  while (n > 0 && t->state != PK_TS_DEAD) {
+    if (t->inlen == 0) {
+      /* Fast path: whole frames straight from the read buffer. */
+      long used = consume(t, data, n);
+      if (used < 0) return -1;
+      data += used;
+      n -= (size_t)used;
+      if (n == 0 || t->state == PK_TS_DEAD) break;
+    }
+    if (ensure_in(t) != 0) {
+      pk_tunnel_kill(t, "out of memory");
+      return -1;
+    }
+    size_t room = t->incap - t->inlen;
     size_t take = n < room ? n : room;
     memcpy(t->in + t->inlen, data, take);
     t->inlen += take;
     data += take;
     n -= take;
-    long used = consume(t, t->in, t->inlen);
-    if (used < 0) return -1;
-    if (used == 0 && t->inlen == PK_TUNNEL_INBUF) {
-      pk_tunnel_kill(t, "chunk larger than buffer");
-      return -1;
-    }
-    memmove(t->in, t->in + used, t->inlen - (size_t)used);
-    t->inlen -= (size_t)used;
+    if (consume_in(t) != 0) return -1;
   }
-  return 0;
+  check_backlog(t);
+  return t->state == PK_TS_DEAD ? -1 : 0;
+}
+
+/* Reads land in the frame buffer while a frame is half there. */
+static size_t tunnel_inplace(pk_conn *c, char **base) {
+  pk_tunnel *t = c->owner;
+  if (!t || t->state != PK_TS_OPEN || !t->in || t->inlen == 0) return 0;
+  *base = t->in + t->inlen;
+  return t->incap - t->inlen;
+}
+
+static void tunnel_inplace_done(pk_conn *c, size_t n) {
+  pk_tunnel *t = c->owner;
+  if (!t || t->state == PK_TS_DEAD) return;
+  received(t);
+  t->inlen += n;
+  if (consume_in(t) == 0) check_backlog(t);
 }
 
 static void tunnel_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
@@ -556,9 +667,18 @@ void pk_tunnel_open(pk_tunnel *t) {
   t->conn->on_data = tunnel_on_data;
   t->conn->on_eof = tunnel_on_eof;
   t->conn->on_drain = tunnel_on_drain;
+  t->conn->on_inplace = tunnel_inplace;
+  t->conn->on_inplace_done = tunnel_inplace_done;
 }
 
-void pk_tunnel_kill(pk_tunnel *t, const char *why) {
+static void kill_streams(pk_tunnel *t) {
+  for (int i = 0; i < PK_SID_BUCKETS; i++)
+    while (t->sids[i]) pk_stream_close(t->sids[i]);
+}
+
+/* The one way a tunnel dies: streams and kites go at once, the conn closes
+ * (politely when finish is set) and the slot is freed by its close callback. */
+static void tunnel_end(pk_tunnel *t, const char *why, int finish) {
   if (!t || !t->in_use || t->state == PK_TS_DEAD) return;
   pk_mgr *m = t->mgr;
   int was_open = t->state == PK_TS_OPEN;
@@ -568,27 +688,34 @@ void pk_tunnel_kill(pk_tunnel *t, const char *why) {
                                                 : m->fes[t->fe_idx].host);
   pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel %s: %s", t->is_relay_side ? "from connector" : "to relay",
          why);
-  for (int i = 0; i < PK_SID_BUCKETS; i++) {
-    while (t->sids[i]) {
-      pk_conn *s = t->sids[i];
-      pk_tunnel_remove_stream(t, s);
-      pk_conn_close(s);
-    }
-  }
+  kill_streams(t);
   if (t->is_relay_side)
     pk_relay_tunnel_closed(t);
   else
     pk_connector_tunnel_closed(t);
-  if (t->conn) {
-    t->conn->owner = NULL;
+  t->nkites_live = 0;
+  if (t->conn && finish)
+    pk_conn_finish(t->conn);
+  else if (t->conn)
     pk_conn_close(t->conn);
-    t->conn = NULL;
-  }
-  if (t->zin_ready) inflateEnd(&t->zin);
-  if (t->zout_ready) deflateEnd(&t->zout);
-  t->zin_ready = t->zout_ready = 0;
-  t->in_use = 0;
   pk_notify(m);
+}
+
+void pk_tunnel_kill(pk_tunnel *t, const char *why) { tunnel_end(t, why, 0); }
+
+void pk_tunnel_finish(pk_tunnel *t, const char *why) { tunnel_end(t, why, 1); }
+
+/* Idle tunnels give their buffers back. */
+static void release_idle_buffers(pk_tunnel *t, uint64_t now) {
+  if (now - t->last_rx < 2000 || now - t->last_tx < 2000) return;
+  if (t->inlen == 0 && t->in) {
+    free(t->in);
+    t->in = NULL;
+    t->incap = 0;
+  }
+  free(t->zbuf);
+  free(t->zobuf);
+  t->zbuf = t->zobuf = NULL;
 }
 
 /* Keepalive: PING a quiet tunnel; kill it when the PING goes unanswered. */
@@ -599,4 +726,5 @@ void pk_tunnel_housekeep(pk_tunnel *t, uint64_t now) {
     return;
   }
   if (!t->ping_outstanding && now - t->last_rx > PK_PING_IDLE_MS) pk_tunnel_ping(t);
+  release_idle_buffers(t, now);
 }

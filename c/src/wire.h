@@ -94,6 +94,10 @@ typedef struct {
  * colon, bad SID number) / PK_WIRE_ETOOBIG (more than PK_WIRE_MAX_HEADERS). */
 int pk_wire_parse_chunk(const char *buf, size_t n, pk_chunk *out);
 
+/* Writes the header block of a data chunk, "SID: <sid>\r\n\r\n", into out.
+ * Returns its length, or -1 when outsz is too small (32 always suffices). */
+int pk_wire_format_sid(char *out, size_t outsz, long long sid);
+
 /* First value of header `name` (case-insensitive) in a parsed chunk, or a
  * slice with p==NULL. */
 pk_slice pk_wire_chunk_get(const pk_chunk *c, const char *name);

@@ -21,6 +21,9 @@ for t in frame chunk http_head classify; do
   "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_$t" "$HERE/fuzz_$t.c" "$SRC/wire.c" &
   pids+=($!)
 done
+# The forwarding-header rewriter (httpfwd.c) is pure too.
+"$CC" "${FLAGS[@]}" -o "$OUT/fuzz_httpfwd" "$HERE/fuzz_httpfwd.c" "$SRC/httpfwd.c" "$SRC/wire.c" &
+pids+=($!)
 # The tunnel target links the whole core (minus the Lua plugin host).
 if [ -f "$HERE/fuzz_tunnel.c" ]; then
   CORE=()
