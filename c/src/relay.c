@@ -279,21 +279,36 @@ static void ws_accept(pk_slice key, char out[64]) {
 }
 
 /* Tunnels that have not authenticated a kite yet may hold at most a quarter
- * of the tunnel slots, so a flood of them never locks real connectors out. */
-static int unauth_tunnels(pk_mgr *m) {
+ * of the tunnel slots, so a flood of them never locks real connectors out.
+ * A newcomer is let in by ending the oldest such tunnel of the source that
+ * holds the most unknown connections: a real connector proves its kites
+ * within a round trip or two, an idle one never does. */
+static int is_unauth_tunnel(const pk_tunnel *t) {
+  return t->in_use && t->state != PK_TS_DEAD && t->is_relay_side && t->nkites_live == 0;
+}
+
+static int make_room_for_tunnel(pk_mgr *m) {
   int n = 0;
-  for (int i = 0; i < m->ntunnels; i++)
-    n += m->tunnels[i].in_use && m->tunnels[i].state != PK_TS_DEAD && m->tunnels[i].nkites_live == 0;
-  return n;
+  pk_tunnel *victim = NULL;
+  uint32_t worst = 0;
+  for (int i = 0; i < m->ntunnels; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (!is_unauth_tunnel(t)) continue;
+    n++;
+    uint32_t load = pk_iptab_count(&m->unauth_ips, &t->conn->ipkey);
+    if (!victim || load > worst || (load == worst && t->created < victim->created))
+      victim = t, worst = load;
+  }
+  if (n < m->ntunnels / 4 + 4) return 0;
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Evicting a tunnel without a kite from %s", victim->conn->rip);
+  pk_tunnel_kill(victim, "evicted: no kite authenticated");
+  return 0;
 }
 
 static pk_tunnel *admit_tunnel(pk_conn *c) {
   pk_mgr *m = c->mgr;
-  pk_tunnel *t = NULL;
-  if (unauth_tunnels(m) >= m->ntunnels / 4 + 4)
-    pk_set_error("too many tunnels without a kite");
-  else
-    t = pk_tunnel_new(m, c, 1);
+  make_room_for_tunnel(m);
+  pk_tunnel *t = pk_tunnel_new(m, c, 1);
   if (!t) {
     static const char busy[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
     pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: %s", c->rip, pk_get_error());
