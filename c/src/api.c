@@ -82,6 +82,7 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   if (flags & PK_WITH_DEFAULTS) flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
   if (!(flags & (PK_WITH_IPV4 | PK_WITH_IPV6))) flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
   m->flags = flags;
+  m->role = relay ? &pk_relay_role : &pk_connector_role;
   m->status = PK_STATUS_STARTUP;
   snprintf(m->app_id, sizeof(m->app_id), "%s", app_id ? app_id : "libpagekite");
   if (dyndns_url) snprintf(m->dyndns_url, sizeof(m->dyndns_url), "%s", dyndns_url);
@@ -502,11 +503,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (m->started && !m->thread_joined) pagekite_thread_stop(h);
-  for (int i = 0; i < m->ntunnels && m->tunnels; i++) {
-    free(m->tunnels[i].in);
-    free(m->tunnels[i].zbuf);
-    free(m->tunnels[i].zobuf);
-  }
+  for (int i = 0; i < m->ntunnels && m->tunnels; i++) pk_session_free(&m->tunnels[i].sess);
   free(m->tunnels);
   free(m->kites);
   free(m->fes);
@@ -585,7 +582,7 @@ PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
       return n;
     case PK_COUNTER_TUNNELS:
       for (int i = 0; i < m->ntunnels; i++)
-        n += m->tunnels[i].in_use && m->tunnels[i].state == PK_TS_OPEN;
+        n += m->tunnels[i].in_use && m->tunnels[i].sess.state == PK_SESSION_OPEN;
       return n;
     case PK_COUNTER_STREAMS: return m->c_streams;
     case PK_COUNTER_BYTES_IN: return m->c_bytes_in;

@@ -20,22 +20,13 @@ static void kite_proto_string(const pk_kite *k, char *out, size_t n) {
     snprintf(out, n, "%s", k->proto);
 }
 
-/* "proto:name:..." from a relay header -> our kite, or NULL. */
-static pk_kite *kite_by_header(pk_mgr *m, pk_slice v) {
-  char buf[PK_NAME_MAX + 64];
-  if (v.n >= sizeof(buf)) return NULL;
-  memcpy(buf, v.p, v.n);
-  buf[v.n] = 0;
-  char *proto = buf, *name = strchr(buf, ':');
-  if (!name) return NULL;
-  *name++ = 0;
-  char *rest = strchr(name, ':');
-  if (rest) *rest = 0;
+/* The kite a relay's answer names ("proto[-port]" and name), or NULL. */
+static pk_kite *kite_by_answer(pk_mgr *m, const pk_auth_answer *a) {
   for (int i = 0; i < m->nkites; i++) {
     char ps[48];
     kite_proto_string(&m->kites[i], ps, sizeof(ps));
-    if ((strcasecmp(ps, proto) == 0 || strcasecmp(m->kites[i].proto, proto) == 0) &&
-        strcasecmp(m->kites[i].name, name) == 0)
+    if ((strcasecmp(ps, a->protoport) == 0 || strcasecmp(m->kites[i].proto, a->protoport) == 0) &&
+        strcasecmp(m->kites[i].name, a->name) == 0)
       return &m->kites[i];
   }
   return NULL;
@@ -62,109 +53,95 @@ static void update_status(pk_mgr *m) {
   pk_set_status(m, st);
 }
 
-/* X-PageKite lines for the given kites (fsalt from challenges, if any). */
-static int build_kite_lines(pk_mgr *m, char *out, size_t n, const char **fsalts, int only_challenged) {
-  size_t off = 0;
+/* X-PageKite lines for our kites: all of them, or only those challenged
+ * (their fsalt is the relay's token to sign). */
+static int build_kite_lines(pk_mgr *m, pk_wbuf *out, int only_challenged) {
   for (int i = 0; i < m->nkites; i++) {
     pk_kite *k = &m->kites[i];
-    const char *fsalt = fsalts ? fsalts[i] : NULL;
-    if (only_challenged && !fsalt) continue;
-    char ps[48], payload[PK_NAME_MAX + 160], sig[PK_TOKEN_LEN + 1];
+    if (only_challenged && !k->fsalt[0]) continue;
+    char ps[48];
     kite_proto_string(k, ps, sizeof(ps));
-    snprintf(payload, sizeof(payload), "%s:%s:%s:%s", ps, k->name, k->bsalt, fsalt ? fsalt : "");
-    if (pk_sign_token(k->secret, payload, NULL, 0, sig) != 0) return -1;
-    int w = snprintf(out + off, n - off, "X-PageKite: %s:%s\r\n", payload, sig);
-    if (w < 0 || (size_t)w >= n - off) return -1;
-    off += (size_t)w;
+    if (pk_auth_sign_request(out, ps, k->name, k->bsalt, k->fsalt, k->secret) != 0) return -1;
   }
-  return (int)off;
+  return 0;
+}
+
+static void clear_challenges(pk_mgr *m) {
+  for (int i = 0; i < m->nkites; i++) m->kites[i].fsalt[0] = 0;
+}
+
+/* A kite's answer from the relay.  Returns 1 when kite states changed. */
+static int apply_answer(pk_tunnel *t, const pk_auth_answer *a, int *challenged) {
+  pk_mgr *m = t->mgr;
+  pk_kite *k = kite_by_answer(m, a);
+  if (!k) return 0;
+  if (a->kind == PK_ANS_SIGNTHIS) {
+    snprintf(k->fsalt, sizeof(k->fsalt), "%s", a->detail);
+    (*challenged)++;
+  } else if (a->kind == PK_ANS_WHY) {
+    snprintf(k->reason, sizeof(k->reason), "%s", a->detail);
+  } else if (a->kind == PK_ANS_OK && (k->state != PK_KITE_LIVE || k->tunnel != t)) {
+    k->state = PK_KITE_LIVE;
+    k->tunnel = t;
+    pk_tunnel_kites_changed(t, 1);
+    pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is flying", k->proto, k->name);
+    return 1;
+  } else if (a->kind == PK_ANS_INVALID || a->kind == PK_ANS_DUPLICATE) {
+    int dup = a->kind == PK_ANS_DUPLICATE;
+    k->state = dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED;
+    if (k->tunnel == t) k->tunnel = NULL;
+    pk_count_error(m);
+    pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
+           dup ? "duplicate" : (k->reason[0] ? k->reason : "invalid"));
+    return 1;
+  }
+  return 0;
+}
+
+static void note_session(pk_tunnel *t, const char *id) {
+  snprintf(t->session_id, sizeof(t->session_id), "%s", id);
+  if (t->fe_idx >= 0 && t->addr_idx >= 0)
+    snprintf(t->mgr->fes[t->fe_idx].session_id[t->addr_idx], sizeof(t->session_id), "%s", id);
+}
+
+/* Challenges answered: in-band on an AddKites tunnel, else (an old-style
+ * relay) by reconnecting with the signatures.  The new tunnel is opened by
+ * housekeeping, never from inside this tunnel's processing. */
+static void answer_challenges(pk_tunnel *t) {
+  pk_mgr *m = t->mgr;
+  if (t->sess.state == PK_SESSION_OPEN && t->sess.peer_addkites) {
+    static char lines[PK_MAX_KITES_PER_TUNNEL * (PK_NAME_MAX + 160)]; /* loop thread only */
+    pk_wbuf b;
+    pk_wbuf_init(&b, lines, sizeof(lines));
+    int rv = build_kite_lines(m, &b, 1);
+    clear_challenges(m);
+    if (rv != 0 || pk_tunnel_send_noop(t, lines, b.len) != 0) pk_tunnel_kill(t, "cannot sign challenge");
+  } else if (!t->retried_signed && t->fe_idx >= 0 && t->addr_idx >= 0) {
+    m->fes[t->fe_idx].signed_next[t->addr_idx] = 1;
+    pk_tunnel_kill(t, "reconnecting with signatures");
+    m->next_attempt = 0;
+    pk_manager_tick_soon(m);
+  } else {
+    clear_challenges(m);
+  }
 }
 
 /* Apply X-PageKite-* headers from the relay (response head or NOOP chunk). */
 static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_slice *values,
                                 int count) {
   pk_mgr *m = t->mgr;
-  const char *fsalts[256] = {0};
-  char tokbuf[256][PK_TOKEN_LEN + 1];
   int challenged = 0, changed = 0;
-  pk_frontend *fe = (t->fe_idx >= 0 && t->addr_idx >= 0) ? &m->fes[t->fe_idx] : NULL;
   for (int i = 0; i < count; i++) {
-    pk_slice nm = names[i], v = values[i];
-    if (pk_slice_ieq(nm, "X-PageKite-SessionID")) {
-      size_t k = v.n < sizeof(t->session) - 1 ? v.n : sizeof(t->session) - 1;
-      memcpy(t->session, v.p, k);
-      t->session[k] = 0;
-      if (fe) memcpy(fe->session[t->addr_idx], t->session, k + 1);
-    } else if (pk_slice_ieq(nm, "X-PageKite-Features")) {
-      if (pk_slice_ieq(v, "AddKites")) t->peer_addkites = 1;
-      if (pk_slice_ieq(v, "ZChunks")) t->peer_zchunks = 1;
-    } else if (pk_slice_ieq(nm, "X-PageKite-SignThis")) {
-      pk_kite *k = kite_by_header(m, v);
-      const char *last = memrchr(v.p, ':', v.n);
-      if (!k || !last) continue;
-      int idx = (int)(k - m->kites);
-      size_t tl = v.n - (size_t)(last + 1 - v.p);
-      if (idx >= 256 || tl > PK_TOKEN_LEN) continue;
-      memcpy(tokbuf[idx], last + 1, tl);
-      tokbuf[idx][tl] = 0;
-      fsalts[idx] = tokbuf[idx];
-      challenged++;
-    } else if (pk_slice_ieq(nm, "X-PageKite-OK")) {
-      pk_kite *k = kite_by_header(m, v);
-      if (!k) continue;
-      if (k->state != PK_KITE_LIVE || k->tunnel != t) {
-        k->state = PK_KITE_LIVE;
-        k->tunnel = t;
-        pk_tunnel_kites_changed(t, 1);
-        changed = 1;
-        pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is flying", k->proto, k->name);
-      }
-    } else if (pk_slice_ieq(nm, "X-PageKite-Invalid") || pk_slice_ieq(nm, "X-PageKite-Duplicate")) {
-      pk_kite *k = kite_by_header(m, v);
-      if (!k) continue;
-      int dup = pk_slice_ieq(nm, "X-PageKite-Duplicate");
-      k->state = dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED;
-      if (k->tunnel == t) k->tunnel = NULL;
-      changed = 1;
-      pk_count_error(m);
-    pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
-             dup ? "duplicate" : (k->reason[0] ? k->reason : "invalid"));
-    } else if (pk_slice_ieq(nm, "X-PageKite-Invalid-Why")) {
-      pk_kite *k = kite_by_header(m, v);
-      const char *semi = memchr(v.p, ';', v.n);
-      if (k && semi) {
-        size_t rl = v.n - (size_t)(semi + 1 - v.p);
-        if (rl >= sizeof(k->reason)) rl = sizeof(k->reason) - 1;
-        memcpy(k->reason, semi + 1, rl);
-        k->reason[rl] = 0;
-      }
+    pk_auth_answer a;
+    switch (pk_auth_parse_answer(names[i], values[i], &a)) {
+      case PK_ANS_SESSION: note_session(t, a.detail); break;
+      case PK_ANS_FEATURE: pk_session_features(&t->sess, &names[i], &values[i], 1); break;
+      case PK_ANS_NONE: break;
+      default: changed |= apply_answer(t, &a, &challenged);
     }
   }
-  if (challenged) {
-    char lines[8192];
-    int n = build_kite_lines(m, lines, sizeof(lines), fsalts, 1);
-    if (n < 0) {
-      pk_tunnel_kill(t, "cannot sign challenge");
-      return;
-    }
-    if (t->state == PK_TS_OPEN && t->peer_addkites) {
-      /* Sign in-band, on the open tunnel. */
-      char hdrs[8300];
-      int hn = snprintf(hdrs, sizeof(hdrs), "NOOP: 1\r\n%s\r\n", lines);
-      pk_tunnel_send_chunk(t, hdrs, (size_t)hn, "!", 1, NULL);
-    } else if (!t->retried_signed && fe) {
-      /* Old-style relay: reconnect with the signatures.  The new tunnel is
-       * opened by housekeeping, never from inside this tunnel's processing. */
-      for (int i = 0; i < m->nkites && i < 256; i++)
-        if (fsalts[i]) snprintf(m->kites[i].fsalt, sizeof(m->kites[i].fsalt), "%s", fsalts[i]);
-      fe->signed_next[t->addr_idx] = 1;
-      pk_tunnel_kill(t, "reconnecting with signatures");
-      m->next_attempt = 0;
-      pk_manager_tick_soon(m);
-      return;
-    }
-  }
-  if (changed) {
+  if (challenged) answer_challenges(t);
+  if (changed && !t->dying) {
     m->rejected = 0;
     for (int i = 0; i < m->nkites; i++)
       if (m->kites[i].state == PK_KITE_REJECTED) m->rejected = 1;
@@ -227,7 +204,7 @@ static void slice_cpy(char *out, size_t n, pk_slice s) {
   out[k] = 0;
 }
 
-static void new_stream(pk_tunnel *t, pk_chunk *ch) {
+static void new_stream(pk_tunnel *t, const pk_chunk *ch) {
   pk_mgr *m = t->mgr;
   char proto[32], host[PK_NAME_MAX], portb[16];
   slice_cpy(proto, sizeof(proto), ch->known[PK_CH_PROTO]);
@@ -312,12 +289,9 @@ static void new_stream(pk_tunnel *t, pk_chunk *ch) {
   free(rewritten);
 }
 
-void pk_connector_on_chunk(pk_tunnel *t, pk_chunk *ch) {
-  if (ch->noop) {
-    handle_kite_headers(t, ch->names, ch->values, ch->nheaders);
-    return;
-  }
-  new_stream(t, ch);
+static void connector_on_control(pk_tunnel *t, const pk_slice *names, const pk_slice *values,
+                                 int n) {
+  handle_kite_headers(t, names, values, n);
 }
 
 /* ---- X-Forwarded-For / X-Forwarded-Proto on every request ---- */
@@ -474,11 +448,11 @@ static void hs_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   m->fail_streak = 0;
   pk_tunnel_open(t);
   handle_kite_headers(t, h.names, h.values, h.nheaders);
-  if (t->state == PK_TS_DEAD) return;
+  if (t->dying) return;
   int any_live = t->nkites_live > 0, pending = 0;
   for (int i = 0; i < m->nkites; i++)
     if (m->kites[i].state == PK_KITE_DEAD) pending++;
-  if (!any_live && !pending && !t->peer_addkites) {
+  if (!any_live && !pending && !t->sess.peer_addkites) {
     pk_tunnel_kill(t, "no kites accepted");
     return;
   }
@@ -489,38 +463,25 @@ static void hs_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   c->inlen = 0;
   int rv = rest ? pk_tunnel_feed(t, restp, rest) : 0;
   pk_block_unref(m, ib);
-  if (rv == 0 && take < n) pk_tunnel_feed(t, data + take, n - take);
+  if (rv == 0 && take < n) pk_tunnel_feed(t, (char *)data + take, n - take) /* our read block */;
   update_status(m);
 }
 
 static void send_handshake(pk_tunnel *t, int use_challenges) {
   pk_mgr *m = t->mgr;
-  char req[12288];
-  size_t off = 0;
-  off += (size_t)snprintf(req, sizeof(req),
-                          "CONNECT PageKite:1 HTTP/1.0\r\n"
-                          "X-PageKite-Features: AddKites\r\n"
-                          "X-PageKite-Version: %s\r\n"
-                          "X-PageKite-Features: ZChunks\r\n",
-                          PK_VERSION);
-  pk_frontend *fe = &m->fes[t->fe_idx];
-  if (fe->session[t->addr_idx][0])
-    off += (size_t)snprintf(req + off, sizeof(req) - off, "X-PageKite-Replace: %s\r\n",
-                            fe->session[t->addr_idx]);
-  const char *fs[256] = {0};
-  if (use_challenges)
-    for (int i = 0; i < m->nkites && i < 256; i++)
-      if (m->kites[i].fsalt[0]) fs[i] = m->kites[i].fsalt;
-  int n = build_kite_lines(m, req + off, sizeof(req) - off - 3, fs, 0);
-  if (n < 0) {
+  static char req[PK_HEAD_MAX]; /* loop thread only */
+  pk_wbuf b;
+  pk_wbuf_init(&b, req, sizeof(req));
+  pk_wire_tunnel_request(&b, PK_VERSION, m->fes[t->fe_idx].session_id[t->addr_idx]);
+  if (!use_challenges) clear_challenges(m); /* a fresh request: ask for new ones */
+  int rv = build_kite_lines(m, &b, 0);
+  pk_wbuf_end(&b);
+  clear_challenges(m);
+  if (rv != 0 || !pk_wbuf_ok(&b)) {
     pk_tunnel_kill(t, "too many kites for one request");
     return;
   }
-  off += (size_t)n;
-  memcpy(req + off, "\r\n", 2);
-  off += 2;
-  for (int i = 0; i < m->nkites; i++) m->kites[i].fsalt[0] = 0;
-  pk_conn_write(t->conn, req, off, NULL);
+  if (pk_conn_write(t->conn, req, b.len, NULL) != 0) pk_tunnel_kill(t, pk_get_error());
 }
 
 static void tunnel_on_connect(pk_conn *c, int status) {
@@ -548,7 +509,7 @@ static void connect_tunnel(pk_mgr *m, int fi, int ai, int signed_retry) {
   pk_frontend *fe = &m->fes[fi];
   pk_conn *c = pk_conn_new(m, PK_CK_TUNNEL);
   if (!c) return;
-  pk_tunnel *t = pk_tunnel_new(m, c, 0);
+  pk_tunnel *t = pk_tunnel_new(m, c);
   if (!t) {
     pk_conn_close(c);
     return;
@@ -573,7 +534,7 @@ static void connect_tunnel(pk_mgr *m, int fi, int ai, int signed_retry) {
     pk_tunnel_kill(t, "connect failed");
 }
 
-void pk_connector_tunnel_closed(pk_tunnel *t) {
+static void connector_tunnel_closed(pk_tunnel *t) {
   pk_mgr *m = t->mgr;
   for (int i = 0; i < m->nkites; i++) {
     pk_kite *k = &m->kites[i];
@@ -691,7 +652,7 @@ static void fill_addrs(pk_frontend *fe, struct addrinfo *res, int flags) {
     if (n >= fe->naddrs || memcmp(&fe->addrs[n], &ss, sizeof(ss)) != 0) {
       fe->addrs[n] = ss;
       fe->ping_ms[n] = -1;
-      fe->session[n][0] = 0;
+      fe->session_id[n][0] = 0;
     }
     n++;
   }
@@ -834,7 +795,7 @@ static void ddns_update(pk_mgr *m) {
 }
 
 /* ---- lifecycle ---- */
-int pk_connector_start(pk_mgr *m) {
+static int connector_start(pk_mgr *m) {
   for (int i = 0; i < m->nkites; i++) pk_random_hex(m->kites[i].bsalt, PK_TOKEN_LEN);
   int total = 0;
   for (int f = 0; f < m->nfes; f++) total += m->fes[f].naddrs;
@@ -846,7 +807,7 @@ int pk_connector_start(pk_mgr *m) {
   return 0;
 }
 
-void pk_connector_housekeep(pk_mgr *m) {
+static void connector_housekeep(pk_mgr *m) {
   if (m->nkites == 0 || m->nfes == 0) return;
   uint64_t now = pk_now_ms(m);
   /* Close pings that never answered. */
@@ -872,7 +833,7 @@ void pk_connector_housekeep(pk_mgr *m) {
    * is dropped; the reconnect logic tries again with backoff. */
   for (int i = 0; i < m->ntunnels; i++) {
     pk_tunnel *t = &m->tunnels[i];
-    if (t->in_use && t->state != PK_TS_DEAD && !t->is_relay_side && t->nkites_live == 0 &&
+    if (t->in_use && !t->dying && t->nkites_live == 0 &&
         now - t->created > 3000) {
       int dup = 0;
       for (int k = 0; k < m->nkites; k++) dup |= m->kites[k].state == PK_KITE_DUPLICATE;
@@ -919,7 +880,7 @@ void pk_connector_housekeep(pk_mgr *m) {
   for (int f = 0; f < m->nfes; f++)
     for (int a = 0; a < m->fes[f].naddrs; a++) {
       pk_tunnel *t = m->fes[f].tunnel[a];
-      if (!t || t->state != PK_TS_OPEN || m->spares > 0) continue;
+      if (!t || t->sess.state != PK_SESSION_OPEN || m->spares > 0) continue;
       int mine = rank_of(m, f, a);
       for (int g = 0; g < m->nfes; g++)
         for (int b = 0; b < m->fes[g].naddrs; b++) {
@@ -936,7 +897,18 @@ void pk_connector_housekeep(pk_mgr *m) {
     }
 }
 
-void pk_connector_stop(pk_mgr *m) {
+static void connector_stop(pk_mgr *m) {
   for (int f = 0; f < m->nfes; f++)
     if (m->fes[f].gai_busy) uv_cancel((uv_req_t *)&m->fes[f].gai);
 }
+
+static int connector_bind(pk_mgr *m) { return 0; }
+
+static const char *connector_peer_name(pk_tunnel *t) {
+  return t->fe_idx >= 0 ? t->mgr->fes[t->fe_idx].host : "";
+}
+
+const pk_role_ops pk_connector_role = {
+    "to relay",   connector_start,      connector_bind,          connector_stop,
+    connector_housekeep, new_stream,    connector_on_control,    connector_tunnel_closed,
+    connector_peer_name};

@@ -21,35 +21,13 @@
 #include "iplimit.h"
 #include "replay.h"
 #include "httpfwd.h"
+#include "session.h"
+#include "kiteauth.h"
+#include "role.h"
 
 #define PK_API __attribute__((visibility("default")))
 
-/* ---- sizes and bounds ---- */
-#define PK_BLOCK_SIZE (32 * 1024)      /* one data buffer */
-#define PK_MAX_CHUNK (256 * 1024)      /* largest chunk accepted from a peer */
-#define PK_TUNNEL_INBUF (PK_MAX_CHUNK + 1024)
-#define PK_HEAD_MAX (16 * 1024)        /* HTTP heads: handshake, relay first bytes */
-#define PK_STREAM_WINDOW (1024 * 1024) /* unacked bytes per stream before we pause */
-#define PK_STREAM_HARD_MAX (8 * 1024 * 1024) /* peer ignores SKB: kill the stream */
-#define PK_TUNNEL_WQ_HIGH (4 * 1024 * 1024)  /* pause feeding streams into a tunnel */
-#define PK_TUNNEL_WQ_LOW (1 * 1024 * 1024)
-#define PK_SKB_EVERY (8 * 1024)
-#define PK_SID_BUCKETS 256
-#define PK_NAME_MAX 256
-#define PK_SECRET_MAX 256
-#define PK_LOG_LINES 256
-#define PK_LOG_LINE_MAX 240
-#define PK_MAX_ADDRS 16   /* IPs per frontend name */
-#define PK_HANDSHAKE_TIMEOUT_MS 15000
-#define PK_PING_IDLE_MS 30000 /* send a PING when the tunnel was quiet this long */
-#define PK_PING_DEAD_MS 20000 /* no traffic this long after a PING: dead */
-#define PK_HALF_CLOSED_IDLE_MS 300000 /* half-closed and silent this long: closed */
-#define PK_UNAUTH_CHUNK (32 * 1024)   /* largest frame before a kite is authenticated */
-#define PK_UNAUTH_WQ_MAX (64 * 1024)  /* output queued to a peer that proved nothing */
-#define PK_TUNNEL_WQ_MAX (16 * 1024 * 1024) /* an authenticated tunnel that never reads */
-#define PK_SMALL_WQ_MAX (256 * 1024)  /* pings, DDNS, relay conns not yet classified */
-#define PK_WRITE_STALL_MS 60000 /* queued output made no progress this long: peer gone */
-#define PK_FINISH_MS 5000       /* a conn answering before hanging up gets this long */
+#include "bounds.h"
 
 typedef struct pk_mgr pk_mgr;
 typedef struct pk_conn pk_conn;
@@ -121,7 +99,7 @@ typedef struct {
   int ping_ms[PK_MAX_ADDRS];   /* measured /ping latency, -1 unknown */
   int errors[PK_MAX_ADDRS];
   uint64_t last_fail[PK_MAX_ADDRS];
-  char session[PK_MAX_ADDRS][80];
+  char session_id[PK_MAX_ADDRS][80];
   pk_tunnel *tunnel[PK_MAX_ADDRS];
   char signed_next[PK_MAX_ADDRS]; /* reconnect here with the challenges answered */
   uv_getaddrinfo_t gai;
@@ -267,42 +245,26 @@ int pk_conn_evict_one(pk_mgr *m);
 uint64_t pk_now_ms(pk_mgr *m);
 const char *pk_addr_str(const struct sockaddr *sa, char *buf, size_t n, int *port);
 
-/* ---- tunnel.c: one tunnel, either role ---- */
-#define PK_TS_HANDSHAKE 0
-#define PK_TS_OPEN 1
-#define PK_TS_DEAD 2
-
+/* ---- tunnel.c: one conn + one protocol session (session.h), either role ---- */
 struct pk_tunnel {
   pk_mgr *mgr;
   pk_conn *conn;
-  int is_relay_side; /* we are the relay end */
-  int state;
-  int in_use;
+  pk_session sess;       /* the protocol: frames, ZChunks, PING, credit */
+  int in_use;            /* the slot is taken (until the conn's close callback) */
+  int dying;             /* ended: streams and kites gone, conn closing */
   int fe_idx, addr_idx;  /* connector: which frontend/address */
-  char session[80];
-  int peer_zchunks, peer_addkites, peer_skb;
-  int ws;                /* websocket framing instead of chunk frames */
-  z_stream zin, zout;
-  int zin_ready, zout_ready;
-  int zreset_pending;    /* peer asked ZRST: next compressed chunk carries R */
-  char *zobuf;           /* deflate output, PK_MAX_CHUNK */
-  char *zbuf;            /* inflate output, PK_MAX_CHUNK */
-  char *in;              /* one partial frame between reads (taken when needed) */
-  size_t inlen, incap;
-  uint64_t created, last_tx;
+  char session_id[80];   /* X-PageKite-SessionID */
+  uint64_t created;
   pk_conn *sids[PK_SID_BUCKETS];
   int nstreams;
   long long next_sid;
   pk_conn *paused;       /* streams paused because our write queue is full */
-  uint64_t last_rx, last_ping_sent;
-  int ping_outstanding;
-  int rtt_ms;
   int nkites_live;
   int retried_signed;    /* connector: reconnect-with-signatures done */
-  int kites_requested;   /* relay: kites accepted on this tunnel */
+  int kites_requested;   /* relay: challenges issued on this tunnel */
 };
 
-pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c, int relay_side);
+pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c);
 /* Ends a tunnel (idempotent; safe from inside its own callbacks: the slot is
  * reused only after its conn's close callback).  finish: flush queued
  * output (a refusal) before hanging up. */
@@ -311,20 +273,22 @@ void pk_tunnel_finish(pk_tunnel *t, const char *why);
 void pk_tunnel_kites_changed(pk_tunnel *t, int delta);
 void pk_tunnel_open(pk_tunnel *t);
 char *pk_log_snapshot(pk_mgr *m);
-/* Feed bytes after the handshake; returns -1 when the tunnel was killed. */
-int pk_tunnel_feed(pk_tunnel *t, const char *data, size_t n);
+/* Feed bytes after the handshake (writable: websocket frames are unmasked in
+ * place); returns -1 when the tunnel was killed. */
+int pk_tunnel_feed(pk_tunnel *t, char *data, size_t n);
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk);
 int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, const char *data,
                         size_t dn, pk_block *blk);
-int pk_tunnel_send_noop(pk_tunnel *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int pk_tunnel_send_noop(pk_tunnel *t, const char *lines, size_t n);
 int pk_tunnel_send_eof(pk_tunnel *t, long long sid, const char *how);
 void pk_tunnel_add_stream(pk_tunnel *t, pk_conn *s, long long sid);
 pk_conn *pk_tunnel_find_stream(pk_tunnel *t, long long sid);
 void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s);
 void pk_tunnel_ping(pk_tunnel *t);
 void pk_tunnel_housekeep(pk_tunnel *t, uint64_t now);
-/* stream side helpers shared by connector and relay */
+
+/* ---- stream.c: streams over a tunnel, shared by both roles ---- */
 void pk_stream_attach(pk_conn *s, pk_tunnel *t, long long sid);
 void pk_stream_from_tunnel(pk_conn *s, const char *data, size_t n);
 void pk_stream_peer_eof(pk_conn *s, int eof_bits);
@@ -332,16 +296,9 @@ void pk_stream_skb(pk_conn *s, long long kb);
 void pk_stream_kill(pk_conn *s, int tell_peer);
 void pk_stream_close(pk_conn *s);
 void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk);
-/* Role hooks called by the tunnel. */
-void pk_connector_on_chunk(pk_tunnel *t, pk_chunk *ch);
-void pk_relay_on_chunk(pk_tunnel *t, pk_chunk *ch);
-void pk_connector_tunnel_closed(pk_tunnel *t);
-void pk_relay_tunnel_closed(pk_tunnel *t);
+void pk_stream_resume_paused(pk_tunnel *t);
 
 /* ---- connector.c ---- */
-int pk_connector_start(pk_mgr *m);
-void pk_connector_housekeep(pk_mgr *m);
-void pk_connector_stop(pk_mgr *m);
 int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe);
 /* Forwarding headers (connector HTTP streams, httpfwd.c underneath). */
 int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n);
@@ -349,9 +306,6 @@ void pk_http_forward_response(pk_conn *s, const char *data, size_t n);
 size_t pk_http_forward_parked(const pk_conn *s);
 
 /* ---- relay.c ---- */
-int pk_relay_start(pk_mgr *m);
-void pk_relay_stop(pk_mgr *m);
-void pk_relay_housekeep(pk_mgr *m);
 int pk_relay_match(const char *pattern, const char *name);
 
 /* ---- manager.c ---- */
@@ -368,6 +322,7 @@ struct pk_mgr {
   unsigned long long events;      /* bumped on each notify */
   unsigned long long events_seen; /* events at the last get_status/get_log/poll: poll waits past it */
   int flags;
+  const pk_role_ops *role; /* relay or connector: every role-specific step */
   int status;
   char app_id[64];
   char dyndns_url[512];

@@ -96,10 +96,7 @@ static void housekeep(pk_mgr *m) {
   pk_conns_housekeep(m, now);
   for (int i = 0; i < m->ntunnels; i++)
     if (m->tunnels[i].in_use) pk_tunnel_housekeep(&m->tunnels[i], now);
-  if (pk_is_relay(m))
-    pk_relay_housekeep(m);
-  else
-    pk_connector_housekeep(m);
+  m->role->housekeep(m);
   if (now - m->last_plugin_tick >= 1000) {
     m->last_plugin_tick = now;
     pk_plugins_on_tick(m);
@@ -120,8 +117,7 @@ static void on_wake(uv_async_t *a) {
   pk_mgr *m = a->data;
   if (m->stop_requested) {
     pk_plugins_stop(m);
-    pk_connector_stop(m);
-    pk_relay_stop(m);
+    m->role->stop(m);
     for (int i = 0; i < m->ntunnels; i++)
       if (m->tunnels[i].in_use) pk_tunnel_kill(&m->tunnels[i], "shutting down");
     for (int i = 0; i < m->nconns; i++)
@@ -144,7 +140,7 @@ static void run_loop(void *arg) {
   signal(SIGPIPE, SIG_IGN);
   if (pk_plugins_start(m) != 0)
     pk_log(m, PK_LOG_MANAGER_ERROR, "Plugins failed to start: %s", pk_get_error());
-  if (!pk_is_relay(m) && pk_connector_start(m))
+  if (m->role->start(m) != 0)
     pk_log(m, PK_LOG_MANAGER_ERROR, "Startup failed: %s", pk_get_error());
   if (m->tick_timer_on) uv_timer_start(&m->tick, on_tick, 250, 250);
   housekeep(m);
@@ -189,8 +185,8 @@ int pk_manager_start(pk_mgr *m) {
   m->tick.data = m;
   m->loop_ready = 1;
   /* Listeners are bound here so that a busy port fails thread_start. */
-  if (pk_is_relay(m) && pk_relay_start(m) != 0) {
-    pk_relay_stop(m);
+  if (m->role->bind(m) != 0) {
+    m->role->stop(m);
     uv_close((uv_handle_t *)&m->wake, NULL);
     uv_close((uv_handle_t *)&m->tick, NULL);
     uv_run(&m->loop, UV_RUN_DEFAULT);

@@ -10,7 +10,6 @@
 #include "internal.h"
 
 #define PK_CLASSIFY_TIMEOUT_MS 10000
-#define PK_MAX_KITES_PER_TUNNEL 64
 static const char k_tls_alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31};
 
 /* "*.example.com" matches one or more labels before .example.com. */
@@ -94,174 +93,137 @@ static void unregister_tunnel(pk_mgr *m, pk_tunnel *t) {
   }
 }
 
-void pk_relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
+static void relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
 
-/* ---- authentication of kite requests ---- */
+/* ---- authentication of kite requests (kiteauth.c does the checks) ---- */
 typedef struct {
-  char buf[12288];
-  size_t off;
+  pk_wbuf out; /* the answer's header lines */
+  char buf[PK_AUTH_REPLY_MAX];
   int ok, challenged, bad;
 } pk_results;
 
-static void res_add(pk_results *r, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void res_add(pk_results *r, const char *name, const char *fmt, ...) {
-  if (r->off >= sizeof(r->buf) - 64) return;
-  int n = snprintf(r->buf + r->off, sizeof(r->buf) - r->off, "%s: ", name);
-  r->off += (size_t)n;
-  va_list ap;
-  va_start(ap, fmt);
-  n = vsnprintf(r->buf + r->off, sizeof(r->buf) - r->off - 2, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof(r->buf) - r->off - 2) n = 0;
-  r->off += (size_t)n;
-  memcpy(r->buf + r->off, "\r\n", 2);
-  r->off += 2;
+typedef struct {
+  pk_tunnel *t;
+  pk_slice replace; /* X-PageKite-Replace of this request, if any */
+} pk_claim_ctx;
+
+/* The policy half: which secret signs a kite (the most specific --domain),
+ * and whether its port and protocol are served here. */
+static const char *kite_secret(void *ctx, const pk_kite_req *k, const char **reason) {
+  pk_mgr *m = ((pk_claim_ctx *)ctx)->t->mgr;
+  const pk_relay_domain *d = NULL;
+  if (k->port < 0 || (k->port > 0 && !is_our_port(m, k->port)))
+    *reason = "port";
+  else if (!proto_listed("http,https,raw,websocket", k->proto))
+    *reason = "proto";
+  else if (strcmp(k->proto, "raw") == 0 && !k->port)
+    *reason = "port";
+  else if (!(d = find_domain(m, k->proto, k->name)))
+    *reason = "unknown";
+  return d ? d->secret : NULL;
 }
 
-/* One "X-PageKite: proto:domain:srand:token:sign" request.  replace: the
- * session id from X-PageKite-Replace (or an empty slice). */
-static void auth_one(pk_tunnel *t, pk_slice v, pk_results *r, long long now, pk_slice replace) {
+/* X-PageKite-Replace drops the connector's old tunnel, but only for a kite
+ * this request just proved with a fresh signature. */
+static pk_relay_kite *replace_old(pk_claim_ctx *cc, const pk_kite_req *k, pk_relay_kite *rk) {
+  pk_tunnel *old = rk ? rk->tunnel : NULL;
+  if (!old || old == cc->t || rk->port != k->port || !cc->replace.p || !old->session_id[0] ||
+      cc->replace.n != strlen(old->session_id) ||
+      !pk_consttime_eq(cc->replace.p, old->session_id, cc->replace.n))
+    return rk;
+  pk_tunnel_kill(old, "replaced by a new tunnel");
+  return find_rkite(cc->t->mgr, k->proto, k->name, k->port);
+}
+
+/* Registers a kite that passed every check on this tunnel. */
+static pk_auth_verdict kite_claim(void *ctx, const pk_kite_req *k, const char **reason) {
+  pk_claim_ctx *cc = ctx;
+  pk_tunnel *t = cc->t;
   pk_mgr *m = t->mgr;
-  char line[PK_NAME_MAX + 200];
-  if (v.n >= sizeof(line)) {
-    r->bad++;
-    return;
+  pk_relay_kite *rk = find_rkite_on(m, k->proto, k->name, k->port, t);
+  if (!rk) rk = replace_old(cc, k, find_rkite(m, k->proto, k->name, k->port));
+  if (rk && rk->port == k->port && rk->tunnel != t && !m->relay_dups) {
+    pk_tunnel_ping(rk->tunnel); /* if the old tunnel is dead, find out soon */
+    return PK_AUTH_DUPLICATE;
   }
-  memcpy(line, v.p, v.n);
-  line[v.n] = 0;
-  char *f[5];
-  int nf = 0;
-  char *p = line;
-  f[nf++] = p;
-  while (nf < 5 && (p = strchr(p, ':'))) {
-    *p++ = 0;
-    f[nf++] = p;
+  if (rk && rk->tunnel == t) return PK_AUTH_OK;
+  if (m->nrkites >= m->max_rkites || t->nkites_live >= PK_MAX_KITES_PER_TUNNEL) {
+    *reason = "quota";
+    return PK_AUTH_INVALID;
   }
-  if (nf != 5 || strchr(f[4], ':')) {
-    r->bad++;
-    return;
-  }
-  char *protoport = f[0], *domain = f[1], *srand = f[2], *token = f[3], *sign = f[4];
-  for (char *q = protoport; *q; q++)
-    if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
-  for (char *q = domain; *q; q++)
-    if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
-  char what[PK_NAME_MAX + 120];
-  snprintf(what, sizeof(what), "%s:%s:%s", protoport, domain, srand);
-  if (!*token || !*sign) {
-    if (t->kites_requested >= 4 * PK_MAX_KITES_PER_TUNNEL) {
-      r->bad++;
-      return;
-    }
-    char tok[PK_TOKEN_LEN + 1], prefix[9];
-    pk_replay_issue(&m->replay, prefix);
-    pk_sign_token(m->relay_secret, what, prefix, now, tok);
-    res_add(r, "X-PageKite-SignThis", "%s:%s", what, tok);
+  rk = &m->rkites[m->nrkites++];
+  snprintf(rk->proto, sizeof(rk->proto), "%s", k->proto);
+  snprintf(rk->name, sizeof(rk->name), "%s", k->name);
+  rk->port = k->port;
+  rk->tunnel = t;
+  pk_tunnel_kites_changed(t, 1);
+  pk_conn_unauth_clear(t->conn); /* it proved a kite: no longer counted as unknown */
+  return PK_AUTH_OK;
+}
+
+static void count_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdict v, const char *why,
+                          pk_results *r) {
+  pk_mgr *m = t->mgr;
+  if (v == PK_AUTH_CHALLENGED) {
     r->challenged++;
     t->kites_requested++;
-    return;
-  }
-  char proto[32];
-  int port = 0;
-  snprintf(proto, sizeof(proto), "%s", protoport);
-  char *dash = strchr(proto, '-');
-  const char *reason = NULL;
-  if (dash) {
-    *dash = 0;
-    port = atoi(dash + 1);
-    if (port <= 0 || !is_our_port(m, port)) reason = "port";
-  }
-  if (!reason && !proto_listed("http,https,raw,websocket", proto)) reason = "proto";
-  if (!reason && strcmp(proto, "raw") == 0 && !port) reason = "port";
-  const pk_relay_domain *d = NULL;
-  if (!reason && !(d = find_domain(m, proto, domain))) reason = "unknown";
-  if (!reason && (token[0] != 't' || !pk_check_signature(token, m->relay_secret, what, now)))
-    reason = "signature";
-  if (!reason) {
-    char payload[PK_NAME_MAX + 200];
-    snprintf(payload, sizeof(payload), "%s:%s", what, token);
-    if (!pk_check_signature(sign, d->secret, payload, now)) reason = "signature";
-  }
-  /* A challenge is answered once: a sniffed request replayed is refused. */
-  if (!reason && pk_replay_use(&m->replay, token) != 0) {
-    pk_log(m, PK_LOG_MANAGER_ERROR, "Replayed or expired challenge for %s:%s", protoport, domain);
-    reason = "signature";
-  }
-  if (reason) {
-    res_add(r, "X-PageKite-Invalid", "%s", what);
-    res_add(r, "X-PageKite-Invalid-Why", "%s;%s", what, reason);
-    pk_log(m, PK_LOG_MANAGER_ERROR, "Rejected kite %s:%s (%s)", protoport, domain, reason);
+  } else if (v == PK_AUTH_OK) {
+    r->ok++;
+    pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", k->protoport, k->name);
+  } else if (v == PK_AUTH_INVALID) {
+    r->bad++;
     m->c_rejected++;
+    pk_log(m, PK_LOG_MANAGER_ERROR, "Rejected kite %s:%s (%s)", k->protoport, k->name, why ? why : "?");
+  } else {
     r->bad++;
-    return;
+    if (v == PK_AUTH_DUPLICATE)
+      pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", k->protoport, k->name);
   }
-  pk_relay_kite *k = find_rkite_on(m, proto, domain, port, t);
-  if (!k) k = find_rkite(m, proto, domain, port);
-  if (k && k->port == port && k->tunnel != t && replace.p && k->tunnel->session[0] &&
-      replace.n == strlen(k->tunnel->session) &&
-      pk_consttime_eq(replace.p, k->tunnel->session, replace.n)) {
-    /* The signature above proves ownership: the connector's old tunnel goes. */
-    pk_tunnel_kill(k->tunnel, "replaced by a new tunnel");
-    k = find_rkite(m, proto, domain, port);
-  }
-  if (k && k->port == port && k->tunnel != t && !m->relay_dups) {
-    res_add(r, "X-PageKite-Duplicate", "%s", what);
-    pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", protoport, domain);
-    pk_tunnel_ping(k->tunnel); /* if the old tunnel is dead, find out soon */
-    r->bad++;
-    return;
-  }
-  if (!k || k->tunnel != t) {
-    if (m->nrkites >= m->max_rkites || t->nkites_live >= PK_MAX_KITES_PER_TUNNEL) {
-      res_add(r, "X-PageKite-Invalid", "%s", what);
-      res_add(r, "X-PageKite-Invalid-Why", "%s;%s", what, "quota");
-      r->bad++;
-      return;
-    }
-    k = &m->rkites[m->nrkites++];
-    snprintf(k->proto, sizeof(k->proto), "%s", proto);
-    snprintf(k->name, sizeof(k->name), "%s", domain);
-    k->port = port;
-    k->tunnel = t;
-    pk_tunnel_kites_changed(t, 1);
-    pk_conn_unauth_clear(t->conn); /* it proved a kite: no longer counted as unknown */
-  }
-  res_add(r, "X-PageKite-OK", "%s", what);
-  pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", protoport, domain);
-  r->ok++;
 }
 
+/* Every "X-PageKite:" request of a handshake head or NOOP chunk. */
 static void auth_requests(pk_tunnel *t, const pk_slice *names, const pk_slice *values, int n,
                           pk_results *r) {
-  long long now = (long long)time(NULL);
-  pk_slice replace = {NULL, 0};
+  pk_mgr *m = t->mgr;
+  pk_claim_ctx cc = {t, {NULL, 0}};
+  pk_auth_relay a = {m->relay_secret, &m->replay, (long long)time(NULL), &cc, kite_secret,
+                     kite_claim};
   for (int i = 0; i < n; i++)
-    if (pk_slice_ieq(names[i], "X-PageKite-Replace")) replace = values[i];
-  for (int i = 0; i < n; i++)
-    if (pk_slice_ieq(names[i], "X-PageKite")) auth_one(t, values[i], r, now, replace);
+    if (pk_slice_ieq(names[i], "X-PageKite-Replace")) cc.replace = values[i];
+  for (int i = 0; i < n && !t->dying; i++) {
+    pk_kite_req k;
+    if (!pk_slice_ieq(names[i], "X-PageKite")) continue;
+    if (pk_kite_req_parse(values[i], &k) != 0) {
+      r->bad++;
+      continue;
+    }
+    const char *why = NULL;
+    int may = t->kites_requested < PK_MAX_CHALLENGES_PER_TUNNEL;
+    count_verdict(t, &k, pk_auth_relay_request(&a, &k, may, &r->out, &why), why, r);
+  }
+}
+
+static void results_init(pk_results *r) {
+  pk_wbuf_init(&r->out, r->buf, sizeof(r->buf));
+  r->ok = r->challenged = r->bad = 0;
+}
+
+/* Data for a stream we do not have (any more): tell the connector. */
+static void relay_on_new_stream(pk_tunnel *t, const pk_chunk *ch) {
+  if (ch->sid >= 0 && !ch->eof) pk_tunnel_send_eof(t, ch->sid, "WR");
 }
 
 /* NOOP chunks on an open tunnel may carry more kites (AddKites). */
-void pk_relay_on_chunk(pk_tunnel *t, pk_chunk *ch) {
-  if (!ch->noop) {
-    /* Data for a stream we do not have (any more). */
-    if (ch->sid >= 0 && !ch->eof) pk_tunnel_send_eof(t, ch->sid, "WR");
-    return;
-  }
+static void relay_on_control(pk_tunnel *t, const pk_slice *names, const pk_slice *values, int n) {
   int any = 0;
-  for (int i = 0; i < ch->nheaders; i++)
-    if (pk_slice_ieq(ch->names[i], "X-PageKite")) any = 1;
+  for (int i = 0; i < n; i++)
+    if (pk_slice_ieq(names[i], "X-PageKite")) any = 1;
   if (!any) return;
-  pk_results *r = malloc(sizeof(*r));
-  if (!r) return;
-  r->off = 0;
-  r->ok = r->bad = r->challenged = 0;
-  auth_requests(t, ch->names, ch->values, ch->nheaders, r);
-  char hdr[12400];
-  int hn = snprintf(hdr, sizeof(hdr), "NOOP: 1\r\n%.*s\r\n", (int)r->off, r->buf);
-  pk_tunnel_send_chunk(t, hdr, (size_t)hn, "!", 1, NULL);
-  free(r);
+  /* Static (loop thread only): a peer sending NOOPs costs no allocation. */
+  static pk_results r;
+  results_init(&r);
+  auth_requests(t, names, values, n, &r);
+  pk_tunnel_send_noop(t, r.buf, r.out.len);
 }
 
 /* Sec-WebSocket-Accept for a client key (RFC 6455, section 4.2.2). */
@@ -284,7 +246,7 @@ static void ws_accept(pk_slice key, char out[64]) {
  * holds the most unknown connections: a real connector proves its kites
  * within a round trip or two, an idle one never does. */
 static int is_unauth_tunnel(const pk_tunnel *t) {
-  return t->in_use && t->state != PK_TS_DEAD && t->is_relay_side && t->nkites_live == 0;
+  return t->in_use && !t->dying && t->nkites_live == 0;
 }
 
 static int make_room_for_tunnel(pk_mgr *m) {
@@ -308,7 +270,7 @@ static int make_room_for_tunnel(pk_mgr *m) {
 static pk_tunnel *admit_tunnel(pk_conn *c) {
   pk_mgr *m = c->mgr;
   make_room_for_tunnel(m);
-  pk_tunnel *t = pk_tunnel_new(m, c, 1);
+  pk_tunnel *t = pk_tunnel_new(m, c);
   if (!t) {
     static const char busy[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
     pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: %s", c->rip, pk_get_error());
@@ -325,48 +287,38 @@ static void new_session_id(pk_tunnel *t) {
            (void *)t);
   const char *parts[2] = {sess_src, m->relay_secret};
   pk_sha1hex_parts(parts, 2, hex);
-  snprintf(t->session, sizeof(t->session), "%llx:%s", (unsigned long long)time(NULL), hex);
+  snprintf(t->session_id, sizeof(t->session_id), "%llx:%s", (unsigned long long)time(NULL), hex);
 }
 
 /* Features and results: in the response head, or (websocket form) in a NOOP
  * chunk right after the 101, as pagekite.py does. */
 static int send_handshake_reply(pk_tunnel *t, const pk_results *r, pk_slice wskey) {
   pk_mgr *m = t->mgr;
-  pk_conn *c = t->conn;
   char ports[256] = "";
   size_t po = 0;
   for (int i = 0; i < m->nlisteners && po < sizeof(ports) - 16; i++)
     po += (size_t)snprintf(ports + po, sizeof(ports) - po, "%s%d", i ? ", " : "", m->listeners[i].port);
-  char *resp = malloc(16384);
-  if (!resp) return -1;
-  int n = snprintf(resp, 16384,
-                   "%sX-PageKite-Features: WebSockets\r\nX-PageKite-Features: AddKites\r\n"
-                   "X-PageKite-Protos: http, https, raw, websocket\r\n"
-                   "X-PageKite-Ports: %s\r\nX-PageKite-Raw-Ports: %s\r\n%.*s"
-                   "X-PageKite-SessionID: %s\r\n",
-                   wskey.p ? "" : "X-PageKite-Features: ZChunks\r\n", ports, ports, (int)r->off,
-                   r->buf, t->session);
-  int rv = 0;
+  static char reply[PK_AUTH_REPLY_MAX + 2048]; /* loop thread only */
+  pk_wbuf b;
+  pk_wbuf_init(&b, reply, sizeof(reply));
   if (wskey.p) {
-    char acc[64], head[256];
+    char acc[64];
     ws_accept(wskey, acc);
-    int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-                      "Sec-WebSocket-Protocol: v1.pagekite.org\r\n\r\n",
-                      acc);
-    rv = pk_conn_write(c, head, (size_t)hl, NULL);
-    t->ws = 1;
-    char noop[16400];
-    int nl = snprintf(noop, sizeof(noop), "NOOP: 1\r\n%.*s\r\n", n, resp);
-    if (rv == 0) rv = pk_tunnel_send_chunk(t, noop, (size_t)nl, "!", 1, NULL);
+    pk_wire_tunnel_ws_head(&b, acc);
+    if (!pk_wbuf_ok(&b) || pk_conn_write(t->conn, reply, b.len, NULL) != 0) return -1;
+    t->sess.ws = 1;
+    pk_wbuf_init(&b, reply, sizeof(reply));
   } else {
-    static const char ok200[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n";
-    rv = pk_conn_writev2(c, ok200, sizeof(ok200) - 1, resp, (size_t)n, NULL);
-    if (rv == 0) rv = pk_conn_write(c, "\r\n", 2, NULL);
+    pk_wire_tunnel_ok_head(&b);
   }
-  free(resp);
-  return rv;
+  pk_wire_tunnel_features(&b, !wskey.p, ports);
+  pk_wbuf_put(&b, r->buf, r->out.len);
+  pk_wbuf_header(&b, "X-PageKite-SessionID", "%s", t->session_id);
+  if (!pk_wbuf_ok(&b)) return -1;
+  /* The websocket form carries the answer in a NOOP chunk after the 101. */
+  if (wskey.p) return pk_tunnel_send_noop(t, reply, b.len);
+  pk_wbuf_end(&b);
+  return pk_wbuf_ok(&b) ? pk_conn_write(t->conn, reply, b.len, NULL) : -1;
 }
 
 /* A connector asks for a tunnel: "CONNECT PageKite:1", or the websocket form
@@ -376,27 +328,19 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_sl
   pk_mgr *m = c->mgr;
   pk_tunnel *t = admit_tunnel(c);
   if (!t) return;
-  pk_results *r = calloc(1, sizeof(*r));
-  if (!r) {
-    pk_tunnel_kill(t, "out of memory");
-    return;
-  }
-  for (int i = 0; i < h->nheaders; i++)
-    if (pk_slice_ieq(h->names[i], "X-PageKite-Features")) {
-      if (pk_slice_ieq(h->values[i], "AddKites")) t->peer_addkites = 1;
-      if (pk_slice_ieq(h->values[i], "ZChunks")) t->peer_zchunks = 1;
-    }
-  if (wskey.p) t->peer_addkites = 1; /* websocket tunnels always add kites in-band */
-  auth_requests(t, h->names, h->values, h->nheaders, r);
+  static pk_results r; /* loop thread only; too big for the stack */
+  results_init(&r);
+  pk_session_features(&t->sess, h->names, h->values, h->nheaders);
+  if (wskey.p) t->sess.peer_addkites = 1; /* websocket tunnels always add kites in-band */
+  auth_requests(t, h->names, h->values, h->nheaders, &r);
   new_session_id(t);
-  int sent = send_handshake_reply(t, r, wskey);
-  int ok = r->ok, challenged = r->challenged;
-  free(r);
+  int sent = send_handshake_reply(t, &r, wskey);
+  int ok = r.ok, challenged = r.challenged;
   if (sent != 0) {
     pk_tunnel_kill(t, "cannot answer the handshake");
     return;
   }
-  if (!ok && !challenged && !t->peer_addkites) {
+  if (!ok && !challenged && !t->sess.peer_addkites) {
     pk_tunnel_finish(t, "nothing to fly"); /* answer, then hang up */
     return;
   }
@@ -665,12 +609,16 @@ static void unknown_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
 
 /* Connections that proved nothing yet (not classified, or tunnels without a
  * kite) are bounded in total, and per source: one source holds at most an
- * eighth of them.  A newcomer is always let in; the one who leaves is the
- * oldest unknown connection of its own source when that source is at its
- * share, else (all taken) the oldest of the source holding the most.  So a
- * flood from a few addresses churns only its own connections, and real
- * clients, which classify within a round trip, are not locked out even from
- * an attacker's address. */
+ * eighth of them for longer than PK_UNKNOWN_GRACE_MS.  A newcomer is always
+ * let in.  To make room, its own source's oldest unknown connection goes when
+ * that source is over its share with one older than the grace (a burst of
+ * fresh connections, such as a browser's or a proxy's, is let through), or,
+ * when all are taken, the oldest of the source holding the most.  So a flood
+ * from a few addresses churns only its own connections, and real clients,
+ * which classify within a round trip, are not locked out even from an
+ * attacker's address. */
+#define PK_UNKNOWN_GRACE_MS 2000
+
 static int unauth_cap(pk_mgr *m) { return m->max_conns / 2 + 8; }
 
 static int per_source_cap(pk_mgr *m) {
@@ -678,15 +626,20 @@ static int per_source_cap(pk_mgr *m) {
   return cap < 8 ? 8 : cap;
 }
 
-static void evict_unknown(pk_mgr *m, const pk_ipkey *src) {
+/* The oldest unknown conn of a source (older than min_age_ms), or NULL. */
+static pk_conn *oldest_unknown(pk_mgr *m, const pk_ipkey *src, uint64_t min_age_ms) {
+  uint64_t now = pk_now_ms(m);
   pk_conn *old = NULL;
   for (int i = 0; i < m->nconns; i++) {
     pk_conn *c = &m->conns[i];
     if (!(c->flags & PK_CF_UNAUTH) || (c->flags & PK_CF_CLOSING)) continue;
-    if (memcmp(&c->ipkey, src, sizeof(*src)) != 0) continue;
+    if (memcmp(&c->ipkey, src, sizeof(*src)) != 0 || now - c->created < min_age_ms) continue;
     if (!old || c->created < old->created) old = c;
   }
-  if (!old) return;
+  return old;
+}
+
+static void evict_unknown(pk_mgr *m, pk_conn *old) {
   pk_log(m, PK_LOG_BE_CONNS, "Evicting unauthenticated connection from %s", old->rip);
   pk_conn_unauth_clear(old);
   if (old->flags & PK_CF_COUNTED) { /* its budget is free now; its slot after the close */
@@ -701,12 +654,14 @@ static void evict_unknown(pk_mgr *m, const pk_ipkey *src) {
 
 static int admit_unknown(pk_conn *c) {
   pk_mgr *m = c->mgr;
-  if ((int)pk_iptab_count(&m->unauth_ips, &c->ipkey) >= per_source_cap(m)) {
-    evict_unknown(m, &c->ipkey);
-  } else if (m->unauth_conns >= unauth_cap(m)) {
+  pk_conn *victim = NULL;
+  if (m->unauth_conns >= unauth_cap(m)) {
     pk_ipkey heavy;
-    if (pk_iptab_heaviest(&m->unauth_ips, &heavy) > 0) evict_unknown(m, &heavy);
+    if (pk_iptab_heaviest(&m->unauth_ips, &heavy) > 0) victim = oldest_unknown(m, &heavy, 0);
+  } else if ((int)pk_iptab_count(&m->unauth_ips, &c->ipkey) >= per_source_cap(m)) {
+    victim = oldest_unknown(m, &c->ipkey, PK_UNKNOWN_GRACE_MS);
   }
+  if (victim) evict_unknown(m, victim);
   return pk_conn_unauth_set(c);
 }
 
@@ -746,7 +701,7 @@ static void on_connection(uv_stream_t *server, int status) {
   pk_conn_read_start(c);
 }
 
-int pk_relay_start(pk_mgr *m) {
+static int relay_bind(pk_mgr *m) {
   int ok = 0;
   for (int i = 0; i < m->nlisteners; i++) {
     pk_listener *l = &m->listeners[i];
@@ -781,7 +736,7 @@ int pk_relay_start(pk_mgr *m) {
   return 0;
 }
 
-void pk_relay_stop(pk_mgr *m) {
+static void relay_stop(pk_mgr *m) {
   for (int i = 0; i < m->nlisteners; i++)
     if (m->listeners[i].active) {
       m->listeners[i].active = 0;
@@ -789,7 +744,7 @@ void pk_relay_stop(pk_mgr *m) {
     }
 }
 
-void pk_relay_housekeep(pk_mgr *m) {
+static void relay_housekeep(pk_mgr *m) {
   uint64_t now = pk_now_ms(m);
   for (int i = 0; i < m->nconns; i++) {
     pk_conn *c = &m->conns[i];
@@ -801,8 +756,16 @@ void pk_relay_housekeep(pk_mgr *m) {
   }
   for (int i = 0; i < m->ntunnels; i++) {
     pk_tunnel *t = &m->tunnels[i];
-    if (t->in_use && t->state == PK_TS_OPEN && t->nkites_live == 0 &&
+    if (t->in_use && t->sess.state == PK_SESSION_OPEN && t->nkites_live == 0 &&
         now - t->created > PK_HANDSHAKE_TIMEOUT_MS)
       pk_tunnel_kill(t, "no kite authenticated in time");
   }
 }
+
+static int relay_start(pk_mgr *m) { return 0; } /* listeners are bound by relay_bind */
+
+static const char *relay_peer_name(pk_tunnel *t) { return t->conn ? t->conn->rip : ""; }
+
+const pk_role_ops pk_relay_role = {
+    "from connector", relay_start,     relay_bind,        relay_stop,        relay_housekeep,
+    relay_on_new_stream, relay_on_control, relay_tunnel_closed, relay_peer_name};

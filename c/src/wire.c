@@ -501,8 +501,3 @@ int pk_wire_tls_sni(const unsigned char *buf, size_t n, char *out, size_t outsz)
   }
   return PK_WIRE_EBAD;
 }
-
-int pk_wire_format_sid(char *out, size_t outsz, long long sid) {
-  int n = snprintf(out, outsz, "SID: %lld\r\n\r\n", sid);
-  return (n < 0 || (size_t)n >= outsz) ? -1 : n;
-}

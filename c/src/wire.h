@@ -94,10 +94,6 @@ typedef struct {
  * colon, bad SID number) / PK_WIRE_ETOOBIG (more than PK_WIRE_MAX_HEADERS). */
 int pk_wire_parse_chunk(const char *buf, size_t n, pk_chunk *out);
 
-/* Writes the header block of a data chunk, "SID: <sid>\r\n\r\n", into out.
- * Returns its length, or -1 when outsz is too small (32 always suffices). */
-int pk_wire_format_sid(char *out, size_t outsz, long long sid);
-
 /* First value of header `name` (case-insensitive) in a parsed chunk, or a
  * slice with p==NULL. */
 pk_slice pk_wire_chunk_get(const pk_chunk *c, const char *name);
@@ -137,6 +133,69 @@ int pk_wire_peek_kind(const unsigned char *buf, size_t n);
  * record is incomplete, PK_WIRE_EBAD when not a ClientHello or no SNI, or
  * PK_WIRE_ETOOBIG when the name does not fit outsz. */
 int pk_wire_tls_sni(const unsigned char *buf, size_t n, char *out, size_t outsz);
+
+/* ---- encoders (wire_enc.c): every byte of protocol text we send ---- */
+/* An output buffer that records overflow instead of writing past its end:
+ * build a message with the calls below, then check pk_wbuf_ok(). */
+typedef struct {
+  char *p;
+  size_t cap, len;
+  int overflow;
+} pk_wbuf;
+
+void pk_wbuf_init(pk_wbuf *b, char *p, size_t cap);
+int pk_wbuf_ok(const pk_wbuf *b); /* 1 when nothing was cut */
+void pk_wbuf_put(pk_wbuf *b, const char *s, size_t n);
+void pk_wbuf_puts(pk_wbuf *b, const char *s);
+/* "Name: value\r\n" with a printf-style value. */
+void pk_wbuf_header(pk_wbuf *b, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pk_wbuf_end(pk_wbuf *b); /* the blank line that ends a header block */
+
+/* Chunk header blocks (the part before the payload). */
+/* "SID: <sid>\r\n\r\n": a data chunk.  Returns its length or -1. */
+int pk_wire_format_sid(char *out, size_t outsz, long long sid);
+/* A new stream, relay to connector: SID, Proto, Host, Port, RIP, RPort, RTLS. */
+void pk_wire_stream_open(pk_wbuf *b, long long sid, const char *proto, const char *host, int port,
+                         const char *rip, int rport, int rtls);
+/* "SID: <sid>\r\nEOF: 1<how>\r\n\r\n" (how: "R", "W" or "WR"). */
+void pk_wire_eof(pk_wbuf *b, long long sid, const char *how);
+/* A NOOP chunk's header block around lines (already "Name: value\r\n"). */
+void pk_wire_noop(pk_wbuf *b, const char *lines, size_t n);
+/* NOOP lines: PING with a timestamp, the PONG that echoes one, SKB credit. */
+void pk_wire_ping_line(pk_wbuf *b, double ts);
+void pk_wire_pong_line(pk_wbuf *b, pk_slice ts);
+void pk_wire_skb_lines(pk_wbuf *b, long long sid, unsigned long long kb);
+/* Websocket frame header for a server-to-client binary frame of len bytes
+ * (RFC 6455, unmasked).  Returns its length (2, 4 or 10). */
+int pk_wire_ws_header(unsigned char out[10], size_t len);
+/* The pong to a websocket ping (payload < 126 bytes). */
+int pk_wire_ws_pong_header(unsigned char out[2], size_t len);
+
+/* Tunnel handshake. */
+/* "X-PageKite: proto:name:bsalt:token:sign" (token and sign may be ""). */
+void pk_wire_kite_line(pk_wbuf *b, const char *protoport, const char *name, const char *bsalt,
+                       const char *token, const char *sign);
+/* The connector's request head up to its kite lines (end with pk_wbuf_end). */
+void pk_wire_tunnel_request(pk_wbuf *b, const char *version, const char *replace_session);
+/* The relay's answer: features, ports, then results (caller), session id. */
+void pk_wire_tunnel_features(pk_wbuf *b, int zchunks, const char *ports);
+/* Kite results: what = "proto:name:bsalt"; reason for Invalid-Why. */
+void pk_wire_kite_ok(pk_wbuf *b, const char *what);
+void pk_wire_kite_invalid(pk_wbuf *b, const char *what, const char *reason);
+void pk_wire_kite_duplicate(pk_wbuf *b, const char *what);
+void pk_wire_kite_signthis(pk_wbuf *b, const char *what, const char *token);
+/* "HTTP/1.1 200 OK" + chunked (plain form), or 101 with Sec-WebSocket-Accept. */
+void pk_wire_tunnel_ok_head(pk_wbuf *b);
+void pk_wire_tunnel_ws_head(pk_wbuf *b, const char *accept);
+
+/* HTTP answers the relay and connector make up themselves. */
+/* A complete response with a small HTML page naming host; extra is more
+ * header lines ("Name: value\r\n") or "". */
+void pk_wire_http_page(pk_wbuf *b, int code, const char *reason, const char *extra,
+                       const char *html_title, const char *html_text, const char *host);
+/* A bare status line and blank line ("HTTP/1.0 503 Unavailable"). */
+void pk_wire_http_status(pk_wbuf *b, const char *version, int code, const char *reason);
 
 /* Case-insensitive compare of a slice with a C string. */
 int pk_slice_ieq(pk_slice s, const char *str);

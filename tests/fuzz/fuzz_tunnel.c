@@ -90,15 +90,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (uv_tcp_open(&c->tcp, sv[0]) != 0) abort();
   c->flags |= PK_CF_CONNECTED;
   snprintf(c->rip, sizeof(c->rip), "127.0.0.1");
-  t = pk_tunnel_new(m, c, data[-1] & 1);
+  t = pk_tunnel_new(m, c);
   if (t == NULL) abort();
   /* A connector tunnel always belongs to a frontend address (connector.c
    * sets both when it connects). */
-  if (!t->is_relay_side) t->fe_idx = t->addr_idx = 0;
-  snprintf(t->session, sizeof(t->session), "fuzzsession");
+  if (m->role == &pk_connector_role) t->fe_idx = t->addr_idx = 0;
+  snprintf(t->session_id, sizeof(t->session_id), "fuzzsession");
   pk_tunnel_open(t);
   /* Copy each piece to its own exact-size buffer so ASan sees over-reads. */
-  while (off < size && t->in_use && t->state != PK_TS_DEAD) {
+  while (off < size && t->in_use && !t->dying) {
     size_t n = piece ? piece : size;
     char *p;
     if (n > size - off) n = size - off;
@@ -111,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     drain(sv[1]);
     uv_run(&m->loop, UV_RUN_NOWAIT);
   }
-  if (t->in_use && t->state != PK_TS_DEAD) pk_tunnel_kill(t, "fuzz input done");
+  if (t->in_use && !t->dying) pk_tunnel_kill(t, "fuzz input done");
   for (spins = 0; spins < 1000 && m->conns_in_use > sd->base_conns; spins++) {
     drain(sv[1]);
     uv_run(&m->loop, UV_RUN_NOWAIT);

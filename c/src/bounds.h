@@ -1,0 +1,39 @@
+/* bounds.h - every size and time bound of the core, named once.  Bounds that
+ * depend on each other are derived here, not coupled by hand where used. */
+#ifndef PK_BOUNDS_H
+#define PK_BOUNDS_H
+
+#define PK_BLOCK_SIZE (32 * 1024)      /* one data buffer */
+#define PK_MAX_CHUNK (256 * 1024)      /* largest chunk accepted from a peer */
+#define PK_TUNNEL_INBUF (PK_MAX_CHUNK + 1024) /* a whole chunk and its frame header */
+#define PK_HEAD_MAX (16 * 1024)        /* HTTP heads: handshake, relay first bytes */
+#define PK_STREAM_WINDOW (1024 * 1024) /* unacked bytes per stream before we pause */
+#define PK_STREAM_HARD_MAX (8 * 1024 * 1024) /* peer ignores SKB: kill the stream */
+#define PK_TUNNEL_WQ_HIGH (4 * 1024 * 1024)  /* pause feeding streams into a tunnel */
+#define PK_TUNNEL_WQ_LOW (1 * 1024 * 1024)
+#define PK_SKB_EVERY (8 * 1024)
+#define PK_SID_BUCKETS 256
+#define PK_NAME_MAX 256
+#define PK_SECRET_MAX 256
+#define PK_LOG_LINES 256
+#define PK_LOG_LINE_MAX 240
+#define PK_MAX_ADDRS 16   /* IPs per frontend name */
+#define PK_HANDSHAKE_TIMEOUT_MS 15000
+#define PK_PING_IDLE_MS 30000 /* send a PING when the tunnel was quiet this long */
+#define PK_PING_DEAD_MS 20000 /* no traffic this long after a PING: dead */
+#define PK_HALF_CLOSED_IDLE_MS 300000 /* half-closed and silent this long: closed */
+#define PK_UNAUTH_CHUNK (32 * 1024)   /* largest frame before a kite is authenticated */
+#define PK_UNAUTH_INBUF (PK_UNAUTH_CHUNK + 64)
+#define PK_ZCHUNK_MAX (PK_BLOCK_SIZE + 1024) /* larger chunks are not worth compressing */
+#define PK_BUFFER_IDLE_MS 2000 /* a session idle this long gives its buffers back */
+#define PK_UNAUTH_WQ_MAX (64 * 1024)  /* output queued to a peer that proved nothing */
+#define PK_TUNNEL_WQ_MAX (16 * 1024 * 1024) /* an authenticated tunnel that never reads */
+#define PK_SMALL_WQ_MAX (256 * 1024)  /* pings, DDNS, relay conns not yet classified */
+#define PK_WRITE_STALL_MS 60000 /* queued output made no progress this long: peer gone */
+#define PK_FINISH_MS 5000       /* a conn answering before hanging up gets this long */
+
+#define PK_MAX_KITES_PER_TUNNEL 64   /* kites one tunnel may fly (relay) */
+#define PK_MAX_CHALLENGES_PER_TUNNEL (4 * PK_MAX_KITES_PER_TUNNEL)
+#define PK_AUTH_REPLY_MAX (PK_MAX_KITES_PER_TUNNEL * 2 * (PK_NAME_MAX + 160)) /* answers */
+
+#endif

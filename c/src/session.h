@@ -1,0 +1,103 @@
+/* session.h - one tunnel's PageKite chunk protocol, fed with bytes.
+ *
+ * A session turns the bytes of an open tunnel into events and events into
+ * bytes: frames (plain "<hex>\r\n" or websocket), ZChunks (zlib both ways),
+ * chunk headers, PING/PONG keepalive, SKB flow-control credit.  It has no
+ * socket, loop, pool or manager: the owner (tunnel.c) hands it bytes with
+ * pk_session_recv() and acts on the callbacks, and the session hands the
+ * owner bytes to send through cb->send.  So the protocol is unit-tested and
+ * fuzzed with no file descriptor (tests/c/test_session.c,
+ * tests/fuzz/fuzz_session.c).  Model: nghttp2_session_mem_recv2.
+ *
+ * Re-entrancy: a callback may end the session (pk_session_close); recv
+ * notices and returns -1 without touching anything it parsed since.
+ */
+#ifndef PK_SESSION_H
+#define PK_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zlib.h>
+
+#include "bounds.h"
+#include "wire.h"
+
+typedef enum { PK_SESSION_HANDSHAKE = 0, PK_SESSION_OPEN, PK_SESSION_DEAD } pk_session_state;
+
+typedef struct {
+  /* Queue a then b for the peer.  a is copied; b is referenced through
+   * b_buf when that is not NULL (the owner's buffer handle), else copied.
+   * Returns 0, or -1 when the bytes cannot be queued (the owner then ends
+   * the session: a chunk cannot be skipped). */
+  int (*send)(void *ctx, const char *a, size_t an, const char *b, size_t bn, void *b_buf);
+  /* Stream data (SID set, no EOF, not a NOOP), for a known stream or a new
+   * one (the chunk then carries Proto/Host/...): the owner decides. */
+  void (*data)(void *ctx, const pk_chunk *ch);
+  /* EOF for a stream (PK_EOF_* bits). */
+  void (*eof)(void *ctx, long long sid, int bits);
+  /* The peer delivered kb KiB of a stream's data (SKB). */
+  void (*credit)(void *ctx, long long sid, long long kb);
+  /* A NOOP chunk with other headers: kite requests, results, challenges. */
+  void (*control)(void *ctx, const pk_chunk *ch);
+} pk_session_cb;
+
+typedef struct {
+  pk_session_state state;
+  const pk_session_cb *cb;
+  void *ctx;
+  int ws;            /* websocket framing instead of chunk frames */
+  int peer_zchunks, peer_addkites, peer_skb;
+  int authed;        /* a kite is live: full-size frames and buffers */
+  z_stream zin, zout;
+  int zin_ready, zout_ready;
+  int zreset_pending; /* peer asked ZRST: our next compressed chunk carries R */
+  char *zbuf, *zobuf; /* inflate / deflate output, taken when needed */
+  char *in;           /* one partial frame between reads, taken when needed */
+  size_t inlen, incap;
+  uint64_t last_rx, last_tx, last_ping_sent;
+  int sent_since_tick;
+  int ping_outstanding, rtt_ms;
+  uint64_t bytes_in, bytes_out; /* stream payload */
+  char why[96];       /* why the session ended */
+} pk_session;
+
+void pk_session_init(pk_session *s, const pk_session_cb *cb, void *ctx, uint64_t now_ms);
+/* Gives back buffers and zlib state; the session is DEAD after. */
+void pk_session_free(pk_session *s);
+void pk_session_open(pk_session *s); /* the handshake is done: chunks from now on */
+/* Ends the session (idempotent); recv stops at the next chunk boundary. */
+void pk_session_close(pk_session *s, const char *why);
+const char *pk_session_why(const pk_session *s);
+
+/* Bytes from the peer (websocket frames are unmasked in place: data must be
+ * writable).  Returns 0, or -1 when the session is DEAD (pk_session_why). */
+int pk_session_recv(pk_session *s, char *data, size_t n, uint64_t now_ms);
+/* Reading into the session's own frame buffer while a frame is half in:
+ * room at *base (0 when the owner should read into its own buffer), then
+ * pk_session_recv_inplace() with what arrived there. */
+size_t pk_session_recv_room(pk_session *s, char **base);
+int pk_session_recv_inplace(pk_session *s, size_t n, uint64_t now_ms);
+
+/* Sending.  Each returns 0 or -1 (the session is DEAD or send failed). */
+int pk_session_send_chunk(pk_session *s, const char *hdrs, size_t hn, const char *data, size_t dn,
+                          void *buf);
+/* Stream data with its "SID:" header; ZChunks when the peer offered them and
+ * the stream's data shrinks (*noz is the stream's "do not compress" flag,
+ * set here when compression does not pay). */
+int pk_session_send_data(pk_session *s, long long sid, const char *data, size_t dn, void *buf,
+                         int *noz);
+/* A chunk with its own header block (a new stream: SID, Proto, Host...). */
+int pk_session_send_headed(pk_session *s, const char *hdrs, size_t hn, const char *data,
+                           size_t dn, void *buf, int *noz);
+int pk_session_send_noop(pk_session *s, const char *lines, size_t n);
+/* The peer's X-PageKite-Features (handshake head): AddKites, ZChunks. */
+void pk_session_features(pk_session *s, const pk_slice *names, const pk_slice *values, int n);
+int pk_session_send_eof(pk_session *s, long long sid, const char *how);
+int pk_session_send_skb(pk_session *s, long long sid, unsigned long long kb);
+int pk_session_ping(pk_session *s, uint64_t now_ms);
+
+/* Keepalive and buffer upkeep: PINGs a quiet peer, ends the session when a
+ * PING goes unanswered, gives idle buffers back.  Returns 0 or -1 (DEAD). */
+int pk_session_tick(pk_session *s, uint64_t now_ms);
+
+#endif
