@@ -354,7 +354,7 @@ static int pkj_load_lua_plugin(const char *path) {
    * PK_LOG_* bits enabling individual subsystems.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_init().
    * @param appId Short application name, reported in instrumentation.
-   * @param maxKites Most kite names the manager will handle.
+   * @param maxKites Most kite names the manager will handle: for a connector at most 64 (all its kites fly on one tunnel, and a relay takes at most 64 per tunnel); for a relay (PK_AS_FRONTEND_RELAY) the size of its kite registry, at most 100000.
    * @param maxFrontends Most front-end relays the manager will know about.
    * @param maxConns Most connections in flight at once.
    * @param dyndnsUrl Dynamic DNS update URL (a format string), or NULL for none.
@@ -375,7 +375,7 @@ bool pkj_init(const char *appId, int maxKites, int maxFrontends, int maxConns,
    * relays are added automatically from its DNS names.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_init_pagekitenet().
    * @param appId Short application name, reported in instrumentation.
-   * @param maxKites Most kite names the manager will handle.
+   * @param maxKites Most kite names the manager will handle: for a connector at most 64 (all its kites fly on one tunnel, and a relay takes at most 64 per tunnel); for a relay (PK_AS_FRONTEND_RELAY) the size of its kite registry, at most 100000.
    * @param maxConns Most connections in flight at once.
    * @param flags PK_WITH_* / PK_AS_* features to enable.
    * @param verbosity Preset log level (-1..2) or a PK_LOG_* mask.
@@ -393,7 +393,7 @@ bool pkj_init_pagekitenet(const char *appId, int maxKites, int maxConns, int fla
    * domain's relays are added automatically from DNS.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_init_whitelabel().
    * @param appId Short application name, reported in instrumentation.
-   * @param maxKites Most kite names the manager will handle.
+   * @param maxKites Most kite names the manager will handle: for a connector at most 64 (all its kites fly on one tunnel, and a relay takes at most 64 per tunnel); for a relay (PK_AS_FRONTEND_RELAY) the size of its kite registry, at most 100000.
    * @param maxConns Most connections in flight at once.
    * @param flags PK_WITH_* / PK_AS_* features to enable.
    * @param verbosity Preset log level (-1..2) or a PK_LOG_* mask.

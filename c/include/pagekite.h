@@ -207,7 +207,10 @@ typedef struct pagekite_manager *pagekite_mgr;
  * PK_LOG_* bits enabling individual subsystems.
  *
  *   app_id         Short application name, reported in instrumentation.
- *   max_kites      Most kite names the manager will handle.
+ *   max_kites      Most kite names the manager will handle: for a connector at
+ *                  most 64 (all its kites fly on one tunnel, and a relay takes
+ *                  at most 64 per tunnel); for a relay (PK_AS_FRONTEND_RELAY)
+ *                  the size of its kite registry, at most 100000.
  *   max_frontends  Most front-end relays the manager will know about.
  *   max_conns      Most connections in flight at once.
  *   dyndns_url     Dynamic DNS update URL (a format string), or NULL for none.
@@ -229,7 +232,10 @@ PK_EXPORT pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_
  * relays are added automatically from its DNS names.
  *
  *   app_id     Short application name, reported in instrumentation.
- *   max_kites  Most kite names the manager will handle.
+ *   max_kites  Most kite names the manager will handle: for a connector at
+ *              most 64 (all its kites fly on one tunnel, and a relay takes at
+ *              most 64 per tunnel); for a relay (PK_AS_FRONTEND_RELAY) the
+ *              size of its kite registry, at most 100000.
  *   max_conns  Most connections in flight at once.
  *   flags      PK_WITH_* / PK_AS_* features to enable.
  *   verbosity  Preset log level (-1..2) or a PK_LOG_* mask.
@@ -248,7 +254,11 @@ PK_EXPORT pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kit
  * domain's relays are added automatically from DNS.
  *
  *   app_id          Short application name, reported in instrumentation.
- *   max_kites       Most kite names the manager will handle.
+ *   max_kites       Most kite names the manager will handle: for a connector
+ *                   at most 64 (all its kites fly on one tunnel, and a relay
+ *                   takes at most 64 per tunnel); for a relay
+ *                   (PK_AS_FRONTEND_RELAY) the size of its kite registry, at
+ *                   most 100000.
  *   max_conns       Most connections in flight at once.
  *   flags           PK_WITH_* / PK_AS_* features to enable.
  *   verbosity       Preset log level (-1..2) or a PK_LOG_* mask.

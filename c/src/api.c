@@ -68,6 +68,13 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
                  max_frontends, max_conns);
     return NULL;
   }
+  if (!relay && max_kites > PK_MAX_KITES_PER_TUNNEL) {
+    /* A connector flies all its kites on one tunnel; relays take at most
+     * this many per tunnel (pagekite.py takes any number). */
+    pk_set_error("pagekite_init: a connector flies at most %d kites (max_kites=%d)",
+                 PK_MAX_KITES_PER_TUNNEL, max_kites);
+    return NULL;
+  }
   if (dyndns_url && (strlen(dyndns_url) >= 512 || !ddns_format_ok(dyndns_url))) {
     pk_set_error("pagekite_init: dyndns_url must be a URL with exactly three %%s (host, ip, sign)");
     return NULL;

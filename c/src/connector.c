@@ -204,89 +204,114 @@ static void slice_cpy(char *out, size_t n, pk_slice s) {
   out[k] = 0;
 }
 
-static void new_stream(pk_tunnel *t, const pk_chunk *ch) {
-  pk_mgr *m = t->mgr;
-  char proto[32], host[PK_NAME_MAX], portb[16];
-  slice_cpy(proto, sizeof(proto), ch->known[PK_CH_PROTO]);
-  slice_cpy(host, sizeof(host), ch->known[PK_CH_HOST]);
+/* What a new-stream chunk asks for. */
+typedef struct {
+  char proto[32], host[PK_NAME_MAX], rip[64];
+  int port, rport, rtls;
+} stream_req;
+
+static void parse_stream_req(const pk_chunk *ch, stream_req *r) {
+  char portb[16], rpb[16];
+  slice_cpy(r->proto, sizeof(r->proto), ch->known[PK_CH_PROTO]);
+  slice_cpy(r->host, sizeof(r->host), ch->known[PK_CH_HOST]);
   slice_cpy(portb, sizeof(portb), ch->known[PK_CH_PORT]);
-  if (!proto[0] || !host[0]) {
-    /* Data for a stream we do not know (any more). */
-    pk_tunnel_send_eof(t, ch->sid, "WR");
-    return;
-  }
-  for (char *p = host; *p; p++)
-    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
-  if (strncasecmp(proto, "probe", 5) == 0) {
-    char hdr[64];
-    const char *ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n";
-    int hn = pk_wire_format_sid(hdr, sizeof(hdr), ch->sid);
-    pk_tunnel_send_chunk(t, hdr, (size_t)hn, ok, strlen(ok), NULL);
-    pk_tunnel_send_eof(t, ch->sid, "WR");
-    return;
-  }
-  pk_kite *k = kite_for_stream(m, proto, host, atoi(portb));
-  char rip[64];
-  slice_cpy(rip, sizeof(rip), ch->known[PK_CH_RIP]);
-  char rpb[16];
+  slice_cpy(r->rip, sizeof(r->rip), ch->known[PK_CH_RIP]);
   slice_cpy(rpb, sizeof(rpb), ch->known[PK_CH_RPORT]);
-  const char *first = ch->data.p;
-  size_t first_n = ch->data.n;
-  char *rewritten = NULL;
-  if (k) {
-    pk_http_head hh;
-    int is_http = strncasecmp(proto, "http", 4) == 0 || strcasecmp(proto, "websocket") == 0;
-    int have_head = is_http && pk_wire_parse_http_head(first, first_n, PK_HEAD_MAX, &hh) == 1;
-    pk_stream_info info = {0, proto, host, atoi(portb), rip, atoi(rpb),
-                           have_head ? first : NULL, have_head ? hh.head_len : 0};
-    pk_hook_result hr;
-    memset(&hr, 0, sizeof(hr));
-    int act = pk_plugins_on_stream(m, &info, &hr);
-    if (act == PK_HOOK_REJECT) {
-      char resp[4096], hdr[64];
-      int rl = is_http ? pk_hook_reject_response(&hr, resp, sizeof(resp)) : -1;
-      int hn = pk_wire_format_sid(hdr, sizeof(hdr), ch->sid);
-      if (rl > 0) pk_tunnel_send_chunk(t, hdr, (size_t)hn, resp, (size_t)rl, NULL);
-      pk_tunnel_send_eof(t, ch->sid, "WR");
-      return;
-    }
-    if (act == PK_HOOK_REWRITE && have_head && (rewritten = malloc(PK_HEAD_MAX + 4096 + first_n))) {
-      int nl = pk_head_rewrite(first, hh.head_len, &hr, rewritten, PK_HEAD_MAX + 4096);
-      if (nl > 0) {
-        memcpy(rewritten + nl, first + hh.head_len, first_n - hh.head_len);
-        first = rewritten;
-        first_n = (size_t)nl + (first_n - hh.head_len);
-      }
-    }
+  for (char *p = r->host; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+  r->port = atoi(portb);
+  r->rport = atoi(rpb);
+  r->rtls = ch->known[PK_CH_RTLS].p && ch->known[PK_CH_RTLS].n > 0;
+}
+
+/* A chunk of our own answer to the client, then EOF. */
+static void answer_and_close(pk_tunnel *t, long long sid, const char *resp, size_t n) {
+  char hdr[64];
+  int hn = pk_wire_format_sid(hdr, sizeof(hdr), sid);
+  if (n && hn > 0) pk_tunnel_send_chunk(t, hdr, (size_t)hn, resp, n, NULL);
+  pk_tunnel_send_eof(t, sid, "WR");
+}
+
+/* Plugins may refuse a stream (answered here: returns -1) or rewrite its
+ * request head (*first then points at the rewritten bytes). */
+static int stream_hooks(pk_tunnel *t, const stream_req *r, const char **first, size_t *first_n,
+                        long long sid) {
+  static char rewritten[PK_HEAD_MAX + 4096 + PK_MAX_CHUNK]; /* loop thread only */
+  pk_http_head hh;
+  int is_http = strncasecmp(r->proto, "http", 4) == 0 || strcasecmp(r->proto, "websocket") == 0;
+  int have_head = is_http && pk_wire_parse_http_head(*first, *first_n, PK_HEAD_MAX, &hh) == 1;
+  pk_stream_info info = {0, r->proto, r->host, r->port, r->rip, r->rport,
+                         have_head ? *first : NULL, have_head ? hh.head_len : 0};
+  pk_hook_result hr;
+  memset(&hr, 0, sizeof(hr));
+  int act = pk_plugins_on_stream(t->mgr, &info, &hr);
+  if (act == PK_HOOK_REJECT) {
+    char resp[4096];
+    int rl = is_http ? pk_hook_reject_response(&hr, resp, sizeof(resp)) : -1;
+    answer_and_close(t, sid, resp, rl > 0 ? (size_t)rl : 0);
+    return -1;
   }
+  int nl = (act == PK_HOOK_REWRITE && have_head)
+               ? pk_head_rewrite(*first, hh.head_len, &hr, rewritten, PK_HEAD_MAX + 4096)
+               : -1;
+  if (nl > 0) {
+    memcpy(rewritten + nl, *first + hh.head_len, *first_n - hh.head_len);
+    *first_n = (size_t)nl + (*first_n - hh.head_len);
+    *first = rewritten;
+  }
+  return 0;
+}
+
+/* A stream to the kite's origin, attached to the tunnel, connecting. */
+static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long long sid) {
+  pk_mgr *m = t->mgr;
   pk_conn *s = (k && k->origin_ok) ? pk_conn_new(m, PK_CK_STREAM) : NULL;
   if (!s) {
-    pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "No origin for %s://%s:%s (%s)", proto, host, portb,
-           k ? pk_get_error() : "no such kite");
-    send_unavailable(t, ch->sid, proto, host);
-    free(rewritten);
-    return;
+    pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "No origin for %s://%s:%d (%s)", r->proto, r->host,
+           r->port, k ? pk_get_error() : "no such kite");
+    send_unavailable(t, sid, r->proto, r->host);
+    return NULL;
   }
   s->owner = k;
-  slice_cpy(s->rip, sizeof(s->rip), ch->known[PK_CH_RIP]);
-  char rp[16];
-  slice_cpy(rp, sizeof(rp), ch->known[PK_CH_RPORT]);
-  s->rport = atoi(rp);
-  s->rtls = ch->known[PK_CH_RTLS].p && ch->known[PK_CH_RTLS].n > 0;
-  if (strcasecmp(proto, "http") == 0) s->flags |= PK_CF_HTTP;
-  pk_stream_attach(s, t, ch->sid);
+  snprintf(s->rip, sizeof(s->rip), "%s", r->rip);
+  s->rport = r->rport;
+  s->rtls = r->rtls;
+  if (strcasecmp(r->proto, "http") == 0) s->flags |= PK_CF_HTTP;
+  pk_stream_attach(s, t, sid);
   s->on_connect = origin_on_connect;
   if (pk_conn_connect(s, (struct sockaddr *)&k->origin, NULL, NULL) != 0) {
     s->flags |= PK_CF_SENT_EOF;
-    send_unavailable(t, ch->sid, proto, host);
+    send_unavailable(t, sid, r->proto, r->host);
     pk_stream_close(s);
-    free(rewritten);
-    return;
+    return NULL;
   }
   pk_conn_read_start(s);
-  pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s", ch->sid, proto, host, s->rip);
+  return s;
+}
+
+/* Data for a SID we do not know: a new stream (Proto/Host set), a probe,
+ * or data for a stream that is gone. */
+static void new_stream(pk_tunnel *t, const pk_chunk *ch) {
+  static const char probe_ok[] =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n";
+  stream_req r;
+  parse_stream_req(ch, &r);
+  if (!r.proto[0] || !r.host[0]) {
+    pk_tunnel_send_eof(t, ch->sid, "WR");
+    return;
+  }
+  if (strncasecmp(r.proto, "probe", 5) == 0) {
+    answer_and_close(t, ch->sid, probe_ok, sizeof(probe_ok) - 1);
+    return;
+  }
+  pk_kite *k = kite_for_stream(t->mgr, r.proto, r.host, r.port);
+  const char *first = ch->data.p;
+  size_t first_n = ch->data.n;
+  if (k && stream_hooks(t, &r, &first, &first_n, ch->sid) != 0) return;
+  pk_conn *s = open_origin(t, k, &r, ch->sid);
+  if (!s) return;
+  pk_log(t->mgr, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s", ch->sid, r.proto, r.host, s->rip);
   if (first_n) pk_stream_from_tunnel(s, first, first_n);
-  free(rewritten);
 }
 
 static void connector_on_control(pk_tunnel *t, const pk_slice *names, const pk_slice *values,
@@ -807,10 +832,8 @@ static int connector_start(pk_mgr *m) {
   return 0;
 }
 
-static void connector_housekeep(pk_mgr *m) {
-  if (m->nkites == 0 || m->nfes == 0) return;
-  uint64_t now = pk_now_ms(m);
-  /* Close pings that never answered. */
+/* Close pings that never answered. */
+static void reap_pings(pk_mgr *m, uint64_t now) {
   for (int i = 0; i < m->nconns; i++) {
     pk_conn *c = &m->conns[i];
     if (c->kind == PK_CK_PING && !(c->flags & PK_CF_CLOSING) &&
@@ -820,27 +843,72 @@ static void connector_housekeep(pk_mgr *m) {
       pk_conn_close(c);
     }
   }
-  int live = 0;
+}
+
+/* A tunnel on which nothing flies (duplicate, rejected, never answered) is
+ * dropped; the reconnect logic tries again with backoff. */
+static void drop_idle_tunnels(pk_mgr *m, uint64_t now) {
+  for (int i = 0; i < m->ntunnels; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (!t->in_use || t->dying || t->nkites_live > 0 || now - t->created <= 3000) continue;
+    int dup = 0;
+    for (int k = 0; k < m->nkites; k++) dup |= m->kites[k].state == PK_KITE_DUPLICATE;
+    pk_tunnel_kill(t, dup ? "kite is a duplicate, will retry" : "no kites flying");
+    if (dup) m->next_attempt = now + 2000;
+  }
+}
+
+/* Kites not live anywhere: a new tunnel (or spares). */
+static void reconnect(pk_mgr *m, uint64_t now) {
+  if (now < m->next_attempt) return;
+  int dead = 0;
   for (int i = 0; i < m->nkites; i++)
-    if (m->kites[i].state == PK_KITE_LIVE) live++;
-  if (live == m->nkites && m->nkites) {
+    if (m->kites[i].state != PK_KITE_LIVE) dead++;
+  if (dead && live_tunnels(m) == 0) {
+    for (int i = 0; i < m->nkites; i++)
+      if (m->kites[i].state != PK_KITE_LIVE) m->kites[i].state = PK_KITE_DEAD;
+    choose_and_connect(m);
+    m->next_attempt = now + 250;
+  } else if (m->spares > 0) {
+    choose_and_connect(m);
+  }
+}
+
+/* Migration: a clearly better relay than the one we fly on. */
+static void maybe_migrate(pk_mgr *m) {
+  for (int f = 0; f < m->nfes; f++)
+    for (int a = 0; a < m->fes[f].naddrs; a++) {
+      pk_tunnel *t = m->fes[f].tunnel[a];
+      if (!t || t->sess.state != PK_SESSION_OPEN || m->spares > 0) continue;
+      int mine = rank_of(m, f, a);
+      for (int g = 0; g < m->nfes; g++)
+        for (int b = 0; b < m->fes[g].naddrs; b++) {
+          int r = rank_of(m, g, b);
+          if (m->fes[g].tunnel[b] || r + 50 >= mine / 2 || m->fes[g].ping_ms[b] <= 0 ||
+              m->fes[f].ping_ms[a] <= 0)
+            continue;
+          pk_log(m, PK_LOG_MANAGER_INFO, "Migrating to faster relay %s (%d ms < %d ms)",
+                 m->fes[g].host, r, mine);
+          pk_tunnel_kill(t, "migrating");
+          m->next_attempt = 0;
+          return;
+        }
+    }
+}
+
+static void connector_housekeep(pk_mgr *m) {
+  if (m->nkites == 0 || m->nfes == 0) return;
+  uint64_t now = pk_now_ms(m);
+  reap_pings(m, now);
+  int live = 0;
+  for (int i = 0; i < m->nkites; i++) live += m->kites[i].state == PK_KITE_LIVE;
+  if (live == m->nkites) {
     m->outage_started = 0;
     ddns_update(m);
   } else {
     m->ddns_done = 0;
   }
-  /* A tunnel on which nothing flies (duplicate, rejected, never answered)
-   * is dropped; the reconnect logic tries again with backoff. */
-  for (int i = 0; i < m->ntunnels; i++) {
-    pk_tunnel *t = &m->tunnels[i];
-    if (t->in_use && !t->dying && t->nkites_live == 0 &&
-        now - t->created > 3000) {
-      int dup = 0;
-      for (int k = 0; k < m->nkites; k++) dup |= m->kites[k].state == PK_KITE_DUPLICATE;
-      pk_tunnel_kill(t, dup ? "kite is a duplicate, will retry" : "no kites flying");
-      if (dup) m->next_attempt = now + 2000;
-    }
-  }
+  drop_idle_tunnels(m, now);
   int total = 0;
   for (int f = 0; f < m->nfes; f++) total += m->fes[f].naddrs;
   if (total == 0) {
@@ -852,20 +920,7 @@ static void connector_housekeep(pk_mgr *m) {
     update_status(m);
     return;
   }
-  if (now >= m->next_attempt) {
-    /* Kites not live anywhere: try a new tunnel, or re-request on a live one. */
-    int dead = 0;
-    for (int i = 0; i < m->nkites; i++)
-      if (m->kites[i].state != PK_KITE_LIVE) dead++;
-    if (dead && live_tunnels(m) == 0) {
-      for (int i = 0; i < m->nkites; i++)
-        if (m->kites[i].state != PK_KITE_LIVE) m->kites[i].state = PK_KITE_DEAD;
-      choose_and_connect(m);
-      m->next_attempt = now + 250;
-    } else if (m->spares > 0) {
-      choose_and_connect(m);
-    }
-  }
+  reconnect(m, now);
   /* Periodic DNS refresh and re-ranking. */
   uint64_t hk_ms = (uint64_t)(m->hk_max > 0 ? m->hk_max : 60) * 1000;
   if (now - m->last_hk >= hk_ms) {
@@ -876,25 +931,7 @@ static void connector_housekeep(pk_mgr *m) {
         for (int a = 0; a < m->fes[f].naddrs; a++)
           if (!m->fes[f].tunnel[a]) ping_relay(m, f, a);
   }
-  /* Migration: a clearly better relay than the one we fly on. */
-  for (int f = 0; f < m->nfes; f++)
-    for (int a = 0; a < m->fes[f].naddrs; a++) {
-      pk_tunnel *t = m->fes[f].tunnel[a];
-      if (!t || t->sess.state != PK_SESSION_OPEN || m->spares > 0) continue;
-      int mine = rank_of(m, f, a);
-      for (int g = 0; g < m->nfes; g++)
-        for (int b = 0; b < m->fes[g].naddrs; b++) {
-          if (m->fes[g].tunnel[b]) continue;
-          int r = rank_of(m, g, b);
-          if (r + 50 < mine / 2 && m->fes[g].ping_ms[b] > 0 && m->fes[f].ping_ms[a] > 0) {
-            pk_log(m, PK_LOG_MANAGER_INFO, "Migrating to faster relay %s (%d ms < %d ms)",
-                   m->fes[g].host, r, mine);
-            pk_tunnel_kill(t, "migrating");
-            m->next_attempt = 0;
-            return;
-          }
-        }
-    }
+  maybe_migrate(m);
 }
 
 static void connector_stop(pk_mgr *m) {

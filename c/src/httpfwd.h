@@ -74,7 +74,7 @@
                            * NULL, 0, out, ctx) to push the parked bytes on */
 #define PK_FWD_EBADREQ (-1)  /* malformed request head or chunked framing -> 400 */
 #define PK_FWD_ELENGTH (-2)  /* bad/conflicting Content-Length, TE+CL, TE not chunked -> 400 */
-#define PK_FWD_ETOOBIG (-3)  /* head over the buffer, > 64 fields, long chunk line -> 431 */
+#define PK_FWD_ETOOBIG (-3)  /* head over the buffer, > PK_WIRE_MAX_HEADERS fields, long chunk line -> 431 */
 #define PK_FWD_EOUT (-4)     /* the out() callback failed */
 #define PK_FWD_EFULL (-5)    /* more client bytes arrived while held than the buffer holds */
 #define PK_FWD_EBADRESP (-6) /* the origin's response framing was not understood */

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A handshake head or NOOP chunk must hold every kite's lines. */
+_Static_assert(PK_WIRE_MAX_HEADERS >= 2 * PK_MAX_KITES_PER_TUNNEL + 16,
+               "PK_WIRE_MAX_HEADERS too small for PK_MAX_KITES_PER_TUNNEL");
+
 static void lower(char *s) {
   for (; *s; s++)
     if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);

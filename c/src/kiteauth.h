@@ -18,7 +18,7 @@
 
 typedef struct {
   char protoport[40]; /* "http" or "http-8080", lower case */
-  char proto[32];     /* "http" */
+  char proto[40];     /* "http" */
   int port;           /* 0: any port; -1: not a number */
   char name[PK_NAME_MAX];
   char bsalt[PK_TOKEN_LEN + 8];

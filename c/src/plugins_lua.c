@@ -962,6 +962,26 @@ static void add_header_lines(pk_lua *p, int idx, char *dst, size_t dsz, const ch
 }
 
 /* Reads the hook's result (top of stack) into out; returns the action. */
+/* The names in the "del_headers" list on top of the stack, comma-joined.
+ * Returns 1 when any was taken. */
+static int del_header_names(lua_State *L, pk_hook_result *out) {
+  int any = 0;
+  lua_Integer n = luaL_len(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t len;
+    lua_geti(L, -1, i);
+    const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    size_t used = strlen(out->del_headers);
+    if (name && valid_token(name, len) && used + len + 2 < sizeof(out->del_headers)) {
+      snprintf(out->del_headers + used, sizeof(out->del_headers) - used, "%s%s", used ? "," : "",
+               name);
+      any = 1;
+    }
+    lua_pop(L, 1);
+  }
+  return any;
+}
+
 static int stream_result(pk_lua *p, pk_hook_result *out) {
   lua_State *L = p->L;
   int t = lua_gettop(L);
@@ -1007,21 +1027,8 @@ static int stream_result(pk_lua *p, pk_hook_result *out) {
     action = PK_HOOK_REWRITE;
   }
   lua_pop(L, 1);
-  if (lua_getfield(L, t, "del_headers") == LUA_TTABLE) {
-    lua_Integer n = luaL_len(L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
-      size_t len;
-      lua_geti(L, -1, i);
-      const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-      size_t used = strlen(out->del_headers);
-      if (name && valid_token(name, len) && used + len + 2 < sizeof(out->del_headers)) {
-        snprintf(out->del_headers + used, sizeof(out->del_headers) - used, "%s%s",
-                 used ? "," : "", name);
-        action = PK_HOOK_REWRITE;
-      }
-      lua_pop(L, 1);
-    }
-  }
+  if (lua_getfield(L, t, "del_headers") == LUA_TTABLE && del_header_names(L, out))
+    action = PK_HOOK_REWRITE;
   lua_pop(L, 1);
   return action;
 }

@@ -364,13 +364,13 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
   pk_tunnel *t = k->tunnel;
   long long sid = t->next_sid++;
   char hdr[768];
-  int hn = snprintf(hdr, sizeof(hdr),
-                    "SID: %lld\r\nProto: %s\r\nHost: %s\r\nPort: %d\r\nRIP: %s\r\nRPort: %d\r\n%s\r\n",
-                    sid, proto, host, port, c->rip, c->rport, c->rtls ? "RTLS: 1\r\n" : "");
+  pk_wbuf b;
+  pk_wbuf_init(&b, hdr, sizeof(hdr));
+  pk_wire_stream_open(&b, sid, proto, host, port, c->rip, c->rport, c->rtls);
   pk_conn_unauth_clear(c);
   pk_stream_attach(c, t, sid);
   c->on_connect = NULL;
-  int rv = pk_tunnel_send_data(t, c, hdr, (size_t)hn, data, n, NULL);
+  int rv = pk_wbuf_ok(&b) ? pk_tunnel_send_data(t, c, hdr, b.len, data, n, NULL) : -1;
   /* The first bytes were copied into the tunnel: idle streams hold no buffer. */
   if (c->inbuf) pk_block_unref(m, c->inbuf);
   c->inbuf = NULL;
@@ -384,17 +384,24 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
 }
 
 static void reject_http(pk_conn *c, int code, const char *status, const char *host) {
-  char body[700], resp[1024];
-  int bl = snprintf(body, sizeof(body),
-                    "<html><body><h1>%d %s</h1><p>Kite <b>%.200s</b> is not available on this "
-                    "PageKite relay.</p></body></html>\n",
-                    code, status, host);
-  int rl = snprintf(resp, sizeof(resp),
-                    "HTTP/1.1 %d %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
-                    "Connection: close\r\nX-PageKite-Status: unavailable\r\n\r\n%s",
-                    code, status, bl, body);
+  char resp[1024];
+  pk_wbuf b;
+  pk_wbuf_init(&b, resp, sizeof(resp));
+  pk_wire_http_page(&b, code, status, "X-PageKite-Status: unavailable\r\n", "Kite",
+                    "is not available on this PageKite relay.", host);
   c->mgr->c_rejected++;
-  pk_conn_write(c, resp, (size_t)rl, NULL);
+  if (pk_wbuf_ok(&b)) pk_conn_write(c, resp, b.len, NULL);
+  pk_conn_finish(c);
+}
+
+/* A short refusal ("HTTP/1.0 503 Unavailable") before hanging up. */
+static void refuse_status(pk_conn *c, int code, const char *reason) {
+  char resp[128];
+  pk_wbuf b;
+  pk_wbuf_init(&b, resp, sizeof(resp));
+  pk_wire_http_status(&b, "HTTP/1.0", code, reason);
+  c->mgr->c_rejected++;
+  pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
 }
 
@@ -419,100 +426,66 @@ static void host_only(pk_slice hv, char *out, size_t n) {
 
 static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk);
 
-static void classify_http(pk_conn *c) {
+/* CONNECT host:port -> a raw kite (or an https kite on 443). */
+static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   pk_mgr *m = c->mgr;
-  pk_http_head h;
-  int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
-  if (r == PK_WIRE_NEED_MORE) {
-    if (c->inlen >= PK_HEAD_MAX) reject_http(c, 431, "Request Header Fields Too Large", "");
-    return;
-  }
-  if (r < 0 || h.is_response) {
-    if (r == PK_WIRE_ETOOBIG)
-      reject_http(c, 431, "Request Header Fields Too Large", "");
-    else
-      reject_http(c, 400, "Bad Request", "");
-    return;
-  }
-  int port = listener_port(c);
-  if (pk_slice_ieq(h.method, "CONNECT")) {
-    if (h.path.n >= 9 && strncasecmp(h.path.p, "pagekite:", 9) == 0) {
-      pk_slice none = {NULL, 0};
-      tunnel_handshake(c, &h, h.head_len, none);
-      return;
-    }
-    /* CONNECT host:port -> raw kite (or http/https by port) */
-    char target[PK_NAME_MAX];
-    host_only(h.path, target, sizeof(target));
-    const char *pc = memrchr(h.path.p, ':', h.path.n);
-    int cport = pc ? atoi(pc + 1) : 0;
-    pk_relay_kite *k = find_rkite(m, "raw", target, cport);
-    const char *proto = "raw";
-    if (!k && (cport == 443)) k = find_rkite(m, "https", target, port), proto = "https";
-    if (!k || !k->tunnel) {
-      static const char bad[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
-      m->c_rejected++;
-      pk_conn_write(c, bad, sizeof(bad) - 1, NULL);
-      pk_conn_finish(c);
-      return;
-    }
-    pk_stream_info info = {1, proto, target, cport, c->rip, c->rport, NULL, 0};
-    pk_hook_result hr;
-    memset(&hr, 0, sizeof(hr));
-    if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
-      static const char no[] = "HTTP/1.0 403 Forbidden\r\n\r\n";
-      m->c_rejected++;
-      pk_conn_write(c, no, sizeof(no) - 1, NULL);
-      pk_conn_finish(c);
-      return;
-    }
-    static const char ok[] = "HTTP/1.0 200 Connection Established\r\n\r\n";
-    pk_conn_write(c, ok, sizeof(ok) - 1, NULL);
-    start_stream(c, k, proto, target, cport, c->inbuf->data + h.head_len, c->inlen - h.head_len);
-    return;
-  }
-  /* The websocket form of a tunnel request (it carries no Host). */
-  pk_slice wup = pk_wire_http_get(&h, "Upgrade", 0);
-  pk_slice wsp = pk_wire_http_get(&h, "Sec-WebSocket-Protocol", 0);
-  pk_slice wsk = pk_wire_http_get(&h, "Sec-WebSocket-Key", 0);
-  if (wup.p && pk_slice_ieq(wup, "websocket") && wsk.p && wsp.p && wsp.n >= 15 &&
-      memmem(wsp.p, wsp.n, "v1.pagekite.org", 15) && h.path.n >= 14 &&
-      (memcmp(h.path.p, "/~:PageKite:~/", 14) == 0 ||
-       pk_slice_ieq(h.path, "/Beanstalk~Magic~Beans/0.2"))) {
-    tunnel_handshake(c, &h, h.head_len, wsk);
-    return;
-  }
-  pk_slice hv = pk_wire_http_get(&h, "Host", 0);
-  if (!hv.p) {
-    reject_http(c, 400, "Bad Request", "");
-    return;
-  }
-  char host[PK_NAME_MAX];
-  host_only(hv, host, sizeof(host));
-  if (strcmp(host, "ping.pagekite") == 0 && h.path.n >= 5 && memcmp(h.path.p, "/ping", 5) == 0) {
-    char resp[256];
-    int rl = snprintf(resp, sizeof(resp),
-                      "HTTP/1.1 503 Unavailable\r\nX-PageKite-UUID: %s\r\nContent-Length: 0\r\n"
-                      "Connection: close\r\n\r\n",
-                      m->relay_uuid); /* random: tells nothing about relay_secret */
-    pk_conn_write(c, resp, (size_t)rl, NULL);
-    pk_conn_finish(c);
-    return;
-  }
-  pk_slice up = pk_wire_http_get(&h, "Upgrade", 0);
-  pk_relay_kite *k = NULL;
-  const char *proto = "http";
-  if (up.p && pk_slice_ieq(up, "websocket")) {
-    k = find_rkite(m, "websocket", host, port);
-    if (k) proto = "websocket";
-  }
-  if (!k) k = find_rkite(m, "http", host, port);
+  char target[PK_NAME_MAX];
+  host_only(h->path, target, sizeof(target));
+  const char *pc = memrchr(h->path.p, ':', h->path.n);
+  int cport = pc ? atoi(pc + 1) : 0;
+  pk_relay_kite *k = find_rkite(m, "raw", target, cport);
+  const char *proto = "raw";
+  if (!k && cport == 443) k = find_rkite(m, "https", target, port), proto = "https";
   if (!k || !k->tunnel) {
-    pk_log(m, PK_LOG_BE_CONNS, "No kite for http://%s:%d", host, port);
-    reject_http(c, 503, "Unavailable", host);
+    refuse_status(c, 503, "Unavailable");
     return;
   }
-  pk_stream_info info = {1, proto, host, port, c->rip, c->rport, c->inbuf->data, h.head_len};
+  pk_stream_info info = {1, proto, target, cport, c->rip, c->rport, NULL, 0};
+  pk_hook_result hr;
+  memset(&hr, 0, sizeof(hr));
+  if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
+    refuse_status(c, 403, "Forbidden");
+    return;
+  }
+  static const char ok[] = "HTTP/1.0 200 Connection Established\r\n\r\n";
+  pk_conn_write(c, ok, sizeof(ok) - 1, NULL);
+  start_stream(c, k, proto, target, cport, c->inbuf->data + h->head_len, c->inlen - h->head_len);
+}
+
+/* The websocket form of a tunnel request (it carries no Host). */
+static int is_ws_tunnel(const pk_http_head *h, pk_slice *key) {
+  pk_slice wup = pk_wire_http_get(h, "Upgrade", 0);
+  pk_slice wsp = pk_wire_http_get(h, "Sec-WebSocket-Protocol", 0);
+  *key = pk_wire_http_get(h, "Sec-WebSocket-Key", 0);
+  return wup.p && pk_slice_ieq(wup, "websocket") && key->p && wsp.p && wsp.n >= 15 &&
+         memmem(wsp.p, wsp.n, "v1.pagekite.org", 15) && h->path.n >= 14 &&
+         (memcmp(h->path.p, "/~:PageKite:~/", 14) == 0 ||
+          pk_slice_ieq(h->path, "/Beanstalk~Magic~Beans/0.2"));
+}
+
+/* GET /ping for ping.pagekite: connectors measuring us. */
+static int answer_ping(pk_conn *c, const pk_http_head *h, const char *host) {
+  if (strcmp(host, "ping.pagekite") != 0 || h->path.n < 5 || memcmp(h->path.p, "/ping", 5) != 0)
+    return 0;
+  char resp[256];
+  pk_wbuf b;
+  pk_wbuf_init(&b, resp, sizeof(resp));
+  pk_wbuf_puts(&b, "HTTP/1.1 503 Unavailable\r\n");
+  pk_wbuf_header(&b, "X-PageKite-UUID", "%s", c->mgr->relay_uuid); /* random, not the secret */
+  pk_wbuf_header(&b, "Content-Length", "0");
+  pk_wbuf_header(&b, "Connection", "close");
+  pk_wbuf_end(&b);
+  pk_conn_write(c, resp, b.len, NULL);
+  pk_conn_finish(c);
+  return 1;
+}
+
+/* A request for an HTTP (or websocket) kite: plugins may refuse or rewrite
+ * its head, then the stream starts. */
+static void route_http(pk_conn *c, pk_relay_kite *k, const char *proto, const char *host, int port,
+                       const pk_http_head *h) {
+  pk_mgr *m = c->mgr;
+  pk_stream_info info = {1, proto, host, port, c->rip, c->rport, c->inbuf->data, h->head_len};
   pk_hook_result hr;
   memset(&hr, 0, sizeof(hr));
   int act = pk_plugins_on_stream(m, &info, &hr);
@@ -525,18 +498,59 @@ static void classify_http(pk_conn *c) {
     return;
   }
   if (act == PK_HOOK_REWRITE) {
-    char *nh = malloc(PK_HEAD_MAX + 4096);
-    int nl = nh ? pk_head_rewrite(c->inbuf->data, h.head_len, &hr, nh, PK_HEAD_MAX + 4096) : -1;
-    size_t rest = c->inlen - h.head_len;
-    if (nl > 0 && (size_t)nl + rest <= PK_HEAD_MAX + 4096) {
-      memcpy(nh + nl, c->inbuf->data + h.head_len, rest);
+    static char nh[PK_HEAD_MAX + 4096 + PK_BLOCK_SIZE]; /* loop thread only */
+    int nl = pk_head_rewrite(c->inbuf->data, h->head_len, &hr, nh, PK_HEAD_MAX + 4096);
+    size_t rest = c->inlen - h->head_len;
+    if (nl > 0) {
+      memcpy(nh + nl, c->inbuf->data + h->head_len, rest);
       start_stream(c, k, proto, host, port, nh, (size_t)nl + rest);
-      free(nh);
       return;
     }
-    free(nh);
   }
   start_stream(c, k, proto, host, port, c->inbuf->data, c->inlen);
+}
+
+static void classify_http(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  pk_http_head h;
+  int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
+  if (r == PK_WIRE_NEED_MORE && c->inlen < PK_HEAD_MAX) return;
+  if (r == PK_WIRE_NEED_MORE || r == PK_WIRE_ETOOBIG) {
+    reject_http(c, 431, "Request Header Fields Too Large", "");
+    return;
+  }
+  pk_slice wskey;
+  if (r < 0 || h.is_response) {
+    reject_http(c, 400, "Bad Request", "");
+  } else if (pk_slice_ieq(h.method, "CONNECT") && h.path.n >= 9 &&
+             strncasecmp(h.path.p, "pagekite:", 9) == 0) {
+    pk_slice none = {NULL, 0};
+    tunnel_handshake(c, &h, h.head_len, none);
+  } else if (pk_slice_ieq(h.method, "CONNECT")) {
+    classify_connect(c, &h, listener_port(c));
+  } else if (is_ws_tunnel(&h, &wskey)) {
+    tunnel_handshake(c, &h, h.head_len, wskey);
+  } else {
+    pk_slice hv = pk_wire_http_get(&h, "Host", 0);
+    if (!hv.p) {
+      reject_http(c, 400, "Bad Request", "");
+      return;
+    }
+    char host[PK_NAME_MAX];
+    host_only(hv, host, sizeof(host));
+    if (answer_ping(c, &h, host)) return;
+    int port = listener_port(c);
+    pk_slice up = pk_wire_http_get(&h, "Upgrade", 0);
+    pk_relay_kite *k = (up.p && pk_slice_ieq(up, "websocket")) ? find_rkite(m, "websocket", host, port) : NULL;
+    const char *proto = k ? "websocket" : "http";
+    if (!k) k = find_rkite(m, "http", host, port);
+    if (!k || !k->tunnel) {
+      pk_log(m, PK_LOG_BE_CONNS, "No kite for http://%s:%d", host, port);
+      reject_http(c, 503, "Unavailable", host);
+      return;
+    }
+    route_http(c, k, proto, host, port, &h);
+  }
 }
 
 /* A TLS ClientHello: passed through by SNI to an https kite, or terminated

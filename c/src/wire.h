@@ -15,7 +15,10 @@
 
 /* Longest frame header we accept: "ffffffffZffffffffR\r\n" */
 #define PK_WIRE_FRAME_HDR_MAX 24
-#define PK_WIRE_MAX_HEADERS 64
+/* Header lines per chunk or HTTP head: a tunnel handshake carries one line
+ * per kite, and its answer up to two (kiteauth.c checks this against
+ * PK_MAX_KITES_PER_TUNNEL). */
+#define PK_WIRE_MAX_HEADERS 160
 
 typedef struct {
   const char *p;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "httpfwd.h"
+#include "wire.h"
 #include "pk_test.h"
 
 #define IP "203.0.113.7"
@@ -467,13 +468,13 @@ TEST(head_too_large) {
 TEST(too_many_fields) {
   pk_fwd f;
   static sink s;
-  static char head[4096];
+  static char head[16 * (PK_WIRE_MAX_HEADERS + 8)];
   size_t n = 0;
   int i;
   memset(&s, 0, sizeof(s));
   fwd_init(&f);
   n += (size_t)sprintf(head + n, "GET / HTTP/1.1\r\n");
-  for (i = 0; i < 65; i++) n += (size_t)sprintf(head + n, "H%d: v\r\n", i);
+  for (i = 0; i < PK_WIRE_MAX_HEADERS + 1; i++) n += (size_t)sprintf(head + n, "H%d: v\r\n", i);
   n += (size_t)sprintf(head + n, "\r\n");
   CHECK_INT(pk_fwd_request_data(&f, head, n, sink_out, &s), PK_FWD_ETOOBIG);
 }
