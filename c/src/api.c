@@ -108,8 +108,9 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   int nconns = max_conns + m->ntunnels + 16 + (relay ? 0 : max_frontends * 4);
   /* Reserved address space; pages count in RSS only once used. */
   size_t nblocks = 64 + (size_t)max_conns * 2 + (size_t)m->ntunnels * 8;
-  if (!m->kites || !m->fes || !m->tunnels || pk_conns_init(m, nconns) != 0 ||
-      pk_pool_init(&m->blocks, nblocks) != 0) {
+  /* The pool first: the conns register their hook on it. */
+  if (!m->kites || !m->fes || !m->tunnels || pk_pool_init(&m->blocks, nblocks) != 0 ||
+      pk_conns_init(m, nconns) != 0) {
     pk_set_error("out of memory reserving pools");
     pagekite_free((pagekite_mgr)(void *)m);
     return NULL;

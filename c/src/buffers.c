@@ -45,5 +45,5 @@ void pk_block_unref(pk_mgr *m, pk_block *b) {
   b->next_free = p->free_list;
   p->free_list = b;
   p->in_use--;
-  pk_conns_resume_nobuf(m);
+  if (p->on_free) p->on_free(p->on_free_ctx);
 }

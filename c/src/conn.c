@@ -57,7 +57,11 @@ const char *pk_addr_str(const struct sockaddr *sa, char *buf, size_t n, int *por
   return buf;
 }
 
+static void block_freed(void *ctx) { pk_conns_resume_nobuf(ctx); }
+
 int pk_conns_init(pk_mgr *m, int count) {
+  m->blocks.on_free = block_freed;
+  m->blocks.on_free_ctx = m;
   m->conns = calloc((size_t)count, sizeof(pk_conn));
   if (!m->conns) return -1;
   m->nconns = count;

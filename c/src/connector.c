@@ -174,7 +174,7 @@ static void origin_on_connect(pk_conn *s, int status) {
     pk_log(s->mgr, PK_LOG_BE_CONNS | PK_LOG_ERROR, "Origin for stream %lld unreachable: %s", s->sid,
            uv_strerror(status));
     if (t) {
-      pk_kite *k = s->owner;
+      pk_kite *k = s->own.kite;
       s->flags |= PK_CF_SENT_EOF;
       send_unavailable(t, s->sid, k ? k->proto : "raw", k ? k->name : "");
     }
@@ -272,7 +272,7 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
     send_unavailable(t, sid, r->proto, r->host);
     return NULL;
   }
-  s->owner = k;
+  s->own.kite = k;
   snprintf(s->rip, sizeof(s->rip), "%s", r->rip);
   s->rport = r->rport;
   s->rtls = r->rtls;
@@ -431,7 +431,7 @@ size_t pk_http_forward_parked(const pk_conn *s) {
 
 /* ---- the tunnel handshake (connector side) ---- */
 static void hs_fail(pk_conn *c, const char *why) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   if (t) pk_tunnel_kill(t, why);
   else pk_conn_close(c);
 }
@@ -441,7 +441,7 @@ static void hs_on_eof(pk_conn *c, int status) {
 }
 
 static void hs_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   pk_mgr *m = c->mgr;
   if (!c->inbuf && !(c->inbuf = pk_block_get(m))) {
     hs_fail(c, "out of buffers");
@@ -510,7 +510,7 @@ static void send_handshake(pk_tunnel *t, int use_challenges) {
 }
 
 static void tunnel_on_connect(pk_conn *c, int status) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   pk_mgr *m = c->mgr;
   if (!t) return;
   if (status < 0) {
@@ -584,7 +584,7 @@ static void connector_tunnel_closed(pk_tunnel *t) {
 
 /* ---- relay pings and choice ---- */
 static void ping_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
-  pk_frontend *fe = c->owner;
+  pk_frontend *fe = c->own.fe;
   pk_mgr *m = c->mgr;
   if (fe && c->owner_idx < fe->naddrs) {
     int ms = (int)(pk_now_ms(m) - c->created);
@@ -599,7 +599,7 @@ static void ping_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
 
 static void ping_on_connect(pk_conn *c, int status) {
   if (status < 0) {
-    pk_frontend *fe = c->owner;
+    pk_frontend *fe = c->own.fe;
     fe->ping_ms[c->owner_idx] = -2;
     pk_conn_close(c);
     return;
@@ -612,7 +612,7 @@ static void ping_relay(pk_mgr *m, int fi, int ai) {
   pk_frontend *fe = &m->fes[fi];
   pk_conn *c = pk_conn_new(m, PK_CK_PING);
   if (!c) return;
-  c->owner = fe;
+  c->own.fe = fe;
   c->owner_idx = ai;
   c->on_connect = ping_on_connect;
   c->on_data = ping_on_data;
@@ -838,7 +838,7 @@ static void reap_pings(pk_mgr *m, uint64_t now) {
     pk_conn *c = &m->conns[i];
     if (c->kind == PK_CK_PING && !(c->flags & PK_CF_CLOSING) &&
         now - c->created > PK_PING_TIMEOUT_MS) {
-      pk_frontend *fe = c->owner;
+      pk_frontend *fe = c->own.fe;
       fe->ping_ms[c->owner_idx] = -2;
       pk_conn_close(c);
     }

@@ -660,8 +660,8 @@ static void evict_unknown(pk_mgr *m, pk_conn *old) {
     old->flags &= ~PK_CF_COUNTED;
     m->client_conns--;
   }
-  if (old->kind == PK_CK_TUNNEL && old->owner)
-    pk_tunnel_kill(old->owner, "evicted: no kite authenticated");
+  if (old->kind == PK_CK_TUNNEL && old->own.tunnel)
+    pk_tunnel_kill(old->own.tunnel, "evicted: no kite authenticated");
   else
     pk_conn_close(old);
 }

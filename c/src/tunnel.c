@@ -32,7 +32,7 @@ pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c) {
   t->created = pk_now_ms(m);
   pk_session_init(&t->sess, &session_cb, t, t->created);
   c->kind = PK_CK_TUNNEL;
-  c->owner = t;
+  c->own.tunnel = t;
   c->on_closed = tunnel_conn_closed;
   c->wq_max = PK_UNAUTH_WQ_MAX; /* raised when a kite is authenticated */
   return t;
@@ -48,11 +48,11 @@ void pk_tunnel_kites_changed(pk_tunnel *t, int delta) {
 
 /* The last step of every tunnel: its conn is gone, the slot can be reused. */
 static void tunnel_conn_closed(pk_conn *c, int status) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   if (!t || t->conn != c) return;
   pk_tunnel_kill(t, "connection closed");
   pk_session_free(&t->sess);
-  c->owner = NULL;
+  c->own.tunnel = NULL;
   memset(t, 0, sizeof(*t));
 }
 
@@ -190,29 +190,29 @@ int pk_tunnel_feed(pk_tunnel *t, char *data, size_t n) {
 
 /* Reads land in the session's frame buffer while a frame is half there. */
 static size_t tunnel_inplace(pk_conn *c, char **base) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   return t ? pk_session_recv_room(&t->sess, base) : 0;
 }
 
 static void tunnel_inplace_done(pk_conn *c, size_t n) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   if (!t || t->sess.state == PK_SESSION_DEAD) return;
   after_recv(t, pk_session_recv_inplace(&t->sess, n, pk_now_ms(t->mgr)));
 }
 
 static void tunnel_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   if (t) pk_tunnel_feed(t, (char *)data, n); /* our own read block: writable */
 }
 
 static void tunnel_on_eof(pk_conn *c, int status) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   if (t) pk_tunnel_kill(t, status == 0 ? "closed by peer" : uv_strerror(status));
 }
 
 /* The tunnel's write queue drained: read again, feed paused streams. */
 static void tunnel_on_drain(pk_conn *c, int n) {
-  pk_tunnel *t = c->owner;
+  pk_tunnel *t = c->own.tunnel;
   if (!t || c->wq_bytes > PK_TUNNEL_WQ_LOW) return;
   if (c->flags & PK_CF_PAUSED) {
     c->flags &= ~PK_CF_PAUSED;

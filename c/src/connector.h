@@ -1,0 +1,50 @@
+/* connector.h - the connector role's kites and frontends (connector.c).
+ * Part of the core's private headers: included through internal.h, which
+ * declares the shared types first. */
+#ifndef PK_CONNECTOR_H
+#define PK_CONNECTOR_H
+
+/* ---- kites and frontends (connector) ---- */
+typedef enum { PK_KITE_DEAD = 0, PK_KITE_LIVE, PK_KITE_REJECTED, PK_KITE_DUPLICATE } pk_kite_state;
+
+typedef struct {
+  char proto[32];
+  char name[PK_NAME_MAX];
+  int pport;
+  char secret[PK_SECRET_MAX];
+  char backend[PK_NAME_MAX];
+  int lport;
+  struct sockaddr_storage origin;
+  int origin_ok;
+  char bsalt[PK_TOKEN_LEN + 1];
+  char fsalt[PK_TOKEN_LEN + 1]; /* challenge kept for a signed reconnect */
+  pk_kite_state state;
+  pk_tunnel *tunnel;  /* tunnel flying it, if live */
+  char reason[64];
+} pk_kite;
+
+typedef struct {
+  char host[PK_NAME_MAX];
+  int port;
+  int update_dns;
+  int naddrs;
+  struct sockaddr_storage addrs[PK_MAX_ADDRS];
+  int ping_ms[PK_MAX_ADDRS];   /* measured /ping latency, -1 unknown */
+  int errors[PK_MAX_ADDRS];
+  uint64_t last_fail[PK_MAX_ADDRS];
+  char session_id[PK_MAX_ADDRS][80];
+  pk_tunnel *tunnel[PK_MAX_ADDRS];
+  char signed_next[PK_MAX_ADDRS]; /* reconnect here with the challenges answered */
+  uv_getaddrinfo_t gai;
+  int gai_busy;
+} pk_frontend;
+
+
+/* ---- connector.c ---- */
+int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe);
+/* Forwarding headers (connector HTTP streams, httpfwd.c underneath). */
+int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n);
+void pk_http_forward_response(pk_conn *s, const char *data, size_t n);
+size_t pk_http_forward_parked(const pk_conn *s);
+
+#endif

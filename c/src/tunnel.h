@@ -1,0 +1,60 @@
+/* tunnel.h - one tunnel (tunnel.c) and the streams over it (stream.c).
+ * Part of the core's private headers: included through internal.h, which
+ * declares the shared types first. */
+#ifndef PK_TUNNEL_H
+#define PK_TUNNEL_H
+
+/* ---- tunnel.c: one conn + one protocol session (session.h), either role ---- */
+struct pk_tunnel {
+  pk_mgr *mgr;
+  pk_conn *conn;
+  pk_session sess;       /* the protocol: frames, ZChunks, PING, credit */
+  int in_use;            /* the slot is taken (until the conn's close callback) */
+  int dying;             /* ended: streams and kites gone, conn closing */
+  int fe_idx, addr_idx;  /* connector: which frontend/address */
+  char session_id[80];   /* X-PageKite-SessionID */
+  uint64_t created;
+  pk_conn *sids[PK_SID_BUCKETS];
+  int nstreams;
+  long long next_sid;
+  pk_conn *paused;       /* streams paused because our write queue is full */
+  int nkites_live;
+  int retried_signed;    /* connector: reconnect-with-signatures done */
+  int kites_requested;   /* relay: challenges issued on this tunnel */
+};
+
+pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c);
+/* Ends a tunnel (idempotent; safe from inside its own callbacks: the slot is
+ * reused only after its conn's close callback).  finish: flush queued
+ * output (a refusal) before hanging up. */
+void pk_tunnel_kill(pk_tunnel *t, const char *why);
+void pk_tunnel_finish(pk_tunnel *t, const char *why);
+void pk_tunnel_kites_changed(pk_tunnel *t, int delta);
+void pk_tunnel_open(pk_tunnel *t);
+char *pk_log_snapshot(pk_mgr *m);
+/* Feed bytes after the handshake (writable: websocket frames are unmasked in
+ * place); returns -1 when the tunnel was killed. */
+int pk_tunnel_feed(pk_tunnel *t, char *data, size_t n);
+int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
+                         pk_block *blk);
+int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, const char *data,
+                        size_t dn, pk_block *blk);
+int pk_tunnel_send_noop(pk_tunnel *t, const char *lines, size_t n);
+int pk_tunnel_send_eof(pk_tunnel *t, long long sid, const char *how);
+void pk_tunnel_add_stream(pk_tunnel *t, pk_conn *s, long long sid);
+pk_conn *pk_tunnel_find_stream(pk_tunnel *t, long long sid);
+void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s);
+void pk_tunnel_ping(pk_tunnel *t);
+void pk_tunnel_housekeep(pk_tunnel *t, uint64_t now);
+
+/* ---- stream.c: streams over a tunnel, shared by both roles ---- */
+void pk_stream_attach(pk_conn *s, pk_tunnel *t, long long sid);
+void pk_stream_from_tunnel(pk_conn *s, const char *data, size_t n);
+void pk_stream_peer_eof(pk_conn *s, int eof_bits);
+void pk_stream_skb(pk_conn *s, long long kb);
+void pk_stream_kill(pk_conn *s, int tell_peer);
+void pk_stream_close(pk_conn *s);
+void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk);
+void pk_stream_resume_paused(pk_tunnel *t);
+
+#endif
