@@ -220,6 +220,10 @@ class FakeRelay:
             time.sleep(0.02)
         return False
 
+    def seen(self):
+        with self._lock:
+            return bytes(self.up), bytes(self.down)
+
     def stop(self):
         self._stop.set()
         try:
@@ -243,10 +247,13 @@ class Forwarder:
     the link is quiet it lands on a record boundary); with mute_upstream, what
     the client sends on that connection afterwards is dropped (so the target
     never sees the client's reaction, e.g. a TLS alert).  A close on either
-    side closes both."""
+    side closes both.  seen() returns what passed each way (up to 1 MiB
+    each): what anyone on the network path of a plain tunnel can see."""
 
     def __init__(self, target_port):
         self.target_port = target_port
+        self.up = bytearray()    # client -> target
+        self.down = bytearray()  # target -> client
         self.pairs = []          # [(client_sock, upstream_sock, lock, muted)]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -281,12 +288,12 @@ class Forwarder:
             wlock, muted = threading.Lock(), threading.Event()
             with self._lock:
                 self.pairs.append((c, u, wlock, muted))
-            threading.Thread(target=self._pump, args=(c, u, threading.Lock(), muted),
+            threading.Thread(target=self._pump, args=(c, u, threading.Lock(), muted, self.up),
                              daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, wlock, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, wlock, None, self.down),
+                             daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst, wlock, muted):
+    def _pump(self, src, dst, wlock, muted, log):
         try:
             while True:
                 d = src.recv(65536)
@@ -294,6 +301,9 @@ class Forwarder:
                     break
                 if muted is not None and muted.is_set():
                     continue
+                with self._lock:
+                    if len(log) < (1 << 20):
+                        log += d
                 with wlock:
                     dst.sendall(d)
         except OSError:
@@ -311,6 +321,10 @@ class Forwarder:
             if mute_upstream:
                 muted.set()
             c.sendall(data)
+
+    def seen(self):
+        with self._lock:
+            return bytes(self.up), bytes(self.down)
 
     def stop(self):
         self._stop.set()

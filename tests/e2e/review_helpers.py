@@ -16,6 +16,8 @@ import ssl
 import threading
 import time
 
+from fake_relay import Forwarder
+
 
 # ---------------------------------------------------------------- signing
 
@@ -449,72 +451,8 @@ def scan_memory(pid, pattern, max_region=1 << 30):
 
 # ---------------------------------------------------------------- recording proxy
 
-class RecordingProxy:
-    """A TCP forwarder to 127.0.0.1:target that keeps what passed each way
-    (what anyone on the network path of a plain tunnel can see)."""
-
-    def __init__(self, target):
-        self.target = target
-        self.up = bytearray()    # client -> target
-        self.down = bytearray()  # target -> client
-        self.lock = threading.Lock()
-        self.socks = []
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.done = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.done.is_set():
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                continue
-            try:
-                s = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                c.close()
-                continue
-            c.settimeout(None)
-            s.settimeout(None)
-            with self.lock:
-                self.socks += [c, s]
-            threading.Thread(target=self._pump, args=(c, s, self.up), daemon=True).start()
-            threading.Thread(target=self._pump, args=(s, c, self.down), daemon=True).start()
-
-    def _pump(self, src, dst, log):
-        try:
-            while True:
-                d = src.recv(65536)
-                if not d:
-                    break
-                with self.lock:
-                    if len(log) < (1 << 20):
-                        log += d
-                dst.sendall(d)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def seen(self):
-        with self.lock:
-            return bytes(self.up), bytes(self.down)
-
-    def stop(self):
-        self.done.set()
-        self.lsock.close()
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.close()
-            except OSError:
-                pass
+# A TCP forwarder that keeps what passed each way: fake_relay.Forwarder.
+RecordingProxy = Forwarder
 
 
 # ---------------------------------------------------------------- idle flood
