@@ -357,7 +357,9 @@ static int ensure_in(pk_session *s) {
 static int consume_in(pk_session *s, uint64_t now_ms) {
   long used = consume(s, s->in, s->inlen, now_ms);
   if (used < 0) return -1;
-  if (used == 0 && s->inlen == s->incap) {
+  /* A full buffer with no whole frame: grow it if the session became
+   * authenticated since it was taken, else the frame is too big. */
+  if (used == 0 && s->inlen == s->incap && (ensure_in(s) != 0 || s->inlen == s->incap)) {
     pk_session_close(s, "chunk larger than buffer");
     return -1;
   }
@@ -399,7 +401,7 @@ int pk_session_recv(pk_session *s, char *data, size_t n, uint64_t now_ms) {
 }
 
 size_t pk_session_recv_room(pk_session *s, char **base) {
-  if (s->state != PK_SESSION_OPEN || !s->in || s->inlen == 0) return 0;
+  if (s->state != PK_SESSION_OPEN || !s->in || s->inlen == 0 || ensure_in(s) != 0) return 0;
   *base = s->in + s->inlen;
   return s->incap - s->inlen;
 }

@@ -24,6 +24,10 @@ done
 # The forwarding-header rewriter (httpfwd.c) is pure too.
 "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_httpfwd" "$HERE/fuzz_httpfwd.c" "$SRC/httpfwd.c" "$SRC/wire.c" &
 pids+=($!)
+# The protocol session (session.c) against a peer session, no sockets.
+"$CC" "${FLAGS[@]}" -o "$OUT/fuzz_session" "$HERE/fuzz_session.c" "$SRC/session.c" "$SRC/wire.c" \
+  "$SRC/wire_enc.c" -lz &
+pids+=($!)
 # The tunnel target links the whole core (minus the Lua plugin host).
 if [ -f "$HERE/fuzz_tunnel.c" ]; then
   CORE=()
