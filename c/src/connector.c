@@ -131,15 +131,19 @@ static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_sl
                                 int count) {
   pk_mgr *m = t->mgr;
   int challenged = 0, changed = 0;
-  for (int i = 0; i < count; i++) {
-    pk_auth_answer a;
-    switch (pk_auth_parse_answer(names[i], values[i], &a)) {
-      case PK_ANS_SESSION: note_session(t, a.detail); break;
-      case PK_ANS_FEATURE: pk_session_features(&t->sess, &names[i], &values[i], 1); break;
-      case PK_ANS_NONE: break;
-      default: changed |= apply_answer(t, &a, &challenged);
+  /* Reasons first: X-PageKite-Invalid-Why follows the Invalid it explains. */
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < count; i++) {
+      pk_auth_answer a;
+      pk_answer_kind kind = pk_auth_parse_answer(names[i], values[i], &a);
+      if ((kind == PK_ANS_WHY) != (pass == 0)) continue;
+      switch (kind) {
+        case PK_ANS_SESSION: note_session(t, a.detail); break;
+        case PK_ANS_FEATURE: pk_session_features(&t->sess, &names[i], &values[i], 1); break;
+        case PK_ANS_NONE: break;
+        default: changed |= apply_answer(t, &a, &challenged);
+      }
     }
-  }
   if (challenged) answer_challenges(t);
   if (changed && !t->dying) {
     m->rejected = 0;
@@ -276,7 +280,11 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
   snprintf(s->rip, sizeof(s->rip), "%s", r->rip);
   s->rport = r->rport;
   s->rtls = r->rtls;
-  if (strcasecmp(r->proto, "http") == 0) s->flags |= PK_CF_HTTP;
+  /* Websocket kites start with an HTTP Upgrade request: forwarding headers
+   * too (the rewriter passes the connection through once the origin says
+   * 101). */
+  if (strcasecmp(r->proto, "http") == 0 || strcasecmp(r->proto, "websocket") == 0)
+    s->flags |= PK_CF_HTTP;
   pk_stream_attach(s, t, sid);
   s->on_connect = origin_on_connect;
   if (pk_conn_connect(s, (struct sockaddr *)&k->origin, NULL, NULL) != 0) {
@@ -422,6 +430,11 @@ void pk_http_forward_response(pk_conn *s, const char *data, size_t n) {
   if (rc == PK_FWD_RELEASED && fwd_push(s, f, NULL, 0) < 0) pk_stream_kill(s, 1);
   /* A response we cannot follow: the client gets it, but no further request
    * of this connection goes to the origin (the error is sticky). */
+}
+
+int pk_http_forward_waiting(const pk_conn *s) {
+  const pk_fwd *f = s->inbuf ? (const pk_fwd *)(const void *)s->inbuf->data : NULL;
+  return f ? pk_fwd_waiting(f) : 0;
 }
 
 size_t pk_http_forward_parked(const pk_conn *s) {

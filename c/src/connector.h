@@ -46,5 +46,6 @@ int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe);
 int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n);
 void pk_http_forward_response(pk_conn *s, const char *data, size_t n);
 size_t pk_http_forward_parked(const pk_conn *s);
+int pk_http_forward_waiting(const pk_conn *s);
 
 #endif

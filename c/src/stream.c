@@ -16,6 +16,13 @@ static int forwarding(const pk_conn *s) {
 /* Client bytes taken but not yet written (held by the request rewriter). */
 static size_t parked(const pk_conn *s) { return forwarding(s) ? pk_http_forward_parked(s) : 0; }
 
+/* Held bytes delay the origin's half-close only while the rewriter waits for
+ * the origin's answer (which releases them); an unfinished head behind a
+ * client that is done never completes, so it does not hold anything up. */
+static int held_for_origin(const pk_conn *s) {
+  return parked(s) > 0 && pk_http_forward_waiting(s);
+}
+
 /* The one way a stream ends: out of its tunnel's table, then its conn closes
  * (stream_conn_closed runs from the close callback and finds it detached). */
 void pk_stream_close(pk_conn *s) {
@@ -109,7 +116,7 @@ static void stream_on_drain(pk_conn *s, int n) {
     s->skb_at = s->delivered;
     pk_session_send_skb(&t->sess, s->sid, (unsigned long long)(s->delivered / 1024));
   }
-  if ((s->flags & PK_CF_PEER_R) && s->wq_bytes == 0 && parked(s) == 0) pk_conn_shutdown(s);
+  if ((s->flags & PK_CF_PEER_R) && s->wq_bytes == 0 && !held_for_origin(s)) pk_conn_shutdown(s);
   stream_maybe_done(s);
 }
 
@@ -147,15 +154,19 @@ void pk_stream_peer_eof(pk_conn *s, int bits) {
   if (bits & PK_EOF_READ) {
     /* Peer's source is exhausted: finish our writes, then half-close. */
     s->flags |= PK_CF_PEER_R;
-    if (s->wq_bytes == 0 && parked(s) == 0) pk_conn_shutdown(s);
+    if (s->wq_bytes == 0 && !held_for_origin(s)) pk_conn_shutdown(s);
   }
   if (bits & PK_EOF_WRITE) {
-    /* Peer cannot deliver any more: stop reading. */
+    /* Peer cannot deliver any more: stop reading.  Bytes held until the
+     * origin answers would then wait forever: the stream is over. */
     s->flags |= PK_CF_PEER_W;
     pk_conn_read_stop(s);
+    if (held_for_origin(s)) {
+      pk_stream_kill(s, 1);
+      return;
+    }
   }
-  if ((bits & (PK_EOF_READ | PK_EOF_WRITE)) == (PK_EOF_READ | PK_EOF_WRITE) && s->wq_bytes == 0 &&
-      parked(s) == 0) {
+  if ((bits & (PK_EOF_READ | PK_EOF_WRITE)) == (PK_EOF_READ | PK_EOF_WRITE) && s->wq_bytes == 0) {
     s->flags |= PK_CF_SENT_EOF;
     pk_stream_close(s);
     return;

@@ -18,6 +18,7 @@ that misbehave on purpose are in fake_relay.py.
 import re
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -751,3 +752,120 @@ def test_2_in_band_sign_this_without_addkites(fake_stack, script):
         lines = relay.conns[1].kites
         assert lines and lines[0].fsalt == TOKEN, lines
     stop_clean(conn.proc, "connector")
+
+
+# ---------------------------------------------------------------- found by the chaos runs
+
+class _SlowOrigin:
+    """Answers each request after `delay` s (a 101 for an Upgrade), then
+    reads until EOF and records when it came (None: never)."""
+
+    def __init__(self, delay=1.0):
+        self.delay = delay
+        self.eof_after = []
+        self.ls = socket.create_server(("127.0.0.1", 0))
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        c.settimeout(30)
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(4096)
+                if not d:
+                    return
+                buf += d
+            time.sleep(self.delay)
+            upgrade = b"upgrade:" in buf.lower()
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\n\r\n" if upgrade else
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            t0 = time.monotonic()
+            while c.recv(4096):
+                pass
+            self.eof_after.append(time.monotonic() - t0)
+        except OSError:
+            self.eof_after.append(-1.0)
+        finally:
+            c.close()
+
+    def close(self):
+        self.ls.close()
+
+
+@pytest.mark.parametrize("upgrade", [False, True], ids=["plain", "upgrade"])
+def test_chaos1_client_reset_with_held_bytes_ends_the_stream(group, upgrade):
+    """Chaos finding 1 (a regression of the new rewriter, caught by
+    tests/chaos before it shipped): a client that resets while the
+    forwarding-header rewriter still holds some of its bytes (an unfinished next head, or bytes
+    behind an Upgrade waiting for the origin's answer) left the stream and
+    its origin connection open until the 300 s half-closed reaper: after EOF
+    "W" the connector stopped reading the origin, so the held bytes were never
+    released.  The origin must see the connector's EOF within seconds."""
+    origin = _SlowOrigin(delay=1.0)
+    try:
+        relay = group.our_relay()
+        name = kite_name("held")
+        start_connector(group, relay, [Kite("http", name, origin.port, relay.port)])
+        wait_http(name, relay.port, "/", timeout=20)
+        origin.eof_after.clear()
+        head = ("GET /x HTTP/1.1\r\nHost: %s\r\n" % name
+                + ("Upgrade: websocket\r\nConnection: Upgrade\r\n" if upgrade else "") + "\r\n")
+        c = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+        c.sendall(head.encode() + b"\x81\x05hello")  # 7 bytes that are no complete head
+        time.sleep(0.3)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # RST
+        assert wait_until(lambda: origin.eof_after, 8), \
+            "the origin never saw the connector close (stream kept open)"
+    finally:
+        origin.close()
+
+
+def test_chaos3_websocket_kite_gets_forwarding_headers(group):
+    """Chaos finding 3: websocket kites passed the client's X-Forwarded-For /
+    -Proto to the origin unchanged (only http kites were rewritten)."""
+    seen = []
+
+    def serve(c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(4096)
+            if not d:
+                return
+            buf += d
+        seen.append(buf)
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\n\r\n")
+        time.sleep(0.5)
+        c.close()
+
+    ls = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: [serve(ls.accept()[0]) for _ in range(1)], daemon=True).start()
+    try:
+        relay = group.our_relay()
+        name = kite_name("wsx")
+        conn = start_connector(group, relay,
+                               [Kite("websocket", name, ls.getsockname()[1], relay.port)])
+        conn.proc.wait_status("FLYING", timeout=20)
+        c = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+        c.sendall(("GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n\r\n" % name).encode())
+        assert c.recv(4096).startswith(b"HTTP/1.1 101")
+        c.close()
+        assert seen, "the origin got no request"
+        head = seen[0].decode(errors="replace").lower()
+        assert "x-forwarded-for: 6.6.6.6" not in head, head
+        assert head.count("x-forwarded-for: 127.0.0.1") == 1, head
+        assert head.count("x-forwarded-proto: http\r\n") == 1, head
+    finally:
+        ls.close()
