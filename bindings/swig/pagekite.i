@@ -740,10 +740,13 @@ int pkj_tick(void);
 %javamethodmodifiers pkj_set_bail_on_errors "/**
    * Exit the process after too many errors.
    *
-   * With errors > 0 the manager counts problems: after errors * 9 of them it
-   * raises the log verbosity, and after errors * 10 it calls exit(100). This
-   * turns a stuck error state into something a supervisor can see and restart,
-   * but it ends the hosting application too. 0 turns it off.
+   * With errors > 0 the manager counts local faults (a relay it cannot reach or
+   * that refuses the tunnel, a kite the relay rejects, a relay name that does not
+   * resolve, a TLS setup that fails), never what clients or peers make happen
+   * (pool exhaustion, refused requests): after errors * 9 of them it raises the
+   * log verbosity, and after errors * 10 it calls exit(100). This turns a stuck
+   * error state into something a supervisor can see and restart, but it ends the
+   * hosting application too. 0 turns it off.
    * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_set_bail_on_errors().
    * @param errors Error threshold; 0 disables.
    * @return 0. On failure: -1 (NULL manager only).

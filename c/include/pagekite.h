@@ -612,10 +612,13 @@ PK_EXPORT int pagekite_tick(pagekite_mgr mgr);
 
 /* Exit the process after too many errors.
  *
- * With errors > 0 the manager counts problems: after errors * 9 of them it
- * raises the log verbosity, and after errors * 10 it calls exit(100). This
- * turns a stuck error state into something a supervisor can see and restart,
- * but it ends the hosting application too. 0 turns it off.
+ * With errors > 0 the manager counts local faults (a relay it cannot reach or
+ * that refuses the tunnel, a kite the relay rejects, a relay name that does not
+ * resolve, a TLS setup that fails), never what clients or peers make happen
+ * (pool exhaustion, refused requests): after errors * 9 of them it raises the
+ * log verbosity, and after errors * 10 it calls exit(100). This turns a stuck
+ * error state into something a supervisor can see and restart, but it ends the
+ * hosting application too. 0 turns it off.
  *
  *   mgr     The manager.
  *   errors  Error threshold; 0 disables.
