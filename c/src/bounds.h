@@ -34,6 +34,11 @@
 
 #define PK_MAX_KITES_PER_TUNNEL 64   /* kites one tunnel may fly (relay) */
 #define PK_MAX_CHALLENGES_PER_TUNNEL (4 * PK_MAX_KITES_PER_TUNNEL)
+/* Kite lines in one tunnel request head or NOOP: half of what the other end
+ * reads, so that the answers (about as long) fit too; more kites follow in
+ * NOOPs (AddKites). */
+#define PK_KITE_LINES_HEAD (PK_HEAD_MAX / 2)
+#define PK_KITE_LINES_NOOP (PK_UNAUTH_CHUNK / 2)
 #define PK_AUTH_REPLY_MAX (PK_MAX_KITES_PER_TUNNEL * 2 * (PK_NAME_MAX + 160)) /* answers */
 
 #endif

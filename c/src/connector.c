@@ -53,49 +53,25 @@ static void update_status(pk_mgr *m) {
   pk_set_status(m, st);
 }
 
-/* X-PageKite lines for our kites: all of them, or only those challenged
- * (their fsalt is the relay's token to sign). */
-static int build_kite_lines(pk_mgr *m, pk_wbuf *out, int only_challenged) {
-  for (int i = 0; i < m->nkites; i++) {
+/* Our kites as the session's handshake signs them; with use_challenges,
+ * those the relay challenged on our last tunnel answer it (signed
+ * reconnect).  The challenges are spent either way. */
+static int session_kites(pk_mgr *m, pk_session_kite *out, int use_challenges) {
+  int n = 0;
+  for (int i = 0; i < m->nkites && n < PK_MAX_KITES_PER_TUNNEL; i++, n++) {
     pk_kite *k = &m->kites[i];
-    if (only_challenged && !k->fsalt[0]) continue;
-    char ps[48];
-    kite_proto_string(k, ps, sizeof(ps));
-    if (pk_auth_sign_request(out, ps, k->name, k->bsalt, k->fsalt, k->secret) != 0) return -1;
+    kite_proto_string(k, out[n].protoport, sizeof(out[n].protoport));
+    snprintf(out[n].name, sizeof(out[n].name), "%s", k->name);
+    snprintf(out[n].secret, sizeof(out[n].secret), "%s", k->secret);
+    snprintf(out[n].bsalt, sizeof(out[n].bsalt), "%s", k->bsalt);
+    snprintf(out[n].fsalt, sizeof(out[n].fsalt), "%s", use_challenges ? k->fsalt : "");
+    k->fsalt[0] = 0;
   }
-  return 0;
+  return n;
 }
 
 static void clear_challenges(pk_mgr *m) {
   for (int i = 0; i < m->nkites; i++) m->kites[i].fsalt[0] = 0;
-}
-
-/* A kite's answer from the relay.  Returns 1 when kite states changed. */
-static int apply_answer(pk_tunnel *t, const pk_auth_answer *a, int *challenged) {
-  pk_mgr *m = t->mgr;
-  pk_kite *k = kite_by_answer(m, a);
-  if (!k) return 0;
-  if (a->kind == PK_ANS_SIGNTHIS) {
-    snprintf(k->fsalt, sizeof(k->fsalt), "%s", a->detail);
-    (*challenged)++;
-  } else if (a->kind == PK_ANS_WHY) {
-    snprintf(k->reason, sizeof(k->reason), "%s", a->detail);
-  } else if (a->kind == PK_ANS_OK && (k->state != PK_KITE_LIVE || k->tunnel != t)) {
-    k->state = PK_KITE_LIVE;
-    k->tunnel = t;
-    pk_tunnel_kites_changed(t, 1);
-    pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is flying", k->proto, k->name);
-    return 1;
-  } else if (a->kind == PK_ANS_INVALID || a->kind == PK_ANS_DUPLICATE) {
-    int dup = a->kind == PK_ANS_DUPLICATE;
-    k->state = dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED;
-    if (k->tunnel == t) k->tunnel = NULL;
-    pk_count_error(m);
-    pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
-           dup ? "duplicate" : (k->reason[0] ? k->reason : "invalid"));
-    return 1;
-  }
-  return 0;
 }
 
 static void note_session(pk_tunnel *t, const char *id) {
@@ -104,19 +80,54 @@ static void note_session(pk_tunnel *t, const char *id) {
     snprintf(t->mgr->fes[t->fe_idx].session_id[t->addr_idx], sizeof(t->session_id), "%s", id);
 }
 
-/* Challenges answered: in-band on an AddKites tunnel, else (an old-style
- * relay) by reconnecting with the signatures.  The new tunnel is opened by
- * housekeeping, never from inside this tunnel's processing. */
-static void answer_challenges(pk_tunnel *t) {
+static void kites_changed(pk_mgr *m) {
+  m->rejected = 0;
+  for (int i = 0; i < m->nkites; i++)
+    if (m->kites[i].state == PK_KITE_REJECTED) m->rejected = 1;
+  update_status(m);
+}
+
+static void kite_refused(pk_tunnel *t, pk_kite *k, int dup) {
   pk_mgr *m = t->mgr;
-  if (t->sess.state == PK_SESSION_OPEN && t->sess.peer_addkites) {
-    static char lines[PK_MAX_KITES_PER_TUNNEL * (PK_NAME_MAX + 160)]; /* loop thread only */
-    pk_wbuf b;
-    pk_wbuf_init(&b, lines, sizeof(lines));
-    int rv = build_kite_lines(m, &b, 1);
-    clear_challenges(m);
-    if (rv != 0 || pk_tunnel_send_noop(t, lines, b.len) != 0) pk_tunnel_kill(t, "cannot sign challenge");
-  } else if (!t->retried_signed && t->fe_idx >= 0 && t->addr_idx >= 0) {
+  k->state = dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED;
+  if (k->tunnel == t) k->tunnel = NULL;
+  pk_count_error(m);
+  pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
+         dup ? "duplicate" : (k->reason[0] ? k->reason : "invalid"));
+}
+
+/* The relay's answer about one kite (the session read it, handshake.c). */
+static void connector_kite_answer(pk_tunnel *t, const pk_auth_answer *a) {
+  pk_mgr *m = t->mgr;
+  if (a->kind == PK_ANS_SESSION) {
+    note_session(t, a->detail);
+    return;
+  }
+  pk_kite *k = kite_by_answer(m, a);
+  if (!k) return;
+  if (a->kind == PK_ANS_SIGNTHIS) {
+    snprintf(k->fsalt, sizeof(k->fsalt), "%s", a->detail); /* kept for a signed reconnect */
+  } else if (a->kind == PK_ANS_WHY) {
+    snprintf(k->reason, sizeof(k->reason), "%s", a->detail);
+  } else if (a->kind == PK_ANS_OK && (k->state != PK_KITE_LIVE || k->tunnel != t)) {
+    k->state = PK_KITE_LIVE;
+    k->tunnel = t;
+    pk_tunnel_kites_changed(t, 1);
+    pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is flying", k->proto, k->name);
+  } else if (a->kind == PK_ANS_INVALID || a->kind == PK_ANS_DUPLICATE) {
+    kite_refused(t, k, a->kind == PK_ANS_DUPLICATE);
+  } else {
+    return;
+  }
+  if (!t->dying && a->kind != PK_ANS_SIGNTHIS && a->kind != PK_ANS_WHY) kites_changed(m);
+}
+
+/* An old-style relay (no AddKites) challenged us: reconnect with the
+ * signatures.  The new tunnel is opened by housekeeping, never from inside
+ * this tunnel's processing. */
+static void connector_resign(pk_tunnel *t) {
+  pk_mgr *m = t->mgr;
+  if (!t->retried_signed && t->fe_idx >= 0 && t->addr_idx >= 0) {
     m->fes[t->fe_idx].signed_next[t->addr_idx] = 1;
     pk_tunnel_kill(t, "reconnecting with signatures");
     m->next_attempt = 0;
@@ -126,48 +137,16 @@ static void answer_challenges(pk_tunnel *t) {
   }
 }
 
-/* Apply X-PageKite-* headers from the relay (response head or NOOP chunk). */
-static void handle_kite_headers(pk_tunnel *t, const pk_slice *names, const pk_slice *values,
-                                int count) {
-  pk_mgr *m = t->mgr;
-  int challenged = 0, changed = 0;
-  /* Reasons first: X-PageKite-Invalid-Why follows the Invalid it explains. */
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < count; i++) {
-      pk_auth_answer a;
-      pk_answer_kind kind = pk_auth_parse_answer(names[i], values[i], &a);
-      if ((kind == PK_ANS_WHY) != (pass == 0)) continue;
-      switch (kind) {
-        case PK_ANS_SESSION: note_session(t, a.detail); break;
-        case PK_ANS_FEATURE: pk_session_features(&t->sess, &names[i], &values[i], 1); break;
-        case PK_ANS_NONE: break;
-        default: changed |= apply_answer(t, &a, &challenged);
-      }
-    }
-  if (challenged) answer_challenges(t);
-  if (changed && !t->dying) {
-    m->rejected = 0;
-    for (int i = 0; i < m->nkites; i++)
-      if (m->kites[i].state == PK_KITE_REJECTED) m->rejected = 1;
-    update_status(m);
-  }
-}
-
 /* ---- origin streams ---- */
-#define K503 \
-    "HTTP/1.1 503 Unavailable\r\nContent-Type: text/html\r\nConnection: close\r\n" \
-    "Content-Length: %d\r\n\r\n%s"
-
 static void send_unavailable(pk_tunnel *t, long long sid, const char *proto, const char *host) {
   if (strncasecmp(proto, "http", 4) == 0 || strcasecmp(proto, "websocket") == 0) {
-    char body[600], page[900], hdr[64];
-    int bl = snprintf(body, sizeof(body),
-                      "<html><body><h1>503 Unavailable</h1><p>The origin server for <b>%.200s</b> "
-                      "is not reachable right now (PageKite connector).</p></body></html>\n",
-                      host);
-    int pl = snprintf(page, sizeof(page), K503, bl, body);
+    char page[1200], hdr[64];
+    pk_wbuf b;
+    pk_wbuf_init(&b, page, sizeof(page));
+    pk_wire_http_page(&b, 503, "Unavailable", "", "The origin server for",
+                      "is not reachable right now (PageKite connector).", host);
     int hn = pk_wire_format_sid(hdr, sizeof(hdr), sid);
-    pk_tunnel_send_chunk(t, hdr, (size_t)hn, page, (size_t)pl, NULL);
+    if (pk_wbuf_ok(&b) && hn > 0) pk_tunnel_send_chunk(t, hdr, (size_t)hn, page, b.len, NULL);
   }
   pk_tunnel_send_eof(t, sid, "WR");
 }
@@ -236,11 +215,11 @@ static void answer_and_close(pk_tunnel *t, long long sid, const char *resp, size
   pk_tunnel_send_eof(t, sid, "WR");
 }
 
-/* Plugins may refuse a stream (answered here: returns -1) or rewrite its
- * request head (*first then points at the rewritten bytes). */
+/* Plugins see a new stream's first bytes: they may refuse it (-1: answered
+ * and closed) or rewrite its head (*first then points into *owned, which
+ * the caller frees). */
 static int stream_hooks(pk_tunnel *t, const stream_req *r, const char **first, size_t *first_n,
-                        long long sid) {
-  static char rewritten[PK_HEAD_MAX + 4096 + PK_MAX_CHUNK]; /* loop thread only */
+                        long long sid, char **owned) {
   pk_http_head hh;
   int is_http = strncasecmp(r->proto, "http", 4) == 0 || strcasecmp(r->proto, "websocket") == 0;
   int have_head = is_http && pk_wire_parse_http_head(*first, *first_n, PK_HEAD_MAX, &hh) == 1;
@@ -255,9 +234,10 @@ static int stream_hooks(pk_tunnel *t, const stream_req *r, const char **first, s
     answer_and_close(t, sid, resp, rl > 0 ? (size_t)rl : 0);
     return -1;
   }
-  int nl = (act == PK_HOOK_REWRITE && have_head)
-               ? pk_head_rewrite(*first, hh.head_len, &hr, rewritten, PK_HEAD_MAX + 4096)
-               : -1;
+  int rewrite = act == PK_HOOK_REWRITE && have_head;
+  char *rewritten = rewrite ? malloc(PK_HEAD_MAX + 4096 + PK_MAX_CHUNK) : NULL;
+  int nl = rewritten ? pk_head_rewrite(*first, hh.head_len, &hr, rewritten, PK_HEAD_MAX + 4096) : -1;
+  *owned = rewritten;
   if (nl > 0) {
     memcpy(rewritten + nl, *first + hh.head_len, *first_n - hh.head_len);
     *first_n = (size_t)nl + (*first_n - hh.head_len);
@@ -315,16 +295,14 @@ static void new_stream(pk_tunnel *t, const pk_chunk *ch) {
   pk_kite *k = kite_for_stream(t->mgr, r.proto, r.host, r.port);
   const char *first = ch->data.p;
   size_t first_n = ch->data.n;
-  if (k && stream_hooks(t, &r, &first, &first_n, ch->sid) != 0) return;
+  char *owned = NULL;
+  if (k && stream_hooks(t, &r, &first, &first_n, ch->sid, &owned) != 0) return;
   pk_conn *s = open_origin(t, k, &r, ch->sid);
-  if (!s) return;
-  pk_log(t->mgr, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s", ch->sid, r.proto, r.host, s->rip);
-  if (first_n) pk_stream_from_tunnel(s, first, first_n);
-}
-
-static void connector_on_control(pk_tunnel *t, const pk_slice *names, const pk_slice *values,
-                                 int n) {
-  handle_kite_headers(t, names, values, n);
+  if (s) {
+    pk_log(t->mgr, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s", ch->sid, r.proto, r.host, s->rip);
+    if (first_n) pk_stream_from_tunnel(s, first, first_n);
+  }
+  free(owned);
 }
 
 /* ---- X-Forwarded-For / X-Forwarded-Proto on every request ---- */
@@ -442,84 +420,33 @@ size_t pk_http_forward_parked(const pk_conn *s) {
   return f ? pk_fwd_parked(f) : 0;
 }
 
-/* ---- the tunnel handshake (connector side) ---- */
-static void hs_fail(pk_conn *c, const char *why) {
-  pk_tunnel *t = c->own.tunnel;
-  if (t) pk_tunnel_kill(t, why);
-  else pk_conn_close(c);
-}
-
-static void hs_on_eof(pk_conn *c, int status) {
-  hs_fail(c, status == 0 ? "relay closed during handshake" : uv_strerror(status));
-}
-
-static void hs_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
-  pk_tunnel *t = c->own.tunnel;
-  pk_mgr *m = c->mgr;
-  if (!c->inbuf && !(c->inbuf = pk_block_get(m))) {
-    hs_fail(c, "out of buffers");
-    return;
-  }
-  /* The head is collected in one block; bytes of this read past it are the
-   * first frames and are fed after it. */
-  size_t take = n < PK_BLOCK_SIZE - c->inlen ? n : PK_BLOCK_SIZE - c->inlen;
-  memcpy(c->inbuf->data + c->inlen, data, take);
-  c->inlen += take;
-  pk_http_head h;
-  int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
-  if (r == PK_WIRE_NEED_MORE && c->inlen < PK_HEAD_MAX) return;
-  if (r == PK_WIRE_NEED_MORE) {
-    hs_fail(c, "handshake response too large");
-    return;
-  }
-  if (r < 0 || !h.is_response) {
-    hs_fail(c, "bad handshake response");
-    return;
-  }
-  if (h.status != 200 && h.status != 101) {
-    pk_count_error(m);
-    pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Relay refused tunnel: HTTP %d", h.status);
-    m->fail_streak++;
-    hs_fail(c, "relay refused the tunnel");
-    return;
-  }
+/* ---- the tunnel handshake (connector side; the session does the protocol) ---- */
+/* The relay accepted the tunnel and its answers were applied. */
+static void connector_opened(pk_tunnel *t) {
+  pk_mgr *m = t->mgr;
   m->fail_streak = 0;
-  pk_tunnel_open(t);
-  handle_kite_headers(t, h.names, h.values, h.nheaders);
-  if (t->dying) return;
-  int any_live = t->nkites_live > 0, pending = 0;
+  int pending = 0;
   for (int i = 0; i < m->nkites; i++)
     if (m->kites[i].state == PK_KITE_DEAD) pending++;
-  if (!any_live && !pending && !t->sess.peer_addkites) {
+  if (!t->nkites_live && !pending && !t->sess.peer_addkites) {
     pk_tunnel_kill(t, "no kites accepted");
     return;
   }
-  size_t rest = c->inlen - h.head_len;
-  char *restp = c->inbuf->data + h.head_len;
-  pk_block *ib = c->inbuf;
-  c->inbuf = NULL;
-  c->inlen = 0;
-  int rv = rest ? pk_tunnel_feed(t, restp, rest) : 0;
-  pk_block_unref(m, ib);
-  if (rv == 0 && take < n) pk_tunnel_feed(t, (char *)data + take, n - take) /* our read block */;
   update_status(m);
 }
 
 static void send_handshake(pk_tunnel *t, int use_challenges) {
   pk_mgr *m = t->mgr;
-  static char req[PK_HEAD_MAX]; /* loop thread only */
-  pk_wbuf b;
-  pk_wbuf_init(&b, req, sizeof(req));
-  pk_wire_tunnel_request(&b, PK_VERSION, m->fes[t->fe_idx].session_id[t->addr_idx]);
-  if (!use_challenges) clear_challenges(m); /* a fresh request: ask for new ones */
-  int rv = build_kite_lines(m, &b, 0);
-  pk_wbuf_end(&b);
-  clear_challenges(m);
-  if (rv != 0 || !pk_wbuf_ok(&b)) {
-    pk_tunnel_kill(t, "too many kites for one request");
+  pk_session_kite *ks = malloc(PK_MAX_KITES_PER_TUNNEL * sizeof(*ks));
+  if (!ks) {
+    pk_tunnel_kill(t, "out of memory");
     return;
   }
-  if (pk_conn_write(t->conn, req, b.len, NULL) != 0) pk_tunnel_kill(t, pk_get_error());
+  int n = session_kites(m, ks, use_challenges);
+  int rv = pk_session_connect(&t->sess, ks, n, PK_VERSION,
+                              m->fes[t->fe_idx].session_id[t->addr_idx]);
+  free(ks);
+  if (rv != 0) pk_tunnel_kill(t, pk_session_why(&t->sess));
 }
 
 static void tunnel_on_connect(pk_conn *c, int status) {
@@ -557,8 +484,6 @@ static void connect_tunnel(pk_mgr *m, int fi, int ai, int signed_retry) {
   t->retried_signed = signed_retry;
   fe->tunnel[ai] = t;
   c->on_connect = tunnel_on_connect;
-  c->on_data = hs_on_data;
-  c->on_eof = hs_on_eof;
   SSL_CTX *ctx = (m->flags & PK_WITH_SSL) ? pk_client_tls_ctx(m) : NULL;
   if ((m->flags & PK_WITH_SSL) && !ctx) {
     pk_tunnel_kill(t, "TLS context unavailable");
@@ -572,8 +497,19 @@ static void connect_tunnel(pk_mgr *m, int fi, int ai, int signed_retry) {
     pk_tunnel_kill(t, "connect failed");
 }
 
+/* Why a relay that answered did not take the tunnel. */
+static void note_refusal(pk_tunnel *t) {
+  int st = t->sess.peer_status;
+  if (!st || st == 200 || st == 101) return;
+  pk_mgr *m = t->mgr;
+  pk_count_error(m);
+  m->fail_streak++;
+  pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Relay refused tunnel: HTTP %d", st);
+}
+
 static void connector_tunnel_closed(pk_tunnel *t) {
   pk_mgr *m = t->mgr;
+  note_refusal(t);
   for (int i = 0; i < m->nkites; i++) {
     pk_kite *k = &m->kites[i];
     if (k->tunnel == t) {
@@ -818,11 +754,10 @@ static void ddns_update(pk_mgr *m) {
       if (c) pk_conn_close(c);
       continue;
     }
-    int rl = snprintf(c->inbuf->data, PK_BLOCK_SIZE,
-                      "GET %s HTTP/1.1\r\nHost: %.*s\r\nUser-Agent: libpagekite/%s\r\n"
-                      "Connection: close\r\n\r\n",
-                      path, (int)hl, hp, PK_VERSION);
-    c->inlen = (size_t)rl;
+    pk_wbuf b;
+    pk_wbuf_init(&b, c->inbuf->data, PK_BLOCK_SIZE);
+    pk_wire_http_get_request(&b, path, (pk_slice){hp, hl}, PK_VERSION);
+    c->inlen = b.len;
     c->on_connect = ddns_on_connect;
     c->on_data = ddns_on_data;
     c->on_eof = ddns_on_eof;
@@ -958,7 +893,14 @@ static const char *connector_peer_name(pk_tunnel *t) {
   return t->fe_idx >= 0 ? t->mgr->fes[t->fe_idx].host : "";
 }
 
-const pk_role_ops pk_connector_role = {
-    "to relay",   connector_start,      connector_bind,          connector_stop,
-    connector_housekeep, new_stream,    connector_on_control,    connector_tunnel_closed,
-    connector_peer_name};
+const pk_role_ops pk_connector_role = {.tunnel_name = "to relay",
+                                       .start = connector_start,
+                                       .bind = connector_bind,
+                                       .stop = connector_stop,
+                                       .housekeep = connector_housekeep,
+                                       .on_new_stream = new_stream,
+                                       .kite_answer = connector_kite_answer,
+                                       .resign = connector_resign,
+                                       .opened = connector_opened,
+                                       .tunnel_closed = connector_tunnel_closed,
+                                       .peer_name = connector_peer_name};

@@ -27,28 +27,22 @@ int pk_head_rewrite(const char *head, size_t hl, const pk_hook_result *r, char *
   if (pk_wire_parse_http_head(head, hl, hl, &h) != 1) return -1;
   const char *eol = memchr(head, '\n', hl);
   if (!eol) return -1;
-  size_t off = (size_t)(eol - head) + 1;
-  if (off >= outsz) return -1;
-  memcpy(out, head, off);
-  for (int i = 0; i < h.nheaders; i++) {
-    if (listed(r->del_headers, h.names[i])) continue;
-    int n = snprintf(out + off, outsz - off, "%.*s: %.*s\r\n", (int)h.names[i].n, h.names[i].p,
-                     (int)h.values[i].n, h.values[i].p);
-    if (n < 0 || (size_t)n >= outsz - off) return -1;
-    off += (size_t)n;
-  }
-  int n = snprintf(out + off, outsz - off, "%s\r\n", r->add_headers);
-  if (n < 0 || (size_t)n >= outsz - off) return -1;
-  return (int)(off + (size_t)n);
+  pk_wbuf b;
+  pk_wbuf_init(&b, out, outsz);
+  pk_wbuf_put(&b, head, (size_t)(eol - head) + 1);
+  for (int i = 0; i < h.nheaders; i++)
+    if (!listed(r->del_headers, h.names[i])) pk_wire_header_slice(&b, h.names[i], h.values[i]);
+  pk_wbuf_puts(&b, r->add_headers);
+  pk_wbuf_end(&b);
+  return pk_wbuf_ok(&b) && b.len < outsz ? (int)b.len : -1;
 }
 
 /* The HTTP response for a REJECT decision. */
 int pk_hook_reject_response(const pk_hook_result *r, char *out, size_t outsz) {
   int status = r->status >= 100 && r->status <= 999 ? r->status : 403;
-  const char *reason = r->reason[0] ? r->reason : "Forbidden";
-  int n = snprintf(out, outsz,
-                   "HTTP/1.1 %d %s\r\nContent-Type: text/html\r\nContent-Length: %zu\r\n"
-                   "Connection: close\r\n%s\r\n%s",
-                   status, reason, strlen(r->body), r->extra_headers, r->body);
-  return (n < 0 || (size_t)n >= outsz) ? -1 : n;
+  pk_wbuf b;
+  pk_wbuf_init(&b, out, outsz);
+  pk_wire_http_response(&b, status, r->reason[0] ? r->reason : "Forbidden", "text/html",
+                        r->extra_headers, r->body, strlen(r->body));
+  return pk_wbuf_ok(&b) && b.len < outsz ? (int)b.len : -1;
 }

@@ -95,22 +95,12 @@ static void unregister_tunnel(pk_mgr *m, pk_tunnel *t) {
 
 static void relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
 
-/* ---- authentication of kite requests (kiteauth.c does the checks) ---- */
-typedef struct {
-  pk_wbuf out; /* the answer's header lines */
-  char buf[PK_AUTH_REPLY_MAX];
-  int ok, challenged, bad;
-} pk_results;
-
-typedef struct {
-  pk_tunnel *t;
-  pk_slice replace; /* X-PageKite-Replace of this request, if any */
-} pk_claim_ctx;
-
-/* The policy half: which secret signs a kite (the most specific --domain),
- * and whether its port and protocol are served here. */
+/* ---- authentication of kite requests: the policy (the session runs
+ * kiteauth.c's checks, handshake.c) ---- */
+/* Which secret signs a kite (the most specific --domain), and whether its
+ * port and protocol are served here.  ctx: the tunnel. */
 static const char *kite_secret(void *ctx, const pk_kite_req *k, const char **reason) {
-  pk_mgr *m = ((pk_claim_ctx *)ctx)->t->mgr;
+  pk_mgr *m = ((pk_tunnel *)ctx)->mgr;
   const pk_relay_domain *d = NULL;
   if (k->port < 0 || (k->port > 0 && !is_our_port(m, k->port)))
     *reason = "port";
@@ -125,23 +115,22 @@ static const char *kite_secret(void *ctx, const pk_kite_req *k, const char **rea
 
 /* X-PageKite-Replace drops the connector's old tunnel, but only for a kite
  * this request just proved with a fresh signature. */
-static pk_relay_kite *replace_old(pk_claim_ctx *cc, const pk_kite_req *k, pk_relay_kite *rk) {
+static pk_relay_kite *replace_old(pk_tunnel *t, const pk_kite_req *k, pk_relay_kite *rk) {
   pk_tunnel *old = rk ? rk->tunnel : NULL;
-  if (!old || old == cc->t || rk->port != k->port || !cc->replace.p || !old->session_id[0] ||
-      cc->replace.n != strlen(old->session_id) ||
-      !pk_consttime_eq(cc->replace.p, old->session_id, cc->replace.n))
+  pk_slice rep = t->replace;
+  if (!old || old == t || rk->port != k->port || !rep.p || !old->session_id[0] ||
+      rep.n != strlen(old->session_id) || !pk_consttime_eq(rep.p, old->session_id, rep.n))
     return rk;
   pk_tunnel_kill(old, "replaced by a new tunnel");
-  return find_rkite(cc->t->mgr, k->proto, k->name, k->port);
+  return find_rkite(t->mgr, k->proto, k->name, k->port);
 }
 
 /* Registers a kite that passed every check on this tunnel. */
 static pk_auth_verdict kite_claim(void *ctx, const pk_kite_req *k, const char **reason) {
-  pk_claim_ctx *cc = ctx;
-  pk_tunnel *t = cc->t;
+  pk_tunnel *t = ctx;
   pk_mgr *m = t->mgr;
   pk_relay_kite *rk = find_rkite_on(m, k->proto, k->name, k->port, t);
-  if (!rk) rk = replace_old(cc, k, find_rkite(m, k->proto, k->name, k->port));
+  if (!rk) rk = replace_old(t, k, find_rkite(m, k->proto, k->name, k->port));
   if (rk && rk->port == k->port && rk->tunnel != t && !m->relay_dups) {
     pk_tunnel_ping(rk->tunnel); /* if the old tunnel is dead, find out soon */
     return PK_AUTH_DUPLICATE;
@@ -161,69 +150,34 @@ static pk_auth_verdict kite_claim(void *ctx, const pk_kite_req *k, const char **
   return PK_AUTH_OK;
 }
 
-static void count_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdict v, const char *why,
-                          pk_results *r) {
+/* The session's handshake asks for the policy of one request. */
+static void relay_auth_policy(pk_tunnel *t, pk_slice replace, pk_auth_relay *a) {
   pk_mgr *m = t->mgr;
-  if (v == PK_AUTH_CHALLENGED) {
-    r->challenged++;
-    t->kites_requested++;
-  } else if (v == PK_AUTH_OK) {
-    r->ok++;
+  t->replace = replace; /* valid while the session authenticates this request */
+  a->relay_secret = m->relay_secret;
+  a->replay = &m->replay;
+  a->now = (long long)time(NULL);
+  a->ctx = t;
+  a->secret = kite_secret;
+  a->claim = kite_claim;
+}
+
+static void relay_kite_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdict v,
+                               const char *why) {
+  pk_mgr *m = t->mgr;
+  if (v == PK_AUTH_OK) {
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", k->protoport, k->name);
   } else if (v == PK_AUTH_INVALID) {
-    r->bad++;
     m->c_rejected++;
     pk_log(m, PK_LOG_MANAGER_ERROR, "Rejected kite %s:%s (%s)", k->protoport, k->name, why ? why : "?");
-  } else {
-    r->bad++;
-    if (v == PK_AUTH_DUPLICATE)
-      pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", k->protoport, k->name);
+  } else if (v == PK_AUTH_DUPLICATE) {
+    pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", k->protoport, k->name);
   }
-}
-
-/* Every "X-PageKite:" request of a handshake head or NOOP chunk. */
-static void auth_requests(pk_tunnel *t, const pk_slice *names, const pk_slice *values, int n,
-                          pk_results *r) {
-  pk_mgr *m = t->mgr;
-  pk_claim_ctx cc = {t, {NULL, 0}};
-  pk_auth_relay a = {m->relay_secret, &m->replay, (long long)time(NULL), &cc, kite_secret,
-                     kite_claim};
-  for (int i = 0; i < n; i++)
-    if (pk_slice_ieq(names[i], "X-PageKite-Replace")) cc.replace = values[i];
-  for (int i = 0; i < n && !t->dying; i++) {
-    pk_kite_req k;
-    if (!pk_slice_ieq(names[i], "X-PageKite")) continue;
-    if (pk_kite_req_parse(values[i], &k) != 0) {
-      r->bad++;
-      continue;
-    }
-    const char *why = NULL;
-    int may = t->kites_requested < PK_MAX_CHALLENGES_PER_TUNNEL;
-    count_verdict(t, &k, pk_auth_relay_request(&a, &k, may, &r->out, &why), why, r);
-  }
-}
-
-static void results_init(pk_results *r) {
-  pk_wbuf_init(&r->out, r->buf, sizeof(r->buf));
-  r->ok = r->challenged = r->bad = 0;
 }
 
 /* Data for a stream we do not have (any more): tell the connector. */
 static void relay_on_new_stream(pk_tunnel *t, const pk_chunk *ch) {
   if (ch->sid >= 0 && !ch->eof) pk_tunnel_send_eof(t, ch->sid, "WR");
-}
-
-/* NOOP chunks on an open tunnel may carry more kites (AddKites). */
-static void relay_on_control(pk_tunnel *t, const pk_slice *names, const pk_slice *values, int n) {
-  int any = 0;
-  for (int i = 0; i < n; i++)
-    if (pk_slice_ieq(names[i], "X-PageKite")) any = 1;
-  if (!any) return;
-  /* Static (loop thread only): a peer sending NOOPs costs no allocation. */
-  static pk_results r;
-  results_init(&r);
-  auth_requests(t, names, values, n, &r);
-  pk_tunnel_send_noop(t, r.buf, r.out.len);
 }
 
 /* Sec-WebSocket-Accept for a client key (RFC 6455, section 4.2.2). */
@@ -290,63 +244,38 @@ static void new_session_id(pk_tunnel *t) {
   snprintf(t->session_id, sizeof(t->session_id), "%llx:%s", (unsigned long long)time(NULL), hex);
 }
 
-/* Features and results: in the response head, or (websocket form) in a NOOP
- * chunk right after the 101, as pagekite.py does. */
-static int send_handshake_reply(pk_tunnel *t, const pk_results *r, pk_slice wskey) {
-  pk_mgr *m = t->mgr;
-  char ports[256] = "";
+/* The relay's ports, for X-PageKite-Features. */
+static void listener_ports(pk_mgr *m, char *out, size_t n) {
   size_t po = 0;
-  for (int i = 0; i < m->nlisteners && po < sizeof(ports) - 16; i++)
-    po += (size_t)snprintf(ports + po, sizeof(ports) - po, "%s%d", i ? ", " : "", m->listeners[i].port);
-  static char reply[PK_AUTH_REPLY_MAX + 2048]; /* loop thread only */
-  pk_wbuf b;
-  pk_wbuf_init(&b, reply, sizeof(reply));
-  if (wskey.p) {
-    char acc[64];
-    ws_accept(wskey, acc);
-    pk_wire_tunnel_ws_head(&b, acc);
-    if (!pk_wbuf_ok(&b) || pk_conn_write(t->conn, reply, b.len, NULL) != 0) return -1;
-    t->sess.ws = 1;
-    pk_wbuf_init(&b, reply, sizeof(reply));
-  } else {
-    pk_wire_tunnel_ok_head(&b);
-  }
-  pk_wire_tunnel_features(&b, !wskey.p, ports);
-  pk_wbuf_put(&b, r->buf, r->out.len);
-  pk_wbuf_header(&b, "X-PageKite-SessionID", "%s", t->session_id);
-  if (!pk_wbuf_ok(&b)) return -1;
-  /* The websocket form carries the answer in a NOOP chunk after the 101. */
-  if (wskey.p) return pk_tunnel_send_noop(t, reply, b.len);
-  pk_wbuf_end(&b);
-  return pk_wbuf_ok(&b) ? pk_conn_write(t->conn, reply, b.len, NULL) : -1;
+  out[0] = 0;
+  for (int i = 0; i < m->nlisteners && po + 16 < n; i++)
+    po += (size_t)snprintf(out + po, n - po, "%s%d", i ? ", " : "", m->listeners[i].port);
 }
 
 /* A connector asks for a tunnel: "CONNECT PageKite:1", or the websocket form
  * (GET /~:PageKite:~/... with Upgrade: websocket) when wskey.p is set.  The
- * conn stays counted as unknown until a kite is authenticated. */
+ * session authenticates the kites and answers (handshake.c).  The conn stays
+ * counted as unknown until a kite is authenticated. */
 static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_slice wskey) {
   pk_mgr *m = c->mgr;
   pk_tunnel *t = admit_tunnel(c);
   if (!t) return;
-  static pk_results r; /* loop thread only; too big for the stack */
-  results_init(&r);
-  pk_session_features(&t->sess, h->names, h->values, h->nheaders);
-  if (wskey.p) t->sess.peer_addkites = 1; /* websocket tunnels always add kites in-band */
-  auth_requests(t, h->names, h->values, h->nheaders, &r);
+  char acc[64], ports[256];
+  if (wskey.p) ws_accept(wskey, acc);
+  listener_ports(m, ports, sizeof(ports));
   new_session_id(t);
-  int sent = send_handshake_reply(t, &r, wskey);
-  int ok = r.ok, challenged = r.challenged;
-  if (sent != 0) {
-    pk_tunnel_kill(t, "cannot answer the handshake");
+  pk_session_counts r;
+  if (pk_session_accept(&t->sess, h, wskey.p ? acc : NULL, ports, t->session_id, &r) != 0) {
+    pk_tunnel_kill(t, pk_session_why(&t->sess));
     return;
   }
-  if (!ok && !challenged && !t->sess.peer_addkites) {
+  if (!r.ok && !r.challenged && !t->sess.peer_addkites) {
     pk_tunnel_finish(t, "nothing to fly"); /* answer, then hang up */
     return;
   }
-  pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s: %d kite(s) live, %d challenged", c->rip, ok,
-         challenged);
-  pk_tunnel_open(t);
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s: %d kite(s) live, %d challenged", c->rip, r.ok,
+         r.challenged);
+  pk_tunnel_opened(t);
   /* Bytes that came with the head are the first frames. */
   size_t rest = c->inlen - head_len;
   pk_block *ib = c->inbuf;
@@ -497,16 +426,18 @@ static void route_http(pk_conn *c, pk_relay_kite *k, const char *proto, const ch
     pk_conn_finish(c);
     return;
   }
-  if (act == PK_HOOK_REWRITE) {
-    static char nh[PK_HEAD_MAX + 4096 + PK_BLOCK_SIZE]; /* loop thread only */
-    int nl = pk_head_rewrite(c->inbuf->data, h->head_len, &hr, nh, PK_HEAD_MAX + 4096);
+  /* A rewritten head (plugins only): its own buffer, per call, so that
+   * managers on other threads never share it. */
+  char *nh = act == PK_HOOK_REWRITE ? malloc(PK_HEAD_MAX + 4096 + PK_BLOCK_SIZE) : NULL;
+  int nl = nh ? pk_head_rewrite(c->inbuf->data, h->head_len, &hr, nh, PK_HEAD_MAX + 4096) : -1;
+  if (nl > 0) {
     size_t rest = c->inlen - h->head_len;
-    if (nl > 0) {
-      memcpy(nh + nl, c->inbuf->data + h->head_len, rest);
-      start_stream(c, k, proto, host, port, nh, (size_t)nl + rest);
-      return;
-    }
+    memcpy(nh + nl, c->inbuf->data + h->head_len, rest);
+    start_stream(c, k, proto, host, port, nh, (size_t)nl + rest);
+    free(nh);
+    return;
   }
+  free(nh);
   start_stream(c, k, proto, host, port, c->inbuf->data, c->inlen);
 }
 
@@ -780,6 +711,13 @@ static int relay_start(pk_mgr *m) { return 0; } /* listeners are bound by relay_
 
 static const char *relay_peer_name(pk_tunnel *t) { return t->conn ? t->conn->rip : ""; }
 
-const pk_role_ops pk_relay_role = {
-    "from connector", relay_start,     relay_bind,        relay_stop,        relay_housekeep,
-    relay_on_new_stream, relay_on_control, relay_tunnel_closed, relay_peer_name};
+const pk_role_ops pk_relay_role = {.tunnel_name = "from connector",
+                                   .start = relay_start,
+                                   .bind = relay_bind,
+                                   .stop = relay_stop,
+                                   .housekeep = relay_housekeep,
+                                   .on_new_stream = relay_on_new_stream,
+                                   .auth_policy = relay_auth_policy,
+                                   .kite_verdict = relay_kite_verdict,
+                                   .tunnel_closed = relay_tunnel_closed,
+                                   .peer_name = relay_peer_name};

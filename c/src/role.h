@@ -5,6 +5,7 @@
 #ifndef PK_ROLE_H
 #define PK_ROLE_H
 
+#include "kiteauth.h"
 #include "wire.h"
 
 typedef struct pk_mgr pk_mgr;
@@ -20,8 +21,18 @@ typedef struct {
   void (*housekeep)(pk_mgr *m);
   /* Data for a SID the tunnel does not know: a new stream, or one gone. */
   void (*on_new_stream)(pk_tunnel *t, const pk_chunk *ch);
-  /* A NOOP chunk's headers: kite requests (relay) or results (connector). */
-  void (*on_control)(pk_tunnel *t, const pk_slice *names, const pk_slice *values, int n);
+  /* The handshake's events (the session does the protocol, handshake.c);
+   * each role fills in its own and leaves the other's NULL. */
+  /* Relay: the kite policy for one request (see pk_session_cb.policy). */
+  void (*auth_policy)(pk_tunnel *t, pk_slice replace, pk_auth_relay *a);
+  /* Relay: one kite request's verdict, for logs and counters. */
+  void (*kite_verdict)(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdict v, const char *why);
+  /* Connector: the relay's answer about one kite, or its session id. */
+  void (*kite_answer)(pk_tunnel *t, const pk_auth_answer *a);
+  /* Connector: challenges only a new tunnel can answer (old relays). */
+  void (*resign)(pk_tunnel *t);
+  /* Connector: the relay accepted the tunnel. */
+  void (*opened)(pk_tunnel *t);
   /* The tunnel ended: its kites and references go. */
   void (*tunnel_closed)(pk_tunnel *t);
   /* Who is at the other end, for plugins and logs. */

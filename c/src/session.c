@@ -1,5 +1,6 @@
 /* session.c - one tunnel's chunk protocol, fed with bytes (see session.h). */
 #include "session.h"
+#include "session_hs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,9 @@ void pk_session_free(pk_session *s) {
   if (s->zout_ready) deflateEnd(&s->zout);
   s->zin_ready = s->zout_ready = 0;
   free_buffers(s);
+  free(s->kites);
+  s->kites = NULL;
+  s->nkites = 0;
   s->state = PK_SESSION_DEAD;
 }
 
@@ -224,7 +228,7 @@ static int process_chunk(pk_session *s, const char *p, size_t n, uint64_t now_ms
   chunk_housekeeping(s, &ch, now_ms);
   if (!alive(s)) return -1;
   if (ch.noop) {
-    s->cb->control(s->ctx, &ch);
+    if (!pk_session_hs_control(s, &ch) && s->cb->control) s->cb->control(s->ctx, &ch);
   } else if (ch.sid < 0) {
     pk_session_close(s, "chunk without SID");
   } else if (ch.eof) {
@@ -373,9 +377,22 @@ static void received(pk_session *s, uint64_t now_ms) {
   s->ping_outstanding = 0;
 }
 
+/* Connector: the relay's head first; what follows it is frames. */
+static int recv_head(pk_session *s, char **data, size_t *n, uint64_t now_ms) {
+  long took = pk_session_hs_head(s, *data, *n);
+  if (took < 0) return -1;
+  *data += took;
+  *n -= (size_t)took;
+  if (s->state == PK_SESSION_OPEN && s->inlen) return consume_in(s, now_ms);
+  return 0;
+}
+
 int pk_session_recv(pk_session *s, char *data, size_t n, uint64_t now_ms) {
   if (!alive(s)) return -1;
   received(s, now_ms);
+  if (s->state == PK_SESSION_HANDSHAKE && s->role == PK_SESSION_CONNECTOR &&
+      recv_head(s, &data, &n, now_ms) != 0)
+    return -1;
   while (n > 0 && alive(s)) {
     if (s->inlen == 0) {
       /* Fast path: whole frames straight from the caller's buffer. */

@@ -20,9 +20,27 @@
 #include <zlib.h>
 
 #include "bounds.h"
+#include "kiteauth.h"
 #include "wire.h"
 
 typedef enum { PK_SESSION_HANDSHAKE = 0, PK_SESSION_OPEN, PK_SESSION_DEAD } pk_session_state;
+/* Which end of the handshake (handshake.c) the session plays; NONE: the
+ * owner did the handshake itself and only chunks pass (tests). */
+typedef enum { PK_SESSION_NONE = 0, PK_SESSION_CONNECTOR, PK_SESSION_RELAY } pk_session_role;
+
+/* Connector: one of our kites as the handshake signs it. */
+typedef struct {
+  char protoport[40];           /* "http" or "http-8080" */
+  char name[PK_NAME_MAX];
+  char secret[PK_SECRET_MAX];
+  char bsalt[PK_TOKEN_LEN + 1];
+  char fsalt[PK_TOKEN_LEN + 1]; /* the relay's challenge to sign, or "" */
+} pk_session_kite;
+
+/* Relay: what a handshake or a kite request did. */
+typedef struct {
+  int ok, challenged, bad;
+} pk_session_counts;
 
 typedef struct {
   /* Queue a then b for the peer.  a is copied; b is referenced through
@@ -37,8 +55,24 @@ typedef struct {
   void (*eof)(void *ctx, long long sid, int bits);
   /* The peer delivered kb KiB of a stream's data (SKB). */
   void (*credit)(void *ctx, long long sid, long long kb);
-  /* A NOOP chunk with other headers: kite requests, results, challenges. */
+  /* A NOOP chunk the session did not consume itself (kite requests and
+   * answers are the handshake's when the session has a role).  May be NULL. */
   void (*control)(void *ctx, const pk_chunk *ch);
+
+  /* The handshake's events; NULL for a session without a role. */
+  /* Relay: fill in the kite policy (secret, claim, replay, clock) for one
+   * request head or NOOP; replace is its X-PageKite-Replace (p NULL if none). */
+  void (*policy)(void *ctx, pk_slice replace, pk_auth_relay *a);
+  /* Relay: one kite request's verdict (why: the reason for INVALID). */
+  void (*verdict)(void *ctx, const pk_kite_req *k, pk_auth_verdict v, const char *why);
+  /* Connector: the relay's answer about one kite (OK, INVALID with the WHY
+   * before it, DUPLICATE, SIGNTHIS) or its session id (PK_ANS_SESSION). */
+  void (*answer)(void *ctx, const pk_auth_answer *a);
+  /* Connector: challenges this relay takes only on a new tunnel (it does not
+   * speak AddKites); the owner reconnects with the SIGNTHIS tokens. */
+  void (*resign)(void *ctx);
+  /* Connector: the relay's head was read and applied; the tunnel is open. */
+  void (*opened)(void *ctx);
 } pk_session_cb;
 
 typedef struct {
@@ -48,6 +82,12 @@ typedef struct {
   int ws;            /* websocket framing instead of chunk frames */
   int peer_zchunks, peer_addkites, peer_skb;
   int authed;        /* a kite is live: full-size frames and buffers */
+  pk_session_role role;
+  pk_session_kite *kites; /* connector: our kites (handshake.c), nkites of them */
+  int nkites;
+  int unsent;        /* connector: kites from here on did not fit the request head */
+  int challenges;    /* relay: challenges issued on this session */
+  int peer_status;   /* connector: the HTTP status of the relay's head (0 before) */
   z_stream zin, zout;
   int zin_ready, zout_ready;
   int zreset_pending; /* peer asked ZRST: our next compressed chunk carries R */
@@ -95,6 +135,20 @@ void pk_session_features(pk_session *s, const pk_slice *names, const pk_slice *v
 int pk_session_send_eof(pk_session *s, long long sid, const char *how);
 int pk_session_send_skb(pk_session *s, long long sid, unsigned long long kb);
 int pk_session_ping(pk_session *s, uint64_t now_ms);
+
+/* ---- the handshake and kite authentication (handshake.c) ---- */
+/* Connector: send the tunnel request for kites (copied; a kite with an fsalt
+ * answers that challenge, the others ask for one).  resume: the session id
+ * of our last tunnel to this relay, or NULL.  0, or -1 (DEAD, with why). */
+int pk_session_connect(pk_session *s, const pk_session_kite *kites, int n, const char *version,
+                       const char *resume);
+/* Relay: answer a connector's request head (already parsed by the relay):
+ * authenticate its kites through cb->policy, send the reply (ws_accept set:
+ * the websocket form, a 101 then the answers in a NOOP) and open the session.
+ * ports: the relay's ports for X-PageKite-Features; session_id: ours for it.
+ * 0, or -1 (DEAD). */
+int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accept,
+                      const char *ports, const char *session_id, pk_session_counts *out);
 
 /* Keepalive and buffer upkeep: PINGs a quiet peer, ends the session when a
  * PING goes unanswered, gives idle buffers back.  Returns 0 or -1 (DEAD). */

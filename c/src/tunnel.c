@@ -10,6 +10,7 @@
 #include "internal.h"
 
 static void tunnel_conn_closed(pk_conn *c, int status);
+static void tunnel_io(pk_conn *c);
 static const pk_session_cb session_cb;
 
 /* A slot is free only after the close callback of its conn has run, so a
@@ -34,6 +35,7 @@ pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c) {
   c->kind = PK_CK_TUNNEL;
   c->own.tunnel = t;
   c->on_closed = tunnel_conn_closed;
+  tunnel_io(c);
   c->wq_max = PK_UNAUTH_WQ_MAX; /* raised when a kite is authenticated */
   return t;
 }
@@ -159,13 +161,37 @@ static void session_credit(void *ctx, long long sid, long long kb) {
   if (s) pk_stream_skb(s, kb);
 }
 
-static void session_control(void *ctx, const pk_chunk *ch) {
+/* The handshake's events go to the role. */
+static void session_policy(void *ctx, pk_slice replace, pk_auth_relay *a) {
   pk_tunnel *t = ctx;
-  t->mgr->role->on_control(t, ch->names, ch->values, ch->nheaders);
+  if (t->mgr->role->auth_policy) t->mgr->role->auth_policy(t, replace, a);
 }
 
-static const pk_session_cb session_cb = {session_send, session_data, session_eof, session_credit,
-                                         session_control};
+static void session_verdict(void *ctx, const pk_kite_req *k, pk_auth_verdict v, const char *why) {
+  pk_tunnel *t = ctx;
+  if (t->mgr->role->kite_verdict) t->mgr->role->kite_verdict(t, k, v, why);
+}
+
+static void session_answer(void *ctx, const pk_auth_answer *a) {
+  pk_tunnel *t = ctx;
+  if (t->mgr->role->kite_answer) t->mgr->role->kite_answer(t, a);
+}
+
+static void session_resign(void *ctx) {
+  pk_tunnel *t = ctx;
+  if (t->mgr->role->resign) t->mgr->role->resign(t);
+}
+
+static void session_opened(void *ctx) {
+  pk_tunnel *t = ctx;
+  pk_tunnel_opened(t);
+  if (t->mgr->role->opened) t->mgr->role->opened(t);
+}
+
+static const pk_session_cb session_cb = {
+    .send = session_send, .data = session_data, .eof = session_eof, .credit = session_credit,
+    .policy = session_policy, .verdict = session_verdict, .answer = session_answer,
+    .resign = session_resign, .opened = session_opened};
 
 /* A session that ended while parsing takes its tunnel with it. */
 static void after_recv(pk_tunnel *t, int rv) {
@@ -207,7 +233,9 @@ static void tunnel_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk
 
 static void tunnel_on_eof(pk_conn *c, int status) {
   pk_tunnel *t = c->own.tunnel;
-  if (t) pk_tunnel_kill(t, status == 0 ? "closed by peer" : uv_strerror(status));
+  if (!t) return;
+  if (status != 0) pk_tunnel_kill(t, uv_strerror(status));
+  else pk_tunnel_kill(t, t->sess.state == PK_SESSION_HANDSHAKE ? "closed during handshake" : "closed by peer");
 }
 
 /* The tunnel's write queue drained: read again, feed paused streams. */
@@ -221,15 +249,19 @@ static void tunnel_on_drain(pk_conn *c, int n) {
   pk_stream_resume_paused(t);
 }
 
-/* Switch a connection that finished its handshake into chunk mode. */
-void pk_tunnel_open(pk_tunnel *t) {
-  pk_session_open(&t->sess);
+/* A tunnel's conn reads into its session from the start: the handshake
+ * (connector) is the session's too. */
+static void tunnel_io(pk_conn *c) {
+  c->on_data = tunnel_on_data;
+  c->on_eof = tunnel_on_eof;
+  c->on_drain = tunnel_on_drain;
+  c->on_inplace = tunnel_inplace;
+  c->on_inplace_done = tunnel_inplace_done;
+}
+
+/* The handshake is done (either role): plugins hear of the tunnel. */
+void pk_tunnel_opened(pk_tunnel *t) {
   pk_plugins_on_tunnel(t->mgr, 1, t->mgr->role->peer_name(t));
-  t->conn->on_data = tunnel_on_data;
-  t->conn->on_eof = tunnel_on_eof;
-  t->conn->on_drain = tunnel_on_drain;
-  t->conn->on_inplace = tunnel_inplace;
-  t->conn->on_inplace_done = tunnel_inplace_done;
 }
 
 /* ---- the end ---- */

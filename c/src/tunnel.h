@@ -20,7 +20,7 @@ struct pk_tunnel {
   pk_conn *paused;       /* streams paused because our write queue is full */
   int nkites_live;
   int retried_signed;    /* connector: reconnect-with-signatures done */
-  int kites_requested;   /* relay: challenges issued on this tunnel */
+  pk_slice replace;      /* relay: X-PageKite-Replace of the request being authenticated */
 };
 
 pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c);
@@ -30,9 +30,10 @@ pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c);
 void pk_tunnel_kill(pk_tunnel *t, const char *why);
 void pk_tunnel_finish(pk_tunnel *t, const char *why);
 void pk_tunnel_kites_changed(pk_tunnel *t, int delta);
-void pk_tunnel_open(pk_tunnel *t);
+/* The handshake is done: plugins hear of it (the session opened itself). */
+void pk_tunnel_opened(pk_tunnel *t);
 char *pk_log_snapshot(pk_mgr *m);
-/* Feed bytes after the handshake (writable: websocket frames are unmasked in
+/* Feed bytes (writable: websocket frames are unmasked in
  * place); returns -1 when the tunnel was killed. */
 int pk_tunnel_feed(pk_tunnel *t, char *data, size_t n);
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,

@@ -197,6 +197,15 @@ void pk_wire_tunnel_ws_head(pk_wbuf *b, const char *accept);
  * header lines ("Name: value\r\n") or "". */
 void pk_wire_http_page(pk_wbuf *b, int code, const char *reason, const char *extra,
                        const char *html_title, const char *html_text, const char *host);
+/* A complete response: status line, Content-Type, Content-Length,
+ * Connection: close, extra header lines ("Name: value\r\n" or ""), body. */
+void pk_wire_http_response(pk_wbuf *b, int code, const char *reason, const char *ctype,
+                           const char *extra, const char *body, size_t bn);
+/* "GET path HTTP/1.1" with Host, User-Agent "libpagekite/<version>" and
+ * Connection: close (DDNS updates). */
+void pk_wire_http_get_request(pk_wbuf *b, const char *path, pk_slice host, const char *version);
+/* "Name: value\r\n" from slices (header rewrites). */
+void pk_wire_header_slice(pk_wbuf *b, pk_slice name, pk_slice value);
 /* A bare status line and blank line ("HTTP/1.0 503 Unavailable"). */
 void pk_wire_http_status(pk_wbuf *b, const char *version, int code, const char *reason);
 

@@ -189,6 +189,17 @@ void pk_wire_tunnel_ws_head(pk_wbuf *b, const char *accept) {
 }
 
 /* ---- HTTP answers ---- */
+void pk_wire_http_response(pk_wbuf *b, int code, const char *reason, const char *ctype,
+                           const char *extra, const char *body, size_t bn) {
+  wbuf_printf(b, "HTTP/1.1 %d %s\r\n", code, reason);
+  pk_wbuf_header(b, "Content-Type", "%s", ctype);
+  pk_wbuf_header(b, "Content-Length", "%zu", bn);
+  pk_wbuf_header(b, "Connection", "close");
+  pk_wbuf_puts(b, extra);
+  pk_wbuf_end(b);
+  pk_wbuf_put(b, body, bn);
+}
+
 void pk_wire_http_page(pk_wbuf *b, int code, const char *reason, const char *extra,
                        const char *html_title, const char *html_text, const char *host) {
   char body[768];
@@ -196,13 +207,22 @@ void pk_wire_http_page(pk_wbuf *b, int code, const char *reason, const char *ext
                     "<html><body><h1>%d %s</h1><p>%s <b>%.200s</b> %s</p></body></html>\n", code,
                     reason, html_title, host, html_text);
   if (bl < 0 || (size_t)bl >= sizeof(body)) bl = 0;
-  wbuf_printf(b, "HTTP/1.1 %d %s\r\n", code, reason);
-  pk_wbuf_header(b, "Content-Type", "text/html");
-  pk_wbuf_header(b, "Content-Length", "%d", bl);
+  pk_wire_http_response(b, code, reason, "text/html", extra, body, (size_t)bl);
+}
+
+void pk_wire_http_get_request(pk_wbuf *b, const char *path, pk_slice host, const char *version) {
+  wbuf_printf(b, "GET %s HTTP/1.1\r\n", path);
+  pk_wire_header_slice(b, (pk_slice){"Host", 4}, host);
+  pk_wbuf_header(b, "User-Agent", "libpagekite/%s", version);
   pk_wbuf_header(b, "Connection", "close");
-  pk_wbuf_puts(b, extra);
   pk_wbuf_end(b);
-  pk_wbuf_put(b, body, (size_t)bl);
+}
+
+void pk_wire_header_slice(pk_wbuf *b, pk_slice name, pk_slice value) {
+  pk_wbuf_put(b, name.p, name.n);
+  pk_wbuf_put(b, ": ", 2);
+  pk_wbuf_put(b, value.p, value.n);
+  pk_wbuf_put(b, "\r\n", 2);
 }
 
 void pk_wire_http_status(pk_wbuf *b, const char *version, int code, const char *reason) {

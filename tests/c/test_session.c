@@ -137,7 +137,8 @@ static void cb_control(void *ctx, const pk_chunk *ch) {
   add_ev(ctx, 'N', ch->sid, 0, ch);
 }
 
-static const pk_session_cb callbacks = {cb_send, cb_data, cb_eof, cb_credit, cb_control};
+static const pk_session_cb callbacks = {
+    .send = cb_send, .data = cb_data, .eof = cb_eof, .credit = cb_credit, .control = cb_control};
 
 static peer *peer_new(int ws, uint64_t now) {
   peer *p = calloc(1, sizeof(*p));

@@ -217,7 +217,8 @@ static void cb_control(void *ctx, const pk_chunk *ch) {
   if (e->is_a && pk_wire_chunk_get(ch, "X-Auth").p) e->s.authed = !e->s.authed;
 }
 
-static const pk_session_cb callbacks = {cb_send, cb_data, cb_eof, cb_credit, cb_control};
+static const pk_session_cb callbacks = {
+    .send = cb_send, .data = cb_data, .eof = cb_eof, .credit = cb_credit, .control = cb_control};
 
 static unsigned lcg(unsigned *seed) {
   *seed = *seed * 1103515245u + 12345u;
