@@ -469,6 +469,13 @@ int pk_proxy_start(pk_proxy_hs *hs, const pk_proxy *p, const char *target_host, 
 
 /* ---- HTTP CONNECT response ---- */
 
+/* tinyproxy 1.11 answers wrong credentials with 401, not 407. */
+static const char *auth_hint(int status, int has_user) {
+  if (has_user && (status == 407 || status == 401)) return " (wrong user or password?)";
+  if (status == 407) return " (the proxy wants a user and password)";
+  return "";
+}
+
 /* The status line of a complete head: 2xx -> DONE, else why not. */
 static int http_status(pk_proxy_hs *hs) {
   char tmp[SHOW_MAX + 4];
@@ -489,10 +496,7 @@ static int http_status(pk_proxy_hs *hs) {
   r = sp[4] == ' ' ? sp + 5 : sp + 4;
   rn = strcspn(r, "\r\n"); /* the head ends with '\n', so this stays inside */
   return fail(hs, "proxy refused: HTTP %d%s%s%s", hs->http_status, rn ? " " : "",
-              rn ? shown(tmp, r, rn) : "",
-              hs->http_status != 407 ? ""
-              : hs->has_user       ? " (wrong user or password?)"
-                                   : " (the proxy wants a user and password)");
+              rn ? shown(tmp, r, rn) : "", auth_hint(hs->http_status, hs->has_user));
 }
 
 static int head_complete(const pk_proxy_hs *hs) {
@@ -511,9 +515,11 @@ static int http_recv(pk_proxy_hs *hs, const char *data, size_t n, size_t *used) 
     if (data[i] == '\0')
       return fail(hs, "HTTP proxy sent a NUL byte in its response head");
     if (head_complete(hs)) {
-      *used = i + 1;
+      int r;
       hs->buf[hs->len - 1] = '\0'; /* for http_status's strcspn */
-      return http_status(hs);
+      r = http_status(hs);
+      if (r == PK_PROXY_DONE) *used = i + 1;
+      return r;
     }
     if (hs->len == sizeof(hs->buf))
       return fail(hs, "HTTP proxy: response head larger than %d bytes", PK_PROXY_HEAD_MAX);

@@ -134,7 +134,8 @@ int pk_proxy_start(pk_proxy_hs *hs, const pk_proxy *p, const char *target_host, 
  *                       target through the tunnel and belongs to the caller;
  *   PK_PROXY_ERROR      hs->why says why ("proxy refused: HTTP 407 Proxy
  *                       Authentication Required", "SOCKS5 proxy: connection
- *                       refused by destination (reply 5)", ...).
+ *                       refused by destination (reply 5)", ...); *used and
+ *                       *outn are 0: close the connection.
  * Once DONE or ERROR, later calls return the same with *used = *outn = 0. */
 int pk_proxy_recv(pk_proxy_hs *hs, const char *data, size_t n, size_t *used, char *out,
                   size_t outcap, size_t *outn);

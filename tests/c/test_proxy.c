@@ -245,7 +245,7 @@ static int feed_answer(const step *st, int i, size_t piece, int cut_step, size_t
     if (i == cut_step && off < cut && off + k > cut) k = cut - off;
     r = pk_proxy_recv(&hs, st[i].answer + off, k, &used, out, sizeof(out), &outn);
     if (used > k || outn > sizeof(out)) o->contract_ok = 0;
-    if (r == PK_PROXY_ERROR && outn != 0) o->contract_ok = 0;
+    if (r == PK_PROXY_ERROR && (outn != 0 || used != 0)) o->contract_ok = 0;
     memcpy(acc + *accn, out, outn);
     *accn += outn;
     if (r == PK_PROXY_DONE) {
@@ -416,6 +416,16 @@ TEST(http_407_with_credentials) {
          "proxy refused: HTTP 407 Proxy Authentication Required (wrong user or password?)",
          NOTHING);
   CHECK(strstr(hs.why, "secret") == NULL);
+  /* tinyproxy 1.11 answers a wrong password with 401 */
+  st[0].answer = "HTTP/1.0 401 Unauthorized\r\nServer: tinyproxy/1.11.1\r\n\r\n";
+  st[0].answern = strlen(st[0].answer);
+  script(&p, "t", 1, st, 1, PK_PROXY_ERROR,
+         "proxy refused: HTTP 401 Unauthorized (wrong user or password?)", NOTHING);
+  p = proxy("http://h");
+  st[0].send = "CONNECT t:1 HTTP/1.1\r\nHost: t:1\r\n\r\n";
+  st[0].sendn = strlen(st[0].send);
+  script(&p, "t", 1, st, 1, PK_PROXY_ERROR, "proxy refused: HTTP 401 Unauthorized", NOTHING);
+  CHECK(strcmp(hs.why, "proxy refused: HTTP 401 Unauthorized") == 0);
 }
 
 TEST(http_bad_answers) {
