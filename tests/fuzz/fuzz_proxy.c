@@ -97,6 +97,14 @@ static size_t piece_size(uint8_t opt, uint32_t *seed, size_t left) {
   return k < left ? k : left;
 }
 
+/* memmem is not C11 */
+static int contains(const uint8_t *p, size_t n, const char *s) {
+  size_t i, sn = strlen(s);
+  for (i = 0; i + sn <= n; i++)
+    if (memcmp(p + i, s, sn) == 0) return 1;
+  return 0;
+}
+
 static void check_final(int r) {
   size_t used = 1, outn = 1;
   REQUIRE(pk_proxy_recv(&hs, "zz", 2, &used, out, sizeof(out), &outn) == r);
@@ -141,7 +149,7 @@ static void one_run(uint8_t opt, uint32_t seed, const uint8_t *answer, size_t n,
   REQUIRE(memchr(hs.why, '\0', sizeof(hs.why)) != NULL);
   REQUIRE(r != PK_PROXY_ERROR || hs.why[0] != '\0');
   /* the proxy's own text (a reason phrase) may say anything */
-  if (!memmem(answer, n, PASSWORD, strlen(PASSWORD))) REQUIRE(strstr(hs.why, PASSWORD) == NULL);
+  if (!contains(answer, n, PASSWORD)) REQUIRE(strstr(hs.why, PASSWORD) == NULL);
   check_final(r);
   o->result = r;
   o->consumed = off;
