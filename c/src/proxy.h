@@ -27,7 +27,8 @@
  *
  * Passwords: the handshake keeps a copy of the SOCKS5 credentials only until
  * the authentication request is written, and wipes it then and on
- * DONE/ERROR.  No error text ever contains the password.
+ * DONE/ERROR.  No text of ours ever contains the password (an HTTP proxy's
+ * reason phrase is quoted, sanitized, as the proxy sent it).
  */
 #ifndef PK_PROXY_H
 #define PK_PROXY_H
@@ -59,8 +60,9 @@ typedef struct {
 } pk_proxy;
 
 /* Parse a proxy URL into *out.  Returns 0, or -1 with a message in
- * err[0..errn) ("unsupported proxy scheme 'ftp'", "bad port '99999' in proxy
- * URL", ...).  *out is zeroed first. */
+ * err[0..errn) ("unsupported proxy scheme 'ftp' (use http, socks5 or socks5h)",
+ * "bad port '99999' in the proxy URL", ...; err may be NULL).  *out is zeroed
+ * first, and again on failure. */
 int pk_proxy_parse_url(const char *url, pk_proxy *out, char *err, size_t errn);
 
 /* "http", "socks5" or "socks5h". */
@@ -101,6 +103,8 @@ typedef enum {
   PK_PROXY_S_ERROR
 } pk_proxy_state;
 
+/* About 9 KiB (the response-head buffer): embed it, or keep it off small
+ * stacks. */
 typedef struct {
   pk_proxy_state state;
   pk_proxy_kind kind;
