@@ -86,6 +86,12 @@ export interface RawBinding {
   enableLuaPlugins(mgr: PageKiteHandle | null, enableDefaults: number, settings: string[] | null): number;
   /** pagekite_load_lua_plugin(): Experimental: load a Lua plugin script when the manager starts. */
   loadLuaPlugin(mgr: PageKiteHandle | null, path: string): number;
+  /** pagekite_add_frontend_certname(): Accept a relay certificate issued for name (pagekite.py's --fe_certname). */
+  addFrontendCertname(mgr: PageKiteHandle | null, name: string): number;
+  /** pagekite_get_kite_status(): Report whether one kite flies, and if not, whether a relay refused it. */
+  getKiteStatus(mgr: PageKiteHandle | null, proto: string, kitename: string): number;
+  /** pagekite_get_kite_reason(): Why a relay refused a kite, in the relay's word. */
+  getKiteReason(mgr: PageKiteHandle | null, proto: string, kitename: string): string | null;
   /** Version string of this library (major.minor.date plus a build letter). */
   readonly PK_VERSION: string;
   /** Numeric version of the header, major<<16 | minor<<8 | patch.  Compare it with pagekite_version_number() to detect a header/library mismatch. */
@@ -104,6 +110,14 @@ export interface RawBinding {
   readonly PK_STATUS_REJECTED: number;
   /** No network: no relay could be reached or resolved. */
   readonly PK_STATUS_NO_NETWORK: number;
+  /** Not flying yet: no relay has answered for it (or its tunnel went down). */
+  readonly PK_KITE_STATUS_WAITING: number;
+  /** A relay accepted it and serves it. */
+  readonly PK_KITE_STATUS_FLYING: number;
+  /** A relay refused it; pagekite_get_kite_reason() says why.  It is asked for again after a back-off (see pagekite_get_kite_reason()). */
+  readonly PK_KITE_STATUS_REJECTED: number;
+  /** A relay refused it because another connector flies it. */
+  readonly PK_KITE_STATUS_DUPLICATE: number;
   /** Use the recommended settings, whatever they are in this version.  The forward compatible choice: new features get sensible defaults. */
   readonly PK_WITH_DEFAULTS: number;
   /** Enable only what the other flags ask for. */

@@ -29,7 +29,7 @@ SPEC = ROOT / "spec" / "pagekite.toml"
 GENERATED_BY = "spec/generate.py from spec/pagekite.toml"
 MGR_TYPE = "pagekite_mgr"
 WHEN_KEYS = ("before_start", "any_time", "while_running", "lifecycle")
-GROUP_KEYS = ("version", "status", "flag", "log", "counter", "tls", "service")
+GROUP_KEYS = ("version", "status", "kite", "flag", "log", "counter", "tls", "service")
 ROLES = ("constructor", "destructor")
 
 

@@ -197,6 +197,18 @@ static int pkj_load_lua_plugin(const char *path) {
   return pagekite_load_lua_plugin(pkj_mgr, path);
 }
 
+static int pkj_add_frontend_certname(const char *name) {
+  return pagekite_add_frontend_certname(pkj_mgr, name);
+}
+
+static int pkj_get_kite_status(const char *proto, const char *kitename) {
+  return pagekite_get_kite_status(pkj_mgr, proto, kitename);
+}
+
+static char *pkj_get_kite_reason(const char *proto, const char *kitename) {
+  return pagekite_get_kite_reason(pkj_mgr, proto, kitename);
+}
+
 %}
 
 /* Load the JNI library when the class is first used: from the path in the
@@ -234,6 +246,14 @@ static int pkj_load_lua_plugin(const char *path) {
 %constant int PK_STATUS_REJECTED = 60;
 /* No network: no relay could be reached or resolved. */
 %constant int PK_STATUS_NO_NETWORK = 90;
+/* Not flying yet: no relay has answered for it (or its tunnel went down). */
+%constant int PK_KITE_STATUS_WAITING = 0;
+/* A relay accepted it and serves it. */
+%constant int PK_KITE_STATUS_FLYING = 1;
+/* A relay refused it; pagekite_get_kite_reason() says why. It is asked for again after a back-off (see pagekite_get_kite_reason()). */
+%constant int PK_KITE_STATUS_REJECTED = 2;
+/* A relay refused it because another connector flies it. */
+%constant int PK_KITE_STATUS_DUPLICATE = 3;
 /* Use the recommended settings, whatever they are in this version. The forward compatible choice: new features get sensible defaults. */
 %constant int PK_WITH_DEFAULTS = 0x8000;
 /* Enable only what the other flags ask for. */
@@ -931,3 +951,57 @@ int pkj_enable_lua_plugins(int enableDefaults, char **settings);
   public";
 %rename(loadLuaPlugin) pkj_load_lua_plugin;
 int pkj_load_lua_plugin(const char *path);
+
+%javamethodmodifiers pkj_add_frontend_certname "/**
+   * Accept a relay certificate issued for name (pagekite.py's --fe_certname).
+   *
+   * TLS tunnels to relays accept a certificate for the name they dialled (or its
+   * IP literal) or for any name added here. The service's relays carry the
+   * service's names, not the pool name that is dialled: the service init and
+   * pagekite_add_service_frontends() add pagekite.py's list (b5p.us,
+   * frontends.b5p.us, pagekite.net, pagekite.me, pagekite.com, pagekite.org,
+   * testing.is, 302.is), and the white-label calls add fe.DOMAIN and DOMAIN. An
+   * empty name forgets the names added so far. A refused certificate is logged
+   * with the names it carries and the names that were expected.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_frontend_certname().
+   * @param name A DNS name the relay's certificate may carry, or \"\" to clear the list.
+   * @return 0 on success. On failure: -1.
+   */
+  public";
+%rename(addFrontendCertname) pkj_add_frontend_certname;
+int pkj_add_frontend_certname(const char *name);
+
+%javamethodmodifiers pkj_get_kite_status "/**
+   * Report whether one kite flies, and if not, whether a relay refused it.
+   *
+   * kitename and proto name a kite added with pagekite_add_kite(); proto may
+   * carry its public port (\"http-8080\") to tell kites of one name apart.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_get_kite_status().
+   * @param proto The kite's protocol, as given to pagekite_add_kite().
+   * @param kitename The kite's name.
+   * @return One of the PK_KITE_STATUS_* codes. On failure: -1 (no such kite).
+   */
+  public";
+%rename(getKiteStatus) pkj_get_kite_status;
+int pkj_get_kite_status(const char *proto, const char *kitename);
+
+%javamethodmodifiers pkj_get_kite_reason "/**
+   * Why a relay refused a kite, in the relay's word.
+   *
+   * The relay's X-PageKite-Invalid-Why for the kite: \"signature\" (wrong secret,
+   * or a replayed or stale challenge), \"unknown\" (no domain of the relay takes
+   * the name), \"port\", \"proto\", \"quota\"; \"duplicate\" when another connector flies
+   * it; \"invalid\" when the relay gave no reason; \"\" while nothing was refused.
+   * The connector logs the same words. A refused kite is asked for again after
+   * housekeeping_min_interval seconds, doubling each time it is refused again up
+   * to 15 minutes (on a live tunnel to a relay that speaks AddKites without
+   * reconnecting); a kite that flies resets the back-off. In C the text lives in
+   * a buffer owned by the manager, which the next call overwrites.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_get_kite_reason().
+   * @param proto The kite's protocol, as given to pagekite_add_kite().
+   * @param kitename The kite's name.
+   * @return The reason, or \"\". On failure: NULL (no such kite).
+   */
+  public";
+%rename(getKiteReason) pkj_get_kite_reason;
+char *pkj_get_kite_reason(const char *proto, const char *kitename);

@@ -59,6 +59,20 @@ extern "C" {
 /* No network: no relay could be reached or resolved. */
 #define PK_STATUS_NO_NETWORK 90
 
+/* ---- Kite states ---- */
+/* States of one kite, returned by pagekite_get_kite_status(). */
+
+/* Not flying yet: no relay has answered for it (or its tunnel went down). */
+#define PK_KITE_STATUS_WAITING 0
+/* A relay accepted it and serves it. */
+#define PK_KITE_STATUS_FLYING 1
+/* A relay refused it; pagekite_get_kite_reason() says why. It is asked for
+ * again after a back-off (see pagekite_get_kite_reason()).
+ */
+#define PK_KITE_STATUS_REJECTED 2
+/* A relay refused it because another connector flies it. */
+#define PK_KITE_STATUS_DUPLICATE 3
+
 /* ---- Flags ---- */
 /* Flags for pagekite_init() and friends. */
 
@@ -805,6 +819,62 @@ PK_EXPORT int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults,
  * Call before pagekite_thread_start(). Since 0.92.
  */
 PK_EXPORT int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
+
+/* Accept a relay certificate issued for name (pagekite.py's --fe_certname).
+ *
+ * TLS tunnels to relays accept a certificate for the name they dialled (or its
+ * IP literal) or for any name added here. The service's relays carry the
+ * service's names, not the pool name that is dialled: the service init and
+ * pagekite_add_service_frontends() add pagekite.py's list (b5p.us,
+ * frontends.b5p.us, pagekite.net, pagekite.me, pagekite.com, pagekite.org,
+ * testing.is, 302.is), and the white-label calls add fe.DOMAIN and DOMAIN. An
+ * empty name forgets the names added so far. A refused certificate is logged
+ * with the names it carries and the names that were expected.
+ *
+ *   mgr   The manager.
+ *   name  A DNS name the relay's certificate may carry, or "" to clear the
+ *         list.
+ *
+ * Returns: 0 on success. On failure: -1.
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_frontend_certname(pagekite_mgr mgr, const char *name);
+
+/* Report whether one kite flies, and if not, whether a relay refused it.
+ *
+ * kitename and proto name a kite added with pagekite_add_kite(); proto may
+ * carry its public port ("http-8080") to tell kites of one name apart.
+ *
+ *   mgr       The manager.
+ *   proto     The kite's protocol, as given to pagekite_add_kite().
+ *   kitename  The kite's name.
+ *
+ * Returns: One of the PK_KITE_STATUS_* codes. On failure: -1 (no such kite).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, const char *kitename);
+
+/* Why a relay refused a kite, in the relay's word.
+ *
+ * The relay's X-PageKite-Invalid-Why for the kite: "signature" (wrong secret,
+ * or a replayed or stale challenge), "unknown" (no domain of the relay takes
+ * the name), "port", "proto", "quota"; "duplicate" when another connector flies
+ * it; "invalid" when the relay gave no reason; "" while nothing was refused.
+ * The connector logs the same words. A refused kite is asked for again after
+ * housekeeping_min_interval seconds, doubling each time it is refused again up
+ * to 15 minutes (on a live tunnel to a relay that speaks AddKites without
+ * reconnecting); a kite that flies resets the back-off. In C the text lives in
+ * a buffer owned by the manager, which the next call overwrites.
+ *
+ *   mgr       The manager.
+ *   proto     The kite's protocol, as given to pagekite_add_kite().
+ *   kitename  The kite's name.
+ *
+ * Returns: The reason, or "". On failure: NULL (no such kite). Owner: library;
+ * valid until the next call or pagekite_free().
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
 
 #ifdef __cplusplus
 }

@@ -86,7 +86,9 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   }
   uv_mutex_init(&m->lock);
   uv_cond_init(&m->cond);
-  if (flags & PK_WITH_DEFAULTS) flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  /* The recommended settings, as libpagekite: TLS (verified) and both
+   * address families.  A relay's TLS is its certificate (set_relay_tls). */
+  if (flags & PK_WITH_DEFAULTS) flags |= PK_WITH_IPV4 | PK_WITH_IPV6 | (relay ? 0 : PK_WITH_SSL);
   if (!(flags & (PK_WITH_IPV4 | PK_WITH_IPV6))) flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
   m->flags = flags;
   m->role = relay ? &pk_relay_role : &pk_connector_role;
@@ -138,11 +140,14 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   return (pagekite_mgr)(void *)m;
 }
 
+static int add_service_certnames(pk_mgr *m, const char *wl);
+
 PK_API pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites, int max_conns,
                                               int flags, int verbosity) {
   pagekite_mgr h = pagekite_init(app_id, max_kites, PAGEKITE_NET_FE_MAX, max_conns,
                                  PAGEKITE_NET_DDNS, flags | PK_WITH_SSL, verbosity);
   if (h && !(flags & PK_WITHOUT_SERVICE_FRONTENDS)) pagekite_add_service_frontends(h, flags);
+  else if (h) add_service_certnames(MGR(h), NULL);
   return h;
 }
 
@@ -159,6 +164,8 @@ PK_API pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, 
                                  flags | PK_WITH_SSL, verbosity);
   if (h && !(flags & PK_WITHOUT_SERVICE_FRONTENDS))
     pagekite_add_whitelabel_frontends(h, flags, whitelabel_tld);
+  else if (h)
+    add_service_certnames(MGR(h), whitelabel_tld);
   return h;
 }
 
@@ -256,9 +263,33 @@ PK_API int pagekite_add_frontend(pagekite_mgr h, const char *domain, int port) {
   return pagekite_lookup_and_add_frontend(h, domain, port, 0);
 }
 
+/* The names the service's (or a white-label domain's) relays carry, as
+ * pagekite.py accepts them: fe.DOMAIN and DOMAIN first for a white label. */
+static int add_service_certnames(pk_mgr *m, const char *wl) {
+  char name[PK_NAME_MAX];
+  if (wl) {
+    snprintf(name, sizeof(name), "fe.%s", wl);
+    if (pk_certname_add(m, name) != 0 || pk_certname_add(m, wl) != 0) return -1;
+  }
+  for (int i = 0; pk_service_certnames[i]; i++)
+    if (pk_certname_add(m, pk_service_certnames[i]) != 0) return -1;
+  return 0;
+}
+
+PK_API int pagekite_add_frontend_certname(pagekite_mgr h, const char *name) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_add_frontend_certname")) return -1;
+  if (!name || (*name && !valid_name(name, PK_NAME_MAX))) {
+    pk_set_error("pagekite_add_frontend_certname: invalid name");
+    return -1;
+  }
+  return pk_certname_add(m, name);
+}
+
 PK_API int pagekite_add_service_frontends(pagekite_mgr h, int flags) {
   pk_mgr *m = MGR(h);
   if (before_start(m, "pagekite_add_service_frontends")) return -1;
+  if (add_service_certnames(m, NULL) != 0) return -1;
   int total = 0, rv;
   int dyn = 1; /* service relays are always refreshed from DNS */
   if ((flags & PK_WITH_DEFAULTS) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6)))
@@ -283,6 +314,7 @@ PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const ch
     pk_set_error("pagekite_add_whitelabel_frontends: bad whitelabel_tld");
     return -1;
   }
+  if (add_service_certnames(m, tld) != 0) return -1;
   char name[PK_NAME_MAX];
   int total = 0, rv;
   if ((flags & PK_WITH_DEFAULTS) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6)))
@@ -627,3 +659,51 @@ PK_API const char *pagekite_status_name(int status) {
 }
 
 PK_API int pagekite_version_number(void) { return PK_VERSION_NUMBER; }
+
+/* ---- kite states (connector) ---- */
+/* The kite named by proto ("http" or "http-8080") and name; under the lock. */
+static pk_kite *find_kite(pk_mgr *m, const char *proto, const char *name) {
+  if (!proto || !name) return NULL;
+  const char *dash = strchr(proto, '-');
+  size_t pl = dash ? (size_t)(dash - proto) : strlen(proto);
+  int port = dash ? atoi(dash + 1) : -1;
+  for (int i = 0; i < m->nkites; i++) {
+    pk_kite *k = &m->kites[i];
+    if (strlen(k->proto) == pl && strncasecmp(k->proto, proto, pl) == 0 &&
+        strcasecmp(k->name, name) == 0 && (port < 0 || k->pport == port))
+      return k;
+  }
+  return NULL;
+}
+
+static const int kite_status_of[] = {[PK_KITE_DEAD] = PK_KITE_STATUS_WAITING,
+                                     [PK_KITE_LIVE] = PK_KITE_STATUS_FLYING,
+                                     [PK_KITE_REJECTED] = PK_KITE_STATUS_REJECTED,
+                                     [PK_KITE_DUPLICATE] = PK_KITE_STATUS_DUPLICATE};
+
+PK_API int pagekite_get_kite_status(pagekite_mgr h, const char *proto, const char *kitename) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  uv_mutex_lock(&m->lock);
+  pk_kite *k = find_kite(m, proto, kitename);
+  int st = k ? kite_status_of[k->state] : -1;
+  uv_mutex_unlock(&m->lock);
+  if (st < 0) pk_set_error("pagekite_get_kite_status: no kite %s:%s", proto ? proto : "(null)",
+                           kitename ? kitename : "(null)");
+  return st;
+}
+
+PK_API char *pagekite_get_kite_reason(pagekite_mgr h, const char *proto, const char *kitename) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return NULL;
+  uv_mutex_lock(&m->lock);
+  pk_kite *k = find_kite(m, proto, kitename);
+  if (k) snprintf(m->reason_out, sizeof(m->reason_out), "%s", k->reason);
+  uv_mutex_unlock(&m->lock);
+  if (!k) {
+    pk_set_error("pagekite_get_kite_reason: no kite %s:%s", proto ? proto : "(null)",
+                 kitename ? kitename : "(null)");
+    return NULL;
+  }
+  return m->reason_out;
+}

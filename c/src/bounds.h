@@ -16,8 +16,9 @@
 #define PK_NAME_MAX 256
 #define PK_SECRET_MAX 256
 #define PK_LOG_LINES 256
-#define PK_LOG_LINE_MAX 240
+#define PK_LOG_LINE_MAX 640 /* room for a certificate mismatch with every name */
 #define PK_MAX_ADDRS 16   /* IPs per frontend name */
+#define PK_MAX_CERTNAMES 32 /* accepted relay certificate names */
 #define PK_HANDSHAKE_TIMEOUT_MS 15000
 #define PK_PING_IDLE_MS 30000 /* send a PING when the tunnel was quiet this long */
 #define PK_PING_DEAD_MS 20000 /* no traffic this long after a PING: dead */
@@ -30,6 +31,7 @@
 #define PK_TUNNEL_WQ_MAX (16 * 1024 * 1024) /* an authenticated tunnel that never reads */
 #define PK_SMALL_WQ_MAX (256 * 1024)  /* pings, DDNS, relay conns not yet classified */
 #define PK_WRITE_STALL_MS 60000 /* queued output made no progress this long: peer gone */
+#define PK_REJECT_RETRY_MAX_S 900 /* a refused kite is asked for again at least this often */
 #define PK_FINISH_MS 5000       /* a conn answering before hanging up gets this long */
 
 #define PK_MAX_KITES_PER_TUNNEL 64   /* kites one tunnel may fly (relay) */

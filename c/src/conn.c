@@ -497,6 +497,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   c->bytes_in += (uint64_t)nread;
   c->last_activity = pk_now_ms(m);
   if (c->ssl) {
+    if (!(c->flags & PK_CF_TLS_DONE) && !c->tls_first)
+      c->tls_first = 0x100 | (unsigned char)buf->base[0]; /* "does not speak TLS" */
     BIO_write(c->rbio, buf->base, (int)nread);
     pk_block_unref(m, b);
     tls_progress(c);
@@ -533,14 +535,31 @@ void pk_conn_read_stop(pk_conn *c) {
 }
 
 /* ---- TLS ---- */
-static void tls_fail(pk_conn *c, const char *what) {
+/* Why a TLS handshake with a relay failed, in words. */
+static void tls_why(pk_conn *c, const char *what, char *out, size_t n) {
   unsigned long e = ERR_get_error();
   char ebuf[200] = "";
   if (e) ERR_error_string_n(e, ebuf, sizeof(ebuf));
   long vr = SSL_get_verify_result(c->ssl);
-  pk_set_error("TLS %s failed: %s%s%s", what, ebuf,
-               vr != X509_V_OK ? " / verify: " : "",
-               vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+  int client = !SSL_is_server(c->ssl), first = c->tls_first & 0xff;
+  if (client && c->tls_first && first != 0x16 && first != 0x15)
+    snprintf(out, n, "TLS %s failed: the relay does not speak TLS (it answered %s)", what,
+             first == 'H' ? "in plain HTTP" : "in plain text");
+  else if (client && first == 0x15)
+    snprintf(out, n, "TLS %s failed: the relay does not speak TLS on this port (it refused the "
+             "handshake with an alert before showing a certificate: %s)", what, ebuf);
+  else if (client && vr == X509_V_ERR_HOSTNAME_MISMATCH)
+    pk_tls_mismatch_why(c->mgr, c->ssl,
+                        SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name), out, n);
+  else
+    snprintf(out, n, "TLS %s failed: %s%s%s", what, ebuf, vr != X509_V_OK ? " / verify: " : "",
+             vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+}
+
+static void tls_fail(pk_conn *c, const char *what) {
+  char why[1600];
+  tls_why(c, what, why, sizeof(why));
+  pk_set_error("%s", why);
   pk_log(c->mgr, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "%s", pk_get_error());
   ERR_clear_error();
   tls_flush(c);
@@ -649,19 +668,11 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const char *sni) {
-  if (tls) {
-    if (tls_setup(c, tls) != 0) return -1;
-    if (sni && *sni) {
-      SSL_set_tlsext_host_name(c->ssl, sni);
-      if (c->mgr->tls_verify) {
-        /* Names are checked against the relay's DNS name (or IP literal). */
-        struct in6_addr tmp;
-        if (inet_pton(AF_INET, sni, &tmp) == 1 || inet_pton(AF_INET6, sni, &tmp) == 1)
-          X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), sni);
-        else
-          SSL_set1_host(c->ssl, sni);
-      }
-    }
+  /* The certificate must carry the relay's name (or IP literal) or one of
+   * the accepted names (tlsnames.c). */
+  if (tls && (tls_setup(c, tls) != 0 || pk_tls_expect_names(c->mgr, c->ssl, sni) != 0)) {
+    pk_set_error("TLS setup failed");
+    return -1;
   }
   c->connect_req.data = c;
   int rv = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);

@@ -82,6 +82,7 @@ struct pk_conn {
   int rport;
   pk_ipkey ipkey;       /* source, for per-source limits (relay) */
   int rtls;
+  int tls_first;        /* TLS client: 0x100 | the first byte the peer sent */
   /* owner pointers */
   /* The owner, by kind: the tunnel of a PK_CK_TUNNEL conn, the kite of a
    * connector's origin stream, the frontend of a PK_CK_PING conn. */
@@ -124,6 +125,18 @@ void pk_conn_set_nodelay(pk_conn *c);
 void pk_conns_resume_nobuf(pk_mgr *m);
 int pk_conn_evict_one(pk_mgr *m);
 uint64_t pk_now_ms(pk_mgr *m);
+
+/* ---- tlsnames.c: the names a relay's certificate may carry ---- */
+extern const char *const pk_service_certnames[]; /* pagekite.py's SERVICE_CERTS */
+/* Accept a certificate for name too ("" forgets the list).  0 or -1. */
+int pk_certname_add(pk_mgr *m, const char *name);
+/* SNI and the names to verify on a client SSL: dialled and the accepted. */
+int pk_tls_expect_names(pk_mgr *m, SSL *ssl, const char *dialled);
+/* The client context's verify callback (keeps the relay's certificate for
+ * pk_tls_mismatch_why). */
+int pk_tls_verify_cb(int ok, X509_STORE_CTX *st);
+/* "the relay's certificate is for X; expected one of: A, B" */
+void pk_tls_mismatch_why(pk_mgr *m, SSL *ssl, const char *dialled, char *out, size_t n);
 const char *pk_addr_str(const struct sockaddr *sa, char *buf, size_t n, int *port);
 
 #endif

@@ -80,20 +80,57 @@ static void note_session(pk_tunnel *t, const char *id) {
     snprintf(t->mgr->fes[t->fe_idx].session_id[t->addr_idx], sizeof(t->session_id), "%s", id);
 }
 
+/* After a rejection the kite is asked for again after hk_min seconds,
+ * doubling each time it is refused again, up to PK_REJECT_RETRY_MAX_S; a
+ * kite that flies resets the count.  (A secret fixed on the relay's side
+ * shows within minutes, and a wrong one does not hammer the relay.) */
+static uint64_t reject_backoff_ms(pk_mgr *m) {
+  int n = m->reject_streak > 0 ? m->reject_streak - 1 : 0;
+  uint64_t s = (uint64_t)(m->hk_min > 0 ? m->hk_min : 1) << (n < 10 ? n : 10);
+  return (s < PK_REJECT_RETRY_MAX_S ? s : PK_REJECT_RETRY_MAX_S) * 1000;
+}
+
 static void kites_changed(pk_mgr *m) {
+  int was = m->rejected, live = 0;
   m->rejected = 0;
-  for (int i = 0; i < m->nkites; i++)
+  for (int i = 0; i < m->nkites; i++) {
     if (m->kites[i].state == PK_KITE_REJECTED) m->rejected = 1;
+    if (m->kites[i].state == PK_KITE_LIVE) live++;
+  }
+  if (m->rejected && !was) {
+    m->reject_streak++;
+    m->retry_rejected_at = pk_now_ms(m) + reject_backoff_ms(m);
+  }
+  if (!m->rejected && live == m->nkites) m->reject_streak = 0;
   update_status(m);
+}
+
+/* Kite states and reasons are read by pagekite_get_kite_status() from other
+ * threads: they change under the manager's lock. */
+static void kite_set(pk_mgr *m, pk_kite *k, pk_kite_state st, const char *reason) {
+  uv_mutex_lock(&m->lock);
+  k->state = st;
+  if (reason) snprintf(k->reason, sizeof(k->reason), "%s", reason);
+  uv_mutex_unlock(&m->lock);
+}
+
+/* A relay's reason, kept as plain words (it comes from the network). */
+static void kite_reason(pk_mgr *m, pk_kite *k, const char *why) {
+  char clean[sizeof(k->reason)];
+  size_t o = 0;
+  for (const char *p = why; *p && o + 1 < sizeof(clean); p++)
+    if (*p > ' ' && *p < 0x7f && *p != '"' && *p != '\\') clean[o++] = *p;
+  clean[o] = 0;
+  kite_set(m, k, k->state, clean);
 }
 
 static void kite_refused(pk_tunnel *t, pk_kite *k, int dup) {
   pk_mgr *m = t->mgr;
-  k->state = dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED;
+  kite_set(m, k, dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED,
+           dup ? "duplicate" : (k->reason[0] ? NULL : "invalid"));
   if (k->tunnel == t) k->tunnel = NULL;
   pk_count_error(m);
-  pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name,
-         dup ? "duplicate" : (k->reason[0] ? k->reason : "invalid"));
+  pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name, k->reason);
 }
 
 /* The relay's answer about one kite (the session read it, handshake.c). */
@@ -108,9 +145,9 @@ static void connector_kite_answer(pk_tunnel *t, const pk_auth_answer *a) {
   if (a->kind == PK_ANS_SIGNTHIS) {
     snprintf(k->fsalt, sizeof(k->fsalt), "%s", a->detail); /* kept for a signed reconnect */
   } else if (a->kind == PK_ANS_WHY) {
-    snprintf(k->reason, sizeof(k->reason), "%s", a->detail);
+    kite_reason(m, k, a->detail);
   } else if (a->kind == PK_ANS_OK && (k->state != PK_KITE_LIVE || k->tunnel != t)) {
-    k->state = PK_KITE_LIVE;
+    kite_set(m, k, PK_KITE_LIVE, "");
     k->tunnel = t;
     pk_tunnel_kites_changed(t, 1);
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is flying", k->proto, k->name);
@@ -514,7 +551,7 @@ static void connector_tunnel_closed(pk_tunnel *t) {
     pk_kite *k = &m->kites[i];
     if (k->tunnel == t) {
       k->tunnel = NULL;
-      if (k->state == PK_KITE_LIVE) k->state = PK_KITE_DEAD;
+      if (k->state == PK_KITE_LIVE) kite_set(m, k, PK_KITE_DEAD, NULL);
     }
   }
   if (t->fe_idx >= 0 && t->addr_idx >= 0 && m->fes[t->fe_idx].tunnel[t->addr_idx] == t)
@@ -525,7 +562,7 @@ static void connector_tunnel_closed(pk_tunnel *t) {
     if (!m->outage_started) m->outage_started = now;
     uint64_t delay = 250u << (m->fail_streak < 3 ? m->fail_streak : 2);
     if (now - m->outage_started > 60000) delay = (uint64_t)m->hk_min * 1000;
-    if (m->rejected) delay = (uint64_t)m->hk_max * 1000;
+    if (m->rejected) delay = reject_backoff_ms(m);
     m->next_attempt = now + delay;
     update_status(m);
   }
@@ -703,9 +740,9 @@ static void ddns_on_connect(pk_conn *c, int status) {
 /* Builds the update URL as libpagekite did: format(kitename, ip-list, sign)
  * where sign = signToken(secret, "kitename:ip-list"). */
 int pk_ddns_url(pk_mgr *m, const pk_kite *k, const char *ips, char *out, size_t n) {
-  char payload[PK_NAME_MAX + 512], sig[PK_TOKEN_LEN + 1];
+  char payload[PK_NAME_MAX + 512], sig[PK_LONG_SIGN_LEN + 1];
   snprintf(payload, sizeof(payload), "%s:%s", k->name, ips);
-  if (pk_sign_token(k->secret, payload, NULL, 0, sig) != 0) return -1;
+  if (pk_sign_long(k->secret, payload, sig) != 0) return -1;
   /* The format was checked at init to hold exactly three %s and nothing else. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
@@ -807,7 +844,28 @@ static void drop_idle_tunnels(pk_mgr *m, uint64_t now) {
 }
 
 /* Kites not live anywhere: a new tunnel (or spares). */
+/* Kites a relay refused are asked for again on the live tunnel (AddKites)
+ * once their back-off has passed, instead of waiting for a new tunnel. */
+static void retry_rejected(pk_mgr *m, uint64_t now) {
+  if (!m->rejected || now < m->retry_rejected_at) return;
+  pk_session_kite *ks = malloc(PK_MAX_KITES_PER_TUNNEL * sizeof(*ks));
+  char want[PK_MAX_KITES_PER_TUNNEL] = {0};
+  int n = ks ? session_kites(m, ks, 0) : 0, asked = 0;
+  for (int i = 0; i < n; i++) want[i] = m->kites[i].state == PK_KITE_REJECTED;
+  for (int i = 0; i < m->ntunnels && ks; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (!t->in_use || t->dying || t->sess.state != PK_SESSION_OPEN) continue;
+    if (pk_session_request(&t->sess, ks, n, want) == 0) asked = 1;
+  }
+  free(ks);
+  if (!asked) return; /* no tunnel takes AddKites: the reconnect path retries */
+  pk_log(m, PK_LOG_MANAGER_INFO, "Asking again for refused kites");
+  m->rejected = 0; /* counted again if the relay still refuses */
+  m->retry_rejected_at = now + reject_backoff_ms(m);
+}
+
 static void reconnect(pk_mgr *m, uint64_t now) {
+  retry_rejected(m, now);
   if (now < m->next_attempt) return;
   int dead = 0;
   for (int i = 0; i < m->nkites; i++)

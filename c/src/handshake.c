@@ -87,6 +87,38 @@ int pk_session_connect(pk_session *s, const pk_session_kite *kites, int n, const
   return send_or_close(s, rv, "cannot send the tunnel request");
 }
 
+int pk_session_request(pk_session *s, const pk_session_kite *kites, int n, const char *want) {
+  if (s->state != PK_SESSION_OPEN || s->role != PK_SESSION_CONNECTOR || !s->peer_addkites)
+    return -1;
+  if (n < 0 || n > PK_MAX_KITES_PER_TUNNEL) return -1;
+  pk_session_kite *nk = n ? malloc((size_t)n * sizeof(*kites)) : NULL;
+  char *lines = malloc(PK_KITE_LINES_NOOP + 64);
+  if ((n && !nk) || !lines) {
+    free(nk), free(lines);
+    return -1;
+  }
+  if (n) memcpy(nk, kites, (size_t)n * sizeof(*kites));
+  free(s->kites);
+  s->kites = nk;
+  s->nkites = n;
+  pk_wbuf b;
+  pk_wbuf_init(&b, lines, PK_KITE_LINES_NOOP + 64);
+  for (int i = 0; i < n && s->state == PK_SESSION_OPEN; i++) {
+    if (!want[i]) continue;
+    s->kites[i].fsalt[0] = 0; /* unsigned: the relay challenges, we sign in-band */
+    size_t before = b.len;
+    pk_auth_sign_request(&b, s->kites[i].protoport, s->kites[i].name, s->kites[i].bsalt, "",
+                         s->kites[i].secret);
+    if (pk_wbuf_ok(&b) && b.len <= PK_KITE_LINES_NOOP) continue;
+    b.len = before, b.overflow = 0, i--; /* send what we have, then this one again */
+    if (!before || pk_session_send_noop(s, lines, b.len) != 0) break;
+    b.len = 0;
+  }
+  if (b.len && s->state == PK_SESSION_OPEN) pk_session_send_noop(s, lines, b.len);
+  free(lines);
+  return s->state == PK_SESSION_OPEN ? 0 : -1;
+}
+
 /* Challenges are answered in-band when the relay speaks AddKites; an old
  * relay wants a new tunnel with the signatures (the owner's job). */
 static void answer_challenges(pk_session *s) {

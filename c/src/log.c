@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-static _Thread_local char pk_last_error_buf[256] = "no error";
+static _Thread_local char pk_last_error_buf[1024] = "no error";
 
 void pk_set_error(const char *fmt, ...) {
   va_list ap;

@@ -57,7 +57,7 @@ SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
     return NULL;
   }
   if (m->tls_verify) {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, pk_tls_verify_cb);
     int ok = m->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, m->ca_file, NULL)
                            : SSL_CTX_set_default_verify_paths(ctx);
     if (ok != 1) {

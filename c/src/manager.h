@@ -50,6 +50,8 @@ struct pk_mgr {
   int error_count;
   int tls_verify;
   char ca_file[512];
+  char certnames[PK_MAX_CERTNAMES][PK_NAME_MAX]; /* accepted relay certificate names */
+  int ncertnames;
   char ciphers[512];
   char relay_cert[512], relay_key[512];
   volatile int watchdog_beat;
@@ -95,6 +97,9 @@ struct pk_mgr {
   uint64_t last_hk;
   uint64_t outage_started;
   int rejected;
+  char reason_out[64];        /* pagekite_get_kite_reason's answer */
+  int reject_streak;          /* rejections in a row (back-off) */
+  uint64_t retry_rejected_at; /* when refused kites are asked for again */
   /* log */
   pk_logring log;
   /* plugins (plugins_lua.c) */

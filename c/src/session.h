@@ -142,6 +142,10 @@ int pk_session_ping(pk_session *s, uint64_t now_ms);
  * of our last tunnel to this relay, or NULL.  0, or -1 (DEAD, with why). */
 int pk_session_connect(pk_session *s, const pk_session_kite *kites, int n, const char *version,
                        const char *resume);
+/* Connector, on an open tunnel to a relay that speaks AddKites: ask again
+ * for the kites with want[i] set (a kite refused earlier, retried), in NOOPs;
+ * kites replaces the session's list.  0, or -1 when the tunnel cannot. */
+int pk_session_request(pk_session *s, const pk_session_kite *kites, int n, const char *want);
 /* Relay: answer a connector's request head (already parsed by the relay):
  * authenticate its kites through cb->policy, send the reply (ws_accept set:
  * the websocket form, a 101 then the answers in a NOOP) and open the session.

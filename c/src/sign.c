@@ -83,8 +83,10 @@ int pk_consttime_eq(const char *a, const char *b, size_t n) {
   return CRYPTO_memcmp(a, b, n) == 0;
 }
 
-int pk_sign_token(const char *secret, const char *payload, const char *token, long long timestamp,
-                  char out[PK_TOKEN_LEN + 1]) {
+/* signToken with pagekite.py's length argument: 8 + (len - 8) hex chars
+ * (len at most 48, a whole SHA-1). */
+static int sign_len(const char *secret, const char *payload, const char *token,
+                    long long timestamp, char *out, size_t len) {
   char prefix[9];
   char rnd[9];
   char ts[24];
@@ -116,9 +118,18 @@ int pk_sign_token(const char *secret, const char *payload, const char *token, lo
   parts[nparts++] = prefix;
   if (pk_sha1hex_try(parts, nparts, digest) != 0) return -1;
   memcpy(out, prefix, 8);
-  memcpy(out + 8, digest, PK_TOKEN_LEN - 8);
-  out[PK_TOKEN_LEN] = '\0';
+  memcpy(out + 8, digest, len - 8);
+  out[len] = '\0';
   return 0;
+}
+
+int pk_sign_token(const char *secret, const char *payload, const char *token, long long timestamp,
+                  char out[PK_TOKEN_LEN + 1]) {
+  return sign_len(secret, payload, token, timestamp, out, PK_TOKEN_LEN);
+}
+
+int pk_sign_long(const char *secret, const char *payload, char out[PK_LONG_SIGN_LEN + 1]) {
+  return sign_len(secret, payload, NULL, 0, out, PK_LONG_SIGN_LEN);
 }
 
 int pk_check_signature(const char *sign, const char *secret, const char *payload, long long now) {

@@ -19,6 +19,12 @@ void pk_sha1hex_parts(const char *const *parts, int nparts, char out[41]);
 int pk_sign_token(const char *secret, const char *payload, const char *token, long long timestamp,
                   char out[PK_TOKEN_LEN + 1]);
 
+/* signToken(secret, payload, length=100) as pagekite.py and libpagekite sign
+ * DDNS updates: a random 8-char salt + the whole sha1hex(secret + payload +
+ * salt), 48 characters.  Returns 0 or -1. */
+#define PK_LONG_SIGN_LEN 48
+int pk_sign_long(const char *secret, const char *payload, char out[PK_LONG_SIGN_LEN + 1]);
+
 /* pagekite.py's checkSignature(): a 't' signature is valid for the window of
  * `now` and the one before it (600 s each); other signatures are re-signed
  * with their own 8-char prefix.  Constant-time comparison.  1 valid, 0 not. */

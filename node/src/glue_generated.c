@@ -802,6 +802,74 @@ done:
   return result;
 }
 
+/* pagekite_add_frontend_certname -> binding.addFrontendCertname */
+static napi_value pkn_fn_addFrontendCertname(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addFrontendCertname";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_name = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "name", 0, &a_name) != 0) goto done;
+  {
+    int r = pagekite_add_frontend_certname(a_mgr, a_name);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_name);
+  return result;
+}
+
+/* pagekite_get_kite_status -> binding.getKiteStatus */
+static napi_value pkn_fn_getKiteStatus(napi_env env, napi_callback_info info) {
+  static const char fn[] = "getKiteStatus";
+  napi_value argv[3];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_proto = NULL;
+  char *a_kitename = NULL;
+  if (pkn_argv(env, info, fn, 3, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "proto", 0, &a_proto) != 0) goto done;
+  if (pkn_arg_str(env, argv[2], fn, "kitename", 0, &a_kitename) != 0) goto done;
+  {
+    int r = pagekite_get_kite_status(a_mgr, a_proto, a_kitename);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_proto);
+  free(a_kitename);
+  return result;
+}
+
+/* pagekite_get_kite_reason -> binding.getKiteReason */
+static napi_value pkn_fn_getKiteReason(napi_env env, napi_callback_info info) {
+  static const char fn[] = "getKiteReason";
+  napi_value argv[3];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_proto = NULL;
+  char *a_kitename = NULL;
+  if (pkn_argv(env, info, fn, 3, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "proto", 0, &a_proto) != 0) goto done;
+  if (pkn_arg_str(env, argv[2], fn, "kitename", 0, &a_kitename) != 0) goto done;
+  {
+    pkn_lock_buffer(h_mgr);
+    char *r = pagekite_get_kite_reason(a_mgr, a_proto, a_kitename);
+    result = pkn_ret_str(env, r);
+    pkn_unlock_buffer(h_mgr);
+  }
+done:
+  free(a_proto);
+  free(a_kitename);
+  return result;
+}
+
 int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "init", pkn_fn_init) != 0) return -1;
   if (pkn_define(env, exports, "initPagekitenet", pkn_fn_initPagekitenet) != 0) return -1;
@@ -842,6 +910,9 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "versionNumber", pkn_fn_versionNumber) != 0) return -1;
   if (pkn_define(env, exports, "enableLuaPlugins", pkn_fn_enableLuaPlugins) != 0) return -1;
   if (pkn_define(env, exports, "loadLuaPlugin", pkn_fn_loadLuaPlugin) != 0) return -1;
+  if (pkn_define(env, exports, "addFrontendCertname", pkn_fn_addFrontendCertname) != 0) return -1;
+  if (pkn_define(env, exports, "getKiteStatus", pkn_fn_getKiteStatus) != 0) return -1;
+  if (pkn_define(env, exports, "getKiteReason", pkn_fn_getKiteReason) != 0) return -1;
   if (pkn_const_str(env, exports, "PK_VERSION", PK_VERSION) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_VERSION_NUMBER", PK_VERSION_NUMBER) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_STATUS_STARTUP", PK_STATUS_STARTUP) != 0) return -1;
@@ -851,6 +922,10 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_const_int(env, exports, "PK_STATUS_PROBLEMS", PK_STATUS_PROBLEMS) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_STATUS_REJECTED", PK_STATUS_REJECTED) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_STATUS_NO_NETWORK", PK_STATUS_NO_NETWORK) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_KITE_STATUS_WAITING", PK_KITE_STATUS_WAITING) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_KITE_STATUS_FLYING", PK_KITE_STATUS_FLYING) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_KITE_STATUS_REJECTED", PK_KITE_STATUS_REJECTED) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_KITE_STATUS_DUPLICATE", PK_KITE_STATUS_DUPLICATE) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_WITH_DEFAULTS", PK_WITH_DEFAULTS) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_WITHOUT_DEFAULTS", PK_WITHOUT_DEFAULTS) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_WITH_SSL", PK_WITH_SSL) != 0) return -1;
@@ -912,6 +987,10 @@ _Static_assert(PK_STATUS_FLYING == 40, "PK_STATUS_FLYING differs from the spec")
 _Static_assert(PK_STATUS_PROBLEMS == 50, "PK_STATUS_PROBLEMS differs from the spec");
 _Static_assert(PK_STATUS_REJECTED == 60, "PK_STATUS_REJECTED differs from the spec");
 _Static_assert(PK_STATUS_NO_NETWORK == 90, "PK_STATUS_NO_NETWORK differs from the spec");
+_Static_assert(PK_KITE_STATUS_WAITING == 0, "PK_KITE_STATUS_WAITING differs from the spec");
+_Static_assert(PK_KITE_STATUS_FLYING == 1, "PK_KITE_STATUS_FLYING differs from the spec");
+_Static_assert(PK_KITE_STATUS_REJECTED == 2, "PK_KITE_STATUS_REJECTED differs from the spec");
+_Static_assert(PK_KITE_STATUS_DUPLICATE == 3, "PK_KITE_STATUS_DUPLICATE differs from the spec");
 _Static_assert(PK_WITH_DEFAULTS == 32768, "PK_WITH_DEFAULTS differs from the spec");
 _Static_assert(PK_WITHOUT_DEFAULTS == 16384, "PK_WITHOUT_DEFAULTS differs from the spec");
 _Static_assert(PK_WITH_SSL == 1, "PK_WITH_SSL differs from the spec");

@@ -20,6 +20,10 @@ CDEF = """
 #define PK_STATUS_PROBLEMS ...
 #define PK_STATUS_REJECTED ...
 #define PK_STATUS_NO_NETWORK ...
+#define PK_KITE_STATUS_WAITING ...
+#define PK_KITE_STATUS_FLYING ...
+#define PK_KITE_STATUS_REJECTED ...
+#define PK_KITE_STATUS_DUPLICATE ...
 #define PK_WITH_DEFAULTS ...
 #define PK_WITHOUT_DEFAULTS ...
 #define PK_WITH_SSL ...
@@ -103,6 +107,9 @@ const char *pagekite_status_name(int status);
 int pagekite_version_number(void);
 int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults, char **settings);
 int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
+int pagekite_add_frontend_certname(pagekite_mgr mgr, const char *name);
+int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, const char *kitename);
+char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
 """
 
 CONSTANTS = {
@@ -124,6 +131,10 @@ INT_CONSTANTS = {
     'PK_STATUS_PROBLEMS': 50,
     'PK_STATUS_REJECTED': 60,
     'PK_STATUS_NO_NETWORK': 90,
+    'PK_KITE_STATUS_WAITING': 0,
+    'PK_KITE_STATUS_FLYING': 1,
+    'PK_KITE_STATUS_REJECTED': 2,
+    'PK_KITE_STATUS_DUPLICATE': 3,
     'PK_WITH_DEFAULTS': 0x8000,
     'PK_WITHOUT_DEFAULTS': 0x4000,
     'PK_WITH_SSL': 0x0001,
@@ -209,4 +220,7 @@ FUNCTIONS = {
     'version_number': 'pagekite_version_number',
     'enable_lua_plugins': 'pagekite_enable_lua_plugins',
     'load_lua_plugin': 'pagekite_load_lua_plugin',
+    'add_frontend_certname': 'pagekite_add_frontend_certname',
+    'get_kite_status': 'pagekite_get_kite_status',
+    'get_kite_reason': 'pagekite_get_kite_reason',
 }

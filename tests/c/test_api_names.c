@@ -133,20 +133,21 @@ TEST(ddns_url_signed) {
   CHECK_INT(url_param(url, "hostname=", v, sizeof(v)), strlen("demo.example.org"));
   CHECK(strcmp(v, "demo.example.org") == 0);
   CHECK(url_param(url, "myip=", v, sizeof(v)) > 0 && strcmp(v, "192.0.2.7") == 0);
-  CHECK_INT(url_param(url, "sign=", sig, sizeof(sig)), PK_TOKEN_LEN);
-  long long now = (long long)time(NULL);
-  CHECK_INT(pk_check_signature(sig, "sEcret", "demo.example.org:192.0.2.7", now), 1);
+  /* signToken(length=100), as pagekite.py and libpagekite sign updates: a
+   * salt and the whole SHA-1, 48 characters. */
+  CHECK_INT(url_param(url, "sign=", sig, sizeof(sig)), PK_LONG_SIGN_LEN);
+  CHECK(ddns_sig_ok(sig, "sEcret", "demo.example.org:192.0.2.7"));
   /* The signature binds secret, name and address. */
-  CHECK_INT(pk_check_signature(sig, "other", "demo.example.org:192.0.2.7", now), 0);
-  CHECK_INT(pk_check_signature(sig, "sEcret", "demo.example.org:192.0.2.8", now), 0);
-  CHECK_INT(pk_check_signature(sig, "sEcret", "evil.example.org:192.0.2.7", now), 0);
+  CHECK(!ddns_sig_ok(sig, "other", "demo.example.org:192.0.2.7"));
+  CHECK(!ddns_sig_ok(sig, "sEcret", "demo.example.org:192.0.2.8"));
+  CHECK(!ddns_sig_ok(sig, "sEcret", "evil.example.org:192.0.2.7"));
 
-  /* Two calls use fresh random tokens, both valid. */
+  /* Two calls use fresh random salts, both valid. */
   char url2[1024], sig2[128];
   CHECK_INT(pk_ddns_url(m, &m->kites[0], "192.0.2.7", url2, sizeof(url2)), 0);
-  CHECK_INT(url_param(url2, "sign=", sig2, sizeof(sig2)), PK_TOKEN_LEN);
+  CHECK_INT(url_param(url2, "sign=", sig2, sizeof(sig2)), PK_LONG_SIGN_LEN);
   CHECK(strcmp(sig, sig2) != 0);
-  CHECK_INT(pk_check_signature(sig2, "sEcret", "demo.example.org:192.0.2.7", now), 1);
+  CHECK(ddns_sig_ok(sig2, "sEcret", "demo.example.org:192.0.2.7"));
 
   /* A buffer that cannot hold the URL is an error, not a truncated URL. */
   char small[40];
@@ -170,10 +171,8 @@ TEST(ddns_url_whitelabel_multi_ip) {
   CHECK_INT(pk_ddns_url(m, &m->kites[0], ips, url, sizeof(url)), 0);
   const char *prefix = "http://dnsup.example.org/?hostname=k.example.org&myip=192.0.2.1,2001:db8::1&sign=";
   CHECK(strncmp(url, prefix, strlen(prefix)) == 0);
-  CHECK_INT(url_param(url, "sign=", sig, sizeof(sig)), PK_TOKEN_LEN);
-  CHECK_INT(pk_check_signature(sig, "pw", "k.example.org:192.0.2.1,2001:db8::1",
-                               (long long)time(NULL)),
-            1);
+  CHECK_INT(url_param(url, "sign=", sig, sizeof(sig)), PK_LONG_SIGN_LEN);
+  CHECK(ddns_sig_ok(sig, "pw", "k.example.org:192.0.2.1,2001:db8::1"));
   CHECK_INT(pagekite_free(h), 0);
 }
 

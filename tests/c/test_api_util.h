@@ -20,6 +20,18 @@
 #include "internal.h"
 #include "pk_test.h"
 
+/* sign == salt8 + sha1hex(secret + payload + salt8), checked independently
+ * of sign.c's signing. */
+static inline int ddns_sig_ok(const char *sign, const char *secret, const char *payload) {
+  char salt[9], hex[41];
+  if (strlen(sign) != 48) return 0;
+  memcpy(salt, sign, 8);
+  salt[8] = 0;
+  const char *parts[3] = {secret, payload, salt};
+  pk_sha1hex_parts(parts, 3, hex);
+  return strcmp(sign + 8, hex) == 0;
+}
+
 static inline long long t_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

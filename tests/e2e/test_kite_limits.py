@@ -48,7 +48,7 @@ def test_max_kites_with_longest_names_fly_on_one_tunnel(group):
         wait_http(long_name(i), relay.port, "/", timeout=10)
     log = conn.proc.output()
     assert len(re.findall(r"Connected to relay", log)) == 1, log[-3000:]
-    # (log lines are cut at 240 characters: the names fill them)
+    # (the names nearly fill a log line: match their start only)
     flying = set(re.findall(r"Kite http:(k\d\d)a", log))
     assert len(flying) == MAX_KITES, sorted(flying)
 
