@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,24 +148,28 @@ static inline const char *cli_fmt_bytes(long long n, char *buf, size_t len) {
 
 static volatile sig_atomic_t cli_stop_requested = 0;
 static volatile sig_atomic_t cli_more_logging = 0;
+static volatile sig_atomic_t cli_dump_requested = 0;
 
 static void cli_on_signal(int sig) {
   if (sig == SIGUSR1)
     cli_more_logging = 1;
+  else if (sig == SIGUSR2)
+    cli_dump_requested = 1;
   else
     cli_stop_requested = 1;
 }
 
-/* SIGINT/SIGTERM ask the run loop to stop; SIGUSR1 raises logging to
- * PK_LOG_ALL; SIGPIPE is ignored (a dead peer is an error return). */
+/* As libpagekite's tools: SIGINT and SIGQUIT (and SIGTERM) ask the run loop
+ * to stop; SIGUSR1 raises logging to PK_LOG_ALL; SIGUSR2 dumps the state to
+ * the log; SIGPIPE is ignored (a dead peer is an error return). */
 static inline void cli_install_signals(void) {
+  static const int handled[] = {SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = cli_on_signal;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGUSR1, &sa, NULL);
+  for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
+    sigaction(handled[i], &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
 }
@@ -174,12 +179,47 @@ static inline void cli_install_signals(void) {
 /* Called once per wake-up with the current status (pagekitec's -Y file). */
 typedef void (*cli_status_hook)(void *ctx, int status);
 
-/* Prints ring lines whose sequence number exceeds *last_seq to stderr.
- * Returns the number of lines printed. */
-static inline int cli_print_new_log(pagekite_mgr mgr, unsigned long long *last_seq,
-                                    int clear_status_line) {
+/* Where log lines go: stderr (the default) or syslog(3) (pagekitec -s; the
+ * caller has called openlog()). */
+typedef struct {
+  int use_syslog;
+  int tty; /* stdout is a terminal: clear the status line before a log line */
+} cli_log_out;
+
+/* Skips a ring line's "<seq> t=<unix time> " prefix; syslog stamps its own. */
+static inline const char *cli_log_text(const char *line, size_t *len) {
+  const char *p = line, *end = line + *len;
+  while (p < end && *p >= '0' && *p <= '9') p++;
+  if (p + 3 > end || p[0] != ' ' || p[1] != 't' || p[2] != '=') return line;
+  p += 3;
+  while (p < end && *p >= '0' && *p <= '9') p++;
+  if (p < end && *p == ' ') p++;
+  *len = (size_t)(end - p);
+  return p;
+}
+
+/* One log line to the chosen destination.  The ring does not record levels,
+ * so every line is LOG_NOTICE in syslog. */
+static inline void cli_log_line(const cli_log_out *out, const char *line, size_t len) {
+  if (out->use_syslog) {
+    const char *text = cli_log_text(line, &len);
+    syslog(LOG_NOTICE, "%.*s", (int)len, text);
+    return;
+  }
+  if (out->tty) {
+    fputs("\r\033[K", stdout);
+    fflush(stdout);
+  }
+  fprintf(stderr, "%.*s\n", (int)len, line);
+  fflush(stderr);
+}
+
+/* Sends ring lines whose sequence number exceeds *last_seq to out.
+ * Returns the number of lines sent. */
+static inline int cli_send_new_log(pagekite_mgr mgr, unsigned long long *last_seq,
+                                   const cli_log_out *out) {
   const char *log = pagekite_get_log(mgr);
-  int printed = 0;
+  int sent = 0;
   if (!log) return 0;
   for (const char *line = log; *line;) {
     const char *eol = strchr(line, '\n');
@@ -187,19 +227,37 @@ static inline int cli_print_new_log(pagekite_mgr mgr, unsigned long long *last_s
     char *end = NULL;
     unsigned long long seq = strtoull(line, &end, 10);
     if (end != line && seq > *last_seq) {
-      if (clear_status_line && printed == 0) {
-        fputs("\r\033[K", stdout);
-        fflush(stdout);
-      }
-      fprintf(stderr, "%.*s\n", (int)len, line);
+      cli_log_line(out, line, len);
       *last_seq = seq;
-      printed++;
+      sent++;
     }
     line += len;
     if (*line == '\n') line++;
   }
-  if (printed) fflush(stderr);
-  return printed;
+  return sent;
+}
+
+/* SIGUSR2: the status and every counter, one "state/NAME: VALUE" line each. */
+static inline void cli_dump_state(pagekite_mgr mgr, const cli_log_out *out) {
+  static const struct {
+    int id;
+    const char *name;
+  } counters[] = {
+      {PK_COUNTER_KITES_LIVE, "kites_live"}, {PK_COUNTER_TUNNELS, "tunnels"},
+      {PK_COUNTER_STREAMS, "streams"},       {PK_COUNTER_STREAMS_TOTAL, "streams_total"},
+      {PK_COUNTER_BYTES_IN, "bytes_in"},     {PK_COUNTER_BYTES_OUT, "bytes_out"},
+      {PK_COUNTER_ERRORS, "errors"},         {PK_COUNTER_REJECTED, "rejected"},
+  };
+  char line[128];
+  int status = pagekite_get_status(mgr);
+  int n = snprintf(line, sizeof(line), "state/status: %s (%d)", pagekite_status_name(status),
+                   status);
+  cli_log_line(out, line, (size_t)n);
+  for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+    n = snprintf(line, sizeof(line), "state/%s: %lld", counters[i].name,
+                 pagekite_get_counter(mgr, counters[i].id));
+    cli_log_line(out, line, (size_t)n);
+  }
 }
 
 static inline void cli_draw_status_line(pagekite_mgr mgr, int status) {
@@ -228,37 +286,53 @@ static inline void cli_sleep_ms(long long ms) {
   nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
 }
 
-/* Starts the master thread, reports until SIGINT/SIGTERM, then stops and
- * frees the manager.  Returns the process exit code. */
-static inline int cli_run(pagekite_mgr mgr, const char *prog, cli_status_hook hook,
-                          void *hook_ctx) {
-  int tty = isatty(STDOUT_FILENO);
+typedef struct {
+  cli_status_hook hook; /* may be NULL */
+  void *hook_ctx;
+  int use_syslog;      /* log lines to syslog(3) instead of stderr */
+  int start_fail_code; /* exit code when pagekite_thread_start fails */
+} cli_run_opts;
+
+/* One wake-up of the run loop: signals' requests, log, status. */
+static inline void cli_run_once(pagekite_mgr mgr, const cli_run_opts *o, const cli_log_out *out,
+                                int *last_status, unsigned long long *last_seq) {
+  if (cli_more_logging) {
+    cli_more_logging = 0;
+    pagekite_set_log_mask(mgr, PK_LOG_ALL);
+  }
+  int status = pagekite_get_status(mgr);
+  cli_send_new_log(mgr, last_seq, out);
+  if (cli_dump_requested) {
+    cli_dump_requested = 0;
+    cli_dump_state(mgr, out);
+  }
+  if (out->tty) {
+    cli_draw_status_line(mgr, status);
+  } else if (status != *last_status) {
+    printf("status: %s\n", pagekite_status_name(status));
+    fflush(stdout);
+  }
+  *last_status = status;
+  if (o->hook) o->hook(o->hook_ctx, status);
+}
+
+/* Starts the master thread, reports until SIGINT/SIGQUIT/SIGTERM, then stops
+ * and frees the manager.  Returns the process exit code. */
+static inline int cli_run_with(pagekite_mgr mgr, const char *prog, const cli_run_opts *o) {
+  cli_log_out out = {o->use_syslog, isatty(STDOUT_FILENO)};
   int last_status = -1;
   int rc = CLI_EXIT_OK;
   unsigned long long last_seq = 0;
 
   cli_install_signals();
   if (pagekite_thread_start(mgr) != 0) {
-    rc = cli_fail(prog, "pagekite_thread_start");
+    cli_fail(prog, "pagekite_thread_start");
     pagekite_free(mgr);
-    return rc;
+    return o->start_fail_code;
   }
   while (!cli_stop_requested) {
     long long started = cli_now_ms();
-    if (cli_more_logging) {
-      cli_more_logging = 0;
-      pagekite_set_log_mask(mgr, PK_LOG_ALL);
-    }
-    int status = pagekite_get_status(mgr);
-    cli_print_new_log(mgr, &last_seq, tty);
-    if (tty) {
-      cli_draw_status_line(mgr, status);
-    } else if (status != last_status) {
-      printf("status: %s\n", pagekite_status_name(status));
-      fflush(stdout);
-    }
-    last_status = status;
-    if (hook) hook(hook_ctx, status);
+    cli_run_once(mgr, o, &out, &last_status, &last_seq);
     if (cli_stop_requested) break;
     if (pagekite_poll(mgr, 1) < 0) {
       rc = cli_fail(prog, "pagekite_poll");
@@ -268,11 +342,18 @@ static inline int cli_run(pagekite_mgr mgr, const char *prog, cli_status_hook ho
     if (spent < CLI_MIN_REFRESH_MS && !cli_stop_requested) cli_sleep_ms(CLI_MIN_REFRESH_MS - spent);
   }
   pagekite_thread_stop(mgr);
-  cli_print_new_log(mgr, &last_seq, tty);
-  if (tty) fputs("\n", stdout);
+  cli_send_new_log(mgr, &last_seq, &out);
+  if (out.tty) fputs("\n", stdout);
   fflush(stdout);
   pagekite_free(mgr);
   return rc;
+}
+
+/* cli_run_with() logging to stderr; exit 1 if the thread does not start. */
+static inline int cli_run(pagekite_mgr mgr, const char *prog, cli_status_hook hook,
+                          void *hook_ctx) {
+  cli_run_opts o = {hook, hook_ctx, 0, CLI_EXIT_FAIL};
+  return cli_run_with(mgr, prog, &o);
 }
 
 #endif /* PK_CLI_COMMON_H */

@@ -3,8 +3,9 @@
  * Usage: pagekitec [options] LPORT PROTO NAME PPORT SECRET [...]
  *
  * A thin program over the public API (pagekite.h): parse flags, configure a
- * manager, run it, print status.  Option letters follow libpagekite's
- * pagekitec; see doc/CLI.md for the mapping onto API calls.
+ * manager, run it, print status.  A drop-in for libpagekite's pagekitec:
+ * same option letters, exit codes and signals (doc/CLI.md lists what still
+ * differs), plus long options of our own.
  */
 #include "cli_common.h"
 
@@ -14,8 +15,18 @@
 #define PROG "pagekitec"
 #define KITE_ARGS 5
 #define HOST_MAX 256
+#define DDNS_MAX 512 /* pagekite_init() takes dyndns_url shorter than this */
+#define WHITELABEL_MAX 200
 /* Without status changes, the -Y file is still rewritten this often (s). */
 #define STATUS_FILE_MIN_INTERVAL 240
+
+/* Exit codes of libpagekite's pagekitec (2 is CLI_EXIT_USAGE; the library
+ * itself exits 100 for -B).  6 (a listener) is never used by a connector. */
+#define EXIT_MANAGER_INIT 1
+#define EXIT_ADD_KITE 3
+#define EXIT_FRONTENDS 4
+#define EXIT_START_THREAD 5
+#define EXIT_STATUS_FILE 7
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -27,9 +38,9 @@ static void usage(FILE *out) {
           "PPORT the public port (0 = default) and SECRET the kite's shared secret.\n"
           "\n"
           "Relays (default: the pagekite.net service):\n"
-          "  --frontend HOST:PORT  use this relay (repeatable); no DDNS, no service relays\n"
-          "  -F NAME      use NAME (a DNS name) as the frontend pool\n"
+          "  -F NAME      use NAME (a DNS name or address) as the frontend pool\n"
           "  -P PORT      frontend port for -F and for kite-name relays (default %d)\n"
+          "  --frontend HOST:PORT  use this relay (repeatable); no DDNS, no service relays\n"
           "  -w DOMAIN    white-label configuration using DOMAIN\n"
           "  -S           static setup: no DDNS updates, no DNS refresh of relays\n"
           "  -N           do not re-check DNS for relay changes\n"
@@ -38,9 +49,11 @@ static void usage(FILE *out) {
           "  -R           choose frontends at random (fake pings) instead of pinging\n"
           "  -4           disable IPv4 frontends\n"
           "  -6           disable IPv6 frontends\n"
+          "  -V 46        request DNS visibility on IPv4 and/or IPv6 (DDNS updates)\n"
+          "  --ddns-url FORMAT  dynamic DNS update URL (three %%s: name, addresses, signature)\n"
           "\n"
-          "TLS (on by default for the service, off by default with --frontend):\n"
-          "  -s, --tls    wrap tunnels in TLS\n"
+          "TLS (on by default for the service, -F and -w; off with --frontend alone):\n"
+          "  --tls        wrap tunnels in TLS\n"
           "  -I           connect without TLS\n"
           "  --ca-file F  verify the relay against the CA certificates in F (implies --tls)\n"
           "  --insecure   do not verify the relay's certificate (implies --tls)\n"
@@ -50,20 +63,25 @@ static void usage(FILE *out) {
           "  -c N         max connections (default 25)\n"
           "  -E N         allow eviction of streams idle for more than N seconds\n"
           "  -H           do not add X-Forwarded-Proto and X-Forwarded-For\n"
-          "  -r URL       custom rejection URL (accepted; not supported by this library)\n"
+          "  -r URL       custom rejection URL (the page shown when an origin is down)\n"
           "\n"
           "Running:\n"
-          "  -a NAME      app name for logging (default " PROG ")\n"
+          "  -a NAME      app name for logging and syslog (default " PROG ")\n"
+          "  -s           log to syslog instead of to stderr\n"
           "  -q           less log output (errors only)\n"
           "  -v           more log output (-vv: everything)\n"
-          "  -B N         bail out (exit) after N logged errors\n"
+          "  -B N         bail out (exit 100) after too many errors (see doc/CLI.md)\n"
           "  -W           enable the watchdog thread (dumps core if we lock up)\n"
           "  -Y [json:|text:]FILE  keep a status summary in FILE\n"
           "  -h, --help   show this help and exit\n"
           "  --version    show the version and exit\n"
           "\n"
+          "Signals: SIGUSR1 logs everything, SIGUSR2 dumps the state to the log,\n"
+          "SIGINT, SIGQUIT and SIGTERM stop.  Exit codes: 0 stopped, 1 setup failed,\n"
+          "2 bad usage, 3 kite refused, 4 relay refused, 5 no thread, 7 -Y file, 100 -B.\n"
+          "\n"
           "Example (a relay on this machine, see pagekiter):\n"
-          "  " PROG " --frontend 127.0.0.1:9080 8000 http demo.example.test 0 SECRET\n",
+          "  " PROG " -I -F 127.0.0.1 -P 9080 8000 http demo.example.test 0 SECRET\n",
           PAGEKITE_NET_FRONTEND_PORT);
 }
 
@@ -76,6 +94,27 @@ typedef struct {
   time_t last_write;
 } status_file;
 
+/* Rewrites the file with one status, in libpagekite's fields. */
+static void status_file_put(status_file *sf, const char *name, int code, time_t now) {
+  rewind(sf->fp);
+  if (sf->json)
+    fprintf(sf->fp,
+            "{\n  \"pagekitec_version\": \"%s\",\n  \"pagekitec_status\": \"%s\",\n"
+            "  \"pagekitec_status_code\": %d,\n  \"pagekitec_pid\": %ld,\n"
+            "  \"pagekitec_update_min_interval\": %d,\n  \"pagekitec_update_ts\": %lld\n}\n",
+            PK_VERSION, name, code, (long)getpid(), STATUS_FILE_MIN_INTERVAL, (long long)now);
+  else
+    fprintf(sf->fp,
+            "pagekitec_version: %s\npagekitec_status: %s\npagekitec_status_code: %d\n"
+            "pagekitec_pid: %ld\npagekitec_update_min_interval: %d\npagekitec_update_ts: %lld\n",
+            PK_VERSION, name, code, (long)getpid(), STATUS_FILE_MIN_INTERVAL, (long long)now);
+  fflush(sf->fp);
+  if (ftruncate(fileno(sf->fp), ftell(sf->fp)) != 0) { /* stale tail is harmless */
+  }
+  sf->last_write = now;
+}
+
+/* The run loop's hook: on a change, and at least every 240 s. */
 static void status_file_write(void *ctx, int status) {
   status_file *sf = ctx;
   time_t now = time(NULL);
@@ -87,30 +126,32 @@ static void status_file_write(void *ctx, int status) {
   for (const char *n = pagekite_status_name(status); *n && i + 1 < sizeof(name); n++)
     name[i++] = (char)(*n >= 'A' && *n <= 'Z' ? *n - 'A' + 'a' : *n);
   name[i] = '\0';
-  rewind(sf->fp);
-  if (sf->json)
-    fprintf(sf->fp,
-            "{\n  \"pagekitec_version\": \"%s\",\n  \"pagekitec_status\": \"%s\",\n"
-            "  \"pagekitec_status_code\": %d,\n  \"pagekitec_pid\": %ld,\n"
-            "  \"pagekitec_update_min_interval\": %d,\n  \"pagekitec_update_ts\": %lld\n}\n",
-            PK_VERSION, name, status, (long)getpid(),
-            STATUS_FILE_MIN_INTERVAL, (long long)now);
-  else
-    fprintf(sf->fp,
-            "pagekitec_version: %s\npagekitec_status: %s\npagekitec_status_code: %d\n"
-            "pagekitec_pid: %ld\npagekitec_update_min_interval: %d\npagekitec_update_ts: %lld\n",
-            PK_VERSION, name, status, (long)getpid(),
-            STATUS_FILE_MIN_INTERVAL, (long long)now);
-  fflush(sf->fp);
-  if (ftruncate(fileno(sf->fp), ftell(sf->fp)) != 0) { /* stale tail is harmless */
-  }
+  status_file_put(sf, name, status, now);
   sf->last_status = status;
-  sf->last_write = now;
+}
+
+/* Opens the -Y file ("json:" or "text:" prefix, JSON by default) and writes
+ * "startup" into it, as libpagekite did; exit 7 if it cannot be opened. */
+static void status_file_open(status_file *sf, const char *spec) {
+  const char *path = spec;
+  sf->json = 1;
+  if (strncasecmp(path, "json:", 5) == 0) {
+    path += 5;
+  } else if (strncasecmp(path, "text:", 5) == 0) {
+    sf->json = 0;
+    path += 5;
+  }
+  sf->fp = fopen(path, "w");
+  if (!sf->fp) {
+    fprintf(stderr, PROG ": cannot open status file %s: %s\n", path, strerror(errno));
+    exit(EXIT_STATUS_FILE);
+  }
+  status_file_put(sf, "startup", 0, time(NULL));
 }
 
 /* ---- options ---- */
 
-enum { OPT_FRONTEND = 256, OPT_TLS, OPT_CA_FILE, OPT_INSECURE, OPT_VERSION };
+enum { OPT_FRONTEND = 256, OPT_TLS, OPT_CA_FILE, OPT_INSECURE, OPT_DDNS_URL, OPT_VERSION };
 
 typedef struct {
   const char *app_name;
@@ -118,11 +159,15 @@ typedef struct {
   const char *whitelabel;
   const char *fe_pool; /* -F */
   const char *status_path;
+  const char *ddns_url;
+  const char *rejection_url;
   const char **frontends; /* --frontend values */
   int n_frontends;
   const char *ca_file;
   int insecure;
-  int tls; /* -1 unset, 0 off (-I), 1 on (-s/--tls) */
+  int tls; /* -1 unset, 0 off (-I), 1 on (--tls) */
+  int use_syslog;
+  int dns_v4, dns_v6; /* -V */
   int verbosity;
   int static_setup;
   int dynamic_fe;
@@ -138,20 +183,46 @@ typedef struct {
   int evict_s;
 } options;
 
+/* -V: libpagekite looks for the digits 4 and 6 in the value. */
+static void parse_visibility(const char *v, options *o) {
+  if (!*v || strspn(v, "46") != strlen(v))
+    cli_usage_error(PROG, "invalid value for -V: '%s' (expected 4, 6 or 46)", v);
+  if (strchr(v, '4')) o->dns_v4 = 1;
+  if (strchr(v, '6')) o->dns_v6 = 1;
+}
+
+/* The options that are not single letters, and getopt's complaints. */
+static void parse_other(int c, char **argv, options *o) {
+  switch (c) {
+    case OPT_FRONTEND: o->frontends[o->n_frontends++] = optarg; break;
+    case OPT_TLS: o->tls = 1; break;
+    case OPT_CA_FILE: o->ca_file = optarg; break;
+    case OPT_INSECURE: o->insecure = 1; break;
+    case OPT_DDNS_URL: o->ddns_url = optarg; break;
+    case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
+    case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
+    default:
+      if (optopt && optopt < 256) cli_usage_error(PROG, "unknown option '-%c'", optopt);
+      if (optopt >= 256) cli_usage_error(PROG, "option '%s' takes no value", argv[optind - 1]);
+      cli_usage_error(PROG, "unknown option '%s'", argv[optind - 1]);
+  }
+}
+
 static void parse_options(int argc, char **argv, options *o) {
   static const struct option longopts[] = {
       {"frontend", required_argument, NULL, OPT_FRONTEND},
       {"tls", no_argument, NULL, OPT_TLS},
       {"ca-file", required_argument, NULL, OPT_CA_FILE},
       {"insecure", no_argument, NULL, OPT_INSECURE},
+      {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
   };
   int c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":46a:B:c:CE:F:hHIl:Nn:P:qr:RsSvWw:Y:", longopts, NULL)) !=
-         -1) {
+  while ((c = getopt_long(argc, argv, ":46a:B:c:CE:F:hHIl:Nn:P:qr:RsSvV:Ww:Y:", longopts,
+                          NULL)) != -1) {
     switch (c) {
       case '4': o->ipv4 = 0; break;
       case '6': o->ipv6 = 0; break;
@@ -169,37 +240,55 @@ static void parse_options(int argc, char **argv, options *o) {
       case 'n': o->spares = cli_int_arg(PROG, "-n", optarg, 0, PAGEKITE_NET_FE_MAX); break;
       case 'P': o->fe_port = cli_int_arg(PROG, "-P", optarg, 1, 65535); break;
       case 'q': o->verbosity--; break;
-      case 'r':
-        fprintf(stderr, PROG ": warning: -r %s ignored (no rejection URL support)\n", optarg);
-        break;
+      case 'r': o->rejection_url = optarg; break;
       case 'R': o->fake_ping = 1; break;
-      case 's':
-      case OPT_TLS: o->tls = 1; break;
+      case 's': o->use_syslog = 1; break;
       case 'S': o->static_setup = 1; break;
       case 'v': o->verbosity++; break;
+      case 'V': parse_visibility(optarg, o); break;
       case 'W': o->watchdog = 1; break;
       case 'w': o->whitelabel = optarg; break;
       case 'Y': o->status_path = optarg; break;
-      case OPT_FRONTEND: o->frontends[o->n_frontends++] = optarg; break;
-      case OPT_CA_FILE: o->ca_file = optarg; break;
-      case OPT_INSECURE: o->insecure = 1; break;
-      case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
-      case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
-      default:
-        if (optopt && optopt < 256)
-          cli_usage_error(PROG, "unknown option '-%c'", optopt);
-        if (optopt >= 256) cli_usage_error(PROG, "option '%s' takes no value", argv[optind - 1]);
-        cli_usage_error(PROG, "unknown option '%s'", argv[optind - 1]);
+      default: parse_other(c, argv, o);
     }
   }
+}
+
+/* A dynamic DNS format: http://, exactly three %s, no other conversions. */
+static int ddns_format_ok(const char *f) {
+  int n = 0;
+  if (strncmp(f, "http://", 7) != 0 || strlen(f) >= DDNS_MAX - 16) return 0;
+  for (const char *p = strchr(f, '%'); p; p = strchr(p + 2, '%')) {
+    if (p[1] == 's')
+      n++;
+    else if (p[1] != '%')
+      return 0;
+  }
+  return n == 3;
+}
+
+/* Combinations that cannot work, found before the library is touched. */
+static void check_options(options *o) {
   if (o->ca_file && o->insecure) cli_usage_error(PROG, "--ca-file and --insecure conflict");
   if ((o->ca_file || o->insecure) && o->tls == 0)
     cli_usage_error(PROG, "-I (no TLS) conflicts with %s", o->ca_file ? "--ca-file" : "--insecure");
   if (o->ca_file || o->insecure) o->tls = 1;
   if (!o->ipv4 && !o->ipv6) cli_usage_error(PROG, "-4 and -6 together disable every frontend");
-  if (o->whitelabel && !*o->whitelabel) cli_usage_error(PROG, "-w needs a domain");
+  if (o->whitelabel && (!*o->whitelabel || strlen(o->whitelabel) > WHITELABEL_MAX))
+    cli_usage_error(PROG, "-w needs a domain of 1..%d characters", WHITELABEL_MAX);
   if (o->fe_pool && !*o->fe_pool) cli_usage_error(PROG, "-F needs a DNS name");
   if (!*o->origin_host) cli_usage_error(PROG, "-l needs a host name");
+  if (!*o->app_name) cli_usage_error(PROG, "-a needs a name");
+  if (o->ddns_url && !ddns_format_ok(o->ddns_url))
+    cli_usage_error(PROG, "invalid --ddns-url '%s' (expected http://... with exactly three %%s)",
+                    o->ddns_url);
+  if (o->ddns_url && o->static_setup) cli_usage_error(PROG, "-S (no DDNS) conflicts with --ddns-url");
+  for (int i = 0; i < o->n_frontends; i++) {
+    char host[HOST_MAX];
+    int port = 0;
+    if (cli_split_host_port(o->frontends[i], NULL, host, sizeof(host), 1, &port) != 0)
+      cli_usage_error(PROG, "invalid --frontend '%s' (expected HOST:PORT)", o->frontends[i]);
+  }
 }
 
 /* Validates every kite group before the manager exists, so bad usage never
@@ -223,7 +312,172 @@ static void check_kites(int argc, char **argv, int first) {
   }
 }
 
+/* ---- setting up the manager ---- */
+
+/* What the options decide about relays, TLS and dynamic DNS. */
+typedef struct {
+  int explicit_fe;   /* --frontend or -F: no service or white-label pool */
+  int private_relay; /* --frontend alone: no DDNS, no TLS by default */
+  int flags;
+  int n_kites;
+  char ddns[DDNS_MAX];
+  int have_ddns;
+} plan;
+
+/* The dynamic DNS update URL: --ddns-url, the white-label or the service
+ * one; none with -S or a private relay.  -V appends "&ipv=4", "6" or "46". */
+static void plan_ddns(const options *o, plan *p) {
+  p->have_ddns = !o->static_setup && (o->ddns_url || !p->private_relay);
+  if (!p->have_ddns) return;
+  if (o->ddns_url)
+    snprintf(p->ddns, sizeof(p->ddns), "%s", o->ddns_url);
+  else if (o->whitelabel)
+    snprintf(p->ddns, sizeof(p->ddns), PAGEKITE_NET_WL_DDNS, o->whitelabel);
+  else
+    snprintf(p->ddns, sizeof(p->ddns), "%s", PAGEKITE_NET_DDNS);
+  if (o->dns_v4 || o->dns_v6) {
+    size_t n = strlen(p->ddns);
+    snprintf(p->ddns + n, sizeof(p->ddns) - n, "&ipv=%s%s", o->dns_v4 ? "4" : "",
+             o->dns_v6 ? "6" : "");
+  }
+}
+
+static void make_plan(options *o, int n_kites, plan *p) {
+  memset(p, 0, sizeof(*p));
+  p->n_kites = n_kites;
+  p->explicit_fe = o->n_frontends > 0 || o->fe_pool != NULL;
+  p->private_relay = o->n_frontends > 0 && !o->fe_pool && !o->whitelabel;
+  if (o->static_setup) o->dynamic_fe = 0;
+  if (p->private_relay) o->use_current = 0; /* kite names need not resolve */
+  if (o->tls < 0) o->tls = p->private_relay ? 0 : 1;
+  if (o->static_setup && !p->explicit_fe && !o->whitelabel && !o->use_current)
+    cli_usage_error(PROG, "-S with -C and no -F/--frontend leaves no relay to connect to");
+  p->flags = (o->tls ? PK_WITH_SSL : 0) | (o->ipv4 ? PK_WITH_IPV4 : 0) |
+             (o->ipv6 ? PK_WITH_IPV6 : 0) | (o->dynamic_fe ? PK_WITH_DYNAMIC_FE_LIST : 0);
+  plan_ddns(o, p);
+}
+
+/* A failed library call: the reason on stderr (and in syslog with -s). */
+static int fail(const options *o, int code, const char *what) {
+  fprintf(stderr, PROG ": %s failed: %s\n", what, pagekite_last_error());
+  if (o->use_syslog) syslog(LOG_ERR, "%s failed: %s", what, pagekite_last_error());
+  return code;
+}
+
+/* The per-manager settings; 0, or an exit code after reporting. */
+static int configure(pagekite_mgr m, const options *o) {
+  if ((o->ca_file || o->insecure) &&
+      pagekite_set_tls_verify(m, o->insecure ? PK_TLS_VERIFY_NONE : PK_TLS_VERIFY_PEER,
+                              o->ca_file) < 0)
+    return fail(o, EXIT_MANAGER_INIT, "pagekite_set_tls_verify");
+  pagekite_want_spare_frontends(m, o->spares);
+  pagekite_enable_watchdog(m, o->watchdog);
+  pagekite_enable_http_forwarding_headers(m, o->fwd_headers);
+  pagekite_enable_fake_ping(m, o->fake_ping);
+  pagekite_set_bail_on_errors(m, o->bail);
+  pagekite_set_conn_eviction_idle_s(m, o->evict_s);
+  if (o->rejection_url) {
+#ifdef PK_HAVE_REJECTION_URL
+    /* libpagekite frames URL?&where=BE&v=..&proto=..&domain=..&relay_ip=..
+     * in the 503 page the connector sends when an origin is unreachable. */
+    if (pagekite_set_rejection_url(m, o->rejection_url) < 0)
+      return fail(o, EXIT_MANAGER_INIT, "pagekite_set_rejection_url");
+#else
+    fprintf(stderr, PROG ": warning: -r %s is not used: this libpagekite has no rejection URL\n",
+            o->rejection_url);
+#endif
+  }
+  return 0;
+}
+
+/* Each kite, and (unless -C) its name's DNS address as a relay; a name that
+ * does not resolve is only skipped, as in libpagekite.  0 or exit 3. */
+static int add_kites(pagekite_mgr m, const options *o, int argc, char **argv, int first) {
+  char what[HOST_MAX + 64];
+  for (int i = first; i < argc; i += KITE_ARGS) {
+    char host[HOST_MAX];
+    int lport = 0, pport = 0;
+    cli_split_host_port(argv[i], o->origin_host, host, sizeof(host), 1, &lport);
+    cli_parse_int(argv[i + 3], 0, 65535, &pport);
+    if (pagekite_add_kite(m, argv[i + 1], argv[i + 2], pport, argv[i + 4], host, lport) < 0) {
+      snprintf(what, sizeof(what), "pagekite_add_kite(%s, %s)", argv[i + 1], argv[i + 2]);
+      return fail(o, EXIT_ADD_KITE, what);
+    }
+    if (o->use_current &&
+        pagekite_add_frontend(m, argv[i + 2], pport ? pport : o->fe_port) < 0) {
+      snprintf(what, sizeof(what), "pagekite_add_frontend(%s)", argv[i + 2]);
+      return fail(o, EXIT_ADD_KITE, what);
+    }
+  }
+  return 0;
+}
+
+/* --frontend relays, the -F pool, else the white-label or service pool.
+ * 0 or exit 4. */
+static int add_relays(pagekite_mgr m, const options *o, const plan *p) {
+  char what[HOST_MAX + 64];
+  for (int i = 0; i < o->n_frontends; i++) {
+    char host[HOST_MAX];
+    int port = 0;
+    cli_split_host_port(o->frontends[i], NULL, host, sizeof(host), 1, &port);
+    if (pagekite_lookup_and_add_frontend(m, host, port, o->dynamic_fe) < 0) {
+      snprintf(what, sizeof(what), "pagekite_lookup_and_add_frontend(%s)", o->frontends[i]);
+      return fail(o, EXIT_FRONTENDS, what);
+    }
+  }
+  if (o->fe_pool && pagekite_lookup_and_add_frontend(m, o->fe_pool, o->fe_port, o->dynamic_fe) < 0) {
+    snprintf(what, sizeof(what), "pagekite_lookup_and_add_frontend(%s)", o->fe_pool);
+    return fail(o, EXIT_FRONTENDS, what);
+  }
+  if (p->explicit_fe) return 0;
+  if (o->whitelabel && pagekite_add_whitelabel_frontends(m, p->flags, o->whitelabel) < 0)
+    return fail(o, EXIT_FRONTENDS, "pagekite_add_whitelabel_frontends");
+  /* Like libpagekite: -S (no DDNS) also means no service pool. */
+  if (!o->whitelabel && !o->static_setup && pagekite_add_service_frontends(m, p->flags) < 0)
+    return fail(o, EXIT_FRONTENDS, "pagekite_add_service_frontends");
+  return 0;
+}
+
 /* ---- main ---- */
+
+static pagekite_mgr init_manager(const options *o, const plan *p) {
+  /* Room for the service pools, each --frontend and each kite name. */
+  int max_fes = PAGEKITE_NET_FE_MAX + o->n_frontends + p->n_kites;
+  if (max_fes > 1000) max_fes = 1000;
+  return pagekite_init(o->app_name, p->n_kites, max_fes, o->max_conns,
+                       p->have_ddns ? p->ddns : NULL, p->flags, cli_log_mask(o->verbosity));
+}
+
+static int run(options *o, int argc, char **argv, int first) {
+  plan p;
+  make_plan(o, (argc - first) / KITE_ARGS, &p);
+  status_file sf = {NULL, 1, -1, 0};
+  if (o->status_path) status_file_open(&sf, o->status_path);
+  if (o->use_syslog) openlog(o->app_name, 0, LOG_USER);
+
+  int rc;
+  pagekite_mgr m = init_manager(o, &p);
+  if (!m) {
+    rc = fail(o, EXIT_MANAGER_INIT, "pagekite_init");
+  } else {
+    pagekite_set_log_mask(m, cli_log_mask(o->verbosity));
+    rc = configure(m, o);
+    if (!rc) rc = add_kites(m, o, argc, argv, first);
+    if (!rc) rc = add_relays(m, o, &p);
+    if (rc) {
+      pagekite_free(m);
+    } else {
+      cli_run_opts ro = {sf.fp ? status_file_write : NULL, &sf, o->use_syslog, EXIT_START_THREAD};
+      rc = cli_run_with(m, PROG, &ro);
+    }
+  }
+  if (sf.fp) {
+    status_file_put(&sf, "shutdown", 0, time(NULL));
+    fclose(sf.fp);
+  }
+  if (o->use_syslog) closelog();
+  return rc;
+}
 
 int main(int argc, char **argv) {
   options o = {
@@ -239,123 +493,14 @@ int main(int argc, char **argv) {
       .max_conns = 25,
   };
   o.frontends = calloc((size_t)argc + 1, sizeof(*o.frontends));
-  if (!o.frontends) return CLI_EXIT_FAIL;
+  if (!o.frontends) {
+    fprintf(stderr, PROG ": out of memory\n");
+    return EXIT_MANAGER_INIT;
+  }
   parse_options(argc, argv, &o);
+  check_options(&o);
   check_kites(argc, argv, optind);
-  for (int i = 0; i < o.n_frontends; i++) {
-    char host[HOST_MAX];
-    int port = 0;
-    if (cli_split_host_port(o.frontends[i], NULL, host, sizeof(host), 1, &port) != 0)
-      cli_usage_error(PROG, "invalid --frontend '%s' (expected HOST:PORT)", o.frontends[i]);
-  }
-
-  /* Which relays: explicit ones (--frontend, -F) replace the service pool.
-   * A private relay (--frontend alone) gets no DDNS and no TLS by default. */
-  int explicit_fe = o.n_frontends > 0 || o.fe_pool != NULL;
-  int private_relay = o.n_frontends > 0 && !o.fe_pool && !o.whitelabel;
-  if (o.static_setup) o.dynamic_fe = 0;
-  if (private_relay) o.use_current = 0; /* kite names need not resolve */
-  if (o.tls < 0) o.tls = private_relay ? 0 : 1;
-  if (o.static_setup && !explicit_fe && !o.whitelabel && !o.use_current)
-    cli_usage_error(PROG, "-S with -C and no -F/--frontend leaves no relay to connect to");
-
-  int flags = (o.tls ? PK_WITH_SSL : 0) | (o.ipv4 ? PK_WITH_IPV4 : 0) |
-              (o.ipv6 ? PK_WITH_IPV6 : 0) | (o.dynamic_fe ? PK_WITH_DYNAMIC_FE_LIST : 0);
-  int n_kites = (argc - optind) / KITE_ARGS;
-  int mask = cli_log_mask(o.verbosity);
-
-  status_file sf = {NULL, 1, -1, 0};
-  if (o.status_path) {
-    const char *path = o.status_path;
-    if (strncasecmp(path, "json:", 5) == 0) {
-      path += 5;
-    } else if (strncasecmp(path, "text:", 5) == 0) {
-      sf.json = 0;
-      path += 5;
-    }
-    sf.fp = fopen(path, "w");
-    if (!sf.fp) {
-      fprintf(stderr, PROG ": cannot open status file %s: %s\n", path, strerror(errno));
-      return CLI_EXIT_FAIL;
-    }
-  }
-
-  pagekite_mgr m;
-  const char *init_call;
-  if (o.static_setup || private_relay || (o.fe_pool && !o.whitelabel)) {
-    /* Static setups and private relays never send DDNS updates; a custom
-     * pool (-F) on the service does, as libpagekite's pagekitec did. */
-    const char *ddns = (o.static_setup || private_relay) ? NULL : PAGEKITE_NET_DDNS;
-    init_call = "pagekite_init";
-    m = pagekite_init(o.app_name, n_kites, PAGEKITE_NET_FE_MAX + o.n_frontends, o.max_conns, ddns,
-                      flags, mask);
-  } else if (o.whitelabel) {
-    init_call = "pagekite_init_whitelabel";
-    m = pagekite_init_whitelabel(o.app_name, n_kites, o.max_conns,
-                                 flags | (explicit_fe ? PK_WITHOUT_SERVICE_FRONTENDS : 0), mask,
-                                 o.whitelabel);
-  } else {
-    init_call = "pagekite_init_pagekitenet";
-    m = pagekite_init_pagekitenet(o.app_name, n_kites, o.max_conns, flags, mask);
-  }
-  if (!m) return cli_fail(PROG, init_call);
-
-  int rc = CLI_EXIT_OK;
-  const char *failed = NULL;
-  char what[HOST_MAX + 64];
-  pagekite_set_log_mask(m, mask);
-  if ((o.ca_file || o.insecure) &&
-      pagekite_set_tls_verify(m, o.insecure ? PK_TLS_VERIFY_NONE : PK_TLS_VERIFY_PEER,
-                              o.ca_file) < 0)
-    failed = "pagekite_set_tls_verify";
-  pagekite_want_spare_frontends(m, o.spares);
-  pagekite_enable_watchdog(m, o.watchdog);
-  pagekite_enable_http_forwarding_headers(m, o.fwd_headers);
-  pagekite_enable_fake_ping(m, o.fake_ping);
-  pagekite_set_bail_on_errors(m, o.bail);
-  pagekite_set_conn_eviction_idle_s(m, o.evict_s);
-
-  for (int i = optind; !failed && i < argc; i += KITE_ARGS) {
-    char host[HOST_MAX];
-    int lport = 0, pport = 0;
-    cli_split_host_port(argv[i], o.origin_host, host, sizeof(host), 1, &lport);
-    cli_parse_int(argv[i + 3], 0, 65535, &pport);
-    if (pagekite_add_kite(m, argv[i + 1], argv[i + 2], pport, argv[i + 4], host, lport) < 0) {
-      snprintf(what, sizeof(what), "pagekite_add_kite(%s, %s)", argv[i + 1], argv[i + 2]);
-      failed = what;
-    } else if (o.use_current &&
-               pagekite_add_frontend(m, argv[i + 2], pport ? pport : o.fe_port) < 0) {
-      /* The kite's own DNS address is only a hint; it may not exist yet. */
-      if (o.verbosity > 0)
-        fprintf(stderr, PROG ": note: %s is not usable as a relay: %s\n", argv[i + 2],
-                pagekite_last_error());
-    }
-  }
-  for (int i = 0; !failed && i < o.n_frontends; i++) {
-    char host[HOST_MAX];
-    int port = 0;
-    cli_split_host_port(o.frontends[i], NULL, host, sizeof(host), 1, &port);
-    if (pagekite_lookup_and_add_frontend(m, host, port, o.dynamic_fe) < 0) {
-      snprintf(what, sizeof(what), "pagekite_lookup_and_add_frontend(%s)", o.frontends[i]);
-      failed = what;
-    }
-  }
-  if (!failed && o.fe_pool &&
-      pagekite_lookup_and_add_frontend(m, o.fe_pool, o.fe_port, o.dynamic_fe) < 0) {
-    snprintf(what, sizeof(what), "pagekite_lookup_and_add_frontend(%s)", o.fe_pool);
-    failed = what;
-  }
-  if (!failed && o.whitelabel && o.static_setup && !explicit_fe &&
-      pagekite_add_whitelabel_frontends(m, flags, o.whitelabel) < 0)
-    failed = "pagekite_add_whitelabel_frontends";
-
-  if (failed) {
-    rc = cli_fail(PROG, failed);
-    pagekite_free(m);
-  } else {
-    rc = cli_run(m, PROG, sf.fp ? status_file_write : NULL, &sf);
-  }
-  if (sf.fp) fclose(sf.fp);
+  int rc = run(&o, argc, argv, optind);
   free(o.frontends);
   return rc;
 }
