@@ -92,6 +92,8 @@ export interface RawBinding {
   getKiteStatus(mgr: PageKiteHandle | null, proto: string, kitename: string): number;
   /** pagekite_get_kite_reason(): Why a relay refused a kite, in the relay's word. */
   getKiteReason(mgr: PageKiteHandle | null, proto: string, kitename: string): string | null;
+  /** pagekite_set_rejection_url(): Frame a page from url in the 503 answer when an origin is down (libpagekite's call). */
+  setRejectionUrl(mgr: PageKiteHandle | null, url: string | null): number;
   /** Version string of this library (major.minor.date plus a build letter). */
   readonly PK_VERSION: string;
   /** Numeric version of the header, major<<16 | minor<<8 | patch.  Compare it with pagekite_version_number() to detect a header/library mismatch. */
@@ -196,6 +198,8 @@ export interface RawBinding {
   readonly PK_TLS_VERIFY_NONE: number;
   /** Verify relay certificates (the default). */
   readonly PK_TLS_VERIFY_PEER: number;
+  /** Page framed in the 503 answer of a service connector whose origin is down. */
+  readonly PAGEKITE_NET_REJECTION_URL: string;
   /** Dynamic DNS update URL of the public service (format string). */
   readonly PAGEKITE_NET_DDNS: string;
   /** DNS name of the service's IPv4 relay pool. */

@@ -209,6 +209,10 @@ static char *pkj_get_kite_reason(const char *proto, const char *kitename) {
   return pagekite_get_kite_reason(pkj_mgr, proto, kitename);
 }
 
+static int pkj_set_rejection_url(const char *url) {
+  return pagekite_set_rejection_url(pkj_mgr, url);
+}
+
 %}
 
 /* Load the JNI library when the class is first used: from the path in the
@@ -332,6 +336,8 @@ static char *pkj_get_kite_reason(const char *proto, const char *kitename) {
 %constant int PK_TLS_VERIFY_NONE = 0;
 /* Verify relay certificates (the default). */
 %constant int PK_TLS_VERIFY_PEER = 1;
+/* Page framed in the 503 answer of a service connector whose origin is down. */
+%constant const char *PAGEKITE_NET_REJECTION_URL = "https://pagekite.net/offline/";
 /* Dynamic DNS update URL of the public service (format string). */
 %constant const char *PAGEKITE_NET_DDNS = "http://up.pagekite.net/?hostname=%s&myip=%s&sign=%s";
 /* DNS name of the service's IPv4 relay pool. */
@@ -761,11 +767,13 @@ int pkj_tick(void);
    * Exit the process after too many errors.
    *
    * With errors > 0 the manager counts local faults (a relay it cannot reach or
-   * that refuses the tunnel, a kite the relay rejects, a relay name that does not
-   * resolve, a TLS setup that fails), never what clients or peers make happen
-   * (pool exhaustion, refused requests): after errors * 9 of them it raises the
-   * log verbosity, and after errors * 10 it calls exit(100). This turns a stuck
-   * error state into something a supervisor can see and restart, but it ends the
+   * that refuses the tunnel, a relay name that does not resolve, a TLS setup that
+   * fails), never what clients or peers make happen (pool exhaustion, refused
+   * requests); a kite the relay rejects counts as ten, since it will not fix
+   * itself (so errors = 1 exits at the first rejection, about as soon as
+   * libpagekite's pagekitec -B 1 does). After errors * 9 faults it raises the log
+   * verbosity, and after errors * 10 it calls exit(100). This turns a stuck error
+   * state into something a supervisor can see and restart, but it ends the
    * hosting application too. 0 turns it off.
    * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_set_bail_on_errors().
    * @param errors Error threshold; 0 disables.
@@ -1005,3 +1013,21 @@ int pkj_get_kite_status(const char *proto, const char *kitename);
   public";
 %rename(getKiteReason) pkj_get_kite_reason;
 char *pkj_get_kite_reason(const char *proto, const char *kitename);
+
+%javamethodmodifiers pkj_set_rejection_url "/**
+   * Frame a page from url in the 503 answer when an origin is down (libpagekite's call).
+   *
+   * When a visitor's HTTP request arrives for a kite whose origin cannot be
+   * reached, the connector answers 503 with a page. With a URL set, that page is
+   * a frameset loading URL?&where=BE&v=APP_ID&proto=PROTO&domain=HOST&relay_ip=
+   * (the parameters URL-encoded), as libpagekite's; the text of the page stays
+   * inside <noframes>. The service init sets https://pagekite.net/offline/ and
+   * the white-label init http://www.DOMAIN/offline/, as pagekite.py does; NULL or
+   * \"\" turns the frame off (a plain 503 page).
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_rejection_url().
+   * @param url An http:// or https:// URL, or NULL / \"\" for none.
+   * @return 0 on success. On failure: -1 (bad URL: not http:// or https://, or longer than 400 bytes).
+   */
+  public";
+%rename(setRejectionUrl) pkj_set_rejection_url;
+int pkj_set_rejection_url(const char *url);

@@ -178,6 +178,8 @@ extern "C" {
  * unless an application asks for it).
  */
 
+/* Page framed in the 503 answer of a service connector whose origin is down. */
+#define PAGEKITE_NET_REJECTION_URL "https://pagekite.net/offline/"
 /* Dynamic DNS update URL of the public service (format string). */
 #define PAGEKITE_NET_DDNS "http://up.pagekite.net/?hostname=%s&myip=%s&sign=%s"
 /* DNS name of the service's IPv4 relay pool. */
@@ -627,11 +629,13 @@ PK_EXPORT int pagekite_tick(pagekite_mgr mgr);
 /* Exit the process after too many errors.
  *
  * With errors > 0 the manager counts local faults (a relay it cannot reach or
- * that refuses the tunnel, a kite the relay rejects, a relay name that does not
- * resolve, a TLS setup that fails), never what clients or peers make happen
- * (pool exhaustion, refused requests): after errors * 9 of them it raises the
- * log verbosity, and after errors * 10 it calls exit(100). This turns a stuck
- * error state into something a supervisor can see and restart, but it ends the
+ * that refuses the tunnel, a relay name that does not resolve, a TLS setup that
+ * fails), never what clients or peers make happen (pool exhaustion, refused
+ * requests); a kite the relay rejects counts as ten, since it will not fix
+ * itself (so errors = 1 exits at the first rejection, about as soon as
+ * libpagekite's pagekitec -B 1 does). After errors * 9 faults it raises the log
+ * verbosity, and after errors * 10 it calls exit(100). This turns a stuck error
+ * state into something a supervisor can see and restart, but it ends the
  * hosting application too. 0 turns it off.
  *
  *   mgr     The manager.
@@ -875,6 +879,25 @@ PK_EXPORT int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, cons
  * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
+
+/* Frame a page from url in the 503 answer when an origin is down (libpagekite's call).
+ *
+ * When a visitor's HTTP request arrives for a kite whose origin cannot be
+ * reached, the connector answers 503 with a page. With a URL set, that page is
+ * a frameset loading URL?&where=BE&v=APP_ID&proto=PROTO&domain=HOST&relay_ip=
+ * (the parameters URL-encoded), as libpagekite's; the text of the page stays
+ * inside <noframes>. The service init sets https://pagekite.net/offline/ and
+ * the white-label init http://www.DOMAIN/offline/, as pagekite.py does; NULL or
+ * "" turns the frame off (a plain 503 page).
+ *
+ *   mgr  The manager.
+ *   url  An http:// or https:// URL, or NULL / "" for none.
+ *
+ * Returns: 0 on success. On failure: -1 (bad URL: not http:// or https://, or
+ * longer than 400 bytes).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_rejection_url(pagekite_mgr mgr, const char *url);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* api.c - exported entry points: validate, take the lock or wake the loop,
  * translate errors.  Every failure leaves a reason in pagekite_last_error(). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,7 @@ PK_API pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites,
                                  PAGEKITE_NET_DDNS, flags | PK_WITH_SSL, verbosity);
   if (h && !(flags & PK_WITHOUT_SERVICE_FRONTENDS)) pagekite_add_service_frontends(h, flags);
   else if (h) add_service_certnames(MGR(h), NULL);
+  if (h) pagekite_set_rejection_url(h, PAGEKITE_NET_REJECTION_URL); /* as pagekite.py */
   return h;
 }
 
@@ -166,6 +168,11 @@ PK_API pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, 
     pagekite_add_whitelabel_frontends(h, flags, whitelabel_tld);
   else if (h)
     add_service_certnames(MGR(h), whitelabel_tld);
+  if (h) {
+    char url[512];
+    snprintf(url, sizeof(url), "http://www.%s/offline/", whitelabel_tld);
+    pagekite_set_rejection_url(h, url);
+  }
   return h;
 }
 
@@ -176,6 +183,28 @@ static int valid_name(const char *s, size_t max) {
   return 1;
 }
 
+/* The protocols a kite may fly (what relays serve). */
+static int proto_known(const char *proto) {
+  static const char *const known[] = {"http", "https", "raw", "websocket"};
+  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    if (strcasecmp(proto, known[i]) == 0) return 1;
+  return 0;
+}
+
+/* A host as given: a DNS name, an IPv4 literal or an IPv6 literal with or
+ * without brackets ("[::1]"); into out without the brackets.  0 or -1. */
+static int host_arg(const char *in, char *out, size_t n) {
+  size_t l = in ? strlen(in) : 0;
+  if (l == 0 || l >= n) return -1;
+  if (in[0] == '[' && l > 2 && in[l - 1] == ']')
+    snprintf(out, n, "%.*s", (int)(l - 2), in + 1);
+  else
+    snprintf(out, n, "%s", in);
+  struct in6_addr a6;
+  if (strchr(out, ':')) return inet_pton(AF_INET6, out, &a6) == 1 ? 0 : -1;
+  return valid_name(out, n) ? 0 : -1;
+}
+
 PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kitename, int pport,
                              const char *secret, const char *backend, int lport) {
   pk_mgr *m = MGR(h);
@@ -184,6 +213,10 @@ PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kite
       strlen(secret) >= PK_SECRET_MAX || strpbrk(secret, "\r\n") || pport < 0 || pport > 65535 ||
       lport < 1 || lport > 65535) {
     pk_set_error("pagekite_add_kite: invalid arguments");
+    return -1;
+  }
+  if (!proto_known(proto)) {
+    pk_set_error("pagekite_add_kite: unknown protocol '%s' (http, https, raw or websocket)", proto);
     return -1;
   }
   if (strcasecmp(proto, "raw") == 0 && pport == 0) {
@@ -209,7 +242,10 @@ PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kite
   for (char *p = k->name; *p; p++)
     if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
   snprintf(k->secret, sizeof(k->secret), "%s", secret);
-  snprintf(k->backend, sizeof(k->backend), "%s", backend && *backend ? backend : "localhost");
+  if (host_arg(backend && *backend ? backend : "localhost", k->backend, sizeof(k->backend)) != 0) {
+    pk_set_error("pagekite_add_kite: invalid origin host '%s'", backend);
+    return -1;
+  }
   k->pport = pport;
   k->lport = lport;
   pk_frontend tmp;
@@ -218,13 +254,13 @@ PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kite
   tmp.port = lport;
   int saved = m->flags;
   m->flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
-  if (pk_frontend_resolve(m, &tmp) > 0) {
-    /* Prefer IPv4 loopback-style answers first as getaddrinfo ordered them. */
-    k->origin = tmp.addrs[0];
-    k->origin_ok = 1;
-  }
+  /* Every address the origin's name has is tried in turn, in the
+   * resolver's order (localhost: ::1, then 127.0.0.1). */
+  int n = pk_frontend_resolve(m, &tmp);
+  k->norigins = n < PK_MAX_ORIGIN_ADDRS ? n : PK_MAX_ORIGIN_ADDRS;
+  for (int i = 0; i < k->norigins; i++) k->origins[i] = tmp.addrs[i];
   m->flags = saved;
-  if (!k->origin_ok) {
+  if (!k->norigins) {
     pk_set_error("pagekite_add_kite: cannot resolve origin %s", k->backend);
     return -1;
   }
@@ -238,10 +274,13 @@ PK_API int pagekite_lookup_and_add_frontend(pagekite_mgr h, const char *domain, 
                                             int update_from_dns) {
   pk_mgr *m = MGR(h);
   if (before_start(m, "pagekite_lookup_and_add_frontend")) return -1;
-  if (!valid_name(domain, PK_NAME_MAX) || port < 1 || port > 65535) {
-    pk_set_error("pagekite_lookup_and_add_frontend: invalid arguments");
+  char host[PK_NAME_MAX];
+  if (host_arg(domain, host, sizeof(host)) != 0 || port < 1 || port > 65535) {
+    pk_set_error("pagekite_lookup_and_add_frontend: invalid arguments (host '%s', port %d)",
+                 domain ? domain : "(null)", port);
     return -1;
   }
+  domain = host;
   if (m->nfes >= m->max_frontends) {
     pk_set_error("max_frontends (%d) reached", m->max_frontends);
     return -1;
@@ -706,4 +745,19 @@ PK_API char *pagekite_get_kite_reason(pagekite_mgr h, const char *proto, const c
     return NULL;
   }
   return m->reason_out;
+}
+
+PK_API int pagekite_set_rejection_url(pagekite_mgr h, const char *url) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (url && *url &&
+      ((strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || strlen(url) > 400 ||
+       strpbrk(url, "\r\n\"'<> "))) {
+    pk_set_error("pagekite_set_rejection_url: not an http:// or https:// URL: %.80s", url);
+    return -1;
+  }
+  uv_mutex_lock(&m->lock);
+  snprintf(m->rejection_url, sizeof(m->rejection_url), "%s", url ? url : "");
+  uv_mutex_unlock(&m->lock);
+  return 0;
 }

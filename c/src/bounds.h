@@ -18,6 +18,7 @@
 #define PK_LOG_LINES 256
 #define PK_LOG_LINE_MAX 640 /* room for a certificate mismatch with every name */
 #define PK_MAX_ADDRS 16   /* IPs per frontend name */
+#define PK_MAX_ORIGIN_ADDRS 4 /* addresses of one origin tried in turn */
 #define PK_MAX_CERTNAMES 32 /* accepted relay certificate names */
 #define PK_HANDSHAKE_TIMEOUT_MS 15000
 #define PK_PING_IDLE_MS 30000 /* send a PING when the tunnel was quiet this long */
@@ -31,6 +32,7 @@
 #define PK_TUNNEL_WQ_MAX (16 * 1024 * 1024) /* an authenticated tunnel that never reads */
 #define PK_SMALL_WQ_MAX (256 * 1024)  /* pings, DDNS, relay conns not yet classified */
 #define PK_WRITE_STALL_MS 60000 /* queued output made no progress this long: peer gone */
+#define PK_FAULTS_PER_REJECTION 10 /* bail-on-errors weight of a refused kite */
 #define PK_REJECT_RETRY_MAX_S 900 /* a refused kite is asked for again at least this often */
 #define PK_FINISH_MS 5000       /* a conn answering before hanging up gets this long */
 

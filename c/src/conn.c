@@ -15,7 +15,9 @@ typedef struct pk_wreq {
   pk_conn *c;
   pk_block *blk[2];
   size_t n;
-  struct pk_wreq *next_free;
+  uv_buf_t bufs[2]; /* held while the conn is connecting */
+  unsigned nbufs;
+  struct pk_wreq *next_free; /* also: the next held write */
 } pk_wreq;
 
 static pk_wreq *wreq_free_list;
@@ -140,6 +142,8 @@ int pk_conn_evict_one(pk_mgr *m) {
   return 0;
 }
 
+static void drop_held(pk_conn *c);
+
 static void on_close(uv_handle_t *h) {
   pk_conn *c = h->data;
   pk_mgr *m = c->mgr;
@@ -148,6 +152,7 @@ static void on_close(uv_handle_t *h) {
   if (c->flags & PK_CF_NOBUF) m->nobuf_waiting--;
   if (c->flags & PK_CF_COUNTED) m->client_conns--;
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
+  drop_held(c);
   if (c->inbuf) pk_block_unref(m, c->inbuf);
   if (c->tail) pk_block_unref(m, c->tail);
   int id = c->id;
@@ -162,6 +167,7 @@ static void on_close(uv_handle_t *h) {
 void pk_conn_close(pk_conn *c) {
   if (!c || c->kind == PK_CK_FREE || (c->flags & PK_CF_CLOSING)) return;
   c->flags |= PK_CF_CLOSING;
+  if (c->flags & PK_CF_REOPEN) return; /* the socket is closing already: on_reopen finishes */
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -261,6 +267,54 @@ static size_t wq_cap(pk_conn *c) {
   return cap < share ? cap : share;
 }
 
+/* While connecting, writes wait here (libuv would cancel them if the
+ * address refuses and another is tried). */
+static int hold_write(pk_conn *c, pk_wreq *w, uv_buf_t *bufs, int nbufs) {
+  for (int i = 0; i < nbufs && i < 2; i++) w->bufs[i] = bufs[i];
+  w->nbufs = (unsigned)nbufs;
+  w->next_free = NULL;
+  if (c->pending_tail)
+    c->pending_tail->next_free = w;
+  else
+    c->pending = w;
+  c->pending_tail = w;
+  return 0;
+}
+
+/* Connected: the held writes go out in order, then a held half-close. */
+static void flush_held(pk_conn *c) {
+  c->flags &= ~PK_CF_CONNECTING;
+  while (c->pending && !(c->flags & PK_CF_CLOSING)) {
+    pk_wreq *w = c->pending;
+    c->pending = w->next_free;
+    if (!c->pending) c->pending_tail = NULL;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, w->nbufs, on_write) != 0) {
+      w->next_free = c->pending; /* back at the front: dropped at close */
+      c->pending = w;
+      if (!c->pending_tail) c->pending_tail = w;
+      if (c->on_eof) c->on_eof(c, UV_EPIPE);
+      return;
+    }
+  }
+  if (c->flags & PK_CF_SHUT_LATER) {
+    c->flags &= ~PK_CF_SHUT_LATER;
+    pk_conn_shutdown(c);
+  }
+}
+
+/* Held writes that never went out (the conn closed first). */
+static void drop_held(pk_conn *c) {
+  while (c->pending) {
+    pk_wreq *w = c->pending;
+    c->pending = w->next_free;
+    c->wq_bytes -= w->n;
+    for (int i = 0; i < 2; i++)
+      if (w->blk[i]) pk_block_unref(c->mgr, w->blk[i]);
+    wreq_put(w);
+  }
+  c->pending_tail = NULL;
+}
+
 static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_block *b1) {
   size_t n = 0;
   for (int i = 0; i < nbufs; i++) n += bufs[i].len;
@@ -280,6 +334,7 @@ static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_blo
   w->n = n;
   if (c->wq_bytes == 0) c->last_write_ok = pk_now_ms(c->mgr);
   c->wq_bytes += n;
+  if (c->flags & PK_CF_CONNECTING) return hold_write(c, w, bufs, nbufs);
   int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs, on_write);
   if (rv != 0) {
     c->wq_bytes -= n;
@@ -421,6 +476,10 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 void pk_conn_shutdown(pk_conn *c) {
   if (c->flags & (PK_CF_CLOSING | PK_CF_SHUT_WR)) return;
+  if (c->flags & PK_CF_CONNECTING) {
+    c->flags |= PK_CF_SHUT_LATER; /* after the held writes */
+    return;
+  }
   if (c->shutdown_req.data) return; /* already requested */
   c->shutdown_req.data = c;
   if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -644,17 +703,57 @@ int pk_conn_start_tls_server(pk_conn *c, SSL_CTX *ctx, const char *already, size
 }
 
 /* ---- connecting ---- */
+static void on_connect(uv_connect_t *req, int status);
+
+/* The socket of an address that refused is closed; a fresh one tries the
+ * next address.  A close asked for meanwhile finishes here. */
+static void on_reopen(uv_handle_t *h) {
+  pk_conn *c = h->data;
+  c->flags &= ~(PK_CF_REOPEN | PK_CF_READING);
+  if (c->flags & PK_CF_CLOSING) {
+    on_close(h);
+    return;
+  }
+  int rv = uv_tcp_init(&c->mgr->loop, &c->tcp);
+  c->tcp.data = c;
+  if (rv == 0)
+    rv = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&c->addrs[pk_conn_addr_index(c)],
+                        on_connect);
+  if (rv != 0) {
+    c->naddrs = 0; /* no more tries */
+    pk_set_error("connect: %s", uv_strerror(rv));
+    if (c->on_connect) c->on_connect(c, rv);
+  }
+}
+
+/* Another address to try after this one failed? */
+static int try_next_address(pk_conn *c, int status) {
+  if (c->addr_at + 1 >= c->naddrs) return 0;
+  char ip[64];
+  pk_addr_str((const struct sockaddr *)&c->addrs[pk_conn_addr_index(c)], ip, sizeof(ip), NULL);
+  pk_log(c->mgr, PK_LOG_BE_CONNS, "Connecting to %s failed (%s): trying the next address", ip,
+         uv_strerror(status));
+  c->addr_at++;
+  c->flags |= PK_CF_REOPEN;
+  uv_close((uv_handle_t *)&c->tcp, on_reopen);
+  return 1;
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   pk_conn *c = req->data;
   if (c->flags & PK_CF_CLOSING) return;
   if (status < 0) {
+    if (try_next_address(c, status)) return;
     pk_set_error("connect failed: %s", uv_strerror(status));
     if (c->on_connect) c->on_connect(c, status);
     return;
   }
   c->flags |= PK_CF_CONNECTED;
+  c->addrs = NULL;
   pk_conn_set_nodelay(c);
   pk_conn_read_start(c);
+  flush_held(c);
+  if (c->flags & PK_CF_CLOSING) return;
   if (c->ssl) {
     SSL_set_connect_state(c->ssl);
     tls_progress(c);
@@ -675,12 +774,30 @@ int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const
     return -1;
   }
   c->connect_req.data = c;
+  c->flags |= PK_CF_CONNECTING;
   int rv = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
   if (rv != 0) {
     pk_set_error("connect: %s", uv_strerror(rv));
     return -1;
   }
   return 0;
+}
+
+int pk_conn_addr_index(const pk_conn *c) {
+  return c->naddrs ? (c->addr_first + c->addr_at) % c->naddrs : 0;
+}
+
+int pk_conn_connect_any(pk_conn *c, const struct sockaddr_storage *addrs, int n, int first,
+                        SSL_CTX *tls, const char *sni) {
+  if (n < 1) {
+    pk_set_error("connect: no address");
+    return -1;
+  }
+  c->addrs = addrs;
+  c->naddrs = n;
+  c->addr_first = first >= 0 && first < n ? first : 0;
+  c->addr_at = 0;
+  return pk_conn_connect(c, (const struct sockaddr *)&addrs[c->addr_first], tls, sni);
 }
 
 int pk_conn_accept(pk_conn *c, uv_stream_t *server) {

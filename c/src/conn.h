@@ -30,6 +30,9 @@ enum pk_conn_kind {
 #define PK_CF_UNAUTH 0x2000     /* relay: counted in unauth_conns until classified */
 #define PK_CF_COUNTED 0x4000    /* counted against max_conns (client_conns) */
 #define PK_CF_FINISH 0x8000     /* flush queued output, half-close, then close */
+#define PK_CF_CONNECTING 0x10000 /* writes wait in `pending` until connected */
+#define PK_CF_REOPEN 0x20000     /* socket closing to try the next address */
+#define PK_CF_SHUT_LATER 0x40000 /* half-close once connected and flushed */
 
 typedef void (*pk_conn_data_cb)(pk_conn *c, const char *data, size_t n, pk_block *blk);
 typedef void (*pk_conn_event_cb)(pk_conn *c, int status);
@@ -55,6 +58,9 @@ struct pk_conn {
   uint64_t finish_at;     /* PK_CF_FINISH: when the hang-up started */
   char *inplace_base;     /* read buffer handed out by on_inplace, if any */
   uv_connect_t connect_req;
+  const struct sockaddr_storage *addrs; /* connecting: the addresses to try in turn */
+  int naddrs, addr_first, addr_at;
+  struct pk_wreq *pending, *pending_tail; /* writes held while connecting */
   uv_shutdown_t shutdown_req;
   uv_timer_t *timer; /* optional per-conn timer (ping, classify timeout) */
   /* role callbacks */
@@ -99,6 +105,13 @@ int pk_conns_init(pk_mgr *m, int count);
 void pk_conns_free(pk_mgr *m);
 pk_conn *pk_conn_new(pk_mgr *m, int kind);
 int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const char *sni);
+/* Connect to the n addrs in turn from addrs[first] on (every address a name
+ * resolved to): one that refuses is closed and the next tried; writes wait
+ * until one answers.  addrs must stay valid until on_connect, which reports
+ * the last failure; after success pk_conn_addr_index() says which answered. */
+int pk_conn_connect_any(pk_conn *c, const struct sockaddr_storage *addrs, int n, int first,
+                        SSL_CTX *tls, const char *sni);
+int pk_conn_addr_index(const pk_conn *c);
 int pk_conn_accept(pk_conn *c, uv_stream_t *server);
 int pk_conn_start_tls_server(pk_conn *c, SSL_CTX *ctx, const char *already, size_t n);
 int pk_conn_read_start(pk_conn *c);

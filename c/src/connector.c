@@ -129,7 +129,6 @@ static void kite_refused(pk_tunnel *t, pk_kite *k, int dup) {
   kite_set(m, k, dup ? PK_KITE_DUPLICATE : PK_KITE_REJECTED,
            dup ? "duplicate" : (k->reason[0] ? NULL : "invalid"));
   if (k->tunnel == t) k->tunnel = NULL;
-  pk_count_error(m);
   pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s:%s rejected by relay: %s", k->proto, k->name, k->reason);
 }
 
@@ -157,6 +156,11 @@ static void connector_kite_answer(pk_tunnel *t, const pk_auth_answer *a) {
     return;
   }
   if (!t->dying && a->kind != PK_ANS_SIGNTHIS && a->kind != PK_ANS_WHY) kites_changed(m);
+  /* A rejection will not fix itself: it weighs ten faults for bail-on-errors
+   * (a duplicate may, when the other connector goes).  Counted after the
+   * status says REJECTED, which a bail-out exit then leaves behind. */
+  if (a->kind == PK_ANS_INVALID || a->kind == PK_ANS_DUPLICATE)
+    pk_count_faults(m, a->kind == PK_ANS_DUPLICATE ? 1 : PK_FAULTS_PER_REJECTION);
 }
 
 /* An old-style relay (no AddKites) challenged us: reconnect with the
@@ -176,12 +180,19 @@ static void connector_resign(pk_tunnel *t) {
 
 /* ---- origin streams ---- */
 static void send_unavailable(pk_tunnel *t, long long sid, const char *proto, const char *host) {
+  pk_mgr *m = t->mgr;
   if (strncasecmp(proto, "http", 4) == 0 || strcasecmp(proto, "websocket") == 0) {
-    char page[1200], hdr[64];
+    char page[3000], hdr[64], url[sizeof(m->rejection_url)];
+    uv_mutex_lock(&m->lock);
+    snprintf(url, sizeof(url), "%s", m->rejection_url);
+    uv_mutex_unlock(&m->lock);
     pk_wbuf b;
     pk_wbuf_init(&b, page, sizeof(page));
-    pk_wire_http_page(&b, 503, "Unavailable", "", "The origin server for",
-                      "is not reachable right now (PageKite connector).", host);
+    if (url[0])
+      pk_wire_rejection_page(&b, url, "BE", m->app_id, proto, host, "");
+    else
+      pk_wire_http_page(&b, 503, "Unavailable", "", "The origin server for",
+                        "is not reachable right now (PageKite connector).", host);
     int hn = pk_wire_format_sid(hdr, sizeof(hdr), sid);
     if (pk_wbuf_ok(&b) && hn > 0) pk_tunnel_send_chunk(t, hdr, (size_t)hn, page, b.len, NULL);
   }
@@ -202,6 +213,7 @@ static void origin_on_connect(pk_conn *s, int status) {
     return;
   }
   pk_log(s->mgr, PK_LOG_BE_CONNS, "Stream %lld connected to origin", s->sid);
+  if (s->own.kite) s->own.kite->origin_first = pk_conn_addr_index(s); /* start there next time */
   if (s->flags & PK_CF_PEER_W) pk_conn_read_stop(s);
 }
 
@@ -286,7 +298,7 @@ static int stream_hooks(pk_tunnel *t, const stream_req *r, const char **first, s
 /* A stream to the kite's origin, attached to the tunnel, connecting. */
 static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long long sid) {
   pk_mgr *m = t->mgr;
-  pk_conn *s = (k && k->origin_ok) ? pk_conn_new(m, PK_CK_STREAM) : NULL;
+  pk_conn *s = (k && k->norigins) ? pk_conn_new(m, PK_CK_STREAM) : NULL;
   if (!s) {
     pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "No origin for %s://%s:%d (%s)", r->proto, r->host,
            r->port, k ? pk_get_error() : "no such kite");
@@ -304,7 +316,7 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
     s->flags |= PK_CF_HTTP;
   pk_stream_attach(s, t, sid);
   s->on_connect = origin_on_connect;
-  if (pk_conn_connect(s, (struct sockaddr *)&k->origin, NULL, NULL) != 0) {
+  if (pk_conn_connect_any(s, k->origins, k->norigins, k->origin_first, NULL, NULL) != 0) {
     s->flags |= PK_CF_SENT_EOF;
     send_unavailable(t, sid, r->proto, r->host);
     pk_stream_close(s);

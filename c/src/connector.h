@@ -14,8 +14,8 @@ typedef struct {
   char secret[PK_SECRET_MAX];
   char backend[PK_NAME_MAX];
   int lport;
-  struct sockaddr_storage origin;
-  int origin_ok;
+  struct sockaddr_storage origins[PK_MAX_ORIGIN_ADDRS]; /* tried in turn */
+  int norigins, origin_first; /* the address that answered last */
   char bsalt[PK_TOKEN_LEN + 1];
   char fsalt[PK_TOKEN_LEN + 1]; /* challenge kept for a signed reconnect */
   pk_kite_state state;

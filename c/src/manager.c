@@ -34,11 +34,13 @@ void pk_set_status(pk_mgr *m, int status) {
 
 /* After errors*9 problems the log gets louder; after errors*10 we exit(100),
  * as documented for pagekite_set_bail_on_errors. */
-void pk_count_error(pk_mgr *m) {
-  int n = __atomic_add_fetch(&m->error_count, 1, __ATOMIC_SEQ_CST);
+void pk_count_error(pk_mgr *m) { pk_count_faults(m, 1); }
+
+void pk_count_faults(pk_mgr *m, int weight) {
+  int n = __atomic_add_fetch(&m->error_count, weight, __ATOMIC_SEQ_CST);
   int limit = m->bail_errors;
   if (limit <= 0) return;
-  if (n == limit * 9) m->log_mask = PK_LOG_ALL;
+  if (n >= limit * 9 && n - weight < limit * 9) m->log_mask = PK_LOG_ALL;
   if (n >= limit * 10) {
     fprintf(stderr, "pagekite: too many errors (%d), bailing out\n", n);
     exit(100);

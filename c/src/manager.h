@@ -97,7 +97,8 @@ struct pk_mgr {
   uint64_t last_hk;
   uint64_t outage_started;
   int rejected;
-  char reason_out[64];        /* pagekite_get_kite_reason's answer */
+  char reason_out[64];
+  char rejection_url[512];    /* framed in the connector's 503 page, if set */        /* pagekite_get_kite_reason's answer */
   int reject_streak;          /* rejections in a row (back-off) */
   uint64_t retry_rejected_at; /* when refused kites are asked for again */
   /* log */
@@ -118,6 +119,8 @@ int pk_head_rewrite(const char *head, size_t hl, const pk_hook_result *r, char *
 int pk_hook_reject_response(const pk_hook_result *r, char *out, size_t outsz);
 void pk_notify(pk_mgr *m);
 void pk_count_error(pk_mgr *m);
+/* weight faults at once (a rejected kite: PK_FAULTS_PER_REJECTION). */
+void pk_count_faults(pk_mgr *m, int weight);
 SSL_CTX *pk_client_tls_ctx(pk_mgr *m);
 int pk_is_relay(pk_mgr *m);
 

@@ -206,6 +206,11 @@ void pk_wire_http_response(pk_wbuf *b, int code, const char *reason, const char 
 void pk_wire_http_get_request(pk_wbuf *b, const char *path, pk_slice host, const char *version);
 /* "Name: value\r\n" from slices (header rewrites). */
 void pk_wire_header_slice(pk_wbuf *b, pk_slice name, pk_slice value);
+/* libpagekite's 503 page when an origin is down: a frameset loading
+ * url?&where=WHERE&v=APP&proto=..&domain=HOST&relay_ip=.. (URL-encoded; the
+ * page HTML-escaped), the text inside <noframes>. */
+void pk_wire_rejection_page(pk_wbuf *b, const char *url, const char *where, const char *app,
+                            const char *proto, const char *host, const char *relay_ip);
 /* A bare status line and blank line ("HTTP/1.0 503 Unavailable"). */
 void pk_wire_http_status(pk_wbuf *b, const char *version, int code, const char *reason);
 

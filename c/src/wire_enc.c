@@ -210,6 +210,57 @@ void pk_wire_http_page(pk_wbuf *b, int code, const char *reason, const char *ext
   pk_wire_http_response(b, code, reason, "text/html", extra, body, (size_t)bl);
 }
 
+/* Query-string encoding (RFC 3986 unreserved characters pass). */
+static void url_put(pk_wbuf *b, const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+        strchr("-._~", *p)) {
+      pk_wbuf_put(b, (const char *)p, 1);
+    } else {
+      char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+      pk_wbuf_put(b, e, 3);
+    }
+  }
+}
+
+/* HTML text: the five special characters escaped. */
+static void html_put(pk_wbuf *b, const char *s) {
+  for (const char *p = s; p && *p; p++) {
+    const char *e = *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;"
+                  : *p == '"' ? "&quot;" : *p == '\'' ? "&#39;" : NULL;
+    if (e)
+      pk_wbuf_puts(b, e);
+    else
+      pk_wbuf_put(b, p, 1);
+  }
+}
+
+void pk_wire_rejection_page(pk_wbuf *b, const char *url, const char *where, const char *app,
+                            const char *proto, const char *host, const char *relay_ip) {
+  char body[2048];
+  pk_wbuf h;
+  pk_wbuf_init(&h, body, sizeof(body));
+  pk_wbuf_puts(&h, "<html><frameset cols='*'><frame target='_top' src='");
+  html_put(&h, url);
+  pk_wbuf_puts(&h, strchr(url, '?') ? "&amp;where=" : "?&amp;where=");
+  url_put(&h, where);
+  const char *names[] = {"&amp;v=", "&amp;proto=", "&amp;domain=", "&amp;relay_ip="};
+  const char *vals[] = {app, proto, host, relay_ip};
+  for (int i = 0; i < 4; i++) {
+    pk_wbuf_puts(&h, names[i]);
+    url_put(&h, vals[i]);
+  }
+  pk_wbuf_puts(&h, "'><noframes><h1>Sorry! (");
+  html_put(&h, where);
+  pk_wbuf_puts(&h, ")</h1><p>The PageKite for <b>");
+  html_put(&h, host);
+  pk_wbuf_puts(&h, "</b> is unavailable at the moment.</p></noframes></frameset></html>\n");
+  if (!pk_wbuf_ok(&h)) h.len = 0;
+  pk_wire_http_response(b, 503, "Unavailable", "text/html",
+                        "Cache-Control: no-cache\r\n", body, h.len);
+}
+
 void pk_wire_http_get_request(pk_wbuf *b, const char *path, pk_slice host, const char *version) {
   wbuf_printf(b, "GET %s HTTP/1.1\r\n", path);
   pk_wire_header_slice(b, (pk_slice){"Host", 4}, host);

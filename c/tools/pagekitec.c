@@ -57,6 +57,9 @@ static void usage(FILE *out) {
           "  -I           connect without TLS\n"
           "  --ca-file F  verify the relay against the CA certificates in F (implies --tls)\n"
           "  --insecure   do not verify the relay's certificate (implies --tls)\n"
+          "  --ca_certs F     the same as --ca-file (pagekite.py's name)\n"
+          "  --fe_certname N  also accept a relay certificate for N (repeatable; \"\" clears;\n"
+          "               the service and -w add their names themselves)\n"
           "\n"
           "Connections and origins:\n"
           "  -l HOST      origin host for bare LPORTs (default localhost)\n"
@@ -151,7 +154,17 @@ static void status_file_open(status_file *sf, const char *spec) {
 
 /* ---- options ---- */
 
-enum { OPT_FRONTEND = 256, OPT_TLS, OPT_CA_FILE, OPT_INSECURE, OPT_DDNS_URL, OPT_VERSION };
+enum {
+  OPT_FRONTEND = 256,
+  OPT_TLS,
+  OPT_CA_FILE,
+  OPT_INSECURE,
+  OPT_DDNS_URL,
+  OPT_VERSION,
+  OPT_CERTNAME,
+  OPT_HK_MIN,
+  OPT_PROXY
+};
 
 typedef struct {
   const char *app_name;
@@ -163,6 +176,10 @@ typedef struct {
   const char *rejection_url;
   const char **frontends; /* --frontend values */
   int n_frontends;
+  const char **certnames; /* --fe_certname values */
+  int n_certnames;
+  const char *proxy;      /* --proxy, else https_proxy / all_proxy */
+  int hk_min;
   const char *ca_file;
   int insecure;
   int tls; /* -1 unset, 0 off (-I), 1 on (--tls) */
@@ -199,6 +216,9 @@ static void parse_other(int c, char **argv, options *o) {
     case OPT_CA_FILE: o->ca_file = optarg; break;
     case OPT_INSECURE: o->insecure = 1; break;
     case OPT_DDNS_URL: o->ddns_url = optarg; break;
+    case OPT_CERTNAME: o->certnames[o->n_certnames++] = optarg; break;
+    case OPT_HK_MIN: o->hk_min = cli_int_arg(PROG, "--housekeeping-min", optarg, 1, 3600); break;
+    case OPT_PROXY: o->proxy = optarg; break;
     case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
     case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -213,6 +233,11 @@ static void parse_options(int argc, char **argv, options *o) {
       {"frontend", required_argument, NULL, OPT_FRONTEND},
       {"tls", no_argument, NULL, OPT_TLS},
       {"ca-file", required_argument, NULL, OPT_CA_FILE},
+      {"ca_certs", required_argument, NULL, OPT_CA_FILE}, /* pagekite.py's name */
+      {"fe_certname", required_argument, NULL, OPT_CERTNAME},
+      {"fe-certname", required_argument, NULL, OPT_CERTNAME},
+      {"housekeeping-min", required_argument, NULL, OPT_HK_MIN},
+      {"proxy", required_argument, NULL, OPT_PROXY},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
       {"help", no_argument, NULL, 'h'},
@@ -370,6 +395,10 @@ static int configure(pagekite_mgr m, const options *o) {
       pagekite_set_tls_verify(m, o->insecure ? PK_TLS_VERIFY_NONE : PK_TLS_VERIFY_PEER,
                               o->ca_file) < 0)
     return fail(o, EXIT_MANAGER_INIT, "pagekite_set_tls_verify");
+  for (int i = 0; i < o->n_certnames; i++)
+    if (pagekite_add_frontend_certname(m, o->certnames[i]) < 0)
+      return fail(o, EXIT_MANAGER_INIT, "pagekite_add_frontend_certname");
+  if (o->hk_min) pagekite_set_housekeeping_min_interval(m, o->hk_min);
   pagekite_want_spare_frontends(m, o->spares);
   pagekite_enable_watchdog(m, o->watchdog);
   pagekite_enable_http_forwarding_headers(m, o->fwd_headers);
@@ -377,15 +406,10 @@ static int configure(pagekite_mgr m, const options *o) {
   pagekite_set_bail_on_errors(m, o->bail);
   pagekite_set_conn_eviction_idle_s(m, o->evict_s);
   if (o->rejection_url) {
-#ifdef PK_HAVE_REJECTION_URL
     /* libpagekite frames URL?&where=BE&v=..&proto=..&domain=..&relay_ip=..
      * in the 503 page the connector sends when an origin is unreachable. */
     if (pagekite_set_rejection_url(m, o->rejection_url) < 0)
       return fail(o, EXIT_MANAGER_INIT, "pagekite_set_rejection_url");
-#else
-    fprintf(stderr, PROG ": warning: -r %s is not used: this libpagekite has no rejection URL\n",
-            o->rejection_url);
-#endif
   }
   return 0;
 }
@@ -493,7 +517,8 @@ int main(int argc, char **argv) {
       .max_conns = 25,
   };
   o.frontends = calloc((size_t)argc + 1, sizeof(*o.frontends));
-  if (!o.frontends) {
+  o.certnames = calloc((size_t)argc + 1, sizeof(*o.certnames));
+  if (!o.frontends || !o.certnames) {
     fprintf(stderr, PROG ": out of memory\n");
     return EXIT_MANAGER_INIT;
   }
@@ -502,5 +527,6 @@ int main(int argc, char **argv) {
   check_kites(argc, argv, optind);
   int rc = run(&o, argc, argv, optind);
   free(o.frontends);
+  free(o.certnames);
   return rc;
 }

@@ -870,6 +870,26 @@ done:
   return result;
 }
 
+/* pagekite_set_rejection_url -> binding.setRejectionUrl */
+static napi_value pkn_fn_setRejectionUrl(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setRejectionUrl";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_url = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "url", 1, &a_url) != 0) goto done;
+  {
+    int r = pagekite_set_rejection_url(a_mgr, a_url);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_url);
+  return result;
+}
+
 int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "init", pkn_fn_init) != 0) return -1;
   if (pkn_define(env, exports, "initPagekitenet", pkn_fn_initPagekitenet) != 0) return -1;
@@ -913,6 +933,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "addFrontendCertname", pkn_fn_addFrontendCertname) != 0) return -1;
   if (pkn_define(env, exports, "getKiteStatus", pkn_fn_getKiteStatus) != 0) return -1;
   if (pkn_define(env, exports, "getKiteReason", pkn_fn_getKiteReason) != 0) return -1;
+  if (pkn_define(env, exports, "setRejectionUrl", pkn_fn_setRejectionUrl) != 0) return -1;
   if (pkn_const_str(env, exports, "PK_VERSION", PK_VERSION) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_VERSION_NUMBER", PK_VERSION_NUMBER) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_STATUS_STARTUP", PK_STATUS_STARTUP) != 0) return -1;
@@ -965,6 +986,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_const_int(env, exports, "PK_COUNTER_REJECTED", PK_COUNTER_REJECTED) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_TLS_VERIFY_NONE", PK_TLS_VERIFY_NONE) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_TLS_VERIFY_PEER", PK_TLS_VERIFY_PEER) != 0) return -1;
+  if (pkn_const_str(env, exports, "PAGEKITE_NET_REJECTION_URL", PAGEKITE_NET_REJECTION_URL) != 0) return -1;
   if (pkn_const_str(env, exports, "PAGEKITE_NET_DDNS", PAGEKITE_NET_DDNS) != 0) return -1;
   if (pkn_const_str(env, exports, "PAGEKITE_NET_V4FRONTENDS", PAGEKITE_NET_V4FRONTENDS) != 0) return -1;
   if (pkn_const_str(env, exports, "PAGEKITE_NET_V6FRONTENDS", PAGEKITE_NET_V6FRONTENDS) != 0) return -1;

@@ -110,10 +110,12 @@ int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
 int pagekite_add_frontend_certname(pagekite_mgr mgr, const char *name);
 int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, const char *kitename);
 char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
+int pagekite_set_rejection_url(pagekite_mgr mgr, const char *url);
 """
 
 CONSTANTS = {
     'PK_VERSION': '0.92.261125C',
+    'PAGEKITE_NET_REJECTION_URL': 'https://pagekite.net/offline/',
     'PAGEKITE_NET_DDNS': 'http://up.pagekite.net/?hostname=%s&myip=%s&sign=%s',
     'PAGEKITE_NET_V4FRONTENDS': 'fe4_091c.b5p.us',
     'PAGEKITE_NET_V6FRONTENDS': 'fe6_091c.b5p.us',
@@ -223,4 +225,5 @@ FUNCTIONS = {
     'add_frontend_certname': 'pagekite_add_frontend_certname',
     'get_kite_status': 'pagekite_get_kite_status',
     'get_kite_reason': 'pagekite_get_kite_reason',
+    'set_rejection_url': 'pagekite_set_rejection_url',
 }

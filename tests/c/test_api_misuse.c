@@ -104,6 +104,10 @@ TEST(bad_kites_and_frontends) {
   EXPECT_FAIL(pagekite_add_kite(m, "http", "", 0, "s", "127.0.0.1", 80), -1);
   EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test:80", 0, "s", "127.0.0.1", 80), -1);
   EXPECT_FAIL(pagekite_add_kite(m, "ht:tp", "a.test", 0, "s", "127.0.0.1", 80), -1);
+  /* A protocol typo is refused up front, and the error names the choices. */
+  EXPECT_FAIL(pagekite_add_kite(m, "htp", "a.test", 0, "s", "127.0.0.1", 80), -1);
+  CHECK(strstr(pagekite_last_error(), "unknown protocol 'htp'") != NULL);
+  CHECK(strstr(pagekite_last_error(), "websocket") != NULL);
   EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, NULL, "127.0.0.1", 80), -1);
   EXPECT_FAIL(pagekite_add_kite(m, "http", "a.test", 0, "", "127.0.0.1", 80), -1);
   EXPECT_FAIL(pagekite_add_kite(m, "raw", "a.test", 0, "s", "127.0.0.1", 22), -1);
