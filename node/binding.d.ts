@@ -94,6 +94,8 @@ export interface RawBinding {
   getKiteReason(mgr: PageKiteHandle | null, proto: string, kitename: string): string | null;
   /** pagekite_set_rejection_url(): Frame a page from url in the 503 answer when an origin is down (libpagekite's call). */
   setRejectionUrl(mgr: PageKiteHandle | null, url: string | null): number;
+  /** pagekite_set_proxy(): Reach relays (and DDNS) through an outgoing HTTP CONNECT or SOCKS5 proxy. */
+  setProxy(mgr: PageKiteHandle | null, url: string | null): number;
   /** Version string of this library (major.minor.date plus a build letter). */
   readonly PK_VERSION: string;
   /** Numeric version of the header, major<<16 | minor<<8 | patch.  Compare it with pagekite_version_number() to detect a header/library mismatch. */

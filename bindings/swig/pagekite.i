@@ -213,6 +213,10 @@ static int pkj_set_rejection_url(const char *url) {
   return pagekite_set_rejection_url(pkj_mgr, url);
 }
 
+static int pkj_set_proxy(const char *url) {
+  return pagekite_set_proxy(pkj_mgr, url);
+}
+
 %}
 
 /* Load the JNI library when the class is first used: from the path in the
@@ -1031,3 +1035,22 @@ char *pkj_get_kite_reason(const char *proto, const char *kitename);
   public";
 %rename(setRejectionUrl) pkj_set_rejection_url;
 int pkj_set_rejection_url(const char *url);
+
+%javamethodmodifiers pkj_set_proxy "/**
+   * Reach relays (and DDNS) through an outgoing HTTP CONNECT or SOCKS5 proxy.
+   *
+   * url is http://[user:pass@]host[:port] (HTTP CONNECT, Basic auth),
+   * socks5://[user:pass@]host[:port] or socks5h://... (SOCKS5, RFC 1929
+   * user/password); the port defaults to 1080, as curl's. Tunnels ask the proxy
+   * for the relay's address (the relay's name must resolve locally), then speak
+   * TLS through it as they would directly; dynamic DNS updates go through it too.
+   * Relay pings are skipped (relays are tried in order). A proxy that is down or
+   * refuses is logged with its reason and retried like a relay that cannot be
+   * reached. NULL or \"\" turns the proxy off.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_proxy().
+   * @param url The proxy URL, or NULL / \"\" for none.
+   * @return 0 on success. On failure: -1 (bad URL, or the proxy's name does not resolve).
+   */
+  public";
+%rename(setProxy) pkj_set_proxy;
+int pkj_set_proxy(const char *url);

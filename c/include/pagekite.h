@@ -899,6 +899,26 @@ PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, co
  */
 PK_EXPORT int pagekite_set_rejection_url(pagekite_mgr mgr, const char *url);
 
+/* Reach relays (and DDNS) through an outgoing HTTP CONNECT or SOCKS5 proxy.
+ *
+ * url is http://[user:pass@]host[:port] (HTTP CONNECT, Basic auth),
+ * socks5://[user:pass@]host[:port] or socks5h://... (SOCKS5, RFC 1929
+ * user/password); the port defaults to 1080, as curl's. Tunnels ask the proxy
+ * for the relay's address (the relay's name must resolve locally), then speak
+ * TLS through it as they would directly; dynamic DNS updates go through it too.
+ * Relay pings are skipped (relays are tried in order). A proxy that is down or
+ * refuses is logged with its reason and retried like a relay that cannot be
+ * reached. NULL or "" turns the proxy off.
+ *
+ *   mgr  The manager.
+ *   url  The proxy URL, or NULL / "" for none.
+ *
+ * Returns: 0 on success. On failure: -1 (bad URL, or the proxy's name does not
+ * resolve).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_proxy(pagekite_mgr mgr, const char *url);
+
 #ifdef __cplusplus
 }
 #endif

@@ -761,3 +761,35 @@ PK_API int pagekite_set_rejection_url(pagekite_mgr h, const char *url) {
   uv_mutex_unlock(&m->lock);
   return 0;
 }
+
+PK_API int pagekite_set_proxy(pagekite_mgr h, const char *url) {
+  pk_mgr *m = MGR(h);
+  if (before_start(m, "pagekite_set_proxy")) return -1;
+  m->nproxy_addrs = 0;
+  if (!url || !*url) return 0;
+  char err[200];
+  pk_proxy p;
+  if (pk_proxy_parse_url(url, &p, err, sizeof(err)) != 0) {
+    pk_set_error("pagekite_set_proxy: %s", err);
+    return -1;
+  }
+  pk_frontend tmp;
+  memset(&tmp, 0, sizeof(tmp));
+  snprintf(tmp.host, sizeof(tmp.host), "%s", p.host);
+  tmp.port = p.port;
+  int saved = m->flags;
+  m->flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  int n = pk_frontend_resolve(m, &tmp);
+  m->flags = saved;
+  if (n < 1) {
+    pk_set_error("pagekite_set_proxy: cannot resolve the proxy %s", p.host);
+    return -1;
+  }
+  m->proxy = p;
+  m->nproxy_addrs = n < PK_MAX_ORIGIN_ADDRS ? n : PK_MAX_ORIGIN_ADDRS;
+  for (int i = 0; i < m->nproxy_addrs; i++) m->proxy_addrs[i] = tmp.addrs[i];
+  char what[300];
+  pk_proxy_describe(&p, what, sizeof(what));
+  pk_log(m, PK_LOG_MANAGER_INFO, "Outgoing proxy %s", what);
+  return 0;
+}

@@ -9,6 +9,15 @@
 #include <openssl/x509v3.h>
 
 #include "internal.h"
+#include "proxy.h"
+
+/* An outgoing proxy's handshake on a connecting conn (pk_conn_connect_via). */
+struct pk_conn_proxy {
+  pk_proxy_hs hs;
+  char first[PK_PROXY_OUT_MAX]; /* our first message to the proxy */
+  size_t firstn;
+  char what[300]; /* the proxy, for messages (password masked) */
+};
 
 typedef struct pk_wreq {
   uv_write_t req;
@@ -144,6 +153,13 @@ int pk_conn_evict_one(pk_mgr *m) {
 
 static void drop_held(pk_conn *c);
 
+static void proxy_free(pk_conn *c) {
+  if (!c->px) return;
+  pk_proxy_hs_clear(&c->px->hs); /* credentials */
+  free(c->px);
+  c->px = NULL;
+}
+
 static void on_close(uv_handle_t *h) {
   pk_conn *c = h->data;
   pk_mgr *m = c->mgr;
@@ -153,6 +169,7 @@ static void on_close(uv_handle_t *h) {
   if (c->flags & PK_CF_COUNTED) m->client_conns--;
   if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
   drop_held(c);
+  proxy_free(c);
   if (c->inbuf) pk_block_unref(m, c->inbuf);
   if (c->tail) pk_block_unref(m, c->tail);
   int id = c->id;
@@ -526,6 +543,69 @@ static void read_ended(pk_conn *c, ssize_t nread) {
   if (c->on_eof) c->on_eof(c, nread == UV_EOF ? 0 : (int)nread);
 }
 
+/* ---- an outgoing proxy ---- */
+static void tls_progress(pk_conn *c);
+
+/* Bytes for the proxy itself: past TLS and past the writes held for later. */
+static int proxy_send(pk_conn *c, const char *p, size_t n) {
+  int held = c->flags & PK_CF_CONNECTING;
+  c->flags &= ~PK_CF_CONNECTING;
+  int rv = copy_write(c, p, n);
+  c->flags |= held;
+  return rv;
+}
+
+static void proxy_failed(pk_conn *c, const char *why) {
+  pk_set_error("proxy %s: %s", c->px->what, why);
+  proxy_free(c);
+  pk_conn_read_stop(c);
+  if (c->on_connect) {
+    pk_conn_event_cb cb = c->on_connect;
+    c->on_connect = NULL;
+    cb(c, UV_ECONNREFUSED);
+  }
+}
+
+/* The proxy opened the tunnel: what follows is the target's.  TLS starts
+ * (or the owner hears it is connected) and bytes that came with the
+ * proxy's answer are handed on. */
+static void proxy_done(pk_conn *c, const char *rest, size_t n, pk_block *b) {
+  pk_log(c->mgr, PK_LOG_TUNNEL_CONNS, "Proxy %s connected us", c->px->what);
+  proxy_free(c);
+  flush_held(c);
+  if (c->flags & PK_CF_CLOSING) return;
+  if (c->ssl) {
+    SSL_set_connect_state(c->ssl);
+    if (n) BIO_write(c->rbio, rest, (int)n);
+    tls_progress(c);
+    return;
+  }
+  pk_conn_event_cb cb = c->on_connect;
+  c->on_connect = NULL;
+  if (cb) cb(c, 0);
+  if (n && c->on_data && !(c->flags & PK_CF_CLOSING)) c->on_data(c, rest, n, b);
+}
+
+static void proxy_input(pk_conn *c, ssize_t nread, pk_block *b) {
+  pk_mgr *m = c->mgr;
+  if (nread < 0) {
+    if (b) pk_block_unref(m, b);
+    pk_proxy_eof(&c->px->hs);
+    proxy_failed(c, c->px->hs.why);
+    return;
+  }
+  c->bytes_in += (uint64_t)nread;
+  char out[PK_PROXY_OUT_MAX];
+  size_t used = 0, outn = 0;
+  int r = pk_proxy_recv(&c->px->hs, b->data, (size_t)nread, &used, out, sizeof(out), &outn);
+  if (outn && proxy_send(c, out, outn) != 0) r = PK_PROXY_ERROR;
+  if (r == PK_PROXY_ERROR)
+    proxy_failed(c, c->px->hs.why[0] ? c->px->hs.why : pk_get_error());
+  else if (r == PK_PROXY_DONE)
+    proxy_done(c, b->data + used, (size_t)nread - used, b);
+  pk_block_unref(m, b);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pk_conn *c = s->data;
   pk_mgr *m = c->mgr;
@@ -541,6 +621,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   pk_block *b = buf->base ? block_of(buf->base) : NULL;
+  if (c->px && nread != 0 && nread != UV_ENOBUFS) {
+    proxy_input(c, nread, b);
+    return;
+  }
   if (nread == UV_ENOBUFS || (nread == 0 && !b)) {
     uv_read_stop(s);
     c->flags &= ~PK_CF_READING;
@@ -744,7 +828,10 @@ static void on_connect(uv_connect_t *req, int status) {
   if (c->flags & PK_CF_CLOSING) return;
   if (status < 0) {
     if (try_next_address(c, status)) return;
-    pk_set_error("connect failed: %s", uv_strerror(status));
+    if (c->px)
+      pk_set_error("connecting to proxy %s failed: %s", c->px->what, uv_strerror(status));
+    else
+      pk_set_error("connect failed: %s", uv_strerror(status));
     if (c->on_connect) c->on_connect(c, status);
     return;
   }
@@ -752,6 +839,10 @@ static void on_connect(uv_connect_t *req, int status) {
   c->addrs = NULL;
   pk_conn_set_nodelay(c);
   pk_conn_read_start(c);
+  if (c->px) { /* the proxy first; writes stay held until it has connected us */
+    if (proxy_send(c, c->px->first, c->px->firstn) != 0) proxy_failed(c, pk_get_error());
+    return;
+  }
   flush_held(c);
   if (c->flags & PK_CF_CLOSING) return;
   if (c->ssl) {
@@ -798,6 +889,23 @@ int pk_conn_connect_any(pk_conn *c, const struct sockaddr_storage *addrs, int n,
   c->addr_first = first >= 0 && first < n ? first : 0;
   c->addr_at = 0;
   return pk_conn_connect(c, (const struct sockaddr *)&addrs[c->addr_first], tls, sni);
+}
+
+int pk_conn_connect_via(pk_conn *c, const pk_proxy *p, const struct sockaddr_storage *paddrs,
+                        int np, const char *target, int tport, SSL_CTX *tls, const char *sni) {
+  c->px = calloc(1, sizeof(*c->px));
+  if (!c->px) {
+    pk_set_error("out of memory");
+    return -1;
+  }
+  pk_proxy_describe(p, c->px->what, sizeof(c->px->what));
+  if (pk_proxy_start(&c->px->hs, p, target, tport, c->px->first, sizeof(c->px->first),
+                     &c->px->firstn) != 0) {
+    pk_set_error("proxy %s: %s", c->px->what, c->px->hs.why);
+    proxy_free(c);
+    return -1;
+  }
+  return pk_conn_connect_any(c, paddrs, np, 0, tls, sni);
 }
 
 int pk_conn_accept(pk_conn *c, uv_stream_t *server) {

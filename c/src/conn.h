@@ -61,6 +61,7 @@ struct pk_conn {
   const struct sockaddr_storage *addrs; /* connecting: the addresses to try in turn */
   int naddrs, addr_first, addr_at;
   struct pk_wreq *pending, *pending_tail; /* writes held while connecting */
+  struct pk_conn_proxy *px; /* an outgoing proxy's handshake, while it runs */
   uv_shutdown_t shutdown_req;
   uv_timer_t *timer; /* optional per-conn timer (ping, classify timeout) */
   /* role callbacks */
@@ -96,6 +97,7 @@ struct pk_conn {
     pk_tunnel *tunnel;
     pk_kite *kite;
     pk_frontend *fe;
+    struct pk_ddns_job *ddns;
   } own;
   int owner_idx;        /* PK_CK_PING: which of the frontend's addresses */
   pk_conn *free_next;
@@ -112,6 +114,13 @@ int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const
 int pk_conn_connect_any(pk_conn *c, const struct sockaddr_storage *addrs, int n, int first,
                         SSL_CTX *tls, const char *sni);
 int pk_conn_addr_index(const pk_conn *c);
+/* The same through an outgoing proxy (proxy.h) at paddrs: once the TCP
+ * connection to the proxy is up, the proxy is asked for target:tport (HTTP
+ * CONNECT or SOCKS5), then TLS (when tls) and on_connect follow as for a
+ * direct connection.  A proxy that refuses reaches on_connect as a failure
+ * with pk_get_error() saying why. */
+int pk_conn_connect_via(pk_conn *c, const pk_proxy *p, const struct sockaddr_storage *paddrs,
+                        int np, const char *target, int tport, SSL_CTX *tls, const char *sni);
 int pk_conn_accept(pk_conn *c, uv_stream_t *server);
 int pk_conn_start_tls_server(pk_conn *c, SSL_CTX *ctx, const char *already, size_t n);
 int pk_conn_read_start(pk_conn *c);

@@ -540,10 +540,12 @@ static void connect_tunnel(pk_mgr *m, int fi, int ai, int signed_retry) {
   }
   char ip[64];
   pk_addr_str((struct sockaddr *)&fe->addrs[ai], ip, sizeof(ip), NULL);
-  pk_log(m, PK_LOG_TUNNEL_CONNS, "Connecting to relay %s (%s) port %d%s", fe->host, ip, fe->port,
-         ctx ? " with TLS" : "");
-  if (pk_conn_connect(c, (struct sockaddr *)&fe->addrs[ai], ctx, fe->host) != 0)
-    pk_tunnel_kill(t, "connect failed");
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Connecting to relay %s (%s) port %d%s%s", fe->host, ip,
+         fe->port, ctx ? " with TLS" : "", m->nproxy_addrs ? " through the proxy" : "");
+  int rv = m->nproxy_addrs ? pk_conn_connect_via(c, &m->proxy, m->proxy_addrs, m->nproxy_addrs,
+                                                 ip, fe->port, ctx, fe->host)
+                           : pk_conn_connect(c, (struct sockaddr *)&fe->addrs[ai], ctx, fe->host);
+  if (rv != 0) pk_tunnel_kill(t, pk_get_error());
 }
 
 /* Why a relay that answered did not take the tunnel. */
@@ -735,22 +737,6 @@ static void refresh_dns(pk_mgr *m) {
 }
 
 /* ---- dynamic DNS ---- */
-static void ddns_on_data(pk_conn *c, const char *d, size_t n, pk_block *b) {
-  pk_log(c->mgr, PK_LOG_MANAGER_INFO, "DDNS update answered: %.*s", (int)(n > 60 ? 60 : n), d);
-  pk_conn_close(c);
-}
-static void ddns_on_eof(pk_conn *c, int s) { pk_conn_close(c); }
-static void ddns_on_connect(pk_conn *c, int status) {
-  if (status < 0) {
-    pk_log(c->mgr, PK_LOG_MANAGER_ERROR, "DDNS update failed: %s", uv_strerror(status));
-    pk_conn_close(c);
-    return;
-  }
-  if (c->inbuf) pk_conn_write(c, c->inbuf->data, c->inlen, NULL);
-}
-
-/* Builds the update URL as libpagekite did: format(kitename, ip-list, sign)
- * where sign = signToken(secret, "kitename:ip-list"). */
 int pk_ddns_url(pk_mgr *m, const pk_kite *k, const char *ips, char *out, size_t n) {
   char payload[PK_NAME_MAX + 512], sig[PK_LONG_SIGN_LEN + 1];
   snprintf(payload, sizeof(payload), "%s:%s", k->name, ips);
@@ -761,6 +747,176 @@ int pk_ddns_url(pk_mgr *m, const pk_kite *k, const char *ips, char *out, size_t 
   int w = snprintf(out, n, m->dyndns_url, k->name, ips, sig);
 #pragma GCC diagnostic pop
   return (w < 0 || (size_t)w >= n) ? -1 : 0;
+}
+
+/* One update: the request, where it goes, and the answer read back.  The
+ * job belongs to its conn from connect on (freed in its close callback);
+ * until then to the DNS lookup.  Nothing here blocks the loop. */
+typedef struct pk_ddns_job {
+  uv_getaddrinfo_t gai;
+  pk_mgr *m;
+  char kite[PK_NAME_MAX];
+  char host[256];
+  int port;
+  struct sockaddr_storage addrs[PK_MAX_ORIGIN_ADDRS];
+  int naddrs;
+  char req[1400];
+  size_t reqlen;
+  char reply[512];
+  size_t replen;
+} pk_ddns_job;
+
+/* dyndns2 answers: "good <ip>" or "nochg <ip>" is success. */
+static void ddns_judge(pk_conn *c) {
+  pk_ddns_job *j = c->own.ddns;
+  if (!j || !j->reqlen) return;
+  j->reqlen = 0; /* judged once */
+  const char *body = strstr(j->reply, "\r\n\r\n");
+  body = body ? body + 4 : j->reply + j->replen;
+  int ok = strncasecmp(body, "good", 4) == 0 || strncasecmp(body, "nochg", 5) == 0;
+  if (ok) {
+    pk_log(j->m, PK_LOG_MANAGER_INFO, "DDNS update for %s: %.60s", j->kite, body);
+  } else {
+    pk_count_error(j->m);
+    pk_log(j->m, PK_LOG_MANAGER_ERROR, "DDNS update for %s refused: %.80s", j->kite,
+           j->replen ? j->reply : "no answer");
+  }
+}
+
+static void ddns_on_data(pk_conn *c, const char *d, size_t n, pk_block *b) {
+  pk_ddns_job *j = c->own.ddns;
+  size_t room = sizeof(j->reply) - 1 - j->replen;
+  memcpy(j->reply + j->replen, d, n < room ? n : room);
+  j->replen += n < room ? n : room;
+  j->reply[j->replen] = 0;
+  if (n >= room) { /* enough to judge */
+    ddns_judge(c);
+    pk_conn_close(c);
+  }
+}
+
+static void ddns_on_eof(pk_conn *c, int status) {
+  ddns_judge(c);
+  pk_conn_close(c);
+}
+
+static void ddns_on_connect(pk_conn *c, int status) {
+  pk_ddns_job *j = c->own.ddns;
+  if (status < 0 || pk_conn_write(c, j->req, j->reqlen, NULL) != 0) {
+    pk_count_error(c->mgr);
+    pk_log(c->mgr, PK_LOG_MANAGER_ERROR, "DDNS update for %s failed: %s", j->kite,
+           pk_get_error());
+    j->reqlen = 0;
+    pk_conn_close(c);
+  }
+}
+
+static void ddns_closed(pk_conn *c, int status) {
+  free(c->own.ddns);
+  c->own.ddns = NULL;
+}
+
+/* Connect (directly, or through the proxy: by name when it resolves names). */
+static void ddns_connect(pk_ddns_job *j) {
+  pk_mgr *m = j->m;
+  pk_conn *c = m->stop_requested ? NULL : pk_conn_new(m, PK_CK_DDNS);
+  if (!c) {
+    free(j);
+    return;
+  }
+  c->own.ddns = j;
+  c->on_closed = ddns_closed;
+  c->on_connect = ddns_on_connect;
+  c->on_data = ddns_on_data;
+  c->on_eof = ddns_on_eof;
+  int rv;
+  if (m->nproxy_addrs) {
+    char ip[64] = "";
+    if (j->naddrs) pk_addr_str((struct sockaddr *)&j->addrs[0], ip, sizeof(ip), NULL);
+    rv = pk_conn_connect_via(c, &m->proxy, m->proxy_addrs, m->nproxy_addrs,
+                             j->naddrs ? ip : j->host, j->port, NULL, NULL);
+  } else {
+    rv = pk_conn_connect_any(c, j->addrs, j->naddrs, 0, NULL, NULL);
+  }
+  if (rv != 0) ddns_on_connect(c, -1);
+}
+
+static void ddns_on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  pk_ddns_job *j = req->data;
+  pk_frontend tmp; /* fill_addrs' shape */
+  memset(&tmp, 0, sizeof(tmp));
+  tmp.port = j->port;
+  if (status == 0 && res) fill_addrs(&tmp, res, PK_WITH_IPV4 | PK_WITH_IPV6);
+  if (res) uv_freeaddrinfo(res);
+  j->naddrs = tmp.naddrs < PK_MAX_ORIGIN_ADDRS ? tmp.naddrs : PK_MAX_ORIGIN_ADDRS;
+  for (int i = 0; i < j->naddrs; i++) j->addrs[i] = tmp.addrs[i];
+  if (!j->naddrs) {
+    pk_count_error(j->m);
+    pk_log(j->m, PK_LOG_MANAGER_ERROR, "DDNS update for %s: cannot resolve %s: %s", j->kite,
+           j->host, status ? uv_strerror(status) : "no address");
+    free(j);
+    return;
+  }
+  ddns_connect(j);
+}
+
+/* "host:port" or "[v6]:port" (the port optional). */
+static int split_host_port(const char *s, char *host, size_t n, int *port) {
+  const char *end = s[0] == '[' ? strchr(s, ']') : strrchr(s, ':');
+  const char *h = s[0] == '[' ? s + 1 : s;
+  if (!end) end = s + strlen(s);
+  if ((size_t)(end - h) >= n || end == h) return -1;
+  snprintf(host, n, "%.*s", (int)(end - h), h);
+  const char *colon = s[0] == '[' ? (end[1] == ':' ? end + 1 : NULL) : (*end == ':' ? end : NULL);
+  if (colon) *port = atoi(colon + 1);
+  return *port > 0 && *port < 65536 ? 0 : -1;
+}
+
+/* "http://host[:port]/path" into the job: where to connect and the GET. */
+static int ddns_job_url(pk_ddns_job *j, const char *url) {
+  if (strncmp(url, "http://", 7) != 0) return -1;
+  const char *hp = url + 7, *path = strchr(hp, '/');
+  if (!path) path = "/";
+  size_t hl = (size_t)(path - hp);
+  if (hl == 0 || hl >= sizeof(j->host)) return -1;
+  char hostport[256];
+  snprintf(hostport, sizeof(hostport), "%.*s", (int)hl, hp);
+  j->port = 80;
+  if (hostport[0] == '[' || strchr(hostport, ':')) {
+    if (split_host_port(hostport, j->host, sizeof(j->host), &j->port) != 0) return -1;
+  } else {
+    snprintf(j->host, sizeof(j->host), "%s", hostport);
+  }
+  pk_wbuf b;
+  pk_wbuf_init(&b, j->req, sizeof(j->req));
+  pk_wire_http_get_request(&b, path, (pk_slice){hp, hl}, PK_VERSION);
+  j->reqlen = b.len;
+  return pk_wbuf_ok(&b) ? 0 : -1;
+}
+
+static void ddns_start(pk_mgr *m, const pk_kite *k, const char *url) {
+  pk_ddns_job *j = calloc(1, sizeof(*j));
+  if (!j) return;
+  j->m = m;
+  snprintf(j->kite, sizeof(j->kite), "%s", k->name);
+  if (ddns_job_url(j, url) != 0) {
+    pk_log(m, PK_LOG_MANAGER_ERROR, "DDNS: not an http:// URL we can use: %.200s", url);
+    free(j);
+    return;
+  }
+  pk_log(m, PK_LOG_MANAGER_INFO, "DDNS update for %s", k->name);
+  /* An HTTP or socks5h proxy resolves the name itself. */
+  if (m->nproxy_addrs && m->proxy.kind != PK_PROXY_SOCKS5) {
+    ddns_connect(j);
+    return;
+  }
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_socktype = SOCK_STREAM;
+  char port[16];
+  snprintf(port, sizeof(port), "%d", j->port);
+  j->gai.data = j;
+  if (uv_getaddrinfo(&m->loop, &j->gai, ddns_on_gai, j->host, port, &hints) != 0) free(j);
 }
 
 static void ddns_update(pk_mgr *m) {
@@ -775,43 +931,7 @@ static void ddns_update(pk_mgr *m) {
     char ips[256] = "", url[1024];
     pk_tunnel *t = k->tunnel;
     pk_addr_str((struct sockaddr *)&m->fes[t->fe_idx].addrs[t->addr_idx], ips, sizeof(ips), NULL);
-    if (pk_ddns_url(m, k, ips, url, sizeof(url)) != 0) continue;
-    /* http://host[:port]/path */
-    if (strncmp(url, "http://", 7) != 0) {
-      pk_log(m, PK_LOG_MANAGER_ERROR, "DDNS: only http:// URLs are supported: %s", url);
-      continue;
-    }
-    char host[256];
-    const char *hp = url + 7, *path = strchr(hp, '/');
-    if (!path) path = "/";
-    size_t hl = (size_t)(path - hp) < sizeof(host) - 1 ? (size_t)(path - hp) : sizeof(host) - 1;
-    memcpy(host, hp, hl);
-    host[hl] = 0;
-    int port = 80;
-    char *colon = strrchr(host, ':');
-    if (colon) {
-      *colon = 0;
-      port = atoi(colon + 1);
-    }
-    pk_frontend tmp;
-    memset(&tmp, 0, sizeof(tmp));
-    snprintf(tmp.host, sizeof(tmp.host), "%s", host);
-    tmp.port = port;
-    if (pk_frontend_resolve(m, &tmp) < 1) continue;
-    pk_conn *c = pk_conn_new(m, PK_CK_DDNS);
-    if (!c || !(c->inbuf = pk_block_get(m))) {
-      if (c) pk_conn_close(c);
-      continue;
-    }
-    pk_wbuf b;
-    pk_wbuf_init(&b, c->inbuf->data, PK_BLOCK_SIZE);
-    pk_wire_http_get_request(&b, path, (pk_slice){hp, hl}, PK_VERSION);
-    c->inlen = b.len;
-    c->on_connect = ddns_on_connect;
-    c->on_data = ddns_on_data;
-    c->on_eof = ddns_on_eof;
-    if (pk_conn_connect(c, (struct sockaddr *)&tmp.addrs[0], NULL, NULL) != 0) pk_conn_close(c);
-    pk_log(m, PK_LOG_MANAGER_INFO, "DDNS update for %s", k->name);
+    if (pk_ddns_url(m, k, ips, url, sizeof(url)) == 0) ddns_start(m, k, url);
   }
   m->ddns_done = 1;
 }
@@ -821,7 +941,9 @@ static int connector_start(pk_mgr *m) {
   for (int i = 0; i < m->nkites; i++) pk_random_hex(m->kites[i].bsalt, PK_TOKEN_LEN);
   int total = 0;
   for (int f = 0; f < m->nfes; f++) total += m->fes[f].naddrs;
-  if (total > 1 || m->fake_ping)
+  /* Through a proxy relays are not pinged (the proxy would have to carry
+   * every ping): they are tried in order. */
+  if ((total > 1 || m->fake_ping) && !m->nproxy_addrs)
     for (int f = 0; f < m->nfes; f++)
       for (int a = 0; a < m->fes[f].naddrs; a++) ping_relay(m, f, a);
   m->next_attempt = pk_now_ms(m) + (total > 1 ? 600 : 0);
@@ -944,7 +1066,9 @@ static void connector_housekeep(pk_mgr *m) {
   if (now - m->last_hk >= hk_ms) {
     m->last_hk = now;
     refresh_dns(m);
-    if (total > 1 || m->fake_ping)
+    /* Through a proxy relays are not pinged (the proxy would have to carry
+   * every ping): they are tried in order. */
+  if ((total > 1 || m->fake_ping) && !m->nproxy_addrs)
       for (int f = 0; f < m->nfes; f++)
         for (int a = 0; a < m->fes[f].naddrs; a++)
           if (!m->fes[f].tunnel[a]) ping_relay(m, f, a);

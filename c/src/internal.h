@@ -21,6 +21,7 @@
 #include "iplimit.h"
 #include "replay.h"
 #include "httpfwd.h"
+#include "proxy.h"
 #include "session.h"
 #include "kiteauth.h"
 #include "role.h"

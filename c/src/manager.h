@@ -98,7 +98,10 @@ struct pk_mgr {
   uint64_t outage_started;
   int rejected;
   char reason_out[64];
-  char rejection_url[512];    /* framed in the connector's 503 page, if set */        /* pagekite_get_kite_reason's answer */
+  char rejection_url[512];
+  pk_proxy proxy;             /* outgoing proxy, when nproxy_addrs > 0 */
+  struct sockaddr_storage proxy_addrs[PK_MAX_ORIGIN_ADDRS];
+  int nproxy_addrs;    /* framed in the connector's 503 page, if set */        /* pagekite_get_kite_reason's answer */
   int reject_streak;          /* rejections in a row (back-off) */
   uint64_t retry_rejected_at; /* when refused kites are asked for again */
   /* log */

@@ -58,6 +58,9 @@ static void usage(FILE *out) {
           "  --ca-file F  verify the relay against the CA certificates in F (implies --tls)\n"
           "  --insecure   do not verify the relay's certificate (implies --tls)\n"
           "  --ca_certs F     the same as --ca-file (pagekite.py's name)\n"
+          "  --proxy URL  reach relays through http://[user:pass@]host:port (CONNECT) or\n"
+          "               socks5://, socks5h:// (default: $https_proxy, $all_proxy,\n"
+          "               unless $no_proxy names the relay)\n"
           "  --fe_certname N  also accept a relay certificate for N (repeatable; \"\" clears;\n"
           "               the service and -w add their names themselves)\n"
           "\n"
@@ -389,6 +392,44 @@ static int fail(const options *o, int code, const char *what) {
   return code;
 }
 
+/* Whether host is listed in no_proxy / NO_PROXY ("*", a name, or a
+ * domain suffix with or without its leading dot). */
+static int no_proxy_for(const char *host) {
+  const char *list = getenv("no_proxy");
+  if (!list) list = getenv("NO_PROXY");
+  for (const char *p = list; p && *p;) {
+    p += strspn(p, ", ");
+    size_t n = strcspn(p, ", ");
+    const char *e = p + n;
+    if (n && *p == '.') p++, n--;
+    size_t hl = strlen(host);
+    if ((n == 1 && *p == '*') ||
+        (n && n <= hl && strncasecmp(host + hl - n, p, n) == 0 &&
+         (n == hl || host[hl - n - 1] == '.')))
+      return 1;
+    p = e;
+  }
+  return 0;
+}
+
+/* --proxy, else https_proxy / all_proxy from the environment (as curl reads
+ * them), unless no_proxy names a relay we were given. */
+static const char *choose_proxy(const options *o) {
+  if (o->proxy) return o->proxy;
+  static const char *const vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+  const char *env = NULL;
+  for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]) && !env; i++)
+    if (getenv(vars[i]) && *getenv(vars[i])) env = getenv(vars[i]);
+  for (int i = 0; env && i < o->n_frontends; i++) {
+    char host[HOST_MAX];
+    int port;
+    if (cli_split_host_port(o->frontends[i], NULL, host, sizeof(host), 1, &port) == 0 &&
+        no_proxy_for(host))
+      return NULL;
+  }
+  return env;
+}
+
 /* The per-manager settings; 0, or an exit code after reporting. */
 static int configure(pagekite_mgr m, const options *o) {
   if ((o->ca_file || o->insecure) &&
@@ -399,6 +440,8 @@ static int configure(pagekite_mgr m, const options *o) {
     if (pagekite_add_frontend_certname(m, o->certnames[i]) < 0)
       return fail(o, EXIT_MANAGER_INIT, "pagekite_add_frontend_certname");
   if (o->hk_min) pagekite_set_housekeeping_min_interval(m, o->hk_min);
+  const char *proxy = choose_proxy(o);
+  if (proxy && pagekite_set_proxy(m, proxy) < 0) return fail(o, EXIT_MANAGER_INIT, "pagekite_set_proxy");
   pagekite_want_spare_frontends(m, o->spares);
   pagekite_enable_watchdog(m, o->watchdog);
   pagekite_enable_http_forwarding_headers(m, o->fwd_headers);

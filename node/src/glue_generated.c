@@ -890,6 +890,26 @@ done:
   return result;
 }
 
+/* pagekite_set_proxy -> binding.setProxy */
+static napi_value pkn_fn_setProxy(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setProxy";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_url = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "url", 1, &a_url) != 0) goto done;
+  {
+    int r = pagekite_set_proxy(a_mgr, a_url);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_url);
+  return result;
+}
+
 int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "init", pkn_fn_init) != 0) return -1;
   if (pkn_define(env, exports, "initPagekitenet", pkn_fn_initPagekitenet) != 0) return -1;
@@ -934,6 +954,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "getKiteStatus", pkn_fn_getKiteStatus) != 0) return -1;
   if (pkn_define(env, exports, "getKiteReason", pkn_fn_getKiteReason) != 0) return -1;
   if (pkn_define(env, exports, "setRejectionUrl", pkn_fn_setRejectionUrl) != 0) return -1;
+  if (pkn_define(env, exports, "setProxy", pkn_fn_setProxy) != 0) return -1;
   if (pkn_const_str(env, exports, "PK_VERSION", PK_VERSION) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_VERSION_NUMBER", PK_VERSION_NUMBER) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_STATUS_STARTUP", PK_STATUS_STARTUP) != 0) return -1;

@@ -111,6 +111,7 @@ int pagekite_add_frontend_certname(pagekite_mgr mgr, const char *name);
 int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, const char *kitename);
 char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
 int pagekite_set_rejection_url(pagekite_mgr mgr, const char *url);
+int pagekite_set_proxy(pagekite_mgr mgr, const char *url);
 """
 
 CONSTANTS = {
@@ -226,4 +227,5 @@ FUNCTIONS = {
     'get_kite_status': 'pagekite_get_kite_status',
     'get_kite_reason': 'pagekite_get_kite_reason',
     'set_rejection_url': 'pagekite_set_rejection_url',
+    'set_proxy': 'pagekite_set_proxy',
 }

@@ -223,3 +223,62 @@ def test_refused_kite_asked_again_on_the_live_tunnel(tmp_path, procs):
                                 relay.stdout()))
     assert rejections >= 1 + asks - 1, relay.tail()
     wait_http("ok.example.test", port, "/", timeout=10)  # the good kite kept flying
+
+
+# ---------------------------------------------------------------- no blocking lookups
+
+def test_slow_ddns_lookup_does_not_stall_the_tunnel(tmp_path, procs):
+    """The DDNS host's lookup hangs (a name server that never answers): the
+    lookup runs off the loop thread, so requests through the tunnel keep
+    being served at once meanwhile."""
+    import socket as _s
+    import threading
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a private resolv.conf and a port-53 listener")
+    blackhole = _s.socket(_s.AF_INET, _s.SOCK_DGRAM)
+    try:
+        blackhole.bind(("127.0.0.77", 53))
+    except OSError as e:
+        pytest.skip("cannot bind 127.0.0.77:53: %s" % e)
+    stop = threading.Event()
+    queries = []
+
+    def swallow():  # reads queries, never answers
+        blackhole.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                queries.append(blackhole.recv(2048))
+            except OSError:
+                pass
+
+    threading.Thread(target=swallow, daemon=True).start()
+    try:
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.77\noptions timeout:5 attempts:1\n")
+        wrap = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                str(resolv)]
+        relay, port = start_relay(tmp_path)
+        procs.append(relay)
+        origin = Origin6("127.0.0.1")
+        procs.append(origin)
+        name = kite_name("slowdns")
+        conn = start_connector(tmp_path, [
+            "--frontend", "127.0.0.1:%d" % port,
+            "--ddns-url", "http://ddns.blackhole.test/?hostname=%s&myip=%s&sign=%s",
+            "127.0.0.1:%d" % origin.port, "http", name, "0", SECRET], wrap=wrap)
+        procs.append(conn)
+        conn.wait_status("FLYING", timeout=20)
+        conn.wait_for(r"DDNS update for %s" % re.escape(name), timeout=20, where="err",
+                      what="the DDNS update starting")
+        worst = 0.0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            wait_http(name, port, "/", timeout=10)
+            worst = max(worst, time.monotonic() - t0)
+        assert queries, "the DDNS name was never looked up through the black hole"
+        assert worst < 1.5, "a request took %.1f s while the DDNS lookup hung" % worst
+    finally:
+        stop.set()
+        blackhole.close()
