@@ -300,8 +300,10 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
   pk_mgr *m = t->mgr;
   pk_conn *s = (k && k->norigins) ? pk_conn_new(m, PK_CK_STREAM) : NULL;
   if (!s) {
-    pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "No origin for %s://%s:%d (%s)", r->proto, r->host,
-           r->port, k ? pk_get_error() : "no such kite");
+    long more = pk_ratelimit_check(m, &m->rl_refused); /* one line a second under load */
+    if (more >= 0)
+      pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR, "No origin for %s://%s:%d (%s); %ld more refused since the last line",
+             r->proto, r->host, r->port, k ? pk_get_error() : "no such kite", more);
     send_unavailable(t, sid, r->proto, r->host);
     return NULL;
   }

@@ -73,3 +73,15 @@ char *pk_log_snapshot(pk_mgr *m) {
   uv_mutex_unlock(&m->lock);
   return r->snapshot;
 }
+
+long pk_ratelimit_check(pk_mgr *m, pk_ratelimit *rl) {
+  uint64_t now = pk_now_ms(m);
+  if (rl->last_ms && now - rl->last_ms < 1000) {
+    rl->suppressed++;
+    return -1;
+  }
+  long n = rl->suppressed;
+  rl->suppressed = 0;
+  rl->last_ms = now ? now : 1;
+  return n;
+}

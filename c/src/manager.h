@@ -19,6 +19,13 @@ const char *pk_get_error(void);
 
 
 /* ---- manager.c ---- */
+/* At most one log line per second for a kind of event that peers can make
+ * happen at will (refused requests, dropped connections). */
+typedef struct {
+  uint64_t last_ms;
+  long suppressed;
+} pk_ratelimit;
+
 struct pk_mgr {
   uv_loop_t loop;
   uv_thread_t thread;
@@ -99,6 +106,7 @@ struct pk_mgr {
   int rejected;
   char reason_out[64];
   char rejection_url[512];
+  pk_ratelimit rl_refused, rl_dropped; /* log lines for refused streams / dropped conns */
   pk_proxy proxy;             /* outgoing proxy, when nproxy_addrs > 0 */
   struct sockaddr_storage proxy_addrs[PK_MAX_ORIGIN_ADDRS];
   int nproxy_addrs;    /* framed in the connector's 503 page, if set */        /* pagekite_get_kite_reason's answer */
@@ -121,6 +129,9 @@ int pk_ddns_url(pk_mgr *m, const pk_kite *k, const char *ips, char *out, size_t 
 int pk_head_rewrite(const char *head, size_t hl, const pk_hook_result *r, char *out, size_t outsz);
 int pk_hook_reject_response(const pk_hook_result *r, char *out, size_t outsz);
 void pk_notify(pk_mgr *m);
+/* -1: stay quiet (counted); else log now, mentioning the returned number of
+ * lines left out since the last one. */
+long pk_ratelimit_check(pk_mgr *m, pk_ratelimit *rl);
 void pk_count_error(pk_mgr *m);
 /* weight faults at once (a rejected kite: PK_FAULTS_PER_REJECTION). */
 void pk_count_faults(pk_mgr *m, int weight);

@@ -628,8 +628,12 @@ static void on_connection(uv_stream_t *server, int status) {
   pk_conn *c = pk_conn_new(m, PK_CK_UNKNOWN);
   if (!c) {
     accept_and_drop(m, server);
-    /* Not an error line: a flood must not count toward bail-on-errors. */
-    pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection: %s", pk_get_error());
+    /* Not an error line: a flood must not count toward bail-on-errors, nor
+     * write more than a line a second. */
+    long more = pk_ratelimit_check(m, &m->rl_dropped);
+    if (more >= 0)
+      pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection: %s; %ld more since the last line",
+             pk_get_error(), more);
     return;
   }
   if (pk_conn_accept(c, server) != 0) {

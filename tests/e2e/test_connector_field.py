@@ -282,3 +282,44 @@ def test_slow_ddns_lookup_does_not_stall_the_tunnel(tmp_path, procs):
     finally:
         stop.set()
         blackhole.close()
+
+
+# ---------------------------------------------------------------- refused requests
+
+def test_refused_requests_are_logged_once_a_second(tmp_path, procs):
+    """With its connection limit full, the connector refuses requests with
+    503 and logs one line a second with a count, not one line each."""
+    import concurrent.futures
+    import http.client
+
+    relay, port = start_relay(tmp_path)
+    procs.append(relay)
+    origin = Origin6("127.0.0.1")
+    procs.append(origin)
+    name = kite_name("limit")
+    conn = start_connector(tmp_path, ["--frontend", "127.0.0.1:%d" % port, "-c", "1",
+                                      "127.0.0.1:%d" % origin.port, "http", name, "0", SECRET])
+    procs.append(conn)
+    conn.wait_status("FLYING", timeout=20)
+    # One request holds the only slot (a client that sends half a request).
+    hold = socket.create_connection(("127.0.0.1", port), timeout=10)
+    hold.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n" % name).encode())
+    time.sleep(0.5)
+
+    def get(_):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/", headers={"Host": name})
+        status = c.getresponse().status
+        c.close()
+        return status
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        statuses = list(ex.map(get, range(200)))
+    took = time.monotonic() - t0
+    hold.close()
+    assert statuses.count(503) >= 150, statuses
+    time.sleep(1.2)
+    lines = re.findall(r"No origin for .*; (\d+) more refused since the last line", conn.stderr())
+    assert 1 <= len(lines) <= took + 3, (len(lines), took, conn.tail())
+    assert len(lines) + sum(int(n) for n in lines) <= statuses.count(503)
