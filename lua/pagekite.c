@@ -6,16 +6,20 @@
  *                     origin_port = 8080})
  *   assert(c:add_frontend("127.0.0.1", 9080))
  *   assert(c:start())
- *   ... c:poll(1); print(c:status()) ...
+ *   assert(c:wait_until("flying", 30))  -- or: ... c:poll(1); print(c:status()) ...
  *   c:stop()
  *
  * Methods return true (or a value) on success and nil, err on failure, with
- * err from pagekite_last_error().  A manager is stopped and freed by __gc and
+ * err from pagekite_last_error().  Connectors default to PK_WITH_DEFAULTS
+ * (TLS to relays, verified); pass flags = PK_WITH_IPV4 | PK_WITH_IPV6 for a
+ * relay without a certificate.  A manager is stopped and freed by __gc and
  * __close (`local c <close> = pagekite.relay{...}`) or explicitly with :free().
  * Lua argument errors (wrong types) raise, as in the standard library.
  */
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -86,9 +90,11 @@ static int new_mgr(lua_State *L, int relay) {
   int flags = opt_int(L, 1, "flags", PK_WITH_DEFAULTS);
   int verbosity = opt_int(L, 1, "verbosity", 0);
   if (relay) flags |= PK_AS_FRONTEND_RELAY;
-  lpk_mgr *u = lua_newuserdatauv(L, sizeof(*u), 0);
+  lpk_mgr *u = lua_newuserdatauv(L, sizeof(*u), 1);
   memset(u, 0, sizeof(*u));
   luaL_setmetatable(L, MT);
+  lua_newtable(L); /* user value 1: the kites added, {proto = "http[-port]", name = ...} */
+  lua_setiuservalue(L, -2, 1);
   u->relay = relay;
   u->mgr = pagekite_init(app_id, max_kites, max_fe, max_conns, ddns, flags, verbosity);
   if (!u->mgr) return fail(L);
@@ -111,7 +117,19 @@ static int m_add_kite(lua_State *L) {
   int port = opt_int(L, 2, "port", 0);
   int lport = opt_int(L, 2, "origin_port", 0);
   if (!name || !secret) return luaL_error(L, "add_kite: name and secret are required");
-  return result(L, pagekite_add_kite(u->mgr, proto, name, port, secret, host, lport));
+  if (pagekite_add_kite(u->mgr, proto, name, port, secret, host, lport) < 0) return fail(L);
+  /* Remembered for kites() and wait_until()'s rejection message. */
+  lua_getiuservalue(L, 1, 1);
+  lua_createtable(L, 0, 2);
+  if (port) lua_pushfstring(L, "%s-%d", proto, port);
+  else lua_pushstring(L, proto);
+  lua_setfield(L, -2, "proto");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "name");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* m:add_frontend(host, port) or m:add_frontend{host=, port=, lookup=true} */
@@ -202,6 +220,18 @@ static int m_set_tls_verify(lua_State *L) {
                                            luaL_optstring(L, 3, NULL)));
 }
 
+/* m:set_tls(cert_file, key_file): a relay's certificate for TLS tunnels */
+static int m_set_tls(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_relay_tls(u->mgr, luaL_checkstring(L, 2), luaL_checkstring(L, 3)));
+}
+
+/* m:add_frontend_certname(name): also accept a relay certificate for name */
+static int m_add_frontend_certname(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_add_frontend_certname(u->mgr, luaL_checkstring(L, 2)));
+}
+
 static int m_start(lua_State *L) {
   lpk_mgr *u = check(L);
   if (pagekite_thread_start(u->mgr) < 0) return fail(L);
@@ -238,6 +268,158 @@ static int m_status(lua_State *L) {
   lua_pushinteger(L, s);
   push_status(L, s);
   return 2;
+}
+
+static const char *const kite_status_names[] = {"waiting", "flying", "rejected", "duplicate"};
+
+static void push_kite_status(lua_State *L, int s) {
+  if (s >= 0 && s < (int)(sizeof(kite_status_names) / sizeof(kite_status_names[0])))
+    lua_pushstring(L, kite_status_names[s]);
+  else
+    lua_pushfstring(L, "kite_status_%d", s);
+}
+
+/* m:kite_status(proto, name) -> code, name ("waiting", "flying", "rejected", "duplicate") */
+static int m_kite_status(lua_State *L) {
+  lpk_mgr *u = check(L);
+  int s = pagekite_get_kite_status(u->mgr, luaL_checkstring(L, 2), luaL_checkstring(L, 3));
+  if (s < 0) return fail(L);
+  lua_pushinteger(L, s);
+  push_kite_status(L, s);
+  return 2;
+}
+
+/* m:kite_reason(proto, name) -> the relay's reason ("signature", ...) or "" */
+static int m_kite_reason(lua_State *L) {
+  lpk_mgr *u = check(L);
+  char *r = pagekite_get_kite_reason(u->mgr, luaL_checkstring(L, 2), luaL_checkstring(L, 3));
+  if (!r) return fail(L);
+  lua_pushstring(L, r);
+  return 1;
+}
+
+/* Pushes {{proto=, name=, status=, reason=}, ...} for the kites added with
+ * add_kite; with refused_only, only those a relay refused. */
+static void push_kites(lua_State *L, lpk_mgr *u, int refused_only) {
+  lua_newtable(L);
+  int out = lua_gettop(L), n = 0;
+  lua_getiuservalue(L, 1, 1);
+  lua_Integer count = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= count; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_getfield(L, -1, "proto");
+    lua_getfield(L, -2, "name");
+    const char *proto = lua_tostring(L, -2), *name = lua_tostring(L, -1);
+    int s = pagekite_get_kite_status(u->mgr, proto, name);
+    char *r = pagekite_get_kite_reason(u->mgr, proto, name);
+    if (!refused_only || s == PK_KITE_STATUS_REJECTED || s == PK_KITE_STATUS_DUPLICATE) {
+      lua_createtable(L, 0, 4);
+      lua_pushvalue(L, -3);
+      lua_setfield(L, -2, "proto");
+      lua_pushvalue(L, -2);
+      lua_setfield(L, -2, "name");
+      push_kite_status(L, s);
+      lua_setfield(L, -2, "status");
+      lua_pushstring(L, r ? r : "");
+      lua_setfield(L, -2, "reason");
+      lua_rawseti(L, out, ++n);
+    }
+    lua_pop(L, 3);
+  }
+  lua_pop(L, 1);
+}
+
+/* m:kites() -> {{proto=, name=, status=, reason=}, ...} */
+static int m_kites(lua_State *L) {
+  lpk_mgr *u = check(L);
+  push_kites(L, u, 0);
+  return 1;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The status code for a name ("flying", any case) or a code. */
+static int status_arg(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)luaL_checkinteger(L, idx);
+  const char *want = luaL_checkstring(L, idx);
+  static const int codes[] = {PK_STATUS_STARTUP,  PK_STATUS_CONNECTING, PK_STATUS_UPDATING_DNS,
+                              PK_STATUS_FLYING,   PK_STATUS_PROBLEMS,   PK_STATUS_REJECTED,
+                              PK_STATUS_NO_NETWORK};
+  for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+    if (strcasecmp(want, pagekite_status_name(codes[i])) == 0) return codes[i];
+  return luaL_argerror(L, idx, "unknown status name");
+}
+
+/* m:wait_until(status, timeout_s) -> true once the status (a name such as
+ * "flying", or a code) is reached; nil, "timeout: status is ..." after
+ * timeout_s; nil, "rejected: a relay refused PROTO:NAME STATE (REASON), ..."
+ * at once when the status becomes rejected while waiting for another one;
+ * nil, "not running" before start() or after stop(). */
+static int m_wait_until(lua_State *L) {
+  lpk_mgr *u = check(L);
+  int want = status_arg(L, 2);
+  double timeout = luaL_checknumber(L, 3);
+  double deadline = now_s() + (timeout > 0 ? timeout : 0);
+  if (!u->running) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "not running");
+    return 2;
+  }
+  for (;;) {
+    int s = pagekite_get_status(u->mgr);
+    if (s < 0) return fail(L);
+    if (s == want) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    if (s == PK_STATUS_REJECTED) {
+      push_kites(L, u, 1);
+      int refused = lua_gettop(L);
+      lua_pushliteral(L, "rejected: a relay refused");
+      lua_Integer n = (lua_Integer)lua_rawlen(L, refused);
+      for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, refused, i);
+        lua_getfield(L, -1, "proto");
+        lua_getfield(L, -2, "name");
+        lua_getfield(L, -3, "status");
+        lua_getfield(L, -4, "reason");
+        const char *reason = lua_tostring(L, -1);
+        lua_pushfstring(L, "%s %s:%s %s%s%s%s", i > 1 ? "," : "", lua_tostring(L, -4),
+                        lua_tostring(L, -3), lua_tostring(L, -2), *reason ? " (" : "", reason,
+                        *reason ? ")" : "");
+        lua_replace(L, -6);
+        lua_pop(L, 4);
+        lua_concat(L, 2);
+      }
+      if (!n) {
+        lua_pushliteral(L, " kites");
+        lua_concat(L, 2);
+      }
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    double left = deadline - now_s();
+    if (left <= 0) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "timeout: status is ");
+      push_status(L, s);
+      lua_concat(L, 2);
+      return 2;
+    }
+    if (left >= 1) {
+      /* Wakes on any status or log change since the get_status above. */
+      if (pagekite_poll(u->mgr, 1) < 0) return fail(L);
+    } else { /* poll() counts whole seconds: the last one in short steps */
+      double step = left < 0.01 ? left : 0.01;
+      struct timespec ts = {0, (long)(step * 1e9)};
+      nanosleep(&ts, NULL);
+    }
+  }
 }
 
 static int m_log(lua_State *L) {
@@ -324,6 +506,14 @@ static const luaL_Reg methods[] = {
     {"load_lua_plugin", m_load_lua_plugin},
     {"set_log_mask", m_set_log_mask},
     {"set_tls_verify", m_set_tls_verify},
+    {"set_tls", m_set_tls},
+    {"add_frontend_certname", m_add_frontend_certname},
+    {"kite_status", m_kite_status},
+    {"kite_reason", m_kite_reason},
+    {"get_kite_status", m_kite_status}, /* the spec's (doc/API.md) names */
+    {"get_kite_reason", m_kite_reason},
+    {"kites", m_kites},
+    {"wait_until", m_wait_until},
     {"start", m_start},
     {"stop", m_stop},
     {"status", m_status},
@@ -349,6 +539,8 @@ static const struct {
     C(PK_VERSION_NUMBER),
     C(PK_STATUS_STARTUP), C(PK_STATUS_CONNECTING), C(PK_STATUS_UPDATING_DNS),
     C(PK_STATUS_FLYING), C(PK_STATUS_PROBLEMS), C(PK_STATUS_REJECTED), C(PK_STATUS_NO_NETWORK),
+    C(PK_KITE_STATUS_WAITING), C(PK_KITE_STATUS_FLYING), C(PK_KITE_STATUS_REJECTED),
+    C(PK_KITE_STATUS_DUPLICATE),
     C(PK_WITH_DEFAULTS), C(PK_WITHOUT_DEFAULTS), C(PK_WITH_SSL), C(PK_WITH_IPV4),
     C(PK_WITH_IPV6), C(PK_WITH_SERVICE_FRONTENDS), C(PK_WITHOUT_SERVICE_FRONTENDS),
     C(PK_WITH_DYNAMIC_FE_LIST), C(PK_WITH_FRONTEND_SNI),

@@ -17,6 +17,19 @@ export type StatusName =
   | 'REJECTED'
   | 'NO_NETWORK';
 
+/** States of one kite (Connector.kiteStatus()). */
+export type KiteStatusName = 'WAITING' | 'FLYING' | 'REJECTED' | 'DUPLICATE';
+
+/** One kite of a Connector, as Connector.kites() reports it. */
+export interface KiteState {
+  /** The protocol as the kite is looked up: 'http', or 'http-8080' with a public port. */
+  proto: string;
+  name: string;
+  status: KiteStatusName;
+  /** Why a relay refused it ('signature', 'unknown', ...), or ''. */
+  reason: string;
+}
+
 export type CounterName =
   | 'KITES_LIVE'
   | 'TUNNELS'
@@ -51,7 +64,7 @@ export interface ManagerOptions {
   maxFrontends?: number;
   /** Most connections in flight at once. */
   maxConns?: number;
-  /** Flags.* bits (Connector default: WITH_DEFAULTS). */
+  /** Flags.* bits (Connector default: WITH_DEFAULTS, i.e. TLS to relays, verified). */
   flags?: number;
   /** Preset log level (-1 quiet .. 2 everything) or a LogMask.* mask. */
   verbosity?: number;
@@ -103,6 +116,10 @@ export class PageKiteError extends Error {
   readonly call: string | null;
   /** The library's reason, without the call prefix. */
   readonly reason: string;
+  /** waitFor() gave up because a relay rejected kites: 'REJECTED'. */
+  readonly status?: 'REJECTED';
+  /** With status 'REJECTED': the kites a relay refused, with its reasons. */
+  readonly kites?: KiteState[];
   constructor(message: string, call?: string);
 }
 
@@ -127,7 +144,11 @@ declare class Manager extends EventEmitter {
   ref(): this;
   /** Let the process exit even though the manager runs. */
   unref(): this;
-  /** Resolve once a 'status' event reports one of `statuses`; reject after timeoutMs or on stop. */
+  /**
+   * Resolve once a 'status' event reports one of `statuses`; reject after
+   * timeoutMs, on stop, and at once on REJECTED (unless waited for), with a
+   * PageKiteError whose `status` is 'REJECTED' and `kites` says why.
+   */
   waitFor(statuses: StatusName | StatusName[], timeoutMs?: number): Promise<StatusName>;
 
   counter(which: CounterName | number): number;
@@ -173,6 +194,14 @@ export class Connector extends Manager {
   addWhitelabelFrontends(whitelabelTld: string, flags?: number): number;
   /** Verify relay certificates (against caFile or the system store), or not. Before start(). */
   setTlsVerify(verify?: boolean, caFile?: string | null): this;
+  /** Also accept a relay certificate issued for name ('' clears the list). Before start(). */
+  addFrontendCertname(name: string): this;
+  /** One kite's state; throws PageKiteError for a kite never added. */
+  kiteStatus(proto: string, name: string): KiteStatusName;
+  /** Why a relay refused a kite ('signature', 'unknown', ...), or ''. */
+  kiteReason(proto: string, name: string): string;
+  /** Every kite added with addKite(), with its state and reason. */
+  kites(): KiteState[];
   wantSpareFrontends(spares: number): this;
 }
 
@@ -191,6 +220,7 @@ export class Relay extends Manager {
 
 export const Status: Readonly<Record<StatusName, number>>;
 export const Counter: Readonly<Record<CounterName, number>>;
+export const KiteStatus: Readonly<Record<KiteStatusName, number>>;
 export const TlsVerify: Readonly<{ NONE: number; PEER: number }>;
 export const Flags: Readonly<{
   WITH_DEFAULTS: number;

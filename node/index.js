@@ -38,6 +38,8 @@ function constantsWithPrefix(prefix) {
 const Status = constantsWithPrefix('PK_STATUS_');
 /** Log mask bits by name: ERRORS, NORMAL, DEBUG, ALL, ... */
 const LogMask = constantsWithPrefix('PK_LOG_');
+/** States of one kite by name: WAITING, FLYING, REJECTED, DUPLICATE. */
+const KiteStatus = constantsWithPrefix('PK_KITE_STATUS_');
 /** Counters by name: KITES_LIVE, TUNNELS, ... */
 const Counter = constantsWithPrefix('PK_COUNTER_');
 /** TLS verification modes: NONE, PEER. */
@@ -48,6 +50,7 @@ const Flags = Object.freeze(Object.fromEntries(Object.entries(binding)
   .map(([k, v]) => [k.slice(3), v])));
 
 const STATUS_NAMES = new Map(Object.entries(Status).map(([name, code]) => [code, name]));
+const KITE_STATUS_NAMES = new Map(Object.entries(KiteStatus).map(([name, code]) => [code, name]));
 
 function statusName(code) {
   return STATUS_NAMES.get(code) || (code < 0 ? 'UNKNOWN' : 'STATUS_' + code);
@@ -252,7 +255,10 @@ class Manager extends EventEmitter {
   /**
    * Resolve once a 'status' event reported one of `statuses` (a name or an
    * array of names); reject with a PageKiteError after timeoutMs or when
-   * stopped.
+   * stopped, and at once when the status becomes REJECTED while waiting for
+   * other statuses (a relay refused a kite: waiting would not change that).
+   * That error has `status` 'REJECTED' and `kites` (the kites a relay
+   * refused, from a Connector's kites(), with the relay's reasons).
    */
   waitFor(statuses, timeoutMs = 30000) {
     const wanted = new Set(Array.isArray(statuses) ? statuses : [statuses]);
@@ -264,6 +270,7 @@ class Manager extends EventEmitter {
     // every event up to that status has been emitted.
     const current = statusName(this._status);
     if (wanted.has(current) && this.running) return Promise.resolve(current);
+    if (current === 'REJECTED' && this.running) return Promise.reject(this._rejected(wanted));
     return new Promise((resolve, reject) => {
       const done = (fn, value) => {
         clearTimeout(timer);
@@ -273,6 +280,7 @@ class Manager extends EventEmitter {
       };
       const onStatus = (name) => {
         if (wanted.has(name)) done(resolve, name);
+        else if (name === 'REJECTED') done(reject, this._rejected(wanted));
       };
       const onClose = () => done(reject, new PageKiteError('stopped before reaching ' +
         [...wanted].join('/'), 'waitFor'));
@@ -282,6 +290,24 @@ class Manager extends EventEmitter {
       this.on('status', onStatus);
       this.on('close', onClose);
     });
+  }
+
+  _rejected(wanted) {
+    let kites = [];
+    try {
+      if (typeof this.kites === 'function') {
+        kites = this.kites().filter((k) => k.status === 'REJECTED' || k.status === 'DUPLICATE');
+      }
+    } catch (e) {
+      // stopped meanwhile: no kite details
+    }
+    const which = kites.length ? ': ' + kites.map((k) =>
+      `${k.proto}:${k.name} ${k.status}${k.reason ? ' (' + k.reason + ')' : ''}`).join(', ') : '';
+    const err = new PageKiteError(`a relay rejected kites, not ${[...wanted].join('/')}${which}`,
+      'waitFor');
+    err.status = 'REJECTED';
+    err.kites = kites;
+    return err;
   }
 
   /** One counter, by name ('KITES_LIVE', ...) or PK_COUNTER_* number. */
@@ -412,6 +438,7 @@ class Connector extends Manager {
   constructor(opts) {
     super(opts, { appId: 'pagekite-node', maxKites: 8, maxFrontends: 4, maxConns: 64,
       flags: binding.PK_WITH_DEFAULTS }, 0);
+    this._kites = [];
   }
 
   /**
@@ -429,6 +456,7 @@ class Connector extends Manager {
     const localPort = port(k.port, 'kite.port');
     this._check('addKite', binding.addKite(this[kHandle], proto, name, publicPort, secret, host,
       localPort));
+    this._kites.push({ proto: publicPort ? `${proto}-${publicPort}` : proto, name });
     return this;
   }
 
@@ -463,6 +491,48 @@ class Connector extends Manager {
       bool(verify, 'verify') ? binding.PK_TLS_VERIFY_PEER : binding.PK_TLS_VERIFY_NONE,
       str(caFile, 'caFile', true)));
     return this;
+  }
+
+  /**
+   * Also accept a relay certificate issued for `name` (pagekite.py's
+   * --fe_certname); '' forgets the names added so far.  Before start().
+   */
+  addFrontendCertname(name) {
+    this._configure('addFrontendCertname');
+    this._check('addFrontendCertname',
+      binding.addFrontendCertname(this[kHandle], str(name, 'name')));
+    return this;
+  }
+
+  /**
+   * One kite's state: 'WAITING', 'FLYING', 'REJECTED' or 'DUPLICATE'.  proto
+   * and name as given to addKite(); proto may carry the public port
+   * ('http-8080').  Throws PageKiteError for a kite that was never added.
+   */
+  kiteStatus(proto, name) {
+    this._alive('kiteStatus');
+    const code = this._check('kiteStatus',
+      binding.getKiteStatus(this[kHandle], str(proto, 'proto'), str(name, 'name')));
+    return KITE_STATUS_NAMES.get(code) || 'KITE_STATUS_' + code;
+  }
+
+  /**
+   * Why a relay refused a kite: 'signature' (wrong secret), 'unknown' (no
+   * domain of the relay takes the name), 'port', 'proto', 'quota',
+   * 'duplicate', 'invalid' (no reason given); '' while nothing was refused.
+   * Throws PageKiteError for a kite that was never added.
+   */
+  kiteReason(proto, name) {
+    this._alive('kiteReason');
+    const r = binding.getKiteReason(this[kHandle], str(proto, 'proto'), str(name, 'name'));
+    if (r === null) throw new PageKiteError(binding.lastError(), 'kiteReason');
+    return r;
+  }
+
+  /** Every kite added with addKite(): [{ proto, name, status, reason }]. */
+  kites() {
+    return this._kites.map(({ proto, name }) => ({ proto, name,
+      status: this.kiteStatus(proto, name), reason: this.kiteReason(proto, name) }));
   }
 
   /** Stay connected to this many spare relays. */
@@ -519,6 +589,7 @@ module.exports = {
   Flags,
   LogMask,
   Counter,
+  KiteStatus,
   TlsVerify,
   VERSION: binding.PK_VERSION,
   VERSION_NUMBER: binding.PK_VERSION_NUMBER,

@@ -1,12 +1,24 @@
 'use strict';
 // Shared by the tests: loopback ports, an origin web server, HTTP through
 // a relay.  (Outside test/ so that node --test does not run it as a test file.)
+const { execFileSync } = require('child_process');
 const crypto = require('crypto');
+const fs = require('fs');
 const http = require('http');
 const net = require('net');
+const os = require('os');
+const path = require('path');
+
+const { Flags } = require('..');
 
 const DOMAIN = 'example.test';
 const SECRET = 'node-test-secret';
+const RELAY_CERT_NAME = 'relay.example.test';
+
+/** Connector flags for a relay without a certificate (the tests' usual relay):
+ *  both address families, no WITH_SSL.  The default, WITH_DEFAULTS, turns TLS
+ *  on, and a plain relay then fails the handshake ("the relay does not speak TLS"). */
+const plainFlags = Flags.WITH_IPV4 | Flags.WITH_IPV6;
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -91,4 +103,44 @@ function dump(...managers) {
     m.log.slice(-30).join('\n')).join('\n');
 }
 
-module.exports = { DOMAIN, SECRET, freePort, sha256, startOrigin, request, dump };
+/** Resolve with the first line of manager.log containing text; reject after timeoutMs. */
+async function waitLog(manager, text, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const line = manager.log.find((l) => l.includes(text));
+    if (line) return line;
+    if (Date.now() > deadline) throw new Error(`${JSON.stringify(text)} not logged in ${timeoutMs} ms\n` + dump(manager));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A throwaway CA and relay certificates it signed (openssl CLI, in a temp dir):
+ *  { dir, ca, both: {cert, key} (relay.example.test + 127.0.0.1),
+ *    named: {cert, key} (relay.example.test only), remove() }. */
+function makePki() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pk-node-pki-'));
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '3',
+    '-subj', '/CN=pagekite Node binding test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  const cert = (label, san) => {
+    openssl('req', ...ec, '-keyout', label + '.key', '-out', label + '.csr',
+      '-subj', '/CN=' + RELAY_CERT_NAME);
+    fs.writeFileSync(path.join(dir, label + '.ext'), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\n` +
+      'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n');
+    openssl('x509', '-req', '-in', label + '.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
+      '-CAcreateserial', '-out', label + '.pem', '-days', '3', '-extfile', label + '.ext');
+    return { cert: path.join(dir, label + '.pem'), key: path.join(dir, label + '.key') };
+  };
+  return {
+    dir,
+    ca: path.join(dir, 'ca.pem'),
+    both: cert('both', `DNS:${RELAY_CERT_NAME},IP:127.0.0.1`),
+    named: cert('named', `DNS:${RELAY_CERT_NAME}`),
+    remove: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+module.exports = { DOMAIN, SECRET, RELAY_CERT_NAME, plainFlags, freePort, sha256, startOrigin,
+  request, dump, waitLog, makePki };

@@ -7,7 +7,7 @@ const crypto = require('crypto');
 const http = require('http');
 
 const { Connector, Counter, Relay, Status, PageKiteError } = require('..');
-const { DOMAIN, SECRET, freePort, sha256, startOrigin, request, dump } = require('../test-support/helpers');
+const { DOMAIN, SECRET, plainFlags, freePort, sha256, startOrigin, request, dump } = require('../test-support/helpers');
 
 describe('relay and connector in one process', () => {
   let origin, relay, relayPort, connector;
@@ -22,7 +22,8 @@ describe('relay and connector in one process', () => {
     relay.addListener('127.0.0.1', relayPort);
     relay.addDomain('http', '*.' + DOMAIN, SECRET);
     await relay.start();
-    connector = new Connector({ appId: 'node-test-connector', maxConns: 512 });
+    // The relay has no certificate: plain tunnels (the default, WITH_DEFAULTS, is TLS).
+    connector = new Connector({ appId: 'node-test-connector', maxConns: 512, flags: plainFlags });
     connector.on('status', (n, code) => statuses.push([n, code]));
     connector.on('log', (line, meta) => logs.push([line, meta]));
     connector.addKite({ proto: 'http', name, secret: SECRET, host: '127.0.0.1',
@@ -111,7 +112,7 @@ describe('relay and connector in one process', () => {
   });
 
   test('a wrong secret ends in REJECTED', async () => {
-    const c = new Connector({ appId: 'node-test-wrong' });
+    const c = new Connector({ appId: 'node-test-wrong', flags: plainFlags });
     const seen = [];
     c.on('status', (n) => seen.push(n));
     try {

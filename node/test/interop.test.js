@@ -9,7 +9,7 @@ const path = require('path');
 const { test } = require('node:test');
 
 const { Connector } = require('..');
-const { DOMAIN, SECRET, freePort, sha256, startOrigin, request, dump } = require('../test-support/helpers');
+const { DOMAIN, SECRET, plainFlags, freePort, sha256, startOrigin, request, dump } = require('../test-support/helpers');
 
 function findPagekite() {
   const r = spawnSync('sh', ['-c', 'command -v pagekite'], { encoding: 'utf8' });
@@ -48,7 +48,7 @@ test('our Node connector flies behind pagekite.py (--isfrontend)',
       '--nocrashreport', '--logfile=stdio'],
     { env: { ...process.env, HOME: home, PYTHONUNBUFFERED: '1' }, stdio: ['ignore', out, out] });
     const relayLog = () => fs.readFileSync(logFile, 'utf8').split('\n').slice(-40).join('\n');
-    const c = new Connector({ appId: 'node-interop' });
+    const c = new Connector({ appId: 'node-interop', flags: plainFlags }); // pagekite.py: plain
     const seen = [];
     c.on('status', (n) => seen.push(n));
     try {

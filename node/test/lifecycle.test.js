@@ -38,14 +38,14 @@ test('a child that starts and stops a relay and a connector exits by itself with
   const port = await freePort();
   const r = await runChild(`
     const http = require('http');
-    const { Connector, Relay } = require('pagekite');
+    const { Connector, Flags, Relay } = require('pagekite');
     (async () => {
       const origin = http.createServer((q, s) => s.end('ok'));
       await new Promise((res) => origin.listen(0, '127.0.0.1', res));
       const relay = new Relay();
       relay.addListener('127.0.0.1', ${port}).addDomain('http', '*.${DOMAIN}', '${SECRET}');
       await relay.start();
-      const c = new Connector();
+      const c = new Connector({ flags: Flags.WITH_IPV4 | Flags.WITH_IPV6 }); // a plain relay
       c.addKite({ name: 'child.${DOMAIN}', secret: '${SECRET}', host: '127.0.0.1',
                   port: origin.address().port });
       c.addFrontend('127.0.0.1', ${port});

@@ -7,7 +7,7 @@ Two layers:
   ... are aliases), C semantics, plus every ``PK_*`` constant;
 * this module - :class:`Connector` and :class:`Relay` managers (context
   managers, exceptions instead of error codes, guarded against use after free),
-  :class:`Status`, :class:`Counter` and :class:`PageKiteError`.
+  :class:`Status`, :class:`KiteStatus`, :class:`Counter` and :class:`PageKiteError`.
 
 Example::
 
@@ -36,11 +36,11 @@ except ImportError as _e:  # pragma: no cover - only for broken installs
 from . import api
 from ._cdef import VERSION as _SPEC_VERSION
 from ._errors import PageKiteError
-from ._manager import Connector, Counter, Relay, Status
+from ._manager import Connector, Counter, KiteState, KiteStatus, Relay, Status
 
 __version__ = _SPEC_VERSION
 LIBRARY_VERSION: str = api.PK_VERSION  # type: ignore[attr-defined]
 """libpagekite's version string (PK_VERSION of the compiled library)."""
 
-__all__ = ["api", "Connector", "Relay", "Status", "Counter", "PageKiteError", "LIBRARY_VERSION",
-           "__version__"]
+__all__ = ["api", "Connector", "Relay", "Status", "KiteStatus", "KiteState", "Counter",
+           "PageKiteError", "LIBRARY_VERSION", "__version__"]

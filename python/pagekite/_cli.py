@@ -1,6 +1,6 @@
 """``python -m pagekite``: thin connector and relay command lines.
 
-    python -m pagekite connect --frontend HOST:PORT LPORT PROTO NAME PPORT SECRET
+    python -m pagekite connect --frontend HOST:PORT [--ssl] LPORT PROTO NAME PPORT SECRET
     python -m pagekite relay --ports 9080[,9081] --domain PROTOS:PATTERN:SECRET
 
 Both print ``status: NAME`` to stdout (flushed) whenever the status changes
@@ -72,10 +72,15 @@ def _parser() -> argparse.ArgumentParser:
                        description="Make a local server reachable through a PageKite relay.")
     c.add_argument("--frontend", "-f", action="append", required=True, metavar="HOST:PORT",
                    type=_host_port, help="relay to connect to (repeatable)")
-    c.add_argument("--ssl", action="store_true", help="wrap the tunnel in TLS")
-    c.add_argument("--ca-file", metavar="PEM", help="CA file to verify the relay with")
+    c.add_argument("--ssl", "--tls", action="store_true",
+                   help="wrap the tunnel in TLS, verifying the relay's certificate (off by "
+                        "default: a private relay without a certificate speaks plain TCP)")
+    c.add_argument("--ca-file", metavar="PEM",
+                   help="CA file to verify the relay with (implies --ssl)")
     c.add_argument("--insecure", action="store_true",
-                   help="do not verify the relay's certificate (testing only)")
+                   help="do not verify the relay's certificate (implies --ssl; testing only)")
+    c.add_argument("--fe-certname", action="append", default=[], metavar="NAME",
+                   help="also accept a relay certificate for NAME (repeatable)")
     c.add_argument("--forwarding-headers", action="store_true",
                    help="add X-Forwarded-For / X-Forwarded-Proto to HTTP requests")
     c.add_argument("lport", metavar="LPORT", type=lambda t: _host_port(t, "localhost"),
@@ -142,13 +147,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     level = LEVELS[max(0, min(3, 1 + args.verbose - args.quiet))]
     try:
         if args.command == "connect":
-            flags = api.PK_WITH_DEFAULTS | (api.PK_WITH_SSL if args.ssl else 0)  # type: ignore
+            # As pagekitec with --frontend: TLS only when asked for (PK_WITH_DEFAULTS
+            # would turn it on, and a pagekiter without a certificate is plain).
+            tls = bool(args.ssl or args.ca_file or args.insecure or args.fe_certname)
+            flags = (api.PK_WITH_IPV4 | api.PK_WITH_IPV6  # type: ignore[attr-defined]
+                     | (api.PK_WITH_SSL if tls else 0))  # type: ignore[attr-defined]
             pk: _Manager = Connector("pagekite-py", max_kites=1,
                                      max_frontends=max(4, len(args.frontend)),
                                      max_conns=256, flags=flags, verbosity=level)
             try:
-                if args.ssl or args.ca_file or args.insecure:
+                if tls:
                     pk.set_tls_verify(not args.insecure, args.ca_file)  # type: ignore
+                for name in args.fe_certname:
+                    pk.add_frontend_certname(name)  # type: ignore[attr-defined]
                 if args.forwarding_headers:
                     pk.enable_http_forwarding_headers(True)
                 origin_host, origin_port = args.lport

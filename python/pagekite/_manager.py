@@ -7,12 +7,14 @@ import enum
 import os
 import threading
 import time
-from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import (Any, AsyncIterator, Callable, Dict, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
 
 from ._errors import PageKiteError
 from ._pagekite import ffi, lib
 
-__all__ = ["Status", "Counter", "Connector", "Relay", "PageKiteError"]
+__all__ = ["Status", "KiteStatus", "KiteState", "Counter", "Connector", "Relay",
+           "PageKiteError"]
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -29,6 +31,27 @@ class Status(enum.IntEnum):
     PROBLEMS = lib.PK_STATUS_PROBLEMS
     REJECTED = lib.PK_STATUS_REJECTED
     NO_NETWORK = lib.PK_STATUS_NO_NETWORK
+
+
+class KiteStatus(enum.IntEnum):
+    """States of one kite, as pagekite_get_kite_status() reports them
+    (PK_KITE_STATUS_*); see :meth:`Connector.kite_status`."""
+
+    WAITING = lib.PK_KITE_STATUS_WAITING
+    FLYING = lib.PK_KITE_STATUS_FLYING
+    REJECTED = lib.PK_KITE_STATUS_REJECTED
+    DUPLICATE = lib.PK_KITE_STATUS_DUPLICATE
+
+
+class KiteState(NamedTuple):
+    """One kite of a :class:`Connector`, as :meth:`Connector.kites` reports it."""
+
+    proto: str
+    """The protocol as the kite is looked up: "http", or "http-8080" with a public port."""
+    name: str
+    status: KiteStatus
+    reason: str
+    """Why a relay refused it ("signature", "unknown", ...), or ""."""
 
 
 class Counter(enum.IntEnum):
@@ -353,11 +376,19 @@ class _Manager:
     def wait_until(self, status: Union[Status, int], timeout: float) -> bool:
         """Wait (at most timeout s) until the status equals status.
 
-        Returns True if it did, False on timeout.  The status is checked with
-        a backoff from 1 ms to 50 ms, so the answer comes at most ~50 ms after
-        the change.  (Not pagekite_poll(): it only wakes for events after it
-        was called, so a change between reading the status and polling would
-        be noticed a whole poll timeout - 1 s - late.)
+        Returns True if it did, False on timeout - and False at once when
+        the manager's status becomes :attr:`Status.REJECTED` while waiting
+        for another status: a relay refused a kite, which waiting out the
+        timeout would not change (the connector asks again only after a
+        back-off).  Tell the two apart with :attr:`status`; a
+        :class:`Connector`'s :meth:`~Connector.kites` and
+        :meth:`~Connector.kite_reason` say which kite was refused and why.
+
+        The status is checked with a backoff from 1 ms to 50 ms, so the
+        answer comes at most ~50 ms after the change.  (Not pagekite_poll():
+        it only wakes for events after it was called, so a change between
+        reading the status and polling would be noticed a whole poll timeout
+        - 1 s - late.)
         """
         want = Status(status) if not isinstance(status, Status) else status
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -365,8 +396,11 @@ class _Manager:
         deadline = time.monotonic() + timeout
         delay = _CHECK_MIN_S
         while True:
-            if self.status == want:
+            current = self.status
+            if current == want:
                 return True
+            if current == Status.REJECTED:
+                return False
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -428,6 +462,8 @@ class Connector(_Manager):
                  dyndns_url: Optional[str] = None, *, start_on_enter: bool = False) -> None:
         super().__init__(app_id, max_kites, max_frontends, max_conns, flags, verbosity,
                          dyndns_url, start_on_enter)
+        self._kites: List[Tuple[str, str]] = []  # (proto[-port], name) as added
+        self._reason_lock = threading.Lock()
 
     def add_kite(self, proto: str, name: str, secret: str, origin_port: int,
                  public_port: int = 0, origin_host: str = "localhost") -> None:
@@ -436,6 +472,7 @@ class Connector(_Manager):
         self._call("pagekite_add_kite", _str(proto, "proto"), _str(name, "name"),
                    _int(public_port, "public_port"), _str(secret, "secret"),
                    _str(origin_host, "origin_host"), _int(origin_port, "origin_port"))
+        self._kites.append((proto if not public_port else "%s-%d" % (proto, public_port), name))
 
     def add_frontend(self, host: str, port: int, update_from_dns: bool = True) -> int:
         """Use the relay(s) that host resolves to; returns how many addresses."""
@@ -447,6 +484,48 @@ class Connector(_Manager):
         self._call("pagekite_set_tls_verify",
                    lib.PK_TLS_VERIFY_PEER if _bool(verify, "verify") else lib.PK_TLS_VERIFY_NONE,
                    _str(ca_file, "ca_file", nullable=True, path=True))
+
+    def add_frontend_certname(self, name: str) -> None:
+        """Also accept a relay certificate issued for name (pagekite.py's
+        --fe_certname); "" forgets the names added so far.  Before start()."""
+        self._call("pagekite_add_frontend_certname", _str(name, "name"))
+
+    def kite_status(self, proto: str, name: str) -> KiteStatus:
+        """One kite's :class:`KiteStatus` (WAITING, FLYING, REJECTED, DUPLICATE).
+
+        proto and name as given to :meth:`add_kite`; proto may carry the
+        public port ("http-8080") to tell kites of one name apart.  Raises
+        :class:`PageKiteError` for a kite that was never added.
+        """
+        value = self._call("pagekite_get_kite_status", _str(proto, "proto"), _str(name, "name"))
+        try:
+            return KiteStatus(value)
+        except ValueError:
+            raise PageKiteError("unknown kite status code %d" % value,
+                                "pagekite_get_kite_status") from None
+
+    def kite_reason(self, proto: str, name: str) -> str:
+        """Why a relay refused a kite, in the relay's word: "signature" (wrong
+        secret), "unknown" (no domain of the relay takes the name), "port",
+        "proto", "quota", "duplicate", "invalid" (no reason given); "" while
+        nothing was refused.  Raises :class:`PageKiteError` for a kite that
+        was never added."""
+        cproto, cname = _str(proto, "proto"), _str(name, "name")
+        mgr = self._enter()
+        try:
+            with self._reason_lock:  # the C buffer is overwritten by the next call
+                raw = lib.pagekite_get_kite_reason(mgr, cproto, cname)
+                if raw == ffi.NULL:
+                    raise PageKiteError(_last_error(), "pagekite_get_kite_reason")
+                return ffi.string(raw).decode("utf-8", "replace")
+        finally:
+            self._leave()
+
+    def kites(self) -> List[KiteState]:
+        """Every kite added with :meth:`add_kite`, in order, with its current
+        status and reason (see :meth:`kite_status`, :meth:`kite_reason`)."""
+        return [KiteState(proto, name, self.kite_status(proto, name),
+                          self.kite_reason(proto, name)) for proto, name in self._kites]
 
 
 class Relay(_Manager):

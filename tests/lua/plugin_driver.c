@@ -86,7 +86,8 @@ int main(int argc, char **argv) {
     if (pagekite_add_relay_domain(m, protos, pattern, secret) < 0) return die(m, "domain");
   } else {
     if (!frontend || !kite) return usage();
-    m = pagekite_init("plugin-driver", 4, 2, 64, NULL, PK_WITH_DEFAULTS, mask);
+    /* The driver's relay has no certificate: no PK_WITH_SSL (PK_WITH_DEFAULTS would add it). */
+    m = pagekite_init("plugin-driver", 4, 2, 64, NULL, PK_WITH_IPV4 | PK_WITH_IPV6, mask);
     if (!m) return die(NULL, "init");
     char fhost[256], proto[32], name[256], secret[256];
     int fport = 0, oport = 0;

@@ -102,7 +102,8 @@ def origin():
 
 
 class Proc:
-    """A child whose stdout lines are collected by a thread."""
+    """A child whose stdout lines are collected by a thread (with the
+    time.monotonic() each arrived at, in .stamps)."""
 
     def __init__(self, args, env=None, stdin=False):
         self.args = args
@@ -110,12 +111,19 @@ class Proc:
                                   stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                   text=True, env=env)
         self.lines: list[str] = []
+        self.stamps: list[float] = []
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
 
     def _read(self):
         for line in self.p.stdout:
+            self.stamps.append(time.monotonic())
             self.lines.append(line.rstrip("\n"))
+
+    def stamp(self, pattern):
+        """When the first line matching pattern arrived."""
+        rx = re.compile(pattern)
+        return next(t for t, line in zip(list(self.stamps), list(self.lines)) if rx.search(line))
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -219,6 +227,8 @@ def test_module_constants_and_failures():
 local pagekite = require "pagekite"
 local K = pagekite.constants
 assert(K.PK_STATUS_FLYING == 40 and K.PK_LOG_LUA_INFO == 0x800 and K.PK_AS_FRONTEND_RELAY == 0x100)
+assert(K.PK_KITE_STATUS_WAITING == 0 and K.PK_KITE_STATUS_FLYING == 1)
+assert(K.PK_KITE_STATUS_REJECTED == 2 and K.PK_KITE_STATUS_DUPLICATE == 3)
 assert(type(pagekite.version) == "string")
 do
   local c <close> = pagekite.connector{app_id = "t", max_kites = 1, max_conns = 4}
@@ -232,6 +242,25 @@ do
   assert(c:enable_lua_plugins(false, {web_ui = "off"}))
   local ok4, err4 = c:stop()
   assert(ok4 == nil and err4 == "not running")
+  assert(c:add_kite{name = "k.test", secret = "s", origin_port = 80})
+  local code, name = c:kite_status("http", "k.test")
+  assert(code == K.PK_KITE_STATUS_WAITING and name == "waiting")
+  assert(c:kite_reason("http", "k.test") == "")
+  assert(c:get_kite_status("http", "k.test") == code and c:get_kite_reason("http", "k.test") == "")
+  local kites = c:kites()
+  assert(#kites == 1 and kites[1].proto == "http" and kites[1].name == "k.test"
+         and kites[1].status == "waiting" and kites[1].reason == "")
+  local nk, nkerr = c:kite_status("http", "nobody.test")
+  assert(nk == nil and nkerr:match("no kite"), nkerr)
+  local nr, nrerr = c:kite_reason("raw", "k.test")
+  assert(nr == nil and nrerr:match("no kite"), nrerr)
+  assert(not pcall(c.kite_status, c, "http"), "kite_status needs a name")
+  assert(c:add_frontend_certname("relay.example.test"))
+  local bc, bcerr = c:add_frontend_certname("not a name")
+  assert(bc == nil and bcerr:match("invalid name"), bcerr)
+  assert(not pcall(c.wait_until, c, "soaring", 1), "an unknown status name must raise")
+  local w, werr = c:wait_until("flying", 0.1)
+  assert(w == nil and werr:match("not running"), werr)
   local bad, berr = pagekite.connector{max_conns = 0}
   assert(bad == nil and berr:match("bad limits"), berr)
 end
@@ -255,7 +284,10 @@ local relay <close> = pagekite.relay{app_id = "lua-relay", max_conns = 16}
 assert(relay:add_listener("127.0.0.1", port))
 assert(relay:add_domain{protos = "http", pattern = "*.test", secret = secret})
 assert(relay:start())
-local conn <close> = pagekite.connector{app_id = "lua-conn", max_conns = 16}
+-- The relay has no certificate: no TLS (the default flags, PK_WITH_DEFAULTS, turn it on).
+local conn <close> = pagekite.connector{app_id = "lua-conn", max_conns = 16,
+                                        flags = pagekite.constants.PK_WITH_IPV4 |
+                                                pagekite.constants.PK_WITH_IPV6}
 assert(conn:add_kite{proto = "http", name = "demo.test", secret = secret,
                      origin_host = "127.0.0.1", origin_port = oport})
 assert(conn:add_frontend("127.0.0.1", port))
@@ -288,6 +320,171 @@ print("stopped")
     finally:
         p.stop()
     assert origin.seen and origin.seen[0][0] == "/hello-from-lua"
+
+
+def _openssl(args, cwd):
+    r = subprocess.run(["openssl"] + args, cwd=str(cwd), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert r.returncode == 0, "openssl %s failed:\n%s" % (" ".join(args), r.stdout.decode())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A throwaway CA and relay certificates it signed: both (relay.example.test
+    and 127.0.0.1) and named (relay.example.test only)."""
+    d = tmp_path_factory.mktemp("lua-pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl(["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "3",
+                                     "-subj", "/CN=pagekite Lua binding test CA",
+                                     "-addext", "basicConstraints=critical,CA:TRUE",
+                                     "-addext", "keyUsage=critical,keyCertSign,cRLSign"], d)
+    for label, san in (("both", "DNS:relay.example.test,IP:127.0.0.1"),
+                       ("named", "DNS:relay.example.test")):
+        _openssl(["req"] + ec + ["-keyout", label + ".key", "-out", label + ".csr",
+                                 "-subj", "/CN=relay.example.test"], d)
+        (d / (label + ".ext")).write_text("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                                          "keyUsage=critical,digitalSignature\n"
+                                          "extendedKeyUsage=serverAuth\n" % san)
+        _openssl(["x509", "-req", "-in", label + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                  "-CAcreateserial", "-out", label + ".pem", "-days", "3",
+                  "-extfile", label + ".ext"], d)
+    return d
+
+
+LUA_KITES_PRELUDE = r"""
+local pagekite = require "pagekite"
+local K = pagekite.constants
+local PLAIN = K.PK_WITH_IPV4 | K.PK_WITH_IPV6  -- no PK_WITH_SSL: for relays without a certificate
+io.stdout:setvbuf("line")
+local function relay(port, cert, key)
+  local r = pagekite.relay{app_id = "lua-relay", max_conns = 16}
+  assert(r:add_listener("127.0.0.1", port))
+  assert(r:add_domain("http", "*.test", "%s"))
+  if cert then assert(r:set_tls(cert, key)) end
+  assert(r:start())
+  return r
+end
+local function connector(port, name, opts)
+  opts = opts or {}
+  local c = pagekite.connector{app_id = "lua-kites", max_frontends = 1, flags = opts.flags}
+  assert(c:add_kite{name = name, secret = opts.secret or "%s", origin_host = "127.0.0.1",
+                    origin_port = 9})
+  assert(c:add_frontend(opts.host or "127.0.0.1", port))
+  if opts.ca then assert(c:set_tls_verify(K.PK_TLS_VERIFY_PEER, opts.ca)) end
+  for _, n in ipairs(opts.certnames or {}) do assert(c:add_frontend_certname(n)) end
+  return c
+end
+local function log_has(c, text, seconds)
+  for _ = 1, (seconds or 10) * 20 do
+    if c:log():find(text, 1, true) then return true end
+    c:poll(1)
+  end
+  return false
+end
+""" % (SECRET, SECRET)
+
+
+@needs_module
+def test_module_wait_until_returns_at_once_on_rejected():
+    """A wrong secret and a name outside the relay's domains: wait_until("flying", 30)
+    gives up within a second with nil, "rejected: ..."; kite_status / kite_reason say why."""
+    port = free_port()
+    code = LUA_KITES_PRELUDE + r"""
+local r <close> = relay(%d)
+for _, case in ipairs{{"wrong.test", "not-the-secret", "signature"},
+                      {"kite.elsewhere", nil, "unknown"}} do
+  local name, secret, why = case[1], case[2], case[3]
+  local c <close> = connector(%d, name, {flags = PLAIN, secret = secret})
+  assert(c:start())
+  print("waiting " .. name)
+  local ok, err = c:wait_until("flying", 30)
+  print("returned " .. name)
+  assert(ok == nil, "flew: " .. name)
+  assert(err == ("rejected: a relay refused http:%%s rejected (%%s)"):format(name, why), err)
+  local st, stname = c:status()
+  assert(st == K.PK_STATUS_REJECTED and stname == "rejected")
+  local ks, ksname = c:kite_status("http", name)
+  assert(ks == K.PK_KITE_STATUS_REJECTED and ksname == "rejected")
+  assert(c:kite_reason("http", name) == why)
+  local k = c:kites()[1]
+  assert(k.status == "rejected" and k.reason == why)
+  assert(c:wait_until("rejected", 1))                         -- waiting for it still works
+  assert(c:wait_until(K.PK_STATUS_REJECTED, 1))
+  print("ok " .. name .. " " .. why)
+end
+""" % (port, port)
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env)
+    try:
+        assert p.p.wait(60) == 0, p.text()
+        p.t.join(5)
+        for name in ("wrong.test", "kite.elsewhere"):
+            took = p.stamp(r"^returned " + re.escape(name)) - p.stamp(r"^waiting " + re.escape(name))
+            # The status turned REJECTED after start(): no later than "waiting" was printed,
+            # or during the wait. Either way the wait returned less than this after it.
+            assert took < 1.0, "wait_until returned %.2f s after it began" % took
+        assert "ok wrong.test signature" in p.text() and "ok kite.elsewhere unknown" in p.text()
+    finally:
+        p.stop()
+
+
+@needs_module
+def test_module_tls_by_default_and_certnames(pki):
+    """Connectors default to PK_WITH_DEFAULTS: TLS, verified.  A relay with a
+    certificate for another name flies with add_frontend_certname."""
+    port, plain_port, named_port = free_port(), free_port(), free_port()
+    code = LUA_KITES_PRELUDE + r"""
+local d = "%s"
+local tls_relay <close> = relay(%d, d .. "/both.pem", d .. "/both.key")
+local plain_relay <close> = relay(%d)
+local named_relay <close> = relay(%d, d .. "/named.pem", d .. "/named.key")
+
+do -- the defaults, the CA trusted: flies over TLS
+  local c <close> = connector(%d, "tls.test", {ca = d .. "/ca.pem"})
+  assert(c:start())
+  assert(c:wait_until("flying", 20))
+  assert(c:log():find("with TLS", 1, true), c:log())
+  assert(select(2, c:kite_status("http", "tls.test")) == "flying")
+  print("tls ok")
+end
+do -- the defaults, the CA not trusted: verification fails
+  local c <close> = connector(%d, "untrusted.test")
+  assert(c:start())
+  assert(log_has(c, "certificate verify failed"), c:log())
+  assert(select(2, c:kite_status("http", "untrusted.test")) == "waiting")
+  print("untrusted ok")
+end
+do -- the defaults against a plain relay
+  local c <close> = connector(%d, "noplain.test")
+  assert(c:start())
+  assert(log_has(c, "the relay does not speak TLS"), c:log())
+  print("plain ok")
+end
+do -- a certificate for relay.example.test only, dialled as 127.0.0.1
+  local c <close> = connector(%d, "certname.test", {ca = d .. "/ca.pem"})
+  assert(c:start())
+  assert(log_has(c, "certificate verify failed"), c:log())
+  assert(select(2, c:status()) ~= "flying")
+  local ok <close> = connector(%d, "certname.test", {ca = d .. "/ca.pem",
+                                                     certnames = {"relay.example.test"}})
+  assert(ok:start())
+  assert(ok:wait_until("flying", 20))
+  print("certname ok")
+end
+do -- dialled by name: the refusal names the certificate's names and the expected ones
+  local c <close> = connector(%d, "byname.test", {ca = d .. "/ca.pem", host = "localhost",
+                                                  certnames = {"other.example.test"}})
+  assert(c:start())
+  assert(log_has(c, "the relay's certificate is for relay.example.test; " ..
+                    "expected one of: localhost, other.example.test"), c:log())
+  print("mismatch ok")
+end
+""" % (pki, port, plain_port, named_port, port, port, plain_port, named_port, named_port,
+       named_port)
+    r = run_lua(code, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for marker in ("tls ok", "untrusted ok", "plain ok", "certname ok", "mismatch ok"):
+        assert marker in r.stdout, r.stdout + r.stderr
 
 
 # ---------------------------------------------------------------- plugins

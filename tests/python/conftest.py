@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pkpy_helpers import DOMAIN, SECRET, Origin, free_port
+from pkpy_helpers import DOMAIN, PKI, RELAY_CERT_NAME, SECRET, Origin, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_PACKAGE = REPO / "python" / "pagekite"
@@ -88,3 +88,30 @@ def relay(pk, managers):
     r.add_domain("http,raw", "*." + DOMAIN, SECRET)
     r.start()
     return r
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A throwaway CA (.ca) with two relay certificates signed by it:
+    .both for relay.example.test and 127.0.0.1, .named for relay.example.test only."""
+    p = PKI(tmp_path_factory.mktemp("pki"))
+    p.both = p.cert("both", "DNS:%s,IP:127.0.0.1" % RELAY_CERT_NAME)
+    p.named = p.cert("named", "DNS:%s" % RELAY_CERT_NAME)
+    return p
+
+
+@pytest.fixture
+def tls_relay(pk, managers, pki):
+    """tls_relay(cert=pki.both) -> a running Python Relay on 127.0.0.1 like
+    ``relay``, but with TLS-wrapped tunnels (pagekite_set_relay_tls)."""
+    def make(cert=None):
+        certfile, keyfile = cert or pki.both
+        r = pk.Relay(app_id="py-test-tls-relay")
+        managers.append(r)
+        r.port = free_port()
+        r.add_listener("127.0.0.1", r.port)
+        r.add_domain("http,raw", "*." + DOMAIN, SECRET)
+        r.set_tls(certfile, keyfile)
+        r.start()
+        return r
+    return make

@@ -8,7 +8,9 @@ import http.client
 import http.server
 import os
 import random
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,15 @@ from pathlib import Path
 DOMAIN = "example.test"
 SECRET = "py-binding-secret-0123"
 BIG_SIZE = 5 * 1024 * 1024
+RELAY_CERT_NAME = "relay.example.test"
+
+
+def plain_flags(pk) -> int:
+    """Connector flags for a relay without a certificate (the tests' usual relay):
+    both address families and no PK_WITH_SSL.  PK_WITH_DEFAULTS, the
+    Connector's default, turns TLS on, and a plain relay then fails the
+    handshake ("the relay does not speak TLS")."""
+    return pk.api.PK_WITH_IPV4 | pk.api.PK_WITH_IPV6
 
 
 def free_port() -> int:
@@ -268,3 +279,54 @@ def rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS in /proc/self/status")
+
+
+# ---------------------------------------------------------------- a throwaway PKI
+
+def _openssl(args, cwd):
+    r = subprocess.run(["openssl"] + args, cwd=str(cwd), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("openssl %s failed:\n%s" % (" ".join(args), r.stdout.decode()))
+
+
+class PKI:
+    """A test CA (ca.pem) and relay certificates it signed, made with the openssl CLI
+    in directory: cert(label, san) -> (cert path, key path)."""
+
+    def __init__(self, directory: Path):
+        if not shutil.which("openssl"):
+            raise AssertionError("openssl CLI not found (apt-get install -y openssl)")
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        _openssl(["req", "-x509"] + self.ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "3",
+                                              "-subj", "/CN=pagekite Python binding test CA",
+                                              "-addext", "basicConstraints=critical,CA:TRUE",
+                                              "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                 self.dir)
+        self.ca = self.dir / "ca.pem"
+
+    def cert(self, label: str, san: str, cn: str = RELAY_CERT_NAME):
+        """A relay certificate for subjectAltName san (e.g. "DNS:a.test,IP:127.0.0.1")."""
+        _openssl(["req"] + self.ec + ["-keyout", label + ".key", "-out", label + ".csr",
+                                      "-subj", "/CN=" + cn], self.dir)
+        (self.dir / (label + ".ext")).write_text(
+            "subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            "extendedKeyUsage=serverAuth\n" % san)
+        _openssl(["x509", "-req", "-in", label + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                  "-CAcreateserial", "-out", label + ".pem", "-days", "3",
+                  "-extfile", label + ".ext"], self.dir)
+        return self.dir / (label + ".pem"), self.dir / (label + ".key")
+
+
+def wait_log(manager, text: str, timeout: float = 15.0) -> str:
+    """Wait until a line of manager.log contains text; returns that line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in manager.log:
+            if text in line:
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError("%r not logged within %.0f s\n%s" % (text, timeout, dump(manager)))
+        time.sleep(0.05)

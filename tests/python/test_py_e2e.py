@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pkpy_helpers import (DOMAIN, HUGE_SIZE, SECRET, BytesOrigin, GateProxy, dump, http_get,
-                          http_post, wait_http)
+                          http_post, plain_flags, wait_http)
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def bytes_origin():
 
 
 def make_connector(pk, managers, frontend_port, origin_port, name, secret=SECRET):
-    c = pk.Connector(app_id="py-e2e-connector", max_frontends=1)
+    c = pk.Connector(app_id="py-e2e-connector", max_frontends=1, flags=plain_flags(pk))
     managers.append(c)
     c.add_kite("http", name, secret, origin_port, origin_host="127.0.0.1")
     assert c.add_frontend("127.0.0.1", frontend_port) == 1
@@ -152,7 +152,7 @@ def test_status_order_without_gate(pk, managers, relay, bytes_origin):
 
 
 def _fly_and_time(pk, relay, name, wait):
-    c = pk.Connector(app_id="py-prompt", max_frontends=1)
+    c = pk.Connector(app_id="py-prompt", max_frontends=1, flags=plain_flags(pk))
     try:
         c.add_kite("http", name, SECRET, 9, origin_host="127.0.0.1")
         c.add_frontend("127.0.0.1", relay.port)

@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from pkpy_helpers import DOMAIN, SECRET, dump, free_port, http_get, wait_http
+from pkpy_helpers import DOMAIN, SECRET, dump, free_port, http_get, plain_flags, wait_http
 
 
 def make_connector(pk, managers, relay, origin, name, secret=SECRET, **kw):
+    kw.setdefault("flags", plain_flags(pk))  # the relay fixture has no certificate
     c = pk.Connector(app_id="py-test-connector", **kw)
     managers.append(c)
     c.add_kite("http", name, secret, origin.port, origin_host="127.0.0.1")
@@ -60,7 +61,7 @@ def test_wrong_secret_is_rejected(pk, managers, relay, origin):
 
 def test_context_manager_start_on_enter_and_close(pk, relay, origin):
     name = "ctx." + DOMAIN
-    c = pk.Connector(start_on_enter=True)
+    c = pk.Connector(start_on_enter=True, flags=plain_flags(pk))
     c.add_kite("http", name, SECRET, origin.port, origin_host="127.0.0.1")
     c.add_frontend("127.0.0.1", relay.port)
     with c as entered:

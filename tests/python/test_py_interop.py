@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from pkpy_helpers import BIG_SIZE, DOMAIN, SECRET, dump, free_port, http_get, wait_http
+from pkpy_helpers import (BIG_SIZE, DOMAIN, SECRET, dump, free_port, http_get, plain_flags,
+                          wait_http)
 
 pytestmark = pytest.mark.interop
 
@@ -68,7 +69,7 @@ def pk_relay(pk, tmp_path):
 
 
 def connector_for(pk, managers, pk_relay, origin, name, secret=SECRET):
-    c = pk.Connector(app_id="py-interop", max_frontends=1)
+    c = pk.Connector(app_id="py-interop", max_frontends=1, flags=plain_flags(pk))  # plain relay
     managers.append(c)
     c.add_kite("http", name, secret, origin.port, origin_host="127.0.0.1")
     assert c.add_frontend("127.0.0.1", pk_relay.port) == 1

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from pkpy_helpers import DOMAIN, SECRET, dump, free_port, rss_kib
+from pkpy_helpers import DOMAIN, SECRET, dump, free_port, plain_flags, rss_kib
 
 WARMUP = 100
 CYCLES = 1000
@@ -45,7 +45,7 @@ def test_connector_cycles_do_not_leak(pk):
     closed_port = free_port()  # nothing listens there
 
     def cycle():
-        c = pk.Connector(app_id="py-leak", max_frontends=1)
+        c = pk.Connector(app_id="py-leak", max_frontends=1, flags=plain_flags(pk))
         c.add_kite("http", "leak." + DOMAIN, SECRET, 9, origin_host="127.0.0.1")
         assert c.add_frontend("127.0.0.1", closed_port) == 1
         c.start()
@@ -73,7 +73,7 @@ def test_relay_cycles_do_not_leak(pk):
 def test_flying_connector_cycles_do_not_leak(pk, relay):
     """Each cycle really connects, authenticates and flies (about 8 ms)."""
     def cycle():
-        c = pk.Connector(app_id="py-leak-fly", max_frontends=1)
+        c = pk.Connector(app_id="py-leak-fly", max_frontends=1, flags=plain_flags(pk))
         try:
             c.add_kite("http", "leakfly." + DOMAIN, SECRET, 9, origin_host="127.0.0.1")
             c.add_frontend("127.0.0.1", relay.port)

@@ -142,6 +142,9 @@ def test_calls_after_free_raise(pk):
         lambda: c.add_kite("http", "x.example.test", "s", 80),
         lambda: c.add_frontend("127.0.0.1", 80), lambda: c.set_tls_verify(False),
         lambda: c.enable_http_forwarding_headers(), lambda: c.set_log_mask(0),
+        lambda: c.kite_status("http", "freed.example.test"),
+        lambda: c.kite_reason("http", "freed.example.test"), lambda: c.kites(),
+        lambda: c.add_frontend_certname("relay.example.test"),
     ]
     for call in calls:
         with pytest.raises(pk.PageKiteError, match="closed"):

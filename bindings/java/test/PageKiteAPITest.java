@@ -5,6 +5,8 @@
 // Each check prints "ok"/"FAIL"; the last line is "N passed, N failed" and the
 // exit status is non-zero if anything failed.
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -63,6 +65,10 @@ public final class PageKiteAPITest {
         expect(PageKiteAPI.PK_LOG_ALL == 0xffff00, "PK_LOG_ALL");
         expect(PageKiteAPI.PK_LOG_ERRORS == (PageKiteAPI.PK_LOG_ERROR | PageKiteAPI.PK_LOG_MANAGER_ERROR),
                "PK_LOG_ERRORS");
+        expect(PageKiteAPI.PK_KITE_STATUS_WAITING == 0, "PK_KITE_STATUS_WAITING");
+        expect(PageKiteAPI.PK_KITE_STATUS_FLYING == 1, "PK_KITE_STATUS_FLYING");
+        expect(PageKiteAPI.PK_KITE_STATUS_REJECTED == 2, "PK_KITE_STATUS_REJECTED");
+        expect(PageKiteAPI.PK_KITE_STATUS_DUPLICATE == 3, "PK_KITE_STATUS_DUPLICATE");
     }
 
     static void versionMatches() {
@@ -94,6 +100,20 @@ public final class PageKiteAPITest {
             expect(isStatus(status), "getStatus returned " + status);
             String log = PageKiteAPI.getLog();
             expect(log != null, "getLog returned null");
+            // Kite states before start: waiting, no reason; unknown kites fail.
+            expect(PageKiteAPI.getKiteStatus("http", "java.example.com")
+                   == PageKiteAPI.PK_KITE_STATUS_WAITING, "getKiteStatus before start");
+            expect("".equals(PageKiteAPI.getKiteReason("http", "java.example.com")),
+                   "getKiteReason before start");
+            expect(PageKiteAPI.getKiteStatus("http", "nobody.example.com") == -1,
+                   "getKiteStatus of an unknown kite");
+            expect(PageKiteAPI.getKiteReason("http", "nobody.example.com") == null,
+                   "getKiteReason of an unknown kite");
+            expect(PageKiteAPI.lastError().contains("no kite"), "lastError: " + PageKiteAPI.lastError());
+            expect(PageKiteAPI.addFrontendCertname("relay.example.com") == 0, "addFrontendCertname");
+            expect(PageKiteAPI.addFrontendCertname("") == 0, "addFrontendCertname(\"\") clears");
+            expect(PageKiteAPI.addFrontendCertname("not a name") == -1,
+                   "addFrontendCertname with a bad name");
         } finally {
             expect(PageKiteAPI.free() == 0, "free");
         }
@@ -170,10 +190,252 @@ public final class PageKiteAPITest {
         }
     }
 
+    // ---- TLS by default, kite states and reasons, certificate names (pagekiter) ----
+
+    /** A pagekiter child on 127.0.0.1:port for http kites under *.java.test. */
+    static Process startRelay(String pagekiter, int port, Path cert, Path key) throws Exception {
+        List<String> argv = new ArrayList<>(List.of(pagekiter, "--listen=127.0.0.1",
+            "--ports=" + port, "--domain=http:*.java.test:javasecret", "-q"));
+        if (cert != null) {
+            argv.add("--tls-cert=" + cert);
+            argv.add("--tls-key=" + key);
+        }
+        Process p = new ProcessBuilder(argv).redirectErrorStream(true)
+            .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        long deadline = System.currentTimeMillis() + 10000;
+        while (System.currentTimeMillis() < deadline) {
+            try (java.net.Socket s = new java.net.Socket("127.0.0.1", port)) {
+                return p;
+            } catch (java.io.IOException e) {
+                if (!p.isAlive()) break;
+                Thread.sleep(50);
+            }
+        }
+        p.destroy();
+        throw new AssertionError("pagekiter not listening on " + port);
+    }
+
+    static void stopRelay(Process relay) throws InterruptedException {
+        relay.destroy();
+        relay.waitFor();
+    }
+
+    /**
+     * Wait (polling, as a Java caller does) until the status is want; give up at
+     * once on PK_STATUS_REJECTED (a relay refused kites: waiting does not help)
+     * or after ms.  Returns the last status seen.
+     */
+    static int waitForStatus(int want, long ms) {
+        long deadline = System.currentTimeMillis() + ms;
+        int s = PageKiteAPI.getStatus();
+        while (s != want && s != PageKiteAPI.PK_STATUS_REJECTED
+               && System.currentTimeMillis() < deadline) {
+            PageKiteAPI.poll(1); // wakes on any change since getStatus()
+            s = PageKiteAPI.getStatus();
+        }
+        return s;
+    }
+
+    static boolean logHas(String text, long ms) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + ms;
+        while (System.currentTimeMillis() < deadline) {
+            String log = PageKiteAPI.getLog();
+            if (log != null && log.contains(text)) return true;
+            PageKiteAPI.poll(1);
+        }
+        return false;
+    }
+
+    static void openssl(Path dir, String... args) throws Exception {
+        List<String> argv = new ArrayList<>();
+        argv.add("openssl");
+        argv.addAll(List.of(args));
+        Process p = new ProcessBuilder(argv).directory(dir.toFile()).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), "UTF-8");
+        expect(p.waitFor() == 0, "openssl " + String.join(" ", args) + ": " + out);
+    }
+
+    /** A throwaway CA (ca.pem) and relay certificates both.pem (relay.example.test +
+     *  127.0.0.1) and named.pem (relay.example.test only), with their keys. */
+    static Path makePki() throws Exception {
+        Path dir = Files.createTempDirectory("pk-java-pki-");
+        String[] ec = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"};
+        List<String> ca = new ArrayList<>(List.of("req", "-x509"));
+        ca.addAll(List.of(ec));
+        ca.addAll(List.of("-keyout", "ca.key", "-out", "ca.pem", "-days", "3",
+            "-subj", "/CN=pagekite Java binding test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign"));
+        openssl(dir, ca.toArray(new String[0]));
+        String[][] certs = {{"both", "DNS:relay.example.test,IP:127.0.0.1"},
+                            {"named", "DNS:relay.example.test"}};
+        for (String[] c : certs) {
+            List<String> req = new ArrayList<>(List.of("req"));
+            req.addAll(List.of(ec));
+            req.addAll(List.of("-keyout", c[0] + ".key", "-out", c[0] + ".csr",
+                "-subj", "/CN=relay.example.test"));
+            openssl(dir, req.toArray(new String[0]));
+            Files.writeString(dir.resolve(c[0] + ".ext"), "subjectAltName=" + c[1]
+                + "\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                + "extendedKeyUsage=serverAuth\n");
+            openssl(dir, "x509", "-req", "-in", c[0] + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", c[0] + ".pem", "-days", "3", "-extfile", c[0] + ".ext");
+        }
+        return dir;
+    }
+
+    static void removeTree(Path dir) throws java.io.IOException {
+        try (java.util.stream.Stream<Path> walk = Files.walk(dir)) {
+            walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        }
+    }
+
+    /** Connector for one kite through 127.0.0.1:port; returns with the thread started. */
+    static void startConnector(int flags, String name, String secret, int port, String caFile,
+                               String certname) {
+        expect(PageKiteAPI.init("javakites", 2, 2, 16, null, flags, 0), "init: " + PageKiteAPI.lastError());
+        try {
+            expect(PageKiteAPI.addKite("http", name, 0, secret, "127.0.0.1", 9) == 0, "addKite");
+            expect(PageKiteAPI.addFrontend("127.0.0.1", port) == 1, "addFrontend");
+            if (caFile != null) {
+                expect(PageKiteAPI.setTlsVerify(PageKiteAPI.PK_TLS_VERIFY_PEER, caFile) == 0,
+                       "setTlsVerify");
+            }
+            if (certname != null) {
+                expect(PageKiteAPI.addFrontendCertname(certname) == 0, "addFrontendCertname");
+            }
+            expect(PageKiteAPI.threadStart() == 0, "threadStart: " + PageKiteAPI.lastError());
+        } catch (RuntimeException | Error e) {
+            PageKiteAPI.free();
+            throw e;
+        }
+    }
+
+    static void stopConnector() {
+        PageKiteAPI.threadStop();
+        expect(PageKiteAPI.free() == 0, "free");
+    }
+
+    static final int PLAIN = PageKiteAPI.PK_WITH_IPV4 | PageKiteAPI.PK_WITH_IPV6; // no PK_WITH_SSL
+
+    static void kiteRejected(String pagekiter, String name, String secret, String why)
+            throws Exception {
+        int port = freePort();
+        Process relay = startRelay(pagekiter, port, null, null);
+        try {
+            startConnector(PLAIN, name, secret, port, null, null);
+            try {
+                long t0 = System.currentTimeMillis();
+                int s = waitForStatus(PageKiteAPI.PK_STATUS_FLYING, 30000);
+                long took = System.currentTimeMillis() - t0;
+                expect(s == PageKiteAPI.PK_STATUS_REJECTED, "status " + s + ", log:\n" + PageKiteAPI.getLog());
+                expect(took < 2000, "the wait took " + took + " ms"); // not its 30 s
+                expect(PageKiteAPI.getKiteStatus("http", name) == PageKiteAPI.PK_KITE_STATUS_REJECTED,
+                       "getKiteStatus " + PageKiteAPI.getKiteStatus("http", name));
+                String reason = PageKiteAPI.getKiteReason("http", name);
+                expect(why.equals(reason), "getKiteReason: " + reason);
+            } finally {
+                stopConnector();
+            }
+        } finally {
+            stopRelay(relay);
+        }
+    }
+
+    static void tlsByDefault(String pagekiter, Path pki) throws Exception {
+        int port = freePort();
+        Process relay = startRelay(pagekiter, port, pki.resolve("both.pem"), pki.resolve("both.key"));
+        try {
+            startConnector(PageKiteAPI.PK_WITH_DEFAULTS | PageKiteAPI.PK_WITHOUT_SERVICE_FRONTENDS,
+                           "tls.java.test", "javasecret", port, pki.resolve("ca.pem").toString(), null);
+            try {
+                int s = waitForStatus(PageKiteAPI.PK_STATUS_FLYING, 15000);
+                expect(s == PageKiteAPI.PK_STATUS_FLYING, "status " + s + ", log:\n" + PageKiteAPI.getLog());
+                expect(PageKiteAPI.getLog().contains("with TLS"), "log:\n" + PageKiteAPI.getLog());
+                expect(PageKiteAPI.getKiteStatus("http", "tls.java.test") == PageKiteAPI.PK_KITE_STATUS_FLYING,
+                       "getKiteStatus");
+            } finally {
+                stopConnector();
+            }
+            // The same defaults, the test CA not trusted: verification fails.
+            startConnector(PageKiteAPI.PK_WITH_DEFAULTS, "untrusted.java.test", "javasecret", port,
+                           null, null);
+            try {
+                expect(logHas("certificate verify failed", 10000), "log:\n" + PageKiteAPI.getLog());
+                expect(PageKiteAPI.getStatus() != PageKiteAPI.PK_STATUS_FLYING, "flew untrusted");
+            } finally {
+                stopConnector();
+            }
+        } finally {
+            stopRelay(relay);
+        }
+        // The defaults against a plain relay: no TLS there.
+        port = freePort();
+        relay = startRelay(pagekiter, port, null, null);
+        try {
+            startConnector(PageKiteAPI.PK_WITH_DEFAULTS, "noplain.java.test", "javasecret", port,
+                           null, null);
+            try {
+                expect(logHas("the relay does not speak TLS", 10000), "log:\n" + PageKiteAPI.getLog());
+            } finally {
+                stopConnector();
+            }
+        } finally {
+            stopRelay(relay);
+        }
+    }
+
+    static void frontendCertname(String pagekiter, Path pki) throws Exception {
+        int port = freePort();
+        Process relay = startRelay(pagekiter, port, pki.resolve("named.pem"), pki.resolve("named.key"));
+        String ca = pki.resolve("ca.pem").toString();
+        try {
+            startConnector(PageKiteAPI.PK_WITH_DEFAULTS, "certname.java.test", "javasecret", port, ca,
+                           null);
+            try {
+                expect(logHas("certificate verify failed", 10000), "log:\n" + PageKiteAPI.getLog());
+                expect(PageKiteAPI.getStatus() != PageKiteAPI.PK_STATUS_FLYING, "flew without certname");
+            } finally {
+                stopConnector();
+            }
+            startConnector(PageKiteAPI.PK_WITH_DEFAULTS, "certname.java.test", "javasecret", port, ca,
+                           "relay.example.test");
+            try {
+                int s = waitForStatus(PageKiteAPI.PK_STATUS_FLYING, 15000);
+                expect(s == PageKiteAPI.PK_STATUS_FLYING, "status " + s + ", log:\n" + PageKiteAPI.getLog());
+            } finally {
+                stopConnector();
+            }
+        } finally {
+            stopRelay(relay);
+        }
+    }
+
     public static void main(String[] args) {
         if (args.length > 0) {
             final String pagekiter = args[0];
             check("flyThroughRelay", () -> flyThroughRelay(pagekiter));
+            check("wrongSecretIsRejectedWithSignature",
+                  () -> kiteRejected(pagekiter, "wrong.java.test", "not-the-secret", "signature"));
+            check("unknownNameIsRejectedWithUnknown",
+                  () -> kiteRejected(pagekiter, "kite.elsewhere.test", "javasecret", "unknown"));
+            Path pki = null;
+            try {
+                pki = makePki();
+            } catch (Exception e) {
+                failures.add("makePki");
+                System.out.println("FAIL makePki: " + e);
+            }
+            if (pki != null) {
+                final Path dir = pki;
+                check("tlsByDefault", () -> tlsByDefault(pagekiter, dir));
+                check("frontendCertname", () -> frontendCertname(pagekiter, dir));
+                try {
+                    removeTree(pki);
+                } catch (java.io.IOException e) {
+                    System.out.println("note: could not remove " + pki + ": " + e);
+                }
+            }
         }
         check("constants", PageKiteAPITest::constants);
         check("versionMatches", PageKiteAPITest::versionMatches);
