@@ -111,6 +111,14 @@ def proc_mem_kib(pid):
     return out
 
 
+def default_max_conns(exe):
+    """The default of -c, as `exe --help` states it ("max connections (default N)")."""
+    r = subprocess.run([str(exe), "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=10)
+    m = re.search(r"-c N\s+max connections \(default (\d+)\)", r.stdout.decode(errors="replace"))
+    return int(m.group(1)) if m else None
+
+
 # ---------------------------------------------------------------- processes
 
 class Proc:
@@ -232,7 +240,8 @@ def make_pki(directory):
 class Setup:
     """One way of reaching the origin: direct, or a relay + a connector.
 
-    relay: None, "ours" or "pk"; connector: None, "ours" or "pk"."""
+    relay: None, "ours" or "pk"; connector: None, "ours" or "pk".
+    max_conns None: our tools run with their default -c."""
 
     def __init__(self, name, label, relay, connector, workdir, origin, tls=None,
                  max_conns=1000, connector_args=()):
@@ -271,8 +280,9 @@ class Setup:
     def relay_argv(self):
         if self.relay_kind == "ours":
             argv = [PAGEKITER, "--listen=127.0.0.1", "--ports=%d" % self.relay_port,
-                    "--protos=http", "--domain=http:*.%s:%s" % (DOMAIN, SECRET), "-q",
-                    "-c", str(2 * self.max_conns + 100)]
+                    "--protos=http", "--domain=http:*.%s:%s" % (DOMAIN, SECRET), "-q"]
+            if self.max_conns is not None:
+                argv += ["-c", str(2 * self.max_conns + 100)]
             if self.tls:
                 argv += ["--tls-cert=%s" % self.tls["cert"], "--tls-key=%s" % self.tls["key"]]
             return argv, {}
@@ -286,7 +296,9 @@ class Setup:
     def connector_argv(self):
         fe = "127.0.0.1:%d" % self.relay_port
         if self.conn_kind == "ours":
-            argv = [PAGEKITEC, "--frontend", fe, "-q", "-c", str(self.max_conns + 64)]
+            argv = [PAGEKITEC, "--frontend", fe, "-q"]
+            if self.max_conns is not None:
+                argv += ["-c", str(self.max_conns + 64)]
             argv += self.connector_args
             if self.tls:
                 argv += ["--ca-file", str(self.tls["ca"])]

@@ -9,9 +9,12 @@ Setups:  direct (client -> origin), ours (pagekiter + pagekitec),
          ours-tls (pagekiter + pagekitec, TLS on the tunnel).
 Scenarios: 1 single-stream throughput, 2 keep-alive req/s and latency (wrk),
            3 many streams + memory, 4 CPU per GB (measured during 1),
-           5 time to fly and relay restart, 6 = 1 and 2 for ours-tls.
+           5 time to fly and relay restart, 6 = 1 and 2 for ours-tls,
+           7 defaults under load (direct, and ours without -c: wrk c=256 and
+           1,000 held streams; req/s, non-2xx, errors, RSS).
 --smoke uses tiny sizes, checks every transfer (sha256) and exits 1 on any
-failure; it never asserts speed.  See bench/README.md.
+failure (a non-2xx answer with default options included); it never asserts
+speed.  See bench/README.md.
 """
 
 import argparse
@@ -51,6 +54,8 @@ def config(smoke):
             "bodies": [1024, 65536], "ka_count": 20,
             "many": 50, "many_pk": 50, "active": 10, "rounds": 2, "many_size": 64,
             "many_limit": 60, "ttf_reps": 1, "pk_restart_limit": 3.0,
+            "defaults_conns": 256, "defaults_secs": 2, "defaults_body": 1024,
+            "defaults_held": 1000,
         }
     return {
         "big": 1000 * 1000 * 1000, "big_pk": 100 * 1000 * 1000, "verify_big": False,
@@ -59,6 +64,8 @@ def config(smoke):
         "bodies": [1024, 65536], "ka_count": 20,
         "many": 10000, "many_pk": 500, "active": 1000, "rounds": 5, "many_size": 64,
         "many_limit": 240, "ttf_reps": 3, "pk_restart_limit": 180.0,
+        "defaults_conns": 256, "defaults_secs": 5, "defaults_body": 1024,
+        "defaults_held": 1000,
     }
 
 
@@ -250,17 +257,108 @@ class Runner:
             else:
                 self.warnings.append("%s: %s" % (st.name, msg))
 
+    def s7_defaults(self, st):
+        """Defaults under load: pagekiter + pagekitec with no -c (their defaults),
+        N idle keep-alive streams held through the relay (RSS per held stream),
+        then, on fresh processes, wrk -c256 on a small page (req/s, non-2xx,
+        errors, RSS per active stream).  direct runs the same wrk for the ratio.  A non-2xx answer or a
+        lost held stream is a failure: the defaults must serve that load."""
+        c, secs, body = (self.cfg["defaults_conns"], self.cfg["defaults_secs"],
+                         self.cfg["defaults_body"])
+        path = "/bytes/%d" % body
+        if st.direct:
+            r = pb.wrk(st.port, path, c, secs)
+            self.put(st.name, "defaults_rps", r["rps"])
+            self.put(st.name, "defaults_p99_ms", r["p99_ms"])
+            print("  wrk %d B c=%d: %.0f req/s, p99 %.3f ms, errors %d, non-2xx %d"
+                  % (body, c, r["rps"], r["p99_ms"] or -1, r["errors"], r["non2xx"]),
+                  flush=True)
+            return
+        dflt = {"connector": pb.default_max_conns(pb.PAGEKITEC),
+                "relay": pb.default_max_conns(pb.PAGEKITER)}
+        for k, v in dflt.items():
+            self.put(st.name, "defaults_%s_max_conns" % k, v)
+        print("  default -c: pagekitec %s, pagekiter %s" % (dflt["connector"], dflt["relay"]),
+              flush=True)
+        ds = pb.Setup(st.name + "-defaults", st.label + ", default options", st.relay_kind,
+                      st.conn_kind, st.workdir.parent, st.origin, max_conns=None)
+        n = self.cfg["defaults_held"]
+        mem = {}
+
+        def snap(phase):
+            mem[phase] = {k: pb.proc_mem_kib(p) for k, p in ds.pids().items()}
+
+        def fresh():
+            # Each phase gets new processes, so neither inherits the other's
+            # high-water mark (pool blocks are reused, never given back).
+            ds.stop()
+            ds.start()
+            time.sleep(0.5)
+        try:
+            fresh()
+            snap("idle")
+            h = pb.many_streams(ds.port, n, min(n, 100), 2, 64, self.cfg["many_limit"],
+                                lambda phase: snap("held_" + phase))
+            fresh()
+            snap("before_wrk")
+            r = pb.wrk(ds.port, path, c, secs)
+            snap("after_wrk")
+            if not (ds.relay.alive and ds.connector.alive):
+                raise pb.BenchError("a process exited under load\n" + ds.tails())
+        finally:
+            ds.stop()
+        self.put(st.name, "defaults_rps", r["rps"])
+        self.put(st.name, "defaults_p99_ms", r["p99_ms"])
+        self.put(st.name, "defaults_non2xx", r["non2xx"])
+        self.put(st.name, "defaults_errors", r["errors"])
+        self.put(st.name, "defaults_held_n", n)
+        self.put(st.name, "defaults_held_failures", h["failures"])
+        print("  %d held streams: opened %d, failures %d %s" % (n, h["opened"], h["failures"],
+                                                              h["errors"] or ""), flush=True)
+        print("  wrk %d B c=%d: %.0f req/s, p99 %.3f ms, errors %d, non-2xx %d"
+              % (body, c, r["rps"], r["p99_ms"] or -1, r["errors"], r["non2xx"]), flush=True)
+        for k in mem["idle"]:
+            idle = mem["idle"][k].get("VmRSS")
+            held = mem.get("held_idle", {}).get(k, {}).get("VmRSS")
+            before = mem["before_wrk"][k].get("VmRSS")
+            hwm = mem["after_wrk"][k].get("VmHWM")
+            if None in (idle, held, before, hwm):
+                continue
+            self.put(st.name, "%s_defaults_rss_idle_MiB" % k, idle / 1024)
+            self.put(st.name, "%s_defaults_rss_held_MiB" % k, held / 1024)
+            self.put(st.name, "%s_defaults_KiB_per_held" % k, (held - idle) / max(1, h["opened"]))
+            self.put(st.name, "%s_defaults_hwm_MiB" % k, hwm / 1024)
+            self.put(st.name, "%s_defaults_KiB_per_active" % k, max(0, hwm - before) / c)
+            print("    %s RSS idle %.1f MiB, %d held %.1f MiB (%.1f KiB each), VmHWM after "
+                  "wrk c=%d %.1f MiB (%.1f KiB per active stream)"
+                  % (k, idle / 1024, h["opened"], held / 1024, (held - idle) / max(1, h["opened"]),
+                     c, hwm / 1024, max(0, hwm - before) / c), flush=True)
+        if r["non2xx"] or r["errors"]:
+            msg = "default options, wrk %d B c=%d: %d non-2xx, %d socket errors" % (
+                body, c, r["non2xx"], r["errors"])
+            if self.smoke or r["non2xx"]:
+                self.fail(st.name, "7", msg)
+            else:
+                self.warnings.append("%s: %s" % (st.name, msg))
+        if h["failures"]:
+            msg = "default options: %d of %d held streams failed: %s" % (
+                h["failures"], n, h["errors"])
+            if self.smoke:
+                self.fail(st.name, "7", msg)
+            else:
+                self.warnings.append("%s: %s" % (st.name, msg))
+
     # -------------------------------------------------------- driver
     def run(self):
         args = self.args
         nofile = pb.raise_nofile()
         want_setups = args.setups.split(",") if args.setups else [s[0] for s in SETUPS]
-        want_scen = set(args.scenarios.split(",")) if args.scenarios else set("123456")
+        want_scen = set(args.scenarios.split(",")) if args.scenarios else set("1234567")
         # Each process (this client, relay, connector, origin) holds one fd per stream.
-        if nofile < self.cfg["many"] + 200:
-            self.cfg["many"] = max(100, nofile - 200)
-            print("note: RLIMIT_NOFILE %d, many-streams lowered to %d"
-                  % (nofile, self.cfg["many"]))
+        for key in ("many", "defaults_held"):
+            if nofile < self.cfg[key] + 200:
+                self.cfg[key] = max(100, nofile - 200)
+                print("note: RLIMIT_NOFILE %d, %s lowered to %d" % (nofile, key, self.cfg[key]))
         workdir = Path(tempfile.mkdtemp(prefix="pkbench-"))
         print("work dir %s (logs)" % workdir, flush=True)
         origin = pb.Origin(workdir).start()
@@ -286,19 +384,23 @@ class Runner:
                 print("== %s" % label, flush=True)
                 scen = ["1", "2"] if want_tls else ["5", "1", "2", "3"]
                 scen = [s for s in scen if s in want_scen or (want_tls and "6" in want_scen)]
+                # 7: our two tools with their default options, and direct for the ratio.
+                if "7" in want_scen and not want_tls and name in ("direct", "ours"):
+                    scen.append("7")
                 t_setup = time.monotonic()
                 try:
                     if not st.direct:
                         if "5" in scen:
                             self.scenario(st, "5", self.s5_fly)
-                        if not (st.connector and st.connector.alive and st.relay.alive):
+                        if (any(s in scen for s in "123") and
+                                not (st.connector and st.connector.alive and st.relay.alive)):
                             st.stop()
                             st.start()
                     for s in scen:
                         if s == "5":
                             continue
                         fn = {"1": self.s1_throughput, "2": self.s2_wrk,
-                              "3": self.s3_many}[s]
+                              "3": self.s3_many, "7": self.s7_defaults}[s]
                         if st.relay_kind == "pk":
                             # pagekite.py relays stopped accepting after heavy
                             # load: give each scenario a fresh one.
@@ -363,6 +465,27 @@ class Runner:
             ("5 relay kill -> live, max", "restart_live_max_s", "s", False),
             ("5 relay up -> live", "restart_up_live_s", "s", False),
             ("5 not live again within", "restart_live_timeout_s", "s", None),
+            ("7 default -c connector", "defaults_connector_max_conns", "", None),
+            ("7 default -c relay", "defaults_relay_max_conns", "", None),
+            ("7 defaults c=%d req/s" % self.cfg["defaults_conns"], "defaults_rps", "req/s",
+             True),
+            ("7 defaults c=%d p99" % self.cfg["defaults_conns"], "defaults_p99_ms", "ms", False),
+            ("7 defaults non-2xx", "defaults_non2xx", "", None),
+            ("7 defaults socket errors", "defaults_errors", "", None),
+            ("7 defaults held streams", "defaults_held_n", "", None),
+            ("7 defaults held failures", "defaults_held_failures", "", None),
+            ("7 connector RSS idle", "connector_defaults_rss_idle_MiB", "MiB", None),
+            ("7 connector RSS N held", "connector_defaults_rss_held_MiB", "MiB", None),
+            ("7 connector per held", "connector_defaults_KiB_per_held", "KiB", None),
+            ("7 connector VmHWM c=%d" % self.cfg["defaults_conns"], "connector_defaults_hwm_MiB",
+             "MiB", None),
+            ("7 connector per active", "connector_defaults_KiB_per_active", "KiB", None),
+            ("7 relay RSS idle", "relay_defaults_rss_idle_MiB", "MiB", None),
+            ("7 relay RSS N held", "relay_defaults_rss_held_MiB", "MiB", None),
+            ("7 relay per held", "relay_defaults_KiB_per_held", "KiB", None),
+            ("7 relay VmHWM c=%d" % self.cfg["defaults_conns"], "relay_defaults_hwm_MiB", "MiB",
+             None),
+            ("7 relay per active", "relay_defaults_KiB_per_active", "KiB", None),
         ]
         return rows
 
@@ -432,6 +555,14 @@ class Runner:
         v = o.get("restart_live_max_s")
         check("relay restart -> live <= 1 s", None if v is None else v <= 1.0,
               "max %.3f s (median %.3f s)" % (v, o.get("restart_live_s")) if v else "")
+        c = self.cfg["defaults_conns"]
+        if o.get("defaults_non2xx") is not None:
+            bad = o["defaults_non2xx"] + o.get("defaults_held_failures", 0)
+            check("default options: wrk c=%d, %d held, 0 refused" % (c, o["defaults_held_n"]),
+                  bad == 0, "%d non-2xx, %d held failures"
+                  % (o["defaults_non2xx"], o.get("defaults_held_failures", 0)))
+        else:
+            check("default options: wrk c=%d, 0 refused" % c, None, "")
         return out
 
     def report(self, workdir):
@@ -491,7 +622,7 @@ def main():
                     help="seconds, tiny sizes, check every transfer, exit 1 on failure")
     ap.add_argument("--json", metavar="FILE", help="write results as JSON to FILE")
     ap.add_argument("--setups", help="comma list of: " + ",".join(s[0] for s in SETUPS))
-    ap.add_argument("--scenarios", help="comma list of 1,2,3,5,6 (4 comes with 1)")
+    ap.add_argument("--scenarios", help="comma list of 1,2,3,5,6,7 (4 comes with 1)")
     ap.add_argument("--connector-args", default="", metavar="ARGS",
                     help="extra pagekitec options (one string), e.g. '-H'")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")

@@ -66,7 +66,7 @@ static void usage(FILE *out) {
           "\n"
           "Connections and origins:\n"
           "  -l HOST      origin host for bare LPORTs (default localhost)\n"
-          "  -c N         max connections (default 25)\n"
+          "  -c N         max connections (default 1024)\n"
           "  -E N         allow eviction of streams idle for more than N seconds\n"
           "  -H           do not add X-Forwarded-Proto and X-Forwarded-For\n"
           "  -r URL       custom rejection URL (the page shown when an origin is down)\n"
@@ -557,7 +557,7 @@ int main(int argc, char **argv) {
       .ipv4 = 1,
       .ipv6 = 1,
       .fe_port = PAGEKITE_NET_FRONTEND_PORT,
-      .max_conns = 25,
+      .max_conns = 1024,
   };
   o.frontends = calloc((size_t)argc + 1, sizeof(*o.frontends));
   o.certnames = calloc((size_t)argc + 1, sizeof(*o.certnames));
