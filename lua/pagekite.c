@@ -85,7 +85,7 @@ static int new_mgr(lua_State *L, int relay) {
   const char *app_id = opt_str(L, 1, "app_id", relay ? "pagekite-lua-relay" : "pagekite-lua");
   int max_kites = opt_int(L, 1, "max_kites", relay ? 64 : 8);
   int max_fe = opt_int(L, 1, relay ? "max_listeners" : "max_frontends", relay ? 8 : 4);
-  int max_conns = opt_int(L, 1, "max_conns", 64);
+  int max_conns = opt_int(L, 1, "max_conns", 1024);
   const char *ddns = opt_str(L, 1, "dyndns_url", NULL);
   int flags = opt_int(L, 1, "flags", PK_WITH_DEFAULTS);
   int verbosity = opt_int(L, 1, "verbosity", 0);
@@ -230,6 +230,18 @@ static int m_set_tls(lua_State *L) {
 static int m_add_frontend_certname(lua_State *L) {
   lpk_mgr *u = check(L);
   return result(L, pagekite_add_frontend_certname(u->mgr, luaL_checkstring(L, 2)));
+}
+
+/* m:set_proxy(url): relays and DDNS through an outgoing proxy (nil: none) */
+static int m_set_proxy(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_proxy(u->mgr, luaL_optstring(L, 2, NULL)));
+}
+
+/* m:set_rejection_url(url): framed in the 503 page when an origin is down */
+static int m_set_rejection_url(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_rejection_url(u->mgr, luaL_optstring(L, 2, NULL)));
 }
 
 static int m_start(lua_State *L) {
@@ -508,6 +520,8 @@ static const luaL_Reg methods[] = {
     {"set_tls_verify", m_set_tls_verify},
     {"set_tls", m_set_tls},
     {"add_frontend_certname", m_add_frontend_certname},
+    {"set_proxy", m_set_proxy},
+    {"set_rejection_url", m_set_rejection_url},
     {"kite_status", m_kite_status},
     {"kite_reason", m_kite_reason},
     {"get_kite_status", m_kite_status}, /* the spec's (doc/API.md) names */

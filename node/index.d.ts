@@ -196,6 +196,10 @@ export class Connector extends Manager {
   setTlsVerify(verify?: boolean, caFile?: string | null): this;
   /** Also accept a relay certificate issued for name ('' clears the list). Before start(). */
   addFrontendCertname(name: string): this;
+  /** Relays and DDNS through http://, socks5:// or socks5h:// (null or '': none). Before start(). */
+  setProxy(url: string | null): this;
+  /** Frame url in the 503 page sent when an origin is down (null or '': plain page). */
+  setRejectionUrl(url: string | null): this;
   /** One kite's state; throws PageKiteError for a kite never added. */
   kiteStatus(proto: string, name: string): KiteStatusName;
   /** Why a relay refused a kite ('signature', 'unknown', ...), or ''. */

@@ -436,7 +436,7 @@ if (typeof Symbol.asyncDispose === 'symbol') {
 /** A connector: publishes local servers (kites) through front-end relays. */
 class Connector extends Manager {
   constructor(opts) {
-    super(opts, { appId: 'pagekite-node', maxKites: 8, maxFrontends: 4, maxConns: 64,
+    super(opts, { appId: 'pagekite-node', maxKites: 8, maxFrontends: 4, maxConns: 1024,
       flags: binding.PK_WITH_DEFAULTS }, 0);
     this._kites = [];
   }
@@ -505,6 +505,22 @@ class Connector extends Manager {
   }
 
   /**
+   * Reach relays (and DDNS) through an outgoing proxy: http://[user:pass@]host[:port]
+   * (CONNECT), socks5://... or socks5h://...; null or '' for none.  Before start().
+   */
+  setProxy(url) {
+    this._configure('setProxy');
+    this._check('setProxy', binding.setProxy(this[kHandle], str(url, 'url', true)));
+    return this;
+  }
+
+  /** Frame url in the 503 page sent when an origin is down; null or '' for none. */
+  setRejectionUrl(url) {
+    this._check('setRejectionUrl', binding.setRejectionUrl(this[kHandle], str(url, 'url', true)));
+    return this;
+  }
+
+  /**
    * One kite's state: 'WAITING', 'FLYING', 'REJECTED' or 'DUPLICATE'.  proto
    * and name as given to addKite(); proto may carry the public port
    * ('http-8080').  Throws PageKiteError for a kite that was never added.
@@ -547,7 +563,7 @@ class Connector extends Manager {
 /** A front-end relay (PK_AS_FRONTEND_RELAY): accepts tunnels and visitors. */
 class Relay extends Manager {
   constructor(opts) {
-    super(opts, { appId: 'pagekite-node-relay', maxKites: 16, maxFrontends: 8, maxConns: 256,
+    super(opts, { appId: 'pagekite-node-relay', maxKites: 16, maxFrontends: 8, maxConns: 2000,
       flags: 0 }, binding.PK_AS_FRONTEND_RELAY);
   }
 

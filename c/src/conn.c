@@ -691,9 +691,8 @@ static void tls_why(pk_conn *c, const char *what, char *out, size_t n) {
   else if (client && first == 0x15)
     snprintf(out, n, "TLS %s failed: the relay does not speak TLS on this port (it refused the "
              "handshake with an alert before showing a certificate: %s)", what, ebuf);
-  else if (client && vr == X509_V_ERR_HOSTNAME_MISMATCH)
-    pk_tls_mismatch_why(c->mgr, c->ssl,
-                        SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name), out, n);
+  else if (client && pk_tls_names_mismatch(c->ssl))
+    pk_tls_mismatch_why(c->mgr, c->ssl, out, n);
   else
     snprintf(out, n, "TLS %s failed: %s%s%s", what, ebuf, vr != X509_V_OK ? " / verify: " : "",
              vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");

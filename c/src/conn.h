@@ -152,13 +152,16 @@ uint64_t pk_now_ms(pk_mgr *m);
 extern const char *const pk_service_certnames[]; /* pagekite.py's SERVICE_CERTS */
 /* Accept a certificate for name too ("" forgets the list).  0 or -1. */
 int pk_certname_add(pk_mgr *m, const char *name);
-/* SNI and the names to verify on a client SSL: dialled and the accepted. */
+/* SNI and the names to verify on a client SSL: dialled (name or IP) or any
+ * accepted name.  Checked by pk_tls_verify_cb (set on the client context). */
 int pk_tls_expect_names(pk_mgr *m, SSL *ssl, const char *dialled);
 /* The client context's verify callback (keeps the relay's certificate for
  * pk_tls_mismatch_why). */
 int pk_tls_verify_cb(int ok, X509_STORE_CTX *st);
 /* "the relay's certificate is for X; expected one of: A, B" */
-void pk_tls_mismatch_why(pk_mgr *m, SSL *ssl, const char *dialled, char *out, size_t n);
+void pk_tls_mismatch_why(pk_mgr *m, SSL *ssl, char *out, size_t n);
+/* The handshake failed because the certificate is for other names. */
+int pk_tls_names_mismatch(const SSL *ssl);
 const char *pk_addr_str(const struct sockaddr *sa, char *buf, size_t n, int *port);
 
 #endif

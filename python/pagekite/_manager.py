@@ -458,7 +458,7 @@ class Connector(_Manager):
     _KIND = "connector"
 
     def __init__(self, app_id: str = "pagekite-py", max_kites: int = 8, max_frontends: int = 4,
-                 max_conns: int = 64, flags: int = lib.PK_WITH_DEFAULTS, verbosity: int = 0,
+                 max_conns: int = 1024, flags: int = lib.PK_WITH_DEFAULTS, verbosity: int = 0,
                  dyndns_url: Optional[str] = None, *, start_on_enter: bool = False) -> None:
         super().__init__(app_id, max_kites, max_frontends, max_conns, flags, verbosity,
                          dyndns_url, start_on_enter)
@@ -489,6 +489,17 @@ class Connector(_Manager):
         """Also accept a relay certificate issued for name (pagekite.py's
         --fe_certname); "" forgets the names added so far.  Before start()."""
         self._call("pagekite_add_frontend_certname", _str(name, "name"))
+
+    def set_proxy(self, url: Optional[str]) -> None:
+        """Reach relays (and DDNS) through an outgoing proxy:
+        http://[user:pass@]host[:port] (CONNECT), socks5://... or
+        socks5h://...; None or "" for none.  Before start()."""
+        self._call("pagekite_set_proxy", _str(url, "url", nullable=True))
+
+    def set_rejection_url(self, url: Optional[str]) -> None:
+        """Frame url in the 503 page sent when an origin is down
+        (libpagekite's rejection URL); None or "" for a plain page."""
+        self._call("pagekite_set_rejection_url", _str(url, "url", nullable=True))
 
     def kite_status(self, proto: str, name: str) -> KiteStatus:
         """One kite's :class:`KiteStatus` (WAITING, FLYING, REJECTED, DUPLICATE).
@@ -540,7 +551,7 @@ class Relay(_Manager):
     _KIND = "relay"
 
     def __init__(self, app_id: str = "pagekite-py-relay", max_kites: int = 16,
-                 max_listeners: int = 8, max_conns: int = 256, flags: int = 0,
+                 max_listeners: int = 8, max_conns: int = 2000, flags: int = 0,
                  verbosity: int = 0, *, start_on_enter: bool = False) -> None:
         super().__init__(app_id, max_kites, max_listeners, max_conns, flags, verbosity, None,
                          start_on_enter)

@@ -323,3 +323,36 @@ def test_refused_requests_are_logged_once_a_second(tmp_path, procs):
     lines = re.findall(r"No origin for .*; (\d+) more refused since the last line", conn.stderr())
     assert 1 <= len(lines) <= took + 3, (len(lines), took, conn.tail())
     assert len(lines) + sum(int(n) for n in lines) <= statuses.count(503)
+
+
+# ---------------------------------------------------------------- certificate names
+
+def test_dialled_ip_or_accepted_name_either_will_do(tmp_path, procs, tls_pki):
+    """The relay's certificate carries IP:127.0.0.1 (and relay.example.test).
+    Dialled as 127.0.0.1 it flies with an unrelated --fe_certname added too
+    (either the dialled address or an accepted name is enough); a certificate
+    that has neither is refused with both lists in the message."""
+    port = free_port()
+    relay = Proc("pagekiter", [PAGEKITER, "--ports=%d" % port, "--listen=127.0.0.1",
+                               "--domain=http:*.example.test:" + SECRET,
+                               "--tls-cert=%s" % tls_pki.relay_cert,
+                               "--tls-key=%s" % tls_pki.relay_key], tmp_path)
+    procs.append(relay)
+    wait_accepts("127.0.0.1", port, relay)
+    origin = Origin6("127.0.0.1")
+    procs.append(origin)
+    name = kite_name("ipcert")
+    ok = start_connector(tmp_path, ["--frontend", "127.0.0.1:%d" % port, "--ca-file",
+                                    str(tls_pki.ca), "--fe_certname", "other.example.test",
+                                    "127.0.0.1:%d" % origin.port, "http", name, "0", SECRET])
+    procs.append(ok)
+    ok.wait_status("FLYING", timeout=20)
+    wait_http(name, port, "/", timeout=10)
+    ok.stop()
+    bad = start_connector(tmp_path, ["--frontend", "localhost:%d" % port, "--ca-file",
+                                     str(tls_pki.ca), "--fe_certname", "other.example.test",
+                                     "127.0.0.1:%d" % origin.port, "http", name, "0", SECRET])
+    procs.append(bad)
+    bad.wait_for(r"the relay's certificate is for relay\.example\.test, 127\.0\.0\.1; "
+                 r"expected one of: localhost, other\.example\.test", timeout=20, where="err",
+                 what="the names on both sides")
