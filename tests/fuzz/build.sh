@@ -24,9 +24,18 @@ done
 # The forwarding-header rewriter (httpfwd.c) is pure too.
 "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_httpfwd" "$HERE/fuzz_httpfwd.c" "$SRC/httpfwd.c" "$SRC/wire.c" &
 pids+=($!)
-# The protocol session (session.c) against a peer session, no sockets.
-"$CC" "${FLAGS[@]}" -o "$OUT/fuzz_session" "$HERE/fuzz_session.c" "$SRC/session.c" "$SRC/wire.c" \
-  "$SRC/wire_enc.c" -lz &
+# The protocol session (session.c) against a peer session, no sockets.  A
+# session links its handshake half (handshake.c) and kite authentication.
+SESSION=("$SRC/session.c" "$SRC/handshake.c" "$SRC/kiteauth.c" "$SRC/sign.c" "$SRC/replay.c"
+         "$SRC/wire.c" "$SRC/wire_enc.c")
+"$CC" "${FLAGS[@]}" -o "$OUT/fuzz_session" "$HERE/fuzz_session.c" "${SESSION[@]}" -lz -lcrypto &
+pids+=($!)
+# The handshake and kite authentication: a connector session and a relay
+# session against each other and against raw bytes.  It steps over the known
+# bugs named by the FUZZ_HANDSHAKE_KNOWN_* macros (see fuzz_handshake.c)
+# until they are fixed in c/src; drop a -D once its bug is.
+"$CC" "${FLAGS[@]}" -DFUZZ_HANDSHAKE_KNOWN_PROTO_MATCH_BUG -DFUZZ_HANDSHAKE_KNOWN_WS_REST_BUG \
+  -o "$OUT/fuzz_handshake" "$HERE/fuzz_handshake.c" "${SESSION[@]}" -lz -lcrypto &
 pids+=($!)
 # The tunnel target links the whole core (minus the Lua plugin host).
 if [ -f "$HERE/fuzz_tunnel.c" ]; then
