@@ -20,13 +20,13 @@ static void kite_proto_string(const pk_kite *k, char *out, size_t n) {
     snprintf(out, n, "%s", k->proto);
 }
 
-/* The kite a relay's answer names ("proto[-port]" and name), or NULL. */
+/* The kite a relay's answer names ("proto[-port]" exactly as we asked, and
+ * the name), or NULL. */
 static pk_kite *kite_by_answer(pk_mgr *m, const pk_auth_answer *a) {
   for (int i = 0; i < m->nkites; i++) {
     char ps[48];
     kite_proto_string(&m->kites[i], ps, sizeof(ps));
-    if ((strcasecmp(ps, a->protoport) == 0 || strcasecmp(m->kites[i].proto, a->protoport) == 0) &&
-        strcasecmp(m->kites[i].name, a->name) == 0)
+    if (strcasecmp(ps, a->protoport) == 0 && strcasecmp(m->kites[i].name, a->name) == 0)
       return &m->kites[i];
   }
   return NULL;

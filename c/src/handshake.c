@@ -140,16 +140,13 @@ static void answer_challenges(pk_session *s) {
   if (s->cb->resign) s->cb->resign(s->ctx);
 }
 
-/* Our kite an answer names (by "proto[-port]" as sent, or by proto). */
+/* Our kite an answer names: relays (ours and pagekite.py) answer with the
+ * "proto[-port]:name" exactly as it was asked for. */
 static pk_session_kite *kite_named(pk_session *s, const pk_auth_answer *a) {
-  for (int i = 0; i < s->nkites; i++) {
-    pk_session_kite *k = &s->kites[i];
-    size_t pl = strcspn(k->protoport, "-");
-    int proto_only = strlen(a->protoport) == pl && strncasecmp(k->protoport, a->protoport, pl) == 0;
-    if ((strcasecmp(k->protoport, a->protoport) == 0 || proto_only) &&
-        strcasecmp(k->name, a->name) == 0)
-      return k;
-  }
+  for (int i = 0; i < s->nkites; i++)
+    if (strcasecmp(s->kites[i].protoport, a->protoport) == 0 &&
+        strcasecmp(s->kites[i].name, a->name) == 0)
+      return &s->kites[i];
   return NULL;
 }
 
@@ -161,9 +158,9 @@ static void one_answer(pk_session *s, const pk_slice *name, const pk_slice *valu
     pk_session_features(s, name, value, 1);
     return;
   }
+  pk_session_kite *k = kind == PK_ANS_SESSION ? NULL : kite_named(s, &a);
+  if (kind != PK_ANS_SESSION && !k) return; /* about a kite we never asked for */
   if (kind == PK_ANS_SIGNTHIS) {
-    pk_session_kite *k = kite_named(s, &a);
-    if (!k) return; /* a challenge for a kite we never asked for */
     snprintf(k->fsalt, sizeof(k->fsalt), "%s", a.detail);
     (*challenged)++;
   }
@@ -180,6 +177,9 @@ static void client_answers(pk_session *s, const pk_slice *names, const pk_slice 
       if (why == (pass == 0)) one_answer(s, &names[i], &values[i], &challenged);
     }
   if (challenged && s->state != PK_SESSION_DEAD) answer_challenges(s);
+  /* The websocket form says AddKites in a NOOP after the 101: kites that
+   * did not fit the request head follow now. */
+  if (s->state == PK_SESSION_OPEN) send_rest(s);
 }
 
 static int head_ok(pk_session *s, int r, const pk_http_head *h) {
@@ -215,8 +215,6 @@ long pk_session_hs_head(pk_session *s, const char *data, size_t n) {
   /* What followed the head is the first frames: keep it at the front. */
   s->inlen -= h.head_len;
   memmove(s->in, s->in + h.head_len, s->inlen);
-  if (s->state == PK_SESSION_DEAD) return -1;
-  send_rest(s);
   if (s->state == PK_SESSION_DEAD) return -1;
   if (s->cb->opened) s->cb->opened(s->ctx);
   return s->state == PK_SESSION_DEAD ? -1 : (long)take;
@@ -255,18 +253,24 @@ static char *reply_buf(pk_wbuf *b) {
   return p;
 }
 
-/* Kite requests in a NOOP chunk (AddKites), answered in a NOOP. */
+/* Kite requests in a NOOP chunk (AddKites), answered in a NOOP.  The answer
+ * takes at most two lines per request: a NOOP with a few requests (the
+ * usual, and a flood's) is answered from the stack, without the heap. */
 static void relay_noop(pk_session *s, const pk_chunk *ch) {
   pk_session_counts c = {0, 0, 0};
-  pk_wbuf b;
-  char *buf = reply_buf(&b);
+  size_t lines = 0;
+  for (int i = 0; i < ch->nheaders; i++) lines += pk_slice_ieq(ch->names[i], "X-PageKite");
+  size_t need = lines * 2 * (PK_NAME_MAX + 160) + 64;
+  char small[4096], *buf = need <= sizeof(small) ? small : malloc(need);
   if (!buf) {
     pk_session_close(s, "out of memory");
     return;
   }
+  pk_wbuf b;
+  pk_wbuf_init(&b, buf, buf == small ? sizeof(small) : need);
   relay_requests(s, ch->names, ch->values, ch->nheaders, &b, &c);
   if (s->state != PK_SESSION_DEAD && pk_wbuf_ok(&b)) pk_session_send_noop(s, buf, b.len);
-  free(buf);
+  if (buf != small) free(buf);
 }
 
 int pk_session_hs_control(pk_session *s, const pk_chunk *ch) {

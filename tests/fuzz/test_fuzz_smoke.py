@@ -31,7 +31,8 @@ def test_fuzz_smoke_run_ci():
                     "install libclang-rt-14-dev):\n" + p.stderr[-2000:])
     assert p.returncode == 0, p.stdout[-4000:]
     # Every target reported, each with some executions.
-    for t in ("frame", "chunk", "http_head", "classify", "tunnel", "httpfwd", "session"):
+    for t in ("frame", "chunk", "http_head", "classify", "tunnel", "httpfwd", "session",
+              "handshake"):
         assert "fuzz_%s: ok" % t in p.stdout
 
 

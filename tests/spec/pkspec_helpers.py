@@ -81,6 +81,8 @@ def stub_source(spec: dict, skip: tuple[str, ...] = (), extra: str = "") -> str:
             lines.append("  return mgr->status;")
         elif c == "pagekite_get_log":
             lines.append('  snprintf(mgr->log, sizeof mgr->log, "stub log\\n"); return mgr->log;')
+        elif c == "pagekite_get_kite_reason":  # a kite with no reason yet
+            lines.append('  mgr->log[0] = 0; return mgr->log;')
         elif c == "pagekite_last_error":
             lines.append("  return pk_err;")
         elif c == "pagekite_version_number":
