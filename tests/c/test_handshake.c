@@ -544,6 +544,59 @@ TEST(max_kites_longest_names) {
   pair_free(p);
 }
 
+/* Found by fuzz_handshake: kites of one name on two ports each get their
+ * own answer (an answer is matched on proto[-port] exactly). */
+TEST(same_name_two_ports) {
+  pair *p = pair_new();
+  pk_session_kite ks[2];
+  kite(&ks[0], "http-80", "a.example.test", "secret-a");
+  kite(&ks[1], "http", "a.example.test", "secret-a");
+  p->pol.quota = 80;
+  fly(p, ks, 2);
+  CHECK(strstr(p->c->log, "OK:a.example.test:") != NULL);
+  CHECK(strstr(p->c->log, "INVALID") == NULL);
+  CHECK(strstr(p->r->log, "INVALID") == NULL);
+  pair_free(p);
+}
+
+/* Found by fuzz_handshake: in the websocket form AddKites comes in the NOOP
+ * after the 101, and the kites that did not fit the head follow then. */
+TEST(websocket_form_rest_follows) {
+  pair *p = pair_new();
+  static dom doms[PK_MAX_KITES_PER_TUNNEL];
+  static char names[PK_MAX_KITES_PER_TUNNEL][256];
+  static pk_session_kite ks[PK_MAX_KITES_PER_TUNNEL];
+  char a[64], b[64];
+  memset(a, 'a', 58), a[58] = 0;
+  memset(b, 'b', 63), b[63] = 0;
+  for (int i = 0; i < PK_MAX_KITES_PER_TUNNEL; i++) {
+    snprintf(names[i], sizeof(names[i]), "w%02d%s.%s.%s.%s.test", i, a, b, b, a);
+    doms[i].name = names[i];
+    doms[i].secret = "shared-secret";
+    kite(&ks[i], "http", names[i], "shared-secret");
+  }
+  p->pol.doms = doms;
+  p->pol.ndoms = PK_MAX_KITES_PER_TUNNEL;
+  CHECK_INT(pk_session_connect(&p->c->s, ks, PK_MAX_KITES_PER_TUNNEL, "test", NULL), 0);
+  CHECK(p->c->s.unsent > 0 && p->c->s.unsent < PK_MAX_KITES_PER_TUNNEL);
+  pk_http_head h;
+  CHECK_INT(pk_wire_parse_http_head(p->c->out, p->c->outlen, PK_HEAD_MAX, &h), 1);
+  pk_session_counts counts;
+  CHECK_INT(pk_session_accept(&p->r->s, &h, "key=", "80", "sess-ws", &counts), 0);
+  p->c->outlen = 0;
+  /* The connector reads the 101, then websocket frames both ways (set as
+   * the owner of a websocket tunnel would). */
+  char *eoh = strstr(p->r->out, "\r\n\r\n");
+  size_t hl = eoh ? (size_t)(eoh + 4 - p->r->out) : 0;
+  CHECK_INT(pk_session_recv(&p->c->s, p->r->out, hl, 2000), 0);
+  memmove(p->r->out, p->r->out + hl, p->r->outlen - hl);
+  p->r->outlen -= hl;
+  p->c->s.ws = 1;
+  settle(p->c, p->r);
+  CHECK_INT(p->pol.nclaimed, PK_MAX_KITES_PER_TUNNEL);
+  pair_free(p);
+}
+
 int main(void) {
   RUN(challenge_answered_in_band);
   RUN(every_reject_reason_reaches_connector);
@@ -556,5 +609,7 @@ int main(void) {
   RUN(websocket_reply);
   RUN(max_kites_one_tunnel);
   RUN(max_kites_longest_names);
+  RUN(same_name_two_ports);
+  RUN(websocket_form_rest_follows);
   return TEST_DONE();
 }
