@@ -331,8 +331,6 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
 /* Data for a SID we do not know: a new stream (Proto/Host set), a probe,
  * or data for a stream that is gone. */
 static void new_stream(pk_tunnel *t, const pk_chunk *ch) {
-  static const char probe_ok[] =
-      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nOK\n";
   stream_req r;
   parse_stream_req(ch, &r);
   if (!r.proto[0] || !r.host[0]) {
@@ -340,7 +338,11 @@ static void new_stream(pk_tunnel *t, const pk_chunk *ch) {
     return;
   }
   if (strncasecmp(r.proto, "probe", 5) == 0) {
-    answer_and_close(t, ch->sid, probe_ok, sizeof(probe_ok) - 1);
+    char ok[160];
+    pk_wbuf b;
+    pk_wbuf_init(&b, ok, sizeof(ok));
+    pk_wire_http_response(&b, 200, "OK", "text/plain", "", "OK\n", 3);
+    answer_and_close(t, ch->sid, ok, b.len);
     return;
   }
   pk_kite *k = kite_for_stream(t->mgr, r.proto, r.host, r.port);
@@ -431,11 +433,12 @@ static void fwd_refuse(pk_conn *s, pk_fwd *f, int rc) {
          pk_fwd_strerror(rc));
   if (!code || !pk_fwd_can_reply(f) || !s->tunnel) return;
   char resp[160], hdr[48];
-  int rl = snprintf(resp, sizeof(resp),
-                    "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", code,
-                    code == 431 ? "Request Header Fields Too Large" : "Bad Request");
+  pk_wbuf b;
+  pk_wbuf_init(&b, resp, sizeof(resp));
+  pk_wire_http_response(&b, code, code == 431 ? "Request Header Fields Too Large" : "Bad Request",
+                        NULL, "", "", 0);
   int hn = pk_wire_format_sid(hdr, sizeof(hdr), s->sid);
-  pk_tunnel_send_chunk(s->tunnel, hdr, (size_t)hn, resp, (size_t)rl, NULL);
+  if (pk_wbuf_ok(&b) && hn > 0) pk_tunnel_send_chunk(s->tunnel, hdr, (size_t)hn, resp, b.len, NULL);
 }
 
 /* Client -> origin bytes of an HTTP stream.  Returns -1 when the stream must

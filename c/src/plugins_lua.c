@@ -618,11 +618,11 @@ static void client_respond(pk_lua_client *c, int status, const char *ctype, cons
   if (!ctype || !header_safe(ctype, strlen(ctype))) ctype = "text/plain";
   if (status < 100 || status > 999) status = 500;
   char head[512];
-  int hn = snprintf(head, sizeof(head),
-                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                    "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                    status, reason_phrase(status), ctype, blen);
-  if (hn < 0 || (size_t)hn >= sizeof(head)) hn = 0;
+  pk_wbuf hb;
+  pk_wbuf_init(&hb, head, sizeof(head));
+  pk_wire_http_response_head(&hb, status, reason_phrase(status), ctype,
+                             "Cache-Control: no-store\r\n", blen);
+  size_t hn = pk_wbuf_ok(&hb) ? hb.len : 0;
   size_t total = (size_t)hn + (head_only ? 0 : blen);
   c->out = malloc(total ? total : 1);
   if (!c->out) {

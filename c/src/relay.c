@@ -226,9 +226,12 @@ static pk_tunnel *admit_tunnel(pk_conn *c) {
   make_room_for_tunnel(m);
   pk_tunnel *t = pk_tunnel_new(m, c);
   if (!t) {
-    static const char busy[] = "HTTP/1.0 503 Unavailable\r\n\r\n";
+    char busy[64];
+    pk_wbuf b;
+    pk_wbuf_init(&b, busy, sizeof(busy));
+    pk_wire_http_status(&b, "HTTP/1.0", 503, "Unavailable");
     pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: %s", c->rip, pk_get_error());
-    pk_conn_write(c, busy, sizeof(busy) - 1, NULL);
+    pk_conn_write(c, busy, b.len, NULL);
     pk_conn_finish(c);
   }
   return t;
@@ -376,8 +379,11 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
     refuse_status(c, 403, "Forbidden");
     return;
   }
-  static const char ok[] = "HTTP/1.0 200 Connection Established\r\n\r\n";
-  pk_conn_write(c, ok, sizeof(ok) - 1, NULL);
+  char ok[64];
+  pk_wbuf b;
+  pk_wbuf_init(&b, ok, sizeof(ok));
+  pk_wire_http_status(&b, "HTTP/1.0", 200, "Connection Established");
+  pk_conn_write(c, ok, b.len, NULL);
   start_stream(c, k, proto, target, cport, c->inbuf->data + h->head_len, c->inlen - h->head_len);
 }
 
@@ -399,12 +405,8 @@ static int answer_ping(pk_conn *c, const pk_http_head *h, const char *host) {
   char resp[256];
   pk_wbuf b;
   pk_wbuf_init(&b, resp, sizeof(resp));
-  pk_wbuf_puts(&b, "HTTP/1.1 503 Unavailable\r\n");
-  pk_wbuf_header(&b, "X-PageKite-UUID", "%s", c->mgr->relay_uuid); /* random, not the secret */
-  pk_wbuf_header(&b, "Content-Length", "0");
-  pk_wbuf_header(&b, "Connection", "close");
-  pk_wbuf_end(&b);
-  pk_conn_write(c, resp, b.len, NULL);
+  pk_wire_ping_reply(&b, c->mgr->relay_uuid); /* random, not the secret */
+  if (pk_wbuf_ok(&b)) pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
   return 1;
 }

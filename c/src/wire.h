@@ -197,8 +197,14 @@ void pk_wire_tunnel_ws_head(pk_wbuf *b, const char *accept);
  * header lines ("Name: value\r\n") or "". */
 void pk_wire_http_page(pk_wbuf *b, int code, const char *reason, const char *extra,
                        const char *html_title, const char *html_text, const char *host);
-/* A complete response: status line, Content-Type, Content-Length,
- * Connection: close, extra header lines ("Name: value\r\n" or ""), body. */
+/* A response head: status line, Content-Type (unless ctype is NULL),
+ * Content-Length, Connection: close, extra header lines ("Name: value\r\n"
+ * or ""), the blank line. */
+void pk_wire_http_response_head(pk_wbuf *b, int code, const char *reason, const char *ctype,
+                                const char *extra, size_t content_length);
+/* The relay's answer to a connector's /ping: 503 with X-PageKite-UUID. */
+void pk_wire_ping_reply(pk_wbuf *b, const char *uuid);
+/* A complete response: the head above, then the body. */
 void pk_wire_http_response(pk_wbuf *b, int code, const char *reason, const char *ctype,
                            const char *extra, const char *body, size_t bn);
 /* "GET path HTTP/1.1" with Host, User-Agent "libpagekite/<version>" and

@@ -189,15 +189,30 @@ void pk_wire_tunnel_ws_head(pk_wbuf *b, const char *accept) {
 }
 
 /* ---- HTTP answers ---- */
-void pk_wire_http_response(pk_wbuf *b, int code, const char *reason, const char *ctype,
-                           const char *extra, const char *body, size_t bn) {
+void pk_wire_http_response_head(pk_wbuf *b, int code, const char *reason, const char *ctype,
+                                const char *extra, size_t content_length) {
   wbuf_printf(b, "HTTP/1.1 %d %s\r\n", code, reason);
-  pk_wbuf_header(b, "Content-Type", "%s", ctype);
-  pk_wbuf_header(b, "Content-Length", "%zu", bn);
+  if (ctype) pk_wbuf_header(b, "Content-Type", "%s", ctype);
+  pk_wbuf_header(b, "Content-Length", "%zu", content_length);
   pk_wbuf_header(b, "Connection", "close");
   pk_wbuf_puts(b, extra);
   pk_wbuf_end(b);
+}
+
+void pk_wire_http_response(pk_wbuf *b, int code, const char *reason, const char *ctype,
+                           const char *extra, const char *body, size_t bn) {
+  pk_wire_http_response_head(b, code, reason, ctype, extra, bn);
   pk_wbuf_put(b, body, bn);
+}
+
+void pk_wire_ping_reply(pk_wbuf *b, const char *uuid) {
+  char extra[96];
+  pk_wbuf e;
+  pk_wbuf_init(&e, extra, sizeof(extra));
+  pk_wbuf_header(&e, "X-PageKite-UUID", "%s", uuid);
+  if (!pk_wbuf_ok(&e) || e.len >= sizeof(extra)) e.len = 0;
+  extra[e.len] = 0;
+  pk_wire_http_response(b, 503, "Unavailable", NULL, extra, "", 0);
 }
 
 void pk_wire_http_page(pk_wbuf *b, int code, const char *reason, const char *extra,
