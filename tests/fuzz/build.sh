@@ -21,6 +21,9 @@ for t in frame chunk http_head classify; do
   "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_$t" "$HERE/fuzz_$t.c" "$SRC/wire.c" &
   pids+=($!)
 done
+# The outgoing proxy handshake (proxy.c): proxy answers in pieces.
+"$CC" "${FLAGS[@]}" -o "$OUT/fuzz_proxy" "$HERE/fuzz_proxy.c" "$SRC/proxy.c" &
+pids+=($!)
 # The forwarding-header rewriter (httpfwd.c) is pure too.
 "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_httpfwd" "$HERE/fuzz_httpfwd.c" "$SRC/httpfwd.c" "$SRC/wire.c" &
 pids+=($!)

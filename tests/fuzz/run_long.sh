@@ -13,7 +13,7 @@ JOBS="${JOBS:-2}"
 WORK="${WORK:-/tmp/pk-fuzz}"
 "$HERE/build.sh" "$OUT" >/dev/null || exit 3
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(frame chunk http_head classify tunnel httpfwd session handshake)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(frame chunk http_head classify tunnel httpfwd session handshake proxy)
 mkdir -p "$WORK"
 one() {
   local t="$1" bin="$OUT/fuzz_$1"

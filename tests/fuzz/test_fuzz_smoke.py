@@ -32,7 +32,7 @@ def test_fuzz_smoke_run_ci():
     assert p.returncode == 0, p.stdout[-4000:]
     # Every target reported, each with some executions.
     for t in ("frame", "chunk", "http_head", "classify", "tunnel", "httpfwd", "session",
-              "handshake"):
+              "handshake", "proxy"):
         assert "fuzz_%s: ok" % t in p.stdout
 
 
