@@ -26,6 +26,9 @@
 #define PK_HALF_CLOSED_IDLE_MS 300000 /* half-closed and silent this long: closed */
 #define PK_UNAUTH_CHUNK (32 * 1024)   /* largest frame before a kite is authenticated */
 #define PK_UNAUTH_INBUF (PK_UNAUTH_CHUNK + 64)
+/* Smallest control chunk (EOF, NOOP) we send: pagekite.py reads at most
+ * 150 chunks per ~50 KB read (MAX_READ_BYTES * 3.1) and dies on more. */
+#define PK_MIN_CONTROL_CHUNK 340
 #define PK_ZCHUNK_MAX (PK_BLOCK_SIZE + 1024) /* larger chunks are not worth compressing */
 #define PK_BUFFER_IDLE_MS 2000 /* a session idle this long gives its buffers back */
 #define PK_UNAUTH_WQ_MAX (64 * 1024)  /* output queued to a peer that proved nothing */

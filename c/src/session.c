@@ -147,6 +147,27 @@ int pk_session_send_data(pk_session *s, long long sid, const char *data, size_t 
   return pk_session_send_headed(s, h, (size_t)hn, data, dn, buf, noz);
 }
 
+/* pagekite.py's tunnel reader handles at most 150 chunks per read of up to
+ * ~50 KB and dies ("Too much data") on more, so a burst of tiny control
+ * chunks (EOFs of many streams ending at once, SKBs) can kill a pagekite.py
+ * relay.  Control chunks are therefore never smaller than
+ * PK_MIN_CONTROL_CHUNK: their payload (which every reader ignores) is
+ * padded.  Returns the payload and its length. */
+static const char *control_payload(const char *word, size_t hn, size_t *pn) {
+  static const char pad[PK_MIN_CONTROL_CHUNK + 1] =
+      "Bye!"
+      "...................................................................................."
+      "...................................................................................."
+      "...................................................................................."
+      "....................................................................................";
+  size_t wl = strlen(word);
+  const char *p = wl == 1 ? pad + 3 : pad; /* "!..." or "Bye!..." */
+  size_t avail = sizeof(pad) - 1 - (size_t)(p - pad);
+  *pn = hn + wl >= PK_MIN_CONTROL_CHUNK ? wl : PK_MIN_CONTROL_CHUNK - hn;
+  if (*pn > avail) *pn = avail;
+  return p;
+}
+
 int pk_session_send_noop(pk_session *s, const char *lines, size_t n) {
   char small[1024], *buf = small;
   size_t cap = n + 32 <= sizeof(small) ? sizeof(small) : n + 32;
@@ -154,7 +175,9 @@ int pk_session_send_noop(pk_session *s, const char *lines, size_t n) {
   pk_wbuf b;
   pk_wbuf_init(&b, buf, cap);
   pk_wire_noop(&b, lines, n);
-  int rv = pk_wbuf_ok(&b) ? pk_session_send_chunk(s, buf, b.len, "!", 1, NULL) : -1;
+  size_t pn;
+  const char *payload = control_payload("!", b.len, &pn);
+  int rv = pk_wbuf_ok(&b) ? pk_session_send_chunk(s, buf, b.len, payload, pn, NULL) : -1;
   if (buf != small) free(buf);
   return rv;
 }
@@ -173,7 +196,9 @@ int pk_session_send_eof(pk_session *s, long long sid, const char *how) {
   pk_wbuf_init(&b, buf, sizeof(buf));
   pk_wire_eof(&b, sid, how);
   if (!pk_wbuf_ok(&b)) return -1;
-  return pk_session_send_chunk(s, buf, b.len, "Bye!", 4, NULL);
+  size_t pn;
+  const char *payload = control_payload("Bye!", b.len, &pn);
+  return pk_session_send_chunk(s, buf, b.len, payload, pn, NULL);
 }
 
 int pk_session_send_skb(pk_session *s, long long sid, unsigned long long kb) {

@@ -597,6 +597,30 @@ TEST(websocket_form_rest_follows) {
   pair_free(p);
 }
 
+/* Control chunks are never tiny: pagekite.py reads at most 150 chunks per
+ * ~50 KB read and dies on more, so a burst of EOFs or SKBs must not fit 150
+ * chunks in one read. */
+TEST(control_chunks_are_padded) {
+  pair *p = pair_new();
+  pk_session_kite k;
+  kite(&k, "http", "a.example.test", "secret-a");
+  fly(p, &k, 1);
+  p->c->outlen = 0;
+  CHECK_INT(pk_session_send_eof(&p->c->s, 12345, "RW"), 0);
+  size_t eof_len = p->c->outlen;
+  CHECK_INT(pk_session_send_skb(&p->c->s, 12345, 8), 0);
+  size_t skb_len = p->c->outlen - eof_len;
+  CHECK_INT(pk_session_ping(&p->c->s, 5000), 0);
+  size_t ping_len = p->c->outlen - eof_len - skb_len;
+  CHECK(eof_len >= PK_MIN_CONTROL_CHUNK && skb_len >= PK_MIN_CONTROL_CHUNK &&
+        ping_len >= PK_MIN_CONTROL_CHUNK);
+  CHECK(150 * PK_MIN_CONTROL_CHUNK > (size_t)(16 * 1024 - 128) * 31 / 10);
+  /* ... and still read as what they are. */
+  settle(p->c, p->r);
+  CHECK_INT(p->r->s.state, PK_SESSION_OPEN);
+  pair_free(p);
+}
+
 int main(void) {
   RUN(challenge_answered_in_band);
   RUN(every_reject_reason_reaches_connector);
@@ -611,5 +635,6 @@ int main(void) {
   RUN(max_kites_longest_names);
   RUN(same_name_two_ports);
   RUN(websocket_form_rest_follows);
+  RUN(control_chunks_are_padded);
   return TEST_DONE();
 }
