@@ -727,17 +727,24 @@ static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   if (res) uv_freeaddrinfo(res);
 }
 
+/* A stream-socket lookup of host:port off the loop thread (libuv's pool);
+ * 0 when started, cb gets the answer. */
+static int lookup(pk_mgr *m, uv_getaddrinfo_t *req, uv_getaddrinfo_cb cb, void *data,
+                  const char *host, int port) {
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_socktype = SOCK_STREAM;
+  char ps[16];
+  snprintf(ps, sizeof(ps), "%d", port);
+  req->data = data;
+  return uv_getaddrinfo(&m->loop, req, cb, host, ps, &hints);
+}
+
 static void refresh_dns(pk_mgr *m) {
   for (int f = 0; f < m->nfes; f++) {
     pk_frontend *fe = &m->fes[f];
     if (!fe->update_dns || fe->gai_busy) continue;
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", fe->port);
-    fe->gai.data = fe;
-    if (uv_getaddrinfo(&m->loop, &fe->gai, on_gai, fe->host, port, &hints) == 0) fe->gai_busy = 1;
+    if (lookup(m, &fe->gai, on_gai, fe, fe->host, fe->port) == 0) fe->gai_busy = 1;
   }
 }
 
@@ -915,13 +922,7 @@ static void ddns_start(pk_mgr *m, const pk_kite *k, const char *url) {
     ddns_connect(j);
     return;
   }
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_socktype = SOCK_STREAM;
-  char port[16];
-  snprintf(port, sizeof(port), "%d", j->port);
-  j->gai.data = j;
-  if (uv_getaddrinfo(&m->loop, &j->gai, ddns_on_gai, j->host, port, &hints) != 0) free(j);
+  if (lookup(m, &j->gai, ddns_on_gai, j, j->host, j->port) != 0) free(j);
 }
 
 static void ddns_update(pk_mgr *m) {
