@@ -74,6 +74,16 @@ export interface RawBinding {
   setRelayDuplicates(mgr: PageKiteHandle | null, allow: number): number;
   /** pagekite_set_relay_tls(): Relay role: certificate and key for TLS-wrapped tunnels. */
   setRelayTls(mgr: PageKiteHandle | null, certFile: string, keyFile: string): number;
+  /** pagekite_add_relay_tls_endpoint(): Relay role: a TLS certificate for one name or "*.domain" (pagekite.py's --tls_endpoint). */
+  addRelayTlsEndpoint(mgr: PageKiteHandle | null, name: string, certFile: string | null, keyFile: string | null): number;
+  /** pagekite_set_relay_tls_default(): Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default). */
+  setRelayTlsDefault(mgr: PageKiteHandle | null, name: string | null): number;
+  /** pagekite_set_relay_raw_ports(): Relay role: ports raw kites may claim (pagekite.py's --rawports), or "virtual" for any. */
+  setRelayRawPorts(mgr: PageKiteHandle | null, ports: string | null): number;
+  /** pagekite_add_relay_port_alias(): Relay role: treat visitors on a listening port as if they came to another (pagekite.py's --portalias). */
+  addRelayPortAlias(mgr: PageKiteHandle | null, port: number, aliasOf: number): number;
+  /** pagekite_set_relay_motd(): Relay role: a message of the day for connectors (pagekite.py's --motd). */
+  setRelayMotd(mgr: PageKiteHandle | null, motd: string | null): number;
   /** pagekite_get_counter(): Read one of the manager's counters. */
   getCounter(mgr: PageKiteHandle | null, counter: number): number;
   /** pagekite_last_error(): Why the last failing call on this thread failed. */

@@ -173,6 +173,27 @@ static int pkj_set_relay_tls(const char *cert_file, const char *key_file) {
   return pagekite_set_relay_tls(pkj_mgr, cert_file, key_file);
 }
 
+static int pkj_add_relay_tls_endpoint(const char *name, const char *cert_file,
+                                      const char *key_file) {
+  return pagekite_add_relay_tls_endpoint(pkj_mgr, name, cert_file, key_file);
+}
+
+static int pkj_set_relay_tls_default(const char *name) {
+  return pagekite_set_relay_tls_default(pkj_mgr, name);
+}
+
+static int pkj_set_relay_raw_ports(const char *ports) {
+  return pagekite_set_relay_raw_ports(pkj_mgr, ports);
+}
+
+static int pkj_add_relay_port_alias(int port, int alias_of) {
+  return pagekite_add_relay_port_alias(pkj_mgr, port, alias_of);
+}
+
+static int pkj_set_relay_motd(const char *motd) {
+  return pagekite_set_relay_motd(pkj_mgr, motd);
+}
+
 static long long pkj_get_counter(int counter) {
   return pagekite_get_counter(pkj_mgr, counter);
 }
@@ -872,6 +893,91 @@ int pkj_set_relay_duplicates(int allow);
   public";
 %rename(setRelayTls) pkj_set_relay_tls;
 int pkj_set_relay_tls(const char *certFile, const char *keyFile);
+
+%javamethodmodifiers pkj_add_relay_tls_endpoint "/**
+   * Relay role: a TLS certificate for one name or \"*.domain\" (pagekite.py's --tls_endpoint).
+   *
+   * A TLS connection whose SNI (or CONNECT name:443) names no https kite is
+   * terminated with the certificate of the endpoint for that name: an exact
+   * endpoint first, else the wildcard one label up (\"*.example.com\" serves
+   * \"www.example.com\", not \"a.b.example.com\"), else the pagekite_set_relay_tls()
+   * certificate, as pagekite.py's GetTlsEndpointCtx. What arrives inside is
+   * routed like plain text: tunnel requests (so pagekite.py connectors with
+   * --fe_certname=NAME reach the relay through CONNECT NAME:443) and HTTP
+   * requests for http kites. The files are read now; an unreadable file, a key
+   * that does not match, or a name given twice fails with a message naming the
+   * file. key_file NULL: the key is in cert_file (pagekite.py's single PEM).
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_tls_endpoint().
+   * @param name Name the certificate serves: \"host.example.com\" or \"*.example.com\".
+   * @param certFile PEM certificate chain (and the key, if key_file is NULL).
+   * @param keyFile PEM private key, or NULL when it is in cert_file.
+   * @return 0 on success. On failure: -1.
+   */
+  public";
+%rename(addRelayTlsEndpoint) pkj_add_relay_tls_endpoint;
+int pkj_add_relay_tls_endpoint(const char *name, const char *certFile, const char *keyFile);
+
+%javamethodmodifiers pkj_set_relay_tls_default "/**
+   * Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default).
+   *
+   * A TLS client without SNI is handled as if it had sent this name: passed to
+   * its https kite if one flies, else terminated with its endpoint's certificate,
+   * as pagekite.py does. NULL or \"\" (the default): without SNI, the
+   * pagekite_set_relay_tls() certificate is used, or the client gets a TLS alert.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_tls_default().
+   * @param name Kite or endpoint name, or NULL.
+   * @return 0 on success. On failure: -1 (not a valid name).
+   */
+  public";
+%rename(setRelayTlsDefault) pkj_set_relay_tls_default;
+int pkj_set_relay_tls_default(const char *name);
+
+%javamethodmodifiers pkj_set_relay_raw_ports "/**
+   * Relay role: ports raw kites may claim (pagekite.py's --rawports), or \"virtual\" for any.
+   *
+   * A comma-separated list of ports and/or the word \"virtual\". A raw kite
+   * (raw-PORT:name) is accepted when PORT is one of the relay's listening ports,
+   * one of these ports, or any port with \"virtual\". Visitors reach raw kites
+   * through HTTP CONNECT name:PORT on any listening port (ssh's ProxyCommand, as
+   * with pagekite.py); the listed ports are not opened as listeners of their own.
+   * NULL or \"\" (the default): raw kites only on the listening ports.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_raw_ports().
+   * @param ports \"22,2222\", \"virtual\" or both; NULL for none.
+   * @return 0 on success. On failure: -1 (not a list of ports 1-65535 and \"virtual\").
+   */
+  public";
+%rename(setRelayRawPorts) pkj_set_relay_raw_ports;
+int pkj_set_relay_raw_ports(const char *ports);
+
+%javamethodmodifiers pkj_add_relay_port_alias "/**
+   * Relay role: treat visitors on a listening port as if they came to another (pagekite.py's --portalias).
+   *
+   * Visitors arriving on port are routed as if on alias_of, and kites for
+   * alias_of (http-ALIAS_OF:name) are accepted, as pagekite.py's
+   * --portalias=PORT:ALIAS_OF. port must also be given to
+   * pagekite_add_relay_listener().
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_port_alias().
+   * @param port A listening port.
+   * @param aliasOf The port it stands for.
+   * @return 0 on success. On failure: -1 (bad port, or port already aliased).
+   */
+  public";
+%rename(addRelayPortAlias) pkj_add_relay_port_alias;
+int pkj_add_relay_port_alias(int port, int aliasOf);
+
+%javamethodmodifiers pkj_set_relay_motd "/**
+   * Relay role: a message of the day for connectors (pagekite.py's --motd).
+   *
+   * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
+   * as pagekite.py does; pagekite.py connectors show it, ours log it. At most
+   * 1024 bytes of printable text (longer is refused). NULL or \"\" sends none.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_motd().
+   * @param motd The message, or NULL.
+   * @return 0 on success. On failure: -1 (too long, or control characters).
+   */
+  public";
+%rename(setRelayMotd) pkj_set_relay_motd;
+int pkj_set_relay_motd(const char *motd);
 
 %javamethodmodifiers pkj_get_counter "/**
    * Read one of the manager's counters.

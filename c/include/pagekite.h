@@ -736,6 +736,94 @@ PK_EXPORT int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
  */
 PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
 
+/* Relay role: a TLS certificate for one name or "*.domain" (pagekite.py's --tls_endpoint).
+ *
+ * A TLS connection whose SNI (or CONNECT name:443) names no https kite is
+ * terminated with the certificate of the endpoint for that name: an exact
+ * endpoint first, else the wildcard one label up ("*.example.com" serves
+ * "www.example.com", not "a.b.example.com"), else the pagekite_set_relay_tls()
+ * certificate, as pagekite.py's GetTlsEndpointCtx. What arrives inside is
+ * routed like plain text: tunnel requests (so pagekite.py connectors with
+ * --fe_certname=NAME reach the relay through CONNECT NAME:443) and HTTP
+ * requests for http kites. The files are read now; an unreadable file, a key
+ * that does not match, or a name given twice fails with a message naming the
+ * file. key_file NULL: the key is in cert_file (pagekite.py's single PEM).
+ *
+ *   mgr        The manager.
+ *   name       Name the certificate serves: "host.example.com" or
+ *              "*.example.com".
+ *   cert_file  PEM certificate chain (and the key, if key_file is NULL).
+ *   key_file   PEM private key, or NULL when it is in cert_file.
+ *
+ * Returns: 0 on success. On failure: -1.
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name,
+                                              const char *cert_file, const char *key_file);
+
+/* Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default).
+ *
+ * A TLS client without SNI is handled as if it had sent this name: passed to
+ * its https kite if one flies, else terminated with its endpoint's certificate,
+ * as pagekite.py does. NULL or "" (the default): without SNI, the
+ * pagekite_set_relay_tls() certificate is used, or the client gets a TLS alert.
+ *
+ *   mgr   The manager.
+ *   name  Kite or endpoint name, or NULL.
+ *
+ * Returns: 0 on success. On failure: -1 (not a valid name).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
+
+/* Relay role: ports raw kites may claim (pagekite.py's --rawports), or "virtual" for any.
+ *
+ * A comma-separated list of ports and/or the word "virtual". A raw kite
+ * (raw-PORT:name) is accepted when PORT is one of the relay's listening ports,
+ * one of these ports, or any port with "virtual". Visitors reach raw kites
+ * through HTTP CONNECT name:PORT on any listening port (ssh's ProxyCommand, as
+ * with pagekite.py); the listed ports are not opened as listeners of their own.
+ * NULL or "" (the default): raw kites only on the listening ports.
+ *
+ *   mgr    The manager.
+ *   ports  "22,2222", "virtual" or both; NULL for none.
+ *
+ * Returns: 0 on success. On failure: -1 (not a list of ports 1-65535 and
+ * "virtual").
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
+
+/* Relay role: treat visitors on a listening port as if they came to another (pagekite.py's --portalias).
+ *
+ * Visitors arriving on port are routed as if on alias_of, and kites for
+ * alias_of (http-ALIAS_OF:name) are accepted, as pagekite.py's
+ * --portalias=PORT:ALIAS_OF. port must also be given to
+ * pagekite_add_relay_listener().
+ *
+ *   mgr       The manager.
+ *   port      A listening port.
+ *   alias_of  The port it stands for.
+ *
+ * Returns: 0 on success. On failure: -1 (bad port, or port already aliased).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
+
+/* Relay role: a message of the day for connectors (pagekite.py's --motd).
+ *
+ * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
+ * as pagekite.py does; pagekite.py connectors show it, ours log it. At most
+ * 1024 bytes of printable text (longer is refused). NULL or "" sends none.
+ *
+ *   mgr   The manager.
+ *   motd  The message, or NULL.
+ *
+ * Returns: 0 on success. On failure: -1 (too long, or control characters).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
+
 /* Read one of the manager's counters.
  *
  * counter is one of the PK_COUNTER_* constants.

@@ -24,7 +24,7 @@ static int check_mgr(pk_mgr *m) {
 }
 
 /* Configuration calls documented "before starting the master thread". */
-static int before_start(pk_mgr *m, const char *fn) {
+int pk_api_before_start(pk_mgr *m, const char *fn) {
   if (check_mgr(m)) return -1;
   if (m->started) {
     pk_set_error("%s: only allowed before pagekite_thread_start", fn);
@@ -176,7 +176,7 @@ PK_API pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, 
   return h;
 }
 
-static int valid_name(const char *s, size_t max) {
+int pk_api_valid_name(const char *s, size_t max) {
   if (!s || !*s || strlen(s) >= max) return 0;
   for (const char *p = s; *p; p++)
     if (*p == ':' || *p <= ' ' || *p == 0x7f) return 0;
@@ -202,14 +202,14 @@ static int host_arg(const char *in, char *out, size_t n) {
     snprintf(out, n, "%s", in);
   struct in6_addr a6;
   if (strchr(out, ':')) return inet_pton(AF_INET6, out, &a6) == 1 ? 0 : -1;
-  return valid_name(out, n) ? 0 : -1;
+  return pk_api_valid_name(out, n) ? 0 : -1;
 }
 
 PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kitename, int pport,
                              const char *secret, const char *backend, int lport) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_add_kite")) return -1;
-  if (!valid_name(proto, 32) || !valid_name(kitename, PK_NAME_MAX) || !secret || !*secret ||
+  if (pk_api_before_start(m, "pagekite_add_kite")) return -1;
+  if (!pk_api_valid_name(proto, 32) || !pk_api_valid_name(kitename, PK_NAME_MAX) || !secret || !*secret ||
       strlen(secret) >= PK_SECRET_MAX || strpbrk(secret, "\r\n") || pport < 0 || pport > 65535 ||
       lport < 1 || lport > 65535) {
     pk_set_error("pagekite_add_kite: invalid arguments");
@@ -273,7 +273,7 @@ PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kite
 PK_API int pagekite_lookup_and_add_frontend(pagekite_mgr h, const char *domain, int port,
                                             int update_from_dns) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_lookup_and_add_frontend")) return -1;
+  if (pk_api_before_start(m, "pagekite_lookup_and_add_frontend")) return -1;
   char host[PK_NAME_MAX];
   if (host_arg(domain, host, sizeof(host)) != 0 || port < 1 || port > 65535) {
     pk_set_error("pagekite_lookup_and_add_frontend: invalid arguments (host '%s', port %d)",
@@ -317,8 +317,8 @@ static int add_service_certnames(pk_mgr *m, const char *wl) {
 
 PK_API int pagekite_add_frontend_certname(pagekite_mgr h, const char *name) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_add_frontend_certname")) return -1;
-  if (!name || (*name && !valid_name(name, PK_NAME_MAX))) {
+  if (pk_api_before_start(m, "pagekite_add_frontend_certname")) return -1;
+  if (!name || (*name && !pk_api_valid_name(name, PK_NAME_MAX))) {
     pk_set_error("pagekite_add_frontend_certname: invalid name");
     return -1;
   }
@@ -327,7 +327,7 @@ PK_API int pagekite_add_frontend_certname(pagekite_mgr h, const char *name) {
 
 PK_API int pagekite_add_service_frontends(pagekite_mgr h, int flags) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_add_service_frontends")) return -1;
+  if (pk_api_before_start(m, "pagekite_add_service_frontends")) return -1;
   if (add_service_certnames(m, NULL) != 0) return -1;
   int total = 0, rv;
   int dyn = 1; /* service relays are always refreshed from DNS */
@@ -348,7 +348,7 @@ PK_API int pagekite_add_service_frontends(pagekite_mgr h, int flags) {
 
 PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const char *tld) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_add_whitelabel_frontends")) return -1;
+  if (pk_api_before_start(m, "pagekite_add_whitelabel_frontends")) return -1;
   if (!tld || !*tld || strlen(tld) > 200) {
     pk_set_error("pagekite_add_whitelabel_frontends: bad whitelabel_tld");
     return -1;
@@ -395,7 +395,7 @@ SETTER(pagekite_set_bail_on_errors, bail_errors, value > 0 ? value : 0)
 
 PK_API int pagekite_enable_watchdog(pagekite_mgr h, int enable) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_enable_watchdog")) return -1;
+  if (pk_api_before_start(m, "pagekite_enable_watchdog")) return -1;
   m->watchdog_on = enable != 0;
   return 0;
 }
@@ -441,7 +441,7 @@ PK_API int pagekite_set_openssl_ciphers(pagekite_mgr h, const char *ciphers) {
 
 PK_API int pagekite_set_tls_verify(pagekite_mgr h, int mode, const char *ca_file) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_set_tls_verify")) return -1;
+  if (pk_api_before_start(m, "pagekite_set_tls_verify")) return -1;
   if ((mode != PK_TLS_VERIFY_NONE && mode != PK_TLS_VERIFY_PEER) ||
       (ca_file && strlen(ca_file) >= sizeof(m->ca_file))) {
     pk_set_error("pagekite_set_tls_verify: bad arguments");
@@ -456,93 +456,10 @@ PK_API int pagekite_set_tls_verify(pagekite_mgr h, int mode, const char *ca_file
   return 0;
 }
 
-/* ---- relay configuration ---- */
-static int relay_only(pk_mgr *m, const char *fn) {
-  if (before_start(m, fn)) return -1;
-  if (!pk_is_relay(m)) {
-    pk_set_error("%s: manager was not initialized with PK_AS_FRONTEND_RELAY", fn);
-    return -1;
-  }
-  return 0;
-}
-
-PK_API int pagekite_add_relay_listener(pagekite_mgr h, const char *host, int port) {
-  pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_add_relay_listener")) return -1;
-  if (port < 0 || port > 65535 || (host && strlen(host) >= 64)) {
-    pk_set_error("pagekite_add_relay_listener: bad arguments");
-    return -1;
-  }
-  if (m->nlisteners >= m->max_listeners) {
-    pk_set_error("pagekite_add_relay_listener: too many listeners (max_frontends=%d)",
-                 m->max_listeners);
-    return -1;
-  }
-  pk_listener *l = &m->listeners[m->nlisteners++];
-  snprintf(l->host, sizeof(l->host), "%s", host && *host ? host : "0.0.0.0");
-  l->port = port;
-  l->mgr = m;
-  return 0;
-}
-
-PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const char *pattern,
-                                     const char *secret) {
-  pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_add_relay_domain")) return -1;
-  if (!protos || !*protos || strlen(protos) >= 128 || !valid_name(pattern, PK_NAME_MAX) ||
-      !secret || !*secret || strlen(secret) >= PK_SECRET_MAX) {
-    pk_set_error("pagekite_add_relay_domain: bad arguments");
-    return -1;
-  }
-  if (m->ndomains >= m->max_domains) {
-    pk_set_error("pagekite_add_relay_domain: too many domains");
-    return -1;
-  }
-  pk_relay_domain *d = &m->domains[m->ndomains++];
-  snprintf(d->protos, sizeof(d->protos), "%s", protos);
-  snprintf(d->pattern, sizeof(d->pattern), "%s", pattern);
-  for (char *p = d->pattern; *p; p++)
-    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
-  snprintf(d->secret, sizeof(d->secret), "%s", secret);
-  return 0;
-}
-
-PK_API int pagekite_set_relay_duplicates(pagekite_mgr h, int allow) {
-  pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_set_relay_duplicates")) return -1;
-  m->relay_dups = allow != 0;
-  return 0;
-}
-
-PK_API int pagekite_set_relay_tls(pagekite_mgr h, const char *cert_file, const char *key_file) {
-  pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_set_relay_tls")) return -1;
-  if (!cert_file || !key_file) {
-    pk_set_error("pagekite_set_relay_tls: cert and key files required");
-    return -1;
-  }
-  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-  if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1) {
-    unsigned long e = ERR_get_error();
-    const char *why = e ? ERR_reason_error_string(e) : NULL;
-    pk_set_error("cannot load TLS certificate %s / key %s: %s", cert_file, key_file,
-                 why ? why : "unreadable or mismatched files");
-    ERR_clear_error();
-    if (ctx) SSL_CTX_free(ctx);
-    return -1;
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
-  m->relay_ctx = ctx;
-  return 0;
-}
-
 /* ---- lifecycle ---- */
 PK_API int pagekite_thread_start(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_thread_start")) return -1;
+  if (pk_api_before_start(m, "pagekite_thread_start")) return -1;
   if (pk_is_relay(m) && m->nlisteners == 0) {
     pk_set_error("pagekite_thread_start: relay has no listeners");
     return -1;
@@ -595,7 +512,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   pk_conns_free(m);
   pk_pool_free(&m->blocks);
   if (m->client_ctx) SSL_CTX_free(m->client_ctx);
-  if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
+  pk_relay_config_free(m);
   free(m->log.snapshot);
   uv_mutex_destroy(&m->lock);
   uv_cond_destroy(&m->cond);
@@ -764,7 +681,7 @@ PK_API int pagekite_set_rejection_url(pagekite_mgr h, const char *url) {
 
 PK_API int pagekite_set_proxy(pagekite_mgr h, const char *url) {
   pk_mgr *m = MGR(h);
-  if (before_start(m, "pagekite_set_proxy")) return -1;
+  if (pk_api_before_start(m, "pagekite_set_proxy")) return -1;
   m->nproxy_addrs = 0;
   if (!url || !*url) return 0;
   char err[200];

@@ -290,7 +290,7 @@ int pk_session_hs_control(pk_session *s, const pk_chunk *ch) {
 /* The reply: features, the kites' answers and the session id, in the head
  * or (websocket form) in a NOOP chunk right after the 101, as pagekite.py. */
 static int send_reply(pk_session *s, pk_wbuf *b, const char *answers, size_t an,
-                      const char *ws_accept, const char *ports, const char *session_id) {
+                      const char *ws_accept, const pk_relay_hello *hello) {
   if (ws_accept) {
     pk_wire_tunnel_ws_head(b, ws_accept);
     if (!pk_wbuf_ok(b) || s->cb->send(s->ctx, b->p, b->len, NULL, 0, NULL) != 0) return -1;
@@ -299,9 +299,10 @@ static int send_reply(pk_session *s, pk_wbuf *b, const char *answers, size_t an,
   } else {
     pk_wire_tunnel_ok_head(b);
   }
-  pk_wire_tunnel_features(b, !ws_accept, ports);
+  pk_wire_tunnel_features(b, !ws_accept, hello->ports,
+                          hello->raw_ports ? hello->raw_ports : hello->ports);
   pk_wbuf_put(b, answers, an);
-  pk_wbuf_header(b, "X-PageKite-SessionID", "%s", session_id);
+  pk_wire_tunnel_session(b, hello->session_id, hello->motd);
   if (!pk_wbuf_ok(b)) return -1;
   s->state = PK_SESSION_OPEN;
   if (ws_accept) return pk_session_send_noop(s, b->p, b->len);
@@ -310,7 +311,7 @@ static int send_reply(pk_session *s, pk_wbuf *b, const char *answers, size_t an,
 }
 
 int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accept,
-                      const char *ports, const char *session_id, pk_session_counts *out) {
+                      const pk_relay_hello *hello, pk_session_counts *out) {
   pk_session_counts c = {0, 0, 0};
   if (out) *out = c;
   if (s->state != PK_SESSION_HANDSHAKE || !s->cb->policy)
@@ -323,7 +324,7 @@ int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accep
   int rv = abuf && rbuf ? 0 : -1;
   if (rv == 0) relay_requests(s, h->names, h->values, h->nheaders, &ans, &c);
   if (rv == 0 && s->state != PK_SESSION_DEAD)
-    rv = send_reply(s, &rep, abuf, ans.len, ws_accept, ports, session_id);
+    rv = send_reply(s, &rep, abuf, ans.len, ws_accept, hello);
   free(abuf);
   free(rbuf);
   if (out) *out = c;

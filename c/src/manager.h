@@ -80,8 +80,16 @@ struct pk_mgr {
   pk_tunnel *tunnels;
   int ntunnels;
   SSL_CTX *client_ctx;
-  SSL_CTX *relay_ctx;
+  SSL_CTX *relay_ctx; /* pagekite_set_relay_tls: any name without an endpoint */
   /* relay */
+  pk_tls_endpoint *tls_eps; /* per-name certificates (api_relay.c) */
+  int ntls_eps, max_tls_eps;
+  char tls_default[PK_NAME_MAX]; /* the name assumed without SNI */
+  unsigned char raw_ports[65536 / 8]; /* raw-PORT kites accepted besides listeners */
+  int raw_virtual;                    /* raw kites on any port */
+  int port_alias[PK_MAX_PORT_ALIASES][2]; /* {listening port, the port it stands for} */
+  int nport_alias;
+  char motd[PK_MOTD_MAX + 1];
   pk_listener *listeners;
   int nlisteners, max_listeners;
   pk_relay_domain *domains;
@@ -137,5 +145,11 @@ void pk_count_error(pk_mgr *m);
 void pk_count_faults(pk_mgr *m, int weight);
 SSL_CTX *pk_client_tls_ctx(pk_mgr *m);
 int pk_is_relay(pk_mgr *m);
+
+/* ---- api.c: shared by the entry points of api_relay.c ---- */
+/* -1 (with the error set) if the master thread runs already. */
+int pk_api_before_start(pk_mgr *m, const char *fn);
+/* A name without ':', blanks or control characters, shorter than max. */
+int pk_api_valid_name(const char *s, size_t max);
 
 #endif

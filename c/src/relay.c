@@ -51,7 +51,19 @@ static const pk_relay_domain *find_domain(pk_mgr *m, const char *proto, const ch
 static int is_our_port(pk_mgr *m, int port) {
   for (int i = 0; i < m->nlisteners; i++)
     if (m->listeners[i].port == port) return 1;
+  for (int i = 0; i < m->nport_alias; i++) /* visitors on its listener come as port */
+    if (m->port_alias[i][1] == port && m->port_alias[i][0] != port) return 1;
   return 0;
+}
+
+/* A kite's port: any listening port (or an alias's), for raw kites also
+ * pagekite_set_relay_raw_ports's (any, with "virtual"); 0 means any port,
+ * except for raw kites, which name theirs. */
+static int kite_port_ok(pk_mgr *m, const char *proto, int port) {
+  int raw = strcmp(proto, "raw") == 0;
+  if (port == 0) return !raw;
+  if (port < 0 || port > 65535) return 0;
+  return is_our_port(m, port) || (raw && pk_relay_raw_port_ok(m, port));
 }
 
 /* The kite for (proto, name, port): an exact port beats "any port" (0).  With
@@ -102,11 +114,9 @@ static void relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
 static const char *kite_secret(void *ctx, const pk_kite_req *k, const char **reason) {
   pk_mgr *m = ((pk_tunnel *)ctx)->mgr;
   const pk_relay_domain *d = NULL;
-  if (k->port < 0 || (k->port > 0 && !is_our_port(m, k->port)))
-    *reason = "port";
-  else if (!proto_listed("http,https,raw,websocket", k->proto))
+  if (!proto_listed("http,https,raw,websocket", k->proto))
     *reason = "proto";
-  else if (strcmp(k->proto, "raw") == 0 && !k->port)
+  else if (!kite_port_ok(m, k->proto, k->port))
     *reason = "port";
   else if (!(d = find_domain(m, k->proto, k->name)))
     *reason = "unknown";
@@ -247,12 +257,23 @@ static void new_session_id(pk_tunnel *t) {
   snprintf(t->session_id, sizeof(t->session_id), "%llx:%s", (unsigned long long)time(NULL), hex);
 }
 
-/* The relay's ports, for X-PageKite-Features. */
-static void listener_ports(pk_mgr *m, char *out, size_t n) {
+/* The relay's ports (as their aliases stand for), for X-PageKite-Ports. */
+static size_t listener_ports(pk_mgr *m, char *out, size_t n) {
   size_t po = 0;
   out[0] = 0;
   for (int i = 0; i < m->nlisteners && po + 16 < n; i++)
-    po += (size_t)snprintf(out + po, n - po, "%s%d", i ? ", " : "", m->listeners[i].port);
+    po += (size_t)snprintf(out + po, n - po, "%s%d", i ? ", " : "",
+                           pk_relay_port_alias(m, m->listeners[i].port));
+  return po;
+}
+
+/* X-PageKite-Raw-Ports: the listening ports, the raw ports, "virtual". */
+static void raw_ports(pk_mgr *m, char *out, size_t n) {
+  size_t po = listener_ports(m, out, n);
+  for (int p = 1; p < 65536 && po + 16 < n; p++)
+    if ((m->raw_ports[p / 8] & (1u << (p % 8))) && !is_our_port(m, p))
+      po += (size_t)snprintf(out + po, n - po, "%s%d", po ? ", " : "", p);
+  if (m->raw_virtual && po + 16 < n) snprintf(out + po, n - po, "%svirtual", po ? ", " : "");
 }
 
 /* A connector asks for a tunnel: "CONNECT PageKite:1", or the websocket form
@@ -263,12 +284,14 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_sl
   pk_mgr *m = c->mgr;
   pk_tunnel *t = admit_tunnel(c);
   if (!t) return;
-  char acc[64], ports[256];
+  char acc[64], ports[256], raws[512];
   if (wskey.p) ws_accept(wskey, acc);
   listener_ports(m, ports, sizeof(ports));
+  raw_ports(m, raws, sizeof(raws));
   new_session_id(t);
+  pk_relay_hello hello = {ports, raws, t->session_id, m->motd};
   pk_session_counts r;
-  if (pk_session_accept(&t->sess, h, wskey.p ? acc : NULL, ports, t->session_id, &r) != 0) {
+  if (pk_session_accept(&t->sess, h, wskey.p ? acc : NULL, &hello, &r) != 0) {
     pk_tunnel_kill(t, pk_session_why(&t->sess));
     return;
   }
@@ -343,7 +366,7 @@ static int listener_port(pk_conn *c) {
   char ip[64];
   if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
     pk_addr_str((struct sockaddr *)&ss, ip, sizeof(ip), &port);
-  return port;
+  return pk_relay_port_alias(c->mgr, port);
 }
 
 static void host_only(pk_slice hv, char *out, size_t n) {
@@ -358,7 +381,50 @@ static void host_only(pk_slice hv, char *out, size_t n) {
 
 static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk);
 
-/* CONNECT host:port -> a raw kite (or an https kite on 443). */
+static int stream_allowed(pk_conn *c, const char *proto, const char *host, int port) {
+  pk_stream_info info = {1, proto, host, port, c->rip, c->rport, NULL, 0};
+  pk_hook_result hr;
+  memset(&hr, 0, sizeof(hr));
+  return pk_plugins_on_stream(c->mgr, &info, &hr) != PK_HOOK_REJECT;
+}
+
+static void tls_refuse(pk_conn *c) {
+  c->mgr->c_rejected++;
+  pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
+  pk_conn_finish(c);
+}
+
+/* TLS for name (from SNI, CONNECT name:443, or the --tls_default name):
+ * passed through to its https kite, else terminated here with name's
+ * certificate (then what is inside is classified), else refused with an
+ * alert, as pagekite.py's ProcessTls.  data: the first bytes of TLS. */
+static void route_tls(pk_conn *c, const char *name, int port, const char *data, size_t n) {
+  pk_mgr *m = c->mgr;
+  pk_relay_kite *k = *name ? find_rkite(m, "https", name, port) : NULL;
+  if (k && k->tunnel) {
+    if (!stream_allowed(c, "https", name, port))
+      tls_refuse(c);
+    else
+      start_stream(c, k, "https", name, port, data, n);
+    return;
+  }
+  SSL_CTX *ctx = pk_relay_tls_ctx(m, name);
+  if (!ctx) {
+    pk_log(m, PK_LOG_BE_CONNS, "No TLS kite or certificate for %s", *name ? name : "(no SNI)");
+    tls_refuse(c);
+    return;
+  }
+  pk_block *ib = c->inbuf;
+  c->inbuf = NULL;
+  c->inlen = 0;
+  c->rtls = 1;
+  if (pk_conn_start_tls_server(c, ctx, data, n) != 0) pk_conn_close(c);
+  pk_block_unref(m, ib);
+}
+
+/* CONNECT host:port -> a raw kite; on 443 TLS for host (an https kite, or
+ * terminated with host's certificate: pagekite.py connectors with
+ * --fe_certname reach a relay so). */
 static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   pk_mgr *m = c->mgr;
   char target[PK_NAME_MAX];
@@ -366,16 +432,13 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   const char *pc = memrchr(h->path.p, ':', h->path.n);
   int cport = pc ? atoi(pc + 1) : 0;
   pk_relay_kite *k = find_rkite(m, "raw", target, cport);
-  const char *proto = "raw";
-  if (!k && cport == 443) k = find_rkite(m, "https", target, port), proto = "https";
-  if (!k || !k->tunnel) {
+  int tls = !k && cport == 443 && (find_rkite(m, "https", target, port) ||
+                                    pk_relay_tls_ctx(m, target));
+  if (!tls && (!k || !k->tunnel)) {
     refuse_status(c, 503, "Unavailable");
     return;
   }
-  pk_stream_info info = {1, proto, target, cport, c->rip, c->rport, NULL, 0};
-  pk_hook_result hr;
-  memset(&hr, 0, sizeof(hr));
-  if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
+  if (!tls && !stream_allowed(c, "raw", target, cport)) {
     refuse_status(c, 403, "Forbidden");
     return;
   }
@@ -384,7 +447,12 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   pk_wbuf_init(&b, ok, sizeof(ok));
   pk_wire_http_status(&b, "HTTP/1.0", 200, "Connection Established");
   pk_conn_write(c, ok, b.len, NULL);
-  start_stream(c, k, proto, target, cport, c->inbuf->data + h->head_len, c->inlen - h->head_len);
+  const char *rest = c->inbuf->data + h->head_len;
+  size_t rn = c->inlen - h->head_len;
+  if (tls)
+    route_tls(c, target, port, rest, rn);
+  else
+    start_stream(c, k, "raw", target, cport, rest, rn);
 }
 
 /* The websocket form of a tunnel request (it carries no Host). */
@@ -486,42 +554,14 @@ static void classify_http(pk_conn *c) {
   }
 }
 
-/* A TLS ClientHello: passed through by SNI to an https kite, or terminated
- * here (then what is inside is classified), or refused with an alert. */
+/* A TLS ClientHello: routed by its SNI (none: the --tls_default name). */
 static void classify_tls(pk_conn *c) {
   pk_mgr *m = c->mgr;
   char sni[PK_NAME_MAX];
   int r = pk_wire_tls_sni((const unsigned char *)c->inbuf->data, c->inlen, sni, sizeof(sni));
   if (r == PK_WIRE_NEED_MORE && c->inlen < PK_BLOCK_SIZE) return;
-  int port = listener_port(c);
-  pk_relay_kite *k = r == 1 ? find_rkite(m, "https", sni, port) : NULL;
-  if (k && k->tunnel) {
-    pk_stream_info info = {1, "https", sni, port, c->rip, c->rport, NULL, 0};
-    pk_hook_result hr;
-    memset(&hr, 0, sizeof(hr));
-    if (pk_plugins_on_stream(m, &info, &hr) == PK_HOOK_REJECT) {
-      m->c_rejected++;
-      pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
-      pk_conn_finish(c);
-      return;
-    }
-    start_stream(c, k, "https", sni, port, c->inbuf->data, c->inlen);
-    return;
-  }
-  if (m->relay_ctx) {
-    pk_block *ib = c->inbuf;
-    size_t len = c->inlen;
-    c->inbuf = NULL;
-    c->inlen = 0;
-    c->rtls = 1;
-    if (pk_conn_start_tls_server(c, m->relay_ctx, ib->data, len) != 0) pk_conn_close(c);
-    pk_block_unref(m, ib);
-    return;
-  }
-  pk_log(m, PK_LOG_BE_CONNS, "No TLS kite for %s", r == 1 ? sni : "(no SNI)");
-  m->c_rejected++;
-  pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
-  pk_conn_finish(c);
+  if (r != 1) snprintf(sni, sizeof(sni), "%s", m->tls_default);
+  route_tls(c, sni, listener_port(c), c->inbuf->data, c->inlen);
 }
 
 /* First bytes of a relay connection.  They are collected in one block until

@@ -19,6 +19,12 @@ typedef struct {
   int active;
 } pk_listener;
 
+/* A certificate for one name or "*.domain" (pagekite.py's --tls_endpoint). */
+typedef struct {
+  char name[PK_NAME_MAX];
+  SSL_CTX *ctx;
+} pk_tls_endpoint;
+
 /* A kite registered on the relay: (proto, port, name) -> tunnel. */
 typedef struct {
   char proto[32];
@@ -30,5 +36,17 @@ typedef struct {
 
 /* ---- relay.c ---- */
 int pk_relay_match(const char *pattern, const char *name);
+/* The listening port a visitor's port stands for (--portalias), or port. */
+int pk_relay_port_alias(const pk_mgr *m, int port);
+
+/* ---- api_relay.c ---- */
+/* The server context for a name: its endpoint, else the wildcard one label
+ * up, else the catch-all certificate (pagekite_set_relay_tls), else NULL.
+ * name NULL or "": the --tls_default name's, else the catch-all. */
+SSL_CTX *pk_relay_tls_ctx(const pk_mgr *m, const char *name);
+/* 1 if name has an endpoint of its own (exact or wildcard). */
+int pk_relay_has_endpoint(const pk_mgr *m, const char *name);
+int pk_relay_raw_port_ok(const pk_mgr *m, int port);
+void pk_relay_config_free(pk_mgr *m);
 
 #endif

@@ -146,13 +146,20 @@ int pk_session_connect(pk_session *s, const pk_session_kite *kites, int n, const
  * for the kites with want[i] set (a kite refused earlier, retried), in NOOPs;
  * kites replaces the session's list.  0, or -1 when the tunnel cannot. */
 int pk_session_request(pk_session *s, const pk_session_kite *kites, int n, const char *want);
+/* What a relay tells every connector about itself in its answer. */
+typedef struct {
+  const char *ports;      /* "80, 443": X-PageKite-Ports */
+  const char *raw_ports;  /* X-PageKite-Raw-Ports, or NULL: the same as ports */
+  const char *session_id; /* ours for this tunnel: X-PageKite-SessionID */
+  const char *motd;       /* message of the day (X-PageKite-Misc), or NULL */
+} pk_relay_hello;
+
 /* Relay: answer a connector's request head (already parsed by the relay):
  * authenticate its kites through cb->policy, send the reply (ws_accept set:
  * the websocket form, a 101 then the answers in a NOOP) and open the session.
- * ports: the relay's ports for X-PageKite-Features; session_id: ours for it.
  * 0, or -1 (DEAD). */
 int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accept,
-                      const char *ports, const char *session_id, pk_session_counts *out);
+                      const pk_relay_hello *hello, pk_session_counts *out);
 
 /* Keepalive and buffer upkeep: PINGs a quiet peer, ends the session when a
  * PING goes unanswered, gives idle buffers back.  Returns 0 or -1 (DEAD). */

@@ -182,7 +182,9 @@ void pk_wire_kite_line(pk_wbuf *b, const char *protoport, const char *name, cons
 /* The connector's request head up to its kite lines (end with pk_wbuf_end). */
 void pk_wire_tunnel_request(pk_wbuf *b, const char *version, const char *replace_session);
 /* The relay's answer: features, ports, then results (caller), session id. */
-void pk_wire_tunnel_features(pk_wbuf *b, int zchunks, const char *ports);
+void pk_wire_tunnel_features(pk_wbuf *b, int zchunks, const char *ports, const char *raw_ports);
+/* X-PageKite-SessionID, and X-PageKite-Misc: motd=... when motd is set. */
+void pk_wire_tunnel_session(pk_wbuf *b, const char *session_id, const char *motd);
 /* Kite results: what = "proto:name:bsalt"; reason for Invalid-Why. */
 void pk_wire_kite_ok(pk_wbuf *b, const char *what);
 void pk_wire_kite_invalid(pk_wbuf *b, const char *what, const char *reason);

@@ -150,13 +150,23 @@ void pk_wire_tunnel_request(pk_wbuf *b, const char *version, const char *replace
     pk_wbuf_header(b, "X-PageKite-Replace", "%s", replace_session);
 }
 
-void pk_wire_tunnel_features(pk_wbuf *b, int zchunks, const char *ports) {
+static void url_put(pk_wbuf *b, const char *s);
+
+void pk_wire_tunnel_features(pk_wbuf *b, int zchunks, const char *ports, const char *raw_ports) {
   if (zchunks) pk_wbuf_header(b, "X-PageKite-Features", "ZChunks");
   pk_wbuf_header(b, "X-PageKite-Features", "WebSockets");
   pk_wbuf_header(b, "X-PageKite-Features", "AddKites");
   pk_wbuf_header(b, "X-PageKite-Protos", "http, https, raw, websocket");
   pk_wbuf_header(b, "X-PageKite-Ports", "%s", ports);
-  pk_wbuf_header(b, "X-PageKite-Raw-Ports", "%s", ports);
+  pk_wbuf_header(b, "X-PageKite-Raw-Ports", "%s", raw_ports);
+}
+
+void pk_wire_tunnel_session(pk_wbuf *b, const char *session_id, const char *motd) {
+  pk_wbuf_header(b, "X-PageKite-SessionID", "%s", session_id);
+  if (!motd || !*motd) return;
+  pk_wbuf_puts(b, "X-PageKite-Misc: motd=");
+  url_put(b, motd);
+  pk_wbuf_end(b);
 }
 
 void pk_wire_kite_ok(pk_wbuf *b, const char *what) { pk_wbuf_header(b, "X-PageKite-OK", "%s", what); }

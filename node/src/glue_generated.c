@@ -695,6 +695,113 @@ done:
   return result;
 }
 
+/* pagekite_add_relay_tls_endpoint -> binding.addRelayTlsEndpoint */
+static napi_value pkn_fn_addRelayTlsEndpoint(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addRelayTlsEndpoint";
+  napi_value argv[4];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_name = NULL;
+  char *a_cert_file = NULL;
+  char *a_key_file = NULL;
+  if (pkn_argv(env, info, fn, 4, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "name", 0, &a_name) != 0) goto done;
+  if (pkn_arg_str(env, argv[2], fn, "certFile", 1, &a_cert_file) != 0) goto done;
+  if (pkn_arg_str(env, argv[3], fn, "keyFile", 1, &a_key_file) != 0) goto done;
+  {
+    int r = pagekite_add_relay_tls_endpoint(a_mgr, a_name, a_cert_file, a_key_file);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_name);
+  free(a_cert_file);
+  free(a_key_file);
+  return result;
+}
+
+/* pagekite_set_relay_tls_default -> binding.setRelayTlsDefault */
+static napi_value pkn_fn_setRelayTlsDefault(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setRelayTlsDefault";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_name = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "name", 1, &a_name) != 0) goto done;
+  {
+    int r = pagekite_set_relay_tls_default(a_mgr, a_name);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_name);
+  return result;
+}
+
+/* pagekite_set_relay_raw_ports -> binding.setRelayRawPorts */
+static napi_value pkn_fn_setRelayRawPorts(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setRelayRawPorts";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_ports = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "ports", 1, &a_ports) != 0) goto done;
+  {
+    int r = pagekite_set_relay_raw_ports(a_mgr, a_ports);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_ports);
+  return result;
+}
+
+/* pagekite_add_relay_port_alias -> binding.addRelayPortAlias */
+static napi_value pkn_fn_addRelayPortAlias(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addRelayPortAlias";
+  napi_value argv[3];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  int a_port = 0;
+  int a_alias_of = 0;
+  if (pkn_argv(env, info, fn, 3, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_int(env, argv[1], fn, "port", &a_port) != 0) goto done;
+  if (pkn_arg_int(env, argv[2], fn, "aliasOf", &a_alias_of) != 0) goto done;
+  {
+    int r = pagekite_add_relay_port_alias(a_mgr, a_port, a_alias_of);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  return result;
+}
+
+/* pagekite_set_relay_motd -> binding.setRelayMotd */
+static napi_value pkn_fn_setRelayMotd(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setRelayMotd";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_motd = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "motd", 1, &a_motd) != 0) goto done;
+  {
+    int r = pagekite_set_relay_motd(a_mgr, a_motd);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_motd);
+  return result;
+}
+
 /* pagekite_get_counter -> binding.getCounter */
 static napi_value pkn_fn_getCounter(napi_env env, napi_callback_info info) {
   static const char fn[] = "getCounter";
@@ -944,6 +1051,11 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "addRelayDomain", pkn_fn_addRelayDomain) != 0) return -1;
   if (pkn_define(env, exports, "setRelayDuplicates", pkn_fn_setRelayDuplicates) != 0) return -1;
   if (pkn_define(env, exports, "setRelayTls", pkn_fn_setRelayTls) != 0) return -1;
+  if (pkn_define(env, exports, "addRelayTlsEndpoint", pkn_fn_addRelayTlsEndpoint) != 0) return -1;
+  if (pkn_define(env, exports, "setRelayTlsDefault", pkn_fn_setRelayTlsDefault) != 0) return -1;
+  if (pkn_define(env, exports, "setRelayRawPorts", pkn_fn_setRelayRawPorts) != 0) return -1;
+  if (pkn_define(env, exports, "addRelayPortAlias", pkn_fn_addRelayPortAlias) != 0) return -1;
+  if (pkn_define(env, exports, "setRelayMotd", pkn_fn_setRelayMotd) != 0) return -1;
   if (pkn_define(env, exports, "getCounter", pkn_fn_getCounter) != 0) return -1;
   if (pkn_define(env, exports, "lastError", pkn_fn_lastError) != 0) return -1;
   if (pkn_define(env, exports, "statusName", pkn_fn_statusName) != 0) return -1;

@@ -101,6 +101,11 @@ int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, int port);
 int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *pattern, const char *secret);
 int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
 int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
+int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name, const char *cert_file, const char *key_file);
+int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
+int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
+int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
+int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 const char *pagekite_last_error(void);
 const char *pagekite_status_name(int status);
@@ -217,6 +222,11 @@ FUNCTIONS = {
     'add_relay_domain': 'pagekite_add_relay_domain',
     'set_relay_duplicates': 'pagekite_set_relay_duplicates',
     'set_relay_tls': 'pagekite_set_relay_tls',
+    'add_relay_tls_endpoint': 'pagekite_add_relay_tls_endpoint',
+    'set_relay_tls_default': 'pagekite_set_relay_tls_default',
+    'set_relay_raw_ports': 'pagekite_set_relay_raw_ports',
+    'add_relay_port_alias': 'pagekite_add_relay_port_alias',
+    'set_relay_motd': 'pagekite_set_relay_motd',
     'get_counter': 'pagekite_get_counter',
     'last_error': 'pagekite_last_error',
     'status_name': 'pagekite_status_name',

@@ -162,7 +162,7 @@ static int relay_takes_head(end *r, end *c, pk_session_counts *counts) {
   int rv = pk_wire_parse_http_head(c->out, c->outlen, PK_HEAD_MAX, &h);
   CHECK_INT(rv, 1);
   if (rv != 1) return -1;
-  rv = pk_session_accept(&r->s, &h, NULL, "80", "sess-1", counts);
+  rv = pk_session_accept(&r->s, &h, NULL, &(pk_relay_hello){"80", NULL, "sess-1", NULL}, counts);
   size_t rest = c->outlen - h.head_len;
   memmove(c->out, c->out + h.head_len, rest);
   c->outlen = rest;
@@ -470,7 +470,7 @@ TEST(websocket_reply) {
   pk_http_head h;
   CHECK_INT(pk_wire_parse_http_head(p->c->out, p->c->outlen, PK_HEAD_MAX, &h), 1);
   pk_session_counts counts;
-  CHECK_INT(pk_session_accept(&p->r->s, &h, "acceptkey=", "80", "sess-ws", &counts), 0);
+  CHECK_INT(pk_session_accept(&p->r->s, &h, "acceptkey=", &(pk_relay_hello){"80", NULL, "sess-ws", NULL}, &counts), 0);
   CHECK(strncmp(p->r->out, "HTTP/1.1 101 Switching Protocols\r\n", 34) == 0);
   CHECK(strstr(p->r->out, "Sec-WebSocket-Accept: acceptkey=\r\n") != NULL);
   char *end_of_head = strstr(p->r->out, "\r\n\r\n");
@@ -582,7 +582,7 @@ TEST(websocket_form_rest_follows) {
   pk_http_head h;
   CHECK_INT(pk_wire_parse_http_head(p->c->out, p->c->outlen, PK_HEAD_MAX, &h), 1);
   pk_session_counts counts;
-  CHECK_INT(pk_session_accept(&p->r->s, &h, "key=", "80", "sess-ws", &counts), 0);
+  CHECK_INT(pk_session_accept(&p->r->s, &h, "key=", &(pk_relay_hello){"80", NULL, "sess-ws", NULL}, &counts), 0);
   p->c->outlen = 0;
   /* The connector reads the 101, then websocket frames both ways (set as
    * the owner of a websocket tunnel would). */

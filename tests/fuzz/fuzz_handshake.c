@@ -654,8 +654,9 @@ static int relay_takes(end *r, const char *q, size_t n, int ws, pk_session_count
   memset(r->v, 0, sizeof(r->v));
   r->head_lo = q;
   r->head_hi = q + n;
-  int rv = pk_session_accept(&r->s, &h, ws ? "fuzzaccept=" : NULL, "80",
-                             r->tunnel == 1 ? "sess-1" : "sess-n", counts);
+  pk_relay_hello hello = {"80", ws ? "virtual" : NULL, r->tunnel == 1 ? "sess-1" : "sess-n",
+                          ws ? "motd: <b>&\"\n\t\xff" : NULL};
+  int rv = pk_session_accept(&r->s, &h, ws ? "fuzzaccept=" : NULL, &hello, counts);
   r->head_lo = r->head_hi = NULL;
   check_rv(r, rv);
   CHECK(counts->ok == r->v[PK_AUTH_OK]);
@@ -1079,7 +1080,8 @@ static void mode_b(world *w, const uint8_t *d, size_t size) {
   r.head_lo = body;
   r.head_hi = body + n;
   pk_session_counts counts;
-  int rv = pk_session_accept(&r.s, &h, ws ? "fuzzaccept=" : NULL, "80,443", "sess-b", &counts);
+  pk_relay_hello hello = {"80, 443", NULL, "sess-b", NULL};
+  int rv = pk_session_accept(&r.s, &h, ws ? "fuzzaccept=" : NULL, &hello, &counts);
   r.head_lo = r.head_hi = NULL;
   check_rv(&r, rv);
   CHECK(counts.ok == r.v[PK_AUTH_OK]);

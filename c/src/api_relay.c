@@ -1,0 +1,294 @@
+/* api_relay.c - the relay role's configuration calls (listeners, domains,
+ * certificates per name, raw ports, port aliases, message of the day) and
+ * the lookups relay.c makes in what they configured. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+
+#include "internal.h"
+
+#define MGR(h) ((pk_mgr *)(void *)(h))
+
+static int relay_only(pk_mgr *m, const char *fn) {
+  if (pk_api_before_start(m, fn)) return -1;
+  if (!pk_is_relay(m)) {
+    pk_set_error("%s: manager was not initialized with PK_AS_FRONTEND_RELAY", fn);
+    return -1;
+  }
+  return 0;
+}
+
+static void lower(char *s) {
+  for (; *s; s++)
+    if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
+}
+
+PK_API int pagekite_add_relay_listener(pagekite_mgr h, const char *host, int port) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_add_relay_listener")) return -1;
+  if (port < 0 || port > 65535 || (host && strlen(host) >= 64)) {
+    pk_set_error("pagekite_add_relay_listener: bad arguments");
+    return -1;
+  }
+  if (m->nlisteners >= m->max_listeners) {
+    pk_set_error("pagekite_add_relay_listener: too many listeners (max_frontends=%d)",
+                 m->max_listeners);
+    return -1;
+  }
+  pk_listener *l = &m->listeners[m->nlisteners++];
+  snprintf(l->host, sizeof(l->host), "%s", host && *host ? host : "0.0.0.0");
+  l->port = port;
+  l->mgr = m;
+  return 0;
+}
+
+PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const char *pattern,
+                                     const char *secret) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_add_relay_domain")) return -1;
+  if (!protos || !*protos || strlen(protos) >= 128 || !pk_api_valid_name(pattern, PK_NAME_MAX) ||
+      !secret || !*secret || strlen(secret) >= PK_SECRET_MAX) {
+    pk_set_error("pagekite_add_relay_domain: bad arguments");
+    return -1;
+  }
+  if (m->ndomains >= m->max_domains) {
+    pk_set_error("pagekite_add_relay_domain: too many domains");
+    return -1;
+  }
+  pk_relay_domain *d = &m->domains[m->ndomains++];
+  snprintf(d->protos, sizeof(d->protos), "%s", protos);
+  snprintf(d->pattern, sizeof(d->pattern), "%s", pattern);
+  lower(d->pattern);
+  snprintf(d->secret, sizeof(d->secret), "%s", secret);
+  return 0;
+}
+
+PK_API int pagekite_set_relay_duplicates(pagekite_mgr h, int allow) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_duplicates")) return -1;
+  m->relay_dups = allow != 0;
+  return 0;
+}
+
+/* ---- certificates ---- */
+/* A TLS server context from PEM files (key_file NULL: the key is in
+ * cert_file), or NULL with the error set, naming the files. */
+static SSL_CTX *load_server_ctx(const char *cert_file, const char *key_file) {
+  const char *kf = key_file ? key_file : cert_file;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    unsigned long e = ERR_get_error();
+    const char *why = e ? ERR_reason_error_string(e) : NULL;
+    pk_set_error("cannot load TLS certificate %s / key %s: %s", cert_file, kf,
+                 why ? why : "unreadable or mismatched files");
+    ERR_clear_error();
+    if (ctx) SSL_CTX_free(ctx);
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  return ctx;
+}
+
+PK_API int pagekite_set_relay_tls(pagekite_mgr h, const char *cert_file, const char *key_file) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_tls")) return -1;
+  if (!cert_file || !key_file) {
+    pk_set_error("pagekite_set_relay_tls: cert and key files required");
+    return -1;
+  }
+  SSL_CTX *ctx = load_server_ctx(cert_file, key_file);
+  if (!ctx) return -1;
+  if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
+  m->relay_ctx = ctx;
+  return 0;
+}
+
+/* "name" or "*.domain" with at least two labels after the star. */
+static int endpoint_name_ok(const char *name) {
+  if (!pk_api_valid_name(name, PK_NAME_MAX) || strchr(name + (name[0] == '*'), '*')) return 0;
+  if (name[0] != '*') return 1;
+  return name[1] == '.' && name[2] && name[2] != '.' && strchr(name + 2, '.');
+}
+
+static const pk_tls_endpoint *endpoint_exact(const pk_mgr *m, const char *name) {
+  for (int i = 0; i < m->ntls_eps; i++)
+    if (strcasecmp(m->tls_eps[i].name, name) == 0) return &m->tls_eps[i];
+  return NULL;
+}
+
+static int grow_endpoints(pk_mgr *m) {
+  if (m->ntls_eps < m->max_tls_eps) return 0;
+  int want = m->max_tls_eps ? m->max_tls_eps * 2 : 8;
+  if (want > PK_MAX_TLS_ENDPOINTS) want = PK_MAX_TLS_ENDPOINTS;
+  if (m->ntls_eps >= want) {
+    pk_set_error("pagekite_add_relay_tls_endpoint: too many endpoints (at most %d)",
+                 PK_MAX_TLS_ENDPOINTS);
+    return -1;
+  }
+  pk_tls_endpoint *n = realloc(m->tls_eps, (size_t)want * sizeof(*n));
+  if (!n) {
+    pk_set_error("pagekite_add_relay_tls_endpoint: out of memory");
+    return -1;
+  }
+  m->tls_eps = n;
+  m->max_tls_eps = want;
+  return 0;
+}
+
+PK_API int pagekite_add_relay_tls_endpoint(pagekite_mgr h, const char *name, const char *cert_file,
+                                           const char *key_file) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_add_relay_tls_endpoint")) return -1;
+  if (!name || !endpoint_name_ok(name) || !cert_file || !*cert_file) {
+    pk_set_error("pagekite_add_relay_tls_endpoint: need a name (host or *.domain) and a PEM file");
+    return -1;
+  }
+  if (endpoint_exact(m, name)) {
+    pk_set_error("pagekite_add_relay_tls_endpoint: %s has an endpoint already", name);
+    return -1;
+  }
+  if (grow_endpoints(m) != 0) return -1;
+  SSL_CTX *ctx = load_server_ctx(cert_file, key_file);
+  if (!ctx) return -1;
+  pk_tls_endpoint *e = &m->tls_eps[m->ntls_eps++];
+  snprintf(e->name, sizeof(e->name), "%s", name);
+  lower(e->name);
+  e->ctx = ctx;
+  return 0;
+}
+
+PK_API int pagekite_set_relay_tls_default(pagekite_mgr h, const char *name) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_tls_default")) return -1;
+  if (name && *name && !pk_api_valid_name(name, PK_NAME_MAX)) {
+    pk_set_error("pagekite_set_relay_tls_default: not a valid name");
+    return -1;
+  }
+  snprintf(m->tls_default, sizeof(m->tls_default), "%s", name ? name : "");
+  lower(m->tls_default);
+  return 0;
+}
+
+/* An endpoint for name: exact, else the wildcard one label up. */
+static const pk_tls_endpoint *endpoint_for(const pk_mgr *m, const char *name) {
+  const pk_tls_endpoint *e = endpoint_exact(m, name);
+  const char *dot = strchr(name, '.');
+  if (e || !dot || !strchr(dot + 1, '.')) return e;
+  char wild[PK_NAME_MAX + 2];
+  snprintf(wild, sizeof(wild), "*%s", dot);
+  return endpoint_exact(m, wild);
+}
+
+int pk_relay_has_endpoint(const pk_mgr *m, const char *name) {
+  return name && *name && endpoint_for(m, name) != NULL;
+}
+
+SSL_CTX *pk_relay_tls_ctx(const pk_mgr *m, const char *name) {
+  if (!name || !*name) name = m->tls_default;
+  const pk_tls_endpoint *e = *name ? endpoint_for(m, name) : NULL;
+  return e ? e->ctx : m->relay_ctx;
+}
+
+/* ---- raw ports, port aliases, message of the day ---- */
+/* Parses "22,2222,virtual" into the bitmap; -1 on anything else. */
+static int parse_raw_ports(const char *ports, unsigned char *bits, int *virt) {
+  for (const char *p = ports; *p;) {
+    size_t len = strcspn(p, ",");
+    char tok[16];
+    if (len == 0 || len >= sizeof(tok)) return -1;
+    memcpy(tok, p, len);
+    tok[len] = 0;
+    char *end;
+    long v = strtol(tok, &end, 10);
+    if (strcasecmp(tok, "virtual") == 0)
+      *virt = 1;
+    else if (*end || tok[0] < '0' || tok[0] > '9' || v < 1 || v > 65535)
+      return -1;
+    else
+      bits[v / 8] |= (unsigned char)(1u << (v % 8));
+    p += len;
+    if (*p == ',' && !*++p) return -1;
+  }
+  return 0;
+}
+
+PK_API int pagekite_set_relay_raw_ports(pagekite_mgr h, const char *ports) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_raw_ports")) return -1;
+  unsigned char bits[sizeof(m->raw_ports)];
+  int virt = 0;
+  memset(bits, 0, sizeof(bits));
+  if (ports && parse_raw_ports(ports, bits, &virt) != 0) {
+    pk_set_error("pagekite_set_relay_raw_ports: expected ports (1-65535) and/or \"virtual\", "
+                 "comma-separated, not '%.80s'", ports);
+    return -1;
+  }
+  memcpy(m->raw_ports, bits, sizeof(bits));
+  m->raw_virtual = virt;
+  return 0;
+}
+
+int pk_relay_raw_port_ok(const pk_mgr *m, int port) {
+  if (port < 1 || port > 65535) return 0;
+  return m->raw_virtual || (m->raw_ports[port / 8] & (1u << (port % 8)));
+}
+
+PK_API int pagekite_add_relay_port_alias(pagekite_mgr h, int port, int alias_of) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_add_relay_port_alias")) return -1;
+  if (port < 1 || port > 65535 || alias_of < 1 || alias_of > 65535 || port == alias_of) {
+    pk_set_error("pagekite_add_relay_port_alias: ports must be 1-65535 and differ");
+    return -1;
+  }
+  for (int i = 0; i < m->nport_alias; i++)
+    if (m->port_alias[i][0] == port) {
+      pk_set_error("pagekite_add_relay_port_alias: port %d is aliased already", port);
+      return -1;
+    }
+  if (m->nport_alias >= PK_MAX_PORT_ALIASES) {
+    pk_set_error("pagekite_add_relay_port_alias: too many aliases (at most %d)",
+                 PK_MAX_PORT_ALIASES);
+    return -1;
+  }
+  m->port_alias[m->nport_alias][0] = port;
+  m->port_alias[m->nport_alias][1] = alias_of;
+  m->nport_alias++;
+  return 0;
+}
+
+int pk_relay_port_alias(const pk_mgr *m, int port) {
+  for (int i = 0; i < m->nport_alias; i++)
+    if (m->port_alias[i][0] == port) return m->port_alias[i][1];
+  return port;
+}
+
+PK_API int pagekite_set_relay_motd(pagekite_mgr h, const char *motd) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_motd")) return -1;
+  size_t n = motd ? strlen(motd) : 0;
+  if (n > PK_MOTD_MAX) {
+    pk_set_error("pagekite_set_relay_motd: %zu bytes, at most %d", n, PK_MOTD_MAX);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)motd[i] < ' ' && motd[i] != '\n' && motd[i] != '\t') {
+      pk_set_error("pagekite_set_relay_motd: control character at byte %zu", i);
+      return -1;
+    }
+  snprintf(m->motd, sizeof(m->motd), "%s", motd ? motd : "");
+  return 0;
+}
+
+void pk_relay_config_free(pk_mgr *m) {
+  for (int i = 0; i < m->ntls_eps; i++) SSL_CTX_free(m->tls_eps[i].ctx);
+  free(m->tls_eps);
+  m->tls_eps = NULL;
+  m->ntls_eps = m->max_tls_eps = 0;
+  if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
+  m->relay_ctx = NULL;
+}
