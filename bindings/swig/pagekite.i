@@ -969,8 +969,9 @@ int pkj_add_relay_port_alias(int port, int aliasOf);
    * Relay role: a message of the day for connectors (pagekite.py's --motd).
    *
    * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
-   * as pagekite.py does; pagekite.py connectors show it, ours log it. At most
-   * 1024 bytes of printable text (longer is refused). NULL or \"\" sends none.
+   * as pagekite.py does; pagekite.py connectors show it, ours log it (\"Message of
+   * the day from RELAY: ...\"). At most 1024 bytes; control characters other than
+   * newline and tab are refused. NULL or \"\" sends none.
    * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_motd().
    * @param motd The message, or NULL.
    * @return 0 on success. On failure: -1 (too long, or control characters).

@@ -813,8 +813,9 @@ PK_EXPORT int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alia
 /* Relay role: a message of the day for connectors (pagekite.py's --motd).
  *
  * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
- * as pagekite.py does; pagekite.py connectors show it, ours log it. At most
- * 1024 bytes of printable text (longer is refused). NULL or "" sends none.
+ * as pagekite.py does; pagekite.py connectors show it, ours log it ("Message of
+ * the day from RELAY: ..."). At most 1024 bytes; control characters other than
+ * newline and tab are refused. NULL or "" sends none.
  *
  *   mgr   The manager.
  *   motd  The message, or NULL.

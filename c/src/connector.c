@@ -139,6 +139,11 @@ static void connector_kite_answer(pk_tunnel *t, const pk_auth_answer *a) {
     note_session(t, a->detail);
     return;
   }
+  if (a->kind == PK_ANS_MOTD) {
+    pk_log(m, PK_LOG_MANAGER_INFO, "Message of the day from %s: %s", m->fes[t->fe_idx].host,
+           a->detail);
+    return;
+  }
   pk_kite *k = kite_by_answer(m, a);
   if (!k) return;
   if (a->kind == PK_ANS_SIGNTHIS) {

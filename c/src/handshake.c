@@ -158,8 +158,9 @@ static void one_answer(pk_session *s, const pk_slice *name, const pk_slice *valu
     pk_session_features(s, name, value, 1);
     return;
   }
-  pk_session_kite *k = kind == PK_ANS_SESSION ? NULL : kite_named(s, &a);
-  if (kind != PK_ANS_SESSION && !k) return; /* about a kite we never asked for */
+  int about_tunnel = kind == PK_ANS_SESSION || kind == PK_ANS_MOTD;
+  pk_session_kite *k = about_tunnel ? NULL : kite_named(s, &a);
+  if (!about_tunnel && !k) return; /* about a kite we never asked for */
   if (kind == PK_ANS_SIGNTHIS) {
     snprintf(k->fsalt, sizeof(k->fsalt), "%s", a.detail);
     (*challenged)++;

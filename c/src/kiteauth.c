@@ -112,7 +112,36 @@ static const struct {
                {"X-PageKite-Duplicate", PK_ANS_DUPLICATE},
                {"X-PageKite-SignThis", PK_ANS_SIGNTHIS},
                {"X-PageKite-SessionID", PK_ANS_SESSION},
-               {"X-PageKite-Features", PK_ANS_FEATURE}};
+               {"X-PageKite-Features", PK_ANS_FEATURE},
+               {"X-PageKite-Misc", PK_ANS_MOTD}};
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = (char)(c | 0x20);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The motd parameter of X-PageKite-Misc (a query string, as pagekite.py
+ * sends it: '+' for space, %XX escapes) into out, control characters as
+ * spaces: it goes to a log.  -1 when there is none. */
+static int misc_motd(pk_slice v, char *out, size_t n) {
+  const char *p = v.p, *end = v.p + v.n;
+  while (p < end && !(end - p >= 5 && memcmp(p, "motd=", 5) == 0 && (p == v.p || p[-1] == '&')))
+    p++;
+  if (p >= end) return -1;
+  size_t o = 0;
+  for (p += 5; p < end && *p != '&' && o + 1 < n; p++) {
+    int c = (unsigned char)*p;
+    if (c == '+') c = ' ';
+    if (c == '%' && end - p > 2 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+      c = hexval(p[1]) * 16 + hexval(p[2]);
+      p += 2;
+    }
+    out[o++] = (char)(c < ' ' || c == 0x7f ? ' ' : c);
+  }
+  out[o] = 0;
+  return o ? 0 : -1;
+}
 
 /* "protoport:name[:...|;...]" -> protoport, name; the rest after the last
  * ':' (SignThis) or the first ';' (Invalid-Why) into detail. */
@@ -138,6 +167,10 @@ pk_answer_kind pk_auth_parse_answer(pk_slice name, pk_slice value, pk_auth_answe
   for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
     if (!pk_slice_ieq(name, answers[i].header)) continue;
     out->kind = answers[i].kind;
+    if (out->kind == PK_ANS_MOTD) {
+      if (misc_motd(value, out->detail, sizeof(out->detail)) != 0) break;
+      return out->kind;
+    }
     if (out->kind == PK_ANS_SESSION || out->kind == PK_ANS_FEATURE) {
       if (field(value.p, value.p + value.n, out->detail, sizeof(out->detail))) break;
       return out->kind;

@@ -72,14 +72,15 @@ typedef enum {
   PK_ANS_DUPLICATE,
   PK_ANS_SIGNTHIS,  /* detail: the token to sign */
   PK_ANS_SESSION,   /* detail: the session id */
-  PK_ANS_FEATURE    /* detail: the feature name */
+  PK_ANS_FEATURE,   /* detail: the feature name */
+  PK_ANS_MOTD       /* detail: the relay's message of the day, decoded */
 } pk_answer_kind;
 
 typedef struct {
   pk_answer_kind kind;
   char protoport[40];
   char name[PK_NAME_MAX];
-  char detail[PK_TOKEN_LEN + 64];
+  char detail[PK_MOTD_MAX + 1]; /* a token, a reason, a feature or the MOTD */
 } pk_auth_answer;
 
 /* Reads one header of a relay's answer (handshake head or NOOP chunk).

@@ -180,6 +180,68 @@ TEST(bad_relay_config) {
   CHECK_INT(pagekite_free(r), 0);
 }
 
+/* pagekite.py front-end options: raw ports, port aliases, MOTD, endpoints. */
+TEST(relay_dropin_config) {
+  pagekite_mgr r = pagekite_init("t", 2, 1, 16, NULL, PK_AS_FRONTEND_RELAY, -1);
+  CHECK(r != NULL);
+  if (!r) return;
+  pk_mgr *m = (pk_mgr *)(void *)r;
+  const char *bad_raw[] = {",", "22,", ",22", "0", "65536", "22x", "virt", "-1", "22,,23",
+                           "12345678901234567"};
+  for (size_t i = 0; i < sizeof(bad_raw) / sizeof(bad_raw[0]); i++)
+    EXPECT_FAIL(pagekite_set_relay_raw_ports(r, bad_raw[i]), -1);
+  CHECK(strstr(pagekite_last_error(), "virtual") != NULL);
+  CHECK_INT(pagekite_set_relay_raw_ports(r, "22,2222"), 0);
+  CHECK(pk_relay_raw_port_ok(m, 22) && pk_relay_raw_port_ok(m, 2222));
+  CHECK(!pk_relay_raw_port_ok(m, 23) && !pk_relay_raw_port_ok(m, 0) && !pk_relay_raw_port_ok(m, 65536));
+  CHECK_INT(pagekite_set_relay_raw_ports(r, "VIRTUAL,65535"), 0); /* any port */
+  CHECK(pk_relay_raw_port_ok(m, 23) && pk_relay_raw_port_ok(m, 65535) && !pk_relay_raw_port_ok(m, 0));
+  CHECK_INT(pagekite_set_relay_raw_ports(r, ""), 0); /* none: a failed call changed nothing */
+  CHECK(!pk_relay_raw_port_ok(m, 23) && !pk_relay_raw_port_ok(m, 22));
+  CHECK_INT(pagekite_set_relay_raw_ports(r, "22"), 0);
+  EXPECT_FAIL(pagekite_set_relay_raw_ports(r, "23,x"), -1);
+  CHECK(pk_relay_raw_port_ok(m, 22) && !pk_relay_raw_port_ok(m, 23));
+  CHECK_INT(pagekite_set_relay_raw_ports(r, NULL), 0);
+  CHECK(!pk_relay_raw_port_ok(m, 22));
+
+  EXPECT_FAIL(pagekite_add_relay_port_alias(r, 0, 80), -1);
+  EXPECT_FAIL(pagekite_add_relay_port_alias(r, 80, 80), -1);
+  EXPECT_FAIL(pagekite_add_relay_port_alias(r, 80, 65536), -1);
+  CHECK_INT(pagekite_add_relay_port_alias(r, 8081, 80), 0);
+  EXPECT_FAIL(pagekite_add_relay_port_alias(r, 8081, 81), -1);
+  CHECK_INT(pk_relay_port_alias(m, 8081), 80);
+  CHECK_INT(pk_relay_port_alias(m, 8082), 8082);
+
+  char big[PK_MOTD_MAX + 2];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = 0;
+  EXPECT_FAIL(pagekite_set_relay_motd(r, big), -1);
+  EXPECT_FAIL(pagekite_set_relay_motd(r, "bell\a"), -1);
+  CHECK_INT(pagekite_set_relay_motd(r, "two\nlines\twith tab"), 0);
+  CHECK_INT(pagekite_set_relay_motd(r, NULL), 0);
+
+  const char *bad_names[] = {"", "*", "*.", "*.com", "*.*.example.com", "a:b", "a b", "x*.example.com",
+                             "*example.com"};
+  for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
+    EXPECT_FAIL(pagekite_add_relay_tls_endpoint(r, bad_names[i], "/nonexistent.pem", NULL), -1);
+  EXPECT_FAIL(pagekite_add_relay_tls_endpoint(r, "a.example.com", "/nonexistent.pem", NULL), -1);
+  CHECK(strstr(pagekite_last_error(), "/nonexistent.pem") != NULL);
+  EXPECT_FAIL(pagekite_set_relay_tls_default(r, "a b"), -1);
+  CHECK_INT(pagekite_set_relay_tls_default(r, "A.Example.com"), 0);
+  CHECK(pk_relay_tls_ctx(m, NULL) == NULL); /* no endpoint, no catch-all */
+  CHECK_INT(pagekite_free(r), 0);
+
+  /* Relay-only. */
+  pagekite_mgr c = pagekite_init("t", 2, 1, 16, NULL, CONNECTOR_FLAGS, -1);
+  CHECK(c != NULL);
+  if (!c) return;
+  EXPECT_FAIL(pagekite_set_relay_raw_ports(c, "virtual"), -1);
+  EXPECT_FAIL(pagekite_add_relay_port_alias(c, 8081, 80), -1);
+  EXPECT_FAIL(pagekite_set_relay_motd(c, "hi"), -1);
+  EXPECT_FAIL(pagekite_set_relay_tls_default(c, "a.test"), -1);
+  CHECK_INT(pagekite_free(c), 0);
+}
+
 TEST(lifecycle_order) {
   int closed = t_closed_port();
   CHECK(closed > 0);
@@ -274,6 +336,7 @@ int main(void) {
   RUN(bad_init);
   RUN(bad_kites_and_frontends);
   RUN(bad_relay_config);
+  RUN(relay_dropin_config);
   RUN(lifecycle_order);
   RUN(relay_lifecycle);
   RUN(busy_port);

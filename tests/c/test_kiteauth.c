@@ -197,6 +197,29 @@ TEST(connector_side) {
   CHECK_INT(pk_auth_parse_answer(sl("Content-Type"), sl("text/html"), &ans), PK_ANS_NONE);
 }
 
+/* X-PageKite-Misc: motd=... as pagekite.py (urlencode: '+') and we (%20)
+ * send it; control characters never reach the log. */
+TEST(motd_answer) {
+  pk_auth_answer ans;
+  CHECK_INT(pk_auth_parse_answer(sl("X-PageKite-Misc"), sl("motd=Hello+world%21+%3Cb%3E"), &ans),
+            PK_ANS_MOTD);
+  CHECK(strcmp(ans.detail, "Hello world! <b>") == 0);
+  CHECK_INT(pk_auth_parse_answer(sl("x-pagekite-misc"), sl("x=1&motd=a%20b%0Ac%1b&y=2"), &ans),
+            PK_ANS_MOTD);
+  CHECK(strcmp(ans.detail, "a b c ") == 0);
+  CHECK_INT(pk_auth_parse_answer(sl("X-PageKite-Misc"), sl("motd=100%"), &ans), PK_ANS_MOTD);
+  CHECK(strcmp(ans.detail, "100%") == 0);
+  CHECK_INT(pk_auth_parse_answer(sl("X-PageKite-Misc"), sl("motd="), &ans), PK_ANS_NONE);
+  CHECK_INT(pk_auth_parse_answer(sl("X-PageKite-Misc"), sl("nomotd=x"), &ans), PK_ANS_NONE);
+  CHECK_INT(pk_auth_parse_answer(sl("X-PageKite-Misc"), sl(""), &ans), PK_ANS_NONE);
+  char big[3000];
+  memcpy(big, "motd=", 5);
+  memset(big + 5, 'x', sizeof(big) - 6);
+  big[sizeof(big) - 1] = 0;
+  CHECK_INT(pk_auth_parse_answer(sl("X-PageKite-Misc"), sl(big), &ans), PK_ANS_MOTD);
+  CHECK_INT((int)strlen(ans.detail), PK_MOTD_MAX); /* capped */
+}
+
 /* The connector's signed answer to a real challenge is what the relay takes. */
 TEST(both_sides_agree) {
   pk_auth_relay a;
@@ -227,6 +250,7 @@ int main(void) {
   RUN(forged_and_expired_tokens);
   RUN(malformed_and_capped);
   RUN(connector_side);
+  RUN(motd_answer);
   RUN(both_sides_agree);
   return TEST_DONE();
 }

@@ -105,6 +105,11 @@ SIGNATURES = {
     "pagekite_add_relay_listener": (_i, [MGR, _s, _i]),
     "pagekite_add_relay_domain": (_i, [MGR, _s, _s, _s]),
     "pagekite_set_relay_tls": (_i, [MGR, _s, _s]),
+    "pagekite_add_relay_tls_endpoint": (_i, [MGR, _s, _s, _s]),
+    "pagekite_set_relay_tls_default": (_i, [MGR, _s]),
+    "pagekite_set_relay_raw_ports": (_i, [MGR, _s]),
+    "pagekite_add_relay_port_alias": (_i, [MGR, _i, _i]),
+    "pagekite_set_relay_motd": (_i, [MGR, _s]),
     "pagekite_get_counter": (ctypes.c_longlong, [MGR, _i]),
     "pagekite_last_error": (_s, []),
     "pagekite_version_number": (_i, []),
@@ -178,6 +183,22 @@ class PageKite:
 
     def set_relay_tls(self, cert_file, key_file):
         return self.lib.pagekite_set_relay_tls(self.mgr, _b(cert_file), _b(key_file))
+
+    def add_relay_tls_endpoint(self, name, cert_file, key_file=None):
+        return self.lib.pagekite_add_relay_tls_endpoint(self.mgr, _b(name), _b(cert_file),
+                                                        _b(key_file))
+
+    def set_relay_tls_default(self, name):
+        return self.lib.pagekite_set_relay_tls_default(self.mgr, _b(name))
+
+    def set_relay_raw_ports(self, ports):
+        return self.lib.pagekite_set_relay_raw_ports(self.mgr, _b(ports))
+
+    def add_relay_port_alias(self, port, alias_of):
+        return self.lib.pagekite_add_relay_port_alias(self.mgr, port, alias_of)
+
+    def set_relay_motd(self, motd):
+        return self.lib.pagekite_set_relay_motd(self.mgr, _b(motd))
 
     def thread_start(self):
         rc = self.lib.pagekite_thread_start(self.mgr)
