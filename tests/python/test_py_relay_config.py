@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 
 import pytest
 
-from pkpy_helpers import DOMAIN, SECRET, dump, free_port, plain_flags
+from pkpy_helpers import DOMAIN, SECRET, dump, free_port, plain_flags, wait_kites_decided
 
 ONE = "one." + DOMAIN
 TWO = "two." + DOMAIN
@@ -176,9 +175,6 @@ def test_virtual_raw_port_and_port_alias_accept_kites(pk, managers):
     c.add_kite("http", name, SECRET, 9, public_port=8080, origin_host="127.0.0.1")
     c.add_frontend("127.0.0.1", port)
     c.start()
-    deadline = time.monotonic() + 20
-    while (any(k.status is pk.KiteStatus.WAITING for k in c.kites())
-           and time.monotonic() < deadline):
-        time.sleep(0.01)
+    wait_kites_decided(c)
     assert c.kites() == [("raw-2222", name, pk.KiteStatus.FLYING, ""),
                          ("http-8080", name, pk.KiteStatus.FLYING, "")], dump(c, r)
