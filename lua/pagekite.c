@@ -226,6 +226,40 @@ static int m_set_tls(lua_State *L) {
   return result(L, pagekite_set_relay_tls(u->mgr, luaL_checkstring(L, 2), luaL_checkstring(L, 3)));
 }
 
+/* m:add_tls_endpoint(name, cert, key|nil): a relay's certificate for name
+ * ("host" or "*.domain"); key nil: the key is in cert */
+static int m_add_tls_endpoint(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_add_relay_tls_endpoint(u->mgr, luaL_checkstring(L, 2),
+                                                   luaL_checkstring(L, 3),
+                                                   luaL_optstring(L, 4, NULL)));
+}
+
+/* m:set_tls_default(name|nil): the name for TLS clients without SNI */
+static int m_set_tls_default(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_relay_tls_default(u->mgr, luaL_optstring(L, 2, NULL)));
+}
+
+/* m:set_raw_ports("22,2222" | "virtual" | nil): ports raw kites may claim */
+static int m_set_raw_ports(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_relay_raw_ports(u->mgr, luaL_optstring(L, 2, NULL)));
+}
+
+/* m:add_port_alias(port, alias_of): visitors on port routed as if on alias_of */
+static int m_add_port_alias(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_add_relay_port_alias(u->mgr, (int)luaL_checkinteger(L, 2),
+                                                 (int)luaL_checkinteger(L, 3)));
+}
+
+/* m:set_motd(text|nil): a message of the day for connectors */
+static int m_set_motd(lua_State *L) {
+  lpk_mgr *u = check(L);
+  return result(L, pagekite_set_relay_motd(u->mgr, luaL_optstring(L, 2, NULL)));
+}
+
 /* m:add_frontend_certname(name): also accept a relay certificate for name */
 static int m_add_frontend_certname(lua_State *L) {
   lpk_mgr *u = check(L);
@@ -519,6 +553,11 @@ static const luaL_Reg methods[] = {
     {"set_log_mask", m_set_log_mask},
     {"set_tls_verify", m_set_tls_verify},
     {"set_tls", m_set_tls},
+    {"add_tls_endpoint", m_add_tls_endpoint},
+    {"set_tls_default", m_set_tls_default},
+    {"set_raw_ports", m_set_raw_ports},
+    {"add_port_alias", m_add_port_alias},
+    {"set_motd", m_set_motd},
     {"add_frontend_certname", m_add_frontend_certname},
     {"set_proxy", m_set_proxy},
     {"set_rejection_url", m_set_rejection_url},

@@ -220,6 +220,19 @@ export class Relay extends Manager {
   addDomain(protos: string | string[], pattern: string, secret: string): this;
   /** PEM certificate chain and key for TLS-wrapped tunnels. Before start(). */
   setTls(certFile: string, keyFile: string): this;
+  /**
+   * Terminate TLS for name ('host' or '*.domain') with its own certificate when no
+   * https kite takes it (keyFile null: the key is in certFile). Before start().
+   */
+  addTlsEndpoint(name: string, certFile: string, keyFile?: string | null): this;
+  /** The name assumed for TLS clients without SNI (null or '': none). Before start(). */
+  setTlsDefault(name: string | null): this;
+  /** Ports raw kites may claim: '22,2222', 'virtual' or [22, 'virtual'] (null or '': none). Before start(). */
+  setRawPorts(ports: string | Array<number | string> | null): this;
+  /** Visitors on listening port are routed as if on aliasOf, whose kites are accepted. Before start(). */
+  addPortAlias(port: number, aliasOf: number): this;
+  /** A message of the day for connectors, at most 1024 bytes (null or '': none). Before start(). */
+  setMotd(motd: string | null): this;
 }
 
 export const Status: Readonly<Record<StatusName, number>>;

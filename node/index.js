@@ -595,6 +595,60 @@ class Relay extends Manager {
       str(keyFile, 'keyFile')));
     return this;
   }
+
+  /**
+   * Terminate TLS for name ('host' or '*.domain') with this PEM certificate
+   * chain and key (keyFile null: the key is in certFile), when no https kite
+   * takes the name (pagekite.py's --tls_endpoint).  The files are read now.
+   */
+  addTlsEndpoint(name, certFile, keyFile = null) {
+    this._configure('addTlsEndpoint');
+    this._check('addTlsEndpoint', binding.addRelayTlsEndpoint(this[kHandle], str(name, 'name'),
+      str(certFile, 'certFile'), str(keyFile, 'keyFile', true)));
+    return this;
+  }
+
+  /** The name assumed for TLS clients that send no SNI (--tls_default); null or '' for none. */
+  setTlsDefault(name) {
+    this._configure('setTlsDefault');
+    this._check('setTlsDefault', binding.setRelayTlsDefault(this[kHandle], str(name, 'name', true)));
+    return this;
+  }
+
+  /**
+   * Ports raw kites may claim besides the listening ones (--rawports):
+   * '22,2222', 'virtual' (any port) or an array such as [22, 'virtual'];
+   * null or '' for none.
+   */
+  setRawPorts(ports) {
+    this._configure('setRawPorts');
+    let p = ports;
+    if (Array.isArray(ports)) {
+      for (const item of ports) {
+        if (typeof item !== 'string' && !Number.isInteger(item)) {
+          throw typeError('ports items', 'integers or strings', item);
+        }
+      }
+      p = ports.join(',');
+    }
+    this._check('setRawPorts', binding.setRelayRawPorts(this[kHandle], str(p, 'ports', true)));
+    return this;
+  }
+
+  /** Route visitors on listening port as if they came to aliasOf, and accept its kites (--portalias). */
+  addPortAlias(listenPort, aliasOf) {
+    this._configure('addPortAlias');
+    this._check('addPortAlias', binding.addRelayPortAlias(this[kHandle], port(listenPort, 'port'),
+      port(aliasOf, 'aliasOf')));
+    return this;
+  }
+
+  /** A message of the day for connectors, at most 1024 bytes (--motd); null or '' for none. */
+  setMotd(motd) {
+    this._configure('setMotd');
+    this._check('setMotd', binding.setRelayMotd(this[kHandle], str(motd, 'motd', true)));
+    return this;
+  }
 }
 
 module.exports = {

@@ -116,7 +116,7 @@ async function waitLog(manager, text, timeoutMs = 15000) {
 
 /** A throwaway CA and relay certificates it signed (openssl CLI, in a temp dir):
  *  { dir, ca, both: {cert, key} (relay.example.test + 127.0.0.1),
- *    named: {cert, key} (relay.example.test only), remove() }. */
+ *    named: {cert, key} (relay.example.test only), cert(label, san, cn), remove() }. */
 function makePki() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pk-node-pki-'));
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -124,9 +124,9 @@ function makePki() {
   openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '3',
     '-subj', '/CN=pagekite Node binding test CA',
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-  const cert = (label, san) => {
+  const cert = (label, san, cn = RELAY_CERT_NAME) => {
     openssl('req', ...ec, '-keyout', label + '.key', '-out', label + '.csr',
-      '-subj', '/CN=' + RELAY_CERT_NAME);
+      '-subj', '/CN=' + cn);
     fs.writeFileSync(path.join(dir, label + '.ext'), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\n` +
       'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n');
     openssl('x509', '-req', '-in', label + '.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
@@ -138,6 +138,8 @@ function makePki() {
     ca: path.join(dir, 'ca.pem'),
     both: cert('both', `DNS:${RELAY_CERT_NAME},IP:127.0.0.1`),
     named: cert('named', `DNS:${RELAY_CERT_NAME}`),
+    /** cert(label, san, cn) -> {cert, key}: one more certificate the CA signed. */
+    cert,
     remove: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 }

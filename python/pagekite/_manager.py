@@ -543,7 +543,9 @@ class Relay(_Manager):
     """A PageKite front-end relay (PK_AS_FRONTEND_RELAY).
 
     Configure with :meth:`add_listener`, :meth:`add_domain` and optionally
-    :meth:`set_tls`, then :meth:`start`.  ``max_listeners`` is the relay's use
+    :meth:`set_tls`, :meth:`add_tls_endpoint`, :meth:`set_tls_default`,
+    :meth:`set_raw_ports`, :meth:`add_port_alias` and :meth:`set_motd`, then
+    :meth:`start`.  ``max_listeners`` is the relay's use
     of libpagekite's max_frontends limit.
     """
 
@@ -571,3 +573,37 @@ class Relay(_Manager):
         """PEM certificate chain and key for TLS-wrapped tunnels."""
         self._call("pagekite_set_relay_tls", _str(cert, "cert", path=True),
                    _str(key, "key", path=True))
+
+    def add_tls_endpoint(self, name: str, cert: StrPath, key: Optional[StrPath] = None) -> None:
+        """Terminate TLS for name ("host" or "*.domain") with this PEM
+        certificate chain and key (key None: the key is in cert), when no
+        https kite takes the name (pagekite.py's --tls_endpoint).  The files
+        are read now.  Before start()."""
+        self._call("pagekite_add_relay_tls_endpoint", _str(name, "name"),
+                   _str(cert, "cert", path=True), _str(key, "key", nullable=True, path=True))
+
+    def set_tls_default(self, name: Optional[str]) -> None:
+        """The name assumed for TLS clients that send no SNI (pagekite.py's
+        --tls_default); None or "" for none.  Before start()."""
+        self._call("pagekite_set_relay_tls_default", _str(name, "name", nullable=True))
+
+    def set_raw_ports(self, ports: Union[str, Sequence[Union[int, str]], None]) -> None:
+        """Ports raw kites may claim besides the listening ones (pagekite.py's
+        --rawports): "22,2222", "virtual" (any port), or a list such as
+        [22, "virtual"]; None or "" for none.  Before start()."""
+        if isinstance(ports, (list, tuple)):
+            for p in ports:
+                if isinstance(p, bool) or not isinstance(p, (int, str)):
+                    raise TypeError("ports items must be int or str, not %s" % type(p).__name__)
+            ports = ",".join(str(p) for p in ports)
+        self._call("pagekite_set_relay_raw_ports", _str(ports, "ports", nullable=True))
+
+    def add_port_alias(self, port: int, alias_of: int) -> None:
+        """Route visitors on listening port as if they came to alias_of, and
+        accept kites for alias_of (pagekite.py's --portalias).  Before start()."""
+        self._call("pagekite_add_relay_port_alias", _int(port, "port"), _int(alias_of, "alias_of"))
+
+    def set_motd(self, motd: Optional[str]) -> None:
+        """A message of the day sent to connectors (pagekite.py's --motd):
+        at most 1024 bytes of printable text; None or "" for none.  Before start()."""
+        self._call("pagekite_set_relay_motd", _str(motd, "motd", nullable=True))

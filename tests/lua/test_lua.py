@@ -488,6 +488,102 @@ end
         assert marker in r.stdout, r.stdout + r.stderr
 
 
+def _der(pem_path) -> bytes:
+    import ssl
+    text = Path(pem_path).read_text()
+    end = "-----END CERTIFICATE-----"
+    return ssl.PEM_cert_to_DER_cert(text[:text.index(end) + len(end)] + "\n")
+
+
+def _served_cert(port, sni, ca) -> bytes:
+    """The certificate the relay presents for sni (None: no SNI), verified against ca."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(ca))
+    ctx.check_hostname = sni is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+@needs_module
+def test_module_relay_tls_endpoints_raw_ports_alias_motd(pki):
+    """add_tls_endpoint (one PEM with the key: key nil), set_tls_default,
+    set_raw_ports, add_port_alias, set_motd: nil, err with the library's
+    message for bad values and after start(); each name's certificate served."""
+    one, two = "one.test", "two.test"
+    for label, name in (("one", one), ("two", two)):
+        _openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", label + ".key", "-out", label + ".csr", "-subj", "/CN=" + name], pki)
+        (pki / (label + ".ext")).write_text("subjectAltName=DNS:%s\n" % name)
+        _openssl(["x509", "-req", "-in", label + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                  "-CAcreateserial", "-out", label + ".pem", "-days", "3",
+                  "-extfile", label + ".ext"], pki)
+    (pki / "two-combined.pem").write_text((pki / "two.pem").read_text() +
+                                          (pki / "two.key").read_text())
+    port = free_port()
+    code = r"""
+local pagekite = require "pagekite"
+io.stdout:setvbuf("line")
+local d, port = "%s", %d
+local r <close> = pagekite.relay{app_id = "lua-endpoints", max_conns = 16}
+local function refused(what, pattern, ok, err)
+  assert(ok == nil and type(err) == "string" and err:find(pattern), what .. ": " .. tostring(err))
+  print("refused " .. what .. ": " .. err)
+end
+assert(r:add_listener("127.0.0.1", port))
+assert(r:add_tls_endpoint("one.test", d .. "/one.pem", d .. "/one.key") == true)
+assert(r:add_tls_endpoint("two.test", d .. "/two-combined.pem") == true)
+refused("duplicate endpoint", "has an endpoint already",
+        r:add_tls_endpoint("ONE.test", d .. "/one.pem", d .. "/one.key"))
+refused("missing file", "missing%%.pem", r:add_tls_endpoint("three.test", d .. "/missing.pem"))
+refused("key not in file", "cannot load", r:add_tls_endpoint("three.test", d .. "/one.pem", nil))
+assert(not pcall(r.add_tls_endpoint, r, "x.test"), "a certificate file is required")
+assert(r:set_tls_default("one.test") and r:set_tls_default(nil) and r:set_tls_default("two.test"))
+refused("bad default", "not a valid name", r:set_tls_default("bad name"))
+assert(r:set_raw_ports("22,2222") and r:set_raw_ports(nil) and r:set_raw_ports("virtual"))
+refused("raw ports", [[expected ports %%(1%%-65535%%) and/or "virtual".*'bogus']],
+        r:set_raw_ports("bogus"))
+assert(r:add_port_alias(8443, 443))
+refused("alias 0", "ports must be 1%%-65535 and differ", r:add_port_alias(0, 80))
+refused("alias to itself", "ports must be 1%%-65535 and differ", r:add_port_alias(80, 80))
+refused("alias twice", "aliased already", r:add_port_alias(8443, 444))
+assert(not pcall(r.add_port_alias, r, 8080), "alias_of is required")
+assert(r:set_motd("Welcome.\nBe nice.") and r:set_motd(string.rep("x", 1024)) and r:set_motd(nil))
+refused("long motd", "1025 bytes, at most 1024", r:set_motd(string.rep("x", 1025)))
+refused("control character", "control character", r:set_motd("bell\a"))
+assert(r:start())
+print("started")
+io.read("l")  -- the test checks the certificates, then writes a line
+for what, call in pairs{
+  endpoint = function() return r:add_tls_endpoint("late.test", d .. "/one.pem", d .. "/one.key") end,
+  default = function() return r:set_tls_default("one.test") end,
+  raw = function() return r:set_raw_ports("virtual") end,
+  alias = function() return r:add_port_alias(port, 80) end,
+  motd = function() return r:set_motd("late") end} do
+  refused(what .. " after start", "only allowed before", call())
+end
+assert(r:stop())
+print("done")
+""" % (pki, port)
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env, stdin=True)
+    try:
+        p.wait_for(r"^started$", 20)
+        assert _served_cert(port, one, pki / "ca.pem") == _der(pki / "one.pem")
+        assert _served_cert(port, two, pki / "ca.pem") == _der(pki / "two.pem")
+        assert _served_cert(port, None, pki / "ca.pem") == _der(pki / "two.pem")
+        p.p.stdin.write("go\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^done$", 20)
+        assert p.p.wait(10) == 0, p.text()
+    finally:
+        p.stop()
+    text = p.text()
+    assert len(re.findall(r"^refused .* after start: .*only allowed before", text, re.M)) == 5, text
+    assert "refused raw ports: pagekite_set_relay_raw_ports: expected ports" in text, text
+
+
 # ---------------------------------------------------------------- plugins
 
 

@@ -330,3 +330,13 @@ def wait_log(manager, text: str, timeout: float = 15.0) -> str:
         if time.monotonic() > deadline:
             raise AssertionError("%r not logged within %.0f s\n%s" % (text, timeout, dump(manager)))
         time.sleep(0.05)
+
+
+def wait_kites_decided(connector, timeout: float = 20.0):
+    """Wait (at most timeout s) until no kite of connector is WAITING any
+    more: each flies or was refused.  Returns connector.kites()."""
+    deadline = time.monotonic() + timeout
+    while (any(k.status.name == "WAITING" for k in connector.kites())
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    return connector.kites()

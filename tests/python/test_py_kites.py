@@ -25,7 +25,7 @@ import time
 import pytest
 
 from pkpy_helpers import (DOMAIN, RELAY_CERT_NAME, SECRET, dump, free_port, http_get,
-                          plain_flags, wait_log)
+                          plain_flags, wait_kites_decided, wait_log)
 
 WAIT_S = 30  # a timeout that the rejection must not wait out
 
@@ -136,10 +136,7 @@ def test_kite_status_and_reason_before_start_and_when_flying(pk, managers, relay
         c.kite_reason("http", None)
     c.start()
     # The relay listens on one port only: the kite for public port 8080 is refused.
-    deadline = time.monotonic() + 20
-    while (any(k.status is pk.KiteStatus.WAITING for k in c.kites())
-           and time.monotonic() < deadline):
-        time.sleep(0.01)
+    wait_kites_decided(c)
     assert c.kite_status("http", name) is pk.KiteStatus.FLYING, dump(c, relay)
     assert c.kite_reason("http", name) == ""
     assert c.kites() == [("http", name, pk.KiteStatus.FLYING, ""),
