@@ -1134,7 +1134,9 @@ char *pkj_get_kite_reason(const char *proto, const char *kitename);
    * (the parameters URL-encoded), as libpagekite's; the text of the page stays
    * inside <noframes>. The service init sets https://pagekite.net/offline/ and
    * the white-label init http://www.DOMAIN/offline/, as pagekite.py does; NULL or
-   * \"\" turns the frame off (a plain 503 page).
+   * \"\" turns the frame off (a plain 503 page). On a relay (PK_AS_FRONTEND_RELAY)
+   * the same frame, with where=FE, is the 503 page for requests whose kite is not
+   * flying (pagekite.py's --errorurl).
    * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_rejection_url().
    * @param url An http:// or https:// URL, or NULL / \"\" for none.
    * @return 0 on success. On failure: -1 (bad URL: not http:// or https://, or longer than 400 bytes).

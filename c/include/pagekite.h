@@ -977,7 +977,9 @@ PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, co
  * (the parameters URL-encoded), as libpagekite's; the text of the page stays
  * inside <noframes>. The service init sets https://pagekite.net/offline/ and
  * the white-label init http://www.DOMAIN/offline/, as pagekite.py does; NULL or
- * "" turns the frame off (a plain 503 page).
+ * "" turns the frame off (a plain 503 page). On a relay (PK_AS_FRONTEND_RELAY)
+ * the same frame, with where=FE, is the 503 page for requests whose kite is not
+ * flying (pagekite.py's --errorurl).
  *
  *   mgr  The manager.
  *   url  An http:// or https:// URL, or NULL / "" for none.

@@ -338,12 +338,21 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
   pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s:%d from %s", sid, proto, host, port, c->rip);
 }
 
+/* An error page; a 503 for a kite that is not here frames the rejection URL
+ * (pagekite_set_rejection_url, pagekite.py's --errorurl) when one is set. */
 static void reject_http(pk_conn *c, int code, const char *status, const char *host) {
-  char resp[1024];
+  pk_mgr *m = c->mgr;
+  char resp[3000], url[sizeof(m->rejection_url)];
+  uv_mutex_lock(&m->lock);
+  snprintf(url, sizeof(url), "%s", code == 503 && *host ? m->rejection_url : "");
+  uv_mutex_unlock(&m->lock);
   pk_wbuf b;
   pk_wbuf_init(&b, resp, sizeof(resp));
-  pk_wire_http_page(&b, code, status, "X-PageKite-Status: unavailable\r\n", "Kite",
-                    "is not available on this PageKite relay.", host);
+  if (url[0])
+    pk_wire_rejection_page(&b, url, "FE", m->app_id, "http", host, "");
+  else
+    pk_wire_http_page(&b, code, status, "X-PageKite-Status: unavailable\r\n", "Kite",
+                      "is not available on this PageKite relay.", host);
   c->mgr->c_rejected++;
   if (pk_wbuf_ok(&b)) pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);

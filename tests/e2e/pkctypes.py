@@ -110,6 +110,7 @@ SIGNATURES = {
     "pagekite_set_relay_raw_ports": (_i, [MGR, _s]),
     "pagekite_add_relay_port_alias": (_i, [MGR, _i, _i]),
     "pagekite_set_relay_motd": (_i, [MGR, _s]),
+    "pagekite_set_rejection_url": (_i, [MGR, _s]),
     "pagekite_get_counter": (ctypes.c_longlong, [MGR, _i]),
     "pagekite_last_error": (_s, []),
     "pagekite_version_number": (_i, []),
@@ -196,6 +197,9 @@ class PageKite:
 
     def add_relay_port_alias(self, port, alias_of):
         return self.lib.pagekite_add_relay_port_alias(self.mgr, port, alias_of)
+
+    def set_rejection_url(self, url):
+        return self.lib.pagekite_set_rejection_url(self.mgr, _b(url))
 
     def set_relay_motd(self, motd):
         return self.lib.pagekite_set_relay_motd(self.mgr, _b(motd))

@@ -309,3 +309,16 @@ def test_our_connector_logs_motd(kind, group, lib, pki, motd_file):
     conn.wait_serving(timeout=40)
     conn.proc.wait_for(r"Message of the day from 127\.0\.0\.1: Maintenance at 02:00 UTC & more",
                        timeout=10, what="the MOTD in our connector's log")
+
+
+def test_rejection_url_frames_the_relay_503(group, lib, pki, motd_file):
+    """pagekite.py's --errorurl: the relay's 503 for a kite that is not here
+    frames the URL with where=FE and the name asked for."""
+    relay = group.add(LibRelay(lib, pki, motd_file))
+    plain = http_request(relay.port, "nobody." + DOMAIN, "GET", "/", timeout=10)
+    assert plain[0] == 503 and b"<frame" not in plain[2]
+    assert relay.m.set_rejection_url("https://errors.example.test/offline/?x=1") == 0
+    status, _h, body = http_request(relay.port, "nobody." + DOMAIN, "GET", "/", timeout=10)
+    assert status == 503
+    assert (b"src='https://errors.example.test/offline/?x=1&amp;where=FE" in body
+            and b"domain=nobody.example.test" in body), body[:400]
