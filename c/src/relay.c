@@ -417,7 +417,7 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
       start_stream(c, k, "https", name, port, data, n);
     return;
   }
-  SSL_CTX *ctx = pk_relay_tls_ctx(m, name);
+  SSL_CTX *ctx = c->ssl ? NULL : pk_relay_tls_ctx(m, name); /* never TLS in TLS */
   if (!ctx) {
     pk_log(m, PK_LOG_BE_CONNS, "No TLS kite or certificate for %s", *name ? name : "(no SNI)");
     tls_refuse(c);
@@ -442,7 +442,7 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   int cport = pc ? atoi(pc + 1) : 0;
   pk_relay_kite *k = find_rkite(m, "raw", target, cport);
   int tls = !k && cport == 443 && (find_rkite(m, "https", target, port) ||
-                                    pk_relay_tls_ctx(m, target));
+                                    (!c->ssl && pk_relay_tls_ctx(m, target)));
   if (!tls && (!k || !k->tunnel)) {
     refuse_status(c, 503, "Unavailable");
     return;

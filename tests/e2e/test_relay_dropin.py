@@ -322,3 +322,21 @@ def test_rejection_url_frames_the_relay_503(group, lib, pki, motd_file):
     assert status == 503
     assert (b"src='https://errors.example.test/offline/?x=1&amp;where=FE" in body
             and b"domain=nobody.example.test" in body), body[:400]
+
+
+def test_no_tls_inside_terminated_tls(group, lib, pki, motd_file):
+    """CONNECT NAME:443 inside a TLS session the relay terminated is refused
+    (503), as is a second ClientHello inside it; the relay goes on serving."""
+    relay = group.add(LibRelay(lib, pki, motd_file))
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    for inner in (("CONNECT %s:443 HTTP/1.0\r\n\r\n" % NAME_A).encode(),
+                  b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"):
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as raw:
+            raw.sendall(("CONNECT %s:443 HTTP/1.0\r\n\r\n" % NAME_A).encode())
+            assert read_head(raw).startswith("HTTP/1.0 200")
+            with ctx.wrap_socket(raw, server_hostname=NAME_A) as s:
+                s.sendall(inner)
+                answer = s.recv(4096)
+        assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.0 503 Unavailable",
+                                               b"HTTP/1.1 400 Bad Request"), answer[:200]
+    assert tls_peer(relay.port, NAME_B, pki.ca) == [NAME_B]
