@@ -340,3 +340,19 @@ def test_no_tls_inside_terminated_tls(group, lib, pki, motd_file):
         assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.0 503 Unavailable",
                                                b"HTTP/1.1 400 Bad Request"), answer[:200]
     assert tls_peer(relay.port, NAME_B, pki.ca) == [NAME_B]
+
+
+def test_our_connector_flies_over_tls_to_an_endpoint(group, lib, pki, motd_file):
+    """pagekitec --ca-file CA --fe_certname NAME to a relay dialled by IP (so
+    no SNI): the relay answers with the --tls_default name's certificate,
+    which the connector verifies against NAME."""
+    relay = group.add(LibRelay(lib, pki, motd_file))
+    name = kite_name("ourtls")
+    origin = group.origin(name)
+    conn = group.our_connector(relay.frontend, [Kite("http", name, origin.port, 0)],
+                               extra_args=["--ca-file", str(pki.ca), "--fe_certname", NAME_A])
+    conn.wait_serving(timeout=40)
+    bad = group.our_connector(relay.frontend, [Kite("http", kite_name("ourtls2"), origin.port, 0)],
+                              extra_args=["--ca-file", str(pki.ca), "--fe_certname", NAME_B])
+    bad.proc.wait_for(r"certificate is for %s; expected one of: [^\n]*%s" % (NAME_A, NAME_B),
+                      timeout=20, what="the certificate name mismatch")
