@@ -291,6 +291,9 @@ typedef struct {
   void *hook_ctx;
   int use_syslog;      /* log lines to syslog(3) instead of stderr */
   int start_fail_code; /* exit code when pagekite_thread_start fails */
+  /* Called once the thread runs (listeners bound), with hook_ctx; a nonzero
+   * return stops the tool with that exit code.  May be NULL. */
+  int (*after_start)(void *ctx);
 } cli_run_opts;
 
 /* One wake-up of the run loop: signals' requests, log, status. */
@@ -330,7 +333,8 @@ static inline int cli_run_with(pagekite_mgr mgr, const char *prog, const cli_run
     pagekite_free(mgr);
     return o->start_fail_code;
   }
-  while (!cli_stop_requested) {
+  if (o->after_start) rc = o->after_start(o->hook_ctx);
+  while (rc == CLI_EXIT_OK && !cli_stop_requested) {
     long long started = cli_now_ms();
     cli_run_once(mgr, o, &out, &last_status, &last_seq);
     if (cli_stop_requested) break;
@@ -352,7 +356,7 @@ static inline int cli_run_with(pagekite_mgr mgr, const char *prog, const cli_run
 /* cli_run_with() logging to stderr; exit 1 if the thread does not start. */
 static inline int cli_run(pagekite_mgr mgr, const char *prog, cli_status_hook hook,
                           void *hook_ctx) {
-  cli_run_opts o = {hook, hook_ctx, 0, CLI_EXIT_FAIL};
+  cli_run_opts o = {hook, hook_ctx, 0, CLI_EXIT_FAIL, NULL};
   return cli_run_with(mgr, prog, &o);
 }
 

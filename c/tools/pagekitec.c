@@ -534,7 +534,8 @@ static int run(options *o, int argc, char **argv, int first) {
     if (rc) {
       pagekite_free(m);
     } else {
-      cli_run_opts ro = {sf.fp ? status_file_write : NULL, &sf, o->use_syslog, EXIT_START_THREAD};
+      cli_run_opts ro = {sf.fp ? status_file_write : NULL, &sf, o->use_syslog, EXIT_START_THREAD,
+                         NULL};
       rc = cli_run_with(m, PROG, &ro);
     }
   }

@@ -1,222 +1,249 @@
 /* pagekiter.c - a PageKite relay (front-end): accept tunnels and clients.
  *
- * Usage: pagekiter --ports=P1[,P2...] --domain=PROTOS:PATTERN:SECRET [...]
+ * Usage: pagekiter [pagekite.py front-end flags]
+ *        pagekiter [options] PROTO NAME SECRET ...   (libpagekite's syntax)
  *
- * A thin program over the public API (pagekite.h), with pagekite.py-like
- * flags; see doc/CLI.md for the mapping onto API calls.
+ * A thin program over the public API (pagekite.h).  pagekiter_opts.c reads
+ * the command line and rc files; this file runs the process (log file,
+ * daemon, pid file, user) and makes the API calls; doc/CLI.md maps options
+ * onto calls.
  */
+#define _DEFAULT_SOURCE /* setgroups */
 #include "cli_common.h"
 
-#define PROG "pagekiter"
-#define ALL_PROTOS "http,https,raw,websocket"
-#define PROTOS_MAX 256
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
 
-static void usage(FILE *out) {
-  fputs("Usage: " PROG " --ports=P1[,P2...] --domain=PROTOS:PATTERN:SECRET [options]\n"
-        "\n"
-        "Run a PageKite relay: connectors (pagekitec, pagekite.py) open tunnels to\n"
-        "it and clients reach their kites through it, routed by HTTP Host, TLS SNI\n"
-        "or HTTP CONNECT.  Every listening port takes tunnels and clients alike.\n"
-        "\n"
-        "Options (--opt=value and --opt value are the same):\n"
-        "  --ports=P1[,P2...]   listen on these ports (repeatable; required)\n"
-        "  --listen=HOST        listen address (default 0.0.0.0)\n"
-        "  --protos=LIST        protocols served (default " ALL_PROTOS ")\n"
-        "  --domain=PROTOS:PATTERN:SECRET\n"
-        "                       accept kites matching PATTERN (*.example.com or an\n"
-        "                       exact name) for PROTOS (comma-separated, or * for all\n"
-        "                       of --protos), signed with SECRET (may contain ':');\n"
-        "                       repeatable, at least one required\n"
-        "  --tls-cert=FILE      PEM certificate for TLS-wrapped tunnels\n"
-        "  --tls-key=FILE       PEM private key for --tls-cert\n"
-        "  --allow-duplicates   several tunnels may fly one kite; streams take turns\n"
-        "  -c N                 max connections (default 2000)\n"
-        "  -k N                 max kites (default 1000)\n"
-        "  -q                   less log output (errors only)\n"
-        "  -v                   more log output (-vv: everything)\n"
-        "  -h, --help           show this help and exit\n"
-        "  --version            show the version and exit\n"
-        "\n"
-        "Example:\n"
-        "  " PROG " --ports=9080 --domain=http,raw:*.example.test:SECRET\n",
-        out);
+#include "pagekiter_opts.h"
+
+#define PROG PKR_PROG
+
+typedef struct {
+  pkr_cfg *cfg;
+  char logpath[PATH_MAX]; /* --logfile as an absolute path ("" if none) */
+  int daemon_fd;          /* --daemonize: the pipe to the waiting parent, else -1 */
+} run_ctx;
+
+static volatile sig_atomic_t reopen_log = 0;
+
+static void on_sighup(int sig) {
+  (void)sig;
+  reopen_log = 1;
 }
 
-/* 1 if tok (length n) is one of the comma-separated names in list. */
-static int in_list(const char *list, const char *tok, size_t n) {
-  for (const char *p = list; *p;) {
-    size_t len = strcspn(p, ",");
-    if (len == n && strncmp(p, tok, n) == 0) return 1;
-    p += len;
-    if (*p == ',') p++;
-  }
+/* stdout and stderr to the --logfile (appended), as pagekite.py's LogTo. */
+static int log_to(const char *path) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  fflush(stdout);
+  fflush(stderr);
+  dup2(fd, STDOUT_FILENO);
+  dup2(fd, STDERR_FILENO);
+  close(fd);
   return 0;
 }
 
-/* --protos: every name known, none empty. */
-static void check_protos(const char *protos) {
-  size_t pl = strlen(protos);
-  if (pl == 0 || protos[pl - 1] == ',') cli_usage_error(PROG, "invalid --protos '%s'", protos);
-  for (const char *p = protos; *p;) {
-    size_t len = strcspn(p, ",");
-    if (len == 0 || !in_list(ALL_PROTOS, p, len))
-      cli_usage_error(PROG, "unknown protocol '%.*s' in --protos (known: " ALL_PROTOS ")",
-                      (int)len, p);
-    p += len;
-    if (*p == ',') p++;
+/* --logfile before the library is touched: a file that cannot be opened is
+ * a bad value (exit 2).  Returns 1 for syslog. */
+static int setup_log(run_ctx *r) {
+  const char *lf = r->cfg->logfile;
+  if (!lf) return 0;
+  if (strcmp(lf, "syslog") == 0) {
+    openlog(PROG, LOG_PID, LOG_DAEMON);
+    return 1;
   }
+  if (strcmp(lf, "stdio") == 0 || strcmp(lf, "stdout") == 0) {
+    fflush(stderr);
+    dup2(STDOUT_FILENO, STDERR_FILENO);
+    return 0;
+  }
+  char cwd[PATH_MAX];
+  if (lf[0] != '/' && getcwd(cwd, sizeof(cwd)))
+    snprintf(r->logpath, sizeof(r->logpath), "%.2000s/%.2000s", cwd, lf);
+  else
+    snprintf(r->logpath, sizeof(r->logpath), "%s", lf);
+  if (log_to(r->logpath) != 0)
+    cli_usage_error(PROG, "cannot open --logfile %s: %s", lf, strerror(errno));
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_sighup;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGHUP, &sa, NULL); /* logrotate: reopen, as pagekite.py */
+  return 0;
 }
 
-/* Splits a --domain value on its first two colons; the protos field is
- * checked against --protos ("*" or empty means all of them) and copied to
- * protos_buf.  The pattern is written, NUL-terminated, to pattern_buf. */
-static const char *split_domain(const char *arg, const char *server_protos, char *protos_buf,
-                                char *pattern_buf, size_t buf_len) {
-  const char *c1 = strchr(arg, ':');
-  const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-  if (!c2) cli_usage_error(PROG, "invalid --domain '%s' (expected PROTOS:PATTERN:SECRET)", arg);
-  size_t pl = (size_t)(c1 - arg), dl = (size_t)(c2 - c1 - 1);
-  if (dl == 0) cli_usage_error(PROG, "empty PATTERN in --domain '%s'", arg);
-  if (!c2[1]) cli_usage_error(PROG, "empty SECRET in --domain for '%.*s'", (int)dl, c1 + 1);
-  if (pl >= buf_len || dl >= buf_len) cli_usage_error(PROG, "--domain '%s' is too long", arg);
-  if (pl == 0 || (pl == 1 && arg[0] == '*')) {
-    snprintf(protos_buf, buf_len, "%s", server_protos);
-  } else {
-    if (c1[-1] == ',') cli_usage_error(PROG, "empty protocol in --domain '%s'", arg);
-    for (const char *p = arg; p < c1;) {
-      size_t len = strcspn(p, ",:");
-      if (len == 0 || !in_list(server_protos, p, len))
-        cli_usage_error(PROG, "protocol '%.*s' in --domain for '%.*s' is not in --protos (%s)",
-                        (int)len, p, (int)dl, c1 + 1, server_protos);
-      p += len;
-      if (*p == ',') p++;
-    }
-    memcpy(protos_buf, arg, pl);
-    protos_buf[pl] = '\0';
-  }
-  memcpy(pattern_buf, c1 + 1, dl);
-  pattern_buf[dl] = '\0';
-  return c2 + 1;
+static void status_hook(void *ctx, int status) {
+  run_ctx *r = ctx;
+  (void)status;
+  if (!reopen_log) return;
+  reopen_log = 0;
+  if (r->logpath[0] && log_to(r->logpath) != 0)
+    fprintf(stderr, "%s: cannot reopen %s: %s\n", PROG, r->logpath, strerror(errno));
 }
 
-/* Appends the ports of one --ports value to ports[*n]. */
-static void add_ports(const char *arg, int *ports, int *n, int max) {
-  size_t al = strlen(arg);
-  if (al == 0 || arg[al - 1] == ',') cli_usage_error(PROG, "invalid --ports '%s'", arg);
-  for (const char *p = arg; *p;) {
-    size_t len = strcspn(p, ",");
-    char tmp[16];
-    int port;
-    if (len == 0 || len >= sizeof(tmp)) cli_usage_error(PROG, "invalid --ports '%s'", arg);
-    memcpy(tmp, p, len);
-    tmp[len] = '\0';
-    if (cli_parse_int(tmp, 1, 65535, &port) != 0)
-      cli_usage_error(PROG, "invalid port '%s' in --ports (expected 1..65535)", tmp);
-    for (int i = 0; i < *n; i++)
-      if (ports[i] == port) cli_usage_error(PROG, "port %d given twice in --ports", port);
-    if (*n >= max) cli_usage_error(PROG, "too many ports");
-    ports[(*n)++] = port;
-    p += len;
-    if (*p == ',') p++;
-  }
-}
-
-enum { OPT_PORTS = 256, OPT_LISTEN, OPT_PROTOS, OPT_DOMAIN, OPT_CERT, OPT_KEY, OPT_VERSION, OPT_DUPS };
-
-int main(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"ports", required_argument, NULL, OPT_PORTS},
-      {"listen", required_argument, NULL, OPT_LISTEN},
-      {"protos", required_argument, NULL, OPT_PROTOS},
-      {"domain", required_argument, NULL, OPT_DOMAIN},
-      {"tls-cert", required_argument, NULL, OPT_CERT},
-      {"tls-key", required_argument, NULL, OPT_KEY},
-      {"allow-duplicates", no_argument, NULL, OPT_DUPS},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, OPT_VERSION},
-      {NULL, 0, NULL, 0},
-  };
-  const char *listen_host = "0.0.0.0";
-  const char *protos = ALL_PROTOS;
-  const char *cert = NULL, *key = NULL;
-  int max_conns = 2000, max_kites = 1000, verbosity = 0, dups = 0;
-  int n_ports = 0, n_domains = 0;
-  /* Every port costs at least two characters of argv, so argc bounds both. */
-  int max_ports = 0;
-  for (int i = 0; i < argc; i++) max_ports += (int)strlen(argv[i]) / 2 + 1;
-  int *ports = calloc((size_t)max_ports, sizeof(*ports));
-  const char **domains = calloc((size_t)argc + 1, sizeof(*domains));
-  if (!ports || !domains) return CLI_EXIT_FAIL;
-
-  int c;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":c:hk:qv", longopts, NULL)) != -1) {
-    switch (c) {
-      case 'c': max_conns = cli_int_arg(PROG, "-c", optarg, 1, 1000000); break;
-      case 'k': max_kites = cli_int_arg(PROG, "-k", optarg, 1, 1000000); break;
-      case 'q': verbosity--; break;
-      case 'v': verbosity++; break;
-      case 'h': usage(stdout); exit(CLI_EXIT_OK);
-      case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
-      case OPT_PORTS: add_ports(optarg, ports, &n_ports, max_ports); break;
-      case OPT_LISTEN: listen_host = optarg; break;
-      case OPT_PROTOS: protos = optarg; break;
-      case OPT_DOMAIN: domains[n_domains++] = optarg; break;
-      case OPT_CERT: cert = optarg; break;
-      case OPT_KEY: key = optarg; break;
-      case OPT_DUPS: dups = 1; break;
-      case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
-      default:
-        if (optopt && optopt < 256) cli_usage_error(PROG, "unknown option '-%c'", optopt);
-        if (optopt >= 256) cli_usage_error(PROG, "option '%s' takes no value", argv[optind - 1]);
-        cli_usage_error(PROG, "unknown option '%s'", argv[optind - 1]);
+/* The relay's configuration calls; returns the failed call or NULL. */
+static const char *configure_tls(pagekite_mgr m, const pkr_cfg *c, char *what, size_t n) {
+  if (c->cert && pagekite_set_relay_tls(m, c->cert, c->key) < 0) return "pagekite_set_relay_tls";
+  for (int i = 0; i < c->endpoints.n; i++) {
+    const char *arg = c->endpoints.v[i], *colon = strchr(arg, ':');
+    char name[256];
+    snprintf(name, sizeof(name), "%.*s", (int)(colon - arg), arg);
+    if (pagekite_add_relay_tls_endpoint(m, name, colon + 1, NULL) < 0) {
+      snprintf(what, n, "pagekite_add_relay_tls_endpoint(%s, %.200s)", name, colon + 1);
+      return what;
     }
   }
-  if (optind < argc) cli_usage_error(PROG, "unexpected argument '%s'", argv[optind]);
-  if (n_ports == 0) cli_usage_error(PROG, "--ports is required");
-  if (!*listen_host) cli_usage_error(PROG, "--listen needs a host");
-  check_protos(protos);
-  if (n_domains == 0)
-    cli_usage_error(PROG, "no --domain given: the relay would reject every kite");
-  if ((cert == NULL) != (key == NULL))
-    cli_usage_error(PROG, "--tls-cert and --tls-key go together");
-  char dprotos[PROTOS_MAX], pattern[PROTOS_MAX];
-  for (int i = 0; i < n_domains; i++) /* validate all before touching the library */
-    split_domain(domains[i], protos, dprotos, pattern, sizeof(dprotos));
+  if (c->tls_default && pagekite_set_relay_tls_default(m, c->tls_default) < 0)
+    return "pagekite_set_relay_tls_default";
+  return NULL;
+}
 
-  int mask = cli_log_mask(verbosity);
-  pagekite_mgr m = pagekite_init(PROG, max_kites, n_ports, max_conns, NULL,
+static const char *configure_ports(pagekite_mgr m, const pkr_cfg *c, char *what, size_t n) {
+  for (int i = 0; i < c->n_ports; i++) {
+    if (pagekite_add_relay_listener(m, c->host, c->ports[i]) < 0) {
+      snprintf(what, n, "pagekite_add_relay_listener(%.200s, %d)", c->host, c->ports[i]);
+      return what;
+    }
+  }
+  for (int i = 0; i < c->n_aliases; i++) {
+    if (pagekite_add_relay_port_alias(m, c->aliases[i][0], c->aliases[i][1]) < 0) {
+      snprintf(what, n, "pagekite_add_relay_port_alias(%d, %d)", c->aliases[i][0],
+               c->aliases[i][1]);
+      return what;
+    }
+  }
+  if (c->rawports && pagekite_set_relay_raw_ports(m, c->rawports) < 0)
+    return "pagekite_set_relay_raw_ports";
+  return NULL;
+}
+
+static const char *configure(pagekite_mgr m, const pkr_cfg *c, char *what, size_t n) {
+  const char *failed = configure_ports(m, c, what, n);
+  if (!failed) failed = configure_tls(m, c, what, n);
+  if (failed) return failed;
+  if (c->dups && pagekite_set_relay_duplicates(m, 1) < 0) return "pagekite_set_relay_duplicates";
+  if (c->motd && pagekite_set_relay_motd(m, c->motd) < 0) return "pagekite_set_relay_motd";
+  if (c->errorurl && pagekite_set_rejection_url(m, c->errorurl) < 0)
+    return "pagekite_set_rejection_url";
+  if (c->watchdog && pagekite_enable_watchdog(m, 1) < 0) return "pagekite_enable_watchdog";
+  char protos[256], pattern[256];
+  for (int i = 0; i < c->domains.n; i++) {
+    const char *secret =
+        pkr_split_domain(c->domains.v[i], c->protos, protos, pattern, sizeof(protos));
+    if (pagekite_add_relay_domain(m, protos, pattern, secret) < 0) {
+      snprintf(what, n, "pagekite_add_relay_domain(%s, %s)", protos, pattern);
+      return what;
+    }
+  }
+  return NULL;
+}
+
+/* --daemonize: fork twice (as pagekite.py) before the thread starts; the
+ * first parent waits until the daemon says it listens (one byte on a pipe)
+ * and exits 0, or 1 if the daemon fails first.  Returns the pipe in the
+ * daemon. */
+static int daemonize(void) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid > 0) {
+    char b = 1;
+    close(fds[1]);
+    ssize_t n;
+    while ((n = read(fds[0], &b, 1)) < 0 && errno == EINTR) {
+    }
+    _exit(n == 1 && b == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL);
+  }
+  close(fds[0]);
+  setsid();
+  pid = fork();
+  if (pid < 0) _exit(CLI_EXIT_FAIL);
+  if (pid > 0) _exit(CLI_EXIT_OK);
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, STDIN_FILENO);
+    close(null);
+  }
+  return fds[1];
+}
+
+/* --runas: supplementary groups, group, then user (pagekite.py sets only
+ * the last two, keeping root's groups). */
+static int drop_privileges(const pkr_cfg *c) {
+  gid_t gid = (gid_t)c->runas_gid;
+  if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid((uid_t)c->runas_uid) != 0) {
+    fprintf(stderr, "%s: --runas=%s: %s\n", PROG, c->runas, strerror(errno));
+    return CLI_EXIT_FAIL;
+  }
+  return CLI_EXIT_OK;
+}
+
+/* Once listening, in pagekite.py's order: pid file, chdir, user; then the
+ * daemon lets its parent go and leaves the terminal. */
+static int after_start(void *ctx) {
+  run_ctx *r = ctx;
+  const pkr_cfg *c = r->cfg;
+  if (c->pidfile) {
+    FILE *f = fopen(c->pidfile, "w");
+    if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
+      fprintf(stderr, "%s: cannot write --pidfile %s: %s\n", PROG, c->pidfile, strerror(errno));
+      return CLI_EXIT_FAIL;
+    }
+  }
+  if (r->daemon_fd >= 0 && chdir("/") != 0) return CLI_EXIT_FAIL;
+  if (c->runas && drop_privileges(c) != CLI_EXIT_OK) return CLI_EXIT_FAIL;
+  if (r->daemon_fd >= 0) {
+    int keep = r->logpath[0] || (c->logfile && strcmp(c->logfile, "syslog") != 0);
+    int null = keep ? -1 : open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      fflush(stdout);
+      fflush(stderr);
+      dup2(null, STDOUT_FILENO);
+      dup2(null, STDERR_FILENO);
+      close(null);
+    }
+    char ok = 0;
+    if (write(r->daemon_fd, &ok, 1) != 1) return CLI_EXIT_FAIL;
+    close(r->daemon_fd);
+    r->daemon_fd = -1;
+  }
+  return CLI_EXIT_OK;
+}
+
+static int run(pkr_cfg *c, run_ctx *r, int use_syslog) {
+  int mask = cli_log_mask(c->verbosity);
+  pagekite_mgr m = pagekite_init(PROG, c->max_kites, c->n_ports, c->max_conns, NULL,
                                  PK_WITH_DEFAULTS | PK_AS_FRONTEND_RELAY, mask);
   if (!m) return cli_fail(PROG, "pagekite_init");
   pagekite_set_log_mask(m, mask);
-
-  char what[PROTOS_MAX * 2 + 64];
-  const char *failed = NULL;
-  for (int i = 0; !failed && i < n_ports; i++) {
-    if (pagekite_add_relay_listener(m, listen_host, ports[i]) < 0) {
-      snprintf(what, sizeof(what), "pagekite_add_relay_listener(%.*s, %d)", PROTOS_MAX,
-               listen_host, ports[i]);
-      failed = what;
-    }
-  }
-  if (!failed && cert && pagekite_set_relay_tls(m, cert, key) < 0) failed = "pagekite_set_relay_tls";
-  if (!failed && dups && pagekite_set_relay_duplicates(m, 1) < 0) failed = "pagekite_set_relay_duplicates";
-  for (int i = 0; !failed && i < n_domains; i++) {
-    const char *secret = split_domain(domains[i], protos, dprotos, pattern, sizeof(dprotos));
-    if (pagekite_add_relay_domain(m, dprotos, pattern, secret) < 0) {
-      snprintf(what, sizeof(what), "pagekite_add_relay_domain(%s, %s)", dprotos, pattern);
-      failed = what;
-    }
-  }
-
-  int rc;
+  char what[600];
+  const char *failed = configure(m, c, what, sizeof(what));
   if (failed) {
-    rc = cli_fail(PROG, failed);
+    int rc = cli_fail(PROG, failed);
     pagekite_free(m);
-  } else {
-    rc = cli_run(m, PROG, NULL, NULL);
+    return rc;
   }
-  free(ports);
-  free(domains);
+  if (c->errorurl)
+    fprintf(stderr, "%s: note: --errorurl is passed to pagekite_set_rejection_url, but the "
+                    "relay's own 503 page does not frame it yet\n", PROG);
+  if (c->daemonize && (r->daemon_fd = daemonize()) < 0) {
+    pagekite_free(m);
+    fprintf(stderr, "%s: --daemonize: %s\n", PROG, strerror(errno));
+    return CLI_EXIT_FAIL;
+  }
+  cli_run_opts o = {status_hook, r, use_syslog, CLI_EXIT_FAIL, after_start};
+  return cli_run_with(m, PROG, &o);
+}
+
+int main(int argc, char **argv) {
+  pkr_cfg cfg;
+  pkr_parse(&cfg, argc, argv);
+  pkr_check(&cfg); /* everything is valid before the library is touched */
+  run_ctx r = {&cfg, "", -1};
+  int use_syslog = setup_log(&r);
+  int rc = run(&cfg, &r, use_syslog);
+  pkr_cfg_free(&cfg);
   return rc;
 }
