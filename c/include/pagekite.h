@@ -694,7 +694,9 @@ PK_EXPORT int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, in
 /* Relay role: accept kites matching a pattern, signed with a secret.
  *
  * pattern is an exact kite name or a wildcard such as "*.example.com"; protos
- * is a comma-separated list of protocols ("http,https,raw,websocket"). A
+ * is a comma-separated list of protocols ("http,https,raw,websocket"), which
+ * may name a port ("http-8080": kites on that port only; for such a kite these
+ * entries are looked up before plain "http" ones, as pagekite.py's). A
  * connector may register a matching kite only if it proves knowledge of secret.
  *
  *   mgr      The manager.

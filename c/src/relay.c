@@ -35,7 +35,8 @@ static int proto_listed(const char *list, const char *proto) {
 
 /* The --domain entry whose secret signs (proto, name): an exact name beats a
  * wildcard and a longer wildcard a shorter one, as pagekite.py looks them up
- * (GetBackendData); the order of the entries does not matter. */
+ * (GetBackendData); the order of the entries does not matter.  proto may be a
+ * protoport ("http-8080"), listed as such in an entry. */
 static const pk_relay_domain *find_domain(pk_mgr *m, const char *proto, const char *name) {
   const pk_relay_domain *best = NULL;
   size_t best_score = 0;
@@ -118,7 +119,9 @@ static const char *kite_secret(void *ctx, const pk_kite_req *k, const char **rea
     *reason = "proto";
   else if (!kite_port_ok(m, k->proto, k->port))
     *reason = "port";
-  else if (!(d = find_domain(m, k->proto, k->name)))
+  /* "http-8080" entries first, then "http" ones, as pagekite.py. */
+  else if (!(k->port && (d = find_domain(m, k->protoport, k->name))) &&
+           !(d = find_domain(m, k->proto, k->name)))
     *reason = "unknown";
   return d ? d->secret : NULL;
 }

@@ -225,9 +225,6 @@ static int run(pkr_cfg *c, run_ctx *r, int use_syslog) {
     pagekite_free(m);
     return rc;
   }
-  if (c->errorurl)
-    fprintf(stderr, "%s: note: --errorurl is passed to pagekite_set_rejection_url, but the "
-                    "relay's own 503 page does not frame it yet\n", PROG);
   if (c->daemonize && (r->daemon_fd = daemonize()) < 0) {
     pagekite_free(m);
     fprintf(stderr, "%s: --daemonize: %s\n", PROG, strerror(errno));

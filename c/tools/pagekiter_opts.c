@@ -375,15 +375,6 @@ static void set_errorurl(pkr_cfg *c, const char *flag, const char *arg) {
   set_str(&c->errorurl, arg);
 }
 
-/* The protos field of a --domain ("http,https", "*", "", "http-8080"). */
-static void check_domain_syntax(const char *flag, const char *arg) {
-  const char *c1 = strchr(arg, ':');
-  if (!c1) return; /* the full check (pkr_check) explains */
-  for (const char *p = arg; p < c1; p++)
-    if (*p == '-')
-      unsupported(flag, "a port in the protocol (http-8080); the library matches --domain by "
-                        "protocol only: use http:DOMAIN:SECRET for every port");
-}
 
 /* ---- help ---- */
 
@@ -506,7 +497,7 @@ static int apply_relay(pkr_cfg *c, const opt_def *d, const char *flag, const cha
     case O_PORTS: add_ports(c, v); break;
     case O_PROTOS: check_protos(flag, v); set_str(&c->protos, v); break;
     case O_RAWPORTS: check_rawports(v); set_str(&c->rawports, v); break;
-    case O_DOMAIN: check_domain_syntax(flag, v); strv_push(&c->domains, v); break;
+    case O_DOMAIN: strv_push(&c->domains, v); break;
     case O_TLS_ENDPOINT: add_endpoint(c, v); break;
     case O_TLS_DEFAULT:
       if (!valid_name(v)) bad("invalid --tls_default '%s' (expected a DNS name)", v);
@@ -725,7 +716,6 @@ void pkr_parse(pkr_cfg *c, int argc, char **argv) {
     size_t n = strlen(pos.v[i]) + strlen(pos.v[i + 1]) + strlen(pos.v[i + 2]) + 3;
     char *dom = xrealloc(NULL, n);
     snprintf(dom, n, "%s:%s:%s", pos.v[i], pos.v[i + 1], pos.v[i + 2]);
-    check_domain_syntax(pos.v[i], dom);
     strv_push(&c->domains, dom);
     free(dom);
     c->legacy = 1;
@@ -734,6 +724,17 @@ void pkr_parse(pkr_cfg *c, int argc, char **argv) {
 }
 
 /* ---- checks that need the whole configuration ---- */
+
+/* "8080" of "http-8080": digits only, 1..65535. */
+static int valid_port_suffix(const char *s, size_t n) {
+  int v = 0;
+  if (n == 0 || n > 5) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return 0;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v >= 1 && v <= 65535;
+}
 
 const char *pkr_split_domain(const char *arg, const char *server_protos, char *protos_buf,
                              char *pattern_buf, size_t buf_len) {
@@ -749,10 +750,13 @@ const char *pkr_split_domain(const char *arg, const char *server_protos, char *p
   } else {
     if (c1[-1] == ',') bad("empty protocol in --domain '%s'", arg);
     for (const char *p = arg; p < c1;) {
-      size_t len = strcspn(p, ",:");
-      if (len == 0 || !in_list(server_protos, p, len))
+      size_t len = strcspn(p, ",:"), base = strcspn(p, ",:-");
+      if (len == 0 || !in_list(server_protos, p, base))
         bad("protocol '%.*s' in --domain for '%.*s' is not in --protos (%s)", (int)len, p,
             (int)dl, c1 + 1, server_protos);
+      if (base < len && !valid_port_suffix(p + base + 1, len - base - 1))
+        bad("invalid port in protocol '%.*s' of --domain (expected PROTO-PORT, 1..65535)",
+            (int)len, p);
       p += len;
       if (*p == ',') p++;
     }

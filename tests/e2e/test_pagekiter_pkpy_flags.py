@@ -405,7 +405,7 @@ UNSUPPORTED = [
     "--debugio", "--watch=1", "--loglevel=debug", "--watchdog=10",
     "--nopyopenssl", "--nossl", "--settings", "--logfile=memory",
     "--errorurl=www.example.test:http://errors.example.test/",
-    "--domain=http-8080:a.example.test:S", "--protos=http,irc", "-4",
+    "--protos=http,irc", "-4",
     "--reloadfile=x", "--autosave", "--noautosave", "--webroot=x", "--webaccess=x",
     "--webindexes=x", "--delete_backend=x", "-o",
 ]
@@ -578,13 +578,28 @@ def test_help_lists_both_spellings_and_exit_codes():
     assert "3  " in r.stdout or "3 " in r.stdout
 
 
-def test_errorurl_accepted_with_warning(group):
-    """--errorurl=URL is accepted and handed to the library; the relay's own
-    503 page does not frame it yet, and pagekiter says so."""
+def test_errorurl_frames_the_relay_503(group):
+    """--errorurl=URL: the relay's 503 for a kite that is not here frames the
+    URL (where=FE, domain=the name asked for), as pagekite.py's."""
     p1 = free_port()
-    proc = start_relay(group, ["--isfrontend", "--ports=%d" % p1,
-                               "--errorurl=https://errors.example.test/offline/",
-                               "--domain=http:*.%s:%s" % (DOMAIN, SECRET)], [p1])
-    proc.wait_for(r"--errorurl", 5, where="err")
-    status = http_request(p1, "nokite." + DOMAIN)[0]
+    start_relay(group, ["--isfrontend", "--ports=%d" % p1,
+                        "--errorurl=https://errors.example.test/offline/",
+                        "--domain=http:*.%s:%s" % (DOMAIN, SECRET)], [p1])
+    status, _h, body = http_request(p1, "nokite." + DOMAIN)
     assert status == 503
+    assert (b"src='https://errors.example.test/offline/?&amp;where=FE" in body
+            and b"domain=nokite." + DOMAIN.encode() in body), body[:300]
+
+
+def test_domain_with_a_port(group, origin):
+    """--domain=http-8080:NAME:SECRET (pagekite.py's protoport form) signs
+    kites for port 8080 only, before a plain http entry for the same name."""
+    p1 = free_port()
+    relay = start_relay(group, ["--isfrontend", "--ports=%d" % p1, "--portalias=%d:8080" % p1,
+                                "--domain=http-8080:*.%s:port-secret-8080" % DOMAIN,
+                                "--domain=http:*.%s:%s" % (DOMAIN, SECRET)], [p1])
+    fly(group, p1, [Kite("http", "p8080." + DOMAIN, origin.port, pport=8080,
+                         secret="port-secret-8080")])
+    wait_http("p8080." + DOMAIN, p1)
+    fly(group, p1, [Kite("http", "wrong." + DOMAIN, origin.port, pport=8080, secret=SECRET)])
+    relay.wait_for(r"Rejected kite http-8080:wrong\.", 20)
