@@ -854,7 +854,9 @@ int pkj_add_relay_listener(const char *host, int port);
    * Relay role: accept kites matching a pattern, signed with a secret.
    *
    * pattern is an exact kite name or a wildcard such as \"*.example.com\"; protos
-   * is a comma-separated list of protocols (\"http,https,raw,websocket\"). A
+   * is a comma-separated list of protocols (\"http,https,raw,websocket\"), which
+   * may name a port (\"http-8080\": kites on that port only; for such a kite these
+   * entries are looked up before plain \"http\" ones, as pagekite.py's). A
    * connector may register a matching kite only if it proves knowledge of secret.
    * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_domain().
    * @param protos Comma-separated protocols.
