@@ -3,10 +3,12 @@ TLS endpoints per name, TLS tunnels from pagekite.py back-ends through
 CONNECT NAME:443 (their --fe_certname), virtual raw ports, port aliases and
 the message of the day.
 
-Every case runs against our relay (libpagekite.so.1 through ctypes, in this
-process: the calls under test are the library's) and against pagekite.py's
-own relay configured with the same options, to show both behave alike.
-Where they differ on purpose the test says so.
+Every case runs against our relay twice: configured through the C API
+("ours": libpagekite.so.1 through ctypes, in this process) and as `pagekiter`
+started with pagekite.py's own front-end command line ("pagekiter"); and,
+where it can, against pagekite.py's relay with that same command line, to
+show they behave alike.  Where they differ the test says why.  The
+sanitized stage of ./run runs the "pagekiter" cases under ASan + UBSan.
 """
 
 import socket
@@ -17,7 +19,7 @@ from urllib.parse import parse_qs
 import pytest
 
 import pkctypes as pk
-from harness import (LIBPAGEKITE, PAGEKITE_PY, SECRET, Kite, PkRelay, free_port, http_request,
+from harness import (LIBPAGEKITE, PAGEKITE_PY, PAGEKITER, SECRET, Kite, PkRelay, free_port, http_request,
                      kite_name, port_accepts, raw_echo, require_executable, require_file,
                      wait_http, wait_raw)
 from servicebox import BoxPKI
@@ -29,7 +31,8 @@ NAME_A = "a." + DOMAIN
 NAME_B = "b." + DOMAIN
 WILD = "*.wild." + DOMAIN
 MOTD = "Maintenance at 02:00 UTC & more: see <https://status.example.test/>"
-RELAYS = ["ours", "pagekite.py"]
+RELAYS = ["ours", "pagekiter", "pagekite.py"]
+OURS = ["ours", "pagekiter"]
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +46,19 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lib():
-    require_file(LIBPAGEKITE, "libpagekite.so.1")
-    lib = pk.load(LIBPAGEKITE)
-    needed = [n for n in lib.missing if "relay" in n]
-    assert not needed, "libpagekite.so.1 does not export %s" % needed
-    return lib
+    """The library through ctypes, loaded when a case first needs it (the
+    "pagekiter" cases do not, so they run against a sanitized build too)."""
+    loaded = []
+
+    def get():
+        if not loaded:
+            require_file(LIBPAGEKITE, "libpagekite.so.1")
+            lib = pk.load(LIBPAGEKITE)
+            needed = [n for n in lib.missing if "relay" in n]
+            assert not needed, "libpagekite.so.1 does not export %s" % needed
+            loaded.append(lib)
+        return loaded[0]
+    return get
 
 
 class LibRelay:
@@ -56,7 +67,7 @@ class LibRelay:
 
     def __init__(self, lib, pki, motd_file, raw_ports="virtual", alias=None, fallback=None):
         self.port = free_port()
-        self.m = pk.PageKite(lib, app_id="dropin", max_kites=16, max_frontends=4, max_conns=64,
+        self.m = pk.PageKite(lib(), app_id="dropin", max_kites=16, max_frontends=4, max_conns=64,
                              flags=pk.PK_AS_FRONTEND_RELAY | pk.PK_WITHOUT_DEFAULTS
                              | pk.PK_WITH_IPV4 | pk.PK_WITHOUT_SERVICE_FRONTENDS)
         m = self.m
@@ -92,15 +103,18 @@ class LibRelay:
 class PyRelay(PkRelay):
     """pagekite.py's relay with the same options on its command line."""
 
-    def __init__(self, logdir, pki, motd_file, alias=None):
+    def __init__(self, logdir, pki, motd_file, alias=None, raw_ports="virtual", fallback=None):
         super().__init__(logdir, pattern="*." + DOMAIN)
         self.pki = pki
         self.motd_file = motd_file
         self.alias = alias
+        self.raw_ports = raw_ports
+        self.fallback = fallback
 
     def argv(self):
         i = self.pki.issued
-        argv = super().argv() + [
+        argv = [a if a != "--rawports=virtual" else "--rawports=%s" % self.raw_ports
+                for a in super().argv()] + [
             "--domain=http,https,raw:%s:%s" % (DOMAIN, SECRET),
             "--tls_endpoint=%s:%s" % (NAME_A, i["a"]["pem"]),
             "--tls_endpoint=%s:%s" % (NAME_B, i["b"]["pem"]),
@@ -108,6 +122,23 @@ class PyRelay(PkRelay):
             "--tls_default=%s" % NAME_A, "--motd=%s" % self.motd_file]
         if self.alias:
             argv.append("--portalias=%d:%d" % (self.port, self.alias))
+        return argv
+
+
+class CliRelay(PyRelay):
+    """pagekiter, started with pagekite.py's command line (plus our
+    --tls-cert/--tls-key for the catch-all certificate, which pagekite.py
+    does not have)."""
+    kind = "pagekiter"
+
+    def __init__(self, logdir, pki, motd_file, **kw):
+        require_executable(PAGEKITER, "pagekiter")
+        super().__init__(logdir, pki, motd_file, **kw)
+
+    def argv(self):
+        argv = [PAGEKITER] + super().argv()[1:]
+        if self.fallback:
+            argv += ["--tls-cert=%s" % self.fallback["cert"], "--tls-key=%s" % self.fallback["key"]]
         return argv
 
 
@@ -121,6 +152,8 @@ def motd_file(tmp_path):
 def make_relay(kind, group, lib, pki, motd_file, **kw):
     if kind == "ours":
         return group.add(LibRelay(lib, pki, motd_file, **kw))
+    if kind == "pagekiter":
+        return group.add(CliRelay(group.logdir, pki, motd_file, **kw)).start()
     require_executable(PAGEKITE_PY, "pagekite.py (Debian package pagekite)")
     return group.add(PyRelay(group.logdir, pki, motd_file, **kw)).start()
 
@@ -153,8 +186,9 @@ def test_pagekite_py_relay_cannot_route_tls_by_sni(group, lib, pki, motd_file):
                         what="pagekite.py's GetSni failure")
 
 
-def test_each_name_gets_its_certificate(group, lib, pki, motd_file):
-    relay = make_relay("ours", group, lib, pki, motd_file)
+@pytest.mark.parametrize("kind", OURS)
+def test_each_name_gets_its_certificate(kind, group, lib, pki, motd_file):
+    relay = make_relay(kind, group, lib, pki, motd_file)
     assert tls_peer(relay.port, NAME_A, pki.ca) == [NAME_A]
     assert tls_peer(relay.port, NAME_B, pki.ca) == [NAME_B]
     assert tls_peer(relay.port, "x.wild." + DOMAIN, pki.ca) == [WILD]
@@ -169,18 +203,20 @@ def test_each_name_gets_its_certificate(group, lib, pki, motd_file):
     assert tls_peer(relay.port, NAME_B, pki.ca) == [NAME_B]
 
 
-def test_catch_all_certificate_for_other_names(group, lib, pki, motd_file):
+@pytest.mark.parametrize("kind", OURS)
+def test_catch_all_certificate_for_other_names(kind, group, lib, pki, motd_file):
     """pagekite_set_relay_tls's certificate serves names without an endpoint."""
-    relay = group.add(LibRelay(lib, pki, motd_file, fallback=pki.issue("any", ["any.test"])))
+    relay = make_relay(kind, group, lib, pki, motd_file, fallback=pki.issue("any", ["any.test"]))
     assert tls_peer(relay.port, "other." + DOMAIN, pki.ca, verify=False) == ["any.test"]
     assert tls_peer(relay.port, NAME_B, pki.ca) == [NAME_B]
 
 
-def test_https_terminated_for_http_kite(group, lib, pki, motd_file):
+@pytest.mark.parametrize("kind", OURS)
+def test_https_terminated_for_http_kite(kind, group, lib, pki, motd_file):
     """A visitor's HTTPS for a name with an endpoint is terminated and the
     request inside goes to the name's http kite, as pagekite.py's
     ProcessTls means to (see above for why it is not compared)."""
-    relay = make_relay("ours", group, lib, pki, motd_file)
+    relay = make_relay(kind, group, lib, pki, motd_file)
     origin = group.origin(NAME_B)
     group.our_connector(relay.frontend, [Kite("http", NAME_B, origin.port, 0)])
     wait_http(NAME_B, relay.port, "/", timeout=30)
@@ -248,8 +284,9 @@ def test_raw_kite_on_virtual_port(kind, who, group, lib, pki, motd_file):
     assert raw_echo(relay.port, name, 22, banner, timeout=15) == banner
 
 
-def test_raw_port_outside_the_list_is_refused(group, lib, pki, motd_file):
-    relay = group.add(LibRelay(lib, pki, motd_file, raw_ports="2222"))
+@pytest.mark.parametrize("kind", OURS)
+def test_raw_port_outside_the_list_is_refused(kind, group, lib, pki, motd_file):
+    relay = make_relay(kind, group, lib, pki, motd_file, raw_ports="2222")
     echo = group.echo()
     ok, bad = kite_name("ssh2222"), kite_name("ssh22")
     conn = group.our_connector(relay.frontend, [Kite("raw", ok, echo.port, 2222),
@@ -313,8 +350,9 @@ def test_our_connector_logs_motd(kind, group, lib, pki, motd_file):
 
 def test_rejection_url_frames_the_relay_503(group, lib, pki, motd_file):
     """pagekite.py's --errorurl: the relay's 503 for a kite that is not here
-    frames the URL with where=FE and the name asked for."""
-    relay = group.add(LibRelay(lib, pki, motd_file))
+    frames the URL with where=FE and the name asked for.  (pagekiter's
+    --errorurl: test_pagekiter_pkpy_flags.py.)"""
+    relay = make_relay("ours", group, lib, pki, motd_file)
     plain = http_request(relay.port, "nobody." + DOMAIN, "GET", "/", timeout=10)
     assert plain[0] == 503 and b"<frame" not in plain[2]
     assert relay.m.set_rejection_url("https://errors.example.test/offline/?x=1") == 0
@@ -324,10 +362,11 @@ def test_rejection_url_frames_the_relay_503(group, lib, pki, motd_file):
             and b"domain=nobody.example.test" in body), body[:400]
 
 
-def test_no_tls_inside_terminated_tls(group, lib, pki, motd_file):
+@pytest.mark.parametrize("kind", OURS)
+def test_no_tls_inside_terminated_tls(kind, group, lib, pki, motd_file):
     """CONNECT NAME:443 inside a TLS session the relay terminated is refused
     (503), as is a second ClientHello inside it; the relay goes on serving."""
-    relay = group.add(LibRelay(lib, pki, motd_file))
+    relay = make_relay(kind, group, lib, pki, motd_file)
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     for inner in (("CONNECT %s:443 HTTP/1.0\r\n\r\n" % NAME_A).encode(),
                   b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"):
@@ -342,11 +381,12 @@ def test_no_tls_inside_terminated_tls(group, lib, pki, motd_file):
     assert tls_peer(relay.port, NAME_B, pki.ca) == [NAME_B]
 
 
-def test_our_connector_flies_over_tls_to_an_endpoint(group, lib, pki, motd_file):
+@pytest.mark.parametrize("kind", OURS)
+def test_our_connector_flies_over_tls_to_an_endpoint(kind, group, lib, pki, motd_file):
     """pagekitec --ca-file CA --fe_certname NAME to a relay dialled by IP (so
     no SNI): the relay answers with the --tls_default name's certificate,
     which the connector verifies against NAME."""
-    relay = group.add(LibRelay(lib, pki, motd_file))
+    relay = make_relay(kind, group, lib, pki, motd_file)
     name = kite_name("ourtls")
     origin = group.origin(name)
     conn = group.our_connector(relay.frontend, [Kite("http", name, origin.port, 0)],
