@@ -7,7 +7,29 @@ export interface PageKiteHandle {
   readonly __pageKiteHandle: unique symbol;
 }
 
+
+/** struct pagekite_event: One thing that happened in a manager (pagekite_next_events()). */
+export interface PagekiteEventObject {
+  /** PK_EVENT_VERSION, set by the caller (PAGEKITE_EVENT_INIT). */
+  version: number;
+  /** A PK_EVENT_* kind. */
+  kind: number;
+  /** Sequence number: 1, 2, 3, ... per manager. */
+  seq: number;
+  /** When it happened: milliseconds since 1970-01-01 UTC. */
+  timeMs: number;
+  /** The kind's number: a status, log bits, kite status, 1/0 up/down, a count. */
+  code: number;
+  /** A kite's protocol (PK_EVENT_KITE), else empty. */
+  proto: string;
+  /** A kite's name, or the peer of a tunnel, else empty. */
+  name: string;
+  /** A log line, or why a kite or tunnel changed, else empty. */
+  text: string;
+}
+
 export interface RawBinding {
+  /* see PagekiteEventObject */
   /** pagekite_init(): Create and initialize a PageKite manager. */
   init(appId: string, maxKites: number, maxFrontends: number, maxConns: number, dyndnsUrl: string | null, flags: number, verbosity: number): PageKiteHandle | null;
   /** pagekite_init_pagekitenet(): Create a manager set up for the public pagekite.net service. */
@@ -56,6 +78,8 @@ export interface RawBinding {
   getStatus(mgr: PageKiteHandle | null): number;
   /** pagekite_get_log(): Take a snapshot of the in-memory log. */
   getLog(mgr: PageKiteHandle | null): string | null;
+  /** pagekite_next_events(): Take the events after a sequence number, waiting up to a timeout for one. */
+  nextEvents(mgr: PageKiteHandle | null, after: number, max: number, timeoutMs: number): PagekiteEventObject[] | number;
   /** pagekite_poll(): Sleep until something happens in the manager, or a timeout. */
   poll(mgr: PageKiteHandle | null, timeout: number): number;
   /** pagekite_tick(): Fire the internal tick by hand. */
@@ -210,6 +234,20 @@ export interface RawBinding {
   readonly PK_TLS_VERIFY_NONE: number;
   /** Verify relay certificates (the default). */
   readonly PK_TLS_VERIFY_PEER: number;
+  /** Version of struct pagekite_event this header describes: set event.version to it (PAGEKITE_EVENT_INIT does). */
+  readonly PK_EVENT_VERSION: number;
+  /** The manager's status changed: code is the new PK_STATUS_*. */
+  readonly PK_EVENT_STATUS: number;
+  /** A log line: code holds its PK_LOG_* bits, text the line (without sequence number and time). */
+  readonly PK_EVENT_LOG: number;
+  /** A kite changed state: code is its PK_KITE_STATUS_* (on a relay: FLYING or WAITING), proto and name say which, text why (a relay's reason). */
+  readonly PK_EVENT_KITE: number;
+  /** A tunnel came up (code 1) or went down (code 0): name is the relay (connector) or the connector's address (relay), text why it ended. */
+  readonly PK_EVENT_TUNNEL: number;
+  /** The number of live streams changed: code is the new count (at most one such event per housekeeping pass). */
+  readonly PK_EVENT_STREAMS: number;
+  /** The reader was too slow: code events were dropped before it read them (seq is the last dropped one; continue after it). */
+  readonly PK_EVENT_LOST: number;
   /** Page framed in the 503 answer of a service connector whose origin is down. */
   readonly PAGEKITE_NET_REJECTION_URL: string;
   /** Dynamic DNS update URL of the public service (format string). */

@@ -29,7 +29,7 @@ SPEC = ROOT / "spec" / "pagekite.toml"
 GENERATED_BY = "spec/generate.py from spec/pagekite.toml"
 MGR_TYPE = "pagekite_mgr"
 WHEN_KEYS = ("before_start", "any_time", "while_running", "lifecycle")
-GROUP_KEYS = ("version", "status", "kite", "flag", "log", "counter", "tls", "service")
+GROUP_KEYS = ("version", "status", "kite", "flag", "log", "counter", "tls", "event", "service")
 ROLES = ("constructor", "destructor")
 
 
@@ -151,6 +151,49 @@ def validate(spec: dict) -> None:
                 raise SpecError(f"function {fn['c']}: the manager is always the first argument, mgr")
         if role == "destructor" and not (args and args[0]["type"] == MGR_TYPE):
             raise SpecError(f"function {fn['c']}: a destructor takes the manager")
+    validate_structs(spec, types)
+
+
+FIELD_TYPES = ("int", "long long", "char")
+
+
+def validate_structs(spec: dict, types: dict) -> None:
+    """[[structs]]: versioned structs the API fills; fields of FIELD_TYPES
+    (char only as a fixed array), the first one "version"; each struct has a
+    "NAME *" entry in [[types]]."""
+    for st in spec.get("structs", []):
+        for k in ("c", "since", "init", "summary", "doc", "fields"):
+            if k not in st:
+                raise SpecError(f"struct {st.get('c')}: missing {k!r}")
+        if f"{st['c']} *" not in types:
+            raise SpecError(f"struct {st['c']}: no [[types]] entry for '{st['c']} *'")
+        fields = st["fields"]
+        if not fields or fields[0]["name"] != "version" or fields[0]["type"] != "int":
+            raise SpecError(f"struct {st['c']}: the first field is 'int version'")
+        seen = set()
+        for f in fields:
+            for k in ("name", "type", "doc"):
+                if k not in f:
+                    raise SpecError(f"struct {st['c']} field {f.get('name')}: missing {k!r}")
+            if f["name"] in seen:
+                raise SpecError(f"struct {st['c']}: field {f['name']} twice")
+            seen.add(f["name"])
+            if f["type"] not in FIELD_TYPES:
+                raise SpecError(f"struct {st['c']} field {f['name']}: type must be {FIELD_TYPES}")
+            if (f["type"] == "char") != ("array" in f):
+                raise SpecError(f"struct {st['c']} field {f['name']}: char fields, and only "
+                                "they, are fixed arrays (array = N)")
+
+
+def c_struct(st: dict, comments: bool = True) -> list[str]:
+    """typedef struct NAME { ... } NAME; with one line per field."""
+    out = [f"typedef struct {st['c']} {{"]
+    for f in st["fields"]:
+        decl = f"{f['type']} {f['name']}" + (f"[{f['array']}]" if "array" in f else "") + ";"
+        note = " ".join(f["doc"].split()).replace("*/", "* /")
+        out.append(f"  {decl} /* {note} */" if comments else f"  {decl}")
+    out.append(f"}} {st['c']};")
+    return out
 
 
 # ---------------------------------------------------------------- helpers
@@ -287,6 +330,13 @@ def gen_header(spec: dict) -> str:
             note = f" /* {c['note']} */" if "note" in c else ""
             out.append(f"#define {c['name']} {value}{note}")
     out += ["", "/* Opaque manager handle. */", f"typedef struct pagekite_manager *{MGR_TYPE};"]
+    for st in spec.get("structs", []):
+        out += ["", *_comment_block(st["summary"] + "\n\n" + st["doc"]), *c_struct(st)]
+        first = st["fields"][0]["name"]
+        ver = _version_const(spec, st)
+        out += [f"/* Initializer: {st['c']} ev = {st['init']}; */", "#ifdef __cplusplus",
+                f"#define {st['init']} {{{ver}}}", "#else",
+                f"#define {st['init']} {{.version = {ver}}}", "#endif"]
     for section in spec["sections"]:
         out += ["", f"/* ---- {section['title']} ---- */"]
         for fn in spec["functions"]:
@@ -297,6 +347,15 @@ def gen_header(spec: dict) -> str:
             out += c_signature(fn, "PK_EXPORT ")
     out += ["", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]
     return "\n".join(out)
+
+
+def _version_const(spec: dict, st: dict) -> str:
+    """The PK_*_VERSION constant of a struct (its init names the struct)."""
+    want = st["init"].removeprefix("PAGEKITE_").removesuffix("_INIT")
+    name = f"PK_{want}_VERSION"
+    if not any(c["name"] == name for c in spec["constants"]):
+        raise SpecError(f"struct {st['c']}: no constant {name}")
+    return name
 
 
 def _comment_block(text: str, single_ok: bool = True) -> list[str]:
@@ -351,6 +410,8 @@ def gen_cdef(spec: dict) -> str:
         if c["type"] == "int":
             lines.append(f"#define {c['name']} ...")
     lines.append(f"typedef struct pagekite_manager *{MGR_TYPE};")
+    for st in spec.get("structs", []):
+        lines += c_struct(st, comments=False)
     for fn in spec["functions"]:
         items = [c_decl(a["type"], a["name"]) for a in fn.get("args", [])] or ["void"]
         lines.append(f"{c_decl(fn['returns']['type'], fn['c'])}({', '.join(items)});")
@@ -509,6 +570,9 @@ def gen_swig(spec: dict) -> str:
         "%javaconst(1);",
         *consts,
         "",
+        "/* ---- Structs (Java classes with getters and setters) ---- */",
+        *[ln for st in spec.get("structs", []) for ln in c_struct(st, comments=False)],
+        "",
         "/* ---- Functions ---- */",
         *applies,
         *decls,
@@ -574,6 +638,16 @@ def gen_api_md(spec: dict) -> str:
             value = value.replace("|", "\\|")
             out.append(f"| `{c['name']}` | {value} | {c['since']} | "
                        f"{_md(' '.join(c['doc'].split()))} |")
+        out.append("")
+    for st in spec.get("structs", []):
+        out += [f"### struct {st['c']}", "", f"**{_md(st['summary'])}**", "",
+                *[_md(p) + "\n" for p in paragraphs(st["doc"])],
+                "```c", *c_struct(st, comments=False),
+                f"#define {st['init']} {{.version = {_version_const(spec, st)}}}", "```", "",
+                "| Field | C type | Meaning |", "| --- | --- | --- |"]
+        for f in st["fields"]:
+            ctype = f"char[{f['array']}]" if "array" in f else f["type"]
+            out.append(f"| `{f['name']}` | `{ctype}` | {_md(' '.join(f['doc'].split()))} |")
         out.append("")
     for s in spec["sections"]:
         out += [f"## {s['title']}", ""]

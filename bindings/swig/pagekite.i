@@ -136,6 +136,11 @@ static char *pkj_get_log(void) {
   return pagekite_get_log(pkj_mgr);
 }
 
+static int pkj_next_events(long long after, pagekite_event *events, int max,
+                           int timeout_ms) {
+  return pagekite_next_events(pkj_mgr, after, events, max, timeout_ms);
+}
+
 static int pkj_poll(int timeout) {
   return pagekite_poll(pkj_mgr, timeout);
 }
@@ -361,6 +366,20 @@ static int pkj_set_proxy(const char *url) {
 %constant int PK_TLS_VERIFY_NONE = 0;
 /* Verify relay certificates (the default). */
 %constant int PK_TLS_VERIFY_PEER = 1;
+/* Version of struct pagekite_event this header describes: set event.version to it (PAGEKITE_EVENT_INIT does). */
+%constant int PK_EVENT_VERSION = 1;
+/* The manager's status changed: code is the new PK_STATUS_*. */
+%constant int PK_EVENT_STATUS = 1;
+/* A log line: code holds its PK_LOG_* bits, text the line (without sequence number and time). */
+%constant int PK_EVENT_LOG = 2;
+/* A kite changed state: code is its PK_KITE_STATUS_* (on a relay: FLYING or WAITING), proto and name say which, text why (a relay's reason). */
+%constant int PK_EVENT_KITE = 3;
+/* A tunnel came up (code 1) or went down (code 0): name is the relay (connector) or the connector's address (relay), text why it ended. */
+%constant int PK_EVENT_TUNNEL = 4;
+/* The number of live streams changed: code is the new count (at most one such event per housekeeping pass). */
+%constant int PK_EVENT_STREAMS = 5;
+/* The reader was too slow: code events were dropped before it read them (seq is the last dropped one; continue after it). */
+%constant int PK_EVENT_LOST = 6;
 /* Page framed in the 503 answer of a service connector whose origin is down. */
 %constant const char *PAGEKITE_NET_REJECTION_URL = "https://pagekite.net/offline/";
 /* Dynamic DNS update URL of the public service (format string). */
@@ -383,6 +402,18 @@ static int pkj_set_proxy(const char *url) {
 %constant int PAGEKITE_NET_CLIENT_MAX = 10000;
 /* Suggested max_frontends for an app using the service. */
 %constant int PAGEKITE_NET_FE_MAX = 25;
+
+/* ---- Structs (Java classes with getters and setters) ---- */
+typedef struct pagekite_event {
+  int version;
+  int kind;
+  long long seq;
+  long long time_ms;
+  int code;
+  char proto[32];
+  char name[256];
+  char text[512];
+} pagekite_event;
 
 /* ---- Functions ---- */
 %include <various.i>
@@ -757,6 +788,30 @@ int pkj_get_status(void);
   public";
 %rename(getLog) pkj_get_log;
 char *pkj_get_log(void);
+
+%javamethodmodifiers pkj_next_events "/**
+   * Take the events after a sequence number, waiting up to a timeout for one.
+   *
+   * Fills events[0..n-1] with the events numbered after `after`, oldest first,
+   * and returns n (at most max). When there are none yet it waits up to
+   * timeout_ms milliseconds for one (0: do not wait) and returns 0 if none came.
+   * Pass the seq of the last event you got as `after` next time; start with 0
+   * (the oldest event still kept). The manager keeps the last 512 events: a
+   * reader that falls further behind gets one PK_EVENT_LOST first, with the
+   * number it missed. Safe from any thread, and from several readers at once
+   * (each with its own `after`); it also counts as a look for pagekite_poll().
+   * Set events[0].version to PK_EVENT_VERSION (PAGEKITE_EVENT_INIT) first: it
+   * says which layout the caller has.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_next_events().
+   * @param after The seq of the last event already seen; 0 for the oldest kept.
+   * @param events Room for max events; events[0].version set by the caller.
+   * @param max How many events fit in events.
+   * @param timeoutMs How long to wait for a first event, in milliseconds (0: no wait).
+   * @return The number of events filled in (0 on timeout). On failure: -1 (NULL manager or events, max < 1, or an unknown events[0].version).
+   */
+  public";
+%rename(nextEvents) pkj_next_events;
+int pkj_next_events(long long after, pagekite_event *events, int max, int timeoutMs);
 
 %javamethodmodifiers pkj_poll "/**
    * Sleep until something happens in the manager, or a timeout.

@@ -173,6 +173,36 @@ extern "C" {
 /* Verify relay certificates (the default). */
 #define PK_TLS_VERIFY_PEER 1
 
+/* ---- Events ---- */
+/* Kinds of pagekite_event (pagekite_next_events()) and the struct's version. */
+
+/* Version of struct pagekite_event this header describes: set event.version to
+ * it (PAGEKITE_EVENT_INIT does).
+ */
+#define PK_EVENT_VERSION 1
+/* The manager's status changed: code is the new PK_STATUS_*. */
+#define PK_EVENT_STATUS 1
+/* A log line: code holds its PK_LOG_* bits, text the line (without sequence
+ * number and time).
+ */
+#define PK_EVENT_LOG 2
+/* A kite changed state: code is its PK_KITE_STATUS_* (on a relay: FLYING or
+ * WAITING), proto and name say which, text why (a relay's reason).
+ */
+#define PK_EVENT_KITE 3
+/* A tunnel came up (code 1) or went down (code 0): name is the relay
+ * (connector) or the connector's address (relay), text why it ended.
+ */
+#define PK_EVENT_TUNNEL 4
+/* The number of live streams changed: code is the new count (at most one such
+ * event per housekeeping pass).
+ */
+#define PK_EVENT_STREAMS 5
+/* The reader was too slow: code events were dropped before it read them (seq is
+ * the last dropped one; continue after it).
+ */
+#define PK_EVENT_LOST 6
+
 /* ---- pagekite.net service ---- */
 /* pagekite.net service constants (names only; the service is not contacted
  * unless an application asks for it).
@@ -204,6 +234,30 @@ extern "C" {
 
 /* Opaque manager handle. */
 typedef struct pagekite_manager *pagekite_mgr;
+
+/* One thing that happened in a manager (pagekite_next_events()).
+ *
+ * Events are numbered 1, 2, 3, ... per manager, with no gaps: a reader that
+ * asks for the events after the last seq it saw sees every event once, in
+ * order, or one PK_EVENT_LOST saying how many it missed. Strings are
+ * NUL-terminated and cut to fit.
+ */
+typedef struct pagekite_event {
+  int version; /* PK_EVENT_VERSION, set by the caller (PAGEKITE_EVENT_INIT). */
+  int kind; /* A PK_EVENT_* kind. */
+  long long seq; /* Sequence number: 1, 2, 3, ... per manager. */
+  long long time_ms; /* When it happened: milliseconds since 1970-01-01 UTC. */
+  int code; /* The kind's number: a status, log bits, kite status, 1/0 up/down, a count. */
+  char proto[32]; /* A kite's protocol (PK_EVENT_KITE), else empty. */
+  char name[256]; /* A kite's name, or the peer of a tunnel, else empty. */
+  char text[512]; /* A log line, or why a kite or tunnel changed, else empty. */
+} pagekite_event;
+/* Initializer: pagekite_event ev = PAGEKITE_EVENT_INIT; */
+#ifdef __cplusplus
+#define PAGEKITE_EVENT_INIT {PK_EVENT_VERSION}
+#else
+#define PAGEKITE_EVENT_INIT {.version = PK_EVENT_VERSION}
+#endif
 
 /* ---- Initialization and configuration ---- */
 
@@ -595,6 +649,33 @@ PK_EXPORT int pagekite_get_status(pagekite_mgr mgr);
  * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT char *pagekite_get_log(pagekite_mgr mgr);
+
+/* Take the events after a sequence number, waiting up to a timeout for one.
+ *
+ * Fills events[0..n-1] with the events numbered after `after`, oldest first,
+ * and returns n (at most max). When there are none yet it waits up to
+ * timeout_ms milliseconds for one (0: do not wait) and returns 0 if none came.
+ * Pass the seq of the last event you got as `after` next time; start with 0
+ * (the oldest event still kept). The manager keeps the last 512 events: a
+ * reader that falls further behind gets one PK_EVENT_LOST first, with the
+ * number it missed. Safe from any thread, and from several readers at once
+ * (each with its own `after`); it also counts as a look for pagekite_poll().
+ * Set events[0].version to PK_EVENT_VERSION (PAGEKITE_EVENT_INIT) first: it
+ * says which layout the caller has.
+ *
+ *   mgr         The manager.
+ *   after       The seq of the last event already seen; 0 for the oldest kept.
+ *   events      Room for max events; events[0].version set by the caller.
+ *   max         How many events fit in events.
+ *   timeout_ms  How long to wait for a first event, in milliseconds (0: no
+ *               wait).
+ *
+ * Returns: The number of events filled in (0 on timeout). On failure: -1 (NULL
+ * manager or events, max < 1, or an unknown events[0].version).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_next_events(pagekite_mgr mgr, long long after, pagekite_event *events,
+                                   int max, int timeout_ms);
 
 /* Sleep until something happens in the manager, or a timeout.
  *

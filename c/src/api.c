@@ -112,8 +112,8 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   /* Reserved address space; pages count in RSS only once used. */
   size_t nblocks = 64 + (size_t)max_conns * 2 + (size_t)m->ntunnels * 8;
   /* The pool first: the conns register their hook on it. */
-  if (!m->kites || !m->fes || !m->tunnels || pk_pool_init(&m->blocks, nblocks) != 0 ||
-      pk_conns_init(m, nconns) != 0) {
+  if (!m->kites || !m->fes || !m->tunnels || pk_events_init(&m->evring) != 0 ||
+      pk_pool_init(&m->blocks, nblocks) != 0 || pk_conns_init(m, nconns) != 0) {
     pk_set_error("out of memory reserving pools");
     pagekite_free((pagekite_mgr)(void *)m);
     return NULL;
@@ -514,6 +514,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   if (m->client_ctx) SSL_CTX_free(m->client_ctx);
   pk_relay_config_free(m);
   free(m->log.snapshot);
+  pk_events_free(&m->evring);
   uv_mutex_destroy(&m->lock);
   uv_cond_destroy(&m->cond);
   /* Secrets do not outlive the manager in freed memory. */
@@ -536,6 +537,24 @@ PK_API char *pagekite_get_log(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return NULL;
   return pk_log_snapshot(m);
+}
+
+PK_API int pagekite_next_events(pagekite_mgr h, long long after, pagekite_event *events, int max,
+                                int timeout_ms) {
+  pk_mgr *m = MGR(h);
+  if (check_mgr(m)) return -1;
+  if (!events || max < 1 || after < 0) {
+    pk_set_error("pagekite_next_events: %s", !events ? "events is NULL"
+                                             : max < 1 ? "max must be at least 1"
+                                                       : "after must be 0 or a seq");
+    return -1;
+  }
+  if (events[0].version != PK_EVENT_VERSION) {
+    pk_set_error("pagekite_next_events: events[0].version is %d; this library knows %d "
+                 "(PAGEKITE_EVENT_INIT)", events[0].version, PK_EVENT_VERSION);
+    return -1;
+  }
+  return pk_events_next(m, after, events, max, timeout_ms);
 }
 
 PK_API int pagekite_poll(pagekite_mgr h, int timeout) {

@@ -23,6 +23,7 @@
 #define PK_MAX_TLS_ENDPOINTS 4096 /* relay: per-name certificates */
 #define PK_MAX_PORT_ALIASES 16    /* relay: --portalias pairs */
 #define PK_MOTD_MAX 1024          /* relay: message of the day, bytes */
+#define PK_EVENTS_KEPT 512        /* events a manager keeps for slow readers */
 #define PK_HANDSHAKE_TIMEOUT_MS 15000
 #define PK_PING_IDLE_MS 30000 /* send a PING when the tunnel was quiet this long */
 #define PK_PING_DEAD_MS 20000 /* no traffic this long after a PING: dead */

@@ -108,9 +108,15 @@ static void kites_changed(pk_mgr *m) {
 /* Kite states and reasons are read by pagekite_get_kite_status() from other
  * threads: they change under the manager's lock. */
 static void kite_set(pk_mgr *m, pk_kite *k, pk_kite_state st, const char *reason) {
+  static const int told[] = {[PK_KITE_DEAD] = PK_KITE_STATUS_WAITING,
+                             [PK_KITE_LIVE] = PK_KITE_STATUS_FLYING,
+                             [PK_KITE_REJECTED] = PK_KITE_STATUS_REJECTED,
+                             [PK_KITE_DUPLICATE] = PK_KITE_STATUS_DUPLICATE};
   uv_mutex_lock(&m->lock);
+  int changed = k->state != st || (reason && strcmp(k->reason, reason) != 0);
   k->state = st;
   if (reason) snprintf(k->reason, sizeof(k->reason), "%s", reason);
+  if (changed) pk_event_locked(m, PK_EVENT_KITE, told[st], k->proto, k->name, k->reason);
   uv_mutex_unlock(&m->lock);
 }
 

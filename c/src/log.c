@@ -37,7 +37,7 @@ void pk_log(pk_mgr *m, int bits, const char *fmt, ...) {
   snprintf(r->lines[r->next], PK_LOG_LINE_MAX, "%llu t=%lld %s", r->seq, (long long)time(NULL),
            text);
   r->next = (r->next + 1) % PK_LOG_LINES;
-  m->events++;
+  pk_event_locked(m, PK_EVENT_LOG, bits, NULL, NULL, text);
   uv_cond_broadcast(&m->cond);
   uv_mutex_unlock(&m->lock);
   if (getenv("PK_LOG_STDERR")) fprintf(stderr, "[pk %s] %s\n", m->app_id, text);

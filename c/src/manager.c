@@ -23,6 +23,7 @@ void pk_set_status(pk_mgr *m, int status) {
   uv_mutex_lock(&m->lock);
   int changed = m->status != status;
   m->status = status;
+  if (changed) pk_event_locked(m, PK_EVENT_STATUS, status, NULL, NULL, NULL);
   m->events++;
   uv_cond_broadcast(&m->cond);
   uv_mutex_unlock(&m->lock);
@@ -99,6 +100,10 @@ static void housekeep(pk_mgr *m) {
   for (int i = 0; i < m->ntunnels; i++)
     if (m->tunnels[i].in_use) pk_tunnel_housekeep(&m->tunnels[i], now);
   m->role->housekeep(m);
+  if (m->c_streams != m->evring.streams_told) {
+    m->evring.streams_told = m->c_streams;
+    pk_event(m, PK_EVENT_STREAMS, m->c_streams, NULL, NULL, NULL);
+  }
   if (now - m->last_plugin_tick >= 1000) {
     m->last_plugin_tick = now;
     pk_plugins_on_tick(m);

@@ -18,6 +18,23 @@ void pk_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *pk_get_error(void);
 
 
+/* ---- events.c ---- */
+typedef struct {
+  pagekite_event *ev; /* PK_EVENTS_KEPT, event seq at [seq % PK_EVENTS_KEPT] */
+  long long last;     /* seq of the newest event (0: none yet) */
+  int streams_told;   /* the live stream count of the last PK_EVENT_STREAMS */
+} pk_evring;
+
+int pk_events_init(pk_evring *r);
+void pk_events_free(pk_evring *r);
+/* Adds an event (any thread; the _locked form when m->lock is held). */
+void pk_event(pk_mgr *m, int kind, int code, const char *proto, const char *name,
+              const char *text);
+void pk_event_locked(pk_mgr *m, int kind, int code, const char *proto, const char *name,
+                     const char *text);
+int pk_events_next(pk_mgr *m, long long after, pagekite_event *out, int max, int timeout_ms);
+
+
 /* ---- manager.c ---- */
 /* At most one log line per second for a kind of event that peers can make
  * happen at will (refused requests, dropped connections). */
@@ -120,8 +137,9 @@ struct pk_mgr {
   int nproxy_addrs;    /* framed in the connector's 503 page, if set */        /* pagekite_get_kite_reason's answer */
   int reject_streak;          /* rejections in a row (back-off) */
   uint64_t retry_rejected_at; /* when refused kites are asked for again */
-  /* log */
+  /* log and events */
   pk_logring log;
+  pk_evring evring;
   /* plugins (plugins_lua.c) */
   void *plugins;
   uint64_t last_plugin_tick;

@@ -98,6 +98,8 @@ static pk_relay_kite *find_rkite_on(pk_mgr *m, const char *proto, const char *na
 static void unregister_tunnel(pk_mgr *m, pk_tunnel *t) {
   for (int i = 0; i < m->nrkites;) {
     if (m->rkites[i].tunnel == t) {
+      pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_WAITING, m->rkites[i].proto, m->rkites[i].name,
+               "tunnel closed");
       pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is down", m->rkites[i].proto, m->rkites[i].name);
       m->rkites[i] = m->rkites[--m->nrkites];
     } else {
@@ -179,6 +181,7 @@ static void relay_kite_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdi
                                const char *why) {
   pk_mgr *m = t->mgr;
   if (v == PK_AUTH_OK) {
+    pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_FLYING, k->proto, k->name, NULL);
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", k->protoport, k->name);
   } else if (v == PK_AUTH_INVALID) {
     m->c_rejected++;

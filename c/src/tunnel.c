@@ -261,7 +261,9 @@ static void tunnel_io(pk_conn *c) {
 
 /* The handshake is done (either role): plugins hear of the tunnel. */
 void pk_tunnel_opened(pk_tunnel *t) {
-  pk_plugins_on_tunnel(t->mgr, 1, t->mgr->role->peer_name(t));
+  const char *peer = t->mgr->role->peer_name(t);
+  pk_event(t->mgr, PK_EVENT_TUNNEL, 1, NULL, peer, NULL);
+  pk_plugins_on_tunnel(t->mgr, 1, peer);
 }
 
 /* ---- the end ---- */
@@ -278,7 +280,10 @@ static void tunnel_end(pk_tunnel *t, const char *why, int finish) {
   int was_open = t->sess.state == PK_SESSION_OPEN;
   t->dying = 1;
   pk_session_close(&t->sess, why);
-  if (was_open) pk_plugins_on_tunnel(m, 0, m->role->peer_name(t));
+  if (was_open) {
+    pk_event(m, PK_EVENT_TUNNEL, 0, NULL, m->role->peer_name(t), why);
+    pk_plugins_on_tunnel(m, 0, m->role->peer_name(t));
+  }
   pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel %s: %s", m->role->tunnel_name, why);
   kill_streams(t);
   m->role->tunnel_closed(t);

@@ -134,6 +134,32 @@ int pkn_arg_int(napi_env env, napi_value v, const char *fn, const char *name, in
   return 0;
 }
 
+int pkn_arg_int64(napi_env env, napi_value v, const char *fn, const char *name, long long *out) {
+  if (type_of(env, v) != napi_number) return throw_type(env, fn, name, "an integer number");
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return -1;
+  if (!isfinite(d) || d != (double)(long long)d) return throw_type(env, fn, name, "an integer number");
+  if (d < -9007199254740991.0 || d > 9007199254740991.0)
+    return throw_range(env, fn, name, "a safe integer (|n| < 2^53)");
+  *out = (long long)d;
+  return 0;
+}
+
+/* Room for count structs of size bytes for an out-array argument: count
+ * must be 1..max (a JS number checked by pkn_arg_int already). */
+void *pkn_out_array(napi_env env, const char *fn, const char *name, int count, int max,
+                    size_t size) {
+  if (count < 1 || count > max) {
+    char what[64];
+    snprintf(what, sizeof(what), "an integer from 1 to %d", max);
+    throw_range(env, fn, name, what);
+    return NULL;
+  }
+  void *p = calloc((size_t)count, size);
+  if (!p) napi_throw_error(env, "ERR_PAGEKITE_NOMEM", "out of memory");
+  return p;
+}
+
 int pkn_arg_str(napi_env env, napi_value v, const char *fn, const char *name, int nullable,
                 char **out) {
   *out = NULL;

@@ -18,6 +18,9 @@ int pkn_argv(napi_env env, napi_callback_info info, const char *fn, size_t n, na
 int pkn_arg_mgr(napi_env env, napi_value v, const char *fn, const char *name, pkn_handle **h,
                 pagekite_mgr *mgr);
 int pkn_arg_int(napi_env env, napi_value v, const char *fn, const char *name, int *out);
+int pkn_arg_int64(napi_env env, napi_value v, const char *fn, const char *name, long long *out);
+void *pkn_out_array(napi_env env, const char *fn, const char *name, int count, int max,
+                    size_t size);
 int pkn_arg_str(napi_env env, napi_value v, const char *fn, const char *name, int nullable,
                 char **out);
 int pkn_arg_strv(napi_env env, napi_value v, const char *fn, const char *name, int nullable,

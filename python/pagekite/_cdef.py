@@ -63,11 +63,28 @@ CDEF = """
 #define PK_COUNTER_REJECTED ...
 #define PK_TLS_VERIFY_NONE ...
 #define PK_TLS_VERIFY_PEER ...
+#define PK_EVENT_VERSION ...
+#define PK_EVENT_STATUS ...
+#define PK_EVENT_LOG ...
+#define PK_EVENT_KITE ...
+#define PK_EVENT_TUNNEL ...
+#define PK_EVENT_STREAMS ...
+#define PK_EVENT_LOST ...
 #define PAGEKITE_NET_FRONTEND_PORT ...
 #define PAGEKITE_NET_WL_FRONTEND_PORT ...
 #define PAGEKITE_NET_CLIENT_MAX ...
 #define PAGEKITE_NET_FE_MAX ...
 typedef struct pagekite_manager *pagekite_mgr;
+typedef struct pagekite_event {
+  int version;
+  int kind;
+  long long seq;
+  long long time_ms;
+  int code;
+  char proto[32];
+  char name[256];
+  char text[512];
+} pagekite_event;
 pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_frontends, int max_conns, const char *dyndns_url, int flags, int verbosity);
 pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites, int max_conns, int flags, int verbosity);
 pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, int max_conns, int flags, int verbosity, const char *whitelabel_tld);
@@ -92,6 +109,7 @@ int pagekite_thread_stop(pagekite_mgr mgr);
 int pagekite_free(pagekite_mgr mgr);
 int pagekite_get_status(pagekite_mgr mgr);
 char *pagekite_get_log(pagekite_mgr mgr);
+int pagekite_next_events(pagekite_mgr mgr, long long after, pagekite_event *events, int max, int timeout_ms);
 int pagekite_poll(pagekite_mgr mgr, int timeout);
 int pagekite_tick(pagekite_mgr mgr);
 int pagekite_set_bail_on_errors(pagekite_mgr mgr, int errors);
@@ -182,6 +200,13 @@ INT_CONSTANTS = {
     'PK_COUNTER_REJECTED': 8,
     'PK_TLS_VERIFY_NONE': 0,
     'PK_TLS_VERIFY_PEER': 1,
+    'PK_EVENT_VERSION': 1,
+    'PK_EVENT_STATUS': 1,
+    'PK_EVENT_LOG': 2,
+    'PK_EVENT_KITE': 3,
+    'PK_EVENT_TUNNEL': 4,
+    'PK_EVENT_STREAMS': 5,
+    'PK_EVENT_LOST': 6,
     'PAGEKITE_NET_FRONTEND_PORT': 443,
     'PAGEKITE_NET_WL_FRONTEND_PORT': 443,
     'PAGEKITE_NET_CLIENT_MAX': 10000,
@@ -213,6 +238,7 @@ FUNCTIONS = {
     'free': 'pagekite_free',
     'get_status': 'pagekite_get_status',
     'get_log': 'pagekite_get_log',
+    'next_events': 'pagekite_next_events',
     'poll': 'pagekite_poll',
     'tick': 'pagekite_tick',
     'set_bail_on_errors': 'pagekite_set_bail_on_errors',

@@ -271,8 +271,9 @@ def test_swig_java_binding_over_stub(spec, stub_lib, tmp_path):
     r = run(["swig", "-java", "-package", "net.pagekite.lib", "-outdir", str(gen), "-o",
              str(wrap), str(ROOT / "bindings" / "swig" / "pagekite.i")])
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in gen.iterdir()) == [
-        "PageKiteAPI.java", "PageKiteAPIConstants.java", "PageKiteAPIJNI.java"]
+    assert sorted(p.name for p in gen.iterdir()) == sorted(
+        ["PageKiteAPI.java", "PageKiteAPIConstants.java", "PageKiteAPIJNI.java"]
+        + ["%s.java" % st["c"] for st in spec.get("structs", [])])
     jni = tmp_path / "libpagekite_jni.so"
     r = run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
              f"-I{INCLUDE}", f"-I{jdk / 'include'}", f"-I{jdk / 'include' / 'linux'}",
