@@ -96,13 +96,13 @@ pk_conn *pk_conn_new(pk_mgr *m, int kind) {
    * reserve in the pool. */
   int counted = kind == PK_CK_STREAM || kind == PK_CK_UNKNOWN;
   if (counted && m->client_conns >= m->max_conns &&
-      !(m->evict_idle_s > 0 && pk_conn_evict_one(m) == 0)) {
+      !(PK_GET(m->evict_idle_s) > 0 && pk_conn_evict_one(m) == 0)) {
     pk_set_error("connection pool exhausted: max_conns (%d) in flight", m->max_conns);
     return NULL;
   }
   /* Near the end of the pool, start closing an idle stream so that the slot
    * is back (after its close callback) before the pool runs dry. */
-  if (m->evict_idle_s > 0 && m->nconns - m->conns_in_use <= 4) pk_conn_evict_one(m);
+  if (PK_GET(m->evict_idle_s) > 0 && m->nconns - m->conns_in_use <= 4) pk_conn_evict_one(m);
   pk_conn *c = m->conn_free;
   if (!c) {
     pk_set_error("connection pool exhausted (max_conns=%d)", m->max_conns);
@@ -133,7 +133,7 @@ pk_conn *pk_conn_new(pk_mgr *m, int kind) {
 
 /* Evict the stream idle the longest, if idle for at least evict_idle_s. */
 int pk_conn_evict_one(pk_mgr *m) {
-  uint64_t now = pk_now_ms(m), limit = (uint64_t)m->evict_idle_s * 1000;
+  uint64_t now = pk_now_ms(m), limit = (uint64_t)PK_GET(m->evict_idle_s) * 1000;
   pk_conn *best = NULL;
   for (int i = 0; i < m->nconns; i++) {
     pk_conn *c = &m->conns[i];
