@@ -15,6 +15,14 @@
  * stops it and frees it. All functions are safe to call with a NULL manager:
  * they fail with their documented failure value and record a reason that
  * pagekite_last_error() returns on the same thread.
+ *
+ * The library leaves its host process as it found it. It changes no signal
+ * disposition: each master thread blocks SIGPIPE for itself only (every socket
+ * write of a manager happens on its master thread), so a peer that goes away
+ * mid-write is an EPIPE error, never a signal, whatever the host does with
+ * SIGPIPE. The environment is read once, by the init call: PK_LOG_STDERR, when
+ * set then, copies every log line to stderr as "[pk APP_ID] text". Memory is
+ * per manager and freed by pagekite_free(); nothing is shared between managers.
  */
 #ifndef PAGEKITE_H
 #define PAGEKITE_H

@@ -97,6 +97,9 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   snprintf(m->app_id, sizeof(m->app_id), "%s", app_id ? app_id : "libpagekite");
   if (dyndns_url) snprintf(m->dyndns_url, sizeof(m->dyndns_url), "%s", dyndns_url);
   m->log_mask = verbosity_mask(verbosity);
+  /* The environment is read here, once: never from the loop thread, where a
+   * host's setenv could race with it. */
+  m->log_stderr = getenv("PK_LOG_STDERR") != NULL;
   m->hk_min = 15;
   m->hk_max = 120;
   m->tick_timer_on = 1;

@@ -40,7 +40,7 @@ void pk_log(pk_mgr *m, int bits, const char *fmt, ...) {
   m->events++;
   uv_cond_broadcast(&m->cond);
   uv_mutex_unlock(&m->lock);
-  if (getenv("PK_LOG_STDERR")) fprintf(stderr, "[pk %s] %s\n", m->app_id, text);
+  if (m->log_stderr) fprintf(stderr, "[pk %s] %s\n", m->app_id, text);
 }
 
 pk_outbuf *pk_outbuf_mine(pk_mgr *m) {

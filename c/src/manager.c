@@ -1,5 +1,6 @@
 /* manager.c - the loop thread, housekeeping tick, status, poll, watchdog,
  * bail-on-errors, TLS contexts. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,9 +161,22 @@ static void on_wake(uv_async_t *a) {
   if (!timer_on && uv_is_active((uv_handle_t *)&m->tick)) uv_timer_stop(&m->tick);
 }
 
+/* libuv writes sockets with write()/writev(), which raise SIGPIPE on a peer
+ * that is gone (libuv issue #1013); there is no MSG_NOSIGNAL to pass and
+ * Linux has no SO_NOSIGPIPE.  The signal is sent to the thread that wrote,
+ * and every socket write of a manager happens on its loop thread, so that
+ * thread blocks SIGPIPE: the write fails with EPIPE, the pending signal is
+ * dropped when the thread ends, and the host's disposition is untouched. */
+static void block_sigpipe(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static void run_loop(void *arg) {
   pk_mgr *m = arg;
-  signal(SIGPIPE, SIG_IGN);
+  block_sigpipe();
   if (pk_plugins_start(m) != 0)
     pk_log(m, PK_LOG_MANAGER_ERROR, "Plugins failed to start: %s", pk_get_error());
   if (m->role->start(m) != 0)

@@ -68,6 +68,7 @@ struct pk_mgr {
   int ddns_done;
   /* settings (ints read by the loop; written under lock) */
   int log_mask;
+  int log_stderr; /* PK_LOG_STDERR was set when the manager was made */
   int hk_min, hk_max;
   int fwd_headers;
   int fake_ping;
@@ -97,6 +98,7 @@ struct pk_mgr {
   int nconns;
   pk_conn *conn_free;
   int conns_in_use;
+  struct pk_wreq *wreq_free; /* write requests to reuse (conn.c, loop thread) */
   int nobuf_waiting; /* conns whose reads wait for a free block */
   int client_conns;  /* streams and unclassified conns: bounded by max_conns */
   pk_tunnel *tunnels;
