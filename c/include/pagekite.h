@@ -56,7 +56,9 @@ extern "C" {
 #define PK_STATUS_STARTUP 10
 /* Connecting to front-end relays. */
 #define PK_STATUS_CONNECTING 20
-/* Tunnels are up; the dynamic DNS record is being updated. */
+/* Every kite flies and a dynamic DNS update (the init call's dyndns_url) is in
+ * flight; FLYING follows when its answer is in.
+ */
 #define PK_STATUS_UPDATING_DNS 30
 /* All kites are live. */
 #define PK_STATUS_FLYING 40

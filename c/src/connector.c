@@ -41,7 +41,7 @@ static void update_status(pk_mgr *m) {
   }
   int st;
   if (m->nkites > 0 && live == m->nkites)
-    st = PK_STATUS_FLYING;
+    st = m->ddns_busy ? PK_STATUS_UPDATING_DNS : PK_STATUS_FLYING;
   else if (rejected && !live)
     st = PK_STATUS_REJECTED;
   else if (live || dup)
@@ -830,8 +830,17 @@ static void ddns_on_connect(pk_conn *c, int status) {
   }
 }
 
+/* A job is done (judged, failed or never sent): UPDATING_DNS lasts while any
+ * job of the last update is in flight, as libpagekite's. */
+static void ddns_job_end(pk_ddns_job *j) {
+  pk_mgr *m = j->m;
+  free(j);
+  if (m->ddns_busy > 0) m->ddns_busy--;
+  update_status(m);
+}
+
 static void ddns_closed(pk_conn *c, int status) {
-  free(c->own.ddns);
+  if (c->own.ddns) ddns_job_end(c->own.ddns);
   c->own.ddns = NULL;
 }
 
@@ -840,7 +849,7 @@ static void ddns_connect(pk_ddns_job *j) {
   pk_mgr *m = j->m;
   pk_conn *c = PK_GET(m->stop_requested) ? NULL : pk_conn_new(m, PK_CK_DDNS);
   if (!c) {
-    free(j);
+    ddns_job_end(j);
     return;
   }
   c->own.ddns = j;
@@ -873,7 +882,7 @@ static void ddns_on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     pk_count_error(j->m);
     pk_log(j->m, PK_LOG_MANAGER_ERROR, "DDNS update for %s: cannot resolve %s: %s", j->kite,
            j->host, status ? uv_strerror(status) : "no address");
-    free(j);
+    ddns_job_end(j);
     return;
   }
   ddns_connect(j);
@@ -924,12 +933,13 @@ static void ddns_start(pk_mgr *m, const pk_kite *k, const char *url) {
     return;
   }
   pk_log(m, PK_LOG_MANAGER_INFO, "DDNS update for %s", k->name);
+  m->ddns_busy++;
   /* An HTTP or socks5h proxy resolves the name itself. */
   if (m->nproxy_addrs && m->proxy.kind != PK_PROXY_SOCKS5) {
     ddns_connect(j);
     return;
   }
-  if (lookup(m, &j->gai, ddns_on_gai, j, j->host, j->port) != 0) free(j);
+  if (lookup(m, &j->gai, ddns_on_gai, j, j->host, j->port) != 0) ddns_job_end(j);
 }
 
 static void ddns_update(pk_mgr *m) {
@@ -947,6 +957,7 @@ static void ddns_update(pk_mgr *m) {
     if (pk_ddns_url(m, k, ips, url, sizeof(url)) == 0) ddns_start(m, k, url);
   }
   m->ddns_done = 1;
+  update_status(m);
 }
 
 /* ---- lifecycle ---- */

@@ -66,6 +66,7 @@ struct pk_mgr {
   char app_id[64];
   char dyndns_url[512];
   int ddns_done;
+  int ddns_busy; /* DDNS requests in flight: PK_STATUS_UPDATING_DNS */
   /* settings (ints read by the loop; written under lock) */
   int log_mask;
   int log_stderr; /* PK_LOG_STDERR was set when the manager was made */
