@@ -14,7 +14,7 @@
 typedef struct {
   int lfd;
   int stop; /* atomic */
-  int mode; /* 0: send BIG_BODY; 1: close at once (the connector writes into a closed origin) */
+  int mode; /* atomic; 0: send BIG_BODY; 1: close at once (the connector writes into a closed origin) */
 } origin;
 
 static void *origin_main(void *arg) {
@@ -26,7 +26,7 @@ static void *origin_main(void *arg) {
     if (t_wait_readable(o->lfd, 100) <= 0) continue;
     int fd = accept(o->lfd, NULL, NULL);
     if (fd < 0) continue;
-    if (o->mode == 0) {
+    if (__atomic_load_n(&o->mode, __ATOMIC_ACQUIRE) == 0) {
       char head[128];
       snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG_BODY);
       if (t_send_all(fd, head) == 0) t_send_all(fd, body);
@@ -58,10 +58,10 @@ static void rude_clients(int relay_port, origin *o) {
   static char junk[1 << 16];
   memset(junk, 'y', sizeof(junk) - 1);
   for (int i = 0; i < 12; i++) {
-    o->mode = i & 1;
+    __atomic_store_n(&o->mode, i & 1, __ATOMIC_RELEASE);
     int fd = t_connect(relay_port);
     if (fd < 0) continue;
-    if (o->mode == 0) {
+    if ((i & 1) == 0) {
       t_send_all(fd, "GET / HTTP/1.1\r\nHost: demo.test\r\n\r\n");
       char buf[4096];
       if (t_wait_readable(fd, 3000) > 0) (void)!recv(fd, buf, sizeof(buf), 0);
@@ -101,7 +101,9 @@ TEST(sigpipe_left_to_the_host) {
     /* Still here (SIGPIPE would have killed us), still flying. */
     CHECK_INT(pagekite_get_status(conn), PK_STATUS_FLYING);
     CHECK(pipe_disposition() == SIG_DFL);
-    /* Each manager pooled its own write requests. */
+    /* Each manager pooled its own write requests (read once the loops end). */
+    CHECK_INT(pagekite_thread_stop(conn), 0);
+    CHECK_INT(pagekite_thread_stop(relay), 0);
     CHECK(pk_conn_wreqs_pooled((pk_mgr *)(void *)relay) > 0);
     CHECK(pk_conn_wreqs_pooled((pk_mgr *)(void *)conn) > 0);
   }
