@@ -138,7 +138,7 @@ export interface RawBinding {
   readonly PK_STATUS_STARTUP: number;
   /** Connecting to front-end relays. */
   readonly PK_STATUS_CONNECTING: number;
-  /** Tunnels are up; the dynamic DNS record is being updated. */
+  /** Every kite flies and a dynamic DNS update (the init call's dyndns_url) is in flight; FLYING follows when its answer is in. */
   readonly PK_STATUS_UPDATING_DNS: number;
   /** All kites are live. */
   readonly PK_STATUS_FLYING: number;

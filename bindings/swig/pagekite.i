@@ -270,7 +270,7 @@ static int pkj_set_proxy(const char *url) {
 %constant int PK_STATUS_STARTUP = 10;
 /* Connecting to front-end relays. */
 %constant int PK_STATUS_CONNECTING = 20;
-/* Tunnels are up; the dynamic DNS record is being updated. */
+/* Every kite flies and a dynamic DNS update (the init call's dyndns_url) is in flight; FLYING follows when its answer is in. */
 %constant int PK_STATUS_UPDATING_DNS = 30;
 /* All kites are live. */
 %constant int PK_STATUS_FLYING = 40;
@@ -780,8 +780,9 @@ int pkj_get_status(void);
 %javamethodmodifiers pkj_get_log "/**
    * Take a snapshot of the in-memory log.
    *
-   * In C the text lives in a buffer owned by the manager, which the next call
-   * overwrites: copy it if you need to keep it. Bindings return a copy.
+   * In C the text lives in a buffer owned by the manager, one per calling thread,
+   * which the next call from the same thread overwrites: copy it if you need to
+   * keep it. Threads calling at once each get their own. Bindings return a copy.
    * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_get_log().
    * @return The recent log lines, newline-separated. On failure: NULL (NULL manager only).
    */
@@ -1040,7 +1041,11 @@ int pkj_set_relay_motd(const char *motd);
 %javamethodmodifiers pkj_get_counter "/**
    * Read one of the manager's counters.
    *
-   * counter is one of the PK_COUNTER_* constants.
+   * counter is one of the PK_COUNTER_* constants. Safe from any thread: the value
+   * comes from a copy the master thread publishes under the manager's lock after
+   * each turn of its event loop (and at once when a tunnel or kite comes or goes,
+   * before the status change that tells of it), so byte and stream counts may lag
+   * by one loop turn. PK_COUNTER_ERRORS is read atomically.
    * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_get_counter().
    * @param counter A PK_COUNTER_* constant.
    * @return The counter's current value. On failure: -1.
@@ -1172,7 +1177,8 @@ int pkj_get_kite_status(const char *proto, const char *kitename);
    * housekeeping_min_interval seconds, doubling each time it is refused again up
    * to 15 minutes (on a live tunnel to a relay that speaks AddKites without
    * reconnecting); a kite that flies resets the back-off. In C the text lives in
-   * a buffer owned by the manager, which the next call overwrites.
+   * a buffer owned by the manager, one per calling thread, which the next call
+   * from the same thread overwrites.
    * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_get_kite_reason().
    * @param proto The kite's protocol, as given to pagekite_add_kite().
    * @param kitename The kite's name.

@@ -15,6 +15,14 @@
  * stops it and frees it. All functions are safe to call with a NULL manager:
  * they fail with their documented failure value and record a reason that
  * pagekite_last_error() returns on the same thread.
+ *
+ * The library leaves its host process as it found it. It changes no signal
+ * disposition: each master thread blocks SIGPIPE for itself only (every socket
+ * write of a manager happens on its master thread), so a peer that goes away
+ * mid-write is an EPIPE error, never a signal, whatever the host does with
+ * SIGPIPE. The environment is read once, by the init call: PK_LOG_STDERR, when
+ * set then, copies every log line to stderr as "[pk APP_ID] text". Memory is
+ * per manager and freed by pagekite_free(); nothing is shared between managers.
  */
 #ifndef PAGEKITE_H
 #define PAGEKITE_H
@@ -48,7 +56,9 @@ extern "C" {
 #define PK_STATUS_STARTUP 10
 /* Connecting to front-end relays. */
 #define PK_STATUS_CONNECTING 20
-/* Tunnels are up; the dynamic DNS record is being updated. */
+/* Every kite flies and a dynamic DNS update (the init call's dyndns_url) is in
+ * flight; FLYING follows when its answer is in.
+ */
 #define PK_STATUS_UPDATING_DNS 30
 /* All kites are live. */
 #define PK_STATUS_FLYING 40
@@ -639,13 +649,15 @@ PK_EXPORT int pagekite_get_status(pagekite_mgr mgr);
 
 /* Take a snapshot of the in-memory log.
  *
- * In C the text lives in a buffer owned by the manager, which the next call
- * overwrites: copy it if you need to keep it. Bindings return a copy.
+ * In C the text lives in a buffer owned by the manager, one per calling thread,
+ * which the next call from the same thread overwrites: copy it if you need to
+ * keep it. Threads calling at once each get their own. Bindings return a copy.
  *
  *   mgr  The manager.
  *
  * Returns: The recent log lines, newline-separated. On failure: NULL (NULL
- * manager only). Owner: library; valid until the next call or pagekite_free().
+ * manager only). Owner: library; valid until the same thread's next call or
+ * pagekite_free().
  * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT char *pagekite_get_log(pagekite_mgr mgr);
@@ -910,7 +922,11 @@ PK_EXPORT int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
 
 /* Read one of the manager's counters.
  *
- * counter is one of the PK_COUNTER_* constants.
+ * counter is one of the PK_COUNTER_* constants. Safe from any thread: the value
+ * comes from a copy the master thread publishes under the manager's lock after
+ * each turn of its event loop (and at once when a tunnel or kite comes or goes,
+ * before the status change that tells of it), so byte and stream counts may lag
+ * by one loop turn. PK_COUNTER_ERRORS is read atomically.
  *
  *   mgr      The manager.
  *   counter  A PK_COUNTER_* constant.
@@ -1040,14 +1056,15 @@ PK_EXPORT int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, cons
  * housekeeping_min_interval seconds, doubling each time it is refused again up
  * to 15 minutes (on a live tunnel to a relay that speaks AddKites without
  * reconnecting); a kite that flies resets the back-off. In C the text lives in
- * a buffer owned by the manager, which the next call overwrites.
+ * a buffer owned by the manager, one per calling thread, which the next call
+ * from the same thread overwrites.
  *
  *   mgr       The manager.
  *   proto     The kite's protocol, as given to pagekite_add_kite().
  *   kitename  The kite's name.
  *
  * Returns: The reason, or "". On failure: NULL (no such kite). Owner: library;
- * valid until the next call or pagekite_free().
+ * valid until the same thread's next call or pagekite_free().
  * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);

@@ -97,6 +97,9 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   snprintf(m->app_id, sizeof(m->app_id), "%s", app_id ? app_id : "libpagekite");
   if (dyndns_url) snprintf(m->dyndns_url, sizeof(m->dyndns_url), "%s", dyndns_url);
   m->log_mask = verbosity_mask(verbosity);
+  /* The environment is read here, once: never from the loop thread, where a
+   * host's setenv could race with it. */
+  m->log_stderr = getenv("PK_LOG_STDERR") != NULL;
   m->hk_min = 15;
   m->hk_max = 120;
   m->tick_timer_on = 1;
@@ -378,9 +381,7 @@ PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const ch
   PK_API int fn(pagekite_mgr h, int value) {     \
     pk_mgr *m = MGR(h);                          \
     if (check_mgr(m)) return -1;                 \
-    uv_mutex_lock(&m->lock);                     \
-    m->field = (expr);                           \
-    uv_mutex_unlock(&m->lock);                   \
+    PK_SET(m->field, (expr));                    \
     pk_manager_wake(m);                          \
     return 0;                                    \
   }
@@ -403,10 +404,11 @@ PK_API int pagekite_enable_watchdog(pagekite_mgr h, int enable) {
 PK_API int pagekite_set_housekeeping_min_interval(pagekite_mgr h, int interval) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
+  /* The lock orders the two setters; the loop reads each field atomically. */
   uv_mutex_lock(&m->lock);
-  m->hk_min = interval < PK_HK_HARD_MIN ? PK_HK_HARD_MIN : interval;
-  if (m->hk_max < m->hk_min) m->hk_max = m->hk_min;
-  int rv = m->hk_min;
+  int rv = interval < PK_HK_HARD_MIN ? PK_HK_HARD_MIN : interval;
+  PK_SET(m->hk_min, rv);
+  if (PK_GET(m->hk_max) < rv) PK_SET(m->hk_max, rv);
   uv_mutex_unlock(&m->lock);
   return rv;
 }
@@ -415,8 +417,8 @@ PK_API int pagekite_set_housekeeping_max_interval(pagekite_mgr h, int interval) 
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   uv_mutex_lock(&m->lock);
-  m->hk_max = interval < m->hk_min ? m->hk_min : interval;
-  int rv = m->hk_max;
+  int rv = interval < m->hk_min ? m->hk_min : interval;
+  PK_SET(m->hk_max, rv);
   uv_mutex_unlock(&m->lock);
   return rv;
 }
@@ -490,7 +492,7 @@ PK_API int pagekite_thread_stop(pagekite_mgr h) {
     pk_set_error("pagekite_thread_stop: thread not running");
     return -1;
   }
-  m->stop_requested = 1;
+  PK_SET(m->stop_requested, 1);
   uv_async_send(&m->wake);
   return pk_manager_join(m);
 }
@@ -513,7 +515,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   pk_pool_free(&m->blocks);
   if (m->client_ctx) SSL_CTX_free(m->client_ctx);
   pk_relay_config_free(m);
-  free(m->log.snapshot);
+  pk_outbufs_free(m);
   pk_events_free(&m->evring);
   uv_mutex_destroy(&m->lock);
   uv_cond_destroy(&m->cond);
@@ -570,11 +572,11 @@ PK_API int pagekite_poll(pagekite_mgr h, int timeout) {
 PK_API int pagekite_tick(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
-  if (!m->started || !m->running) {
+  if (!m->started || !PK_GET(m->running)) {
     pk_set_error("pagekite_tick: not running");
     return -1;
   }
-  m->tick_requested = 1;
+  PK_SET(m->tick_requested, 1);
   pk_manager_wake(m);
   return 0;
 }
@@ -586,27 +588,19 @@ PK_API void pagekite_perror(pagekite_mgr h, const char *prefix) {
   pk_set_error("no error");
 }
 
+/* From the copy the loop publishes after each of its turns (and at start). */
 PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
-  long long n = 0;
-  switch (counter) {
-    case PK_COUNTER_KITES_LIVE:
-      if (pk_is_relay(m)) return m->nrkites;
-      for (int i = 0; i < m->nkites; i++) n += m->kites[i].state == PK_KITE_LIVE;
-      return n;
-    case PK_COUNTER_TUNNELS:
-      for (int i = 0; i < m->ntunnels; i++)
-        n += m->tunnels[i].in_use && m->tunnels[i].sess.state == PK_SESSION_OPEN;
-      return n;
-    case PK_COUNTER_STREAMS: return m->c_streams;
-    case PK_COUNTER_BYTES_IN: return m->c_bytes_in;
-    case PK_COUNTER_BYTES_OUT: return m->c_bytes_out;
-    case PK_COUNTER_ERRORS: return m->error_count;
-    case PK_COUNTER_STREAMS_TOTAL: return m->c_streams_total;
-    case PK_COUNTER_REJECTED: return m->c_rejected;
-    default: pk_set_error("pagekite_get_counter: unknown counter %d", counter); return -1;
+  if (counter < 1 || counter >= PK_COUNTERS_N) {
+    pk_set_error("pagekite_get_counter: unknown counter %d", counter);
+    return -1;
   }
+  if (counter == PK_COUNTER_ERRORS) return PK_GET(m->error_count);
+  uv_mutex_lock(&m->lock);
+  long long n = m->counters_pub[counter];
+  uv_mutex_unlock(&m->lock);
+  return n;
 }
 
 PK_API const char *pagekite_last_error(void) { return pk_get_error(); }
@@ -673,14 +667,16 @@ PK_API char *pagekite_get_kite_reason(pagekite_mgr h, const char *proto, const c
   if (check_mgr(m)) return NULL;
   uv_mutex_lock(&m->lock);
   pk_kite *k = find_kite(m, proto, kitename);
-  if (k) snprintf(m->reason_out, sizeof(m->reason_out), "%s", k->reason);
+  pk_outbuf *ob = k ? pk_outbuf_mine(m) : NULL;
+  if (ob) snprintf(ob->reason, sizeof(ob->reason), "%s", k->reason);
   uv_mutex_unlock(&m->lock);
   if (!k) {
     pk_set_error("pagekite_get_kite_reason: no kite %s:%s", proto ? proto : "(null)",
                  kitename ? kitename : "(null)");
     return NULL;
   }
-  return m->reason_out;
+  if (!ob) pk_set_error("pagekite_get_kite_reason: out of memory");
+  return ob ? ob->reason : NULL;
 }
 
 PK_API int pagekite_set_rejection_url(pagekite_mgr h, const char *url) {

@@ -29,27 +29,26 @@ typedef struct pk_wreq {
   struct pk_wreq *next_free; /* also: the next held write */
 } pk_wreq;
 
-static pk_wreq *wreq_free_list;
-static uv_mutex_t wreq_lock;
-static uv_once_t wreq_once = UV_ONCE_INIT;
-static void wreq_init(void) { uv_mutex_init(&wreq_lock); }
-
-static pk_wreq *wreq_get(void) {
-  uv_once(&wreq_once, wreq_init);
-  uv_mutex_lock(&wreq_lock);
-  pk_wreq *w = wreq_free_list;
-  if (w) wreq_free_list = w->next_free;
-  uv_mutex_unlock(&wreq_lock);
-  if (!w) w = malloc(sizeof(*w)); /* grows to the high-water mark, then reused */
+/* Each manager's own free list, used on its loop thread only (no lock): it
+ * grows to the high-water mark of writes in flight, then is reused, and is
+ * freed with the manager (pk_conns_free). */
+static pk_wreq *wreq_get(pk_mgr *m) {
+  pk_wreq *w = m->wreq_free;
+  if (w) m->wreq_free = w->next_free;
+  else w = malloc(sizeof(*w));
   if (w) memset(w, 0, sizeof(*w));
   return w;
 }
 
-static void wreq_put(pk_wreq *w) {
-  uv_mutex_lock(&wreq_lock);
-  w->next_free = wreq_free_list;
-  wreq_free_list = w;
-  uv_mutex_unlock(&wreq_lock);
+static void wreq_put(pk_mgr *m, pk_wreq *w) {
+  w->next_free = m->wreq_free;
+  m->wreq_free = w;
+}
+
+size_t pk_conn_wreqs_pooled(pk_mgr *m) {
+  size_t n = 0;
+  for (pk_wreq *w = m->wreq_free; w; w = w->next_free) n++;
+  return n;
 }
 
 uint64_t pk_now_ms(pk_mgr *m) { return uv_now(&m->loop); }
@@ -85,6 +84,11 @@ int pk_conns_init(pk_mgr *m, int count) {
 }
 
 void pk_conns_free(pk_mgr *m) {
+  while (m->wreq_free) {
+    pk_wreq *w = m->wreq_free;
+    m->wreq_free = w->next_free;
+    free(w);
+  }
   free(m->conns);
   m->conns = NULL;
   m->conn_free = NULL;
@@ -96,13 +100,13 @@ pk_conn *pk_conn_new(pk_mgr *m, int kind) {
    * reserve in the pool. */
   int counted = kind == PK_CK_STREAM || kind == PK_CK_UNKNOWN;
   if (counted && m->client_conns >= m->max_conns &&
-      !(m->evict_idle_s > 0 && pk_conn_evict_one(m) == 0)) {
+      !(PK_GET(m->evict_idle_s) > 0 && pk_conn_evict_one(m) == 0)) {
     pk_set_error("connection pool exhausted: max_conns (%d) in flight", m->max_conns);
     return NULL;
   }
   /* Near the end of the pool, start closing an idle stream so that the slot
    * is back (after its close callback) before the pool runs dry. */
-  if (m->evict_idle_s > 0 && m->nconns - m->conns_in_use <= 4) pk_conn_evict_one(m);
+  if (PK_GET(m->evict_idle_s) > 0 && m->nconns - m->conns_in_use <= 4) pk_conn_evict_one(m);
   pk_conn *c = m->conn_free;
   if (!c) {
     pk_set_error("connection pool exhausted (max_conns=%d)", m->max_conns);
@@ -133,7 +137,7 @@ pk_conn *pk_conn_new(pk_mgr *m, int kind) {
 
 /* Evict the stream idle the longest, if idle for at least evict_idle_s. */
 int pk_conn_evict_one(pk_mgr *m) {
-  uint64_t now = pk_now_ms(m), limit = (uint64_t)m->evict_idle_s * 1000;
+  uint64_t now = pk_now_ms(m), limit = (uint64_t)PK_GET(m->evict_idle_s) * 1000;
   pk_conn *best = NULL;
   for (int i = 0; i < m->nconns; i++) {
     pk_conn *c = &m->conns[i];
@@ -260,7 +264,7 @@ static void on_write(uv_write_t *req, int status) {
   for (int i = 0; i < 2; i++)
     if (w->blk[i]) pk_block_unref(m, w->blk[i]);
   size_t n = w->n;
-  wreq_put(w);
+  wreq_put(m, w);
   if (c->flags & PK_CF_CLOSING) return;
   if (status < 0) {
     if (c->on_eof) c->on_eof(c, status);
@@ -327,7 +331,7 @@ static void drop_held(pk_conn *c) {
     c->wq_bytes -= w->n;
     for (int i = 0; i < 2; i++)
       if (w->blk[i]) pk_block_unref(c->mgr, w->blk[i]);
-    wreq_put(w);
+    wreq_put(c->mgr, w);
   }
   c->pending_tail = NULL;
 }
@@ -338,7 +342,7 @@ static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_blo
   pk_wreq *w = NULL;
   if (c->wq_bytes + n > wq_cap(c))
     pk_set_error("peer %s does not read: %zu bytes queued", c->rip, c->wq_bytes);
-  else if (!(w = wreq_get()))
+  else if (!(w = wreq_get(c->mgr)))
     pk_set_error("out of memory");
   if (!w) {
     if (b0) pk_block_unref(c->mgr, b0);
@@ -357,7 +361,7 @@ static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_blo
     c->wq_bytes -= n;
     if (b0) pk_block_unref(c->mgr, b0);
     if (b1) pk_block_unref(c->mgr, b1);
-    wreq_put(w);
+    wreq_put(c->mgr, w);
     pk_set_error("write: %s", uv_strerror(rv));
     return -1;
   }

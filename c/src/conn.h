@@ -105,6 +105,8 @@ struct pk_conn {
 
 int pk_conns_init(pk_mgr *m, int count);
 void pk_conns_free(pk_mgr *m);
+/* Write requests waiting in the manager's own pool for reuse. */
+size_t pk_conn_wreqs_pooled(pk_mgr *m);
 pk_conn *pk_conn_new(pk_mgr *m, int kind);
 int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const char *sni);
 /* Connect to the n addrs in turn from addrs[first] on (every address a name

@@ -41,7 +41,7 @@ static void update_status(pk_mgr *m) {
   }
   int st;
   if (m->nkites > 0 && live == m->nkites)
-    st = PK_STATUS_FLYING;
+    st = m->ddns_busy ? PK_STATUS_UPDATING_DNS : PK_STATUS_FLYING;
   else if (rejected && !live)
     st = PK_STATUS_REJECTED;
   else if (live || dup)
@@ -86,7 +86,8 @@ static void note_session(pk_tunnel *t, const char *id) {
  * shows within minutes, and a wrong one does not hammer the relay.) */
 static uint64_t reject_backoff_ms(pk_mgr *m) {
   int n = m->reject_streak > 0 ? m->reject_streak - 1 : 0;
-  uint64_t s = (uint64_t)(m->hk_min > 0 ? m->hk_min : 1) << (n < 10 ? n : 10);
+  int hk_min = PK_GET(m->hk_min);
+  uint64_t s = (uint64_t)(hk_min > 0 ? hk_min : 1) << (n < 10 ? n : 10);
   return (s < PK_REJECT_RETRY_MAX_S ? s : PK_REJECT_RETRY_MAX_S) * 1000;
 }
 
@@ -586,12 +587,12 @@ static void connector_tunnel_closed(pk_tunnel *t) {
   }
   if (t->fe_idx >= 0 && t->addr_idx >= 0 && m->fes[t->fe_idx].tunnel[t->addr_idx] == t)
     m->fes[t->fe_idx].tunnel[t->addr_idx] = NULL;
-  if (!m->stop_requested) {
+  if (!PK_GET(m->stop_requested)) {
     /* Reconnect soon; back off while failures continue. */
     uint64_t now = pk_now_ms(m);
     if (!m->outage_started) m->outage_started = now;
     uint64_t delay = 250u << (m->fail_streak < 3 ? m->fail_streak : 2);
-    if (now - m->outage_started > 60000) delay = (uint64_t)m->hk_min * 1000;
+    if (now - m->outage_started > 60000) delay = (uint64_t)PK_GET(m->hk_min) * 1000;
     if (m->rejected) delay = reject_backoff_ms(m);
     m->next_attempt = now + delay;
     update_status(m);
@@ -604,7 +605,7 @@ static void ping_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) 
   pk_mgr *m = c->mgr;
   if (fe && c->owner_idx < fe->naddrs) {
     int ms = (int)(pk_now_ms(m) - c->created);
-    fe->ping_ms[c->owner_idx] = m->fake_ping ? (int)(uv_hrtime() % 500) : (ms < 1 ? 1 : ms);
+    fe->ping_ms[c->owner_idx] = PK_GET(m->fake_ping) ? (int)(uv_hrtime() % 500) : (ms < 1 ? 1 : ms);
     pk_log(m, PK_LOG_MANAGER_DEBUG, "Relay %s #%d answered ping in %d ms", fe->host, c->owner_idx,
            fe->ping_ms[c->owner_idx]);
   }
@@ -654,7 +655,8 @@ static int live_tunnels(pk_mgr *m) {
 }
 
 static void choose_and_connect(pk_mgr *m) {
-  int want = 1 + (m->spares > 0 ? m->spares : 0);
+  int spares = PK_GET(m->spares);
+  int want = 1 + (spares > 0 ? spares : 0);
   for (int f = 0; f < m->nfes; f++)
     for (int a = 0; a < m->fes[f].naddrs; a++)
       if (m->fes[f].signed_next[a] && !m->fes[f].tunnel[a]) {
@@ -834,17 +836,26 @@ static void ddns_on_connect(pk_conn *c, int status) {
   }
 }
 
+/* A job is done (judged, failed or never sent): UPDATING_DNS lasts while any
+ * job of the last update is in flight, as libpagekite's. */
+static void ddns_job_end(pk_ddns_job *j) {
+  pk_mgr *m = j->m;
+  free(j);
+  if (m->ddns_busy > 0) m->ddns_busy--;
+  update_status(m);
+}
+
 static void ddns_closed(pk_conn *c, int status) {
-  free(c->own.ddns);
+  if (c->own.ddns) ddns_job_end(c->own.ddns);
   c->own.ddns = NULL;
 }
 
 /* Connect (directly, or through the proxy: by name when it resolves names). */
 static void ddns_connect(pk_ddns_job *j) {
   pk_mgr *m = j->m;
-  pk_conn *c = m->stop_requested ? NULL : pk_conn_new(m, PK_CK_DDNS);
+  pk_conn *c = PK_GET(m->stop_requested) ? NULL : pk_conn_new(m, PK_CK_DDNS);
   if (!c) {
-    free(j);
+    ddns_job_end(j);
     return;
   }
   c->own.ddns = j;
@@ -877,7 +888,7 @@ static void ddns_on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     pk_count_error(j->m);
     pk_log(j->m, PK_LOG_MANAGER_ERROR, "DDNS update for %s: cannot resolve %s: %s", j->kite,
            j->host, status ? uv_strerror(status) : "no address");
-    free(j);
+    ddns_job_end(j);
     return;
   }
   ddns_connect(j);
@@ -928,12 +939,13 @@ static void ddns_start(pk_mgr *m, const pk_kite *k, const char *url) {
     return;
   }
   pk_log(m, PK_LOG_MANAGER_INFO, "DDNS update for %s", k->name);
+  m->ddns_busy++;
   /* An HTTP or socks5h proxy resolves the name itself. */
   if (m->nproxy_addrs && m->proxy.kind != PK_PROXY_SOCKS5) {
     ddns_connect(j);
     return;
   }
-  if (lookup(m, &j->gai, ddns_on_gai, j, j->host, j->port) != 0) free(j);
+  if (lookup(m, &j->gai, ddns_on_gai, j, j->host, j->port) != 0) ddns_job_end(j);
 }
 
 static void ddns_update(pk_mgr *m) {
@@ -951,6 +963,7 @@ static void ddns_update(pk_mgr *m) {
     if (pk_ddns_url(m, k, ips, url, sizeof(url)) == 0) ddns_start(m, k, url);
   }
   m->ddns_done = 1;
+  update_status(m);
 }
 
 /* ---- lifecycle ---- */
@@ -960,7 +973,7 @@ static int connector_start(pk_mgr *m) {
   for (int f = 0; f < m->nfes; f++) total += m->fes[f].naddrs;
   /* Through a proxy relays are not pinged (the proxy would have to carry
    * every ping): they are tried in order. */
-  if ((total > 1 || m->fake_ping) && !m->nproxy_addrs)
+  if ((total > 1 || PK_GET(m->fake_ping)) && !m->nproxy_addrs)
     for (int f = 0; f < m->nfes; f++)
       for (int a = 0; a < m->fes[f].naddrs; a++) ping_relay(m, f, a);
   m->next_attempt = pk_now_ms(m) + (total > 1 ? 600 : 0);
@@ -1026,7 +1039,7 @@ static void reconnect(pk_mgr *m, uint64_t now) {
       if (m->kites[i].state != PK_KITE_LIVE) m->kites[i].state = PK_KITE_DEAD;
     choose_and_connect(m);
     m->next_attempt = now + 250;
-  } else if (m->spares > 0) {
+  } else if (PK_GET(m->spares) > 0) {
     choose_and_connect(m);
   }
 }
@@ -1036,7 +1049,7 @@ static void maybe_migrate(pk_mgr *m) {
   for (int f = 0; f < m->nfes; f++)
     for (int a = 0; a < m->fes[f].naddrs; a++) {
       pk_tunnel *t = m->fes[f].tunnel[a];
-      if (!t || t->sess.state != PK_SESSION_OPEN || m->spares > 0) continue;
+      if (!t || t->sess.state != PK_SESSION_OPEN || PK_GET(m->spares) > 0) continue;
       int mine = rank_of(m, f, a);
       for (int g = 0; g < m->nfes; g++)
         for (int b = 0; b < m->fes[g].naddrs; b++) {
@@ -1079,13 +1092,14 @@ static void connector_housekeep(pk_mgr *m) {
   }
   reconnect(m, now);
   /* Periodic DNS refresh and re-ranking. */
-  uint64_t hk_ms = (uint64_t)(m->hk_max > 0 ? m->hk_max : 60) * 1000;
+  int hk_max = PK_GET(m->hk_max);
+  uint64_t hk_ms = (uint64_t)(hk_max > 0 ? hk_max : 60) * 1000;
   if (now - m->last_hk >= hk_ms) {
     m->last_hk = now;
     refresh_dns(m);
     /* Through a proxy relays are not pinged (the proxy would have to carry
    * every ping): they are tried in order. */
-  if ((total > 1 || m->fake_ping) && !m->nproxy_addrs)
+  if ((total > 1 || PK_GET(m->fake_ping)) && !m->nproxy_addrs)
       for (int f = 0; f < m->nfes; f++)
         for (int a = 0; a < m->fes[f].naddrs; a++)
           if (!m->fes[f].tunnel[a]) ping_relay(m, f, a);

@@ -23,7 +23,7 @@ const char *pk_get_error(void) { return pk_last_error_buf; }
  * where they happen (pk_count_error), so remote peers cannot trigger it. */
 void pk_log(pk_mgr *m, int bits, const char *fmt, ...) {
   if (!m) return;
-  if (!(m->log_mask & bits)) return;
+  if (!(PK_GET(m->log_mask) & bits)) return;
   char text[PK_LOG_LINE_MAX - 40];
   va_list ap;
   va_start(ap, fmt);
@@ -40,38 +40,62 @@ void pk_log(pk_mgr *m, int bits, const char *fmt, ...) {
   pk_event_locked(m, PK_EVENT_LOG, bits, NULL, NULL, text);
   uv_cond_broadcast(&m->cond);
   uv_mutex_unlock(&m->lock);
-  if (getenv("PK_LOG_STDERR")) fprintf(stderr, "[pk %s] %s\n", m->app_id, text);
+  if (m->log_stderr) fprintf(stderr, "[pk %s] %s\n", m->app_id, text);
 }
 
-/* Snapshot of the ring, oldest first; the buffer belongs to the manager and
- * is overwritten by the next call (as documented). */
+pk_outbuf *pk_outbuf_mine(pk_mgr *m) {
+  uv_thread_t self = uv_thread_self();
+  for (pk_outbuf *b = m->outbufs; b; b = b->next)
+    if (uv_thread_equal(&b->owner, &self)) return b;
+  pk_outbuf *b = calloc(1, sizeof(*b));
+  if (!b) return NULL;
+  b->owner = self;
+  b->next = m->outbufs;
+  m->outbufs = b;
+  return b;
+}
+
+void pk_outbufs_free(pk_mgr *m) {
+  while (m->outbufs) {
+    pk_outbuf *b = m->outbufs;
+    m->outbufs = b->next;
+    free(b->log);
+    free(b);
+  }
+}
+
+/* Snapshot of the ring, oldest first, in the calling thread's buffer: the
+ * next call from the same thread overwrites it (as documented). */
 char *pk_log_snapshot(pk_mgr *m) {
   uv_mutex_lock(&m->lock);
   pk_logring *r = &m->log;
+  pk_outbuf *ob = pk_outbuf_mine(m);
   size_t need = 1;
   for (int i = 0; i < PK_LOG_LINES; i++) need += strlen(r->lines[i]) + 1;
-  if (need > r->snapshot_size) {
-    char *nb = realloc(r->snapshot, need);
-    if (!nb) {
-      uv_mutex_unlock(&m->lock);
-      return r->snapshot ? r->snapshot : (char *)"";
+  if (ob && need > ob->log_size) {
+    char *nb = realloc(ob->log, need);
+    if (nb) {
+      ob->log = nb;
+      ob->log_size = need;
     }
-    r->snapshot = nb;
-    r->snapshot_size = need;
+  }
+  if (!ob || need > ob->log_size) {
+    uv_mutex_unlock(&m->lock);
+    return (char *)"";
   }
   size_t off = 0;
   for (int i = 0; i < PK_LOG_LINES; i++) {
     const char *l = r->lines[(r->next + i) % PK_LOG_LINES];
     if (!*l) continue;
     size_t n = strlen(l);
-    memcpy(r->snapshot + off, l, n);
+    memcpy(ob->log + off, l, n);
     off += n;
-    r->snapshot[off++] = '\n';
+    ob->log[off++] = '\n';
   }
-  r->snapshot[off] = 0;
+  ob->log[off] = 0;
   m->events_seen = m->events;
   uv_mutex_unlock(&m->lock);
-  return r->snapshot;
+  return ob->log;
 }
 
 long pk_ratelimit_check(pk_mgr *m, pk_ratelimit *rl) {

@@ -1,5 +1,6 @@
 /* manager.c - the loop thread, housekeeping tick, status, poll, watchdog,
  * bail-on-errors, TLS contexts. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,25 @@ void pk_notify(pk_mgr *m) {
   uv_cond_broadcast(&m->cond);
   uv_mutex_unlock(&m->lock);
 }
+
+void pk_counters_publish(pk_mgr *m) {
+  long long live = 0;
+  if (pk_is_relay(m)) live = m->nrkites;
+  else
+    for (int i = 0; i < m->nkites; i++) live += m->kites[i].state == PK_KITE_LIVE;
+  uv_mutex_lock(&m->lock);
+  long long *c = m->counters_pub;
+  c[PK_COUNTER_KITES_LIVE] = live;
+  c[PK_COUNTER_TUNNELS] = m->tunnels_open;
+  c[PK_COUNTER_STREAMS] = m->c_streams;
+  c[PK_COUNTER_BYTES_IN] = m->c_bytes_in;
+  c[PK_COUNTER_BYTES_OUT] = m->c_bytes_out;
+  c[PK_COUNTER_STREAMS_TOTAL] = m->c_streams_total;
+  c[PK_COUNTER_REJECTED] = m->c_rejected;
+  uv_mutex_unlock(&m->lock);
+}
+
+static void on_publish(uv_check_t *h) { pk_counters_publish(h->data); }
 
 void pk_set_status(pk_mgr *m, int status) {
   uv_mutex_lock(&m->lock);
@@ -39,9 +59,9 @@ void pk_count_error(pk_mgr *m) { pk_count_faults(m, 1); }
 
 void pk_count_faults(pk_mgr *m, int weight) {
   int n = __atomic_add_fetch(&m->error_count, weight, __ATOMIC_SEQ_CST);
-  int limit = m->bail_errors;
+  int limit = PK_GET(m->bail_errors);
   if (limit <= 0) return;
-  if (n >= limit * 9 && n - weight < limit * 9) m->log_mask = PK_LOG_ALL;
+  if (n >= limit * 9 && n - weight < limit * 9) PK_SET(m->log_mask, PK_LOG_ALL);
   if (n >= limit * 10) {
     fprintf(stderr, "pagekite: too many errors (%d), bailing out\n", n);
     exit(100);
@@ -53,9 +73,13 @@ SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) return NULL;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  if (m->ciphers[0] && SSL_CTX_set_cipher_list(ctx, m->ciphers) != 1) {
+  char ciphers[sizeof(m->ciphers)]; /* pagekite_set_openssl_ciphers writes it any time */
+  uv_mutex_lock(&m->lock);
+  memcpy(ciphers, m->ciphers, sizeof(ciphers));
+  uv_mutex_unlock(&m->lock);
+  if (ciphers[0] && SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
     pk_count_error(m);
-    pk_log(m, PK_LOG_ERROR, "Bad cipher list: %s", m->ciphers);
+    pk_log(m, PK_LOG_ERROR, "Bad cipher list: %s", ciphers);
     SSL_CTX_free(ctx);
     return NULL;
   }
@@ -81,7 +105,8 @@ SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
  * (a client that gave up on a silent origin, say): close it after
  * evict_idle_s when eviction is on, else after PK_HALF_CLOSED_IDLE_MS. */
 static void reap_half_closed(pk_mgr *m, uint64_t now) {
-  uint64_t limit = m->evict_idle_s > 0 ? (uint64_t)m->evict_idle_s * 1000 : PK_HALF_CLOSED_IDLE_MS;
+  int evict_s = PK_GET(m->evict_idle_s);
+  uint64_t limit = evict_s > 0 ? (uint64_t)evict_s * 1000 : PK_HALF_CLOSED_IDLE_MS;
   for (int i = 0; i < m->nconns; i++) {
     pk_conn *c = &m->conns[i];
     if (c->kind != PK_CK_STREAM || (c->flags & PK_CF_CLOSING)) continue;
@@ -94,7 +119,7 @@ static void reap_half_closed(pk_mgr *m, uint64_t now) {
 
 static void housekeep(pk_mgr *m) {
   uint64_t now = pk_now_ms(m);
-  m->watchdog_beat++;
+  PK_SET(m->watchdog_beat, m->watchdog_beat + 1); /* only the loop writes it */
   reap_half_closed(m, now);
   pk_conns_housekeep(m, now);
   for (int i = 0; i < m->ntunnels; i++)
@@ -122,7 +147,7 @@ static void close_all(uv_handle_t *h, void *arg) {
 
 static void on_wake(uv_async_t *a) {
   pk_mgr *m = a->data;
-  if (m->stop_requested) {
+  if (PK_GET(m->stop_requested)) {
     pk_plugins_stop(m);
     m->role->stop(m);
     for (int i = 0; i < m->ntunnels; i++)
@@ -131,32 +156,45 @@ static void on_wake(uv_async_t *a) {
       if (m->conns[i].kind != PK_CK_FREE) pk_conn_close(&m->conns[i]);
     uv_close((uv_handle_t *)&m->tick, NULL);
     uv_close((uv_handle_t *)&m->wake, NULL);
+    uv_close((uv_handle_t *)&m->publish, NULL);
     return;
   }
-  if (m->tick_requested) {
-    m->tick_requested = 0;
-    housekeep(m);
-  }
-  if (m->tick_timer_on && !uv_is_active((uv_handle_t *)&m->tick))
+  if (__atomic_exchange_n(&m->tick_requested, 0, __ATOMIC_RELAXED)) housekeep(m);
+  int timer_on = PK_GET(m->tick_timer_on);
+  if (timer_on && !uv_is_active((uv_handle_t *)&m->tick))
     uv_timer_start(&m->tick, on_tick, 250, 250);
-  if (!m->tick_timer_on && uv_is_active((uv_handle_t *)&m->tick)) uv_timer_stop(&m->tick);
+  if (!timer_on && uv_is_active((uv_handle_t *)&m->tick)) uv_timer_stop(&m->tick);
+}
+
+/* libuv writes sockets with write()/writev(), which raise SIGPIPE on a peer
+ * that is gone (libuv issue #1013); there is no MSG_NOSIGNAL to pass and
+ * Linux has no SO_NOSIGPIPE.  The signal is sent to the thread that wrote,
+ * and every socket write of a manager happens on its loop thread, so that
+ * thread blocks SIGPIPE: the write fails with EPIPE, the pending signal is
+ * dropped when the thread ends, and the host's disposition is untouched. */
+static void block_sigpipe(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
 static void run_loop(void *arg) {
   pk_mgr *m = arg;
-  signal(SIGPIPE, SIG_IGN);
+  block_sigpipe();
   if (pk_plugins_start(m) != 0)
     pk_log(m, PK_LOG_MANAGER_ERROR, "Plugins failed to start: %s", pk_get_error());
   if (m->role->start(m) != 0)
     pk_log(m, PK_LOG_MANAGER_ERROR, "Startup failed: %s", pk_get_error());
-  if (m->tick_timer_on) uv_timer_start(&m->tick, on_tick, 250, 250);
+  if (PK_GET(m->tick_timer_on)) uv_timer_start(&m->tick, on_tick, 250, 250);
   housekeep(m);
   uv_run(&m->loop, UV_RUN_DEFAULT);
   /* Drain close callbacks of anything still open. */
   uv_walk(&m->loop, close_all, m);
   uv_run(&m->loop, UV_RUN_DEFAULT);
+  pk_counters_publish(m);
   uv_mutex_lock(&m->lock);
-  m->running = 0;
+  PK_SET(m->running, 0);
   m->events++;
   uv_cond_broadcast(&m->cond);
   uv_mutex_unlock(&m->lock);
@@ -168,10 +206,10 @@ static void watchdog_main(void *arg) {
   while (1) {
     for (int i = 0; i < 10; i++) {
       usleep(100 * 1000);
-      if (!m->running || m->stop_requested) return;
+      if (!PK_GET(m->running) || PK_GET(m->stop_requested)) return;
     }
-    int beat = m->watchdog_beat;
-    if (beat == last && m->tick_timer_on) {
+    int beat = PK_GET(m->watchdog_beat);
+    if (beat == last && PK_GET(m->tick_timer_on)) {
       if (++stuck >= 30) {
         fprintf(stderr, "pagekite: watchdog: loop stuck for 30 s, aborting\n");
         abort();
@@ -190,22 +228,27 @@ int pk_manager_start(pk_mgr *m) {
   m->wake.data = m;
   uv_timer_init(&m->loop, &m->tick);
   m->tick.data = m;
+  uv_check_init(&m->loop, &m->publish);
+  m->publish.data = m;
+  uv_check_start(&m->publish, on_publish);
+  uv_unref((uv_handle_t *)&m->publish);
   m->loop_ready = 1;
   /* Listeners are bound here so that a busy port fails thread_start. */
   if (m->role->bind(m) != 0) {
     m->role->stop(m);
     uv_close((uv_handle_t *)&m->wake, NULL);
     uv_close((uv_handle_t *)&m->tick, NULL);
+    uv_close((uv_handle_t *)&m->publish, NULL);
     uv_run(&m->loop, UV_RUN_DEFAULT);
     uv_loop_close(&m->loop);
     m->loop_ready = 0;
     return -1;
   }
-  m->running = 1;
+  PK_SET(m->running, 1);
   m->started = 1;
   int rv = uv_thread_create(&m->thread, run_loop, m);
   if (rv != 0) {
-    m->running = 0;
+    PK_SET(m->running, 0);
     return rv;
   }
   if (m->watchdog_on) uv_thread_create(&m->watchdog, watchdog_main, m);
@@ -213,12 +256,12 @@ int pk_manager_start(pk_mgr *m) {
 }
 
 void pk_manager_tick_soon(pk_mgr *m) {
-  m->tick_requested = 1;
+  PK_SET(m->tick_requested, 1);
   uv_async_send(&m->wake);
 }
 
 void pk_manager_wake(pk_mgr *m) {
-  if (m->loop_ready && m->running) uv_async_send(&m->wake);
+  if (m->loop_ready && PK_GET(m->running)) uv_async_send(&m->wake);
 }
 
 int pk_manager_join(pk_mgr *m) {

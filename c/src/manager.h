@@ -4,14 +4,36 @@
 #ifndef PK_MANAGER_H
 #define PK_MANAGER_H
 
+/* Fields that any-thread calls write and the loop (or the watchdog) reads
+ * without the lock: relaxed atomics, so no side sees a torn value.  Settings
+ * need no ordering; the loop acts on them on its next turn. */
+#define PK_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define PK_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
+/* Published counters, indexed by PK_COUNTER_* (1 .. PK_COUNTER_REJECTED). */
+#define PK_COUNTERS_N (PK_COUNTER_REJECTED + 1)
+
 /* ---- log.c ---- */
 typedef struct {
   char lines[PK_LOG_LINES][PK_LOG_LINE_MAX];
   unsigned long long seq;
   int next;
-  char *snapshot;
-  size_t snapshot_size;
 } pk_logring;
+
+/* The text pagekite_get_log and pagekite_get_kite_reason return: one per
+ * calling thread, so a caller's text is overwritten only by its own next
+ * call; all freed in pagekite_free.  Under the manager's lock. */
+typedef struct pk_outbuf {
+  struct pk_outbuf *next;
+  uv_thread_t owner;
+  char *log;
+  size_t log_size;
+  char reason[64];
+} pk_outbuf;
+
+/* The calling thread's buffers (under the lock); NULL when out of memory. */
+pk_outbuf *pk_outbuf_mine(pk_mgr *m);
+void pk_outbufs_free(pk_mgr *m);
 
 void pk_log(pk_mgr *m, int bits, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void pk_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -61,8 +83,10 @@ struct pk_mgr {
   char app_id[64];
   char dyndns_url[512];
   int ddns_done;
+  int ddns_busy; /* DDNS requests in flight: PK_STATUS_UPDATING_DNS */
   /* settings (ints read by the loop; written under lock) */
   int log_mask;
+  int log_stderr; /* PK_LOG_STDERR was set when the manager was made */
   int hk_min, hk_max;
   int fwd_headers;
   int fake_ping;
@@ -78,7 +102,7 @@ struct pk_mgr {
   int ncertnames;
   char ciphers[512];
   char relay_cert[512], relay_key[512];
-  volatile int watchdog_beat;
+  int watchdog_beat; /* PK_GET/PK_SET, as running, stop_requested, tick_requested */
   int tick_requested;
   /* config */
   pk_kite *kites;
@@ -92,6 +116,7 @@ struct pk_mgr {
   int nconns;
   pk_conn *conn_free;
   int conns_in_use;
+  struct pk_wreq *wreq_free; /* write requests to reuse (conn.c, loop thread) */
   int nobuf_waiting; /* conns whose reads wait for a free block */
   int client_conns;  /* streams and unclassified conns: bounded by max_conns */
   pk_tunnel *tunnels;
@@ -120,32 +145,39 @@ struct pk_mgr {
   int relay_dups;    /* several tunnels may fly one kite; streams take turns */
   unsigned relay_rr;
   int unauth_conns;
-  /* counters */
+  /* counters: the loop's own (no lock), published into counters_pub under
+   * the lock after every loop turn for pagekite_get_counter */
   long long c_bytes_in, c_bytes_out, c_streams_total, c_rejected;
   int c_streams;
+  int tunnels_open; /* handshake done, not ended (pk_tunnel_opened .. tunnel_end) */
+  long long counters_pub[PK_COUNTERS_N];
+  uv_check_t publish;
   /* reconnect state (connector) */
   int fail_streak;
   uint64_t next_attempt;
   uint64_t last_hk;
   uint64_t outage_started;
   int rejected;
-  char reason_out[64];
   char rejection_url[512];
   pk_ratelimit rl_refused, rl_dropped; /* log lines for refused streams / dropped conns */
   pk_proxy proxy;             /* outgoing proxy, when nproxy_addrs > 0 */
   struct sockaddr_storage proxy_addrs[PK_MAX_ORIGIN_ADDRS];
-  int nproxy_addrs;    /* framed in the connector's 503 page, if set */        /* pagekite_get_kite_reason's answer */
+  int nproxy_addrs;
   int reject_streak;          /* rejections in a row (back-off) */
   uint64_t retry_rejected_at; /* when refused kites are asked for again */
   /* log and events */
   pk_logring log;
   pk_evring evring;
+  pk_outbuf *outbufs;
   /* plugins (plugins_lua.c) */
   void *plugins;
   uint64_t last_plugin_tick;
 };
 
 void pk_set_status(pk_mgr *m, int status);
+/* Copies the loop's counters for pagekite_get_counter (loop thread, or before
+ * the loop runs). */
+void pk_counters_publish(pk_mgr *m);
 int pk_manager_start(pk_mgr *m);
 void pk_manager_wake(pk_mgr *m);
 void pk_manager_tick_soon(pk_mgr *m); /* loop thread: housekeep on the next loop turn */

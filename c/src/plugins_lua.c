@@ -445,7 +445,7 @@ static int l_register(lua_State *L) {
 static int l_log(lua_State *L) {
   pk_lua *p = P(L);
   int bits = (int)lua_tointeger(L, lua_upvalueindex(1));
-  if (!(p->m->log_mask & bits)) return 0;
+  if (!(PK_GET(p->m->log_mask) & bits)) return 0;
   int n = lua_gettop(L); /* before luaL_buffinit, which may push a box */
   luaL_Buffer b;
   luaL_buffinit(L, &b);

@@ -10,7 +10,7 @@
 
 /* Connector streams to HTTP origins get forwarding headers on every request. */
 static int forwarding(const pk_conn *s) {
-  return (s->flags & PK_CF_HTTP) && s->mgr->fwd_headers && s->tunnel;
+  return (s->flags & PK_CF_HTTP) && PK_GET(s->mgr->fwd_headers) && s->tunnel;
 }
 
 /* Client bytes taken but not yet written (held by the request rewriter). */

@@ -46,6 +46,7 @@ void pk_tunnel_kites_changed(pk_tunnel *t, int delta) {
   if (t->nkites_live < 0) t->nkites_live = 0;
   t->sess.authed = t->nkites_live > 0;
   if (t->conn) t->conn->wq_max = t->nkites_live ? PK_TUNNEL_WQ_MAX : PK_UNAUTH_WQ_MAX;
+  pk_counters_publish(t->mgr); /* before the answer or status that tells of it */
 }
 
 /* The last step of every tunnel: its conn is gone, the slot can be reused. */
@@ -262,6 +263,9 @@ static void tunnel_io(pk_conn *c) {
 /* The handshake is done (either role): plugins hear of the tunnel. */
 void pk_tunnel_opened(pk_tunnel *t) {
   const char *peer = t->mgr->role->peer_name(t);
+  if (!t->counted_open) t->mgr->tunnels_open++;
+  t->counted_open = 1;
+  pk_counters_publish(t->mgr);
   pk_event(t->mgr, PK_EVENT_TUNNEL, 1, NULL, peer, NULL);
   pk_plugins_on_tunnel(t->mgr, 1, peer);
 }
@@ -279,6 +283,8 @@ static void tunnel_end(pk_tunnel *t, const char *why, int finish) {
   pk_mgr *m = t->mgr;
   int was_open = t->sess.state == PK_SESSION_OPEN;
   t->dying = 1;
+  if (t->counted_open) m->tunnels_open--;
+  t->counted_open = 0;
   pk_session_close(&t->sess, why);
   if (was_open) {
     pk_event(m, PK_EVENT_TUNNEL, 0, NULL, m->role->peer_name(t), why);
@@ -292,6 +298,7 @@ static void tunnel_end(pk_tunnel *t, const char *why, int finish) {
     pk_conn_finish(t->conn);
   else if (t->conn)
     pk_conn_close(t->conn);
+  pk_counters_publish(m);
   pk_notify(m);
 }
 

@@ -11,6 +11,7 @@ struct pk_tunnel {
   pk_session sess;       /* the protocol: frames, ZChunks, PING, credit */
   int in_use;            /* the slot is taken (until the conn's close callback) */
   int dying;             /* ended: streams and kites gone, conn closing */
+  int counted_open;      /* in mgr->tunnels_open (PK_COUNTER_TUNNELS) */
   int fe_idx, addr_idx;  /* connector: which frontend/address */
   char session_id[80];   /* X-PageKite-SessionID */
   uint64_t created;
