@@ -92,6 +92,10 @@ static void query(world *w, pagekite_mgr m, long long *prev) {
   const char *log = pagekite_get_log(m);
   size_t ll = log ? strlen(log) : 0;
   if (!log || (ll && log[ll - 1] != '\n')) bad(w, "a log snapshot cut short");
+  pagekite_event ev[8] = {PAGEKITE_EVENT_INIT};
+  int n = pagekite_next_events(m, 0, ev, 8, 0);
+  for (int i = 1; i < n; i++)
+    if (ev[i].seq != ev[i - 1].seq + 1) bad(w, "events out of order");
 }
 
 /* The settings: values that keep the managers working. */
