@@ -17,18 +17,20 @@
 
 #include "bounds.h"
 
-#define PK_REG_PROTO_MAX 32
+#define PK_REG_PROTO_MAX 16 /* "websocket" and room to spare */
 /* pagekite.py's catch-all kite (common.py: CATCHALL_HN). */
 #define PK_REG_CATCHALL "unknown"
 
+/* What a lookup compares first (hash, chain, port, proto) shares the
+ * entry's first cache line with the start of the name. */
 typedef struct {
-  char proto[PK_REG_PROTO_MAX]; /* lower case */
-  int port;                     /* 0: any port */
-  char name[PK_NAME_MAX];       /* lower case */
-  void *tunnel;                 /* the owner; NULL: a free slot */
   uint64_t hash;
   uint32_t next;         /* the bucket's chain (index + 1; 0 ends it), or the free list */
   uint32_t tprev, tnext; /* the owner's list (index + 1) */
+  int port;              /* 0: any port */
+  void *tunnel;          /* the owner; NULL: a free slot */
+  char proto[PK_REG_PROTO_MAX]; /* lower case */
+  char name[PK_NAME_MAX];       /* lower case */
 } pk_reg_entry;
 
 /* The entries of one owner, kept by the owner.  All zero: empty. */
