@@ -120,3 +120,21 @@ def test_websocket_falls_back_to_http_wildcard(stack):
     it reads it as http anyway; ours tries websocket, then http)."""
     hdrs = {"Upgrade": "websocket", "Connection": "Upgrade"}
     assert served_by(stack.port, "ws.example.test", headers=hdrs) == "wild"
+
+
+@pytest.mark.parametrize("kind", ["ours", "pkpy"])
+def test_exact_kite_under_a_live_wildcard(group, kind):
+    """Where the relays differ (doc/CLI.md): with *.example.test live,
+    pagekite.py refuses exact.example.test as a duplicate (its duplicate
+    check looks the name up with wildcards); ours takes it, and it wins."""
+    wild = group.origin(kite="wild")
+    exact = group.origin(kite="exact")
+    relay = start_relay(group, kind)
+    fly(group, relay, [Kite("http", "*.example.test", wild.port)])
+    conn = group.our_connector(relay, [Kite("http", "exact.example.test", exact.port)])
+    if kind == "pkpy":
+        conn.proc.wait_for(r"rejected by relay: duplicate", timeout=30, where="err")
+        assert served_by(relay.port, "exact.example.test") == "wild"
+    else:
+        conn.proc.wait_for(r"Kite http:exact\.example\.test is flying", timeout=30)
+        assert served_by(relay.port, "exact.example.test") == "exact"
