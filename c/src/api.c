@@ -127,10 +127,13 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
     m->max_domains = 64;
     m->domains = calloc((size_t)m->max_domains, sizeof(pk_relay_domain));
     m->max_rkites = (max_kites > 0 ? max_kites : 1) * 4;
-    m->rkites = calloc((size_t)m->max_rkites, sizeof(pk_relay_kite));
     uint32_t seq0 = 0;
+    uint64_t seed = 0;
     RAND_bytes((unsigned char *)&seq0, sizeof(seq0));
-    if (!m->listeners || !m->domains || !m->rkites || pk_replay_init(&m->replay, seq0) != 0 ||
+    RAND_bytes((unsigned char *)&seed, sizeof(seed));
+    if (!m->listeners || !m->domains ||
+        pk_reg_init(&m->rkites, (uint32_t)m->max_rkites, seed) != 0 ||
+        pk_replay_init(&m->replay, seq0) != 0 ||
         pk_iptab_init(&m->unauth_ips, (size_t)(max_conns / 2 + 8) + m->ntunnels) != 0) {
       pk_set_error("out of memory");
       pagekite_free((pagekite_mgr)(void *)m);
@@ -507,7 +510,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   free(m->fes);
   free(m->listeners);
   free(m->domains);
-  free(m->rkites);
+  pk_reg_free(&m->rkites);
   pk_replay_free(&m->replay);
   pk_iptab_free(&m->unauth_ips);
   pk_plugins_free(m);

@@ -229,17 +229,44 @@ static void origin_on_connect(pk_conn *s, int status) {
   if (s->flags & PK_CF_PEER_W) pk_conn_read_stop(s);
 }
 
-static pk_kite *kite_for_stream(pk_mgr *m, const char *proto, const char *host, int port) {
-  pk_kite *fallback = NULL;
+/* The kite of proto named name (wild: named "*" + name) that is
+ * port-specific for port (specific) or takes any port; a stream without a
+ * port takes either. */
+static pk_kite *kite_named(pk_mgr *m, const char *proto, const char *name, int wild, int port,
+                           int specific) {
   for (int i = 0; i < m->nkites; i++) {
     pk_kite *k = &m->kites[i];
-    if (strcasecmp(k->name, host) != 0) continue;
-    if (k->pport && port && k->pport != port) continue;
-    if (strcasecmp(k->proto, proto) == 0) return k;
-    /* websocket streams fall back to the http kite of the same name */
-    if (strcasecmp(proto, "websocket") == 0 && strcasecmp(k->proto, "http") == 0) fallback = k;
+    const char *kn = !wild ? k->name : k->name[0] == '*' ? k->name + 1 : NULL;
+    if (!kn || strcasecmp(kn, name) != 0 || strcasecmp(k->proto, proto) != 0) continue;
+    if (specific ? k->pport == port : !k->pport || !port) return k;
   }
-  return fallback;
+  return NULL;
+}
+
+/* The host's own kite, else its wildcards from the most specific: for
+ * a.b.c, *.b.c then *.c (pagekite.py's connector, pk.py GetBackendData). */
+static pk_kite *kite_by_name(pk_mgr *m, const char *proto, const char *host, int port,
+                             int specific) {
+  pk_kite *k = kite_named(m, proto, host, 0, port, specific);
+  for (const char *d = strchr(host, '.'); !k && d; d = strchr(d + 1, '.'))
+    k = kite_named(m, proto, d, 1, port, specific);
+  return k;
+}
+
+/* The kite for a new stream, as pagekite.py's connector picks a back-end
+ * (proto/conns.py UserConn._BackEnd): for each proto (a websocket stream
+ * falls back to http), the port-specific kite, the port-less one, then the
+ * catch-all kite named "unknown". */
+static pk_kite *kite_for_stream(pk_mgr *m, const char *proto, const char *host, int port) {
+  const char *protos[2] = {proto, "http"};
+  int n = strcasecmp(proto, "websocket") == 0 ? 2 : 1;
+  for (int i = 0; i < n; i++) {
+    pk_kite *k = port ? kite_by_name(m, protos[i], host, port, 1) : NULL;
+    if (!k) k = kite_by_name(m, protos[i], host, port, 0);
+    if (!k) k = kite_named(m, protos[i], "unknown", 0, port, 0);
+    if (k) return k;
+  }
+  return NULL;
 }
 
 static void slice_cpy(char *out, size_t n, pk_slice s) {

@@ -22,7 +22,7 @@ void pk_notify(pk_mgr *m) {
 
 void pk_counters_publish(pk_mgr *m) {
   long long live = 0;
-  if (pk_is_relay(m)) live = m->nrkites;
+  if (pk_is_relay(m)) live = (int)pk_reg_count(&m->rkites);
   else
     for (int i = 0; i < m->nkites; i++) live += m->kites[i].state == PK_KITE_LIVE;
   uv_mutex_lock(&m->lock);

@@ -136,14 +136,13 @@ struct pk_mgr {
   int nlisteners, max_listeners;
   pk_relay_domain *domains;
   int ndomains, max_domains;
-  pk_relay_kite *rkites;
-  int nrkites, max_rkites;
+  pk_reg rkites; /* the live kites (registry.c) */
+  int max_rkites;
   char relay_secret[PK_TOKEN_LEN + 1];
   char relay_uuid[17];
   pk_replay replay;    /* challenges answered (each is good once) */
   pk_iptab unauth_ips; /* unknown conns and kite-less tunnels per source */
   int relay_dups;    /* several tunnels may fly one kite; streams take turns */
-  unsigned relay_rr;
   int unauth_conns;
   /* counters: the loop's own (no lock), published into counters_pub under
    * the lock after every loop turn for pagekite_get_counter */

@@ -504,8 +504,8 @@ static int l_status(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_newtable(L);
   if (pk_is_relay(m)) {
-    for (int i = 0; i < m->nrkites; i++) {
-      pk_relay_kite *k = &m->rkites[i];
+    const pk_relay_kite *k = NULL;
+    for (int i = 1; (k = pk_reg_next(&m->rkites, k)) != NULL; i++) {
       lua_newtable(L);
       lua_pushstring(L, k->proto);
       lua_setfield(L, -2, "proto");
@@ -515,7 +515,7 @@ static int l_status(lua_State *L) {
       lua_setfield(L, -2, "port");
       lua_pushstring(L, k->tunnel ? "live" : "dead");
       lua_setfield(L, -2, "state");
-      lua_rawseti(L, -2, i + 1);
+      lua_rawseti(L, -2, i);
     }
   } else {
     for (int i = 0; i < m->nkites; i++) {

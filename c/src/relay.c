@@ -67,45 +67,34 @@ static int kite_port_ok(pk_mgr *m, const char *proto, int port) {
   return is_our_port(m, port) || (raw && pk_relay_raw_port_ok(m, port));
 }
 
-/* The kite for (proto, name, port): an exact port beats "any port" (0).  With
- * duplicates allowed, streams go to the matching tunnels in turn. */
+/* The kite registered as exactly (proto, name, port), else as (proto, name,
+ * any port): no wildcards (kite registration, CONNECT).  With duplicates
+ * allowed, streams go to the matching tunnels in turn. */
 static pk_relay_kite *find_rkite(pk_mgr *m, const char *proto, const char *name, int port) {
-  pk_relay_kite *exact[16], *any[16];
-  int ne = 0, na = 0;
-  for (int i = 0; i < m->nrkites; i++) {
-    pk_relay_kite *k = &m->rkites[i];
-    if (strcasecmp(k->proto, proto) != 0 || strcasecmp(k->name, name) != 0) continue;
-    if (k->port == port && ne < 16) exact[ne++] = k;
-    if (k->port == 0 && na < 16) any[na++] = k;
-  }
-  pk_relay_kite **set = ne ? exact : any;
-  int n = ne ? ne : na;
-  if (!n) return NULL;
-  return n == 1 || !m->relay_dups ? set[0] : set[m->relay_rr++ % (unsigned)n];
+  pk_relay_kite *k = pk_reg_get(&m->rkites, proto, port, name, NULL, m->relay_dups);
+  return k || !port ? k : pk_reg_get(&m->rkites, proto, 0, name, NULL, m->relay_dups);
+}
+
+/* The kite that serves a client's request for name on port, trying protos
+ * in order: exact names, wildcards, port-specific kites and the "unknown"
+ * catch-all, with pagekite.py's precedence (registry.c: pk_reg_route). */
+static pk_relay_kite *route_kite(pk_mgr *m, const char *const *protos, int nprotos,
+                                 const char *name, int port) {
+  return pk_reg_route(&m->rkites, protos, nprotos, port, name, m->relay_dups);
 }
 
 static pk_relay_kite *find_rkite_on(pk_mgr *m, const char *proto, const char *name, int port,
                                     pk_tunnel *t) {
-  for (int i = 0; i < m->nrkites; i++) {
-    pk_relay_kite *k = &m->rkites[i];
-    if (k->tunnel == t && k->port == port && strcasecmp(k->proto, proto) == 0 &&
-        strcasecmp(k->name, name) == 0)
-      return k;
-  }
-  return NULL;
+  return pk_reg_get(&m->rkites, proto, port, name, t, 0);
+}
+
+static void kite_down(void *ctx, const pk_relay_kite *k) {
+  pk_event(ctx, PK_EVENT_KITE, PK_KITE_STATUS_WAITING, k->proto, k->name, "tunnel closed");
+  pk_log(ctx, PK_LOG_MANAGER_INFO, "Kite %s:%s is down", k->proto, k->name);
 }
 
 static void unregister_tunnel(pk_mgr *m, pk_tunnel *t) {
-  for (int i = 0; i < m->nrkites;) {
-    if (m->rkites[i].tunnel == t) {
-      pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_WAITING, m->rkites[i].proto, m->rkites[i].name,
-               "tunnel closed");
-      pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is down", m->rkites[i].proto, m->rkites[i].name);
-      m->rkites[i] = m->rkites[--m->nrkites];
-    } else {
-      i++;
-    }
-  }
+  pk_reg_remove_list(&m->rkites, &t->rkites, kite_down, m);
 }
 
 static void relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
@@ -151,15 +140,12 @@ static pk_auth_verdict kite_claim(void *ctx, const pk_kite_req *k, const char **
     return PK_AUTH_DUPLICATE;
   }
   if (rk && rk->tunnel == t) return PK_AUTH_OK;
-  if (m->nrkites >= m->max_rkites || t->nkites_live >= PK_MAX_KITES_PER_TUNNEL) {
+  /* The registry holds m->max_rkites: when full, it takes no more. */
+  if (t->nkites_live >= PK_MAX_KITES_PER_TUNNEL ||
+      !pk_reg_add(&m->rkites, &t->rkites, t, k->proto, k->port, k->name)) {
     *reason = "quota";
     return PK_AUTH_INVALID;
   }
-  rk = &m->rkites[m->nrkites++];
-  snprintf(rk->proto, sizeof(rk->proto), "%s", k->proto);
-  snprintf(rk->name, sizeof(rk->name), "%s", k->name);
-  rk->port = k->port;
-  rk->tunnel = t;
   pk_tunnel_kites_changed(t, 1);
   pk_conn_unauth_clear(t->conn); /* it proved a kite: no longer counted as unknown */
   return PK_AUTH_OK;
@@ -415,7 +401,8 @@ static void tls_refuse(pk_conn *c) {
  * alert, as pagekite.py's ProcessTls.  data: the first bytes of TLS. */
 static void route_tls(pk_conn *c, const char *name, int port, const char *data, size_t n) {
   pk_mgr *m = c->mgr;
-  pk_relay_kite *k = *name ? find_rkite(m, "https", name, port) : NULL;
+  static const char *const https[] = {"https"};
+  pk_relay_kite *k = *name ? route_kite(m, https, 1, name, port) : NULL;
   if (k && k->tunnel) {
     if (!stream_allowed(c, "https", name, port))
       tls_refuse(c);
@@ -556,16 +543,16 @@ static void classify_http(pk_conn *c) {
     host_only(hv, host, sizeof(host));
     if (answer_ping(c, &h, host)) return;
     int port = listener_port(c);
+    static const char *const ws[] = {"websocket", "http"};
     pk_slice up = pk_wire_http_get(&h, "Upgrade", 0);
-    pk_relay_kite *k = (up.p && pk_slice_ieq(up, "websocket")) ? find_rkite(m, "websocket", host, port) : NULL;
-    const char *proto = k ? "websocket" : "http";
-    if (!k) k = find_rkite(m, "http", host, port);
+    int isws = up.p && pk_slice_ieq(up, "websocket");
+    pk_relay_kite *k = route_kite(m, isws ? ws : ws + 1, isws ? 2 : 1, host, port);
     if (!k || !k->tunnel) {
       pk_log(m, PK_LOG_BE_CONNS, "No kite for http://%s:%d", host, port);
       reject_http(c, 503, "Unavailable", host);
       return;
     }
-    route_http(c, k, proto, host, port, &h);
+    route_http(c, k, k->proto, host, port, &h);
   }
 }
 

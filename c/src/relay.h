@@ -25,13 +25,9 @@ typedef struct {
   SSL_CTX *ctx;
 } pk_tls_endpoint;
 
-/* A kite registered on the relay: (proto, port, name) -> tunnel. */
-typedef struct {
-  char proto[32];
-  int port; /* 0: any */
-  char name[PK_NAME_MAX];
-  pk_tunnel *tunnel;
-} pk_relay_kite;
+/* A kite registered on the relay: (proto, port, name) -> tunnel, an entry
+ * of the registry (registry.h; its tunnel is a pk_tunnel). */
+typedef pk_reg_entry pk_relay_kite;
 
 
 /* ---- relay.c ---- */

@@ -22,6 +22,7 @@ struct pk_tunnel {
   int nkites_live;
   int retried_signed;    /* connector: reconnect-with-signatures done */
   pk_slice replace;      /* relay: X-PageKite-Replace of the request being authenticated */
+  pk_reg_list rkites;    /* relay: the kites it flies (entries of m->rkites) */
 };
 
 pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c);

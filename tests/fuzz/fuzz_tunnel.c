@@ -130,6 +130,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fprintf(stderr, "leak: blocks in use %zu (base %zu)\n", m->blocks.in_use, sd->base_blocks);
     abort();
   }
-  if (m->unauth_conns != 0 || m->nrkites < 0) abort();
+  if (m->unauth_conns != 0 || pk_reg_count(&m->rkites) > (uint32_t)m->max_rkites) abort();
   return 0;
 }
