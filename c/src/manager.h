@@ -132,6 +132,7 @@ struct pk_mgr {
   int port_alias[PK_MAX_PORT_ALIASES][2]; /* {listening port, the port it stands for} */
   int nport_alias;
   char motd[PK_MOTD_MAX + 1];
+  char hello_ports[256], hello_raw[512]; /* X-PageKite-(Raw-)Ports, set when bound */
   pk_listener *listeners;
   int nlisteners, max_listeners;
   pk_relay_domain *domains;

@@ -276,12 +276,10 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_sl
   pk_mgr *m = c->mgr;
   pk_tunnel *t = admit_tunnel(c);
   if (!t) return;
-  char acc[64], ports[256], raws[512];
+  char acc[64];
   if (wskey.p) ws_accept(wskey, acc);
-  listener_ports(m, ports, sizeof(ports));
-  raw_ports(m, raws, sizeof(raws));
   new_session_id(t);
-  pk_relay_hello hello = {ports, raws, t->session_id, m->motd};
+  pk_relay_hello hello = {m->hello_ports, m->hello_raw, t->session_id, m->motd};
   pk_session_counts r;
   if (pk_session_accept(&t->sess, h, wskey.p ? acc : NULL, &hello, &r) != 0) {
     pk_tunnel_kill(t, pk_session_why(&t->sess));
@@ -725,6 +723,8 @@ static int relay_bind(pk_mgr *m) {
     pk_log(m, PK_LOG_MANAGER_INFO, "Relay listening on %s:%d", l->host, l->port);
   }
   if (ok < m->nlisteners) return -1;
+  listener_ports(m, m->hello_ports, sizeof(m->hello_ports)); /* once: they do not change */
+  raw_ports(m, m->hello_raw, sizeof(m->hello_raw));
   pk_set_status(m, PK_STATUS_FLYING);
   return 0;
 }

@@ -335,6 +335,11 @@ def test_motd_reaches_connectors(kind, group, lib, pki, motd_file):
             if line.lower().startswith("x-pagekite-misc:")]
     assert misc, head
     assert parse_qs(misc[0]).get("motd") == [MOTD], misc
+    # --rawports=virtual is announced (pagekite.py: "virtual"; ours lists the
+    # listening port first).
+    raw = [line.split(":", 1)[1].strip() for line in head.split("\r\n")
+           if line.lower().startswith("x-pagekite-raw-ports:")]
+    assert raw and "virtual" in raw[0].split(", "), head
 
 
 @pytest.mark.parametrize("kind", RELAYS)
