@@ -122,6 +122,15 @@ def _from_cstr(value: Any) -> Optional[str]:
     return ffi.string(value).decode("utf-8", "replace")
 
 
+def _to_events(value: Any, name: str) -> Any:
+    """A cffi array of struct pagekite_event (ffi.new("pagekite_event[]", n))."""
+    if isinstance(value, ffi.CData) and ffi.typeof(value).kind in ("array", "pointer") \
+            and ffi.typeof(value).item is ffi.typeof("pagekite_event"):
+        return value
+    raise TypeError('%s must be ffi.new("pagekite_event[]", n), not %s'
+                    % (name, type(value).__name__))
+
+
 # C type -> (Python annotation, argument converter)
 _ARG_TYPES: Dict[str, Tuple[Any, Callable[[Any, str], Any]]] = {
     "pagekite_mgr": ("Optional[Manager]", _to_mgr),
@@ -129,6 +138,8 @@ _ARG_TYPES: Dict[str, Tuple[Any, Callable[[Any, str], Any]]] = {
     "char *": ("Optional[str]", _to_cstr),
     "char * *": ("Optional[Sequence[str]]", _to_strv),
     "int": ("int", _to_int),
+    "long long": ("int", _to_int),
+    "pagekite_event *": ("Any", _to_events),
 }
 # C return type -> (Python annotation, result converter)
 _RET_TYPES: Dict[str, Tuple[Any, Callable[[Any], Any]]] = {

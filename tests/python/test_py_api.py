@@ -108,6 +108,30 @@ def test_low_level_roundtrip(pk):
         assert api.free(mgr) == 0
 
 
+def test_struct_array_argument(pk):
+    """pagekite_event * (an out-array): a cffi pagekite_event[] or TypeError;
+    long long arguments take ints."""
+    api = pk.api
+    from pagekite._pagekite import ffi
+    mgr = api.init("py-events", 2, 2, 16, None, api.PK_WITH_DEFAULTS, 0)
+    try:
+        api.set_log_mask(mgr, api.PK_LOG_ALL)
+        api.add_kite(mgr, "http", "ev.example.test", 0, "s3cret", "localhost", 8000)
+        ev = ffi.new("pagekite_event[]", 8)
+        ev[0].version = api.PK_EVENT_VERSION
+        n = api.next_events(mgr, 0, ev, 8, 0)
+        assert n >= 1
+        assert [ev[i].seq for i in range(n)] == list(range(ev[0].seq, ev[0].seq + n))
+        assert any(ev[i].kind == api.PK_EVENT_LOG
+                   and b"ev.example.test" in ffi.string(ev[i].text) for i in range(n))
+        with pytest.raises(TypeError):
+            api.next_events(mgr, 0, [ev[0]], 8, 0)
+        with pytest.raises(TypeError):
+            api.next_events(mgr, "0", ev, 8, 0)
+    finally:
+        assert api.free(mgr) == 0
+
+
 def test_null_manager_fails_cleanly(pk):
     api = pk.api
     assert api.get_status(None) == -1
