@@ -331,8 +331,8 @@ PK_API int pagekite_add_frontend_certname(pagekite_mgr h, const char *name) {
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_add_frontend_certname")) return -1;
   if (!name || (*name && !pk_api_valid_name(name, PK_NAME_MAX))) {
-    return pk_fail(PK_EINVAL, "pagekite_add_frontend_certname: name '%.80s' is not a host name",
-                   name ? name : "(null)");
+    return pk_fail(PK_EINVAL, "pagekite_add_frontend_certname: invalid name '%.80s' (not a host "
+                   "name)", name ? name : "(null)");
   }
   return pk_certname_add(m, name);
 }

@@ -168,7 +168,7 @@ PK_API int pagekite_set_relay_tls_default(pagekite_mgr h, const char *name) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_set_relay_tls_default")) return -1;
   if (name && *name && !pk_api_valid_name(name, PK_NAME_MAX)) {
-    return pk_fail(PK_EINVAL, "pagekite_set_relay_tls_default: name '%.80s' is not a host name",
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_tls_default: name '%.80s' is not a valid name",
                    name);
   }
   snprintf(m->tls_default, sizeof(m->tls_default), "%s", name ? name : "");
@@ -226,7 +226,7 @@ PK_API int pagekite_set_relay_raw_ports(pagekite_mgr h, const char *ports) {
   int virt = 0;
   memset(bits, 0, sizeof(bits));
   if (ports && parse_raw_ports(ports, bits, &virt) != 0) {
-    return pk_fail(PK_EINVAL, "pagekite_set_relay_raw_ports: ports must be ports (1-65535) "
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_raw_ports: ports: expected ports (1-65535) "
                    "and/or \"virtual\", comma-separated, not '%.80s'", ports);
   }
   memcpy(m->raw_ports, bits, sizeof(bits));
