@@ -9,8 +9,10 @@
  *   assert(c:wait_until("flying", 30))  -- or: ... c:poll(1); print(c:status()) ...
  *   c:stop()
  *
- * Methods return true (or a value) on success and nil, err on failure, with
- * err from pagekite_last_error().  Connectors default to PK_WITH_DEFAULTS
+ * Methods return true (or a value) on success and nil, err, code on failure,
+ * with err from pagekite_last_error() and code a PK_E* constant
+ * (pagekite_last_error_code(); PK_ESTATE for "not running", PK_EREJECTED when
+ * wait_until gives up on a rejection).  Connectors default to PK_WITH_DEFAULTS
  * (TLS to relays, verified); pass flags = PK_WITH_IPV4 | PK_WITH_IPV6 for a
  * relay without a certificate.  A manager is stopped and freed by __gc and
  * __close (`local c <close> = pagekite.relay{...}`) or explicitly with :free().
@@ -34,10 +36,20 @@ typedef struct {
   int relay;
 } lpk_mgr;
 
+/* nil, message, code: the calling thread's failure (a PK_E* code). */
 static int fail(lua_State *L) {
   lua_pushnil(L);
   lua_pushstring(L, pagekite_last_error());
-  return 2;
+  lua_pushinteger(L, pagekite_last_error_code());
+  return 3;
+}
+
+/* nil, message, code for a failure this module finds itself. */
+static int fail_with(lua_State *L, const char *msg, int code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushinteger(L, code);
+  return 3;
 }
 
 static int result(lua_State *L, int rc) {
@@ -288,11 +300,7 @@ static int m_start(lua_State *L) {
 
 static int m_stop(lua_State *L) {
   lpk_mgr *u = check(L);
-  if (!u->running) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "not running");
-    return 2;
-  }
+  if (!u->running) return fail_with(L, "not running", PK_ESTATE);
   u->running = 0;
   return result(L, pagekite_thread_stop(u->mgr));
 }
@@ -410,11 +418,7 @@ static int m_wait_until(lua_State *L) {
   int want = status_arg(L, 2);
   double timeout = luaL_checknumber(L, 3);
   double deadline = now_s() + (timeout > 0 ? timeout : 0);
-  if (!u->running) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "not running");
-    return 2;
-  }
+  if (!u->running) return fail_with(L, "not running", PK_ESTATE);
   for (;;) {
     int s = pagekite_get_status(u->mgr);
     if (s < 0) return fail(L);
@@ -447,7 +451,8 @@ static int m_wait_until(lua_State *L) {
       }
       lua_pushnil(L);
       lua_insert(L, -2);
-      return 2;
+      lua_pushinteger(L, PK_EREJECTED);
+      return 3;
     }
     double left = deadline - now_s();
     if (left <= 0) {
@@ -584,6 +589,11 @@ static int l_last_error(lua_State *L) {
   return 1;
 }
 
+static int l_last_error_code(lua_State *L) {
+  lua_pushinteger(L, pagekite_last_error_code());
+  return 1;
+}
+
 #define C(name) {#name, name}
 static const struct {
   const char *name;
@@ -607,6 +617,8 @@ static const struct {
     C(PK_COUNTER_BYTES_IN), C(PK_COUNTER_BYTES_OUT), C(PK_COUNTER_ERRORS),
     C(PK_COUNTER_STREAMS_TOTAL), C(PK_COUNTER_REJECTED),
     C(PK_TLS_VERIFY_NONE), C(PK_TLS_VERIFY_PEER),
+    C(PK_OK), C(PK_EINVAL), C(PK_ESTATE), C(PK_ENOTFOUND), C(PK_EEXIST), C(PK_ENOMEM),
+    C(PK_ENETWORK), C(PK_ETLS), C(PK_EREJECTED), C(PK_ELIMIT), C(PK_EIO), C(PK_EUNSUPPORTED),
 };
 #undef C
 
@@ -631,6 +643,8 @@ __attribute__((visibility("default"))) int luaopen_pagekite(lua_State *L) {
   lua_setfield(L, -2, "relay");
   lua_pushcfunction(L, l_last_error);
   lua_setfield(L, -2, "last_error");
+  lua_pushcfunction(L, l_last_error_code);
+  lua_setfield(L, -2, "last_error_code");
   lua_pushstring(L, PK_VERSION);
   lua_setfield(L, -2, "version");
   lua_newtable(L);

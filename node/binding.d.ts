@@ -112,6 +112,8 @@ export interface RawBinding {
   getCounter(mgr: PageKiteHandle | null, counter: number): number;
   /** pagekite_last_error(): Why the last failing call on this thread failed. */
   lastError(): string;
+  /** pagekite_last_error_code(): The PK_E* code of the last failing call on this thread. */
+  lastErrorCode(): number;
   /** pagekite_status_name(): The name of a PK_STATUS_* code. */
   statusName(status: number): string;
   /** pagekite_version_number(): PK_VERSION_NUMBER of the loaded library. */
@@ -248,6 +250,30 @@ export interface RawBinding {
   readonly PK_EVENT_STREAMS: number;
   /** The reader was too slow: code events were dropped before it read them (seq is the last dropped one; continue after it). */
   readonly PK_EVENT_LOST: number;
+  /** No failure recorded on this thread yet (or pagekite_perror() reset it). */
+  readonly PK_OK: number;
+  /** Invalid argument: the message names the argument and why (NULL manager, out-of-range number, malformed name, URL or list). */
+  readonly PK_EINVAL: number;
+  /** Wrong state for this call: configuration after pagekite_thread_start(), a relay-only call on a connector, waiting for or stopping a thread that does not run. */
+  readonly PK_ESTATE: number;
+  /** No such thing: a kite that was never added, an unknown counter. */
+  readonly PK_ENOTFOUND: number;
+  /** Already exists: a kite, TLS endpoint or port alias configured twice. */
+  readonly PK_EEXIST: number;
+  /** Out of memory or another system resource (threads). */
+  readonly PK_ENOMEM: number;
+  /** Network: a name that does not resolve, a port that cannot be bound. */
+  readonly PK_ENETWORK: number;
+  /** TLS: a certificate or key that does not load, a client TLS context that cannot be set up (CA file, ciphers). */
+  readonly PK_ETLS: number;
+  /** Refused by the other side: a relay rejected a kite (the reason names it).  The bindings' waits for FLYING report it. */
+  readonly PK_EREJECTED: number;
+  /** A limit was reached: max_kites, max_frontends, too many listeners, domains, endpoints, aliases, certificate names or plugin settings. */
+  readonly PK_ELIMIT: number;
+  /** A file could not be read (a Lua plugin script). */
+  readonly PK_EIO: number;
+  /** Not supported by this build or this library (Lua plugins without Lua, a proxy scheme it does not speak). */
+  readonly PK_EUNSUPPORTED: number;
   /** Page framed in the 503 answer of a service connector whose origin is down. */
   readonly PAGEKITE_NET_REJECTION_URL: string;
   /** Dynamic DNS update URL of the public service (format string). */

@@ -108,10 +108,21 @@ export interface ManagerEvents {
   close: [];
 }
 
+export type PageKiteErrorCode = 'PK_EINVAL' | 'PK_ESTATE' | 'PK_ENOTFOUND' | 'PK_EEXIST' |
+  'PK_ENOMEM' | 'PK_ENETWORK' | 'PK_ETLS' | 'PK_EREJECTED' | 'PK_ELIMIT' | 'PK_EIO' |
+  'PK_EUNSUPPORTED';
+
 /** An error reported by libpagekite; `reason` is pagekite_last_error(). */
 export class PageKiteError extends Error {
   readonly name: 'PageKiteError';
-  readonly code: 'ERR_PAGEKITE';
+  /**
+   * The PK_E* code's name ('PK_EINVAL', 'PK_ESTATE', 'PK_ENOTFOUND', 'PK_EEXIST',
+   * 'PK_ENOMEM', 'PK_ENETWORK', 'PK_ETLS', 'PK_EREJECTED', 'PK_ELIMIT', 'PK_EIO',
+   * 'PK_EUNSUPPORTED'), or 'ERR_PAGEKITE' for a code this module does not know.
+   */
+  readonly code: PageKiteErrorCode | 'ERR_PAGEKITE';
+  /** The PK_E* number (pagekite_last_error_code()), undefined with 'ERR_PAGEKITE'. */
+  readonly errno?: number;
   /** The method that failed, e.g. "start", "addKite". */
   readonly call: string | null;
   /** The library's reason, without the call prefix. */

@@ -60,15 +60,30 @@ function counterKey(name) {
   return name.toLowerCase().replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 }
 
-/** An error reported by libpagekite; message is pagekite_last_error(). */
+/** Error code names by number: PK_EINVAL, PK_ESTATE, ... (the spec's error group). */
+const ERROR_NAMES = new Map(Object.keys(binding).filter((k) => /^PK_E[A-Z]+$/.test(k))
+  .map((k) => [binding[k], k]));
+
+/**
+ * An error reported by libpagekite; message is pagekite_last_error().  code
+ * is the name of its PK_E* code ('PK_EINVAL', ...) and errno the number
+ * (pagekite_last_error_code()); 'ERR_PAGEKITE' and undefined for a code this
+ * module does not know.
+ */
 class PageKiteError extends Error {
-  constructor(message, call) {
+  constructor(message, call, errno) {
     super(call ? call + ': ' + message : message);
     this.name = 'PageKiteError';
-    this.code = 'ERR_PAGEKITE';
+    this.code = ERROR_NAMES.get(errno) || 'ERR_PAGEKITE';
+    this.errno = ERROR_NAMES.has(errno) ? errno : undefined;
     this.call = call || null;
     this.reason = message;
   }
+}
+
+/** The error of the library call that just failed on this thread. */
+function libraryError(call) {
+  return new PageKiteError(binding.lastError(), call, binding.lastErrorCode());
 }
 
 // ---- argument checks with the idiomatic names (TypeError, like the raw layer)
@@ -144,7 +159,7 @@ class Manager extends EventEmitter {
     const dyndnsUrl = str(opt(o, 'dyndnsUrl', null), 'options.dyndnsUrl', true);
     const h = binding.init(appId, maxKites, maxFrontends, maxConns, dyndnsUrl, flags | roleFlags,
       verbosity);
-    if (!h) throw new PageKiteError(binding.lastError(), 'init');
+    if (!h) throw libraryError('init');
     this[kHandle] = h;
     this._state = 'configuring';
     this._status = binding.getStatus(h);
@@ -184,27 +199,29 @@ class Manager extends EventEmitter {
   }
 
   _check(call, r) {
-    if (r < 0) throw new PageKiteError(binding.lastError(), call);
+    if (r < 0) throw libraryError(call);
     return r;
   }
 
   _configure(call) {
     if (this._state !== 'configuring') {
-      throw new PageKiteError('only allowed before start()', call);
+      throw new PageKiteError('only allowed before start()', call, binding.PK_ESTATE);
     }
   }
 
   _alive(call) {
     if (this._state === 'stopped' || this._state === 'stopping') {
-      throw new PageKiteError('the manager was stopped', call);
+      throw new PageKiteError('the manager was stopped', call, binding.PK_ESTATE);
     }
   }
 
   /** Start the manager's thread; 'status' and 'log' events follow. */
   async start() {
-    if (this._state !== 'configuring') throw new PageKiteError('already started', 'start');
+    if (this._state !== 'configuring') {
+      throw new PageKiteError('already started', 'start', binding.PK_ESTATE);
+    }
     const rc = binding.start(this[kHandle], (type, a, b, c) => this._event(type, a, b, c));
-    if (rc !== 0) throw new PageKiteError(binding.lastError(), 'start');
+    if (rc !== 0) throw libraryError('start');
     this._state = 'running';
     if (!this._refed) binding.unref(this[kHandle]);
     return this;
@@ -304,7 +321,7 @@ class Manager extends EventEmitter {
     const which = kites.length ? ': ' + kites.map((k) =>
       `${k.proto}:${k.name} ${k.status}${k.reason ? ' (' + k.reason + ')' : ''}`).join(', ') : '';
     const err = new PageKiteError(`a relay rejected kites, not ${[...wanted].join('/')}${which}`,
-      'waitFor');
+      'waitFor', binding.PK_EREJECTED);
     err.status = 'REJECTED';
     err.kites = kites;
     return err;
@@ -541,7 +558,7 @@ class Connector extends Manager {
   kiteReason(proto, name) {
     this._alive('kiteReason');
     const r = binding.getKiteReason(this[kHandle], str(proto, 'proto'), str(name, 'name'));
-    if (r === null) throw new PageKiteError(binding.lastError(), 'kiteReason');
+    if (r === null) throw libraryError('kiteReason');
     return r;
   }
 

@@ -29,7 +29,8 @@ SPEC = ROOT / "spec" / "pagekite.toml"
 GENERATED_BY = "spec/generate.py from spec/pagekite.toml"
 MGR_TYPE = "pagekite_mgr"
 WHEN_KEYS = ("before_start", "any_time", "while_running", "lifecycle")
-GROUP_KEYS = ("version", "status", "kite", "flag", "log", "counter", "tls", "event", "service")
+GROUP_KEYS = ("version", "status", "kite", "flag", "log", "counter", "tls", "event", "error",
+              "service")
 ROLES = ("constructor", "destructor")
 
 
@@ -620,11 +621,12 @@ def gen_api_md(spec: dict) -> str:
         out += [f"### {w['title']}", "", *[_md(p) + "\n" for p in paragraphs(w["doc"])],
                 "Calls: " + ", ".join(fns) + ".", ""]
     out += ["On failure a call returns the failure value listed with it and records a",
-            "reason: `pagekite_last_error()` returns it (per thread), and",
+            "reason: `pagekite_last_error()` returns it and `pagekite_last_error_code()`",
+            "its kind (per thread; see [Error codes](#error-codes)), and",
             "`pagekite_perror()` prints it.  Passing a NULL manager is always safe and",
-            "fails that way.", "", "## Constants", ""]
+            "fails that way (`PK_EINVAL`).", "", "## Constants", ""]
     for g in spec["groups"]:
-        out += [f"### {g['title']}", "", _md(" ".join(g["doc"].split())), "",
+        out += [f"### {g['title']}", "", *[_md(p) + "\n" for p in paragraphs(g["doc"])],
                 "| Name | Value | Since | Meaning |", "| --- | --- | --- | --- |"]
         for c in spec["constants"]:
             if c["group"] != g["key"]:

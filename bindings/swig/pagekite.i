@@ -207,6 +207,10 @@ static const char *pkj_last_error(void) {
   return pagekite_last_error();
 }
 
+static int pkj_last_error_code(void) {
+  return pagekite_last_error_code();
+}
+
 static const char *pkj_status_name(int status) {
   return pagekite_status_name(status);
 }
@@ -380,6 +384,30 @@ static int pkj_set_proxy(const char *url) {
 %constant int PK_EVENT_STREAMS = 5;
 /* The reader was too slow: code events were dropped before it read them (seq is the last dropped one; continue after it). */
 %constant int PK_EVENT_LOST = 6;
+/* No failure recorded on this thread yet (or pagekite_perror() reset it). */
+%constant int PK_OK = 0;
+/* Invalid argument: the message names the argument and why (NULL manager, out-of-range number, malformed name, URL or list). */
+%constant int PK_EINVAL = -1;
+/* Wrong state for this call: configuration after pagekite_thread_start(), a relay-only call on a connector, waiting for or stopping a thread that does not run. */
+%constant int PK_ESTATE = -2;
+/* No such thing: a kite that was never added, an unknown counter. */
+%constant int PK_ENOTFOUND = -3;
+/* Already exists: a kite, TLS endpoint or port alias configured twice. */
+%constant int PK_EEXIST = -4;
+/* Out of memory or another system resource (threads). */
+%constant int PK_ENOMEM = -5;
+/* Network: a name that does not resolve, a port that cannot be bound. */
+%constant int PK_ENETWORK = -6;
+/* TLS: a certificate or key that does not load, a client TLS context that cannot be set up (CA file, ciphers). */
+%constant int PK_ETLS = -7;
+/* Refused by the other side: a relay rejected a kite (the reason names it). The bindings' waits for FLYING report it. */
+%constant int PK_EREJECTED = -8;
+/* A limit was reached: max_kites, max_frontends, too many listeners, domains, endpoints, aliases, certificate names or plugin settings. */
+%constant int PK_ELIMIT = -9;
+/* A file could not be read (a Lua plugin script). */
+%constant int PK_EIO = -10;
+/* Not supported by this build or this library (Lua plugins without Lua, a proxy scheme it does not speak). */
+%constant int PK_EUNSUPPORTED = -11;
 /* Page framed in the 503 answer of a service connector whose origin is down. */
 %constant const char *PAGEKITE_NET_REJECTION_URL = "https://pagekite.net/offline/";
 /* Dynamic DNS update URL of the public service (format string). */
@@ -1065,6 +1093,20 @@ long long pkj_get_counter(int counter);
   public";
 %rename(lastError) pkj_last_error;
 const char *pkj_last_error(void);
+
+%javamethodmodifiers pkj_last_error_code "/**
+   * The PK_E* code of the last failing call on this thread.
+   *
+   * The kind of failure whose message pagekite_last_error() holds: every call
+   * that returns its failure value records both, per thread, and they stay
+   * readable until the next failure on this thread (successful calls leave them
+   * alone). See the error codes.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_last_error_code().
+   * @return A PK_E* code (negative), or PK_OK (0) when this thread has recorded no failure.
+   */
+  public";
+%rename(lastErrorCode) pkj_last_error_code;
+int pkj_last_error_code(void);
 
 %javamethodmodifiers pkj_status_name "/**
    * The name of a PK_STATUS_* code.

@@ -213,6 +213,60 @@ extern "C" {
  */
 #define PK_EVENT_LOST 6
 
+/* ---- Error codes ---- */
+/* Why a call failed, by kind. A call that fails still returns its documented
+ * failure value (NULL for the init calls, -1 or nonzero for the others); it
+ * also records, for the calling thread, a message (pagekite_last_error()) and
+ * one of these codes (pagekite_last_error_code()). Both stay readable until the
+ * next failure on the same thread: calls that succeed change neither, and only
+ * pagekite_perror() resets them (to "no error" and PK_OK).
+ *
+ * Messages name the call, and for PK_EINVAL the argument and why it was refused
+ * ("pagekite_add_relay_listener: port 70000 is not 0-65535"). The codes are
+ * negative and stable: new ones may be added, none renumbered. The bindings map
+ * them to their own forms: exception classes in Python, an error's code
+ * ('PK_EINVAL') and errno (-1) in Node, a third return value in Lua,
+ * PageKiteAPI.lastErrorCode() in Java.
+ */
+
+/* No failure recorded on this thread yet (or pagekite_perror() reset it). */
+#define PK_OK 0
+/* Invalid argument: the message names the argument and why (NULL manager,
+ * out-of-range number, malformed name, URL or list).
+ */
+#define PK_EINVAL -1
+/* Wrong state for this call: configuration after pagekite_thread_start(), a
+ * relay-only call on a connector, waiting for or stopping a thread that does
+ * not run.
+ */
+#define PK_ESTATE -2
+/* No such thing: a kite that was never added, an unknown counter. */
+#define PK_ENOTFOUND -3
+/* Already exists: a kite, TLS endpoint or port alias configured twice. */
+#define PK_EEXIST -4
+/* Out of memory or another system resource (threads). */
+#define PK_ENOMEM -5
+/* Network: a name that does not resolve, a port that cannot be bound. */
+#define PK_ENETWORK -6
+/* TLS: a certificate or key that does not load, a client TLS context that
+ * cannot be set up (CA file, ciphers).
+ */
+#define PK_ETLS -7
+/* Refused by the other side: a relay rejected a kite (the reason names it). The
+ * bindings' waits for FLYING report it.
+ */
+#define PK_EREJECTED -8
+/* A limit was reached: max_kites, max_frontends, too many listeners, domains,
+ * endpoints, aliases, certificate names or plugin settings.
+ */
+#define PK_ELIMIT -9
+/* A file could not be read (a Lua plugin script). */
+#define PK_EIO -10
+/* Not supported by this build or this library (Lua plugins without Lua, a proxy
+ * scheme it does not speak).
+ */
+#define PK_EUNSUPPORTED -11
+
 /* ---- pagekite.net service ---- */
 /* pagekite.net service constants (names only; the service is not contacted
  * unless an application asks for it).
@@ -946,6 +1000,19 @@ PK_EXPORT long long pagekite_get_counter(pagekite_mgr mgr, int counter);
  * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT const char *pagekite_last_error(void);
+
+/* The PK_E* code of the last failing call on this thread.
+ *
+ * The kind of failure whose message pagekite_last_error() holds: every call
+ * that returns its failure value records both, per thread, and they stay
+ * readable until the next failure on this thread (successful calls leave them
+ * alone). See the error codes.
+ *
+ * Returns: A PK_E* code (negative), or PK_OK (0) when this thread has recorded
+ * no failure.
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_last_error_code(void);
 
 /* The name of a PK_STATUS_* code.
  *

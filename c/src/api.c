@@ -15,19 +15,16 @@
 #define MGR(h) ((pk_mgr *)(void *)(h))
 #define PK_HK_HARD_MIN 1
 
-static int check_mgr(pk_mgr *m) {
-  if (!m) {
-    pk_set_error("NULL manager");
-    return -1;
-  }
-  return 0;
+static int check_mgr_in(pk_mgr *m, const char *fn) {
+  return m ? 0 : pk_fail(PK_EINVAL, "%s: mgr is NULL", fn);
 }
+#define check_mgr(m) check_mgr_in((m), __func__)
 
 /* Configuration calls documented "before starting the master thread". */
 int pk_api_before_start(pk_mgr *m, const char *fn) {
-  if (check_mgr(m)) return -1;
+  if (check_mgr_in(m, fn)) return -1;
   if (m->started) {
-    pk_set_error("%s: only allowed before pagekite_thread_start", fn);
+    pk_fail(PK_ESTATE, "%s: only allowed before pagekite_thread_start", fn);
     pk_log(m, PK_LOG_MANAGER_ERROR, "%s", pk_get_error());
     return -1;
   }
@@ -59,30 +56,36 @@ static int verbosity_mask(int v) {
   return v;
 }
 
+/* pagekite_init's limits and DDNS URL: 0, or -1 naming the bad one. */
+static int init_args_ok(int relay, int max_kites, int max_frontends, int max_conns,
+                        const char *dyndns_url) {
+  static const char fn[] = "pagekite_init";
+  if (max_kites < 0 || max_kites > 100000)
+    return pk_fail(PK_EINVAL, "%s: max_kites %d is not 0-100000", fn, max_kites);
+  if (max_frontends < (relay ? 0 : 1) || max_frontends > 1000)
+    return pk_fail(PK_EINVAL, "%s: max_frontends %d is not %d-1000%s", fn, max_frontends,
+                   relay ? 0 : 1, relay ? "" : " (a connector needs a relay)");
+  if (max_conns < 1 || max_conns > 1000000)
+    return pk_fail(PK_EINVAL, "%s: max_conns %d is not 1-1000000", fn, max_conns);
+  /* A connector flies all its kites on one tunnel; relays take at most
+   * this many per tunnel (pagekite.py takes any number). */
+  if (!relay && max_kites > PK_MAX_KITES_PER_TUNNEL)
+    return pk_fail(PK_EINVAL, "%s: max_kites %d: a connector flies at most %d kites", fn,
+                   max_kites, PK_MAX_KITES_PER_TUNNEL);
+  if (dyndns_url && (strlen(dyndns_url) >= 512 || !ddns_format_ok(dyndns_url)))
+    return pk_fail(PK_EINVAL, "%s: dyndns_url must be a URL with exactly three %%s (host, ip, "
+                   "sign), shorter than 512 bytes", fn);
+  return 0;
+}
+
 PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_frontends,
                                   int max_conns, const char *dyndns_url, int flags,
                                   int verbosity) {
   int relay = (flags & PK_AS_FRONTEND_RELAY) != 0;
-  if (max_kites < 0 || max_kites > 100000 || max_frontends < 0 || max_frontends > 1000 ||
-      max_conns < 1 || max_conns > 1000000 || (!relay && max_frontends < 1)) {
-    pk_set_error("pagekite_init: bad limits (kites=%d frontends=%d conns=%d)", max_kites,
-                 max_frontends, max_conns);
-    return NULL;
-  }
-  if (!relay && max_kites > PK_MAX_KITES_PER_TUNNEL) {
-    /* A connector flies all its kites on one tunnel; relays take at most
-     * this many per tunnel (pagekite.py takes any number). */
-    pk_set_error("pagekite_init: a connector flies at most %d kites (max_kites=%d)",
-                 PK_MAX_KITES_PER_TUNNEL, max_kites);
-    return NULL;
-  }
-  if (dyndns_url && (strlen(dyndns_url) >= 512 || !ddns_format_ok(dyndns_url))) {
-    pk_set_error("pagekite_init: dyndns_url must be a URL with exactly three %%s (host, ip, sign)");
-    return NULL;
-  }
+  if (init_args_ok(relay, max_kites, max_frontends, max_conns, dyndns_url) != 0) return NULL;
   pk_mgr *m = calloc(1, sizeof(*m));
   if (!m) {
-    pk_set_error("out of memory");
+    pk_fail(PK_ENOMEM, "pagekite_init: out of memory");
     return NULL;
   }
   uv_mutex_init(&m->lock);
@@ -117,7 +120,8 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   /* The pool first: the conns register their hook on it. */
   if (!m->kites || !m->fes || !m->tunnels || pk_events_init(&m->evring) != 0 ||
       pk_pool_init(&m->blocks, nblocks) != 0 || pk_conns_init(m, nconns) != 0) {
-    pk_set_error("out of memory reserving pools");
+    pk_fail(PK_ENOMEM, "pagekite_init: out of memory reserving pools for max_conns %d",
+            max_conns);
     pagekite_free((pagekite_mgr)(void *)m);
     return NULL;
   }
@@ -135,7 +139,7 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
         pk_reg_init(&m->rkites, (uint32_t)m->max_rkites, seed) != 0 ||
         pk_replay_init(&m->replay, seq0) != 0 ||
         pk_iptab_init(&m->unauth_ips, (size_t)(max_conns / 2 + 8) + m->ntunnels) != 0) {
-      pk_set_error("out of memory");
+      pk_fail(PK_ENOMEM, "pagekite_init: out of memory (relay tables)");
       pagekite_free((pagekite_mgr)(void *)m);
       return NULL;
     }
@@ -163,7 +167,7 @@ PK_API pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, 
                                              int flags, int verbosity,
                                              const char *whitelabel_tld) {
   if (!whitelabel_tld || !*whitelabel_tld || strlen(whitelabel_tld) > 200) {
-    pk_set_error("pagekite_init_whitelabel: bad whitelabel_tld");
+    pk_fail(PK_EINVAL, "pagekite_init_whitelabel: whitelabel_tld must be a domain of 1-200 bytes");
     return NULL;
   }
   char ddns[512];
@@ -211,34 +215,40 @@ static int host_arg(const char *in, char *out, size_t n) {
   return pk_api_valid_name(out, n) ? 0 : -1;
 }
 
+/* pagekite_add_kite's arguments: 0, or -1 naming the bad one. */
+static int kite_args_ok(const char *proto, const char *kitename, int pport, const char *secret,
+                        int lport) {
+  static const char fn[] = "pagekite_add_kite";
+  if (!pk_api_valid_name(proto, 32) || !proto_known(proto))
+    return pk_fail(PK_EINVAL, "%s: proto '%.32s' is not http, https, raw or websocket", fn,
+                   proto ? proto : "(null)");
+  if (!pk_api_valid_name(kitename, PK_NAME_MAX))
+    return pk_fail(PK_EINVAL, "%s: kitename '%.80s' is not a name (empty, too long, spaces or ':')",
+                   fn, kitename ? kitename : "(null)");
+  if (pport < 0 || pport > 65535)
+    return pk_fail(PK_EINVAL, "%s: pport %d is not 0-65535", fn, pport);
+  if (strcasecmp(proto, "raw") == 0 && pport == 0)
+    return pk_fail(PK_EINVAL, "%s: pport 0: raw kites need a public port", fn);
+  if (!secret || !*secret || strlen(secret) >= PK_SECRET_MAX || strpbrk(secret, "\r\n"))
+    return pk_fail(PK_EINVAL, "%s: secret must be 1-%d bytes without line breaks", fn,
+                   PK_SECRET_MAX - 1);
+  if (lport < 1 || lport > 65535)
+    return pk_fail(PK_EINVAL, "%s: lport %d is not 1-65535", fn, lport);
+  return 0;
+}
+
 PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kitename, int pport,
                              const char *secret, const char *backend, int lport) {
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_add_kite")) return -1;
-  if (!pk_api_valid_name(proto, 32) || !pk_api_valid_name(kitename, PK_NAME_MAX) || !secret || !*secret ||
-      strlen(secret) >= PK_SECRET_MAX || strpbrk(secret, "\r\n") || pport < 0 || pport > 65535 ||
-      lport < 1 || lport > 65535) {
-    pk_set_error("pagekite_add_kite: invalid arguments");
-    return -1;
-  }
-  if (!proto_known(proto)) {
-    pk_set_error("pagekite_add_kite: unknown protocol '%s' (http, https, raw or websocket)", proto);
-    return -1;
-  }
-  if (strcasecmp(proto, "raw") == 0 && pport == 0) {
-    pk_set_error("pagekite_add_kite: raw kites need a public port");
-    return -1;
-  }
-  if (m->nkites >= m->max_kites) {
-    pk_set_error("pagekite_add_kite: max_kites (%d) reached", m->max_kites);
-    return -1;
-  }
+  if (kite_args_ok(proto, kitename, pport, secret, lport) != 0) return -1;
+  if (m->nkites >= m->max_kites)
+    return pk_fail(PK_ELIMIT, "pagekite_add_kite: max_kites (%d) reached", m->max_kites);
   for (int i = 0; i < m->nkites; i++)
     if (strcasecmp(m->kites[i].proto, proto) == 0 && strcasecmp(m->kites[i].name, kitename) == 0 &&
-        m->kites[i].pport == pport) {
-      pk_set_error("pagekite_add_kite: kite %s:%s:%d already configured", proto, kitename, pport);
-      return -1;
-    }
+        m->kites[i].pport == pport)
+      return pk_fail(PK_EEXIST, "pagekite_add_kite: kite %s:%s:%d already configured", proto,
+                     kitename, pport);
   pk_kite *k = &m->kites[m->nkites];
   memset(k, 0, sizeof(*k));
   snprintf(k->proto, sizeof(k->proto), "%s", proto);
@@ -249,8 +259,8 @@ PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kite
     if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
   snprintf(k->secret, sizeof(k->secret), "%s", secret);
   if (host_arg(backend && *backend ? backend : "localhost", k->backend, sizeof(k->backend)) != 0) {
-    pk_set_error("pagekite_add_kite: invalid origin host '%s'", backend);
-    return -1;
+    return pk_fail(PK_EINVAL, "pagekite_add_kite: backend '%.80s' is not a host name or address",
+                   backend);
   }
   k->pport = pport;
   k->lport = lport;
@@ -267,8 +277,8 @@ PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kite
   for (int i = 0; i < k->norigins; i++) k->origins[i] = tmp.addrs[i];
   m->flags = saved;
   if (!k->norigins) {
-    pk_set_error("pagekite_add_kite: cannot resolve origin %s", k->backend);
-    return -1;
+    return pk_fail(PK_ENETWORK, "pagekite_add_kite: cannot resolve backend %s (%s)", k->backend,
+                   pk_get_error());
   }
   m->nkites++;
   pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s://%s:%d -> %s:%d", k->proto, k->name, pport, k->backend,
@@ -281,16 +291,15 @@ PK_API int pagekite_lookup_and_add_frontend(pagekite_mgr h, const char *domain, 
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_lookup_and_add_frontend")) return -1;
   char host[PK_NAME_MAX];
-  if (host_arg(domain, host, sizeof(host)) != 0 || port < 1 || port > 65535) {
-    pk_set_error("pagekite_lookup_and_add_frontend: invalid arguments (host '%s', port %d)",
-                 domain ? domain : "(null)", port);
-    return -1;
-  }
+  if (host_arg(domain, host, sizeof(host)) != 0)
+    return pk_fail(PK_EINVAL, "pagekite_lookup_and_add_frontend: domain '%.80s' is not a host "
+                   "name or address", domain ? domain : "(null)");
+  if (port < 1 || port > 65535)
+    return pk_fail(PK_EINVAL, "pagekite_lookup_and_add_frontend: port %d is not 1-65535", port);
   domain = host;
-  if (m->nfes >= m->max_frontends) {
-    pk_set_error("max_frontends (%d) reached", m->max_frontends);
-    return -1;
-  }
+  if (m->nfes >= m->max_frontends)
+    return pk_fail(PK_ELIMIT, "pagekite_lookup_and_add_frontend: max_frontends (%d) reached",
+                   m->max_frontends);
   pk_frontend *fe = &m->fes[m->nfes];
   memset(fe, 0, sizeof(*fe));
   snprintf(fe->host, sizeof(fe->host), "%s", domain);
@@ -325,8 +334,8 @@ PK_API int pagekite_add_frontend_certname(pagekite_mgr h, const char *name) {
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_add_frontend_certname")) return -1;
   if (!name || (*name && !pk_api_valid_name(name, PK_NAME_MAX))) {
-    pk_set_error("pagekite_add_frontend_certname: invalid name");
-    return -1;
+    return pk_fail(PK_EINVAL, "pagekite_add_frontend_certname: invalid name '%.80s' (not a host "
+                   "name)", name ? name : "(null)");
   }
   return pk_certname_add(m, name);
 }
@@ -356,7 +365,7 @@ PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const ch
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_add_whitelabel_frontends")) return -1;
   if (!tld || !*tld || strlen(tld) > 200) {
-    pk_set_error("pagekite_add_whitelabel_frontends: bad whitelabel_tld");
+    pk_fail(PK_EINVAL, "pagekite_add_whitelabel_frontends: tld must be a domain of 1-200 bytes");
     return -1;
   }
   if (add_service_certnames(m, tld) != 0) return -1;
@@ -429,10 +438,9 @@ PK_API int pagekite_set_housekeeping_max_interval(pagekite_mgr h, int interval) 
 PK_API int pagekite_set_openssl_ciphers(pagekite_mgr h, const char *ciphers) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
-  if (!ciphers || strlen(ciphers) >= sizeof(m->ciphers)) {
-    pk_set_error("pagekite_set_openssl_ciphers: bad cipher string");
-    return -1;
-  }
+  if (!ciphers || strlen(ciphers) >= sizeof(m->ciphers))
+    return pk_fail(PK_EINVAL, "pagekite_set_openssl_ciphers: ciphers must be a string shorter "
+                   "than %zu bytes", sizeof(m->ciphers));
   uv_mutex_lock(&m->lock);
   snprintf(m->ciphers, sizeof(m->ciphers), "%s", ciphers);
   uv_mutex_unlock(&m->lock);
@@ -447,11 +455,12 @@ PK_API int pagekite_set_openssl_ciphers(pagekite_mgr h, const char *ciphers) {
 PK_API int pagekite_set_tls_verify(pagekite_mgr h, int mode, const char *ca_file) {
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_set_tls_verify")) return -1;
-  if ((mode != PK_TLS_VERIFY_NONE && mode != PK_TLS_VERIFY_PEER) ||
-      (ca_file && strlen(ca_file) >= sizeof(m->ca_file))) {
-    pk_set_error("pagekite_set_tls_verify: bad arguments");
-    return -1;
-  }
+  if (mode != PK_TLS_VERIFY_NONE && mode != PK_TLS_VERIFY_PEER)
+    return pk_fail(PK_EINVAL, "pagekite_set_tls_verify: mode %d is not PK_TLS_VERIFY_NONE or "
+                   "PK_TLS_VERIFY_PEER", mode);
+  if (ca_file && strlen(ca_file) >= sizeof(m->ca_file))
+    return pk_fail(PK_EINVAL, "pagekite_set_tls_verify: ca_file is longer than %zu bytes",
+                   sizeof(m->ca_file) - 1);
   m->tls_verify = mode;
   snprintf(m->ca_file, sizeof(m->ca_file), "%s", ca_file ? ca_file : "");
   if (m->client_ctx) {
@@ -465,25 +474,20 @@ PK_API int pagekite_set_tls_verify(pagekite_mgr h, int mode, const char *ca_file
 PK_API int pagekite_thread_start(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_thread_start")) return -1;
-  if (pk_is_relay(m) && m->nlisteners == 0) {
-    pk_set_error("pagekite_thread_start: relay has no listeners");
-    return -1;
-  }
-  if (!pk_is_relay(m) && (m->flags & PK_WITH_SSL) && !pk_client_tls_ctx(m)) {
-    pk_set_error("pagekite_thread_start: cannot set up TLS (CA file or ciphers)");
-    return -1;
-  }
-  int rv = pk_manager_start(m);
-  if (rv != 0 && !pk_is_relay(m)) pk_set_error("pagekite_thread_start: cannot start thread (%d)", rv);
-  return rv;
+  if (pk_is_relay(m) && m->nlisteners == 0)
+    return pk_fail(PK_ESTATE, "pagekite_thread_start: relay has no listeners "
+                   "(pagekite_add_relay_listener)");
+  if (!pk_is_relay(m) && (m->flags & PK_WITH_SSL) && !pk_client_tls_ctx(m))
+    return pk_fail(PK_ETLS, "pagekite_thread_start: cannot set up TLS (CA file or ciphers)");
+  /* Its failures record their own reasons (a port that cannot be bound...). */
+  return pk_manager_start(m);
 }
 
 PK_API int pagekite_thread_wait(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (!m->started || m->thread_joined) {
-    pk_set_error("pagekite_thread_wait: thread not running");
-    return -1;
+    return pk_fail(PK_ESTATE, "pagekite_thread_wait: thread not running");
   }
   return pk_manager_join(m);
 }
@@ -492,8 +496,7 @@ PK_API int pagekite_thread_stop(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (!m->started || m->thread_joined) {
-    pk_set_error("pagekite_thread_stop: thread not running");
-    return -1;
+    return pk_fail(PK_ESTATE, "pagekite_thread_stop: thread not running");
   }
   PK_SET(m->stop_requested, 1);
   uv_async_send(&m->wake);
@@ -548,17 +551,12 @@ PK_API int pagekite_next_events(pagekite_mgr h, long long after, pagekite_event 
                                 int timeout_ms) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
-  if (!events || max < 1 || after < 0) {
-    pk_set_error("pagekite_next_events: %s", !events ? "events is NULL"
-                                             : max < 1 ? "max must be at least 1"
-                                                       : "after must be 0 or a seq");
-    return -1;
-  }
-  if (events[0].version != PK_EVENT_VERSION) {
-    pk_set_error("pagekite_next_events: events[0].version is %d; this library knows %d "
-                 "(PAGEKITE_EVENT_INIT)", events[0].version, PK_EVENT_VERSION);
-    return -1;
-  }
+  if (!events || max < 1 || after < 0)
+    return pk_fail(PK_EINVAL, "pagekite_next_events: %s", !events ? "events is NULL"
+                   : max < 1 ? "max must be at least 1" : "after must be 0 or a seq");
+  if (events[0].version != PK_EVENT_VERSION)
+    return pk_fail(PK_EINVAL, "pagekite_next_events: events[0].version is %d; this library "
+                   "knows %d (PAGEKITE_EVENT_INIT)", events[0].version, PK_EVENT_VERSION);
   return pk_events_next(m, after, events, max, timeout_ms);
 }
 
@@ -566,8 +564,7 @@ PK_API int pagekite_poll(pagekite_mgr h, int timeout) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (!m->started) {
-    pk_set_error("pagekite_poll: not running");
-    return -1;
+    return pk_fail(PK_ESTATE, "pagekite_poll: not running");
   }
   return pk_manager_poll(m, timeout);
 }
@@ -576,8 +573,7 @@ PK_API int pagekite_tick(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (!m->started || !PK_GET(m->running)) {
-    pk_set_error("pagekite_tick: not running");
-    return -1;
+    return pk_fail(PK_ESTATE, "pagekite_tick: not running");
   }
   PK_SET(m->tick_requested, 1);
   pk_manager_wake(m);
@@ -588,7 +584,7 @@ PK_API void pagekite_perror(pagekite_mgr h, const char *prefix) {
   pk_mgr *m = MGR(h);
   fprintf(stderr, "%s%s%s\n", prefix ? prefix : "", prefix ? ": " : "", pk_get_error());
   if (m) pk_log(m, PK_LOG_ERROR, "%s%s%s", prefix ? prefix : "", prefix ? ": " : "", pk_get_error());
-  pk_set_error("no error");
+  pk_fail(PK_OK, "no error"); /* reported: the thread's error is reset */
 }
 
 /* From the copy the loop publishes after each of its turns (and at start). */
@@ -596,8 +592,8 @@ PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (counter < 1 || counter >= PK_COUNTERS_N) {
-    pk_set_error("pagekite_get_counter: unknown counter %d", counter);
-    return -1;
+    return pk_fail(PK_EINVAL, "pagekite_get_counter: counter %d is not a PK_COUNTER_* (1-%d)",
+                   counter, PK_COUNTERS_N - 1);
   }
   if (counter == PK_COUNTER_ERRORS) return PK_GET(m->error_count);
   uv_mutex_lock(&m->lock);
@@ -660,8 +656,9 @@ PK_API int pagekite_get_kite_status(pagekite_mgr h, const char *proto, const cha
   pk_kite *k = find_kite(m, proto, kitename);
   int st = k ? kite_status_of[k->state] : -1;
   uv_mutex_unlock(&m->lock);
-  if (st < 0) pk_set_error("pagekite_get_kite_status: no kite %s:%s", proto ? proto : "(null)",
-                           kitename ? kitename : "(null)");
+  if (st < 0)
+    pk_fail(PK_ENOTFOUND, "pagekite_get_kite_status: no kite %s:%s", proto ? proto : "(null)",
+            kitename ? kitename : "(null)");
   return st;
 }
 
@@ -674,11 +671,11 @@ PK_API char *pagekite_get_kite_reason(pagekite_mgr h, const char *proto, const c
   if (ob) snprintf(ob->reason, sizeof(ob->reason), "%s", k->reason);
   uv_mutex_unlock(&m->lock);
   if (!k) {
-    pk_set_error("pagekite_get_kite_reason: no kite %s:%s", proto ? proto : "(null)",
-                 kitename ? kitename : "(null)");
+    pk_fail(PK_ENOTFOUND, "pagekite_get_kite_reason: no kite %s:%s", proto ? proto : "(null)",
+            kitename ? kitename : "(null)");
     return NULL;
   }
-  if (!ob) pk_set_error("pagekite_get_kite_reason: out of memory");
+  if (!ob) pk_fail(PK_ENOMEM, "pagekite_get_kite_reason: out of memory");
   return ob ? ob->reason : NULL;
 }
 
@@ -688,8 +685,8 @@ PK_API int pagekite_set_rejection_url(pagekite_mgr h, const char *url) {
   if (url && *url &&
       ((strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || strlen(url) > 400 ||
        strpbrk(url, "\r\n\"'<> "))) {
-    pk_set_error("pagekite_set_rejection_url: not an http:// or https:// URL: %.80s", url);
-    return -1;
+    return pk_fail(PK_EINVAL, "pagekite_set_rejection_url: url is not an http:// or https:// URL "
+                   "of at most 400 bytes without quotes, spaces or <>: %.80s", url);
   }
   uv_mutex_lock(&m->lock);
   snprintf(m->rejection_url, sizeof(m->rejection_url), "%s", url ? url : "");
@@ -705,8 +702,9 @@ PK_API int pagekite_set_proxy(pagekite_mgr h, const char *url) {
   char err[200];
   pk_proxy p;
   if (pk_proxy_parse_url(url, &p, err, sizeof(err)) != 0) {
-    pk_set_error("pagekite_set_proxy: %s", err);
-    return -1;
+    /* proxy.c says "unsupported proxy scheme" for a scheme it does not speak. */
+    int code = strncmp(err, "unsupported", 11) == 0 ? PK_EUNSUPPORTED : PK_EINVAL;
+    return pk_fail(code, "pagekite_set_proxy: url: %s", err);
   }
   pk_frontend tmp;
   memset(&tmp, 0, sizeof(tmp));
@@ -717,8 +715,7 @@ PK_API int pagekite_set_proxy(pagekite_mgr h, const char *url) {
   int n = pk_frontend_resolve(m, &tmp);
   m->flags = saved;
   if (n < 1) {
-    pk_set_error("pagekite_set_proxy: cannot resolve the proxy %s", p.host);
-    return -1;
+    return pk_fail(PK_ENETWORK, "pagekite_set_proxy: cannot resolve the proxy %s", p.host);
   }
   m->proxy = p;
   m->nproxy_addrs = n < PK_MAX_ORIGIN_ADDRS ? n : PK_MAX_ORIGIN_ADDRS;

@@ -1,10 +1,12 @@
 /* api_relay.c - the relay role's configuration calls (listeners, domains,
  * certificates per name, raw ports, port aliases, message of the day) and
  * the lookups relay.c makes in what they configured. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -15,8 +17,7 @@
 static int relay_only(pk_mgr *m, const char *fn) {
   if (pk_api_before_start(m, fn)) return -1;
   if (!pk_is_relay(m)) {
-    pk_set_error("%s: manager was not initialized with PK_AS_FRONTEND_RELAY", fn);
-    return -1;
+    return pk_fail(PK_ESTATE, "%s: manager was not initialized with PK_AS_FRONTEND_RELAY", fn);
   }
   return 0;
 }
@@ -29,15 +30,13 @@ static void lower(char *s) {
 PK_API int pagekite_add_relay_listener(pagekite_mgr h, const char *host, int port) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_add_relay_listener")) return -1;
-  if (port < 0 || port > 65535 || (host && strlen(host) >= 64)) {
-    pk_set_error("pagekite_add_relay_listener: bad arguments");
-    return -1;
-  }
-  if (m->nlisteners >= m->max_listeners) {
-    pk_set_error("pagekite_add_relay_listener: too many listeners (max_frontends=%d)",
-                 m->max_listeners);
-    return -1;
-  }
+  if (port < 0 || port > 65535)
+    return pk_fail(PK_EINVAL, "pagekite_add_relay_listener: port %d is not 0-65535", port);
+  if (host && strlen(host) >= 64)
+    return pk_fail(PK_EINVAL, "pagekite_add_relay_listener: host is longer than 63 bytes");
+  if (m->nlisteners >= m->max_listeners)
+    return pk_fail(PK_ELIMIT, "pagekite_add_relay_listener: too many listeners (max_frontends=%d)",
+                   m->max_listeners);
   pk_listener *l = &m->listeners[m->nlisteners++];
   snprintf(l->host, sizeof(l->host), "%s", host && *host ? host : "0.0.0.0");
   l->port = port;
@@ -49,15 +48,16 @@ PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const c
                                      const char *secret) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_add_relay_domain")) return -1;
-  if (!protos || !*protos || strlen(protos) >= 128 || !pk_api_valid_name(pattern, PK_NAME_MAX) ||
-      !secret || !*secret || strlen(secret) >= PK_SECRET_MAX) {
-    pk_set_error("pagekite_add_relay_domain: bad arguments");
-    return -1;
-  }
-  if (m->ndomains >= m->max_domains) {
-    pk_set_error("pagekite_add_relay_domain: too many domains");
-    return -1;
-  }
+  static const char fn[] = "pagekite_add_relay_domain";
+  if (!protos || !*protos || strlen(protos) >= 128)
+    return pk_fail(PK_EINVAL, "%s: protos must be a list of 1-127 bytes (\"http,https\")", fn);
+  if (!pk_api_valid_name(pattern, PK_NAME_MAX))
+    return pk_fail(PK_EINVAL, "%s: pattern '%.80s' is not a name or *.domain", fn,
+                   pattern ? pattern : "(null)");
+  if (!secret || !*secret || strlen(secret) >= PK_SECRET_MAX)
+    return pk_fail(PK_EINVAL, "%s: secret must be 1-%d bytes", fn, PK_SECRET_MAX - 1);
+  if (m->ndomains >= m->max_domains)
+    return pk_fail(PK_ELIMIT, "%s: too many domains (at most %d)", fn, m->max_domains);
   pk_relay_domain *d = &m->domains[m->ndomains++];
   snprintf(d->protos, sizeof(d->protos), "%s", protos);
   snprintf(d->pattern, sizeof(d->pattern), "%s", pattern);
@@ -76,16 +76,21 @@ PK_API int pagekite_set_relay_duplicates(pagekite_mgr h, int allow) {
 /* ---- certificates ---- */
 /* A TLS server context from PEM files (key_file NULL: the key is in
  * cert_file), or NULL with the error set, naming the files. */
-static SSL_CTX *load_server_ctx(const char *cert_file, const char *key_file) {
+static SSL_CTX *load_server_ctx(const char *fn, const char *cert_file, const char *key_file) {
   const char *kf = key_file ? key_file : cert_file;
+  const char *unreadable = access(cert_file, R_OK) ? cert_file : access(kf, R_OK) ? kf : NULL;
+  if (unreadable) {
+    pk_fail(PK_EIO, "%s: cannot read %s: %s", fn, unreadable, strerror(errno));
+    return NULL;
+  }
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
       SSL_CTX_use_PrivateKey_file(ctx, kf, SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1) {
     unsigned long e = ERR_get_error();
     const char *why = e ? ERR_reason_error_string(e) : NULL;
-    pk_set_error("cannot load TLS certificate %s / key %s: %s", cert_file, kf,
-                 why ? why : "unreadable or mismatched files");
+    pk_fail(PK_ETLS, "%s: cannot load TLS certificate %s / key %s: %s", fn, cert_file, kf,
+            why ? why : "unreadable or mismatched files");
     ERR_clear_error();
     if (ctx) SSL_CTX_free(ctx);
     return NULL;
@@ -97,11 +102,10 @@ static SSL_CTX *load_server_ctx(const char *cert_file, const char *key_file) {
 PK_API int pagekite_set_relay_tls(pagekite_mgr h, const char *cert_file, const char *key_file) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_set_relay_tls")) return -1;
-  if (!cert_file || !key_file) {
-    pk_set_error("pagekite_set_relay_tls: cert and key files required");
-    return -1;
-  }
-  SSL_CTX *ctx = load_server_ctx(cert_file, key_file);
+  if (!cert_file || !key_file)
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_tls: %s is NULL",
+                   !cert_file ? "cert_file" : "key_file");
+  SSL_CTX *ctx = load_server_ctx("pagekite_set_relay_tls", cert_file, key_file);
   if (!ctx) return -1;
   if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
   m->relay_ctx = ctx;
@@ -126,14 +130,12 @@ static int grow_endpoints(pk_mgr *m) {
   int want = m->max_tls_eps ? m->max_tls_eps * 2 : 8;
   if (want > PK_MAX_TLS_ENDPOINTS) want = PK_MAX_TLS_ENDPOINTS;
   if (m->ntls_eps >= want) {
-    pk_set_error("pagekite_add_relay_tls_endpoint: too many endpoints (at most %d)",
-                 PK_MAX_TLS_ENDPOINTS);
-    return -1;
+    return pk_fail(PK_ELIMIT, "pagekite_add_relay_tls_endpoint: too many endpoints (at most %d)",
+                   PK_MAX_TLS_ENDPOINTS);
   }
   pk_tls_endpoint *n = realloc(m->tls_eps, (size_t)want * sizeof(*n));
   if (!n) {
-    pk_set_error("pagekite_add_relay_tls_endpoint: out of memory");
-    return -1;
+    return pk_fail(PK_ENOMEM, "pagekite_add_relay_tls_endpoint: out of memory");
   }
   m->tls_eps = n;
   m->max_tls_eps = want;
@@ -144,16 +146,16 @@ PK_API int pagekite_add_relay_tls_endpoint(pagekite_mgr h, const char *name, con
                                            const char *key_file) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_add_relay_tls_endpoint")) return -1;
-  if (!name || !endpoint_name_ok(name) || !cert_file || !*cert_file) {
-    pk_set_error("pagekite_add_relay_tls_endpoint: need a name (host or *.domain) and a PEM file");
-    return -1;
-  }
-  if (endpoint_exact(m, name)) {
-    pk_set_error("pagekite_add_relay_tls_endpoint: %s has an endpoint already", name);
-    return -1;
-  }
+  static const char fn[] = "pagekite_add_relay_tls_endpoint";
+  if (!name || !endpoint_name_ok(name))
+    return pk_fail(PK_EINVAL, "%s: name '%.80s' is not a host name or *.domain", fn,
+                   name ? name : "(null)");
+  if (!cert_file || !*cert_file)
+    return pk_fail(PK_EINVAL, "%s: cert_file must name a PEM file", fn);
+  if (endpoint_exact(m, name))
+    return pk_fail(PK_EEXIST, "%s: %s has an endpoint already", fn, name);
   if (grow_endpoints(m) != 0) return -1;
-  SSL_CTX *ctx = load_server_ctx(cert_file, key_file);
+  SSL_CTX *ctx = load_server_ctx(fn, cert_file, key_file);
   if (!ctx) return -1;
   pk_tls_endpoint *e = &m->tls_eps[m->ntls_eps++];
   snprintf(e->name, sizeof(e->name), "%s", name);
@@ -166,8 +168,8 @@ PK_API int pagekite_set_relay_tls_default(pagekite_mgr h, const char *name) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_set_relay_tls_default")) return -1;
   if (name && *name && !pk_api_valid_name(name, PK_NAME_MAX)) {
-    pk_set_error("pagekite_set_relay_tls_default: not a valid name");
-    return -1;
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_tls_default: name '%.80s' is not a valid name",
+                   name);
   }
   snprintf(m->tls_default, sizeof(m->tls_default), "%s", name ? name : "");
   lower(m->tls_default);
@@ -224,9 +226,8 @@ PK_API int pagekite_set_relay_raw_ports(pagekite_mgr h, const char *ports) {
   int virt = 0;
   memset(bits, 0, sizeof(bits));
   if (ports && parse_raw_ports(ports, bits, &virt) != 0) {
-    pk_set_error("pagekite_set_relay_raw_ports: expected ports (1-65535) and/or \"virtual\", "
-                 "comma-separated, not '%.80s'", ports);
-    return -1;
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_raw_ports: ports: expected ports (1-65535) "
+                   "and/or \"virtual\", comma-separated, not '%.80s'", ports);
   }
   memcpy(m->raw_ports, bits, sizeof(bits));
   m->raw_virtual = virt;
@@ -241,20 +242,16 @@ int pk_relay_raw_port_ok(const pk_mgr *m, int port) {
 PK_API int pagekite_add_relay_port_alias(pagekite_mgr h, int port, int alias_of) {
   pk_mgr *m = MGR(h);
   if (relay_only(m, "pagekite_add_relay_port_alias")) return -1;
-  if (port < 1 || port > 65535 || alias_of < 1 || alias_of > 65535 || port == alias_of) {
-    pk_set_error("pagekite_add_relay_port_alias: ports must be 1-65535 and differ");
-    return -1;
-  }
+  static const char fn[] = "pagekite_add_relay_port_alias";
+  if (port < 1 || port > 65535)
+    return pk_fail(PK_EINVAL, "%s: port %d is not 1-65535", fn, port);
+  if (alias_of < 1 || alias_of > 65535 || alias_of == port)
+    return pk_fail(PK_EINVAL, "%s: alias_of %d is not 1-65535 and other than port", fn, alias_of);
   for (int i = 0; i < m->nport_alias; i++)
-    if (m->port_alias[i][0] == port) {
-      pk_set_error("pagekite_add_relay_port_alias: port %d is aliased already", port);
-      return -1;
-    }
-  if (m->nport_alias >= PK_MAX_PORT_ALIASES) {
-    pk_set_error("pagekite_add_relay_port_alias: too many aliases (at most %d)",
-                 PK_MAX_PORT_ALIASES);
-    return -1;
-  }
+    if (m->port_alias[i][0] == port)
+      return pk_fail(PK_EEXIST, "%s: port %d is aliased already", fn, port);
+  if (m->nport_alias >= PK_MAX_PORT_ALIASES)
+    return pk_fail(PK_ELIMIT, "%s: too many aliases (at most %d)", fn, PK_MAX_PORT_ALIASES);
   m->port_alias[m->nport_alias][0] = port;
   m->port_alias[m->nport_alias][1] = alias_of;
   m->nport_alias++;
@@ -272,13 +269,13 @@ PK_API int pagekite_set_relay_motd(pagekite_mgr h, const char *motd) {
   if (relay_only(m, "pagekite_set_relay_motd")) return -1;
   size_t n = motd ? strlen(motd) : 0;
   if (n > PK_MOTD_MAX) {
-    pk_set_error("pagekite_set_relay_motd: %zu bytes, at most %d", n, PK_MOTD_MAX);
-    return -1;
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_motd: motd has %zu bytes, at most %d", n,
+                   PK_MOTD_MAX);
   }
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)motd[i] < ' ' && motd[i] != '\n' && motd[i] != '\t') {
-      pk_set_error("pagekite_set_relay_motd: control character at byte %zu", i);
-      return -1;
+      return pk_fail(PK_EINVAL, "pagekite_set_relay_motd: motd has a control character at byte %zu",
+                     i);
     }
   snprintf(m->motd, sizeof(m->motd), "%s", motd ? motd : "");
   return 0;

@@ -101,7 +101,7 @@ pk_conn *pk_conn_new(pk_mgr *m, int kind) {
   int counted = kind == PK_CK_STREAM || kind == PK_CK_UNKNOWN;
   if (counted && m->client_conns >= m->max_conns &&
       !(PK_GET(m->evict_idle_s) > 0 && pk_conn_evict_one(m) == 0)) {
-    pk_set_error("connection pool exhausted: max_conns (%d) in flight", m->max_conns);
+    pk_fail(PK_ELIMIT, "connection pool exhausted: max_conns (%d) in flight", m->max_conns);
     return NULL;
   }
   /* Near the end of the pool, start closing an idle stream so that the slot
@@ -109,7 +109,7 @@ pk_conn *pk_conn_new(pk_mgr *m, int kind) {
   if (PK_GET(m->evict_idle_s) > 0 && m->nconns - m->conns_in_use <= 4) pk_conn_evict_one(m);
   pk_conn *c = m->conn_free;
   if (!c) {
-    pk_set_error("connection pool exhausted (max_conns=%d)", m->max_conns);
+    pk_fail(PK_ELIMIT, "connection pool exhausted (max_conns=%d)", m->max_conns);
     return NULL;
   }
   m->conn_free = c->free_next;
@@ -341,9 +341,9 @@ static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_blo
   for (int i = 0; i < nbufs; i++) n += bufs[i].len;
   pk_wreq *w = NULL;
   if (c->wq_bytes + n > wq_cap(c))
-    pk_set_error("peer %s does not read: %zu bytes queued", c->rip, c->wq_bytes);
+    pk_fail(PK_ENETWORK, "peer %s does not read: %zu bytes queued", c->rip, c->wq_bytes);
   else if (!(w = wreq_get(c->mgr)))
-    pk_set_error("out of memory");
+    pk_fail(PK_ENOMEM, "out of memory");
   if (!w) {
     if (b0) pk_block_unref(c->mgr, b0);
     if (b1) pk_block_unref(c->mgr, b1);
@@ -362,7 +362,7 @@ static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_blo
     if (b0) pk_block_unref(c->mgr, b0);
     if (b1) pk_block_unref(c->mgr, b1);
     wreq_put(c->mgr, w);
-    pk_set_error("write: %s", uv_strerror(rv));
+    pk_fail(PK_ENETWORK, "write: %s", uv_strerror(rv));
     return -1;
   }
   return 0;
@@ -378,7 +378,7 @@ static pk_block *tail_room(pk_conn *c, size_t n, char **at) {
   }
   if (!c->tail) {
     if (!(c->tail = pk_block_get(c->mgr))) {
-      pk_set_error("buffer pool exhausted");
+      pk_fail(PK_ELIMIT, "buffer pool exhausted");
       return NULL;
     }
     c->tail_used = 0;
@@ -430,7 +430,7 @@ static int tls_write(pk_conn *c, const char *data, size_t n) {
     int chunk = n > 16384 ? 16384 : (int)n;
     int r = SSL_write(c->ssl, data, chunk);
     if (r <= 0) {
-      pk_set_error("TLS write failed");
+      pk_fail(PK_ETLS, "TLS write failed");
       return -1;
     }
     data += r;
@@ -560,7 +560,7 @@ static int proxy_send(pk_conn *c, const char *p, size_t n) {
 }
 
 static void proxy_failed(pk_conn *c, const char *why) {
-  pk_set_error("proxy %s: %s", c->px->what, why);
+  pk_fail(PK_ENETWORK, "proxy %s: %s", c->px->what, why);
   proxy_free(c);
   pk_conn_read_stop(c);
   if (c->on_connect) {
@@ -705,7 +705,7 @@ static void tls_why(pk_conn *c, const char *what, char *out, size_t n) {
 static void tls_fail(pk_conn *c, const char *what) {
   char why[1600];
   tls_why(c, what, why, sizeof(why));
-  pk_set_error("%s", why);
+  pk_fail(PK_ETLS, "%s", why);
   pk_log(c->mgr, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "%s", pk_get_error());
   ERR_clear_error();
   tls_flush(c);
@@ -808,7 +808,7 @@ static void on_reopen(uv_handle_t *h) {
                         on_connect);
   if (rv != 0) {
     c->naddrs = 0; /* no more tries */
-    pk_set_error("connect: %s", uv_strerror(rv));
+    pk_fail(PK_ENETWORK, "connect: %s", uv_strerror(rv));
     if (c->on_connect) c->on_connect(c, rv);
   }
 }
@@ -832,9 +832,10 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0) {
     if (try_next_address(c, status)) return;
     if (c->px)
-      pk_set_error("connecting to proxy %s failed: %s", c->px->what, uv_strerror(status));
+      pk_fail(PK_ENETWORK, "connecting to proxy %s failed: %s", c->px->what,
+              uv_strerror(status));
     else
-      pk_set_error("connect failed: %s", uv_strerror(status));
+      pk_fail(PK_ENETWORK, "connect failed: %s", uv_strerror(status));
     if (c->on_connect) c->on_connect(c, status);
     return;
   }
@@ -864,14 +865,14 @@ int pk_conn_connect(pk_conn *c, const struct sockaddr *addr, SSL_CTX *tls, const
   /* The certificate must carry the relay's name (or IP literal) or one of
    * the accepted names (tlsnames.c). */
   if (tls && (tls_setup(c, tls) != 0 || pk_tls_expect_names(c->mgr, c->ssl, sni) != 0)) {
-    pk_set_error("TLS setup failed");
+    pk_fail(PK_ETLS, "TLS setup failed");
     return -1;
   }
   c->connect_req.data = c;
   c->flags |= PK_CF_CONNECTING;
   int rv = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
   if (rv != 0) {
-    pk_set_error("connect: %s", uv_strerror(rv));
+    pk_fail(PK_ENETWORK, "connect: %s", uv_strerror(rv));
     return -1;
   }
   return 0;
@@ -884,7 +885,7 @@ int pk_conn_addr_index(const pk_conn *c) {
 int pk_conn_connect_any(pk_conn *c, const struct sockaddr_storage *addrs, int n, int first,
                         SSL_CTX *tls, const char *sni) {
   if (n < 1) {
-    pk_set_error("connect: no address");
+    pk_fail(PK_ENETWORK, "connect: no address");
     return -1;
   }
   c->addrs = addrs;
@@ -898,13 +899,13 @@ int pk_conn_connect_via(pk_conn *c, const pk_proxy *p, const struct sockaddr_sto
                         int np, const char *target, int tport, SSL_CTX *tls, const char *sni) {
   c->px = calloc(1, sizeof(*c->px));
   if (!c->px) {
-    pk_set_error("out of memory");
+    pk_fail(PK_ENOMEM, "out of memory");
     return -1;
   }
   pk_proxy_describe(p, c->px->what, sizeof(c->px->what));
   if (pk_proxy_start(&c->px->hs, p, target, tport, c->px->first, sizeof(c->px->first),
                      &c->px->firstn) != 0) {
-    pk_set_error("proxy %s: %s", c->px->what, c->px->hs.why);
+    pk_fail(PK_ENETWORK, "proxy %s: %s", c->px->what, c->px->hs.why);
     proxy_free(c);
     return -1;
   }

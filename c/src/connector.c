@@ -738,7 +738,7 @@ int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe) {
   snprintf(port, sizeof(port), "%d", fe->port);
   int rv = getaddrinfo(fe->host, port, &hints, &res);
   if (rv != 0) {
-    pk_set_error("cannot resolve %s: %s", fe->host, gai_strerror(rv));
+    pk_fail(PK_ENETWORK, "cannot resolve %s: %s", fe->host, gai_strerror(rv));
     pk_count_error(m);
     pk_log(m, PK_LOG_MANAGER_ERROR, "%s", pk_get_error());
     fe->naddrs = 0;

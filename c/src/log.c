@@ -8,13 +8,18 @@
 #include "internal.h"
 
 static _Thread_local char pk_last_error_buf[1024] = "no error";
+static _Thread_local int pk_last_error_code;
 
-void pk_set_error(const char *fmt, ...) {
+int pk_fail(int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(pk_last_error_buf, sizeof(pk_last_error_buf), fmt, ap);
   va_end(ap);
+  pk_last_error_code = code;
+  return -1;
 }
+
+PK_API int pagekite_last_error_code(void) { return pk_last_error_code; }
 
 const char *pk_get_error(void) { return pk_last_error_buf; }
 

@@ -222,7 +222,8 @@ static void watchdog_main(void *arg) {
 }
 
 int pk_manager_start(pk_mgr *m) {
-  if (uv_loop_init(&m->loop) != 0) return -1;
+  if (uv_loop_init(&m->loop) != 0)
+    return pk_fail(PK_ENOMEM, "pagekite_thread_start: cannot set up the event loop");
   m->loop.data = m;
   uv_async_init(&m->loop, &m->wake, on_wake);
   m->wake.data = m;
@@ -249,6 +250,7 @@ int pk_manager_start(pk_mgr *m) {
   int rv = uv_thread_create(&m->thread, run_loop, m);
   if (rv != 0) {
     PK_SET(m->running, 0);
+    pk_fail(PK_ENOMEM, "pagekite_thread_start: cannot start the thread: %s", uv_strerror(rv));
     return rv;
   }
   if (m->watchdog_on) uv_thread_create(&m->watchdog, watchdog_main, m);

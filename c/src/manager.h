@@ -36,7 +36,10 @@ pk_outbuf *pk_outbuf_mine(pk_mgr *m);
 void pk_outbufs_free(pk_mgr *m);
 
 void pk_log(pk_mgr *m, int bits, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void pk_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Records why the calling thread's current call fails: a PK_E* code (PK_OK
+ * only to reset) and a message naming the call.  Returns -1, the usual
+ * failure value, so that `return pk_fail(PK_EINVAL, ...);` reads well. */
+int pk_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *pk_get_error(void);
 
 

@@ -13,6 +13,7 @@
  * loop: one request head (8 KiB, 5 s) per connection, one answer, close.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,11 +152,11 @@ static int append_str(char ***list, int *n, const char *s) {
 static int config_ok(pagekite_mgr h, const char *fn) {
   pk_mgr *m = (pk_mgr *)(void *)h;
   if (!m) {
-    pk_set_error("%s: NULL manager", fn);
+    pk_fail(PK_EINVAL, "%s: mgr is NULL", fn);
     return 0;
   }
   if (m->started) {
-    pk_set_error("%s: only allowed before pagekite_thread_start", fn);
+    pk_fail(PK_ESTATE, "%s: only allowed before pagekite_thread_start", fn);
     return 0;
   }
   return 1;
@@ -168,18 +169,18 @@ PK_API int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults, ch
   for (char **s = settings; s && *s; s++, n++) {
     const char *eq = strchr(*s, '=');
     if (!eq || eq == *s || strlen(*s) >= PK_LUA_SETTING_MAX) {
-      pk_set_error("pagekite_enable_lua_plugins: bad setting \"%.60s\" (want name=value)", *s);
+      pk_fail(PK_EINVAL, "pagekite_enable_lua_plugins: settings: \"%.60s\" is not name=value", *s);
       return -1;
     }
   }
   pk_lua *p = plugins_of(m);
-  if (!p || p->nsettings + n > PK_LUA_MAX_SETTINGS) {
-    pk_set_error("pagekite_enable_lua_plugins: %s", p ? "too many settings" : "out of memory");
-    return -1;
-  }
+  if (!p) return pk_fail(PK_ENOMEM, "pagekite_enable_lua_plugins: out of memory");
+  if (p->nsettings + n > PK_LUA_MAX_SETTINGS)
+    return pk_fail(PK_ELIMIT, "pagekite_enable_lua_plugins: settings: too many (at most %d)",
+                   PK_LUA_MAX_SETTINGS);
   for (char **s = settings; s && *s; s++)
     if (append_str(&p->settings, &p->nsettings, *s)) {
-      pk_set_error("pagekite_enable_lua_plugins: out of memory");
+      pk_fail(PK_ENOMEM, "pagekite_enable_lua_plugins: out of memory");
       return -1;
     }
   if (enable_defaults) p->enable_defaults = 1;
@@ -189,18 +190,18 @@ PK_API int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults, ch
 PK_API int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path) {
   if (!config_ok(mgr, "pagekite_load_lua_plugin")) return -1;
   if (!path || !*path) {
-    pk_set_error("pagekite_load_lua_plugin: no path");
+    pk_fail(PK_EINVAL, "pagekite_load_lua_plugin: path is NULL or empty");
     return -1;
   }
   FILE *f = fopen(path, "r");
   if (!f) {
-    pk_set_error("pagekite_load_lua_plugin: cannot read %s", path);
+    pk_fail(PK_EIO, "pagekite_load_lua_plugin: cannot read %s: %s", path, strerror(errno));
     return -1;
   }
   fclose(f);
   pk_lua *p = plugins_of((pk_mgr *)(void *)mgr);
   if (!p || append_str(&p->scripts, &p->nscripts, path)) {
-    pk_set_error("pagekite_load_lua_plugin: out of memory");
+    pk_fail(PK_ENOMEM, "pagekite_load_lua_plugin: out of memory");
     return -1;
   }
   return 0;
@@ -848,7 +849,7 @@ int pk_plugins_start(pk_mgr *m) {
   for (int k = 0; k < HK_N; k++) p->nhooks[k] = 0;
   p->L = lua_newstate(l_alloc, p);
   if (!p->L) {
-    pk_set_error("cannot create a Lua state");
+    pk_fail(PK_ENOMEM, "cannot create a Lua state");
     return -1;
   }
   *(pk_lua **)lua_getextraspace(p->L) = p;

@@ -15,11 +15,11 @@ void pk_plugins_on_tick(pk_mgr *m) {}
 
 /* The experimental plugin API fails cleanly in a build without Lua. */
 PK_API int pagekite_enable_lua_plugins(pagekite_mgr mgr, int enable_defaults, char **settings) {
-  pk_set_error("pagekite_enable_lua_plugins: built without Lua plugins");
+  pk_fail(PK_EUNSUPPORTED, "pagekite_enable_lua_plugins: built without Lua plugins");
   return -1;
 }
 
 PK_API int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path) {
-  pk_set_error("pagekite_load_lua_plugin: built without Lua plugins");
+  pk_fail(PK_EUNSUPPORTED, "pagekite_load_lua_plugin: built without Lua plugins");
   return -1;
 }

@@ -707,7 +707,7 @@ static int relay_bind(pk_mgr *m) {
     int rv = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
     if (rv == 0) rv = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rv != 0) {
-      pk_set_error("cannot listen on %s:%d: %s", l->host, l->port, uv_strerror(rv));
+      pk_fail(PK_ENETWORK, "cannot listen on %s:%d: %s", l->host, l->port, uv_strerror(rv));
       pk_log(m, PK_LOG_MANAGER_ERROR, "%s", pk_get_error());
       uv_close((uv_handle_t *)&l->tcp, NULL);
       continue;

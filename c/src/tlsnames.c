@@ -30,7 +30,7 @@ int pk_certname_add(pk_mgr *m, const char *name) {
   for (int i = 0; i < m->ncertnames; i++)
     if (strcasecmp(m->certnames[i], name) == 0) return 0;
   if (m->ncertnames >= PK_MAX_CERTNAMES) {
-    pk_set_error("at most %d accepted certificate names", PK_MAX_CERTNAMES);
+    pk_fail(PK_ELIMIT, "at most %d accepted certificate names", PK_MAX_CERTNAMES);
     return -1;
   }
   char *dst = m->certnames[m->ncertnames++];

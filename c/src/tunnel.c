@@ -21,7 +21,7 @@ pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c) {
   for (int i = 0; i < m->ntunnels && !t; i++)
     if (!m->tunnels[i].in_use) t = &m->tunnels[i];
   if (!t) {
-    pk_set_error("tunnel pool exhausted");
+    pk_fail(PK_ELIMIT, "tunnel pool exhausted");
     return NULL;
   }
   memset(t, 0, sizeof(*t));

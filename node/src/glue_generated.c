@@ -892,6 +892,21 @@ done:
   return result;
 }
 
+/* pagekite_last_error_code -> binding.lastErrorCode */
+static napi_value pkn_fn_lastErrorCode(napi_env env, napi_callback_info info) {
+  static const char fn[] = "lastErrorCode";
+  napi_value *argv = NULL;
+  napi_value result = NULL;
+  if (pkn_argv(env, info, fn, 0, argv) != 0) goto done;
+  {
+    int r = pagekite_last_error_code();
+    result = pkn_ret_int(env, r);
+  }
+done:
+  (void)argv;
+  return result;
+}
+
 /* pagekite_status_name -> binding.statusName */
 static napi_value pkn_fn_statusName(napi_env env, napi_callback_info info) {
   static const char fn[] = "statusName";
@@ -1115,6 +1130,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "setRelayMotd", pkn_fn_setRelayMotd) != 0) return -1;
   if (pkn_define(env, exports, "getCounter", pkn_fn_getCounter) != 0) return -1;
   if (pkn_define(env, exports, "lastError", pkn_fn_lastError) != 0) return -1;
+  if (pkn_define(env, exports, "lastErrorCode", pkn_fn_lastErrorCode) != 0) return -1;
   if (pkn_define(env, exports, "statusName", pkn_fn_statusName) != 0) return -1;
   if (pkn_define(env, exports, "versionNumber", pkn_fn_versionNumber) != 0) return -1;
   if (pkn_define(env, exports, "enableLuaPlugins", pkn_fn_enableLuaPlugins) != 0) return -1;
@@ -1183,6 +1199,18 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_const_int(env, exports, "PK_EVENT_TUNNEL", PK_EVENT_TUNNEL) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_EVENT_STREAMS", PK_EVENT_STREAMS) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_EVENT_LOST", PK_EVENT_LOST) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_OK", PK_OK) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_EINVAL", PK_EINVAL) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_ESTATE", PK_ESTATE) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_ENOTFOUND", PK_ENOTFOUND) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_EEXIST", PK_EEXIST) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_ENOMEM", PK_ENOMEM) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_ENETWORK", PK_ENETWORK) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_ETLS", PK_ETLS) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_EREJECTED", PK_EREJECTED) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_ELIMIT", PK_ELIMIT) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_EIO", PK_EIO) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_EUNSUPPORTED", PK_EUNSUPPORTED) != 0) return -1;
   if (pkn_const_str(env, exports, "PAGEKITE_NET_REJECTION_URL", PAGEKITE_NET_REJECTION_URL) != 0) return -1;
   if (pkn_const_str(env, exports, "PAGEKITE_NET_DDNS", PAGEKITE_NET_DDNS) != 0) return -1;
   if (pkn_const_str(env, exports, "PAGEKITE_NET_V4FRONTENDS", PAGEKITE_NET_V4FRONTENDS) != 0) return -1;
@@ -1256,6 +1284,18 @@ _Static_assert(PK_EVENT_KITE == 3, "PK_EVENT_KITE differs from the spec");
 _Static_assert(PK_EVENT_TUNNEL == 4, "PK_EVENT_TUNNEL differs from the spec");
 _Static_assert(PK_EVENT_STREAMS == 5, "PK_EVENT_STREAMS differs from the spec");
 _Static_assert(PK_EVENT_LOST == 6, "PK_EVENT_LOST differs from the spec");
+_Static_assert(PK_OK == 0, "PK_OK differs from the spec");
+_Static_assert(PK_EINVAL == -1, "PK_EINVAL differs from the spec");
+_Static_assert(PK_ESTATE == -2, "PK_ESTATE differs from the spec");
+_Static_assert(PK_ENOTFOUND == -3, "PK_ENOTFOUND differs from the spec");
+_Static_assert(PK_EEXIST == -4, "PK_EEXIST differs from the spec");
+_Static_assert(PK_ENOMEM == -5, "PK_ENOMEM differs from the spec");
+_Static_assert(PK_ENETWORK == -6, "PK_ENETWORK differs from the spec");
+_Static_assert(PK_ETLS == -7, "PK_ETLS differs from the spec");
+_Static_assert(PK_EREJECTED == -8, "PK_EREJECTED differs from the spec");
+_Static_assert(PK_ELIMIT == -9, "PK_ELIMIT differs from the spec");
+_Static_assert(PK_EIO == -10, "PK_EIO differs from the spec");
+_Static_assert(PK_EUNSUPPORTED == -11, "PK_EUNSUPPORTED differs from the spec");
 _Static_assert(PAGEKITE_NET_FRONTEND_PORT == 443, "PAGEKITE_NET_FRONTEND_PORT differs from the spec");
 _Static_assert(PAGEKITE_NET_WL_FRONTEND_PORT == 443, "PAGEKITE_NET_WL_FRONTEND_PORT differs from the spec");
 _Static_assert(PAGEKITE_NET_CLIENT_MAX == 10000, "PAGEKITE_NET_CLIENT_MAX differs from the spec");

@@ -35,7 +35,9 @@ except ImportError as _e:  # pragma: no cover - only for broken installs
 
 from . import api
 from ._cdef import VERSION as _SPEC_VERSION
-from ._errors import PageKiteError
+from ._errors import (AlreadyExists, FileError, InvalidArgument, LimitReached, NetworkError,
+                      NotFound, OutOfMemory, PageKiteError, Rejected, TLSError, Unsupported,
+                      WrongState)
 from ._manager import Connector, Counter, KiteState, KiteStatus, Relay, Status
 
 __version__ = _SPEC_VERSION
@@ -43,4 +45,6 @@ LIBRARY_VERSION: str = api.PK_VERSION  # type: ignore[attr-defined]
 """libpagekite's version string (PK_VERSION of the compiled library)."""
 
 __all__ = ["api", "Connector", "Relay", "Status", "KiteStatus", "KiteState", "Counter",
-           "PageKiteError", "LIBRARY_VERSION", "__version__"]
+           "PageKiteError", "InvalidArgument", "WrongState", "NotFound",
+           "AlreadyExists", "OutOfMemory", "NetworkError", "TLSError", "Rejected",
+           "LimitReached", "FileError", "Unsupported", "LIBRARY_VERSION", "__version__"]

@@ -10,7 +10,7 @@ import time
 from typing import (Any, AsyncIterator, Callable, Dict, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
-from ._errors import PageKiteError
+from ._errors import InvalidArgument, PageKiteError, WrongState
 from ._pagekite import ffi, lib
 
 __all__ = ["Status", "KiteStatus", "KiteState", "Counter", "Connector", "Relay",
@@ -73,7 +73,7 @@ def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("%s must be int, not %s" % (name, type(value).__name__))
     if not _INT_MIN <= value <= _INT_MAX:
-        raise PageKiteError("%s out of range: %d" % (name, value))
+        raise InvalidArgument("%s out of range: %d" % (name, value))
     return value
 
 
@@ -96,7 +96,7 @@ def _str(value: Any, name: str, nullable: bool = False, path: bool = False) -> A
         raise TypeError("%s must be str%s, not %s" % (
             name, " or None" if nullable else "", type(value).__name__))
     if b"\0" in data:
-        raise PageKiteError("%s contains a NUL character" % name)
+        raise InvalidArgument("%s contains a NUL character" % name)
     return data
 
 
@@ -108,6 +108,11 @@ def _str_check(value: Any, name: str) -> str:
 
 def _last_error() -> str:
     return ffi.string(lib.pagekite_last_error()).decode("utf-8", "replace")
+
+
+def _failure(function: str) -> PageKiteError:
+    """The exception for the call that just failed on this thread (by its code)."""
+    return PageKiteError.from_code(lib.pagekite_last_error_code(), _last_error(), function)
 
 
 # ---------------------------------------------------------------- managers
@@ -148,7 +153,7 @@ class _Manager:
                                 _str(dyndns_url, "dyndns_url", nullable=True), flags,
                                 _int(verbosity, "verbosity"))
         if mgr == ffi.NULL:
-            raise PageKiteError(_last_error(), "pagekite_init")
+            raise _failure("pagekite_init")
         self._mgr = mgr
 
     # -- plumbing
@@ -156,7 +161,7 @@ class _Manager:
     def _enter(self) -> Any:
         with self._cond:
             if self._mgr is None:
-                raise PageKiteError("this %s has been closed (freed)" % self._KIND)
+                raise WrongState("this %s has been closed (freed)" % self._KIND)
             self._busy += 1
             return self._mgr
 
@@ -173,7 +178,7 @@ class _Manager:
             result = getattr(lib, cname)(mgr, *args)
             failed = (result < 0) if check is None else not check(result)
             if failed:
-                raise PageKiteError(_last_error(), cname)
+                raise _failure(cname)
             return result
         finally:
             self._leave()
@@ -240,10 +245,10 @@ class _Manager:
         """Start the master thread (configure first).  Returns self."""
         with self._cond:
             if self._mgr is None:
-                raise PageKiteError("this %s has been closed (freed)" % self._KIND)
+                raise WrongState("this %s has been closed (freed)" % self._KIND)
             if self._state != _CONFIGURING:
-                raise PageKiteError("this %s was already started (a manager runs once)"
-                                    % self._KIND, "pagekite_thread_start")
+                raise WrongState("this %s was already started (a manager runs once)"
+                                 % self._KIND, "pagekite_thread_start")
             self._state = _STARTING
         try:
             self._call("pagekite_thread_start", check=lambda r: r == 0)
@@ -263,7 +268,7 @@ class _Manager:
         """
         with self._cond:
             if self._mgr is None:
-                raise PageKiteError("this %s has been closed (freed)" % self._KIND)
+                raise WrongState("this %s has been closed (freed)" % self._KIND)
         self._stop()
 
     def _stop(self) -> None:
@@ -354,7 +359,7 @@ class _Manager:
             with self._log_lock:  # the C buffer is overwritten by the next call
                 raw = lib.pagekite_get_log(mgr)
                 if raw == ffi.NULL:
-                    raise PageKiteError(_last_error(), "pagekite_get_log")
+                    raise _failure("pagekite_get_log")
                 text = ffi.string(raw).decode("utf-8", "replace")
         finally:
             self._leave()
@@ -369,7 +374,7 @@ class _Manager:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError("timeout must be a number, not %s" % type(timeout).__name__)
         if timeout < 0:
-            raise PageKiteError("timeout must be >= 0")
+            raise InvalidArgument("timeout must be >= 0")
         seconds = int(timeout) if float(timeout).is_integer() else int(timeout) + 1
         self._call("pagekite_poll", min(seconds, _INT_MAX))
 
@@ -527,7 +532,7 @@ class Connector(_Manager):
             with self._reason_lock:  # the C buffer is overwritten by the next call
                 raw = lib.pagekite_get_kite_reason(mgr, cproto, cname)
                 if raw == ffi.NULL:
-                    raise PageKiteError(_last_error(), "pagekite_get_kite_reason")
+                    raise _failure("pagekite_get_kite_reason")
                 return ffi.string(raw).decode("utf-8", "replace")
         finally:
             self._leave()

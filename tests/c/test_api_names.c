@@ -95,7 +95,7 @@ TEST(whitelabel_names) {
   CHECK_INT(MGR(h)->nfes, 2);
   check_fe(h, "fe4_091c.example.org");
   check_fe(h, "fe6_091c.example.org");
-  pk_set_error("%s", "");
+  pk_fail(PK_OK, "%s", "");
   CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4, NULL), -1);
   CHECK(pagekite_last_error()[0] != '\0');
   CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4, ""), -1);

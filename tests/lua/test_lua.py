@@ -222,6 +222,38 @@ def run_lua(code, timeout=30, stdin=None):
 
 
 @needs_module
+def test_error_codes():
+    """Failures return nil, message, code: the PK_E* code of pagekite_last_error_code()."""
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local K = pagekite.constants
+local function refused(want, ok, err, code)
+  assert(ok == nil and type(err) == "string", tostring(err))
+  assert(code == K[want], want .. " expected, got " .. tostring(code) .. ": " .. err)
+  assert(pagekite.last_error_code() == code or code == K.PK_ESTATE or code == K.PK_EREJECTED)
+  print("code " .. want .. ": " .. err)
+end
+assert(K.PK_OK == 0 and K.PK_EINVAL < 0 and K.PK_EUNSUPPORTED < 0)
+refused("PK_EINVAL", pagekite.connector{max_conns = 0})
+local c <close> = pagekite.connector{app_id = "t", max_kites = 2, max_conns = 4}
+refused("PK_ESTATE", c:stop())
+refused("PK_ESTATE", c:wait_until("flying", 0.1))
+refused("PK_ENOTFOUND", c:kite_status("http", "nobody.test"))
+refused("PK_EIO", c:load_lua_plugin("/nonexistent/plugin.lua"))
+assert(c:add_kite{name = "k.test", secret = "s", origin_port = 80})
+refused("PK_EEXIST", c:add_kite{name = "k.test", secret = "s", origin_port = 80})
+assert(c:add_kite{name = "k2.test", secret = "s", origin_port = 80})
+refused("PK_ELIMIT", c:add_kite{name = "k3.test", secret = "s", origin_port = 80})
+refused("PK_EUNSUPPORTED", c:set_proxy("ftp://p.test:21"))
+local r <close> = pagekite.relay{max_conns = 4}
+refused("PK_EIO", r:set_tls("/nonexistent/c.pem", "/nonexistent/k.pem"))
+print("done")
+""")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "done" in r.stdout
+
+
+@needs_module
 def test_module_constants_and_failures():
     r = run_lua(r"""
 local pagekite = require "pagekite"
@@ -238,7 +270,7 @@ do
   local ok2, err2 = c:load_lua_plugin("/nonexistent/plugin.lua")
   assert(ok2 == nil and err2:match("cannot read"), err2)
   local ok3, err3 = c:enable_lua_plugins(false, {"novalue"})
-  assert(ok3 == nil and err3:match("bad setting"), err3)
+  assert(ok3 == nil and err3:match("is not name=value"), err3)
   assert(c:enable_lua_plugins(false, {web_ui = "off"}))
   local ok4, err4 = c:stop()
   assert(ok4 == nil and err4 == "not running")
@@ -262,7 +294,7 @@ do
   local w, werr = c:wait_until("flying", 0.1)
   assert(w == nil and werr:match("not running"), werr)
   local bad, berr = pagekite.connector{max_conns = 0}
-  assert(bad == nil and berr:match("bad limits"), berr)
+  assert(bad == nil and berr:match("max_conns 0 is not"), berr)
 end
 local r = pagekite.relay{max_conns = 4}
 r:free()
@@ -545,8 +577,8 @@ assert(r:set_raw_ports("22,2222") and r:set_raw_ports(nil) and r:set_raw_ports("
 refused("raw ports", [[expected ports %%(1%%-65535%%) and/or "virtual".*'bogus']],
         r:set_raw_ports("bogus"))
 assert(r:add_port_alias(8443, 443))
-refused("alias 0", "ports must be 1%%-65535 and differ", r:add_port_alias(0, 80))
-refused("alias to itself", "ports must be 1%%-65535 and differ", r:add_port_alias(80, 80))
+refused("alias 0", "is not 1%%-65535", r:add_port_alias(0, 80))
+refused("alias to itself", "is not 1%%-65535", r:add_port_alias(80, 80))
 refused("alias twice", "aliased already", r:add_port_alias(8443, 444))
 assert(not pcall(r.add_port_alias, r, 8080), "alias_of is required")
 assert(r:set_motd("Welcome.\nBe nice.") and r:set_motd(string.rep("x", 1024)) and r:set_motd(nil))
@@ -581,7 +613,7 @@ print("done")
         p.stop()
     text = p.text()
     assert len(re.findall(r"^refused .* after start: .*only allowed before", text, re.M)) == 5, text
-    assert "refused raw ports: pagekite_set_relay_raw_ports: expected ports" in text, text
+    assert "refused raw ports: pagekite_set_relay_raw_ports: ports: expected ports" in text, text
 
 
 # ---------------------------------------------------------------- plugins
