@@ -36,11 +36,12 @@ except ImportError as _e:  # pragma: no cover - only for broken installs
 from . import api
 from ._cdef import VERSION as _SPEC_VERSION
 from ._errors import PageKiteError
-from ._manager import Connector, Counter, KiteState, KiteStatus, Relay, Status
+from ._manager import (Connector, Counter, Event, EventKind, KiteState, KiteStatus, Relay,
+                       Status)
 
 __version__ = _SPEC_VERSION
 LIBRARY_VERSION: str = api.PK_VERSION  # type: ignore[attr-defined]
 """libpagekite's version string (PK_VERSION of the compiled library)."""
 
 __all__ = ["api", "Connector", "Relay", "Status", "KiteStatus", "KiteState", "Counter",
-           "PageKiteError", "LIBRARY_VERSION", "__version__"]
+           "EventKind", "Event", "PageKiteError", "LIBRARY_VERSION", "__version__"]
