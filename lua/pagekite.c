@@ -7,6 +7,7 @@
  *   assert(c:add_frontend("127.0.0.1", 9080))
  *   assert(c:start())
  *   assert(c:wait_until("flying", 30))  -- or: ... c:poll(1); print(c:status()) ...
+ *   for _, ev in ipairs(c:next_events(0, 64, 1000)) do print(ev.seq, ev.kind, ev.text) end
  *   c:stop()
  *
  * Methods return true (or a value) on success and nil, err, code on failure,
@@ -34,6 +35,7 @@ typedef struct {
   pagekite_mgr mgr;
   int running;
   int relay;
+  long long poll_after; /* the last event seq m:poll() saw */
 } lpk_mgr;
 
 /* nil, message, code: the calling thread's failure (a PK_E* code). */
@@ -396,6 +398,31 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+#define LPK_EVENTS_MAX 64 /* m:next_events()' default max */
+#define LPK_WAIT_BATCH 16  /* events read at a time while only waiting */
+
+/* Waits up to ms for events after *after and moves *after past all of them;
+ * returns how many there were, or -1 (last error set). */
+static int wait_events(pagekite_mgr mgr, long long *after, int ms) {
+  pagekite_event ev[LPK_WAIT_BATCH];
+  int total = 0, n;
+  do {
+    ev[0] = (pagekite_event)PAGEKITE_EVENT_INIT;
+    n = pagekite_next_events(mgr, *after, ev, LPK_WAIT_BATCH, total ? 0 : ms);
+    if (n < 0) return -1;
+    if (n > 0) *after = ev[n - 1].seq;
+    total += n;
+  } while (n == LPK_WAIT_BATCH);
+  return total;
+}
+
+/* The seq of the newest event so far (0 if none). */
+static long long newest_seq(pagekite_mgr mgr) {
+  long long after = 0;
+  wait_events(mgr, &after, 0);
+  return after;
+}
+
 /* The status code for a name ("flying", any case) or a code. */
 static int status_arg(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) return (int)luaL_checkinteger(L, idx);
@@ -418,6 +445,7 @@ static int m_wait_until(lua_State *L) {
   int want = status_arg(L, 2);
   double timeout = luaL_checknumber(L, 3);
   double deadline = now_s() + (timeout > 0 ? timeout : 0);
+  long long after = newest_seq(u->mgr); /* a change after it is an event */
   if (!u->running) return fail_with(L, "not running", PK_ESTATE);
   for (;;) {
     int s = pagekite_get_status(u->mgr);
@@ -462,14 +490,7 @@ static int m_wait_until(lua_State *L) {
       lua_concat(L, 2);
       return 2;
     }
-    if (left >= 1) {
-      /* Wakes on any status or log change since the get_status above. */
-      if (pagekite_poll(u->mgr, 1) < 0) return fail(L);
-    } else { /* poll() counts whole seconds: the last one in short steps */
-      double step = left < 0.01 ? left : 0.01;
-      struct timespec ts = {0, (long)(step * 1e9)};
-      nanosleep(&ts, NULL);
-    }
+    if (wait_events(u->mgr, &after, left > 1 ? 1000 : (int)(left * 1000) + 1) < 0) return fail(L);
   }
 }
 
@@ -481,12 +502,61 @@ static int m_log(lua_State *L) {
   return 1;
 }
 
-/* m:poll(timeout_s) -> true (something happened) / false (timeout) */
+/* m:poll(timeout_s) -> true when events happened since the last poll (at
+ * once if they did), false after timeout_s (fractions allowed) without. */
 static int m_poll(lua_State *L) {
   lpk_mgr *u = check(L);
-  int rc = pagekite_poll(u->mgr, (int)luaL_optinteger(L, 2, 1));
-  if (rc < 0) return fail(L);
-  lua_pushboolean(L, rc > 0);
+  double t = luaL_optnumber(L, 2, 1);
+  int ms = t <= 0 ? 0 : t >= 2e6 ? 2000000000 : (int)(t * 1000 + 0.5);
+  int n = wait_events(u->mgr, &u->poll_after, ms);
+  if (n < 0) return fail(L);
+  lua_pushboolean(L, n > 0);
+  return 1;
+}
+
+static const char *const event_kinds[] = {"", "status", "log", "kite", "tunnel", "streams", "lost"};
+
+static void push_event(lua_State *L, const pagekite_event *e) {
+  lua_createtable(L, 0, 7);
+  int known = e->kind > 0 && e->kind < (int)(sizeof(event_kinds) / sizeof(event_kinds[0]));
+  if (known)
+    lua_pushstring(L, event_kinds[e->kind]);
+  else
+    lua_pushinteger(L, e->kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushinteger(L, e->seq);
+  lua_setfield(L, -2, "seq");
+  lua_pushinteger(L, e->time_ms);
+  lua_setfield(L, -2, "time_ms");
+  lua_pushinteger(L, e->code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, e->proto);
+  lua_setfield(L, -2, "proto");
+  lua_pushstring(L, e->name);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, e->text);
+  lua_setfield(L, -2, "text");
+}
+
+/* m:next_events(after = 0, max = 64, timeout_ms = 0) -> {event, ...} (each
+ * {kind = "status"|"log"|"kite"|"tunnel"|"streams"|"lost", seq, time_ms,
+ * code, proto, name, text}), oldest first; {} on timeout; nil, err. */
+static int m_next_events(lua_State *L) {
+  lpk_mgr *u = check(L);
+  lua_Integer after = luaL_optinteger(L, 2, 0);
+  lua_Integer max = luaL_optinteger(L, 3, LPK_EVENTS_MAX);
+  lua_Integer ms = luaL_optinteger(L, 4, 0);
+  luaL_argcheck(L, max >= 1 && max <= 4096, 3, "must be 1..4096");
+  luaL_argcheck(L, ms >= 0 && ms <= 2000000000, 4, "must be 0..2000000000");
+  pagekite_event *ev = lua_newuserdatauv(L, sizeof(*ev) * (size_t)max, 0);
+  ev[0] = (pagekite_event)PAGEKITE_EVENT_INIT;
+  int n = pagekite_next_events(u->mgr, (long long)after, ev, (int)max, (int)ms);
+  if (n < 0) return fail(L);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    push_event(L, &ev[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
   return 1;
 }
 
@@ -577,6 +647,7 @@ static const luaL_Reg methods[] = {
     {"status", m_status},
     {"log", m_log},
     {"poll", m_poll},
+    {"next_events", m_next_events},
     {"tick", m_tick},
     {"counters", m_counters},
     {"counter", m_counter},
@@ -619,6 +690,8 @@ static const struct {
     C(PK_TLS_VERIFY_NONE), C(PK_TLS_VERIFY_PEER),
     C(PK_OK), C(PK_EINVAL), C(PK_ESTATE), C(PK_ENOTFOUND), C(PK_EEXIST), C(PK_ENOMEM),
     C(PK_ENETWORK), C(PK_ETLS), C(PK_EREJECTED), C(PK_ELIMIT), C(PK_EIO), C(PK_EUNSUPPORTED),
+    C(PK_EVENT_VERSION), C(PK_EVENT_STATUS), C(PK_EVENT_LOG), C(PK_EVENT_KITE),
+    C(PK_EVENT_TUNNEL), C(PK_EVENT_STREAMS), C(PK_EVENT_LOST),
 };
 #undef C
 

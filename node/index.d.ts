@@ -3,7 +3,7 @@
 // into binding.d.ts.
 
 import { EventEmitter } from 'events';
-import type { RawBinding, PageKiteHandle } from './binding';
+import type { RawBinding, PageKiteHandle, PagekiteEventObject } from './binding';
 
 export type { RawBinding, PageKiteHandle };
 
@@ -96,15 +96,38 @@ export interface Kite {
 }
 
 export interface LogMeta {
-  /** Sequence number of the line in the manager's log. */
+  /** The line's event sequence number (pagekite_next_events). */
   seq: number;
   /** Unix time (seconds) when the line was logged. */
   time: number;
+  /** The same in milliseconds. */
+  timeMs: number;
+  /** The line's PK_LOG_* bits. */
+  mask: number;
+}
+
+/** One pagekite_event, as the 'event', 'kite', 'tunnel', 'streams' and 'lost' events carry it. */
+export interface PageKiteEvent {
+  kind: 'status' | 'log' | 'kite' | 'tunnel' | 'streams' | 'lost';
+  /** 1, 2, 3, ... per manager, without gaps. */
+  seq: number;
+  /** Milliseconds since 1970-01-01 UTC. */
+  timeMs: number;
+  /** The kind's number: a status, log bits, kite status, 1/0 up/down, a count. */
+  code: number;
+  proto: string;
+  name: string;
+  text: string;
 }
 
 export interface ManagerEvents {
   status: [name: StatusName, code: number];
   log: [text: string, meta: LogMeta];
+  event: [event: PageKiteEvent];
+  kite: [event: PageKiteEvent & { status: KiteStatusName | string }];
+  tunnel: [event: PageKiteEvent & { up: boolean }];
+  streams: [event: PageKiteEvent];
+  lost: [event: PageKiteEvent];
   close: [];
 }
 
@@ -249,6 +272,8 @@ export class Relay extends Manager {
 export const Status: Readonly<Record<StatusName, number>>;
 export const Counter: Readonly<Record<CounterName, number>>;
 export const KiteStatus: Readonly<Record<KiteStatusName, number>>;
+/** Kinds of events by name (PK_EVENT_*): STATUS, LOG, KITE, TUNNEL, STREAMS, LOST. */
+export const EventKind: Readonly<Record<'STATUS' | 'LOG' | 'KITE' | 'TUNNEL' | 'STREAMS' | 'LOST', number>>;
 export const TlsVerify: Readonly<{ NONE: number; PEER: number }>;
 export const Flags: Readonly<{
   WITH_DEFAULTS: number;
@@ -298,7 +323,7 @@ export const binding: RawBinding & {
   /** Start the master thread and the event bridge; returns pagekite_thread_start()'s result. */
   start(
     handle: PageKiteHandle,
-    callback: (type: 'status' | 'log', value: number | string, seq?: number, time?: number) => void,
+    callback: (event: PagekiteEventObject) => void,
   ): number;
   /** Stop the master thread and the event bridge and free the manager, off the JS thread. */
   stop(handle: PageKiteHandle): Promise<void>;

@@ -49,6 +49,12 @@ const Flags = Object.freeze(Object.fromEntries(Object.entries(binding)
   .filter(([k, v]) => typeof v === 'number' && /^PK_(WITH|WITHOUT|AS)_/.test(k))
   .map(([k, v]) => [k.slice(3), v])));
 
+/** Kinds of events by name: STATUS, LOG, KITE, TUNNEL, STREAMS, LOST. */
+const EventKind = Object.freeze(Object.fromEntries(Object.entries(constantsWithPrefix('PK_EVENT_'))
+  .filter(([name]) => name !== 'VERSION')));
+const EVENT_KIND_NAMES = new Map(Object.entries(EventKind)
+  .map(([name, code]) => [code, name.toLowerCase()]));
+
 const STATUS_NAMES = new Map(Object.entries(Status).map(([name, code]) => [code, name]));
 const KITE_STATUS_NAMES = new Map(Object.entries(KiteStatus).map(([name, code]) => [code, name]));
 
@@ -215,25 +221,49 @@ class Manager extends EventEmitter {
     }
   }
 
-  /** Start the manager's thread; 'status' and 'log' events follow. */
+  /**
+   * Start the manager's thread; 'event' (and 'status', 'log', 'kite',
+   * 'tunnel', 'streams', 'lost') events follow.
+   */
   async start() {
     if (this._state !== 'configuring') {
       throw new PageKiteError('already started', 'start', binding.PK_ESTATE);
     }
-    const rc = binding.start(this[kHandle], (type, a, b, c) => this._event(type, a, b, c));
+    const rc = binding.start(this[kHandle], (ev) => this._event(ev));
     if (rc !== 0) throw libraryError('start');
     this._state = 'running';
     if (!this._refed) binding.unref(this[kHandle]);
     return this;
   }
 
-  _event(type, a, b, c) {
-    if (type === 'status') {
-      this._status = a;
-      this.emit('status', statusName(a), a);
-    } else if (type === 'log') {
-      this.emit('log', a, { seq: b, time: c });
+  // One pagekite_event from the addon's event thread (a pagekite_next_events
+  // reader), in seq order; seq 0 is the status before the thread ran.
+  _event(raw) {
+    const kind = EVENT_KIND_NAMES.get(raw.kind) || 'kind' + raw.kind;
+    const ev = { kind, seq: raw.seq, timeMs: raw.timeMs, code: raw.code, proto: raw.proto,
+      name: raw.name, text: raw.text };
+    if (ev.seq > 0) this.emit('event', ev);
+    if (kind === 'status') {
+      this._statusEvent(ev.code);
+    } else if (kind === 'log') {
+      this.emit('log', ev.text, { seq: ev.seq, time: Math.floor(ev.timeMs / 1000),
+        timeMs: ev.timeMs, mask: ev.code });
+    } else if (kind === 'kite') {
+      this.emit('kite', { ...ev, status: KITE_STATUS_NAMES.get(ev.code) || 'KITE_STATUS_' + ev.code });
+    } else if (kind === 'tunnel') {
+      this.emit('tunnel', { ...ev, up: ev.code === 1 });
+    } else if (kind === 'streams' || kind === 'lost') {
+      this.emit(kind, ev);
+      // Status changes may be among the events lost: look at the status now.
+      if (kind === 'lost' && this.running) this._statusEvent(this.statusCode);
     }
+  }
+
+  _statusEvent(code) {
+    if (code === this._emittedStatus) return;
+    this._emittedStatus = code;
+    this._status = code;
+    this.emit('status', statusName(code), code);
   }
 
   /** Stop the thread, close every connection and free the manager. */
@@ -677,6 +707,7 @@ module.exports = {
   LogMask,
   Counter,
   KiteStatus,
+  EventKind,
   TlsVerify,
   VERSION: binding.PK_VERSION,
   VERSION_NUMBER: binding.PK_VERSION_NUMBER,

@@ -186,24 +186,11 @@ typedef struct {
   int tty; /* stdout is a terminal: clear the status line before a log line */
 } cli_log_out;
 
-/* Skips a ring line's "<seq> t=<unix time> " prefix; syslog stamps its own. */
-static inline const char *cli_log_text(const char *line, size_t *len) {
-  const char *p = line, *end = line + *len;
-  while (p < end && *p >= '0' && *p <= '9') p++;
-  if (p + 3 > end || p[0] != ' ' || p[1] != 't' || p[2] != '=') return line;
-  p += 3;
-  while (p < end && *p >= '0' && *p <= '9') p++;
-  if (p < end && *p == ' ') p++;
-  *len = (size_t)(end - p);
-  return p;
-}
-
-/* One log line to the chosen destination.  The ring does not record levels,
- * so every line is LOG_NOTICE in syslog. */
+/* One line to the chosen destination.  The events do not record syslog
+ * levels, so every line is LOG_NOTICE in syslog. */
 static inline void cli_log_line(const cli_log_out *out, const char *line, size_t len) {
   if (out->use_syslog) {
-    const char *text = cli_log_text(line, &len);
-    syslog(LOG_NOTICE, "%.*s", (int)len, text);
+    syslog(LOG_NOTICE, "%.*s", (int)len, line);
     return;
   }
   if (out->tty) {
@@ -214,27 +201,41 @@ static inline void cli_log_line(const cli_log_out *out, const char *line, size_t
   fflush(stderr);
 }
 
-/* Sends ring lines whose sequence number exceeds *last_seq to out.
- * Returns the number of lines sent. */
-static inline int cli_send_new_log(pagekite_mgr mgr, unsigned long long *last_seq,
-                                   const cli_log_out *out) {
-  const char *log = pagekite_get_log(mgr);
-  int sent = 0;
-  if (!log) return 0;
-  for (const char *line = log; *line;) {
-    const char *eol = strchr(line, '\n');
-    size_t len = eol ? (size_t)(eol - line) : strlen(line);
-    char *end = NULL;
-    unsigned long long seq = strtoull(line, &end, 10);
-    if (end != line && seq > *last_seq) {
-      cli_log_line(out, line, len);
-      *last_seq = seq;
-      sent++;
-    }
-    line += len;
-    if (*line == '\n') line++;
+/* A PK_EVENT_LOG (or PK_EVENT_LOST) event as a log line: "<seq> t=<unix
+ * time> <text>" on stderr; syslog stamps its own time, so it gets the text. */
+static inline void cli_log_event(const cli_log_out *out, const pagekite_event *e) {
+  char line[sizeof(e->text) + 64];
+  int n = out->use_syslog ? snprintf(line, sizeof(line), "%s", e->text)
+                          : snprintf(line, sizeof(line), "%lld t=%lld %s", e->seq,
+                                     e->time_ms / 1000, e->text);
+  if (n < 0) return;
+  cli_log_line(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* What the run loop knows from the events it took. */
+typedef struct {
+  long long after; /* seq of the last event taken */
+  int status;      /* from PK_EVENT_STATUS */
+} cli_events;
+
+#define CLI_EVENTS_MAX 64
+
+/* Takes the events after ev->after (waiting up to wait_ms for one), prints
+ * the log lines and follows the status.  Returns how many, or -1. */
+static inline int cli_take_events(pagekite_mgr mgr, cli_events *ev, const cli_log_out *out,
+                                  int wait_ms) {
+  static pagekite_event buf[CLI_EVENTS_MAX]; /* one run loop per tool */
+  buf[0] = (pagekite_event)PAGEKITE_EVENT_INIT;
+  int n = pagekite_next_events(mgr, ev->after, buf, CLI_EVENTS_MAX, wait_ms);
+  for (int i = 0; i < n; i++) {
+    const pagekite_event *e = &buf[i];
+    ev->after = e->seq;
+    if (e->kind == PK_EVENT_STATUS) ev->status = e->code;
+    if (e->kind == PK_EVENT_LOG || e->kind == PK_EVENT_LOST) cli_log_event(out, e);
+    /* Status changes may be among the events lost. */
+    if (e->kind == PK_EVENT_LOST) ev->status = pagekite_get_status(mgr);
   }
-  return sent;
+  return n;
 }
 
 /* SIGUSR2: the status and every counter, one "state/NAME: VALUE" line each. */
@@ -271,19 +272,16 @@ static inline void cli_draw_status_line(pagekite_mgr mgr, int status) {
   fflush(stdout);
 }
 
-/* poll wakes on every network event batch; under load the tool would spin
- * copying the log ring, so it looks at most this often (ms). */
+/* The live status line is redrawn at most this often (ms); events are read
+ * as fast as they come. */
 #define CLI_MIN_REFRESH_MS 100
+/* The longest wait for events: how soon a signal's request is acted on. */
+#define CLI_WAIT_MS 1000
 
 static inline long long cli_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline void cli_sleep_ms(long long ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
 }
 
 typedef struct {
@@ -296,21 +294,25 @@ typedef struct {
   int (*after_start)(void *ctx);
 } cli_run_opts;
 
-/* One wake-up of the run loop: signals' requests, log, status. */
-static inline void cli_run_once(pagekite_mgr mgr, const cli_run_opts *o, const cli_log_out *out,
-                                int *last_status, unsigned long long *last_seq) {
+/* One wake-up of the run loop: signals' requests, then the status line
+ * (tty: redrawn on a change and at most every CLI_MIN_REFRESH_MS), the
+ * "status:" line on a change, the hook. */
+static inline void cli_report(pagekite_mgr mgr, const cli_run_opts *o, const cli_log_out *out,
+                              int status, int *last_status, long long *last_draw) {
   if (cli_more_logging) {
     cli_more_logging = 0;
     pagekite_set_log_mask(mgr, PK_LOG_ALL);
   }
-  int status = pagekite_get_status(mgr);
-  cli_send_new_log(mgr, last_seq, out);
   if (cli_dump_requested) {
     cli_dump_requested = 0;
     cli_dump_state(mgr, out);
   }
+  long long now = cli_now_ms();
   if (out->tty) {
-    cli_draw_status_line(mgr, status);
+    if (status != *last_status || now - *last_draw >= CLI_MIN_REFRESH_MS) {
+      cli_draw_status_line(mgr, status);
+      *last_draw = now;
+    }
   } else if (status != *last_status) {
     printf("status: %s\n", pagekite_status_name(status));
     fflush(stdout);
@@ -319,13 +321,14 @@ static inline void cli_run_once(pagekite_mgr mgr, const cli_run_opts *o, const c
   if (o->hook) o->hook(o->hook_ctx, status);
 }
 
-/* Starts the master thread, reports until SIGINT/SIGQUIT/SIGTERM, then stops
- * and frees the manager.  Returns the process exit code. */
+/* Starts the master thread, reports from its events (pagekite_next_events)
+ * until SIGINT/SIGQUIT/SIGTERM, then stops and frees the manager.  Returns
+ * the process exit code. */
 static inline int cli_run_with(pagekite_mgr mgr, const char *prog, const cli_run_opts *o) {
   cli_log_out out = {o->use_syslog, isatty(STDOUT_FILENO)};
-  int last_status = -1;
-  int rc = CLI_EXIT_OK;
-  unsigned long long last_seq = 0;
+  cli_events ev = {0, pagekite_get_status(mgr)}; /* after 0: every event kept */
+  int last_status = -1, rc = CLI_EXIT_OK;
+  long long last_draw = 0;
 
   cli_install_signals();
   if (pagekite_thread_start(mgr) != 0) {
@@ -334,19 +337,17 @@ static inline int cli_run_with(pagekite_mgr mgr, const char *prog, const cli_run
     return o->start_fail_code;
   }
   if (o->after_start) rc = o->after_start(o->hook_ctx);
+  int wait_ms = 0; /* the first report comes at once */
   while (rc == CLI_EXIT_OK && !cli_stop_requested) {
-    long long started = cli_now_ms();
-    cli_run_once(mgr, o, &out, &last_status, &last_seq);
-    if (cli_stop_requested) break;
-    if (pagekite_poll(mgr, 1) < 0) {
-      rc = cli_fail(prog, "pagekite_poll");
+    if (cli_take_events(mgr, &ev, &out, wait_ms) < 0) {
+      rc = cli_fail(prog, "pagekite_next_events");
       break;
     }
-    long long spent = cli_now_ms() - started;
-    if (spent < CLI_MIN_REFRESH_MS && !cli_stop_requested) cli_sleep_ms(CLI_MIN_REFRESH_MS - spent);
+    cli_report(mgr, o, &out, ev.status, &last_status, &last_draw);
+    wait_ms = CLI_WAIT_MS;
   }
   pagekite_thread_stop(mgr);
-  cli_send_new_log(mgr, &last_seq, &out);
+  while (cli_take_events(mgr, &ev, &out, 0) > 0) continue;
   if (out.tty) fputs("\n", stdout);
   fflush(stdout);
   pagekite_free(mgr);

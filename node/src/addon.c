@@ -6,9 +6,8 @@
  * - The argument and result helpers the generated glue (glue_generated.c)
  *   calls: wrong types throw TypeError, never reach the library.
  * - The event bridge: start(handle, callback) starts the master thread and a
- *   waiter thread that blocks in pagekite_poll(mgr, 1), compares the status
- *   and the log's sequence numbers, and hands what changed to JS through a
- *   napi_threadsafe_function.  stop(handle) stops the master thread, joins
+ *   waiter thread that blocks in pagekite_next_events() and hands each batch
+ *   of events to JS through a napi_threadsafe_function, in order.  stop(handle) stops the master thread, joins
  *   the waiter and frees the manager on a worker thread (napi async work),
  *   then releases the thread-safe function so that nothing keeps the event
  *   loop alive.
@@ -26,21 +25,23 @@
 #include "addon.h"
 
 enum { EV_NONE, EV_ACTIVE, EV_RELEASED };
-enum { PKN_EV_STATUS, PKN_EV_LOG, PKN_EV_DONE };
+enum { PKN_BATCH_EVENTS, PKN_BATCH_DONE };
 
-/* One change for JS; the waiter sends them in batches (a list). */
-typedef struct pkn_event {
-  struct pkn_event *next;
+/* Events per pagekite_next_events() call, and how long one call waits (ms):
+ * the waiter notices stop_flag within that time. */
+#define PKN_BATCH_MAX 64
+#define PKN_WAIT_MS 100
+
+/* What the waiter hands to the JS thread: events in order, or "done". */
+typedef struct pkn_batch {
   int kind;
-  int status;
-  unsigned long long seq;
-  long long ts;
-  char text[];
-} pkn_event;
+  int n;
+  pagekite_event ev[PKN_BATCH_MAX];
+} pkn_batch;
 
 struct pkn_handle {
   pagekite_mgr mgr;          /* NULL once freed */
-  pthread_mutex_t buf_lock;  /* pagekite_get_log's buffer is shared with the waiter */
+  pthread_mutex_t buf_lock;  /* held while the glue calls and copies pagekite_get_log() */
   pthread_mutex_t join_lock; /* serializes joining the waiter */
   /* Owned by the JS thread. */
   int ev;      /* EV_*: state of the thread-safe function */
@@ -58,8 +59,7 @@ struct pkn_handle {
   int waiter_joined; /* under join_lock */
   pthread_t waiter;
   atomic_int stop_flag;
-  int last_status;              /* waiter only, once started */
-  unsigned long long last_seq;  /* waiter only, once started */
+  long long after; /* waiter only, once started: the last seq handed on */
 };
 
 static const napi_type_tag pkn_tag = {0x7061676b6974656eULL, 0x6f64652d6d677231ULL};
@@ -306,121 +306,40 @@ void pkn_unlock_buffer(pkn_handle *h) {
 
 /* ---------------------------------------------------------------- the waiter */
 
-static pkn_event *event_new(int kind, const char *text, size_t len) {
-  pkn_event *e = calloc(1, sizeof(*e) + len + 1);
-  if (!e) return NULL;
-  e->kind = kind;
-  if (text) memcpy(e->text, text, len);
-  return e;
+static pkn_batch *batch_new(int kind) {
+  pkn_batch *b = calloc(1, sizeof(*b));
+  if (b) b->kind = kind;
+  return b;
 }
 
-static void events_free(pkn_event *e) {
-  while (e) {
-    pkn_event *next = e->next;
-    free(e);
-    e = next;
-  }
-}
-
-static pkn_event **push_status(pkn_event **tail, pkn_handle *h, int status) {
-  pkn_event *e = event_new(PKN_EV_STATUS, NULL, 0);
-  h->last_status = status;
-  if (!e) return tail;
-  e->status = status;
-  *tail = e;
-  return &e->next;
-}
-
-/* What changed since the last call: new log lines (by sequence number) and
- * status changes.  The status is sampled before the log snapshot.  The log
- * records every change as "Status: N" (when the mask has manager info), so
- * when the snapshot holds such lines they are the ordered history and the
- * sample, which may be older than them, is ignored; otherwise the sample is
- * newer than any change whose line is in the log, so it is reported. */
-static pkn_event *collect(pkn_handle *h) {
-  pkn_event *head = NULL, **tail = &head;
-  int saw_status_line = 0;
-  int sampled = pagekite_get_status(h->mgr);
-  pthread_mutex_lock(&h->buf_lock);
-  const char *p = pagekite_get_log(h->mgr);
-  while (p && *p) {
-    const char *eol = strchr(p, '\n');
-    size_t n = eol ? (size_t)(eol - p) : strlen(p);
-    const char *next = eol ? eol + 1 : p + n;
-    /* "<seq> t=<unix time> <text>" */
-    char *end = NULL;
-    unsigned long long seq = strtoull(p, &end, 10);
-    if (end == p || seq <= h->last_seq || *end != ' ') {
-      p = next;
-      continue;
-    }
-    h->last_seq = seq;
-    const char *text = end + 1;
-    long long ts = 0;
-    if (strncmp(text, "t=", 2) == 0) {
-      ts = strtoll(text + 2, &end, 10);
-      text = *end == ' ' ? end + 1 : end;
-    }
-    size_t tlen = n - (size_t)(text - p);
-    pkn_event *e = event_new(PKN_EV_LOG, text, tlen);
-    if (e) {
-      e->seq = seq;
-      e->ts = ts;
-      *tail = e;
-      tail = &e->next;
-    }
-    if (tlen > 8 && strncmp(text, "Status: ", 8) == 0) {
-      int st = atoi(text + 8);
-      saw_status_line = 1;
-      if (st != h->last_status) tail = push_status(tail, h, st);
-    }
-    p = next;
-  }
-  pthread_mutex_unlock(&h->buf_lock);
-  if (!saw_status_line && sampled >= 0 && sampled != h->last_status)
-    push_status(tail, h, sampled);
-  return head;
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
+/* Waits for events after h->after and queues them for JS, until stop_flag;
+ * then takes what is left without waiting, so stop() delivers every event. */
 static void *waiter_main(void *arg) {
   pkn_handle *h = arg;
-  int quick_empty = 0;
+  pkn_batch *b = NULL;
   for (;;) {
     int stopping = atomic_load(&h->stop_flag);
-    pkn_event *batch = collect(h);
-    if (batch) {
-      quick_empty = 0;
-      napi_status st = napi_call_threadsafe_function(h->tsfn, batch, napi_tsfn_nonblocking);
-      if (st != napi_ok) {
-        events_free(batch);
-        if (st == napi_closing) break;
-      }
+    if (!b) b = batch_new(PKN_BATCH_EVENTS);
+    if (b) {
+      b->ev[0].version = PK_EVENT_VERSION;
+      b->n = pagekite_next_events(h->mgr, h->after, b->ev, PKN_BATCH_MAX,
+                                  stopping ? 0 : PKN_WAIT_MS);
+    }
+    if (b && b->n > 0) {
+      h->after = b->ev[b->n - 1].seq;
+      napi_status st = napi_call_threadsafe_function(h->tsfn, b, napi_tsfn_nonblocking);
+      if (st != napi_ok) free(b);
+      b = NULL;
+      if (st == napi_closing) break;
+      continue; /* more may be waiting: read on before looking at stop_flag */
     }
     if (stopping) break;
-    double t0 = now_ms();
-    if (pagekite_poll(h->mgr, 1) != 0) {
-      struct timespec pause = {0, 100 * 1000 * 1000};
+    if (!b || b->n < 0) { /* no memory, or the manager refused: do not spin */
+      struct timespec pause = {0, PKN_WAIT_MS * 1000 * 1000};
       nanosleep(&pause, NULL);
     }
-    /* pagekite_poll returns at once when the loop has ended by itself: after
-     * many quick wake-ups with nothing new, ask whether it still runs. */
-    if (!batch && now_ms() - t0 < 2.0) {
-      if (++quick_empty >= 50) {
-        quick_empty = 0;
-        if (pagekite_tick(h->mgr) != 0) {
-          atomic_store(&h->stop_flag, 1); /* one last collect, then leave */
-        }
-      }
-    } else {
-      quick_empty = 0;
-    }
   }
+  free(b);
   return NULL;
 }
 
@@ -462,24 +381,38 @@ static void settle(napi_env env, pkn_handle *h) {
   }
 }
 
-static void deliver(napi_env env, napi_value cb, pkn_event *e) {
+static void set_int64(napi_env env, napi_value obj, const char *key, long long n) {
+  napi_value v;
+  if (napi_create_int64(env, (int64_t)n, &v) == napi_ok) napi_set_named_property(env, obj, key, v);
+}
+
+static void set_str(napi_env env, napi_value obj, const char *key, const char *s, size_t max) {
+  napi_value v;
+  if (napi_create_string_utf8(env, s, strnlen(s, max), &v) == napi_ok)
+    napi_set_named_property(env, obj, key, v);
+}
+
+/* The same object as binding.nextEvents() returns for one event. */
+static napi_value event_object(napi_env env, const pagekite_event *e) {
+  napi_value obj = NULL;
+  if (napi_create_object(env, &obj) != napi_ok) return NULL;
+  set_int64(env, obj, "version", e->version);
+  set_int64(env, obj, "kind", e->kind);
+  set_int64(env, obj, "seq", e->seq);
+  set_int64(env, obj, "timeMs", e->time_ms);
+  set_int64(env, obj, "code", e->code);
+  set_str(env, obj, "proto", e->proto, sizeof(e->proto));
+  set_str(env, obj, "name", e->name, sizeof(e->name));
+  set_str(env, obj, "text", e->text, sizeof(e->text));
+  return obj;
+}
+
+static void deliver(napi_env env, napi_value cb, const pagekite_event *e) {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value args[4], undef;
-  size_t argc = 0;
+  napi_value arg = event_object(env, e), undef;
   napi_get_undefined(env, &undef);
-  if (e->kind == PKN_EV_STATUS) {
-    napi_create_string_utf8(env, "status", NAPI_AUTO_LENGTH, &args[0]);
-    napi_create_int32(env, e->status, &args[1]);
-    argc = 2;
-  } else {
-    napi_create_string_utf8(env, "log", NAPI_AUTO_LENGTH, &args[0]);
-    napi_create_string_utf8(env, e->text, NAPI_AUTO_LENGTH, &args[1]);
-    napi_create_double(env, (double)e->seq, &args[2]);
-    napi_create_double(env, (double)e->ts, &args[3]);
-    argc = 4;
-  }
-  napi_call_function(env, undef, cb, argc, args, NULL);
+  if (arg) napi_call_function(env, undef, cb, 1, &arg, NULL);
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
     napi_value err;
@@ -491,24 +424,18 @@ static void deliver(napi_env env, napi_value cb, pkn_event *e) {
 
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   pkn_handle *h = context;
-  pkn_event *e = data;
-  while (e) {
-    pkn_event *next = e->next;
-    if (env) {
-      if (e->kind == PKN_EV_DONE) {
-        /* Everything the waiter sent came before this: finish stop(). */
-        settle(env, h);
-        if (h->ev == EV_ACTIVE) {
-          h->ev = EV_RELEASED;
-          napi_release_threadsafe_function(h->tsfn, napi_tsfn_release);
-        }
-      } else if (cb) {
-        deliver(env, cb, e);
-      }
+  pkn_batch *b = data;
+  if (env && b->kind == PKN_BATCH_DONE) {
+    /* Everything the waiter sent came before this: finish stop(). */
+    settle(env, h);
+    if (h->ev == EV_ACTIVE) {
+      h->ev = EV_RELEASED;
+      napi_release_threadsafe_function(h->tsfn, napi_tsfn_release);
     }
-    free(e);
-    e = next;
+  } else if (env && cb) {
+    for (int i = 0; i < b->n; i++) deliver(env, cb, &b->ev[i]);
   }
+  free(b);
 }
 
 /* The thread-safe function is gone: after stop(), after a raw lifecycle call,
@@ -553,8 +480,10 @@ static int get_handle(napi_env env, napi_value v, const char *fn, pkn_handle **h
 }
 
 /* start(handle, callback) -> the pagekite_thread_start() result.  On success
- * callback('status', code) and callback('log', text, seq, unixTime) follow
- * from the event loop, starting with the status before the thread ran. */
+ * callback(event) follows from the event loop for every event, with the
+ * fields of binding.nextEvents()' objects: first a STATUS event with seq 0
+ * (the status before the thread ran, not from the ring), then the ring's
+ * events from the oldest kept, in order. */
 static napi_value pkn_start(napi_env env, napi_callback_info info) {
   static const char fn[] = "start";
   napi_value argv[2];
@@ -584,11 +513,14 @@ static napi_value pkn_start(napi_env env, napi_callback_info info) {
     return pkn_ret_int(env, rc);
   }
   napi_create_reference(env, argv[0], 1, &h->self);
-  h->last_seq = 0;
-  h->last_status = s0;
-  pkn_event *first = event_new(PKN_EV_STATUS, NULL, 0);
+  h->after = 0;
+  pkn_batch *first = batch_new(PKN_BATCH_EVENTS);
   if (first) {
-    first->status = s0;
+    first->n = 1;
+    first->ev[0] = (pagekite_event)PAGEKITE_EVENT_INIT;
+    first->ev[0].kind = PK_EVENT_STATUS;
+    first->ev[0].time_ms = (long long)time(NULL) * 1000;
+    first->ev[0].code = s0;
     if (napi_call_threadsafe_function(h->tsfn, first, napi_tsfn_nonblocking) != napi_ok)
       free(first);
   }
@@ -627,7 +559,7 @@ static void stop_complete(napi_env env, napi_status status, void *data) {
     snprintf(h->stop_err, sizeof(h->stop_err), "stop: cancelled");
   }
   if (h->ev == EV_ACTIVE) {
-    pkn_event *done = event_new(PKN_EV_DONE, NULL, 0);
+    pkn_batch *done = batch_new(PKN_BATCH_DONE);
     if (done && napi_call_threadsafe_function(h->tsfn, done, napi_tsfn_nonblocking) == napi_ok)
       return; /* settled after the events queued before it */
     free(done);

@@ -154,13 +154,15 @@ test('raw lifecycle calls while events run stop the event thread first', async (
   const h = binding.init('raw-events', 1, 2, 16, null, binding.PK_AS_FRONTEND_RELAY, 0);
   assert.equal(binding.addRelayListener(h, '127.0.0.1', port), 0);
   const events = [];
-  assert.equal(binding.start(h, (...a) => events.push(a)), 0);
+  assert.equal(binding.start(h, (ev) => events.push(ev)), 0);
   assert.throws(() => binding.start(h, () => {}), /already started/);
   await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.deepEqual(events[0], ['status', binding.PK_STATUS_STARTUP]);
-  assert.ok(events.some(([t, s]) => t === 'status' && s === binding.PK_STATUS_FLYING),
-    JSON.stringify(events));
-  assert.ok(events.some(([t]) => t === 'log'));
+  assert.equal(events[0].kind, binding.PK_EVENT_STATUS);
+  assert.equal(events[0].code, binding.PK_STATUS_STARTUP);
+  assert.equal(events[0].seq, 0); // the status before the thread ran
+  assert.ok(events.some((e) => e.kind === binding.PK_EVENT_STATUS &&
+    e.code === binding.PK_STATUS_FLYING), JSON.stringify(events));
+  assert.ok(events.some((e) => e.kind === binding.PK_EVENT_LOG && e.seq > 0 && e.text));
   const t0 = Date.now();
   assert.equal(binding.threadStop(h), 0);
   assert.ok(Date.now() - t0 < 3000);

@@ -20,11 +20,22 @@ const HAND_WRITTEN = ['start', 'stop', 'ref', 'unref'];
 
 const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 const nullable = (a) => (a.type === 'const char *' || a.type === 'char **') && a.doc.includes('NULL');
+// An out-array of a spec struct is not a JS argument (the call returns the
+// array); the int after it is its length (1..1024).
+const isOut = (a) => a.type.startsWith('pagekite_') && a.type.endsWith(' *');
+function jsArgs(f) {
+  const args = f.args || [];
+  return args.filter((a) => !isOut(a)).map((a) => {
+    const i = args.indexOf(a);
+    return i > 0 && isOut(args[i - 1]) ? { ...a, length: true } : a;
+  });
+}
 
 function validArg(a, mgr) {
   switch (a.type) {
     case 'pagekite_mgr': return mgr;
-    case 'int': return 0;
+    case 'int': return a.length ? 1 : 0;
+    case 'long long': return 0;
     case 'const char *': return nullable(a) ? null : 'x';
     case 'char **': return nullable(a) ? null : [];
     default: throw new Error('type not covered by this test: ' + a.type);
@@ -34,7 +45,8 @@ function validArg(a, mgr) {
 function badArgs(a) {
   switch (a.type) {
     case 'pagekite_mgr': return [undefined, 0, 'mgr', {}, [], () => {}, Object.freeze({})];
-    case 'int': return [undefined, null, '1', 1.5, NaN, Infinity, {}, true, 10n, [1]];
+    case 'int': case 'long long':
+      return [undefined, null, '1', 1.5, NaN, Infinity, {}, true, 10n, [1]];
     case 'const char *': return [5, {}, ['x'], true, Symbol('x'), 'a\0b']
       .concat(nullable(a) ? [] : [undefined, null]);
     case 'char **': return ['x', [1], [null], ['a', 2], {}, 5, 'a\0b']
@@ -88,7 +100,7 @@ test('the idiomatic constant tables come from the binding', () => {
 test('with a NULL manager every call fails with its documented value and a reason', () => {
   let checked = 0;
   for (const f of spec.functions) {
-    const args = f.args || [];
+    const args = jsArgs(f);
     if (!args.some((a) => a.type === 'pagekite_mgr')) continue;
     const r = binding[f.node](...args.map((a) => validArg(a, null)));
     const failure = f.returns.failure || '';
@@ -156,7 +168,7 @@ test('wrong argument types throw TypeError for every argument of every function'
   let cases = 0;
   try {
     for (const f of spec.functions) {
-      const args = f.args || [];
+      const args = jsArgs(f);
       const valid = args.map((a) => validArg(a, h));
       args.forEach((a, i) => {
         for (const bad of badArgs(a)) {

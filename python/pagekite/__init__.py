@@ -38,13 +38,14 @@ from ._cdef import VERSION as _SPEC_VERSION
 from ._errors import (AlreadyExists, FileError, InvalidArgument, LimitReached, NetworkError,
                       NotFound, OutOfMemory, PageKiteError, Rejected, TLSError, Unsupported,
                       WrongState)
-from ._manager import Connector, Counter, KiteState, KiteStatus, Relay, Status
+from ._manager import (Connector, Counter, Event, EventKind, KiteState, KiteStatus, Relay,
+                       Status)
 
 __version__ = _SPEC_VERSION
 LIBRARY_VERSION: str = api.PK_VERSION  # type: ignore[attr-defined]
 """libpagekite's version string (PK_VERSION of the compiled library)."""
 
 __all__ = ["api", "Connector", "Relay", "Status", "KiteStatus", "KiteState", "Counter",
-           "PageKiteError", "InvalidArgument", "WrongState", "NotFound",
+           "EventKind", "Event", "PageKiteError", "InvalidArgument", "WrongState", "NotFound",
            "AlreadyExists", "OutOfMemory", "NetworkError", "TLSError", "Rejected",
            "LimitReached", "FileError", "Unsupported", "LIBRARY_VERSION", "__version__"]

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import api
 from ._errors import PageKiteError
-from ._manager import Connector, Relay, _Manager
+from ._manager import Connector, EventKind, Relay, _Manager
 
 LEVELS = [api.PK_LOG_ERRORS, api.PK_LOG_NORMAL, api.PK_LOG_DEBUG,  # type: ignore[attr-defined]
           api.PK_LOG_ALL]  # type: ignore[attr-defined]
@@ -117,24 +117,23 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def _run(pk: _Manager) -> int:
-    """Start, then report status changes and new log lines until a signal."""
+    """Start, then report status changes and log lines, from the manager's
+    events (Manager.events), until a signal."""
     old = signal.signal(signal.SIGTERM, _raise_stop)
-    last_status = None
-    last_seq = -1
     try:
+        last_status = pk.status
+        print("status: %s" % last_status.name, flush=True)
         pk.start()
-        while True:
-            status = pk.status
-            if status != last_status:
+        for ev in pk.events():
+            if ev.kind in (EventKind.LOG, EventKind.LOST):
+                print("%d t=%d %s" % (ev.seq, ev.time_ms // 1000, ev.text), file=sys.stderr,
+                      flush=True)
+            # Status changes may be among the events lost.
+            status = pk.status if ev.kind == EventKind.LOST else ev.status
+            if status is not None and status != last_status:
                 print("status: %s" % status.name, flush=True)
                 last_status = status
-            for line in pk.log:
-                seq_text = line.split(" ", 1)[0]
-                seq = int(seq_text) if seq_text.isdigit() else last_seq + 1
-                if seq > last_seq:
-                    print(line, file=sys.stderr, flush=True)
-                    last_seq = seq
-            pk.poll(1)
+        return 0
     except (KeyboardInterrupt, _Stop):
         return 0
     finally:

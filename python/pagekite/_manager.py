@@ -7,18 +7,19 @@ import enum
 import os
 import threading
 import time
-from typing import (Any, AsyncIterator, Callable, Dict, List, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import (Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
 
 from ._errors import InvalidArgument, PageKiteError, WrongState
 from ._pagekite import ffi, lib
 
-__all__ = ["Status", "KiteStatus", "KiteState", "Counter", "Connector", "Relay",
-           "PageKiteError"]
+__all__ = ["Status", "KiteStatus", "KiteState", "Counter", "EventKind", "Event", "Connector",
+           "Relay", "PageKiteError"]
 
 StrPath = Union[str, "os.PathLike[str]"]
 
 _INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
+_SEQ_MAX = 2 ** 63 - 1
 
 
 class Status(enum.IntEnum):
@@ -67,6 +68,62 @@ class Counter(enum.IntEnum):
     REJECTED = lib.PK_COUNTER_REJECTED
 
 
+class EventKind(enum.IntEnum):
+    """Kinds of :class:`Event` (PK_EVENT_*)."""
+
+    STATUS = lib.PK_EVENT_STATUS
+    """The manager's status changed: code is the new :class:`Status`."""
+    LOG = lib.PK_EVENT_LOG
+    """A log line: text is the line, code its PK_LOG_* bits."""
+    KITE = lib.PK_EVENT_KITE
+    """A kite changed state: code is its :class:`KiteStatus`, proto and name
+    say which, text why (a relay's reason)."""
+    TUNNEL = lib.PK_EVENT_TUNNEL
+    """A tunnel came up (code 1) or went down (code 0); name is the peer."""
+    STREAMS = lib.PK_EVENT_STREAMS
+    """The number of live streams changed: code is the new count."""
+    LOST = lib.PK_EVENT_LOST
+    """The reader was too slow: code events were dropped before this one."""
+
+
+class Event(NamedTuple):
+    """One thing that happened in a manager (struct pagekite_event), as
+    :meth:`Connector.next_events` and :meth:`Connector.events` return them.
+    seq numbers events 1, 2, 3, ... per manager, with no gaps."""
+
+    kind: Union[EventKind, int]
+    """An :class:`EventKind` (a plain int for a kind newer than this module)."""
+    seq: int
+    time_ms: int
+    """When it happened, in milliseconds since 1970-01-01 UTC."""
+    code: int
+    proto: str
+    name: str
+    text: str
+
+    @property
+    def status(self) -> Optional[Status]:
+        """The new :class:`Status` of a STATUS event; None for other kinds."""
+        if self.kind != EventKind.STATUS:
+            return None
+        try:
+            return Status(self.code)
+        except ValueError:
+            return None
+
+
+def _event(ev: Any) -> Event:
+    try:
+        kind: Union[EventKind, int] = EventKind(ev.kind)
+    except ValueError:
+        kind = int(ev.kind)
+
+    def text(field: Any) -> str:
+        return ffi.string(field).decode("utf-8", "replace")
+    return Event(kind, int(ev.seq), int(ev.time_ms), int(ev.code), text(ev.proto),
+                 text(ev.name), text(ev.text))
+
+
 # ---------------------------------------------------------------- argument checks
 
 def _int(value: Any, name: str) -> int:
@@ -75,6 +132,14 @@ def _int(value: Any, name: str) -> int:
     if not _INT_MIN <= value <= _INT_MAX:
         raise InvalidArgument("%s out of range: %d" % (name, value))
     return value
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("%s must be a number, not %s" % (name, type(value).__name__))
+    if value < 0:
+        raise PageKiteError("%s must be >= 0" % name)
+    return float(value)
 
 
 def _bool(value: Any, name: str) -> int:
@@ -119,8 +184,10 @@ def _failure(function: str) -> PageKiteError:
 
 _CONFIGURING, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)
 
-# Status checks in wait_until() / statuses(): back off from 1 ms to 50 ms.
-_CHECK_MIN_S, _CHECK_MAX_S = 0.001, 0.05
+# The longest single wait for events inside events(), wait_until() and
+# statuses(): how soon they notice that the manager stopped or was closed
+# (close() waits for calls inside C to return).
+_EVENT_SLICE_S = 0.1
 
 
 class _Manager:
@@ -378,6 +445,80 @@ class _Manager:
         seconds = int(timeout) if float(timeout).is_integer() else int(timeout) + 1
         self._call("pagekite_poll", min(seconds, _INT_MAX))
 
+    def next_events(self, after: int = 0, max: int = 64, timeout: float = 0.0) -> List[Event]:
+        """The events numbered after ``after`` (at most max, oldest first),
+        waiting up to timeout s for a first one; [] on timeout.
+
+        Pass the seq of the last event you got as ``after`` next time (0:
+        the oldest event still kept).  A reader more than 512 events behind
+        gets one :attr:`EventKind.LOST` event first, saying how many it
+        missed; continue after its seq.  Any thread may call it, and several
+        readers may each keep their own ``after``.  The GIL is released
+        while it waits; :meth:`close` waits for a call in progress, so keep
+        timeouts short where another thread may close the manager.
+        """
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise TypeError("after must be int, not %s" % type(after).__name__)
+        if not 0 <= after <= _SEQ_MAX:
+            raise PageKiteError("after must be 0 or a seq, not %d" % after)
+        count = _int(max, "max")
+        wait_ms = min(int(-(-_seconds(timeout, "timeout") * 1000 // 1)), _INT_MAX)
+        buf = ffi.new("pagekite_event[]", count if count > 0 else 1)
+        buf[0].version = lib.PK_EVENT_VERSION
+        n = self._call("pagekite_next_events", after, buf, count, wait_ms)
+        return [_event(buf[i]) for i in range(n)]
+
+    def events(self, after: int = 0, timeout: Optional[float] = None) -> Iterator[Event]:
+        """Iterate over the manager's :class:`Event` objects, in order, from
+        the one after ``after`` (0: the oldest still kept).
+
+        Blocks for the next event; ends when timeout s pass without one
+        (None: never), or once the manager was stopped (:meth:`stop`) and
+        every event before that was yielded, or when it is closed.  Events
+        are never skipped silently: a reader that falls more than 512 events
+        behind gets an :attr:`EventKind.LOST` event.
+        """
+        limit = None if timeout is None else _seconds(timeout, "timeout")
+        quiet_since = time.monotonic()
+        while True:
+            wait = _EVENT_SLICE_S
+            if limit is not None:
+                wait = max(0.0, min(wait, quiet_since + limit - time.monotonic()))
+            try:
+                batch = self.next_events(after, 64, wait)
+            except PageKiteError:
+                if self.closed:
+                    return
+                raise
+            for ev in batch:
+                after = ev.seq
+                yield ev
+            if batch:
+                quiet_since = time.monotonic()
+            elif self._ended(_STOPPED) or (
+                    limit is not None and time.monotonic() - quiet_since >= limit):
+                return
+
+    def _ended(self, *states: int) -> bool:
+        with self._cond:
+            return self._mgr is None or self._state in states
+
+    def _newest_seq(self) -> int:
+        """The seq of the newest event so far (0 if none): wait after it."""
+        after = 0
+        while True:
+            batch = self.next_events(after, 512, 0)
+            if not batch:
+                return after
+            after = batch[-1].seq
+
+    def _status_after(self, ev: Event) -> Optional[Status]:
+        """The status an event tells of: a STATUS event's, or after a LOST
+        event (status events may be among those missed) the current one."""
+        if ev.kind == EventKind.LOST:
+            return self.status
+        return ev.status
+
     def wait_until(self, status: Union[Status, int], timeout: float) -> bool:
         """Wait (at most timeout s) until the status equals status.
 
@@ -389,28 +530,28 @@ class _Manager:
         :class:`Connector`'s :meth:`~Connector.kites` and
         :meth:`~Connector.kite_reason` say which kite was refused and why.
 
-        The status is checked with a backoff from 1 ms to 50 ms, so the
-        answer comes at most ~50 ms after the change.  (Not pagekite_poll():
-        it only wakes for events after it was called, so a change between
-        reading the status and polling would be noticed a whole poll timeout
-        - 1 s - late.)
+        It waits for the manager's STATUS events (:meth:`next_events`) after
+        the newest one at the call, so a change is seen as soon as it
+        happens, including one between the first status check and the wait.
         """
         want = Status(status) if not isinstance(status, Status) else status
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError("timeout must be a number, not %s" % type(timeout).__name__)
         deadline = time.monotonic() + timeout
-        delay = _CHECK_MIN_S
+        after = self._newest_seq()
+        seen = [self.status]
         while True:
-            current = self.status
-            if current == want:
-                return True
-            if current == Status.REJECTED:
-                return False
+            for current in seen:
+                if current == want:
+                    return True
+                if current == Status.REJECTED:
+                    return False
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, _CHECK_MAX_S)
+            batch = self.next_events(after, 64, min(left, _EVENT_SLICE_S))
+            after = batch[-1].seq if batch else after
+            seen = [s for s in map(self._status_after, batch) if s is not None]
 
     def counter(self, which: Union[Counter, int]) -> int:
         """One counter (a :class:`Counter` or ``PK_COUNTER_*`` value)."""
@@ -421,34 +562,36 @@ class _Manager:
         """All counters, by lower-case name (``kites_live``, ``bytes_in``, ...)."""
         return {c.name.lower(): self.counter(c) for c in Counter}
 
-    async def statuses(self, poll_interval: float = _CHECK_MAX_S) -> AsyncIterator[Status]:
+    async def statuses(self, poll_interval: float = _EVENT_SLICE_S) -> AsyncIterator[Status]:
         """Async iterator over status changes: ``async for s in pk.statuses()``.
 
-        Yields the current status first, then each new one; ends when the
-        manager stops or is closed.  The status is checked with a backoff
-        from 1 ms to poll_interval seconds (see :meth:`wait_until` for why
-        this does not use pagekite_poll); no executor thread is needed.
+        Yields the current status first, then each new one, from the
+        manager's STATUS events; ends when the manager is not running (not
+        started, stopped or closed).  The waits for events run in the event
+        loop's default executor, at most poll_interval s each (how soon the
+        end is noticed); a change is yielded as soon as it happens.
         """
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
-            raise TypeError("poll_interval must be a number, not %s"
-                            % type(poll_interval).__name__)
-        cap = max(float(poll_interval), _CHECK_MIN_S)
-        last: Optional[Status] = None
-        delay = _CHECK_MIN_S
+        cap = _seconds(poll_interval, "poll_interval")
+        loop = asyncio.get_running_loop()
+        try:
+            after = self._newest_seq()
+            last = self.status
+        except PageKiteError:
+            return
+        yield last
         while True:
             try:
-                current = self.status
+                batch = await loop.run_in_executor(None, self.next_events, after, 64, cap)
+                changes = [self._status_after(ev) for ev in batch]
             except PageKiteError:
                 return
-            if current != last:
-                last = current
-                delay = _CHECK_MIN_S
-                yield current
-            with self._cond:
-                if self._state not in (_RUNNING, _STARTING) or self._mgr is None:
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, cap)
+            after = batch[-1].seq if batch else after
+            for current in changes:
+                if current is not None and current != last:
+                    last = current
+                    yield current
+            if not batch and self._ended(_CONFIGURING, _STOPPING, _STOPPED):
+                return
 
 
 class Connector(_Manager):

@@ -16,7 +16,13 @@ not raise on failure (check the documented failure value and call
   ``os.PathLike`` or ``None`` (NULL); an embedded NUL raises ``ValueError``;
 * ``char **`` arguments (NULL-terminated string lists) take a list or tuple
   of ``str`` or ``None``;
-* ``int`` arguments take ``int`` only (``TypeError`` otherwise);
+* ``int`` and ``long long`` arguments take ``int`` only (``TypeError``
+  otherwise);
+* ``pagekite_event *`` (:func:`next_events`) takes a cffi array,
+  ``ffi.new("pagekite_event[]", n)`` with ``[0].version`` set to
+  ``PK_EVENT_VERSION``, or ``None`` (NULL); :class:`pagekite.Connector` and
+  :class:`pagekite.Relay` have ``next_events()`` / ``events()`` returning
+  :class:`pagekite.Event` tuples instead;
 * :func:`init` and friends return the manager or ``None`` (NULL);
 * :func:`get_log` and :func:`last_error` return a copied ``str``
   (``get_log`` returns ``None`` on failure).
@@ -103,6 +109,20 @@ def _to_int(value: Any, name: str) -> int:
     return value
 
 
+_EVENT_PTR = ffi.typeof("pagekite_event *")
+
+
+def _to_events(value: Any, name: str) -> Any:
+    """None -> NULL; a cffi pagekite_event array (or pointer) as it is."""
+    if value is None:
+        return ffi.NULL
+    if isinstance(value, ffi.CData) and ffi.typeof(value).kind in ("array", "pointer") \
+            and ffi.typeof(value).item is _EVENT_PTR.item:
+        return value
+    raise TypeError("%s must be a cffi pagekite_event array or None, not %s"
+                    % (name, type(value).__name__))
+
+
 def _to_mgr(value: Any, name: str) -> Any:
     if value is None:
         return ffi.NULL
@@ -120,15 +140,6 @@ def _from_cstr(value: Any) -> Optional[str]:
     if value == ffi.NULL:
         return None
     return ffi.string(value).decode("utf-8", "replace")
-
-
-def _to_events(value: Any, name: str) -> Any:
-    """A cffi array of struct pagekite_event (ffi.new("pagekite_event[]", n))."""
-    if isinstance(value, ffi.CData) and ffi.typeof(value).kind in ("array", "pointer") \
-            and ffi.typeof(value).item is ffi.typeof("pagekite_event"):
-        return value
-    raise TypeError('%s must be ffi.new("pagekite_event[]", n), not %s'
-                    % (name, type(value).__name__))
 
 
 # C type -> (Python annotation, argument converter)

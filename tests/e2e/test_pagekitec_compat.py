@@ -18,6 +18,7 @@ What libpagekite's tool does and these tests check:
 
 import http.client
 import http.server
+import os
 import random
 import re
 import shutil
@@ -433,7 +434,9 @@ def test_sigusr1_sigusr2_keep_running_and_dump_state(flying):
     conn, _status = flying
     conn.popen.send_signal(signal.SIGUSR1)
     conn.popen.send_signal(signal.SIGUSR2)
-    conn.wait_for(r"state/status: FLYING", timeout=10, where="err", what="SIGUSR2 state dump")
+    # The connector's DDNS update may be in flight (UPDATING_DNS, issue 16).
+    conn.wait_for(r"state/status: (FLYING|UPDATING_DNS) ", timeout=10, where="err",
+                  what="SIGUSR2 state dump")
     conn.wait_for(r"state/kites_live: 1\b", timeout=5, where="err", what="live kites in dump")
     time.sleep(0.5)
     assert conn.alive, "pagekitec died on SIGUSR1/SIGUSR2"
@@ -474,3 +477,58 @@ def test_r_url_framed_in_the_503_page(group):
     status, body = get_via("127.0.0.1", relay.port, name)
     assert status == 503, (status, body[:300])
     assert b"https://offline.example.test/?" in body and b"where=BE" in body, body[:600]
+
+
+# ---------------------------------------------------------------- the live status line
+
+def _read_pty(fd, buf, pattern, timeout):
+    """Reads the terminal side into buf[0] until pattern matches; the match."""
+    import select
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, buf[0])
+        if m:
+            return m
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                buf[0] += os.read(fd, 65536).decode("utf-8", "replace")
+            except OSError:
+                break
+    return re.search(pattern, buf[0])
+
+
+def test_live_status_line_on_a_terminal(group, tmp_path):
+    """On a terminal pagekitec keeps one status line (doc/CLI.md), now drawn
+    from pagekite_next_events: FLYING with the kite and tunnel, then the
+    bytes of a request; log lines go to stderr as "<seq> t=<unix time> text"
+    with increasing sequence numbers."""
+    import pty
+    require_executable(PAGEKITEC, "pagekitec")
+    relay = group.our_relay()
+    name = kite_name("tty")
+    origin = group.origin(name)
+    master, slave = pty.openpty()
+    err = open(tmp_path / "stderr.txt", "w+")
+    p = subprocess.Popen([str(PAGEKITEC)] + [str(a) for a in relay_args(relay) + [
+        origin.port, "http", name, 0, SECRET]], stdin=subprocess.DEVNULL, stdout=slave,
+        stderr=err)
+    os.close(slave)
+    buf = [""]
+    try:
+        line = r"\r(FLYING) \| kites 1 \| tunnels 1 \| streams \d+ \| in ([^|]+) \| out ([^\x1b]+)\x1b\[K"
+        assert _read_pty(master, buf, line, 30), buf[0][-2000:]
+        wait_http(name, relay.port)
+        m = _read_pty(master, buf, r"\rFLYING \| kites 1 \| tunnels 1 \| streams \d+ \| in "
+                      r"[1-9][^|]* \| out [1-9][^\x1b]*\x1b\[K", 10)
+        assert m, buf[0][-2000:]
+    finally:
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(15)
+        os.close(master)
+    assert rc == 0
+    err.seek(0)
+    logged = [re.match(r"^(\d+) t=(\d+) \S", l) for l in err.read().splitlines()]
+    assert logged and all(logged), logged
+    seqs = [int(m.group(1)) for m in logged]
+    assert seqs == sorted(set(seqs)) and abs(int(logged[-1].group(2)) - time.time()) < 120

@@ -809,3 +809,58 @@ def test_readme_plugin_example_runs_as_written(fly):
     assert status == 200
     assert json.loads(body)["headers"].get("x-seen-by-plugin") == "example"
     relay.wait_for(r"request for demo\.test/page", 10)
+
+
+@needs_module
+def test_module_next_events_10000_in_order_and_poll():
+    """m:next_events() over pagekite_next_events: 10,000 log lines (a config
+    call after start() fails and logs one) arrive in order without gaps; a
+    slow reader gets one "lost" event; m:poll() says whether events came."""
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local K = pagekite.constants
+local c <close> = pagekite.connector{app_id = "ev", max_kites = 1, max_conns = 4,
+                                     flags = K.PK_WITH_IPV4 | K.PK_WITH_IPV6}
+assert(c:set_log_mask(K.PK_LOG_ERRORS))
+assert(c:start())
+local function log_one(i)
+  assert(c:add_kite{name = "n" .. i .. ".test", secret = "s", origin_port = 80} == nil)
+end
+local got, after = {}, 0
+local function drain()
+  repeat
+    local evs = assert(c:next_events(after, 512, 0))
+    for _, ev in ipairs(evs) do got[#got + 1] = ev; after = ev.seq end
+  until #evs == 0
+end
+for i = 1, 10000 do
+  log_one(i)
+  if i % 200 == 0 then drain() end
+end
+drain()
+local ours = 0
+for i, ev in ipairs(got) do
+  assert(ev.seq == got[1].seq + i - 1, "gap or reorder at " .. i)
+  assert(ev.kind ~= "lost")
+  if ev.kind == "log" and ev.text:match("^pagekite_add_kite") then
+    ours = ours + 1
+    assert(ev.code & K.PK_LOG_MANAGER_ERROR ~= 0 and ev.time_ms > 0)
+  end
+end
+assert(ours == 10000, "log events: " .. ours)
+for i = 1, 600 do log_one(i) end
+local slow = assert(c:next_events(after, 4, 0))
+assert(slow[1].kind == "lost" and slow[1].code > 0 and slow[2].seq == slow[1].seq + 1)
+assert(slow[1].code == slow[2].seq - after - 1)
+assert(c:poll(0) == true, "events since the last poll")
+assert(c:poll(0) == false, "none since")
+assert(c:poll(0.2) == false)
+log_one(0)
+assert(c:poll(5) == true)
+assert(not pcall(c.next_events, c, 0, 0), "max 0 raises")
+local e, err = c:next_events(-1, 1, 0)
+assert(e == nil and err:match("after"), err)
+print("events ok", #got)
+""", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "events ok" in r.stdout
