@@ -80,6 +80,14 @@ export interface RelayOptions extends ManagerOptions {
   maxListeners?: number;
 }
 
+/** addKite()'s first spelling of the origin's port and host: deprecated. */
+export interface KiteWithDeprecatedNames extends Omit<Kite, 'originPort' | 'originHost'> {
+  /** @deprecated use originPort */
+  port: number;
+  /** @deprecated use originHost */
+  host?: string;
+}
+
 export interface Kite {
   /** http (default), https, raw or websocket. */
   proto?: string;
@@ -87,10 +95,10 @@ export interface Kite {
   name: string;
   /** Shared secret proving the right to fly this kite. */
   secret: string;
-  /** Local (origin) port. */
-  port: number;
-  /** Local (origin) host; default "localhost". */
-  host?: string;
+  /** Port of the origin server (Python: origin_port). */
+  originPort: number;
+  /** Host of the origin server; default "localhost" (Python: origin_host). */
+  originHost?: string;
   /** Public port on the relay; 0 (default) for the protocol's default. */
   publicPort?: number;
 }
@@ -185,6 +193,11 @@ declare class Manager extends EventEmitter {
    */
   waitFor(statuses: StatusName | StatusName[], timeoutMs?: number): Promise<StatusName>;
 
+  /**
+   * The kept events after `after` (0: from the oldest), at most `max`, oldest
+   * first, without waiting; the same objects as the 'event' events.
+   */
+  nextEvents(after?: number, max?: number): PageKiteEvent[];
   counter(which: CounterName | number): number;
   counters(): Counters;
 
@@ -219,7 +232,7 @@ export type { Manager };
 export class Connector extends Manager {
   constructor(options?: ConnectorOptions);
   /** Before start() only. */
-  addKite(kite: Kite): this;
+  addKite(kite: Kite | KiteWithDeprecatedNames): this;
   /** Use the relay(s) `host` resolves to; returns the number of addresses. Before start(). */
   addFrontend(host: string, port: number, opts?: { updateFromDns?: boolean }): number;
   /** Use the pagekite.net relay pool. Before start(). */
@@ -252,6 +265,8 @@ export class Relay extends Manager {
   addListener<K extends keyof ManagerEvents>(event: K, listener: (...args: ManagerEvents[K]) => void): this;
   /** Accept kites matching pattern for protos ("http,https" or an array), signed with secret. */
   addDomain(protos: string | string[], pattern: string, secret: string): this;
+  /** Share a flying kite between every correctly signed tunnel (default false: duplicates refused). Before start(). */
+  setDuplicates(allow?: boolean): this;
   /** PEM certificate chain and key for TLS-wrapped tunnels. Before start(). */
   setTls(certFile: string, keyFile: string): this;
   /**
@@ -315,8 +330,8 @@ export const VERSION: string;
 export const VERSION_NUMBER: number;
 /** pagekite_version_number() of the embedded library. */
 export const libraryVersionNumber: number;
-/** The name of a status code ('FLYING' for 40). */
-export function statusName(code: number): StatusName | string;
+/** The name of a status code ('FLYING' for 40, 'UNKNOWN' otherwise): pagekite_status_name(). */
+export function statusName(code: number): StatusName | 'UNKNOWN';
 
 /** The raw API: one function per C call, every constant, plus the event bridge. */
 export const binding: RawBinding & {

@@ -55,11 +55,11 @@ const EventKind = Object.freeze(Object.fromEntries(Object.entries(constantsWithP
 const EVENT_KIND_NAMES = new Map(Object.entries(EventKind)
   .map(([name, code]) => [code, name.toLowerCase()]));
 
-const STATUS_NAMES = new Map(Object.entries(Status).map(([name, code]) => [code, name]));
 const KITE_STATUS_NAMES = new Map(Object.entries(KiteStatus).map(([name, code]) => [code, name]));
 
+/** The name of a status code ('FLYING' for 40, 'UNKNOWN' for no status): pagekite_status_name(). */
 function statusName(code) {
-  return STATUS_NAMES.get(code) || (code < 0 ? 'UNKNOWN' : 'STATUS_' + code);
+  return binding.statusName(int(code, 'code'));
 }
 
 function counterKey(name) {
@@ -145,6 +145,29 @@ function opt(o, key, fallback) {
 }
 
 const kHandle = Symbol('handle');
+
+const warnedRenames = new Set();
+
+// o[key], or else the deprecated o[oldKey] (warning once per process), or fallback.
+function renamed(o, key, oldKey, fallback) {
+  if (o[oldKey] === undefined) return opt(o, key, fallback);
+  if (o[key] !== undefined) {
+    throw typeError(oldKey, `left out when ${key} is given (it is ${key}'s deprecated name)`,
+      o[oldKey]);
+  }
+  if (!warnedRenames.has(oldKey)) {
+    warnedRenames.add(oldKey);
+    process.emitWarning(`addKite({ ${oldKey} }) is deprecated: use ${key}`,
+      { type: 'DeprecationWarning', code: 'PAGEKITE_DEP_KITE_' + oldKey.toUpperCase() });
+  }
+  return o[oldKey];
+}
+
+// A pagekite_event as the 'event' events and nextEvents() carry it.
+function eventObject(raw) {
+  return { kind: EVENT_KIND_NAMES.get(raw.kind) || 'kind' + raw.kind, seq: raw.seq,
+    timeMs: raw.timeMs, code: raw.code, proto: raw.proto, name: raw.name, text: raw.text };
+}
 
 /**
  * What Connector and Relay share: the manager's lifecycle (configure, start,
@@ -239,9 +262,8 @@ class Manager extends EventEmitter {
   // One pagekite_event from the addon's event thread (a pagekite_next_events
   // reader), in seq order; seq 0 is the status before the thread ran.
   _event(raw) {
-    const kind = EVENT_KIND_NAMES.get(raw.kind) || 'kind' + raw.kind;
-    const ev = { kind, seq: raw.seq, timeMs: raw.timeMs, code: raw.code, proto: raw.proto,
-      name: raw.name, text: raw.text };
+    const ev = eventObject(raw);
+    const kind = ev.kind;
     if (ev.seq > 0) this.emit('event', ev);
     if (kind === 'status') {
       this._statusEvent(ev.code);
@@ -355,6 +377,22 @@ class Manager extends EventEmitter {
     err.status = 'REJECTED';
     err.kites = kites;
     return err;
+  }
+
+  /**
+   * The events numbered after `after` that the manager still keeps (at most
+   * `max`, oldest first; 0: from the oldest), without waiting: the same
+   * objects as the 'event' events, for a reader that keeps its own place.
+   * A reader more than 512 events behind gets a 'lost' event first.
+   */
+  nextEvents(after = 0, max = 64) {
+    this._alive('nextEvents');
+    if (typeof after !== 'number' || !Number.isSafeInteger(after) || after < 0) {
+      throw typeError('after', 'a seq (an integer >= 0)', after);
+    }
+    const r = binding.nextEvents(this[kHandle], after, int(max, 'max'), 0);
+    if (typeof r === 'number') this._check('nextEvents', r);
+    return Array.isArray(r) ? r.map(eventObject) : [];
   }
 
   /** One counter, by name ('KITES_LIVE', ...) or PK_COUNTER_* number. */
@@ -489,8 +527,12 @@ class Connector extends Manager {
   }
 
   /**
-   * Serve kite `name` (proto: http, https, raw, websocket) from host:port,
-   * proving ownership with `secret`; publicPort 0 means the default.
+   * Serve kite `name` (proto: http, https, raw, websocket) from the origin
+   * server originHost:originPort, proving ownership with `secret`;
+   * publicPort 0 means the protocol's default.  The names are those of every
+   * binding (Python's origin_port, origin_host, public_port); `port` and
+   * `host`, this method's first names for the origin, still work but are
+   * deprecated (a DeprecationWarning, once).
    */
   addKite(kite) {
     const k = options(kite, 'kite');
@@ -499,8 +541,8 @@ class Connector extends Manager {
     const name = str(k.name, 'kite.name');
     const secret = str(k.secret, 'kite.secret');
     const publicPort = port(opt(k, 'publicPort', 0), 'kite.publicPort');
-    const host = str(opt(k, 'host', 'localhost'), 'kite.host');
-    const localPort = port(k.port, 'kite.port');
+    const host = str(renamed(k, 'originHost', 'host', 'localhost'), 'kite.originHost');
+    const localPort = port(renamed(k, 'originPort', 'port'), 'kite.originPort');
     this._check('addKite', binding.addKite(this[kHandle], proto, name, publicPort, secret, host,
       localPort));
     this._kites.push({ proto: publicPort ? `${proto}-${publicPort}` : proto, name });
@@ -632,6 +674,17 @@ class Relay extends Manager {
     const p = Array.isArray(protos) ? protos.join(',') : protos;
     this._check('addDomain', binding.addRelayDomain(this[kHandle], str(p, 'protos'),
       str(pattern, 'pattern'), str(secret, 'secret')));
+    return this;
+  }
+
+  /**
+   * Accept every correctly signed tunnel for a kite that already flies and
+   * share its new streams between them in turn (false, the default: a
+   * second tunnel is refused as a duplicate).  Before start().
+   */
+  setDuplicates(allow = true) {
+    this._configure('setDuplicates');
+    this._check('setDuplicates', binding.setRelayDuplicates(this[kHandle], bool(allow, 'allow')));
     return this;
   }
 

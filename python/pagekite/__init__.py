@@ -38,8 +38,8 @@ from ._cdef import VERSION as _SPEC_VERSION
 from ._errors import (AlreadyExists, FileError, InvalidArgument, LimitReached, NetworkError,
                       NotFound, OutOfMemory, PageKiteError, Rejected, TLSError, Unsupported,
                       WrongState)
-from ._manager import (Connector, Counter, Event, EventKind, KiteState, KiteStatus, Relay,
-                       Status)
+from ._manager import (LIBRARY_VERSION_NUMBER, Connector, Counter, Event, EventKind,
+                       KiteState, KiteStatus, Relay, Status)
 
 __version__ = _SPEC_VERSION
 LIBRARY_VERSION: str = api.PK_VERSION  # type: ignore[attr-defined]
@@ -48,4 +48,5 @@ LIBRARY_VERSION: str = api.PK_VERSION  # type: ignore[attr-defined]
 __all__ = ["api", "Connector", "Relay", "Status", "KiteStatus", "KiteState", "Counter",
            "EventKind", "Event", "PageKiteError", "InvalidArgument", "WrongState", "NotFound",
            "AlreadyExists", "OutOfMemory", "NetworkError", "TLSError", "Rejected",
-           "LimitReached", "FileError", "Unsupported", "LIBRARY_VERSION", "__version__"]
+           "LimitReached", "FileError", "Unsupported", "LIBRARY_VERSION", "LIBRARY_VERSION_NUMBER",
+           "__version__"]

@@ -13,13 +13,17 @@ from typing import (Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping,
 from ._errors import InvalidArgument, PageKiteError, WrongState
 from ._pagekite import ffi, lib
 
-__all__ = ["Status", "KiteStatus", "KiteState", "Counter", "EventKind", "Event", "Connector",
+__all__ = ["LIBRARY_VERSION_NUMBER", "Status", "KiteStatus", "KiteState", "Counter", "EventKind", "Event", "Connector",
            "Relay", "PageKiteError"]
 
 StrPath = Union[str, "os.PathLike[str]"]
 
 _INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
 _SEQ_MAX = 2 ** 63 - 1
+
+
+LIBRARY_VERSION_NUMBER: int = lib.pagekite_version_number()
+"""pagekite_version_number() of the loaded library (0xMMmmpp)."""
 
 
 class Status(enum.IntEnum):
@@ -305,6 +309,34 @@ class _Manager:
     def load_lua_plugin(self, path: StrPath) -> None:
         """Experimental: run the Lua script at path when the manager starts."""
         self._call("pagekite_load_lua_plugin", _str(path, "path", path=True))
+
+    def enable_fake_ping(self, enable: bool = True) -> None:
+        """Randomize relay ping times (a testing aid)."""
+        self._call("pagekite_enable_fake_ping", _bool(enable, "enable"))
+
+    def enable_watchdog(self, enable: bool = True) -> None:
+        """Abort the process (for a core dump) if the event loop hangs.  Before start()."""
+        self._call("pagekite_enable_watchdog", _bool(enable, "enable"))
+
+    def enable_tick_timer(self, enable: bool = True) -> None:
+        """Turn the internal tick timer on or off (off: call :meth:`tick` yourself)."""
+        self._call("pagekite_enable_tick_timer", _bool(enable, "enable"))
+
+    def tick(self) -> None:
+        """Run the internal tick now (a running manager only)."""
+        self._call("pagekite_tick")
+
+    def set_conn_eviction_idle(self, seconds: int) -> None:
+        """Let new connections evict ones idle for this many seconds (0: never)."""
+        self._call("pagekite_set_conn_eviction_idle_s", _int(seconds, "seconds"))
+
+    def set_openssl_ciphers(self, ciphers: str) -> None:
+        """The OpenSSL cipher list for TLS."""
+        self._call("pagekite_set_openssl_ciphers", _str(ciphers, "ciphers"))
+
+    def set_bail_on_errors(self, errors: int) -> None:
+        """Exit the process (code 100) after errors*10 problems; 0 disables."""
+        self._call("pagekite_set_bail_on_errors", _int(errors, "errors"))
 
     # -- lifecycle
 
@@ -627,6 +659,20 @@ class Connector(_Manager):
         return int(self._call("pagekite_lookup_and_add_frontend", _str(host, "host"),
                               _int(port, "port"), _bool(update_from_dns, "update_from_dns")))
 
+    def add_service_frontends(self, flags: int = lib.PK_WITH_DEFAULTS) -> int:
+        """Use the pagekite.net service's relay pool; returns how many relays."""
+        return int(self._call("pagekite_add_service_frontends", _int(flags, "flags")))
+
+    def add_whitelabel_frontends(self, whitelabel_tld: str,
+                                 flags: int = lib.PK_WITH_DEFAULTS) -> int:
+        """Use the relays of a white-label domain of the service; returns how many."""
+        return int(self._call("pagekite_add_whitelabel_frontends", _int(flags, "flags"),
+                              _str(whitelabel_tld, "whitelabel_tld")))
+
+    def want_spare_frontends(self, spares: int) -> None:
+        """Stay connected to this many spare relays."""
+        self._call("pagekite_want_spare_frontends", _int(spares, "spares"))
+
     def set_tls_verify(self, verify: bool = True, ca_file: Optional[StrPath] = None) -> None:
         """Verify relay certificates (against ca_file or the system store), or not."""
         self._call("pagekite_set_tls_verify",
@@ -716,6 +762,12 @@ class Relay(_Manager):
         comma-separated protos, signed with secret."""
         self._call("pagekite_add_relay_domain", _str(protos, "protos"), _str(pattern, "pattern"),
                    _str(secret, "secret"))
+
+    def set_duplicates(self, allow: bool = True) -> None:
+        """Accept every correctly signed tunnel for a kite that already flies
+        and share its new streams between them in turn (False, the default:
+        a second tunnel is refused as a duplicate).  Before start()."""
+        self._call("pagekite_set_relay_duplicates", _bool(allow, "allow"))
 
     def set_tls(self, cert: StrPath, key: StrPath) -> None:
         """PEM certificate chain and key for TLS-wrapped tunnels."""
