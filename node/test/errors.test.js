@@ -39,8 +39,8 @@ test('library failures carry their code', async () => {
   const c = new Connector({ maxKites: 1, flags: plainFlags });
   throwsCode(() => c.setProxy('ftp://p.test:21'), 'PK_EUNSUPPORTED', /ftp/);
   throwsCode(() => c.kiteStatus('http', 'nobody.test'), 'PK_ENOTFOUND', /nobody\.test/);
-  c.addKite({ name: 'a.example.test', secret: 's', port: 8000 });
-  throwsCode(() => c.addKite({ name: 'b.example.test', secret: 's', port: 8000 }), 'PK_ELIMIT',
+  c.addKite({ name: 'a.example.test', secret: 's', originPort: 8000 });
+  throwsCode(() => c.addKite({ name: 'b.example.test', secret: 's', originPort: 8000 }), 'PK_ELIMIT',
     /max_kites/);
   throwsCode(() => c.tick(), 'PK_ESTATE', /not running/);
   await c.stop();

@@ -69,7 +69,7 @@ test('a relay and a connector emit status, kite, tunnel and streams events', asy
   relay.addListener('127.0.0.1', port).addDomain('http', `*.${DOMAIN}`, SECRET);
   const c = new Connector({ flags: plainFlags });
   const name = `ev.${DOMAIN}`;
-  c.addKite({ name, secret: SECRET, host: '127.0.0.1', port: origin.port });
+  c.addKite({ name, secret: SECRET, originHost: '127.0.0.1', originPort: origin.port });
   c.addFrontend('127.0.0.1', port);
   const seen = { status: [], kite: [], tunnel: [], relayKite: [] };
   c.on('status', (n, code) => seen.status.push([n, code]));

@@ -26,8 +26,8 @@ describe('relay and connector in one process', () => {
     connector = new Connector({ appId: 'node-test-connector', maxConns: 512, flags: plainFlags });
     connector.on('status', (n, code) => statuses.push([n, code]));
     connector.on('log', (line, meta) => logs.push([line, meta]));
-    connector.addKite({ proto: 'http', name, secret: SECRET, host: '127.0.0.1',
-      port: origin.port });
+    connector.addKite({ proto: 'http', name, secret: SECRET, originHost: '127.0.0.1',
+      originPort: origin.port });
     assert.equal(connector.addFrontend('127.0.0.1', relayPort), 1);
     await connector.start();
     await connector.waitFor('FLYING', 20000);
@@ -105,7 +105,7 @@ describe('relay and connector in one process', () => {
   });
 
   test('configuration after start() throws PageKiteError', () => {
-    assert.throws(() => connector.addKite({ name: 'late.' + DOMAIN, secret: SECRET, port: 1 }),
+    assert.throws(() => connector.addKite({ name: 'late.' + DOMAIN, secret: SECRET, originPort: 1 }),
       PageKiteError);
     assert.throws(() => relay.addDomain('http', 'late.' + DOMAIN, SECRET), PageKiteError);
     assert.throws(() => connector.enableWatchdog(true), PageKiteError);
@@ -116,8 +116,8 @@ describe('relay and connector in one process', () => {
     const seen = [];
     c.on('status', (n) => seen.push(n));
     try {
-      c.addKite({ name: 'wrong.' + DOMAIN, secret: 'not-the-secret', host: '127.0.0.1',
-        port: origin.port });
+      c.addKite({ name: 'wrong.' + DOMAIN, secret: 'not-the-secret', originHost: '127.0.0.1',
+        originPort: origin.port });
       c.addFrontend('127.0.0.1', relayPort);
       await c.start();
       await c.waitFor('REJECTED', 20000);

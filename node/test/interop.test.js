@@ -54,7 +54,7 @@ test('our Node connector flies behind pagekite.py (--isfrontend)',
     try {
       await waitForPort(port, relay, 20000);
       const name = 'interop.' + DOMAIN;
-      c.addKite({ name, secret: SECRET, host: '127.0.0.1', port: origin.port });
+      c.addKite({ name, secret: SECRET, originHost: '127.0.0.1', originPort: origin.port });
       c.addFrontend('127.0.0.1', port);
       await c.start();
       await c.waitFor('FLYING', 30000).catch((e) => {

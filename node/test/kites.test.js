@@ -29,7 +29,7 @@ describe('kites, TLS and certificate names', () => {
   function connector(port, name, { secret = SECRET, host = '127.0.0.1', ...opts } = {}) {
     const c = new Connector({ appId: 'node-kites', maxFrontends: 1, ...opts });
     managers.push(c);
-    c.addKite({ name, secret, host: '127.0.0.1', port: 9 });
+    c.addKite({ name, secret, originHost: '127.0.0.1', originPort: 9 });
     assert.ok(c.addFrontend(host, port) >= 1);
     return c;
   }
@@ -115,7 +115,7 @@ describe('kites, TLS and certificate names', () => {
     const r = await relay();
     const name = 'states.' + DOMAIN;
     const c = connector(r.port, name, { flags: plainFlags });
-    c.addKite({ name, secret: SECRET, host: '127.0.0.1', port: 9, publicPort: 8080 });
+    c.addKite({ name, secret: SECRET, originHost: '127.0.0.1', originPort: 9, publicPort: 8080 });
     assert.equal(c.kiteStatus('http', name), 'WAITING');
     assert.equal(c.kiteStatus('http-8080', name), 'WAITING');
     assert.equal(c.kiteReason('http', name), '');

@@ -46,8 +46,8 @@ test('a child that starts and stops a relay and a connector exits by itself with
       relay.addListener('127.0.0.1', ${port}).addDomain('http', '*.${DOMAIN}', '${SECRET}');
       await relay.start();
       const c = new Connector({ flags: Flags.WITH_IPV4 | Flags.WITH_IPV6 }); // a plain relay
-      c.addKite({ name: 'child.${DOMAIN}', secret: '${SECRET}', host: '127.0.0.1',
-                  port: origin.address().port });
+      c.addKite({ name: 'child.${DOMAIN}', secret: '${SECRET}', originHost: '127.0.0.1',
+                  originPort: origin.address().port });
       c.addFrontend('127.0.0.1', ${port});
       await c.start();
       await c.waitFor('FLYING', 15000);
@@ -71,7 +71,7 @@ test('a running manager keeps the process alive unless unref()ed', async () => {
   const script = (unref) => `
     const { Connector } = require('pagekite');
     const c = new Connector();
-    c.addKite({ name: 'alone.${DOMAIN}', secret: 'x', host: '127.0.0.1', port: 9 });
+    c.addKite({ name: 'alone.${DOMAIN}', secret: 'x', originHost: '127.0.0.1', originPort: 9 });
     c.addFrontend('127.0.0.1', ${port});
     c.start().then(() => { ${unref ? 'c.unref();' : ''} console.log('MARK started'); });
   `;
@@ -86,7 +86,7 @@ test('a running manager keeps the process alive unless unref()ed', async () => {
 
 test('start twice, stop twice, calls after stop', async () => {
   const c = new Connector();
-  c.addKite({ name: 'state.' + DOMAIN, secret: 'x', port: 9 });
+  c.addKite({ name: 'state.' + DOMAIN, secret: 'x', originPort: 9 });
   assert.equal(c.state, 'configuring');
   assert.equal(c.status, 'STARTUP');
   await c.start();
@@ -106,7 +106,7 @@ test('start twice, stop twice, calls after stop', async () => {
   assert.deepEqual(c.log, []);
   assert.throws(() => c.counter('TUNNELS'), PageKiteError);
   assert.throws(() => c.setLogMask(0), PageKiteError);
-  assert.throws(() => c.addKite({ name: 'late.' + DOMAIN, secret: 'x', port: 9 }), PageKiteError);
+  assert.throws(() => c.addKite({ name: 'late.' + DOMAIN, secret: 'x', originPort: 9 }), PageKiteError);
   await assert.rejects(c.start(), PageKiteError);
 });
 
@@ -139,7 +139,7 @@ test('a busy listening port makes start() reject with PageKiteError', async () =
 
 test('waitFor times out with a PageKiteError and rejects on stop', async () => {
   const c = new Connector();
-  c.addKite({ name: 'wait.' + DOMAIN, secret: 'x', port: 9 });
+  c.addKite({ name: 'wait.' + DOMAIN, secret: 'x', originPort: 9 });
   c.addFrontend('127.0.0.1', await freePort());
   await c.start();
   await assert.rejects(c.waitFor('FLYING', 300), PageKiteError);
@@ -181,8 +181,8 @@ test('idiomatic arguments are type-checked', () => {
   try {
     assert.throws(() => c.addKite(), TypeError);
     assert.throws(() => c.addKite({ name: 'n', secret: 's' }), TypeError); // no port
-    assert.throws(() => c.addKite({ name: 5, secret: 's', port: 80 }), TypeError);
-    assert.throws(() => c.addKite({ name: 'n', secret: 's', port: 70000 }), RangeError);
+    assert.throws(() => c.addKite({ name: 5, secret: 's', originPort: 80 }), TypeError);
+    assert.throws(() => c.addKite({ name: 'n', secret: 's', originPort: 70000 }), RangeError);
     assert.throws(() => c.addFrontend(null, 80), TypeError);
     assert.throws(() => c.addFrontend('127.0.0.1', '80'), TypeError);
     assert.throws(() => c.enableHttpForwardingHeaders(1), TypeError);

@@ -146,8 +146,8 @@ describe('relay TLS endpoints, raw ports, port aliases, MOTD', () => {
     const name = 'ports.' + DOMAIN;
     const c = new Connector({ appId: 'node-raw-alias', maxFrontends: 1, flags: plainFlags });
     managers.push(c);
-    c.addKite({ proto: 'raw', name, secret: SECRET, host: '127.0.0.1', port: 9, publicPort: 2222 })
-      .addKite({ proto: 'http', name, secret: SECRET, host: '127.0.0.1', port: 9, publicPort: 8080 });
+    c.addKite({ proto: 'raw', name, secret: SECRET, originHost: '127.0.0.1', originPort: 9, publicPort: 2222 })
+      .addKite({ proto: 'http', name, secret: SECRET, originHost: '127.0.0.1', originPort: 9, publicPort: 8080 });
     c.addFrontend('127.0.0.1', port);
     await c.start();
     const deadline = Date.now() + 20000;
