@@ -1,6 +1,6 @@
 """``python -m pagekite``: thin connector and relay command lines.
 
-    python -m pagekite connect --frontend HOST:PORT [--ssl] LPORT PROTO NAME PPORT SECRET
+    python -m pagekite connect --frontend HOST:PORT [--tls] [-H] LPORT PROTO NAME PPORT SECRET
     python -m pagekite relay --ports 9080[,9081] --domain PROTOS:PATTERN:SECRET
 
 Both print ``status: NAME`` to stdout (flushed) whenever the status changes
@@ -55,6 +55,20 @@ def _ports(text: str) -> List[int]:
     return ports
 
 
+class _Deprecated(argparse.Action):
+    """An old option spelling: sets dest to const and says what to use instead."""
+
+    def __init__(self, *args: object, new: str, **kwargs: object) -> None:
+        self.new = new
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: Optional[str] = None) -> None:
+        print("python -m pagekite: %s is deprecated: use %s" % (option_string, self.new),
+              file=sys.stderr)
+        setattr(namespace, self.dest, self.const)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pagekite",
@@ -72,17 +86,24 @@ def _parser() -> argparse.ArgumentParser:
                        description="Make a local server reachable through a PageKite relay.")
     c.add_argument("--frontend", "-f", action="append", required=True, metavar="HOST:PORT",
                    type=_host_port, help="relay to connect to (repeatable)")
-    c.add_argument("--ssl", "--tls", action="store_true",
+    c.add_argument("--tls", action="store_true",
                    help="wrap the tunnel in TLS, verifying the relay's certificate (off by "
                         "default: a private relay without a certificate speaks plain TCP)")
+    c.add_argument("--ssl", action=_Deprecated, nargs=0, dest="tls", const=True, new="--tls",
+                   help=argparse.SUPPRESS)
     c.add_argument("--ca-file", metavar="PEM",
-                   help="CA file to verify the relay with (implies --ssl)")
+                   help="CA file to verify the relay with (implies --tls)")
     c.add_argument("--insecure", action="store_true",
-                   help="do not verify the relay's certificate (implies --ssl; testing only)")
+                   help="do not verify the relay's certificate (implies --tls; testing only)")
     c.add_argument("--fe-certname", action="append", default=[], metavar="NAME",
                    help="also accept a relay certificate for NAME (repeatable)")
-    c.add_argument("--forwarding-headers", action="store_true",
-                   help="add X-Forwarded-For / X-Forwarded-Proto to HTTP requests")
+    c.add_argument("-H", "--no-forwarding-headers", dest="forwarding_headers",
+                   action="store_false",
+                   help="do not add X-Forwarded-For / X-Forwarded-Proto to HTTP requests "
+                        "(they are added by default, as by pagekitec)")
+    c.add_argument("--forwarding-headers", action=_Deprecated, nargs=0,
+                   dest="forwarding_headers", const=True, new="nothing (the default)",
+                   help=argparse.SUPPRESS)
     c.add_argument("lport", metavar="LPORT", type=lambda t: _host_port(t, "localhost"),
                    help="origin server: PORT or HOST:PORT")
     c.add_argument("proto", metavar="PROTO", help="http, https, raw or websocket")
@@ -148,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "connect":
             # As pagekitec with --frontend: TLS only when asked for (PK_WITH_DEFAULTS
             # would turn it on, and a pagekiter without a certificate is plain).
-            tls = bool(args.ssl or args.ca_file or args.insecure or args.fe_certname)
+            tls = bool(args.tls or args.ca_file or args.insecure or args.fe_certname)
             flags = (api.PK_WITH_IPV4 | api.PK_WITH_IPV6  # type: ignore[attr-defined]
                      | (api.PK_WITH_SSL if tls else 0))  # type: ignore[attr-defined]
             pk: _Manager = Connector("pagekite-py", max_kites=1,
@@ -159,8 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     pk.set_tls_verify(not args.insecure, args.ca_file)  # type: ignore
                 for name in args.fe_certname:
                     pk.add_frontend_certname(name)  # type: ignore[attr-defined]
-                if args.forwarding_headers:
-                    pk.enable_http_forwarding_headers(True)
+                pk.enable_http_forwarding_headers(args.forwarding_headers)
                 origin_host, origin_port = args.lport
                 pk.add_kite(args.proto, args.name, args.secret, origin_port,  # type: ignore
                             public_port=args.pport, origin_host=origin_host)
