@@ -18,8 +18,12 @@
  * relay without a certificate.  A manager is stopped and freed by __gc and
  * __close (`local c <close> = pagekite.relay{...}`) or explicitly with :free().
  * Lua argument errors (wrong types) raise, as in the standard library.
+ *
+ * pagekite.raw is the C API one to one, generated (pagekite_raw.c, from
+ * spec/pagekite.json); methods that are one C call go through it
+ * (thin_methods below), the others are written here.
  */
-#include <ctype.h>
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -27,7 +31,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../c/src/pk_names.h" /* generated: names of the status, counter and event codes */
 #include "pagekite.h"
+#include "pagekite_lua.h"
 
 #define MT "pagekite.manager"
 
@@ -90,6 +96,72 @@ static int opt_bool(lua_State *L, int idx, const char *k, int dflt) {
   return v;
 }
 
+/* A new manager object (no C manager yet) on the stack. */
+static lpk_mgr *new_object(lua_State *L) {
+  lpk_mgr *u = lua_newuserdatauv(L, sizeof(*u), 1);
+  memset(u, 0, sizeof(*u));
+  luaL_setmetatable(L, MT);
+  lua_newtable(L); /* user value 1: the kites added, {proto = "http[-port]", name = ...} */
+  lua_setiuservalue(L, -2, 1);
+  return u;
+}
+
+/* ---- the helpers of the generated raw layer (pagekite_lua.h) ---- */
+
+pagekite_mgr lpk_arg_mgr(lua_State *L, int idx) {
+  if (lua_isnil(L, idx)) return NULL;
+  lpk_mgr *u = luaL_checkudata(L, idx, MT);
+  return u->mgr;
+}
+
+int lpk_arg_int(lua_State *L, int idx) {
+  lua_Integer v = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, v >= INT_MIN && v <= INT_MAX, idx, "out of the range of a C int");
+  return (int)v;
+}
+
+char **lpk_arg_strv(lua_State *L, int idx, int nullable) {
+  if (nullable && lua_isnoneornil(L, idx)) return NULL;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t n = (size_t)lua_rawlen(L, idx);
+  luaL_argcheck(L, n < 4096, idx, "too many strings");
+  /* The array lives on the stack (as userdata) until the C function returns;
+   * the strings are the table's own. */
+  const char **v = lua_newuserdatauv(L, (n + 1) * sizeof(*v), 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "must be a table of strings");
+    v[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  v[n] = NULL;
+  return (char **)v;
+}
+
+int lpk_push_mgr(lua_State *L, pagekite_mgr m) {
+  if (!m) {
+    lua_pushnil(L);
+    return 1;
+  }
+  new_object(L)->mgr = m;
+  return 1;
+}
+
+void lpk_after_call(lua_State *L, int idx, const char *fn, int rc) {
+  lpk_mgr *u = luaL_testudata(L, idx, MT);
+  if (!u) return; /* nil: the NULL manager */
+  if (strcmp(fn, "pagekite_thread_start") == 0) {
+    if (rc == 0) u->running = 1;
+  } else if (strcmp(fn, "pagekite_thread_stop") == 0 || strcmp(fn, "pagekite_thread_wait") == 0) {
+    u->running = 0;
+  } else if (strcmp(fn, "pagekite_free") == 0 && rc == 0) {
+    u->mgr = NULL;
+    u->running = 0;
+  }
+}
+
+/* ---- the idiomatic layer ---- */
+
 static int new_mgr(lua_State *L, int relay) {
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
@@ -104,11 +176,7 @@ static int new_mgr(lua_State *L, int relay) {
   int flags = opt_int(L, 1, "flags", PK_WITH_DEFAULTS);
   int verbosity = opt_int(L, 1, "verbosity", 0);
   if (relay) flags |= PK_AS_FRONTEND_RELAY;
-  lpk_mgr *u = lua_newuserdatauv(L, sizeof(*u), 1);
-  memset(u, 0, sizeof(*u));
-  luaL_setmetatable(L, MT);
-  lua_newtable(L); /* user value 1: the kites added, {proto = "http[-port]", name = ...} */
-  lua_setiuservalue(L, -2, 1);
+  lpk_mgr *u = new_object(L);
   u->relay = relay;
   u->mgr = pagekite_init(app_id, max_kites, max_fe, max_conns, ddns, flags, verbosity);
   if (!u->mgr) return fail(L);
@@ -167,14 +235,6 @@ static int m_add_frontend(lua_State *L) {
   return 1;
 }
 
-/* m:add_listener(host|nil, port) */
-static int m_add_listener(lua_State *L) {
-  lpk_mgr *u = check(L);
-  const char *host = luaL_optstring(L, 2, NULL);
-  int port = (int)luaL_checkinteger(L, 3);
-  return result(L, pagekite_add_relay_listener(u->mgr, host, port));
-}
-
 /* m:add_domain(protos, pattern, secret) or m:add_domain{protos=, pattern=, secret=} */
 static int m_add_domain(lua_State *L) {
   lpk_mgr *u = check(L);
@@ -218,80 +278,6 @@ static int m_enable_lua_plugins(lua_State *L) {
   return result(L, pagekite_enable_lua_plugins(u->mgr, defaults, (char **)list));
 }
 
-static int m_load_lua_plugin(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_load_lua_plugin(u->mgr, luaL_checkstring(L, 2)));
-}
-
-static int m_set_log_mask(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_log_mask(u->mgr, (int)luaL_checkinteger(L, 2)));
-}
-
-static int m_set_tls_verify(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_tls_verify(u->mgr, (int)luaL_checkinteger(L, 2),
-                                           luaL_optstring(L, 3, NULL)));
-}
-
-/* m:set_tls(cert_file, key_file): a relay's certificate for TLS tunnels */
-static int m_set_tls(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_relay_tls(u->mgr, luaL_checkstring(L, 2), luaL_checkstring(L, 3)));
-}
-
-/* m:add_tls_endpoint(name, cert, key|nil): a relay's certificate for name
- * ("host" or "*.domain"); key nil: the key is in cert */
-static int m_add_tls_endpoint(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_add_relay_tls_endpoint(u->mgr, luaL_checkstring(L, 2),
-                                                   luaL_checkstring(L, 3),
-                                                   luaL_optstring(L, 4, NULL)));
-}
-
-/* m:set_tls_default(name|nil): the name for TLS clients without SNI */
-static int m_set_tls_default(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_relay_tls_default(u->mgr, luaL_optstring(L, 2, NULL)));
-}
-
-/* m:set_raw_ports("22,2222" | "virtual" | nil): ports raw kites may claim */
-static int m_set_raw_ports(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_relay_raw_ports(u->mgr, luaL_optstring(L, 2, NULL)));
-}
-
-/* m:add_port_alias(port, alias_of): visitors on port routed as if on alias_of */
-static int m_add_port_alias(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_add_relay_port_alias(u->mgr, (int)luaL_checkinteger(L, 2),
-                                                 (int)luaL_checkinteger(L, 3)));
-}
-
-/* m:set_motd(text|nil): a message of the day for connectors */
-static int m_set_motd(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_relay_motd(u->mgr, luaL_optstring(L, 2, NULL)));
-}
-
-/* m:add_frontend_certname(name): also accept a relay certificate for name */
-static int m_add_frontend_certname(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_add_frontend_certname(u->mgr, luaL_checkstring(L, 2)));
-}
-
-/* m:set_proxy(url): relays and DDNS through an outgoing proxy (nil: none) */
-static int m_set_proxy(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_proxy(u->mgr, luaL_optstring(L, 2, NULL)));
-}
-
-/* m:set_rejection_url(url): framed in the 503 page when an origin is down */
-static int m_set_rejection_url(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_set_rejection_url(u->mgr, luaL_optstring(L, 2, NULL)));
-}
-
 static int m_start(lua_State *L) {
   lpk_mgr *u = check(L);
   if (pagekite_thread_start(u->mgr) < 0) return fail(L);
@@ -307,14 +293,35 @@ static int m_stop(lua_State *L) {
   return result(L, pagekite_thread_stop(u->mgr));
 }
 
-/* Lua sees status names in lower case ("flying"), from the library's table. */
-static void push_status(lua_State *L, int s) {
-  char b[16];
-  const char *n = pagekite_status_name(s);
-  size_t i = 0;
-  for (; n[i] && i < sizeof(b); i++) b[i] = (char)tolower((unsigned char)n[i]);
-  lua_pushlstring(L, b, i);
+typedef struct {
+  int code;
+  const char *name;
+} lpk_name;
+
+/* The names Lua sees, in lower case, from the spec's tables (pk_names.h). */
+#define LPK_ROW(code, NAME, name) {code, name},
+static const lpk_name status_names[] = {PK_STATUS_NAMES(LPK_ROW){0, NULL}};
+static const lpk_name kite_status_names[] = {PK_KITE_STATUS_NAMES(LPK_ROW){0, NULL}};
+static const lpk_name counter_names[] = {PK_COUNTER_NAMES(LPK_ROW){0, NULL}};
+static const lpk_name event_kinds[] = {PK_EVENT_NAMES(LPK_ROW){0, NULL}};
+#undef LPK_ROW
+
+static const char *name_of(const lpk_name *t, int code) {
+  for (; t->name; t++)
+    if (t->code == code) return t->name;
+  return NULL;
 }
+
+/* Pushes the name of code in t, or PREFIX_CODE ("status_99") when t has none. */
+static void push_name(lua_State *L, const lpk_name *t, int code, const char *prefix) {
+  const char *n = name_of(t, code);
+  if (n)
+    lua_pushstring(L, n);
+  else
+    lua_pushfstring(L, "%s_%d", prefix, code);
+}
+
+static void push_status(lua_State *L, int s) { push_name(L, status_names, s, "status"); }
 
 /* m:status() -> code, name */
 static int m_status(lua_State *L) {
@@ -326,13 +333,8 @@ static int m_status(lua_State *L) {
   return 2;
 }
 
-static const char *const kite_status_names[] = {"waiting", "flying", "rejected", "duplicate"};
-
 static void push_kite_status(lua_State *L, int s) {
-  if (s >= 0 && s < (int)(sizeof(kite_status_names) / sizeof(kite_status_names[0])))
-    lua_pushstring(L, kite_status_names[s]);
-  else
-    lua_pushfstring(L, "kite_status_%d", s);
+  push_name(L, kite_status_names, s, "kite_status");
 }
 
 /* m:kite_status(proto, name) -> code, name ("waiting", "flying", "rejected", "duplicate") */
@@ -427,11 +429,8 @@ static long long newest_seq(pagekite_mgr mgr) {
 static int status_arg(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) return (int)luaL_checkinteger(L, idx);
   const char *want = luaL_checkstring(L, idx);
-  static const int codes[] = {PK_STATUS_STARTUP,  PK_STATUS_CONNECTING, PK_STATUS_UPDATING_DNS,
-                              PK_STATUS_FLYING,   PK_STATUS_PROBLEMS,   PK_STATUS_REJECTED,
-                              PK_STATUS_NO_NETWORK};
-  for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
-    if (strcasecmp(want, pagekite_status_name(codes[i])) == 0) return codes[i];
+  for (const lpk_name *s = status_names; s->name; s++)
+    if (strcasecmp(want, s->name) == 0) return s->code;
   return luaL_argerror(L, idx, "unknown status name");
 }
 
@@ -514,13 +513,11 @@ static int m_poll(lua_State *L) {
   return 1;
 }
 
-static const char *const event_kinds[] = {"", "status", "log", "kite", "tunnel", "streams", "lost"};
-
 static void push_event(lua_State *L, const pagekite_event *e) {
   lua_createtable(L, 0, 7);
-  int known = e->kind > 0 && e->kind < (int)(sizeof(event_kinds) / sizeof(event_kinds[0]));
-  if (known)
-    lua_pushstring(L, event_kinds[e->kind]);
+  const char *kind = name_of(event_kinds, e->kind);
+  if (kind)
+    lua_pushstring(L, kind);
   else
     lua_pushinteger(L, e->kind);
   lua_setfield(L, -2, "kind");
@@ -560,29 +557,13 @@ static int m_next_events(lua_State *L) {
   return 1;
 }
 
-static int m_tick(lua_State *L) {
-  lpk_mgr *u = check(L);
-  return result(L, pagekite_tick(u->mgr));
-}
-
-static const struct {
-  const char *name;
-  int id;
-} counters[] = {
-    {"kites_live", PK_COUNTER_KITES_LIVE}, {"tunnels", PK_COUNTER_TUNNELS},
-    {"streams", PK_COUNTER_STREAMS},       {"bytes_in", PK_COUNTER_BYTES_IN},
-    {"bytes_out", PK_COUNTER_BYTES_OUT},   {"errors", PK_COUNTER_ERRORS},
-    {"streams_total", PK_COUNTER_STREAMS_TOTAL}, {"rejected", PK_COUNTER_REJECTED},
-};
-#define NCOUNTERS (sizeof(counters) / sizeof(counters[0]))
-
 /* m:counters() -> {name = value} ; m:counter("bytes_in") -> value */
 static int m_counters(lua_State *L) {
   lpk_mgr *u = check(L);
   lua_newtable(L);
-  for (size_t i = 0; i < NCOUNTERS; i++) {
-    lua_pushinteger(L, pagekite_get_counter(u->mgr, counters[i].id));
-    lua_setfield(L, -2, counters[i].name);
+  for (const lpk_name *c = counter_names; c->name; c++) {
+    lua_pushinteger(L, pagekite_get_counter(u->mgr, c->code));
+    lua_setfield(L, -2, c->name);
   }
   return 1;
 }
@@ -590,9 +571,9 @@ static int m_counters(lua_State *L) {
 static int m_counter(lua_State *L) {
   lpk_mgr *u = check(L);
   const char *name = luaL_checkstring(L, 2);
-  for (size_t i = 0; i < NCOUNTERS; i++)
-    if (strcmp(name, counters[i].name) == 0) {
-      lua_pushinteger(L, pagekite_get_counter(u->mgr, counters[i].id));
+  for (const lpk_name *c = counter_names; c->name; c++)
+    if (strcmp(name, c->name) == 0) {
+      lua_pushinteger(L, pagekite_get_counter(u->mgr, c->code));
       return 1;
     }
   lua_pushnil(L);
@@ -621,24 +602,11 @@ static int m_tostring(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"add_kite", m_add_kite},
     {"add_frontend", m_add_frontend},
-    {"add_listener", m_add_listener},
     {"add_domain", m_add_domain},
     {"enable_lua_plugins", m_enable_lua_plugins},
-    {"load_lua_plugin", m_load_lua_plugin},
-    {"set_log_mask", m_set_log_mask},
-    {"set_tls_verify", m_set_tls_verify},
-    {"set_tls", m_set_tls},
-    {"add_tls_endpoint", m_add_tls_endpoint},
-    {"set_tls_default", m_set_tls_default},
-    {"set_raw_ports", m_set_raw_ports},
-    {"add_port_alias", m_add_port_alias},
-    {"set_motd", m_set_motd},
-    {"add_frontend_certname", m_add_frontend_certname},
-    {"set_proxy", m_set_proxy},
-    {"set_rejection_url", m_set_rejection_url},
     {"kite_status", m_kite_status},
     {"kite_reason", m_kite_reason},
-    {"get_kite_status", m_kite_status}, /* the spec's (doc/API.md) names */
+    {"get_kite_status", m_kite_status}, /* the spec's raw names, as methods */
     {"get_kite_reason", m_kite_reason},
     {"kites", m_kites},
     {"wait_until", m_wait_until},
@@ -648,12 +616,67 @@ static const luaL_Reg methods[] = {
     {"log", m_log},
     {"poll", m_poll},
     {"next_events", m_next_events},
-    {"tick", m_tick},
     {"counters", m_counters},
     {"counter", m_counter},
     {"free", m_free},
     {NULL, NULL},
 };
+
+/* Methods that are one raw call: m:METHOD(args) is pagekite.raw.RAW(m, args),
+ * with true or nil, err, code for the C result.  bool: a boolean first
+ * argument is passed as 1 or 0. */
+static const struct {
+  const char *method, *raw;
+  int bool_arg;
+} thin_methods[] = {
+    {"add_listener", "add_relay_listener", 0},
+    {"load_lua_plugin", "load_lua_plugin", 0},
+    {"set_log_mask", "set_log_mask", 0},
+    {"set_tls_verify", "set_tls_verify", 0},
+    {"set_tls", "set_relay_tls", 0},
+    {"add_tls_endpoint", "add_relay_tls_endpoint", 0},
+    {"set_tls_default", "set_relay_tls_default", 0},
+    {"set_raw_ports", "set_relay_raw_ports", 0},
+    {"add_port_alias", "add_relay_port_alias", 0},
+    {"set_motd", "set_relay_motd", 0},
+    {"set_duplicates", "set_relay_duplicates", 1},
+    {"add_frontend_certname", "add_frontend_certname", 0},
+    {"set_proxy", "set_proxy", 0},
+    {"set_rejection_url", "set_rejection_url", 0},
+    {"tick", "tick", 0},
+    {"wait", "thread_wait", 0},
+    {"add_service_frontends", "add_service_frontends", 0},
+    {"add_whitelabel_frontends", "add_whitelabel_frontends", 0},
+    {"set_housekeeping_min_interval", "set_housekeeping_min_interval", 0},
+    {"set_housekeeping_max_interval", "set_housekeeping_max_interval", 0},
+    {"enable_http_forwarding_headers", "enable_http_forwarding_headers", 1},
+    {"enable_fake_ping", "enable_fake_ping", 1},
+    {"enable_watchdog", "enable_watchdog", 1},
+    {"enable_tick_timer", "enable_tick_timer", 1},
+    {"set_conn_eviction_idle", "set_conn_eviction_idle_s", 0},
+    {"set_openssl_ciphers", "set_openssl_ciphers", 0},
+    {"want_spare_frontends", "want_spare_frontends", 0},
+    {"set_bail_on_errors", "set_bail_on_errors", 0},
+};
+
+/* upvalue 1: the raw function; upvalue 2: bool_arg. */
+static int m_thin(lua_State *L) {
+  check(L);
+  if (lua_toboolean(L, lua_upvalueindex(2)) && lua_isboolean(L, 2)) {
+    lua_pushinteger(L, lua_toboolean(L, 2));
+    lua_replace(L, 2);
+  }
+  lua_CFunction raw = lua_tocfunction(L, lua_upvalueindex(1));
+  int top = lua_gettop(L);
+  raw(L);
+  return result(L, (int)lua_tointeger(L, top + 1));
+}
+
+static lua_CFunction raw_function(const char *name) {
+  for (const luaL_Reg *r = lpk_raw_functions; r->name; r++)
+    if (strcmp(r->name, name) == 0) return r->func;
+  return NULL;
+}
 
 static int l_last_error(lua_State *L) {
   lua_pushstring(L, pagekite_last_error());
@@ -665,39 +688,17 @@ static int l_last_error_code(lua_State *L) {
   return 1;
 }
 
-#define C(name) {#name, name}
-static const struct {
-  const char *name;
-  int value;
-} constants[] = {
-    C(PK_VERSION_NUMBER),
-    C(PK_STATUS_STARTUP), C(PK_STATUS_CONNECTING), C(PK_STATUS_UPDATING_DNS),
-    C(PK_STATUS_FLYING), C(PK_STATUS_PROBLEMS), C(PK_STATUS_REJECTED), C(PK_STATUS_NO_NETWORK),
-    C(PK_KITE_STATUS_WAITING), C(PK_KITE_STATUS_FLYING), C(PK_KITE_STATUS_REJECTED),
-    C(PK_KITE_STATUS_DUPLICATE),
-    C(PK_WITH_DEFAULTS), C(PK_WITHOUT_DEFAULTS), C(PK_WITH_SSL), C(PK_WITH_IPV4),
-    C(PK_WITH_IPV6), C(PK_WITH_SERVICE_FRONTENDS), C(PK_WITHOUT_SERVICE_FRONTENDS),
-    C(PK_WITH_DYNAMIC_FE_LIST), C(PK_WITH_FRONTEND_SNI),
-    C(PK_AS_FRONTEND_RELAY),
-    C(PK_LOG_TUNNEL_DATA), C(PK_LOG_TUNNEL_HEADERS), C(PK_LOG_TUNNEL_CONNS),
-    C(PK_LOG_LUA_INFO), C(PK_LOG_BE_DATA), C(PK_LOG_BE_HEADERS), C(PK_LOG_BE_CONNS),
-    C(PK_LOG_LUA_DEBUG), C(PK_LOG_MANAGER_ERROR), C(PK_LOG_MANAGER_INFO),
-    C(PK_LOG_MANAGER_DEBUG), C(PK_LOG_TRACE), C(PK_LOG_ERROR), C(PK_LOG_ERRORS),
-    C(PK_LOG_MANAGER), C(PK_LOG_CONNS), C(PK_LOG_NORMAL), C(PK_LOG_DEBUG), C(PK_LOG_ALL),
-    C(PK_COUNTER_KITES_LIVE), C(PK_COUNTER_TUNNELS), C(PK_COUNTER_STREAMS),
-    C(PK_COUNTER_BYTES_IN), C(PK_COUNTER_BYTES_OUT), C(PK_COUNTER_ERRORS),
-    C(PK_COUNTER_STREAMS_TOTAL), C(PK_COUNTER_REJECTED),
-    C(PK_TLS_VERIFY_NONE), C(PK_TLS_VERIFY_PEER),
-    C(PK_OK), C(PK_EINVAL), C(PK_ESTATE), C(PK_ENOTFOUND), C(PK_EEXIST), C(PK_ENOMEM),
-    C(PK_ENETWORK), C(PK_ETLS), C(PK_EREJECTED), C(PK_ELIMIT), C(PK_EIO), C(PK_EUNSUPPORTED),
-    C(PK_EVENT_VERSION), C(PK_EVENT_STATUS), C(PK_EVENT_LOG), C(PK_EVENT_KITE),
-    C(PK_EVENT_TUNNEL), C(PK_EVENT_STREAMS), C(PK_EVENT_LOST),
-};
-#undef C
-
 __attribute__((visibility("default"))) int luaopen_pagekite(lua_State *L) {
   if (luaL_newmetatable(L, MT)) {
     luaL_newlib(L, methods);
+    for (size_t i = 0; i < sizeof(thin_methods) / sizeof(thin_methods[0]); i++) {
+      lua_CFunction raw = raw_function(thin_methods[i].raw);
+      if (!raw) return luaL_error(L, "pagekite: no raw function %s", thin_methods[i].raw);
+      lua_pushcfunction(L, raw);
+      lua_pushboolean(L, thin_methods[i].bool_arg);
+      lua_pushcclosure(L, m_thin, 2);
+      lua_setfield(L, -2, thin_methods[i].method);
+    }
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, m_free);
     lua_setfield(L, -2, "__gc");
@@ -721,10 +722,12 @@ __attribute__((visibility("default"))) int luaopen_pagekite(lua_State *L) {
   lua_pushstring(L, PK_VERSION);
   lua_setfield(L, -2, "version");
   lua_newtable(L);
-  for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++) {
-    lua_pushinteger(L, constants[i].value);
-    lua_setfield(L, -2, constants[i].name);
-  }
+  lpk_set_constants(L, -1);
   lua_setfield(L, -2, "constants");
+  /* pagekite.raw: every C call and constant of the spec, one to one. */
+  lua_newtable(L);
+  luaL_setfuncs(L, lpk_raw_functions, 0);
+  lpk_set_constants(L, -1);
+  lua_setfield(L, -2, "raw");
   return 1;
 }

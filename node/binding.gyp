@@ -1,6 +1,7 @@
 # binding.gyp - the addon and the libpagekite core it embeds.
-# The core is compiled from this checkout (../c/src, as CMake does it: every
-# source but the plugin hosts, plus plugins_none.c) into a static library
+# The core is compiled from this checkout (the core sources listed in
+# ../spec/pagekite.json, the list CMake and setuptools build, plus
+# plugins_none.c; see scripts/core-sources.js) into a static library
 # linked into the addon.  Headers come from --nodedir (see scripts/build.js):
 # Node's own uv.h, OpenSSL and zlib headers match the libuv, OpenSSL and zlib
 # the node binary provides at run time; -luv -lssl -lcrypto -lz cover a node

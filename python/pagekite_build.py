@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
 import os
-import re
 import subprocess
 import sys
 from typing import Dict, List, Optional, Tuple
@@ -69,21 +69,29 @@ def _pkg_config(*args: str) -> Optional[List[str]]:
     return out.stdout.split()
 
 
-def select_sources(c_dir: str) -> Tuple[List[str], Dict[str, List[str]]]:
+def _load_spec_sources() -> Dict:
+    """The "sources" of pagekite/_spec.json: the one list of core C files that
+    CMake and node-gyp build too (spec/generate.py writes it)."""
+    with open(os.path.join(HERE, "pagekite", "_spec.json"), encoding="utf-8") as f:
+        return json.load(f)["sources"]
+
+
+def select_sources(c_dir: str, with_lua: Optional[bool] = None
+                   ) -> Tuple[List[str], Dict[str, List[str]]]:
     """The C files to compile, and extra build options (Lua), as CMakeLists.txt does.
 
-    Every c/src/*.c except the plugin back-ends (plugins_*.c); of those,
-    plugins_lua.c when it exists and Lua 5.4 is found by pkg-config (unless
-    PAGEKITE_WITH_LUA=0), else plugins_none.c.
+    The core sources of _spec.json; then plugins_lua.c when Lua 5.4 is found
+    by pkg-config (with_lua None: unless PAGEKITE_WITH_LUA=0; False: never;
+    True: required), else plugins_none.c.
     """
-    all_c = sorted(glob.glob(os.path.join(c_dir, "src", "*.c")))
-    plugin_re = re.compile(r"plugins_[a-z]+\.c$")
-    sources = [f for f in all_c if not plugin_re.search(os.path.basename(f))]
+    listed = _load_spec_sources()
+    sources = [os.path.join(c_dir, "src", os.path.basename(f)) for f in listed["core"]]
     extra: Dict[str, List[str]] = {"include_dirs": [], "libraries": [], "library_dirs": [],
                                    "define_macros": []}
-    lua_c = os.path.join(c_dir, "src", "plugins_lua.c")
-    none_c = os.path.join(c_dir, "src", "plugins_none.c")
-    want_lua = os.environ.get("PAGEKITE_WITH_LUA", "auto").lower()
+    lua_c = os.path.join(c_dir, "src", os.path.basename(listed["plugins"]["lua"]))
+    none_c = os.path.join(c_dir, "src", os.path.basename(listed["plugins"]["none"]))
+    want_lua = {None: os.environ.get("PAGEKITE_WITH_LUA", "auto").lower(), False: "0",
+                True: "1"}[with_lua]
     cflags = libs = None
     if os.path.isfile(lua_c) and want_lua not in ("0", "off", "no", "false"):
         cflags = _pkg_config("--cflags", "lua5.4")

@@ -7,7 +7,10 @@
 
 Outputs (paths relative to the repository root):
     c/include/pagekite.h, c/libpagekite.map, doc/API.md,
-    python/pagekite/_cdef.py, bindings/swig/pagekite.i
+    python/pagekite/_cdef.py, python/pagekite/_enums.py, bindings/swig/pagekite.i,
+    c/src/pk_names.h,
+    spec/pagekite.json (the resolved spec the binding generators and the
+    builds read; a copy ships in the Python package as _spec.json)
 
 Standard library only (Python >= 3.11).  Output is deterministic: it depends
 on the spec alone.  The generator never guesses: every name, type and rule
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import operator
+import re
 import sys
 import textwrap
 import tomllib
@@ -150,9 +155,57 @@ def validate(spec: dict) -> None:
             argnames.add(a["name"])
             if a["type"] == MGR_TYPE and (i != 0 or a["name"] != "mgr"):
                 raise SpecError(f"function {fn['c']}: the manager is always the first argument, mgr")
+            validate_nullable(fn["c"], a)
         if role == "destructor" and not (args and args[0]["type"] == MGR_TYPE):
             raise SpecError(f"function {fn['c']}: a destructor takes the manager")
+        lua = fn.get("idiomatic", {}).get("lua")
+        if not isinstance(lua, str) or not re.fullmatch(r"(m:|pagekite\.)[a-z_]+|raw only", lua):
+            raise SpecError(f"function {fn['c']}: idiomatic = {{ lua = \"m:NAME\" | "
+                            "\"pagekite.NAME\" | \"raw only\" }} is required")
     validate_structs(spec, types)
+    for g in spec["groups"]:
+        prefix = g.get("enum_prefix")
+        if "python_enum" in g and prefix is None:
+            raise SpecError(f"group {g['key']}: python_enum needs enum_prefix")
+        if prefix is not None and not enum_members(spec, g):
+            raise SpecError(f"group {g['key']}: no constant starts with {prefix}")
+
+
+# "NULL" as a value of the argument, not "NULL-terminated" (a char ** list).
+_MENTIONS_NULL = re.compile(r"\bNULL\b(?!-terminated)")
+
+
+def validate_nullable(fname: str, a: dict) -> None:
+    """nullable = true exactly where the argument's doc says what NULL means.
+    The manager is the exception: every call takes a NULL one (and fails with
+    its failure value, as the intro says), so it carries no flag."""
+    flag = a.get("nullable", False)
+    if a["type"] == MGR_TYPE:
+        if "nullable" in a:
+            raise SpecError(f"function {fname}: the manager is always nullable; no flag")
+        return
+    if not isinstance(flag, bool):
+        raise SpecError(f"function {fname} argument {a['name']}: nullable is true or false")
+    if flag and not a["type"].endswith("*"):
+        raise SpecError(f"function {fname} argument {a['name']}: only pointer arguments "
+                        "can be nullable")
+    said = bool(_MENTIONS_NULL.search(a["doc"]))
+    if said and not flag:
+        raise SpecError(f"function {fname} argument {a['name']}: its doc mentions NULL but is "
+                        "not nullable (add nullable = true, or reword the doc)")
+    if flag and not said:
+        raise SpecError(f"function {fname} argument {a['name']}: nullable but its doc does not "
+                        "say what NULL means")
+
+
+def enum_members(spec: dict, group: dict) -> dict[str, int]:
+    """SHORT_NAME -> value for an enum group (enum_prefix), in spec order."""
+    prefix = group.get("enum_prefix")
+    if prefix is None:
+        return {}
+    return {c["name"].removeprefix(prefix): c["value"] for c in spec["constants"]
+            if c["group"] == group["key"] and c["name"].startswith(prefix)
+            and c.get("enum_member", True)}
 
 
 FIELD_TYPES = ("int", "long long", "char")
@@ -603,7 +656,9 @@ def gen_api_md(spec: dict) -> str:
         "link with `-lpagekite`) and its name in each binding: Java",
         f"(`{lib['java_package']}.{jclass}`, static methods over one process-wide",
         "manager, so the `mgr` argument is implicit), Python (`pagekite`, snake_case),",
-        "Node (camelCase) and Lua (snake_case).  The ABI policy is in",
+        "Node (camelCase) and Lua (`pagekite.raw.*`, snake_case, one function a call;",
+        "`m:method` on a `pagekite.connector{}` / `pagekite.relay{}` object where the",
+        "idiomatic layer has it).  The ABI policy is in",
         "[ABI.md](ABI.md).",
         "",
         "## Contents",
@@ -662,9 +717,16 @@ def gen_api_md(spec: dict) -> str:
             "| --- | --- | --- | --- | --- | --- |"]
     for fn in spec["functions"]:
         out.append(f"| `{fn['c']}` | `{fn['java']}` | `{fn['python']}` | `{fn['node']}` "
-                   f"| `{fn['lua']}` | {fn['since']} |")
+                   f"| {_lua_names(fn)} | {fn['since']} |")
     out.append("")
     return "\n".join(out)
+
+
+def _lua_names(fn: dict) -> str:
+    """The Lua raw function and, unless raw only, the idiomatic method."""
+    raw = f"`pagekite.raw.{fn['lua']}`"
+    lua = fn["idiomatic"]["lua"]
+    return raw if lua == "raw only" else f"`{lua}`, {raw}"
 
 
 def _anchor(title: str) -> str:
@@ -678,7 +740,7 @@ def _md_function(fn: dict, spec: dict, when: dict, types: dict) -> list[str]:
            f"- When: {when[fn['when']]['short']} ({when[fn['when']]['title'].lower()})",
            f"- Since: {fn['since']}",
            f"- Java: `{java_signature(fn, spec)}`; Python: `{fn['python']}`; "
-           f"Node: `{fn['node']}`; Lua: `{fn['lua']}`",
+           f"Node: `{fn['node']}`; Lua: {_lua_names(fn)}",
            "", "```c", *c_signature(fn), "```", ""]
     out += [_md(p) + "\n" for p in paragraphs(fn["doc"])]
     args = fn.get("args", [])
@@ -695,6 +757,130 @@ def _md_function(fn: dict, spec: dict, when: dict, types: dict) -> list[str]:
         rline += f"  Ownership: {_md(ret['ownership'])}."
     out += [rline, ""]
     return out
+
+
+# ---------------------------------------------------------------- pagekite.json
+
+PLUGIN_SOURCE = re.compile(r"^plugins_([a-z]+)\.c$")
+
+
+def core_sources(root: Path = ROOT) -> dict:
+    """c/src/*.c as CMakeLists.txt, setuptools and node-gyp build them: the core
+    (every file but the plugin hosts) and the plugin hosts by name, one of which
+    a build adds (lua where Lua 5.4 is found, else none)."""
+    src = root / "c" / "src"
+    core, plugins = [], {}
+    for f in sorted(src.glob("*.c")):
+        m = PLUGIN_SOURCE.match(f.name)
+        if m:
+            plugins[m.group(1)] = f"c/src/{f.name}"
+        else:
+            core.append(f"c/src/{f.name}")
+    if "none" not in plugins:
+        raise SpecError("c/src/plugins_none.c is missing")
+    return {"core": core, "plugins": plugins}
+
+
+def resolve(spec: dict) -> dict:
+    """The spec with everything a binding generator needs spelled out: the
+    form spec/pagekite.json holds.  Readers never look at the TOML or guess
+    from doc text."""
+    structs = {f"{st['c']} *": st for st in spec.get("structs", [])}
+    functions = []
+    for fn in spec["functions"]:
+        args = fn.get("args", [])
+        out_args = []
+        for i, a in enumerate(args):
+            r = {"name": a["name"], "type": a["type"],
+                 "nullable": a["type"] == MGR_TYPE or a.get("nullable", False),
+                 "doc": " ".join(a["doc"].split())}
+            if a["type"] in structs:
+                if i + 1 >= len(args) or args[i + 1]["type"] != "int":
+                    raise SpecError(f"function {fn['c']}: an out-array is followed by its int "
+                                    "length")
+                r["out_array"] = {"struct": structs[a["type"]]["c"], "count": args[i + 1]["name"]}
+            out_args.append(r)
+        functions.append({
+            "c": fn["c"],
+            "names": {k: fn[k] for k in ("c", "java", "python", "node", "lua")},
+            "idiomatic": dict(fn["idiomatic"]),
+            "section": fn["section"], "when": fn["when"], "since": fn["since"],
+            "role": fn.get("role"), "takes_mgr": takes_mgr(fn),
+            "summary": fn["summary"],
+            "returns": {"type": fn["returns"]["type"], "failure": fn["returns"]["failure"]},
+            "args": out_args,
+        })
+    groups = []
+    for g in spec["groups"]:
+        entry = {"key": g["key"], "title": g["title"],
+                 "constants": [c["name"] for c in spec["constants"] if c["group"] == g["key"]]}
+        if "enum_prefix" in g:
+            entry["enum"] = {"prefix": g["enum_prefix"], "members": enum_members(spec, g)}
+            if "python_enum" in g:
+                entry["enum"]["python"] = g["python_enum"]
+        groups.append(entry)
+    return {
+        "generated_by": GENERATED_BY,
+        "library": {k: spec["library"][k] for k in ("name", "version", "soname_major")},
+        "types": {t["c"]: {"java": t["java"], "python": t["python"], "doc": t["doc"]}
+                  for t in spec["types"]},
+        "constants": [{"name": c["name"], "group": c["group"], "type": c["type"],
+                       "value": c["value"], "doc": " ".join(c["doc"].split())}
+                      for c in spec["constants"]],
+        "groups": groups,
+        "structs": [{"c": st["c"], "init": st["init"], "summary": st["summary"],
+                     "version_constant": _version_const(spec, st),
+                     "fields": [{k: f[k] for k in ("name", "type", "array", "doc") if k in f}
+                                for f in st["fields"]]}
+                    for st in spec.get("structs", [])],
+        "functions": functions,
+        "sources": core_sources(),
+    }
+
+
+def gen_json(spec: dict) -> str:
+    return json.dumps(resolve(spec), indent=1, ensure_ascii=False) + "\n"
+
+
+def gen_names(spec: dict) -> str:
+    """c/src/pk_names.h: X-macros over the enum groups, so that the core, the
+    CLIs and the Lua module print the same names for the same codes."""
+    out = ["/* pk_names.h - names of the status, kite state, counter and event codes.",
+           " *",
+           f" * GENERATED by {GENERATED_BY}: edit the spec and regenerate.",
+           " * Not installed: for the core, the CLIs and the Lua module only.",
+           " *",
+           " *   #define ROW(code, NAME, name) ...",
+           " *   PK_COUNTER_NAMES(ROW)",
+           " */",
+           "#ifndef PK_NAMES_H", "#define PK_NAMES_H", ""]
+    macro = {"status": "PK_STATUS_NAMES", "kite": "PK_KITE_STATUS_NAMES",
+             "counter": "PK_COUNTER_NAMES", "event": "PK_EVENT_NAMES"}
+    for g in spec["groups"]:
+        if g["key"] not in macro:
+            continue
+        rows = [f"X({g['enum_prefix']}{short}, \"{short}\", \"{short.lower()}\")"
+                for short in enum_members(spec, g)]
+        out.append(f"#define {macro[g['key']]}(X) \\")
+        out += [f"  {r} \\" for r in rows[:-1]] + [f"  {rows[-1]}", ""]
+    out += ["#endif /* PK_NAMES_H */", ""]
+    return "\n".join(out)
+
+
+def gen_py_enums(spec: dict) -> str:
+    """python/pagekite/_enums.py: an IntEnum per group with python_enum."""
+    out = ['"""IntEnums of libpagekite\'s constant groups (re-exported by pagekite).',
+           "", f"GENERATED by {GENERATED_BY}:", "edit the spec and regenerate, never this file.",
+           '"""', "", "import enum", ""]
+    for g in spec["groups"]:
+        if "python_enum" not in g:
+            continue
+        doc = " ".join(g["doc"].split()).removesuffix(".")
+        out += ["", f"class {g['python_enum']}(enum.IntEnum):",
+                f'    """{doc} ({g["enum_prefix"]}*)."""', ""]
+        out += [f"    {short} = {value}" for short, value in enum_members(spec, g).items()]
+        out.append("")
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- driver
@@ -716,6 +902,10 @@ OUTPUTS = {
     "doc/API.md": gen_api_md,
     "python/pagekite/_cdef.py": gen_cdef,
     "bindings/swig/pagekite.i": gen_swig,
+    "spec/pagekite.json": gen_json,
+    "python/pagekite/_spec.json": gen_json,
+    "c/src/pk_names.h": gen_names,
+    "python/pagekite/_enums.py": gen_py_enums,
 }
 
 

@@ -995,7 +995,7 @@ int pkj_set_relay_tls(const char *certFile, const char *keyFile);
    * file. key_file NULL: the key is in cert_file (pagekite.py's single PEM).
    * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_tls_endpoint().
    * @param name Name the certificate serves: \"host.example.com\" or \"*.example.com\".
-   * @param certFile PEM certificate chain (and the key, if key_file is NULL).
+   * @param certFile PEM certificate chain (and the key, when there is no key_file).
    * @param keyFile PEM private key, or NULL when it is in cert_file.
    * @return 0 on success. On failure: -1.
    */

@@ -901,7 +901,7 @@ PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, co
  *   mgr        The manager.
  *   name       Name the certificate serves: "host.example.com" or
  *              "*.example.com".
- *   cert_file  PEM certificate chain (and the key, if key_file is NULL).
+ *   cert_file  PEM certificate chain (and the key, when there is no key_file).
  *   key_file   PEM private key, or NULL when it is in cert_file.
  *
  * Returns: 0 on success. On failure: -1.

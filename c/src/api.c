@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "internal.h"
+#include "pk_names.h"
 
 #define MGR(h) ((pk_mgr *)(void *)(h))
 #define PK_HK_HARD_MIN 1
@@ -604,22 +605,13 @@ PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
 
 PK_API const char *pagekite_last_error(void) { return pk_get_error(); }
 
-/* One table for status codes and their names (X-macro, as libuv's errno map). */
-#define PK_STATUS_MAP(X) \
-  X(STARTUP)             \
-  X(CONNECTING)          \
-  X(UPDATING_DNS)        \
-  X(FLYING)              \
-  X(PROBLEMS)            \
-  X(REJECTED)            \
-  X(NO_NETWORK)
-
+/* Status codes and their names: one table, generated from the spec (pk_names.h). */
 PK_API const char *pagekite_status_name(int status) {
   switch (status) {
-#define PK_STATUS_CASE(name) \
-  case PK_STATUS_##name:     \
-    return #name;
-    PK_STATUS_MAP(PK_STATUS_CASE)
+#define PK_STATUS_CASE(code, NAME, name) \
+  case code:                             \
+    return NAME;
+    PK_STATUS_NAMES(PK_STATUS_CASE)
 #undef PK_STATUS_CASE
     default:
       return "UNKNOWN";

@@ -24,6 +24,7 @@
 #include <lualib.h>
 
 #include "internal.h"
+#include "pk_names.h"
 
 #ifndef PK_LUA_PLUGIN_DIR
 #define PK_LUA_PLUGIN_DIR "lua/plugins"
@@ -464,10 +465,9 @@ static const struct {
   const char *name;
   int id;
 } counter_names[] = {
-    {"kites_live", PK_COUNTER_KITES_LIVE}, {"tunnels", PK_COUNTER_TUNNELS},
-    {"streams", PK_COUNTER_STREAMS},       {"bytes_in", PK_COUNTER_BYTES_IN},
-    {"bytes_out", PK_COUNTER_BYTES_OUT},   {"errors", PK_COUNTER_ERRORS},
-    {"streams_total", PK_COUNTER_STREAMS_TOTAL}, {"rejected", PK_COUNTER_REJECTED},
+#define PK_COUNTER_ROW(code, NAME, name) {name, code},
+    PK_COUNTER_NAMES(PK_COUNTER_ROW)
+#undef PK_COUNTER_ROW
 };
 
 static int l_counters(lua_State *L) {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "pagekite.h"
+#include "../src/pk_names.h" /* generated: names of the status and counter codes */
 
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
@@ -244,10 +245,9 @@ static inline void cli_dump_state(pagekite_mgr mgr, const cli_log_out *out) {
     int id;
     const char *name;
   } counters[] = {
-      {PK_COUNTER_KITES_LIVE, "kites_live"}, {PK_COUNTER_TUNNELS, "tunnels"},
-      {PK_COUNTER_STREAMS, "streams"},       {PK_COUNTER_STREAMS_TOTAL, "streams_total"},
-      {PK_COUNTER_BYTES_IN, "bytes_in"},     {PK_COUNTER_BYTES_OUT, "bytes_out"},
-      {PK_COUNTER_ERRORS, "errors"},         {PK_COUNTER_REJECTED, "rejected"},
+#define CLI_COUNTER_ROW(code, NAME, name) {code, name},
+      PK_COUNTER_NAMES(CLI_COUNTER_ROW)
+#undef CLI_COUNTER_ROW
   };
   char line[128];
   int status = pagekite_get_status(mgr);

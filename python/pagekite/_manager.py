@@ -10,6 +10,7 @@ import time
 from typing import (Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, NamedTuple,
                     Optional, Sequence, Tuple, Union)
 
+from ._enums import Counter, KiteStatus, Status  # generated from the spec
 from ._errors import InvalidArgument, PageKiteError, WrongState
 from ._pagekite import ffi, lib
 
@@ -26,28 +27,6 @@ LIBRARY_VERSION_NUMBER: int = lib.pagekite_version_number()
 """pagekite_version_number() of the loaded library (0xMMmmpp)."""
 
 
-class Status(enum.IntEnum):
-    """Manager states, as pagekite_get_status() reports them (PK_STATUS_*)."""
-
-    STARTUP = lib.PK_STATUS_STARTUP
-    CONNECTING = lib.PK_STATUS_CONNECTING
-    UPDATING_DNS = lib.PK_STATUS_UPDATING_DNS
-    FLYING = lib.PK_STATUS_FLYING
-    PROBLEMS = lib.PK_STATUS_PROBLEMS
-    REJECTED = lib.PK_STATUS_REJECTED
-    NO_NETWORK = lib.PK_STATUS_NO_NETWORK
-
-
-class KiteStatus(enum.IntEnum):
-    """States of one kite, as pagekite_get_kite_status() reports them
-    (PK_KITE_STATUS_*); see :meth:`Connector.kite_status`."""
-
-    WAITING = lib.PK_KITE_STATUS_WAITING
-    FLYING = lib.PK_KITE_STATUS_FLYING
-    REJECTED = lib.PK_KITE_STATUS_REJECTED
-    DUPLICATE = lib.PK_KITE_STATUS_DUPLICATE
-
-
 class KiteState(NamedTuple):
     """One kite of a :class:`Connector`, as :meth:`Connector.kites` reports it."""
 
@@ -57,19 +36,6 @@ class KiteState(NamedTuple):
     status: KiteStatus
     reason: str
     """Why a relay refused it ("signature", "unknown", ...), or ""."""
-
-
-class Counter(enum.IntEnum):
-    """Counters for :meth:`Connector.counter` (PK_COUNTER_*)."""
-
-    KITES_LIVE = lib.PK_COUNTER_KITES_LIVE
-    TUNNELS = lib.PK_COUNTER_TUNNELS
-    STREAMS = lib.PK_COUNTER_STREAMS
-    BYTES_IN = lib.PK_COUNTER_BYTES_IN
-    BYTES_OUT = lib.PK_COUNTER_BYTES_OUT
-    ERRORS = lib.PK_COUNTER_ERRORS
-    STREAMS_TOTAL = lib.PK_COUNTER_STREAMS_TOTAL
-    REJECTED = lib.PK_COUNTER_REJECTED
 
 
 class EventKind(enum.IntEnum):

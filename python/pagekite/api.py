@@ -1,6 +1,7 @@
 """Low-level API: one Python function per libpagekite C function.
 
-Every function listed in ``pagekite._cdef.FUNCTIONS`` is defined here under its
+Every function of the resolved spec (``pagekite/_spec.json``, which
+spec/generate.py writes) is defined here under its
 Python name (the C name without the ``pagekite_`` prefix) and, where that
 differs, also under the seed's Java name (``addKite``, ``lookupAndAddFrontend``,
 ``threadStart``, ``getStatus``, ``getLog``, ...), as an alias of the same
@@ -40,8 +41,8 @@ attribute too (integers read from the compiled header, strings as well).
 from __future__ import annotations
 
 import inspect
+import json
 import os
-import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple  # noqa: F401
 
 from . import _cdef
@@ -165,27 +166,11 @@ _RET_TYPES: Dict[str, Tuple[Any, Callable[[Any], Any]]] = {
 Manager = Any
 """Type of the opaque manager handle (a cffi ``pagekite_mgr`` pointer)."""
 
-_PROTO_RE = re.compile(r"^\s*(?P<ret>[\w\s\*]+?)\s*\b(?P<name>pagekite_\w+)\((?P<args>.*)\);\s*$")
-
-
-def _parse_prototypes(cdef: str) -> Dict[str, Tuple[str, List[Tuple[str, str]]]]:
-    """C name -> (return type, [(arg type, arg name)]) from the generated cdef."""
-    protos: Dict[str, Tuple[str, List[Tuple[str, str]]]] = {}
-    for line in cdef.splitlines():
-        m = _PROTO_RE.match(line)
-        if not m:
-            continue
-        args: List[Tuple[str, str]] = []
-        raw = m.group("args").strip()
-        if raw and raw != "void":
-            for part in raw.split(","):
-                am = re.match(r"^\s*(.*?)(\w+)\s*$", part)
-                if not am:
-                    raise RuntimeError("cannot parse argument %r of %s" % (part, m.group("name")))
-                args.append((_norm(am.group(1)), am.group(2)))
-        ret = _norm(m.group("ret"))
-        protos[m.group("name")] = (ret, args)
-    return protos
+def _load_spec() -> Dict[str, Any]:
+    """pagekite/_spec.json: the resolved spec (spec/generate.py writes it)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_spec.json"),
+              encoding="utf-8") as f:
+        return json.load(f)
 
 
 def _norm(ctype: str) -> str:
@@ -237,14 +222,13 @@ def _make_function(pyname: str, cname: str, ret: str, args: List[Tuple[str, str]
     return function
 
 
-_PROTOTYPES = _parse_prototypes(_cdef.CDEF)
 JAVA_NAMES: Dict[str, str] = {}
 """Java (seed PageKiteAPI) name -> Python name, for names that differ."""
 
-for _pyname, _cname in _cdef.FUNCTIONS.items():
-    if _cname not in _PROTOTYPES:
-        raise RuntimeError("%s is in FUNCTIONS but not in the cdef" % _cname)
-    _fn = _make_function(_pyname, _cname, *_PROTOTYPES[_cname])
+for _spec_fn in _load_spec()["functions"]:
+    _pyname, _cname = _spec_fn["names"]["python"], _spec_fn["c"]
+    _fn = _make_function(_pyname, _cname, _spec_fn["returns"]["type"],
+                         [(a["type"], a["name"]) for a in _spec_fn["args"]])
     globals()[_pyname] = _fn
     __all__.append(_pyname)
     _java = _camel(_pyname)
@@ -253,7 +237,7 @@ for _pyname, _cname in _cdef.FUNCTIONS.items():
         JAVA_NAMES[_java] = _pyname
         __all__.append(_java)
 
-del _name, _pyname, _cname, _fn, _java
+del _name, _spec_fn, _pyname, _cname, _fn, _java
 
 
 def __dir__() -> List[str]:

@@ -193,7 +193,8 @@ def test_protocol_typo_refused_at_start(tmp_path):
                         kite_name("typo"), "0", SECRET], capture_output=True, text=True,
                        timeout=20)
     assert p.returncode != 0
-    assert "unknown protocol 'htp'" in p.stderr, p.stderr
+    # The library's typed error names the argument and the protocols it takes.
+    assert "proto 'htp' is not http, https, raw or websocket" in p.stderr, p.stderr
 
 
 # ---------------------------------------------------------------- asked again

@@ -438,7 +438,12 @@ static void cb_answer(void *ctx, const pk_auth_answer *a) {
   end *e = ctx;
   cb_enter(e);
   CHECK(!e->relay);
-  CHECK(a->kind >= PK_ANS_OK && a->kind <= PK_ANS_SESSION);
+  CHECK(a->kind >= PK_ANS_OK && a->kind <= PK_ANS_MOTD && a->kind != PK_ANS_FEATURE);
+  if (a->kind == PK_ANS_MOTD) { /* a relay's message of the day: decoded, no control bytes */
+    CHECK(a->detail[0] != 0);
+    for (const char *p = a->detail; *p; p++) CHECK((unsigned char)*p >= ' ' && *p != 0x7f);
+    return;
+  }
   if (a->kind == PK_ANS_SESSION) {
     e->sessions++;
     snprintf(e->session_id, sizeof(e->session_id), "%s", a->detail);

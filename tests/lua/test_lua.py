@@ -864,3 +864,183 @@ print("events ok", #got)
 """, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "events ok" in r.stdout
+
+
+# ---------------------------------------------------------------- the whole API
+
+
+SPEC_JSON = ROOT / "spec" / "pagekite.json"
+
+
+def spec_model() -> dict:
+    return json.loads(SPEC_JSON.read_text())
+
+
+def lua_value(v) -> str:
+    return json.dumps(v) if isinstance(v, str) else str(v)
+
+
+def test_raw_layer_is_generated_from_the_json():
+    """lua/pagekite_raw.c is what lua/generate_raw.py makes of spec/pagekite.json."""
+    r = subprocess.run(["python3", str(ROOT / "lua" / "generate_raw.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    raw = (ROOT / "lua" / "pagekite_raw.c").read_text()
+    for fn in spec_model()["functions"]:
+        assert "%s(" % fn["c"] in raw, fn["c"]
+
+
+@needs_module
+def test_every_spec_function_and_constant_is_reachable_from_lua():
+    """Generated coverage: pagekite.raw has every spec function (and nothing
+    else), pagekite.raw and pagekite.constants every constant with the
+    spec's value, and each idiomatic name the spec gives exists."""
+    model = spec_model()
+    checks = ["local pagekite = require 'pagekite'", "local R, K = pagekite.raw, pagekite.constants",
+              "local m <close> = pagekite.relay{max_conns = 4}", "local missing = {}",
+              "local function need(ok, what) if not ok then missing[#missing + 1] = what end end",
+              "local n = 0",
+              "for k, v in pairs(R) do if type(v) == 'function' then n = n + 1 end end",
+              "print('raw functions ' .. n)"]
+    for fn in model["functions"]:
+        name = fn["names"]["lua"]
+        checks.append("need(type(R.%s) == 'function', 'raw.%s')" % (name, name))
+        idiom = fn["idiomatic"]["lua"]
+        if idiom.startswith("m:"):
+            checks.append("need(type(m.%s) == 'function', '%s')" % (idiom[2:], idiom))
+        elif idiom.startswith("pagekite."):
+            checks.append("need(type(%s) == 'function', '%s')" % (idiom, idiom))
+    for c in model["constants"]:
+        v = lua_value(c["value"])
+        checks.append("need(R.%s == %s and K.%s == %s, '%s')" % (c["name"], v, c["name"], v,
+                                                                 c["name"]))
+    checks.append("print('missing: ' .. table.concat(missing, ' '))")
+    r = run_lua("\n".join(checks))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "raw functions %d\n" % len(model["functions"]) in r.stdout, r.stdout
+    assert "missing: \n" in r.stdout, r.stdout
+
+
+def null_manager_call(fn: dict) -> str:
+    """raw.NAME(nil, ...) with valid values for the other arguments."""
+    args = []
+    for a in fn["args"]:
+        if "out_array" in a:
+            continue
+        args.append({"pagekite_mgr": "nil", "int": "1", "long long": "0",
+                     "const char *": "'x'", "char **": "{}"}[a["type"]])
+    return "pagekite.raw.%s(%s)" % (fn["names"]["lua"], ", ".join(args))
+
+
+@needs_module
+def test_raw_calls_with_a_null_manager_return_the_failure_values():
+    model = spec_model()
+    lines = ["local pagekite = require 'pagekite'", "local K = pagekite.constants",
+             "local function code() return pagekite.raw.last_error_code() end"]
+    count = 0
+    for fn in model["functions"]:
+        if not fn["takes_mgr"]:
+            continue
+        call, rtype = null_manager_call(fn), fn["returns"]["type"]
+        if rtype == "void":  # pagekite_perror: prints, resets the error
+            lines.append("assert(select('#', %s) == 0)" % call)
+            continue
+        count += 1
+        failure = fn["returns"]["failure"]
+        assert failure.startswith(("-1", "nonzero", "NULL")), (fn["c"], failure)
+        want = ("r == nil" if failure.startswith("NULL") else
+                "math.type(r) == 'integer' and r ~= 0" if failure.startswith("nonzero") else
+                "r == -1")
+        lines += ["do local r = %s" % call,
+                  "  assert(%s, '%s: ' .. tostring(r))" % (want, fn["c"]),
+                  "  assert(code() == K.PK_EINVAL, '%s: code ' .. code()) end" % fn["c"]]
+    lines.append("print('null ok')")
+    r = run_lua("\n".join(lines))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "null ok" in r.stdout
+    assert count >= 40
+
+
+@needs_module
+def test_raw_layer_checks_lua_types_and_runs_a_manager():
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local R, K = pagekite.raw, pagekite.raw
+assert(not pcall(R.add_kite, nil, "http", nil, 0, "s", "localhost", 80), "nil for a non-nullable string")
+assert(not pcall(R.set_log_mask, nil, 2^40), "out of int range")
+assert(not pcall(R.set_log_mask, {}, 1), "not a manager")
+assert(not pcall(R.next_events, nil, 0, 0, 0), "max 0")
+assert(R.set_proxy(nil, nil) == -1, "nullable string takes nil")
+assert(R.status_name(K.PK_STATUS_FLYING) == "FLYING" and R.status_name(7) == "UNKNOWN")
+assert(R.version_number() == K.PK_VERSION_NUMBER)
+assert(R.init("", 1, 1, 0, nil, 0, 0) == nil and R.last_error():match("max_conns"))
+local m = assert(R.init("raw", 2, 1, 4, nil, K.PK_WITH_IPV4, 0))
+assert(tostring(m):match("stopped"))
+assert(R.add_kite(m, "http", "raw.test", 0, "s", "localhost", 80) == 0)
+assert(R.add_kite(m, "http", "raw.test", 0, "s", "localhost", 80) == -1)
+assert(R.last_error_code() == K.PK_EEXIST)
+assert(R.get_kite_status(m, "http", "raw.test") == K.PK_KITE_STATUS_WAITING)
+assert(R.get_kite_reason(m, "http", "raw.test") == "")
+assert(R.enable_lua_plugins(m, 0, {"web_ui=off"}) == 0)
+assert(R.thread_start(m) == 0 and tostring(m):match("running"))
+assert(R.get_status(m) >= K.PK_STATUS_STARTUP)
+local evs = R.next_events(m, 0, 16, 1000)
+assert(type(evs) == "table" and #evs >= 1 and evs[1].version == K.PK_EVENT_VERSION
+       and type(evs[1].kind) == "number" and evs[1].seq == 1)
+assert(R.poll(m, 0) >= 0)
+assert(R.get_counter(m, K.PK_COUNTER_TUNNELS) == 0)
+assert(type(R.get_log(m)) == "string")
+assert(R.thread_stop(m) == 0 and tostring(m):match("stopped"))
+assert(R.free(m) == 0 and tostring(m):match("freed"))
+assert(R.get_status(m) == -1, "a freed manager object is NULL to the raw layer")
+assert(not pcall(m.status, m), "and raises in the idiomatic layer")
+print("raw ok")
+""")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "raw ok" in r.stdout
+
+
+@needs_module
+def test_new_idiomatic_methods_call_through_the_raw_layer():
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local K = pagekite.constants
+local rl <close> = pagekite.relay{max_conns = 4}
+assert(rl:set_duplicates(true) and rl:set_duplicates(0))
+local c <close> = pagekite.connector{max_kites = 1, max_conns = 4, flags = K.PK_WITH_IPV4}
+assert(c:enable_watchdog(false) and c:enable_fake_ping(true) and c:enable_tick_timer(true))
+assert(c:enable_http_forwarding_headers(true) and c:set_bail_on_errors(0))
+assert(c:set_housekeeping_min_interval(5) and c:set_housekeeping_max_interval(60))
+assert(c:set_conn_eviction_idle(30) and c:want_spare_frontends(0))
+assert(c:set_openssl_ciphers("HIGH"))
+local ok, err, code = c:set_duplicates(true)
+assert(ok == nil and err:match("relay") and code < 0, tostring(err))
+assert(not pcall(c.set_log_mask, c, "x"), "wrong types raise")
+local ok2, err2, code2 = c:wait()
+assert(ok2 == nil and type(err2) == "string" and code2 < 0, "wait before start fails")
+assert(c:start())
+assert(c:stop())
+print("thin ok")
+""")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "thin ok" in r.stdout
+
+
+@needs_module
+def test_every_lua_name_in_the_api_doc_exists():
+    doc = (ROOT / "doc" / "API.md").read_text()
+    lua_parts = re.findall(r"; Lua: (.*)$", doc, re.M)
+    lua_parts += [row.split("|")[5] for row in doc.split("## Names in each binding")[1]
+                  .splitlines() if row.startswith("| `pagekite_")]
+    names = sorted(set(re.findall(r"`(pagekite\.raw\.\w+|pagekite\.\w+|m:\w+)`",
+                                  " ".join(lua_parts))))
+    assert len(names) > 60, names
+    lines = ["local pagekite = require 'pagekite'", "local m <close> = pagekite.relay{max_conns = 4}",
+             "local missing = {}"]
+    for n in names:
+        expr = "m." + n[2:] if n.startswith("m:") else n
+        lines.append("if type(%s) ~= 'function' then missing[#missing + 1] = %r end" % (expr, n))
+    lines.append("print('missing: ' .. table.concat(missing, ' '))")
+    r = run_lua("\n".join(lines))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "missing: \n" in r.stdout, r.stdout
