@@ -196,9 +196,12 @@ static int m_add_kite(lua_State *L) {
   const char *name = opt_str(L, 2, "name", NULL);
   const char *secret = opt_str(L, 2, "secret", NULL);
   const char *host = opt_str(L, 2, "origin_host", "localhost");
-  int port = opt_int(L, 2, "port", 0);
+  /* public_port, as Python's and Node's; "port" is its old, deprecated name. */
+  int port = opt_int(L, 2, "public_port", 0), old_port = opt_int(L, 2, "port", -1);
   int lport = opt_int(L, 2, "origin_port", 0);
   if (!name || !secret) return luaL_error(L, "add_kite: name and secret are required");
+  if (old_port >= 0 && port) return luaL_error(L, "add_kite: give public_port, not also port");
+  if (old_port >= 0) port = old_port;
   if (pagekite_add_kite(u->mgr, proto, name, port, secret, host, lport) < 0) return fail(L);
   /* Remembered for kites() and wait_until()'s rejection message. */
   lua_getiuservalue(L, 1, 1);

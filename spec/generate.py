@@ -655,11 +655,13 @@ def gen_api_md(spec: dict) -> str:
         "Every call is listed with its C declaration (`#include <pagekite.h>`,",
         "link with `-lpagekite`) and its name in each binding: Java",
         f"(`{lib['java_package']}.{jclass}`, static methods over one process-wide",
-        "manager, so the `mgr` argument is implicit), Python (`pagekite`, snake_case),",
-        "Node (camelCase) and Lua (`pagekite.raw.*`, snake_case, one function a call;",
-        "`m:method` on a `pagekite.connector{}` / `pagekite.relay{}` object where the",
-        "idiomatic layer has it).  The ABI policy is in",
-        "[ABI.md](ABI.md).",
+        "manager, so the `mgr` argument is implicit), Python, Node and Lua.  For",
+        "Python, Node and Lua the idiomatic name comes first where that layer has",
+        "one (a method of `pagekite.Connector` / `Relay`, of Node's `Connector` /",
+        "`Relay` (`Manager` for both), `m:method` on a Lua `pagekite.connector{}` /",
+        "`pagekite.relay{}` object), then the raw function, one per C call:",
+        "`pagekite.api.*` (snake_case), Node's `binding.*` (camelCase) and",
+        "`pagekite.raw.*` (snake_case).  The ABI policy is in [ABI.md](ABI.md).",
         "",
         "## Contents",
         "",
@@ -716,10 +718,25 @@ def gen_api_md(spec: dict) -> str:
             f"| C | Java ({jclass}) | Python | Node | Lua | Since |",
             "| --- | --- | --- | --- | --- | --- |"]
     for fn in spec["functions"]:
-        out.append(f"| `{fn['c']}` | `{fn['java']}` | `{fn['python']}` | `{fn['node']}` "
+        out.append(f"| `{fn['c']}` | `{fn['java']}` | {_py_names(fn)} | {_node_names(fn)} "
                    f"| {_lua_names(fn)} | {fn['since']} |")
     out.append("")
     return "\n".join(out)
+
+
+def _idiomatic_names(fn: dict, binding: str, raw: str) -> str:
+    """The idiomatic member(s) of a Python or Node call and its raw function."""
+    want = fn.get("idiomatic", {}).get(binding, "raw")
+    names = [] if want == "raw" else ([want] if isinstance(want, str) else list(want))
+    return ", ".join([f"`{n}`" for n in names] + [f"`{raw}`"])
+
+
+def _py_names(fn: dict) -> str:
+    return _idiomatic_names(fn, "python", f"pagekite.api.{fn['python']}")
+
+
+def _node_names(fn: dict) -> str:
+    return _idiomatic_names(fn, "node", f"binding.{fn['node']}")
 
 
 def _lua_names(fn: dict) -> str:
@@ -739,8 +756,8 @@ def _md_function(fn: dict, spec: dict, when: dict, types: dict) -> list[str]:
     out = [f"### {fn['c']}", "", f"**{_md(fn['summary'])}**", "",
            f"- When: {when[fn['when']]['short']} ({when[fn['when']]['title'].lower()})",
            f"- Since: {fn['since']}",
-           f"- Java: `{java_signature(fn, spec)}`; Python: `{fn['python']}`; "
-           f"Node: `{fn['node']}`; Lua: {_lua_names(fn)}",
+           f"- Java: `{java_signature(fn, spec)}`; Python: {_py_names(fn)}; "
+           f"Node: {_node_names(fn)}; Lua: {_lua_names(fn)}",
            "", "```c", *c_signature(fn), "```", ""]
     out += [_md(p) + "\n" for p in paragraphs(fn["doc"])]
     args = fn.get("args", [])

@@ -222,6 +222,27 @@ def run_lua(code, timeout=30, stdin=None):
 
 
 @needs_module
+def test_add_kite_public_port_name():
+    """add_kite takes public_port, as Python and Node do; the old "port" still
+    works, and giving both is an error."""
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local c = pagekite.connector{app_id = "lua-names", max_kites = 4}
+assert(c:add_kite{name = "a.test", secret = "s", origin_port = 80, public_port = 8080})
+assert(c:add_kite{name = "b.test", secret = "s", origin_port = 80, port = 8081})
+assert(c:add_kite{name = "c.test", secret = "s", origin_port = 80})
+local ok, err = pcall(c.add_kite, c, {name = "d.test", secret = "s", origin_port = 80,
+                                      public_port = 1, port = 2})
+assert(not ok and err:find("public_port"), tostring(err))
+for _, k in ipairs(c:kites()) do print(k.proto .. " " .. k.name) end
+c:free()
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["http-8080 a.test", "http-8081 b.test", "http c.test"], \
+        r.stdout
+
+
+@needs_module
 def test_error_codes():
     """Failures return nil, message, code: the PK_E* code of pagekite_last_error_code()."""
     r = run_lua(r"""

@@ -85,6 +85,8 @@ def stub_source(spec: dict, skip: tuple[str, ...] = (), extra: str = "") -> str:
             lines.append('  mgr->log[0] = 0; return mgr->log;')
         elif c == "pagekite_last_error":
             lines.append("  return pk_err;")
+        elif c == "pagekite_last_error_code":  # every stub failure is a NULL manager
+            lines.append("  return pk_err[0] ? PK_EINVAL : PK_OK;")
         elif c == "pagekite_version_number":
             lines.append("  return PK_VERSION_NUMBER;")
         elif c == "pagekite_perror":

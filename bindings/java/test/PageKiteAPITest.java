@@ -83,6 +83,9 @@ public final class PageKiteAPITest {
         expect(PageKiteAPI.free() == -1, "free without a manager");
         String err = PageKiteAPI.lastError();
         expect(err != null && !err.isEmpty(), "lastError after a failure: '" + err + "'");
+        // Typed errors: the code of that failure (Java returns, as the reference).
+        expect(PageKiteAPI.lastErrorCode() == PageKiteAPI.PK_EINVAL,
+               "lastErrorCode after a NULL-manager failure: " + PageKiteAPI.lastErrorCode());
     }
 
     // ---- one manager's lifecycle (no network: nothing is started) ----
