@@ -103,6 +103,7 @@ struct pk_mgr {
   char ca_file[512];
   char certnames[PK_MAX_CERTNAMES][PK_NAME_MAX]; /* accepted relay certificate names */
   int ncertnames;
+  char relay_sni[PK_NAME_MAX]; /* SNI for relay tunnels (PK_WITH_FRONTEND_SNI), else "" */
   char ciphers[512];
   char relay_cert[512], relay_key[512];
   int watchdog_beat; /* PK_GET/PK_SET, as running, stop_requested, tick_requested */
