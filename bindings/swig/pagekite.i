@@ -310,6 +310,8 @@ static int pkj_set_proxy(const char *url) {
 %constant int PK_WITH_DYNAMIC_FE_LIST = 0x0020;
 /* For a white-label domain D (pagekite_init_whitelabel(), pagekite_add_whitelabel_frontends()): accept only D's own relay certificate (naming fe.D, D or the relay name dialled) and ask for it by sending fe.D as TLS SNI. Without it (the default, as in libpagekite) the pagekite.net service's certificate names are accepted too, so a white-label domain without a certificate of its own on the service's relays still gets verified TLS; the SNI sent is then the relay name dialled. Other connectors always send the dialled relay name as SNI. */
 %constant int PK_WITH_FRONTEND_SNI = 0x0040;
+/* Never end the host process. Where the library would exit(100) (pagekite_set_bail_on_errors()) or abort() (pagekite_enable_watchdog()), it instead posts a PK_EVENT_EXIT event (code: the exit status it would have used, text: why), logs the same at PK_LOG_ERROR, and stops the manager: the master thread ends, so pagekite_thread_wait() returns, and the status stays what it was (PK_STATUS_REJECTED, PK_STATUS_PROBLEMS, ...). The application decides what happens next. */
+%constant int PK_WITHOUT_PROCESS_EXIT = 0x1000;
 /* Act as a front-end relay (accept tunnels and visitors) instead of a connector. */
 %constant int PK_AS_FRONTEND_RELAY = 0x0100;
 /* Data carried over tunnels. */
@@ -384,6 +386,8 @@ static int pkj_set_proxy(const char *url) {
 %constant int PK_EVENT_STREAMS = 5;
 /* The reader was too slow: code events were dropped before it read them (seq is the last dropped one; continue after it). */
 %constant int PK_EVENT_LOST = 6;
+/* The manager stops instead of ending the process (PK_WITHOUT_PROCESS_EXIT): code is the exit status the library would have used (100: bail-on-errors; 134, 128 + SIGABRT: the watchdog), text why. Last event of the run. */
+%constant int PK_EVENT_EXIT = 7;
 /* No failure recorded on this thread yet (or pagekite_perror() reset it). */
 %constant int PK_OK = 0;
 /* Invalid argument: the message names the argument and why (NULL manager, out-of-range number, malformed name, URL or list). */
@@ -689,9 +693,13 @@ int pkj_enable_fake_ping(int enable);
    * Run a watchdog thread that crashes the process if the loop hangs.
    *
    * The watchdog checks periodically that the master thread is still making
-   * progress. If it appears stuck, the watchdog deliberately triggers a
-   * segmentation fault so that a core dump (if ulimits allow one) shows where it
-   * hung. This takes the whole process down.
+   * progress. If it appears stuck (no housekeeping pass for 30 s while the tick
+   * timer is on), the watchdog deliberately calls abort() (SIGABRT, where the
+   * reference raised a segmentation fault) so that a core dump (if ulimits allow
+   * one) shows where it hung. This takes the whole process down, unless the
+   * manager was made with PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT
+   * (code 134) and asks the master thread to stop; a loop that is really stuck
+   * stays stuck, and the application decides what to do.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_enable_watchdog().
    * @param enable 0 to disable, anything else to enable.
    * @return 0. On failure: -1.
@@ -893,7 +901,10 @@ int pkj_tick(void);
    * libpagekite's pagekitec -B 1 does). After errors * 9 faults it raises the log
    * verbosity, and after errors * 10 it calls exit(100). This turns a stuck error
    * state into something a supervisor can see and restart, but it ends the
-   * hosting application too. 0 turns it off.
+   * hosting application too, unless the manager was made with
+   * PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT (code 100, text why) and
+   * stops the manager instead (the master thread ends; the status stays, e.g.
+   * PK_STATUS_REJECTED). 0 turns it off.
    * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_set_bail_on_errors().
    * @param errors Error threshold; 0 disables.
    * @return 0. On failure: -1 (NULL manager only).

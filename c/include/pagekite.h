@@ -23,6 +23,9 @@
  * SIGPIPE. The environment is read once, by the init call: PK_LOG_STDERR, when
  * set then, copies every log line to stderr as "[pk APP_ID] text". Memory is
  * per manager and freed by pagekite_free(); nothing is shared between managers.
+ * The library ends its host process only where libpagekite documents that it
+ * does (pagekite_set_bail_on_errors(), pagekite_enable_watchdog()), and never
+ * for a manager made with PK_WITHOUT_PROCESS_EXIT.
  */
 #ifndef PAGEKITE_H
 #define PAGEKITE_H
@@ -122,6 +125,15 @@ extern "C" {
  * dialled relay name as SNI.
  */
 #define PK_WITH_FRONTEND_SNI 0x0040
+/* Never end the host process. Where the library would exit(100)
+ * (pagekite_set_bail_on_errors()) or abort() (pagekite_enable_watchdog()), it
+ * instead posts a PK_EVENT_EXIT event (code: the exit status it would have
+ * used, text: why), logs the same at PK_LOG_ERROR, and stops the manager: the
+ * master thread ends, so pagekite_thread_wait() returns, and the status stays
+ * what it was (PK_STATUS_REJECTED, PK_STATUS_PROBLEMS, ...). The application
+ * decides what happens next.
+ */
+#define PK_WITHOUT_PROCESS_EXIT 0x1000
 /* Act as a front-end relay (accept tunnels and visitors) instead of a
  * connector.
  */
@@ -228,6 +240,11 @@ extern "C" {
  * the last dropped one; continue after it).
  */
 #define PK_EVENT_LOST 6
+/* The manager stops instead of ending the process (PK_WITHOUT_PROCESS_EXIT):
+ * code is the exit status the library would have used (100: bail-on-errors;
+ * 134, 128 + SIGABRT: the watchdog), text why. Last event of the run.
+ */
+#define PK_EVENT_EXIT 7
 
 /* ---- Error codes ---- */
 /* Why a call failed, by kind. A call that fails still returns its documented
@@ -597,9 +614,13 @@ PK_EXPORT int pagekite_enable_fake_ping(pagekite_mgr mgr, int enable);
 /* Run a watchdog thread that crashes the process if the loop hangs.
  *
  * The watchdog checks periodically that the master thread is still making
- * progress. If it appears stuck, the watchdog deliberately triggers a
- * segmentation fault so that a core dump (if ulimits allow one) shows where it
- * hung. This takes the whole process down.
+ * progress. If it appears stuck (no housekeeping pass for 30 s while the tick
+ * timer is on), the watchdog deliberately calls abort() (SIGABRT, where the
+ * reference raised a segmentation fault) so that a core dump (if ulimits allow
+ * one) shows where it hung. This takes the whole process down, unless the
+ * manager was made with PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT
+ * (code 134) and asks the master thread to stop; a loop that is really stuck
+ * stays stuck, and the application decides what to do.
  *
  *   mgr     The manager.
  *   enable  0 to disable, anything else to enable.
@@ -809,7 +830,10 @@ PK_EXPORT int pagekite_tick(pagekite_mgr mgr);
  * libpagekite's pagekitec -B 1 does). After errors * 9 faults it raises the log
  * verbosity, and after errors * 10 it calls exit(100). This turns a stuck error
  * state into something a supervisor can see and restart, but it ends the
- * hosting application too. 0 turns it off.
+ * hosting application too, unless the manager was made with
+ * PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT (code 100, text why) and
+ * stops the manager instead (the master thread ends; the status stays, e.g.
+ * PK_STATUS_REJECTED). 0 turns it off.
  *
  *   mgr     The manager.
  *   errors  Error threshold; 0 disables.

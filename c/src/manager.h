@@ -197,6 +197,9 @@ long pk_ratelimit_check(pk_mgr *m, pk_ratelimit *rl);
 void pk_count_error(pk_mgr *m);
 /* weight faults at once (a rejected kite: PK_FAULTS_PER_REJECTION). */
 void pk_count_faults(pk_mgr *m, int weight);
+/* The library's only way out of its host process (bail-on-errors: 100, the
+ * watchdog: 134 = abort()).  Any thread. */
+void pk_process_exit(pk_mgr *m, int code, const char *why);
 SSL_CTX *pk_client_tls_ctx(pk_mgr *m);
 int pk_is_relay(pk_mgr *m);
 
