@@ -619,6 +619,8 @@ void lpk_set_constants(lua_State *L, int idx) {
   lua_setfield(L, idx, "PK_WITH_DYNAMIC_FE_LIST");
   lua_pushinteger(L, PK_WITH_FRONTEND_SNI);
   lua_setfield(L, idx, "PK_WITH_FRONTEND_SNI");
+  lua_pushinteger(L, PK_WITHOUT_PROCESS_EXIT);
+  lua_setfield(L, idx, "PK_WITHOUT_PROCESS_EXIT");
   lua_pushinteger(L, PK_AS_FRONTEND_RELAY);
   lua_setfield(L, idx, "PK_AS_FRONTEND_RELAY");
   lua_pushinteger(L, PK_LOG_TUNNEL_DATA);
@@ -693,6 +695,8 @@ void lpk_set_constants(lua_State *L, int idx) {
   lua_setfield(L, idx, "PK_EVENT_STREAMS");
   lua_pushinteger(L, PK_EVENT_LOST);
   lua_setfield(L, idx, "PK_EVENT_LOST");
+  lua_pushinteger(L, PK_EVENT_EXIT);
+  lua_setfield(L, idx, "PK_EVENT_EXIT");
   lua_pushinteger(L, PK_OK);
   lua_setfield(L, idx, "PK_OK");
   lua_pushinteger(L, PK_EINVAL);

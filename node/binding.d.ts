@@ -172,10 +172,12 @@ export interface RawBinding {
   readonly PK_WITH_SERVICE_FRONTENDS: number;
   /** Do not add the service's relay pool; the application adds relays itself. */
   readonly PK_WITHOUT_SERVICE_FRONTENDS: number;
-  /** Re-resolve the relay list from DNS periodically. */
+  /** Keep the service's relay names even when they resolve to nothing now, and re-resolve them from DNS periodically (as pagekite_lookup_and_add_frontend() with update_from_dns = 1). Read by pagekite_add_service_frontends() and pagekite_add_whitelabel_frontends() (and so by the pagekitenet and whitelabel init calls); part of the defaults, which those calls apply when flags hold PK_WITH_DEFAULTS or are 0. Without it the relays are resolved once: the addresses found then are all the manager uses, and a name that resolves to nothing is dropped. */
   readonly PK_WITH_DYNAMIC_FE_LIST: number;
-  /** Send the relay's name as TLS SNI when connecting to it. */
+  /** For a white-label domain D (pagekite_init_whitelabel(), pagekite_add_whitelabel_frontends()): accept only D's own relay certificate (naming fe.D, D or the relay name dialled) and ask for it by sending fe.D as TLS SNI. Without it (the default, as in libpagekite) the pagekite.net service's certificate names are accepted too, so a white-label domain without a certificate of its own on the service's relays still gets verified TLS; the SNI sent is then the relay name dialled. Other connectors always send the dialled relay name as SNI. */
   readonly PK_WITH_FRONTEND_SNI: number;
+  /** Never end the host process. Where the library would exit(100) (pagekite_set_bail_on_errors()) or abort() (pagekite_enable_watchdog()), it instead posts a PK_EVENT_EXIT event (code: the exit status it would have used, text: why), logs the same at PK_LOG_ERROR, and stops the manager: the master thread ends, so pagekite_thread_wait() returns, and the status stays what it was (PK_STATUS_REJECTED, PK_STATUS_PROBLEMS, ...). The application decides what happens next. */
+  readonly PK_WITHOUT_PROCESS_EXIT: number;
   /** Act as a front-end relay (accept tunnels and visitors) instead of a connector. */
   readonly PK_AS_FRONTEND_RELAY: number;
   /** Data carried over tunnels. */
@@ -250,6 +252,8 @@ export interface RawBinding {
   readonly PK_EVENT_STREAMS: number;
   /** The reader was too slow: code events were dropped before it read them (seq is the last dropped one; continue after it). */
   readonly PK_EVENT_LOST: number;
+  /** The manager stops instead of ending the process (PK_WITHOUT_PROCESS_EXIT): code is the exit status the library would have used (100: bail-on-errors; 134, 128 + SIGABRT: the watchdog), text why. Last event of the run. */
+  readonly PK_EVENT_EXIT: number;
   /** No failure recorded on this thread yet (or pagekite_perror() reset it). */
   readonly PK_OK: number;
   /** Invalid argument: the message names the argument and why (NULL manager, out-of-range number, malformed name, URL or list). */

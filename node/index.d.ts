@@ -287,8 +287,8 @@ export class Relay extends Manager {
 export const Status: Readonly<Record<StatusName, number>>;
 export const Counter: Readonly<Record<CounterName, number>>;
 export const KiteStatus: Readonly<Record<KiteStatusName, number>>;
-/** Kinds of events by name (PK_EVENT_*): STATUS, LOG, KITE, TUNNEL, STREAMS, LOST. */
-export const EventKind: Readonly<Record<'STATUS' | 'LOG' | 'KITE' | 'TUNNEL' | 'STREAMS' | 'LOST', number>>;
+/** Kinds of events by name (PK_EVENT_*): STATUS, LOG, KITE, TUNNEL, STREAMS, LOST, EXIT. */
+export const EventKind: Readonly<Record<'STATUS' | 'LOG' | 'KITE' | 'TUNNEL' | 'STREAMS' | 'LOST' | 'EXIT', number>>;
 export const TlsVerify: Readonly<{ NONE: number; PEER: number }>;
 export const Flags: Readonly<{
   WITH_DEFAULTS: number;

@@ -49,7 +49,7 @@ const Flags = Object.freeze(Object.fromEntries(Object.entries(binding)
   .filter(([k, v]) => typeof v === 'number' && /^PK_(WITH|WITHOUT|AS)_/.test(k))
   .map(([k, v]) => [k.slice(3), v])));
 
-/** Kinds of events by name: STATUS, LOG, KITE, TUNNEL, STREAMS, LOST. */
+/** Kinds of events by name: STATUS, LOG, KITE, TUNNEL, STREAMS, LOST, EXIT. */
 const EventKind = Object.freeze(Object.fromEntries(Object.entries(constantsWithPrefix('PK_EVENT_'))
   .filter(([name]) => name !== 'VERSION')));
 const EVENT_KIND_NAMES = new Map(Object.entries(EventKind)

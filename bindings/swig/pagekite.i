@@ -306,10 +306,12 @@ static int pkj_set_proxy(const char *url) {
 %constant int PK_WITH_SERVICE_FRONTENDS = 0x0008;
 /* Do not add the service's relay pool; the application adds relays itself. */
 %constant int PK_WITHOUT_SERVICE_FRONTENDS = 0x0010;
-/* Re-resolve the relay list from DNS periodically. */
+/* Keep the service's relay names even when they resolve to nothing now, and re-resolve them from DNS periodically (as pagekite_lookup_and_add_frontend() with update_from_dns = 1). Read by pagekite_add_service_frontends() and pagekite_add_whitelabel_frontends() (and so by the pagekitenet and whitelabel init calls); part of the defaults, which those calls apply when flags hold PK_WITH_DEFAULTS or are 0. Without it the relays are resolved once: the addresses found then are all the manager uses, and a name that resolves to nothing is dropped. */
 %constant int PK_WITH_DYNAMIC_FE_LIST = 0x0020;
-/* Send the relay's name as TLS SNI when connecting to it. */
+/* For a white-label domain D (pagekite_init_whitelabel(), pagekite_add_whitelabel_frontends()): accept only D's own relay certificate (naming fe.D, D or the relay name dialled) and ask for it by sending fe.D as TLS SNI. Without it (the default, as in libpagekite) the pagekite.net service's certificate names are accepted too, so a white-label domain without a certificate of its own on the service's relays still gets verified TLS; the SNI sent is then the relay name dialled. Other connectors always send the dialled relay name as SNI. */
 %constant int PK_WITH_FRONTEND_SNI = 0x0040;
+/* Never end the host process. Where the library would exit(100) (pagekite_set_bail_on_errors()) or abort() (pagekite_enable_watchdog()), it instead posts a PK_EVENT_EXIT event (code: the exit status it would have used, text: why), logs the same at PK_LOG_ERROR, and stops the manager: the master thread ends, so pagekite_thread_wait() returns, and the status stays what it was (PK_STATUS_REJECTED, PK_STATUS_PROBLEMS, ...). The application decides what happens next. */
+%constant int PK_WITHOUT_PROCESS_EXIT = 0x1000;
 /* Act as a front-end relay (accept tunnels and visitors) instead of a connector. */
 %constant int PK_AS_FRONTEND_RELAY = 0x0100;
 /* Data carried over tunnels. */
@@ -384,6 +386,8 @@ static int pkj_set_proxy(const char *url) {
 %constant int PK_EVENT_STREAMS = 5;
 /* The reader was too slow: code events were dropped before it read them (seq is the last dropped one; continue after it). */
 %constant int PK_EVENT_LOST = 6;
+/* The manager stops instead of ending the process (PK_WITHOUT_PROCESS_EXIT): code is the exit status the library would have used (100: bail-on-errors; 134, 128 + SIGABRT: the watchdog), text why. Last event of the run. */
+%constant int PK_EVENT_EXIT = 7;
 /* No failure recorded on this thread yet (or pagekite_perror() reset it). */
 %constant int PK_OK = 0;
 /* Invalid argument: the message names the argument and why (NULL manager, out-of-range number, malformed name, URL or list). */
@@ -500,7 +504,10 @@ bool pkj_init_pagekitenet(const char *appId, int maxKites, int maxConns, int fla
    *
    * Like pagekite_init(), with the dynamic DNS URL and relay names derived from
    * whitelabel_tld. Unless flags contains PK_WITHOUT_SERVICE_FRONTENDS, that
-   * domain's relays are added automatically from DNS.
+   * domain's relays are added automatically from DNS (with flags, as
+   * pagekite_add_whitelabel_frontends() reads them). The relay certificate may
+   * name fe.whitelabel_tld or whitelabel_tld, or (without PK_WITH_FRONTEND_SNI)
+   * one of the service's names.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_init_whitelabel().
    * @param appId Short application name, reported in instrumentation.
    * @param maxKites Most kite names the manager will handle: for a connector at most 64 (all its kites fly on one tunnel, and a relay takes at most 64 per tunnel); for a relay (PK_AS_FRONTEND_RELAY) the size of its kite registry, at most 100000.
@@ -541,8 +548,11 @@ int pkj_add_kite(const char *proto, const char *kitename, int pport, const char 
    * Use the public service's pool of front-end relays.
    *
    * Adds the relays of the public service. flags chooses IPv4 and/or IPv6
-   * addresses and whether the list is refreshed from DNS (PK_WITH_IPV4,
-   * PK_WITH_IPV6, PK_WITH_DYNAMIC_FE_LIST).
+   * addresses (neither: both) and whether the list is refreshed from DNS
+   * (PK_WITH_IPV4, PK_WITH_IPV6, PK_WITH_DYNAMIC_FE_LIST). PK_WITH_DEFAULTS or
+   * flags 0 mean both families and DNS refresh, as in libpagekite. With
+   * PK_WITH_DYNAMIC_FE_LIST a relay name that resolves to nothing now is kept and
+   * resolved again later; without it such a name is dropped and counts 0.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_add_service_frontends().
    * @param flags PK_WITH_IPV4 / PK_WITH_IPV6 / PK_WITH_DYNAMIC_FE_LIST.
    * @return The number of relay addresses configured. On failure: -1.
@@ -555,8 +565,12 @@ int pkj_add_service_frontends(int flags);
    * Use the front-end relays of a white-label domain.
    *
    * Adds the relays that serve whitelabel_tld. flags chooses IPv4 and/or IPv6
-   * addresses and whether the list is refreshed from DNS (PK_WITH_IPV4,
-   * PK_WITH_IPV6, PK_WITH_DYNAMIC_FE_LIST).
+   * addresses and whether the list is refreshed from DNS, as for
+   * pagekite_add_service_frontends() (PK_WITH_IPV4, PK_WITH_IPV6,
+   * PK_WITH_DYNAMIC_FE_LIST; PK_WITH_DEFAULTS or 0: all three), and, with
+   * PK_WITH_FRONTEND_SNI, that only the domain's own certificate (fe.D or D) is
+   * accepted and fe.D is sent as TLS SNI; without it the service's certificate
+   * names are accepted as well.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_add_whitelabel_frontends().
    * @param flags PK_WITH_IPV4 / PK_WITH_IPV6 / PK_WITH_DYNAMIC_FE_LIST.
    * @param whitelabelTld The white-label domain.
@@ -679,9 +693,13 @@ int pkj_enable_fake_ping(int enable);
    * Run a watchdog thread that crashes the process if the loop hangs.
    *
    * The watchdog checks periodically that the master thread is still making
-   * progress. If it appears stuck, the watchdog deliberately triggers a
-   * segmentation fault so that a core dump (if ulimits allow one) shows where it
-   * hung. This takes the whole process down.
+   * progress. If it appears stuck (no housekeeping pass for 30 s while the tick
+   * timer is on), the watchdog deliberately calls abort() (SIGABRT, where the
+   * reference raised a segmentation fault) so that a core dump (if ulimits allow
+   * one) shows where it hung. This takes the whole process down, unless the
+   * manager was made with PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT
+   * (code 134) and asks the master thread to stop; a loop that is really stuck
+   * stays stuck, and the application decides what to do.
    * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_enable_watchdog().
    * @param enable 0 to disable, anything else to enable.
    * @return 0. On failure: -1.
@@ -883,7 +901,10 @@ int pkj_tick(void);
    * libpagekite's pagekitec -B 1 does). After errors * 9 faults it raises the log
    * verbosity, and after errors * 10 it calls exit(100). This turns a stuck error
    * state into something a supervisor can see and restart, but it ends the
-   * hosting application too. 0 turns it off.
+   * hosting application too, unless the manager was made with
+   * PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT (code 100, text why) and
+   * stops the manager instead (the master thread ends; the status stays, e.g.
+   * PK_STATUS_REJECTED). 0 turns it off.
    * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_set_bail_on_errors().
    * @param errors Error threshold; 0 disables.
    * @return 0. On failure: -1 (NULL manager only).

@@ -23,6 +23,9 @@
  * SIGPIPE. The environment is read once, by the init call: PK_LOG_STDERR, when
  * set then, copies every log line to stderr as "[pk APP_ID] text". Memory is
  * per manager and freed by pagekite_free(); nothing is shared between managers.
+ * The library ends its host process only where libpagekite documents that it
+ * does (pagekite_set_bail_on_errors(), pagekite_enable_watchdog()), and never
+ * for a manager made with PK_WITHOUT_PROCESS_EXIT.
  */
 #ifndef PAGEKITE_H
 #define PAGEKITE_H
@@ -102,10 +105,35 @@ extern "C" {
 #define PK_WITH_SERVICE_FRONTENDS 0x0008
 /* Do not add the service's relay pool; the application adds relays itself. */
 #define PK_WITHOUT_SERVICE_FRONTENDS 0x0010
-/* Re-resolve the relay list from DNS periodically. */
+/* Keep the service's relay names even when they resolve to nothing now, and
+ * re-resolve them from DNS periodically (as pagekite_lookup_and_add_frontend()
+ * with update_from_dns = 1). Read by pagekite_add_service_frontends() and
+ * pagekite_add_whitelabel_frontends() (and so by the pagekitenet and whitelabel
+ * init calls); part of the defaults, which those calls apply when flags hold
+ * PK_WITH_DEFAULTS or are 0. Without it the relays are resolved once: the
+ * addresses found then are all the manager uses, and a name that resolves to
+ * nothing is dropped.
+ */
 #define PK_WITH_DYNAMIC_FE_LIST 0x0020
-/* Send the relay's name as TLS SNI when connecting to it. */
+/* For a white-label domain D (pagekite_init_whitelabel(),
+ * pagekite_add_whitelabel_frontends()): accept only D's own relay certificate
+ * (naming fe.D, D or the relay name dialled) and ask for it by sending fe.D as
+ * TLS SNI. Without it (the default, as in libpagekite) the pagekite.net
+ * service's certificate names are accepted too, so a white-label domain without
+ * a certificate of its own on the service's relays still gets verified TLS; the
+ * SNI sent is then the relay name dialled. Other connectors always send the
+ * dialled relay name as SNI.
+ */
 #define PK_WITH_FRONTEND_SNI 0x0040
+/* Never end the host process. Where the library would exit(100)
+ * (pagekite_set_bail_on_errors()) or abort() (pagekite_enable_watchdog()), it
+ * instead posts a PK_EVENT_EXIT event (code: the exit status it would have
+ * used, text: why), logs the same at PK_LOG_ERROR, and stops the manager: the
+ * master thread ends, so pagekite_thread_wait() returns, and the status stays
+ * what it was (PK_STATUS_REJECTED, PK_STATUS_PROBLEMS, ...). The application
+ * decides what happens next.
+ */
+#define PK_WITHOUT_PROCESS_EXIT 0x1000
 /* Act as a front-end relay (accept tunnels and visitors) instead of a
  * connector.
  */
@@ -212,6 +240,11 @@ extern "C" {
  * the last dropped one; continue after it).
  */
 #define PK_EVENT_LOST 6
+/* The manager stops instead of ending the process (PK_WITHOUT_PROCESS_EXIT):
+ * code is the exit status the library would have used (100: bail-on-errors;
+ * 134, 128 + SIGABRT: the watchdog), text why. Last event of the run.
+ */
+#define PK_EVENT_EXIT 7
 
 /* ---- Error codes ---- */
 /* Why a call failed, by kind. A call that fails still returns its documented
@@ -385,7 +418,10 @@ PK_EXPORT pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kit
  *
  * Like pagekite_init(), with the dynamic DNS URL and relay names derived from
  * whitelabel_tld. Unless flags contains PK_WITHOUT_SERVICE_FRONTENDS, that
- * domain's relays are added automatically from DNS.
+ * domain's relays are added automatically from DNS (with flags, as
+ * pagekite_add_whitelabel_frontends() reads them). The relay certificate may
+ * name fe.whitelabel_tld or whitelabel_tld, or (without PK_WITH_FRONTEND_SNI)
+ * one of the service's names.
  *
  *   app_id          Short application name, reported in instrumentation.
  *   max_kites       Most kite names the manager will handle: for a connector
@@ -431,8 +467,11 @@ PK_EXPORT int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char 
 /* Use the public service's pool of front-end relays.
  *
  * Adds the relays of the public service. flags chooses IPv4 and/or IPv6
- * addresses and whether the list is refreshed from DNS (PK_WITH_IPV4,
- * PK_WITH_IPV6, PK_WITH_DYNAMIC_FE_LIST).
+ * addresses (neither: both) and whether the list is refreshed from DNS
+ * (PK_WITH_IPV4, PK_WITH_IPV6, PK_WITH_DYNAMIC_FE_LIST). PK_WITH_DEFAULTS or
+ * flags 0 mean both families and DNS refresh, as in libpagekite. With
+ * PK_WITH_DYNAMIC_FE_LIST a relay name that resolves to nothing now is kept and
+ * resolved again later; without it such a name is dropped and counts 0.
  *
  *   mgr    The manager.
  *   flags  PK_WITH_IPV4 / PK_WITH_IPV6 / PK_WITH_DYNAMIC_FE_LIST.
@@ -445,8 +484,12 @@ PK_EXPORT int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 /* Use the front-end relays of a white-label domain.
  *
  * Adds the relays that serve whitelabel_tld. flags chooses IPv4 and/or IPv6
- * addresses and whether the list is refreshed from DNS (PK_WITH_IPV4,
- * PK_WITH_IPV6, PK_WITH_DYNAMIC_FE_LIST).
+ * addresses and whether the list is refreshed from DNS, as for
+ * pagekite_add_service_frontends() (PK_WITH_IPV4, PK_WITH_IPV6,
+ * PK_WITH_DYNAMIC_FE_LIST; PK_WITH_DEFAULTS or 0: all three), and, with
+ * PK_WITH_FRONTEND_SNI, that only the domain's own certificate (fe.D or D) is
+ * accepted and fe.D is sent as TLS SNI; without it the service's certificate
+ * names are accepted as well.
  *
  *   mgr             The manager.
  *   flags           PK_WITH_IPV4 / PK_WITH_IPV6 / PK_WITH_DYNAMIC_FE_LIST.
@@ -571,9 +614,13 @@ PK_EXPORT int pagekite_enable_fake_ping(pagekite_mgr mgr, int enable);
 /* Run a watchdog thread that crashes the process if the loop hangs.
  *
  * The watchdog checks periodically that the master thread is still making
- * progress. If it appears stuck, the watchdog deliberately triggers a
- * segmentation fault so that a core dump (if ulimits allow one) shows where it
- * hung. This takes the whole process down.
+ * progress. If it appears stuck (no housekeeping pass for 30 s while the tick
+ * timer is on), the watchdog deliberately calls abort() (SIGABRT, where the
+ * reference raised a segmentation fault) so that a core dump (if ulimits allow
+ * one) shows where it hung. This takes the whole process down, unless the
+ * manager was made with PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT
+ * (code 134) and asks the master thread to stop; a loop that is really stuck
+ * stays stuck, and the application decides what to do.
  *
  *   mgr     The manager.
  *   enable  0 to disable, anything else to enable.
@@ -783,7 +830,10 @@ PK_EXPORT int pagekite_tick(pagekite_mgr mgr);
  * libpagekite's pagekitec -B 1 does). After errors * 9 faults it raises the log
  * verbosity, and after errors * 10 it calls exit(100). This turns a stuck error
  * state into something a supervisor can see and restart, but it ends the
- * hosting application too. 0 turns it off.
+ * hosting application too, unless the manager was made with
+ * PK_WITHOUT_PROCESS_EXIT: then it posts PK_EVENT_EXIT (code 100, text why) and
+ * stops the manager instead (the master thread ends; the status stays, e.g.
+ * PK_STATUS_REJECTED). 0 turns it off.
  *
  *   mgr     The manager.
  *   errors  Error threshold; 0 disables.

@@ -152,14 +152,14 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   return (pagekite_mgr)(void *)m;
 }
 
-static int add_service_certnames(pk_mgr *m, const char *wl);
+static int add_service_certnames(pk_mgr *m, const char *wl, int flags);
 
 PK_API pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites, int max_conns,
                                               int flags, int verbosity) {
   pagekite_mgr h = pagekite_init(app_id, max_kites, PAGEKITE_NET_FE_MAX, max_conns,
                                  PAGEKITE_NET_DDNS, flags | PK_WITH_SSL, verbosity);
   if (h && !(flags & PK_WITHOUT_SERVICE_FRONTENDS)) pagekite_add_service_frontends(h, flags);
-  else if (h) add_service_certnames(MGR(h), NULL);
+  else if (h) add_service_certnames(MGR(h), NULL, flags);
   if (h) pagekite_set_rejection_url(h, PAGEKITE_NET_REJECTION_URL); /* as pagekite.py */
   return h;
 }
@@ -178,7 +178,7 @@ PK_API pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, 
   if (h && !(flags & PK_WITHOUT_SERVICE_FRONTENDS))
     pagekite_add_whitelabel_frontends(h, flags, whitelabel_tld);
   else if (h)
-    add_service_certnames(MGR(h), whitelabel_tld);
+    add_service_certnames(MGR(h), whitelabel_tld, flags);
   if (h) {
     char url[512];
     snprintf(url, sizeof(url), "http://www.%s/offline/", whitelabel_tld);
@@ -319,16 +319,47 @@ PK_API int pagekite_add_frontend(pagekite_mgr h, const char *domain, int port) {
 }
 
 /* The names the service's (or a white-label domain's) relays carry, as
- * pagekite.py accepts them: fe.DOMAIN and DOMAIN first for a white label. */
-static int add_service_certnames(pk_mgr *m, const char *wl) {
+ * pagekite.py accepts them: fe.DOMAIN and DOMAIN first for a white label.
+ * With PK_WITH_FRONTEND_SNI a white label accepts only its own names and asks
+ * for fe.DOMAIN by SNI; libpagekite adds the service's names otherwise
+ * ("Adding multiple names disables SNI"). */
+static int add_service_certnames(pk_mgr *m, const char *wl, int flags) {
   char name[PK_NAME_MAX];
   if (wl) {
     snprintf(name, sizeof(name), "fe.%s", wl);
     if (pk_certname_add(m, name) != 0 || pk_certname_add(m, wl) != 0) return -1;
+    if (flags & PK_WITH_FRONTEND_SNI) {
+      snprintf(m->relay_sni, sizeof(m->relay_sni), "%s", name);
+      return 0;
+    }
   }
   for (int i = 0; pk_service_certnames[i]; i++)
     if (pk_certname_add(m, pk_service_certnames[i]) != 0) return -1;
   return 0;
+}
+
+/* The service calls' flags as libpagekite reads them: PK_WITH_DEFAULTS or 0
+ * mean IPv4, IPv6 and PK_WITH_DYNAMIC_FE_LIST; no family at all means both. */
+static int service_flags(int flags) {
+  if ((flags & PK_WITH_DEFAULTS) || flags == 0)
+    flags |= PK_WITH_IPV4 | PK_WITH_IPV6 | PK_WITH_DYNAMIC_FE_LIST;
+  if (!(flags & (PK_WITH_IPV4 | PK_WITH_IPV6))) flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
+  return flags;
+}
+
+/* name4/name6 for the families in flags, DNS refresh as flags say; the
+ * number of addresses, or -1. */
+static int add_pool(pagekite_mgr h, int flags, const char *name4, const char *name6, int port) {
+  int dyn = (flags & PK_WITH_DYNAMIC_FE_LIST) != 0, total = 0, rv;
+  if (flags & PK_WITH_IPV4) {
+    if ((rv = pagekite_lookup_and_add_frontend(h, name4, port, dyn)) < 0) return -1;
+    total += rv;
+  }
+  if (flags & PK_WITH_IPV6) {
+    if ((rv = pagekite_lookup_and_add_frontend(h, name6, port, dyn)) < 0) return -1;
+    total += rv;
+  }
+  return total;
 }
 
 PK_API int pagekite_add_frontend_certname(pagekite_mgr h, const char *name) {
@@ -344,22 +375,9 @@ PK_API int pagekite_add_frontend_certname(pagekite_mgr h, const char *name) {
 PK_API int pagekite_add_service_frontends(pagekite_mgr h, int flags) {
   pk_mgr *m = MGR(h);
   if (pk_api_before_start(m, "pagekite_add_service_frontends")) return -1;
-  if (add_service_certnames(m, NULL) != 0) return -1;
-  int total = 0, rv;
-  int dyn = 1; /* service relays are always refreshed from DNS */
-  if ((flags & PK_WITH_DEFAULTS) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6)))
-    flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
-  if (flags & PK_WITH_IPV4) {
-    rv = pagekite_lookup_and_add_frontend(h, PAGEKITE_NET_V4FRONTENDS, PAGEKITE_NET_FRONTEND_PORT, dyn);
-    if (rv < 0) return -1;
-    total += rv;
-  }
-  if (flags & PK_WITH_IPV6) {
-    rv = pagekite_lookup_and_add_frontend(h, PAGEKITE_NET_V6FRONTENDS, PAGEKITE_NET_FRONTEND_PORT, dyn);
-    if (rv < 0) return -1;
-    total += rv;
-  }
-  return total;
+  if (add_service_certnames(m, NULL, flags) != 0) return -1;
+  return add_pool(h, service_flags(flags), PAGEKITE_NET_V4FRONTENDS, PAGEKITE_NET_V6FRONTENDS,
+                  PAGEKITE_NET_FRONTEND_PORT);
 }
 
 PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const char *tld) {
@@ -369,24 +387,11 @@ PK_API int pagekite_add_whitelabel_frontends(pagekite_mgr h, int flags, const ch
     pk_fail(PK_EINVAL, "pagekite_add_whitelabel_frontends: tld must be a domain of 1-200 bytes");
     return -1;
   }
-  if (add_service_certnames(m, tld) != 0) return -1;
-  char name[PK_NAME_MAX];
-  int total = 0, rv;
-  if ((flags & PK_WITH_DEFAULTS) || !(flags & (PK_WITH_IPV4 | PK_WITH_IPV6)))
-    flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
-  if (flags & PK_WITH_IPV4) {
-    snprintf(name, sizeof(name), PAGEKITE_NET_WL_V4FRONTENDS, tld);
-    if ((rv = pagekite_lookup_and_add_frontend(h, name, PAGEKITE_NET_WL_FRONTEND_PORT, 1)) < 0)
-      return -1;
-    total += rv;
-  }
-  if (flags & PK_WITH_IPV6) {
-    snprintf(name, sizeof(name), PAGEKITE_NET_WL_V6FRONTENDS, tld);
-    if ((rv = pagekite_lookup_and_add_frontend(h, name, PAGEKITE_NET_WL_FRONTEND_PORT, 1)) < 0)
-      return -1;
-    total += rv;
-  }
-  return total;
+  if (add_service_certnames(m, tld, flags) != 0) return -1;
+  char name4[PK_NAME_MAX], name6[PK_NAME_MAX];
+  snprintf(name4, sizeof(name4), PAGEKITE_NET_WL_V4FRONTENDS, tld);
+  snprintf(name6, sizeof(name6), PAGEKITE_NET_WL_V6FRONTENDS, tld);
+  return add_pool(h, service_flags(flags), name4, name6, PAGEKITE_NET_WL_FRONTEND_PORT);
 }
 
 /* ---- "any time" settings ---- */

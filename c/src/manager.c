@@ -62,10 +62,28 @@ void pk_count_faults(pk_mgr *m, int weight) {
   int limit = PK_GET(m->bail_errors);
   if (limit <= 0) return;
   if (n >= limit * 9 && n - weight < limit * 9) PK_SET(m->log_mask, PK_LOG_ALL);
-  if (n >= limit * 10) {
-    fprintf(stderr, "pagekite: too many errors (%d), bailing out\n", n);
-    exit(100);
+  if (n >= limit * 10 && n - weight < limit * 10) {
+    char why[96];
+    snprintf(why, sizeof(why), "too many errors (%d), bailing out", n);
+    pk_process_exit(m, 100, why);
   }
+}
+
+/* Every exit()/abort() of the library is here.  With
+ * PK_WITHOUT_PROCESS_EXIT the host keeps its process: the manager says why
+ * (log line + PK_EVENT_EXIT) and stops as pagekite_thread_stop() would ask;
+ * the host's pagekite_thread_wait() then returns. */
+void pk_process_exit(pk_mgr *m, int code, const char *why) {
+  if (m->flags & PK_WITHOUT_PROCESS_EXIT) {
+    pk_log(m, PK_LOG_ERROR, "%s; stopping the manager (PK_WITHOUT_PROCESS_EXIT)", why);
+    pk_event(m, PK_EVENT_EXIT, code, NULL, NULL, why);
+    PK_SET(m->stop_requested, 1);
+    pk_manager_wake(m);
+    return;
+  }
+  fprintf(stderr, "pagekite: %s\n", why);
+  if (code == 134) abort();
+  exit(code);
 }
 
 SSL_CTX *pk_client_tls_ctx(pk_mgr *m) {
@@ -211,8 +229,8 @@ static void watchdog_main(void *arg) {
     int beat = PK_GET(m->watchdog_beat);
     if (beat == last && PK_GET(m->tick_timer_on)) {
       if (++stuck >= 30) {
-        fprintf(stderr, "pagekite: watchdog: loop stuck for 30 s, aborting\n");
-        abort();
+        pk_process_exit(m, 134, "watchdog: loop stuck for 30 s, aborting");
+        return;
       }
     } else {
       stuck = 0;

@@ -103,6 +103,7 @@ struct pk_mgr {
   char ca_file[512];
   char certnames[PK_MAX_CERTNAMES][PK_NAME_MAX]; /* accepted relay certificate names */
   int ncertnames;
+  char relay_sni[PK_NAME_MAX]; /* SNI for relay tunnels (PK_WITH_FRONTEND_SNI), else "" */
   char ciphers[512];
   char relay_cert[512], relay_key[512];
   int watchdog_beat; /* PK_GET/PK_SET, as running, stop_requested, tick_requested */
@@ -196,6 +197,9 @@ long pk_ratelimit_check(pk_mgr *m, pk_ratelimit *rl);
 void pk_count_error(pk_mgr *m);
 /* weight faults at once (a rejected kite: PK_FAULTS_PER_REJECTION). */
 void pk_count_faults(pk_mgr *m, int weight);
+/* The library's only way out of its host process (bail-on-errors: 100, the
+ * watchdog: 134 = abort()).  Any thread. */
+void pk_process_exit(pk_mgr *m, int code, const char *why);
 SSL_CTX *pk_client_tls_ctx(pk_mgr *m);
 int pk_is_relay(pk_mgr *m);
 

@@ -40,6 +40,7 @@
   X(PK_EVENT_KITE, "KITE", "kite") \
   X(PK_EVENT_TUNNEL, "TUNNEL", "tunnel") \
   X(PK_EVENT_STREAMS, "STREAMS", "streams") \
-  X(PK_EVENT_LOST, "LOST", "lost")
+  X(PK_EVENT_LOST, "LOST", "lost") \
+  X(PK_EVENT_EXIT, "EXIT", "exit")
 
 #endif /* PK_NAMES_H */

@@ -4,8 +4,9 @@
  * A tunnel to a relay is verified against the name we dialled (or its IP
  * literal) and against every accepted name (pagekite_add_frontend_certname):
  * the service's names (pagekite.py's SERVICE_CERTS) when the service relays
- * are used, "fe.<domain>" and "<domain>" for a white-label domain.  The pool
- * names we dial (fe4_091c.b5p.us) are not on the service's certificates.
+ * are used (for a white label too, unless PK_WITH_FRONTEND_SNI), "fe.<domain>"
+ * and "<domain>" for a white-label domain.  The pool names we dial
+ * (fe4_091c.b5p.us) are not on the service's certificates.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -76,7 +77,9 @@ static pk_tls_expect *expect_of(const SSL *ssl) {
  * IP and a name at once, where any one of them is enough. */
 int pk_tls_expect_names(pk_mgr *m, SSL *ssl, const char *dialled) {
   int named = dialled && *dialled && !is_ip_literal(dialled);
-  if (named) SSL_set_tlsext_host_name(ssl, dialled);
+  /* PK_WITH_FRONTEND_SNI: ask a white label's relay for fe.DOMAIN. */
+  if (m->relay_sni[0]) SSL_set_tlsext_host_name(ssl, m->relay_sni);
+  else if (named) SSL_set_tlsext_host_name(ssl, dialled);
   uv_once(&expect_once, expect_init);
   pk_tls_expect *e = calloc(1, sizeof(*e));
   if (!e || expect_idx < 0 || SSL_set_ex_data(ssl, expect_idx, e) != 1) {

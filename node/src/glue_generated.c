@@ -1162,6 +1162,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_const_int(env, exports, "PK_WITHOUT_SERVICE_FRONTENDS", PK_WITHOUT_SERVICE_FRONTENDS) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_WITH_DYNAMIC_FE_LIST", PK_WITH_DYNAMIC_FE_LIST) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_WITH_FRONTEND_SNI", PK_WITH_FRONTEND_SNI) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_WITHOUT_PROCESS_EXIT", PK_WITHOUT_PROCESS_EXIT) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_AS_FRONTEND_RELAY", PK_AS_FRONTEND_RELAY) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_LOG_TUNNEL_DATA", PK_LOG_TUNNEL_DATA) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_LOG_TUNNEL_HEADERS", PK_LOG_TUNNEL_HEADERS) != 0) return -1;
@@ -1199,6 +1200,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_const_int(env, exports, "PK_EVENT_TUNNEL", PK_EVENT_TUNNEL) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_EVENT_STREAMS", PK_EVENT_STREAMS) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_EVENT_LOST", PK_EVENT_LOST) != 0) return -1;
+  if (pkn_const_int(env, exports, "PK_EVENT_EXIT", PK_EVENT_EXIT) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_OK", PK_OK) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_EINVAL", PK_EINVAL) != 0) return -1;
   if (pkn_const_int(env, exports, "PK_ESTATE", PK_ESTATE) != 0) return -1;
@@ -1247,6 +1249,7 @@ _Static_assert(PK_WITH_SERVICE_FRONTENDS == 8, "PK_WITH_SERVICE_FRONTENDS differ
 _Static_assert(PK_WITHOUT_SERVICE_FRONTENDS == 16, "PK_WITHOUT_SERVICE_FRONTENDS differs from the spec");
 _Static_assert(PK_WITH_DYNAMIC_FE_LIST == 32, "PK_WITH_DYNAMIC_FE_LIST differs from the spec");
 _Static_assert(PK_WITH_FRONTEND_SNI == 64, "PK_WITH_FRONTEND_SNI differs from the spec");
+_Static_assert(PK_WITHOUT_PROCESS_EXIT == 4096, "PK_WITHOUT_PROCESS_EXIT differs from the spec");
 _Static_assert(PK_AS_FRONTEND_RELAY == 256, "PK_AS_FRONTEND_RELAY differs from the spec");
 _Static_assert(PK_LOG_TUNNEL_DATA == 256, "PK_LOG_TUNNEL_DATA differs from the spec");
 _Static_assert(PK_LOG_TUNNEL_HEADERS == 512, "PK_LOG_TUNNEL_HEADERS differs from the spec");
@@ -1284,6 +1287,7 @@ _Static_assert(PK_EVENT_KITE == 3, "PK_EVENT_KITE differs from the spec");
 _Static_assert(PK_EVENT_TUNNEL == 4, "PK_EVENT_TUNNEL differs from the spec");
 _Static_assert(PK_EVENT_STREAMS == 5, "PK_EVENT_STREAMS differs from the spec");
 _Static_assert(PK_EVENT_LOST == 6, "PK_EVENT_LOST differs from the spec");
+_Static_assert(PK_EVENT_EXIT == 7, "PK_EVENT_EXIT differs from the spec");
 _Static_assert(PK_OK == 0, "PK_OK differs from the spec");
 _Static_assert(PK_EINVAL == -1, "PK_EINVAL differs from the spec");
 _Static_assert(PK_ESTATE == -2, "PK_ESTATE differs from the spec");

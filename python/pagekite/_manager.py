@@ -54,6 +54,10 @@ class EventKind(enum.IntEnum):
     """The number of live streams changed: code is the new count."""
     LOST = lib.PK_EVENT_LOST
     """The reader was too slow: code events were dropped before this one."""
+    EXIT = lib.PK_EVENT_EXIT
+    """The manager stopped instead of ending the process
+    (PK_WITHOUT_PROCESS_EXIT): code is the exit status it would have used,
+    text why."""
 
 
 class Event(NamedTuple):

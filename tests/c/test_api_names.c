@@ -1,8 +1,10 @@
 /* test_api_names.c - the service helpers build libpagekite's relay names and
  * dynamic DNS URLs, and pk_ddns_url() signs updates the way relays check them.
  *
- * The relay names do not resolve here (no network): they are kept with no
- * addresses and DNS updates on, which is what the checks below rely on.
+ * The relay names do not resolve here (no network): with
+ * PK_WITH_DYNAMIC_FE_LIST (or the defaults, which include it) they are kept
+ * with no addresses and DNS updates on; without it they are dropped, as in
+ * libpagekite.  tests/e2e/test_service_tls.py shows both over real sockets.
  */
 #include <stdlib.h>
 
@@ -34,7 +36,8 @@ static void check_fe(pagekite_mgr h, const char *host) {
 }
 
 TEST(pagekitenet_both_families) {
-  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITH_IPV4 | PK_WITH_IPV6, -1);
+  pagekite_mgr h = pagekite_init_pagekitenet(
+      "t", 2, 16, PK_WITH_IPV4 | PK_WITH_IPV6 | PK_WITH_DYNAMIC_FE_LIST, -1);
   CHECK(h != NULL);
   if (!h) return;
   pk_mgr *m = MGR(h);
@@ -50,7 +53,7 @@ TEST(pagekitenet_both_families) {
 }
 
 TEST(pagekitenet_ipv4_only) {
-  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITH_IPV4, -1);
+  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITH_IPV4 | PK_WITH_DYNAMIC_FE_LIST, -1);
   CHECK(h != NULL);
   if (!h) return;
   CHECK_INT(MGR(h)->nfes, 1);
@@ -65,18 +68,18 @@ TEST(pagekitenet_without_frontends) {
   if (!h) return;
   CHECK_INT(MGR(h)->nfes, 0);
   /* Unresolvable here: 0 addresses, but the names are kept. */
-  CHECK_INT(pagekite_add_service_frontends(h, PK_WITH_IPV6), 0);
+  CHECK_INT(pagekite_add_service_frontends(h, PK_WITH_IPV6 | PK_WITH_DYNAMIC_FE_LIST), 0);
   CHECK_INT(MGR(h)->nfes, 1);
   check_fe(h, "fe6_091c.b5p.us");
-  CHECK_INT(pagekite_add_service_frontends(h, PK_WITH_IPV4), 0);
+  CHECK_INT(pagekite_add_service_frontends(h, PK_WITH_IPV4 | PK_WITH_DYNAMIC_FE_LIST), 0);
   CHECK_INT(MGR(h)->nfes, 2);
   check_fe(h, "fe4_091c.b5p.us");
   CHECK_INT(pagekite_free(h), 0);
 }
 
 TEST(whitelabel_names) {
-  pagekite_mgr h =
-      pagekite_init_whitelabel("t", 2, 16, PK_WITH_IPV4 | PK_WITH_IPV6, -1, "example.org");
+  pagekite_mgr h = pagekite_init_whitelabel(
+      "t", 2, 16, PK_WITH_IPV4 | PK_WITH_IPV6 | PK_WITH_DYNAMIC_FE_LIST, -1, "example.org");
   CHECK(h != NULL);
   if (!h) return;
   pk_mgr *m = MGR(h);
@@ -91,7 +94,7 @@ TEST(whitelabel_names) {
   CHECK(h != NULL);
   if (!h) return;
   CHECK_INT(MGR(h)->nfes, 0);
-  CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4 | PK_WITH_IPV6, "example.org"), 0);
+  CHECK_INT(pagekite_add_whitelabel_frontends(h, 0, "example.org"), 0); /* 0: the defaults */
   CHECK_INT(MGR(h)->nfes, 2);
   check_fe(h, "fe4_091c.example.org");
   check_fe(h, "fe6_091c.example.org");
@@ -100,6 +103,64 @@ TEST(whitelabel_names) {
   CHECK(pagekite_last_error()[0] != '\0');
   CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4, ""), -1);
   CHECK_INT(pagekite_free(h), 0);
+}
+
+/* Without PK_WITH_DYNAMIC_FE_LIST a name that resolves to nothing is
+ * dropped (libpagekite: add_null_records = flags & PK_WITH_DYNAMIC_FE_LIST). */
+TEST(static_list_drops_unresolved_names) {
+  pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, PK_WITHOUT_SERVICE_FRONTENDS, -1);
+  CHECK(h != NULL);
+  if (!h) return;
+  CHECK_INT(pagekite_add_service_frontends(h, PK_WITH_IPV4 | PK_WITH_IPV6), 0);
+  CHECK_INT(MGR(h)->nfes, 0);
+  CHECK_INT(pagekite_add_whitelabel_frontends(h, PK_WITH_IPV4 | PK_WITH_SSL, "example.org"), 0);
+  CHECK_INT(MGR(h)->nfes, 0);
+  CHECK_INT(pagekite_free(h), 0);
+  h = pagekite_init_pagekitenet("t", 2, 16, PK_WITH_IPV4 | PK_WITH_SSL, -1);
+  CHECK(h != NULL);
+  if (h) CHECK_INT(MGR(h)->nfes, 0);
+  pagekite_free(h);
+}
+
+/* PK_WITH_DEFAULTS and flags 0 include PK_WITH_DYNAMIC_FE_LIST. */
+TEST(defaults_keep_names) {
+  int cases[] = {0, PK_WITH_DEFAULTS};
+  for (int i = 0; i < 2; i++) {
+    pagekite_mgr h = pagekite_init_pagekitenet("t", 2, 16, cases[i], -1);
+    CHECK(h != NULL);
+    if (!h) continue;
+    CHECK_INT(MGR(h)->nfes, 2);
+    check_fe(h, "fe4_091c.b5p.us");
+    check_fe(h, "fe6_091c.b5p.us");
+    pagekite_free(h);
+  }
+}
+
+static int has_certname(pagekite_mgr h, const char *name) {
+  for (int i = 0; i < MGR(h)->ncertnames; i++)
+    if (strcmp(MGR(h)->certnames[i], name) == 0) return 1;
+  return 0;
+}
+
+/* White label: the service's certificate names too, unless
+ * PK_WITH_FRONTEND_SNI ("Adding multiple names disables SNI"). */
+TEST(whitelabel_frontend_sni_names) {
+  pagekite_mgr h = pagekite_init_whitelabel("t", 2, 16, 0, -1, "example.org");
+  CHECK(h != NULL);
+  if (!h) return;
+  CHECK(has_certname(h, "fe.example.org") && has_certname(h, "example.org"));
+  CHECK(has_certname(h, "pagekite.net") && has_certname(h, "frontends.b5p.us"));
+  CHECK_INT(MGR(h)->relay_sni[0], 0);
+  pagekite_free(h);
+  h = pagekite_init_whitelabel("t", 2, 16, PK_WITH_DEFAULTS | PK_WITH_FRONTEND_SNI, -1,
+                               "example.org");
+  CHECK(h != NULL);
+  if (!h) return;
+  CHECK(has_certname(h, "fe.example.org") && has_certname(h, "example.org"));
+  CHECK(!has_certname(h, "pagekite.net") && !has_certname(h, "frontends.b5p.us"));
+  CHECK(strcmp(MGR(h)->relay_sni, "fe.example.org") == 0);
+  CHECK_INT(MGR(h)->nfes, 2);
+  pagekite_free(h);
 }
 
 /* Pulls "sign=<...>" out of url; returns its length. */
@@ -182,6 +243,9 @@ int main(void) {
   RUN(pagekitenet_ipv4_only);
   RUN(pagekitenet_without_frontends);
   RUN(whitelabel_names);
+  RUN(static_list_drops_unresolved_names);
+  RUN(defaults_keep_names);
+  RUN(whitelabel_frontend_sni_names);
   RUN(ddns_url_signed);
   RUN(ddns_url_whitelabel_multi_ip);
   return TEST_DONE();

@@ -270,9 +270,7 @@ class ServiceBox:
         for tool in ("unshare", "nsenter", "ip"):
             if not shutil.which(tool):
                 raise AssertionError("service box needs %s (util-linux / iproute2)" % tool)
-        lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost"]
-        lines += ["%s %s" % (ip, name) for name, ip in sorted(self.hosts.items())]
-        self.hosts_file.write_text("\n".join(lines) + "\n")
+        self.hosts_file.write_text(self._hosts_text())
         script = ("set -e; ip link set lo up; mount --bind %s /etc/hosts; echo BOX-READY; "
                   "exec sleep 100000" % self.hosts_file)
         self.holder_log = self.logdir / "box-holder.log"
@@ -293,6 +291,19 @@ class ServiceBox:
         self.pid = self.holder.pid
         self.check_resolution()
         return self
+
+    def map_name(self, name, ip):
+        """Make name resolve to ip from now on: the hosts file is rewritten in
+        place (same inode), so the bind mount in the box sees it at once."""
+        self.hosts[name] = ip
+        with open(self.hosts_file, "r+") as f:
+            f.truncate(0)
+            f.write(self._hosts_text())
+
+    def _hosts_text(self):
+        lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost"]
+        lines += ["%s %s" % (ip, name) for name, ip in sorted(self.hosts.items())]
+        return "\n".join(lines) + "\n"
 
     def stop(self):
         if self.holder is not None and self.holder.poll() is None:

@@ -423,3 +423,94 @@ def test_e_tls_to_plain_relay_says_relay_does_not_speak_tls(service_box, pki, re
             conn, s, 'TLS to a plain-text relay (%s): no log line says "relay does not speak '
                      'TLS"' % relay)) from None
     assert "FLYING" not in conn.statuses()
+
+
+# ---------------------------------------------------------------- (f) PK_WITH_DYNAMIC_FE_LIST
+
+@pytest.mark.parametrize("dynamic", [True, False], ids=["dynamic", "static"])
+def test_f_relay_name_resolving_later_is_used_only_with_dynamic_fe_list(group, tmp_path, pki,
+                                                                        dynamic):
+    """The service's relay name resolves to nothing when the connector
+    starts, and to the boxed relay a few seconds later.  With
+    PK_WITH_DYNAMIC_FE_LIST the name is kept and resolved again, so the kite
+    flies; without it the name is dropped (libpagekite: add_null_records =
+    flags & PK_WITH_DYNAMIC_FE_LIST) and no tunnel is ever attempted."""
+    import pkctypes as pk
+    pool = header_facts()["PAGEKITE_NET_V4FRONTENDS"]
+    hosts = service_hosts()
+    del hosts[pool]
+    box = make_box(group, tmp_path, hosts)
+    stack = start_stack(box, pki, KITE, ["*.pagekite.me"], "svc", SERVICE_CERT_NAMES)
+    flags = pk.PK_WITH_SSL | pk.PK_WITH_IPV4 | (pk.PK_WITH_DYNAMIC_FE_LIST if dynamic else 0)
+    conn = box.lib_connector("service", pki.ca, ("http", KITE, stack.origin.port, SECRET),
+                             flags=flags)
+    conn.wait_for(r"cannot resolve %s" % re.escape(pool), 15,
+                  what="the first lookup of %s failing" % pool)
+    never_flies(conn, stack, 2.0)
+    box.map_name(pool, RELAY_IP)
+    if dynamic:
+        wait_flying(conn, stack)
+        assert_served(box, stack, KITE, conn)
+        assert_tunnel_used_tls(stack, conn)
+    else:
+        never_flies(conn, stack, 8.0)
+        assert not stack.tap.conns(), explain(
+            conn, stack, "without PK_WITH_DYNAMIC_FE_LIST the dropped relay name was dialled")
+
+
+# ---------------------------------------------------------------- (g) PK_WITH_FRONTEND_SNI
+
+def wl_connector(box, pki, stack, flags):
+    return box.lib_connector("whitelabel", pki.ca, ("http", WL_KITE, stack.origin.port, SECRET),
+                             tld=WL_TLD, flags=flags)
+
+
+def tls_snis(stack, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snis = [c.get("sni") for c in stack.tap.conns() if c.get("kind") == "tls"]
+        if snis:
+            return snis
+        time.sleep(0.2)
+    return []
+
+
+def test_g_whitelabel_accepts_service_certificate_without_frontend_sni(wl_box, pki):
+    """Default white label (no PK_WITH_FRONTEND_SNI): the relay presents the
+    service's certificate (frontends.b5p.us), which libpagekite accepts for a
+    white label ("lets whitelabels use SSL even if they haven't got a cert on
+    the pagekite.net relays"); SNI is the relay name dialled."""
+    import pkctypes as pk
+    stack = start_stack(wl_box, pki, WL_KITE, ["*." + WL_TLD], "svc", SERVICE_CERT_NAMES)
+    conn = wl_connector(wl_box, pki, stack, pk.PK_WITH_DEFAULTS)
+    wait_flying(conn, stack)
+    assert_served(wl_box, stack, WL_KITE, conn)
+    dialled = header_facts()["PAGEKITE_NET_WL_V4FRONTENDS"] % WL_TLD
+    assert set(tls_snis(stack)) == {dialled}, explain(conn, stack, "SNI is not the dialled name")
+
+
+def test_g_frontend_sni_refuses_service_certificate(wl_box, pki):
+    """PK_WITH_FRONTEND_SNI: only the white label's own certificate will do;
+    the service's is refused, and the ClientHello asked for fe.<domain>."""
+    import pkctypes as pk
+    stack = start_stack(wl_box, pki, WL_KITE, ["*." + WL_TLD], "svc", SERVICE_CERT_NAMES)
+    conn = wl_connector(wl_box, pki, stack, pk.PK_WITH_DEFAULTS | pk.PK_WITH_FRONTEND_SNI)
+    snis = tls_snis(stack)
+    assert snis and set(snis) == {"fe." + WL_TLD}, explain(conn, stack, "SNI %r" % snis)
+    never_flies(conn, stack, 6.0)
+    lines = [ln for ln in conn.output().splitlines()
+             if "frontends.b5p.us" in ln and "fe." + WL_TLD in ln]
+    assert lines, explain(conn, stack, "no log line names the presented certificate "
+                                       "(frontends.b5p.us) and the expected fe.%s" % WL_TLD)
+    assert not any("pagekite.net" in ln.split("expected", 1)[-1] for ln in lines), lines
+
+
+def test_g_frontend_sni_flies_with_own_certificate(wl_box, pki):
+    """PK_WITH_FRONTEND_SNI with the white label's own certificate: flies, and
+    every TLS ClientHello asked for fe.<domain>."""
+    import pkctypes as pk
+    stack = start_stack(wl_box, pki, WL_KITE, ["*." + WL_TLD], "wl", WL_CERT_NAMES)
+    conn = wl_connector(wl_box, pki, stack, pk.PK_WITH_DEFAULTS | pk.PK_WITH_FRONTEND_SNI)
+    wait_flying(conn, stack)
+    assert_served(wl_box, stack, WL_KITE, conn)
+    assert set(tls_snis(stack)) == {"fe." + WL_TLD}, explain(conn, stack, "SNI is not fe.D")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pkpy_helpers import SECRET, dump, plain_flags
+from pkpy_helpers import DOMAIN, SECRET, dump, plain_flags
 
 N_LOGGED = 10_000
 
@@ -144,3 +144,21 @@ def test_next_events_argument_checks(pk, managers):
         c.next_events(0, 1, "1")
     with pytest.raises(pk.PageKiteError):
         c.next_events(0, 1, -1)
+
+
+def test_bail_without_process_exit_stops_with_exit_event(pk, managers, relay):
+    """PK_WITHOUT_PROCESS_EXIT: bail-on-errors (a rejected kite weighs ten
+    faults, so 1 trips at once) keeps this process alive, posts
+    EventKind.EXIT with the exit status it would have used, and the master
+    thread ends by itself."""
+    c = pk.Connector(app_id="py-exit", max_frontends=1,
+                     flags=plain_flags(pk) | pk.api.PK_WITHOUT_PROCESS_EXIT)
+    managers.append(c)
+    c.add_frontend("127.0.0.1", relay.port, update_from_dns=False)
+    c.add_kite("http", "bail." + DOMAIN, "wrong-" + SECRET, 9)
+    c.set_bail_on_errors(1)
+    c.start()
+    ev = next((e for e in c.events(timeout=15) if e.kind == pk.EventKind.EXIT), None)
+    assert ev is not None, dump(c, relay)
+    assert ev.code == 100 and "too many errors" in ev.text, ev
+    assert c.wait_until(pk.Status.REJECTED, 5), dump(c, relay)
