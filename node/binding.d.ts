@@ -96,7 +96,7 @@ export interface RawBinding {
   addRelayDomain(mgr: PageKiteHandle | null, protos: string, pattern: string, secret: string): number;
   /** pagekite_set_relay_duplicates(): Relay role: let several tunnels fly the same kite and spread streams across them. */
   setRelayDuplicates(mgr: PageKiteHandle | null, allow: number): number;
-  /** pagekite_set_relay_tls(): Relay role: certificate and key for TLS-wrapped tunnels. */
+  /** pagekite_set_relay_tls(): Relay role: the catch-all certificate and key for TLS the relay terminates. */
   setRelayTls(mgr: PageKiteHandle | null, certFile: string, keyFile: string): number;
   /** pagekite_add_relay_tls_endpoint(): Relay role: a TLS certificate for one name or "*.domain" (pagekite.py's --tls_endpoint). */
   addRelayTlsEndpoint(mgr: PageKiteHandle | null, name: string, certFile: string, keyFile: string | null): number;

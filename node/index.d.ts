@@ -267,7 +267,7 @@ export class Relay extends Manager {
   addDomain(protos: string | string[], pattern: string, secret: string): this;
   /** Share a flying kite between every correctly signed tunnel (default false: duplicates refused). Before start(). */
   setDuplicates(allow?: boolean): this;
-  /** PEM certificate chain and key for TLS-wrapped tunnels. Before start(). */
+  /** PEM certificate chain and key: the catch-all for TLS the relay terminates. Before start(). */
   setTls(certFile: string, keyFile: string): this;
   /**
    * Terminate TLS for name ('host' or '*.domain') with its own certificate when no

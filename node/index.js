@@ -688,7 +688,7 @@ class Relay extends Manager {
     return this;
   }
 
-  /** PEM certificate chain and key for TLS-wrapped tunnels. */
+  /** PEM certificate chain and key: the catch-all for TLS the relay terminates. */
   setTls(certFile, keyFile) {
     this._configure('setTls');
     this._check('setTls', binding.setRelayTls(this[kHandle], str(certFile, 'certFile'),

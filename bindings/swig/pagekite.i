@@ -989,9 +989,12 @@ int pkj_add_relay_domain(const char *protos, const char *pattern, const char *se
 int pkj_set_relay_duplicates(int allow);
 
 %javamethodmodifiers pkj_set_relay_tls "/**
-   * Relay role: certificate and key for TLS-wrapped tunnels.
+   * Relay role: the catch-all certificate and key for TLS the relay terminates.
    *
-   * Both are PEM files; with them the relay accepts tunnels inside TLS.
+   * Both are PEM files. TLS for a name with no https kite and no endpoint of its
+   * own (pagekite_add_relay_tls_endpoint) is terminated with this certificate:
+   * tunnels inside TLS, and HTTPS for http kites. Without it (and without an
+   * endpoint for the name) such a client gets a TLS alert.
    * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_tls().
    * @param certFile PEM certificate (chain).
    * @param keyFile PEM private key.

@@ -922,9 +922,12 @@ PK_EXPORT int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, co
  */
 PK_EXPORT int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
 
-/* Relay role: certificate and key for TLS-wrapped tunnels.
+/* Relay role: the catch-all certificate and key for TLS the relay terminates.
  *
- * Both are PEM files; with them the relay accepts tunnels inside TLS.
+ * Both are PEM files. TLS for a name with no https kite and no endpoint of its
+ * own (pagekite_add_relay_tls_endpoint) is terminated with this certificate:
+ * tunnels inside TLS, and HTTPS for http kites. Without it (and without an
+ * endpoint for the name) such a client gets a TLS alert.
  *
  *   mgr        The manager.
  *   cert_file  PEM certificate (chain).

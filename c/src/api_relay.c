@@ -186,10 +186,6 @@ static const pk_tls_endpoint *endpoint_for(const pk_mgr *m, const char *name) {
   return endpoint_exact(m, wild);
 }
 
-int pk_relay_has_endpoint(const pk_mgr *m, const char *name) {
-  return name && *name && endpoint_for(m, name) != NULL;
-}
-
 SSL_CTX *pk_relay_tls_ctx(const pk_mgr *m, const char *name) {
   if (!name || !*name) name = m->tls_default;
   const pk_tls_endpoint *e = *name ? endpoint_for(m, name) : NULL;

@@ -1,6 +1,7 @@
 /* relay.c - the front-end role: listeners, routing of incoming connections
- * (HTTP Host, TLS SNI passthrough, CONNECT host:port), the kite registry, and
- * the challenge/verify side of the tunnel handshake. */
+ * (HTTP Host, TLS by SNI: passed through or terminated, CONNECT host:port)
+ * through the kite registry (registry.c), and the relay's policy for the
+ * tunnel handshake (which secret, duplicates, quota; handshake.c runs it). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -40,8 +40,6 @@ int pk_relay_port_alias(const pk_mgr *m, int port);
  * up, else the catch-all certificate (pagekite_set_relay_tls), else NULL.
  * name NULL or "": the --tls_default name's, else the catch-all. */
 SSL_CTX *pk_relay_tls_ctx(const pk_mgr *m, const char *name);
-/* 1 if name has an endpoint of its own (exact or wildcard). */
-int pk_relay_has_endpoint(const pk_mgr *m, const char *name);
 int pk_relay_raw_port_ok(const pk_mgr *m, int port);
 void pk_relay_config_free(pk_mgr *m);
 

@@ -740,7 +740,8 @@ class Relay(_Manager):
         self._call("pagekite_set_relay_duplicates", _bool(allow, "allow"))
 
     def set_tls(self, cert: StrPath, key: StrPath) -> None:
-        """PEM certificate chain and key for TLS-wrapped tunnels."""
+        """PEM certificate chain and key: the catch-all for TLS the relay terminates
+        (tunnels and HTTPS for names without their own endpoint)."""
         self._call("pagekite_set_relay_tls", _str(cert, "cert", path=True),
                    _str(key, "key", path=True))
 
