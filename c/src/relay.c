@@ -171,7 +171,7 @@ static void relay_kite_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdi
     pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_FLYING, k->proto, k->name, NULL);
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", k->protoport, k->name);
   } else if (v == PK_AUTH_INVALID) {
-    m->c_rejected++;
+    pk_count_reject(m, pk_reject_from_kite_why(why));
     pk_log(m, PK_LOG_MANAGER_ERROR, "Rejected kite %s:%s (%s)", k->protoport, k->name, why ? why : "?");
   } else if (v == PK_AUTH_DUPLICATE) {
     pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", k->protoport, k->name);
@@ -234,6 +234,7 @@ static pk_tunnel *admit_tunnel(pk_conn *c) {
     pk_wbuf_init(&b, busy, sizeof(busy));
     pk_wire_http_status(&b, "HTTP/1.0", 503, "Unavailable");
     pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: %s", c->rip, pk_get_error());
+    pk_count_reject(m, PK_REJECT_LIMIT);
     pk_conn_write(c, busy, b.len, NULL);
     pk_conn_finish(c);
   }
@@ -344,7 +345,8 @@ static void reject_http(pk_conn *c, int code, const char *status, const char *ho
   else
     pk_wire_http_page(&b, code, status, "X-PageKite-Status: unavailable\r\n", "Kite",
                       "is not available on this PageKite relay.", host);
-  c->mgr->c_rejected++;
+  pk_count_reject(m, code == 503 ? PK_REJECT_NO_KITE
+                     : code == 431 ? PK_REJECT_HEAD_TOO_LARGE : PK_REJECT_BAD_REQUEST);
   if (pk_wbuf_ok(&b)) pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
 }
@@ -355,7 +357,7 @@ static void refuse_status(pk_conn *c, int code, const char *reason) {
   pk_wbuf b;
   pk_wbuf_init(&b, resp, sizeof(resp));
   pk_wire_http_status(&b, "HTTP/1.0", code, reason);
-  c->mgr->c_rejected++;
+  pk_count_reject(c->mgr, code == 403 ? PK_REJECT_PLUGIN : PK_REJECT_NO_KITE);
   pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
 }
@@ -388,8 +390,8 @@ static int stream_allowed(pk_conn *c, const char *proto, const char *host, int p
   return pk_plugins_on_stream(c->mgr, &info, &hr) != PK_HOOK_REJECT;
 }
 
-static void tls_refuse(pk_conn *c) {
-  c->mgr->c_rejected++;
+static void tls_refuse(pk_conn *c, int reason) {
+  pk_count_reject(c->mgr, reason);
   pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
   pk_conn_finish(c);
 }
@@ -404,7 +406,7 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
   pk_relay_kite *k = *name ? route_kite(m, https, 1, name, port) : NULL;
   if (k && k->tunnel) {
     if (!stream_allowed(c, "https", name, port))
-      tls_refuse(c);
+      tls_refuse(c, PK_REJECT_PLUGIN);
     else
       start_stream(c, k, "https", name, port, data, n);
     return;
@@ -412,7 +414,7 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
   SSL_CTX *ctx = c->ssl ? NULL : pk_relay_tls_ctx(m, name); /* never TLS in TLS */
   if (!ctx) {
     pk_log(m, PK_LOG_BE_CONNS, "No TLS kite or certificate for %s", *name ? name : "(no SNI)");
-    tls_refuse(c);
+    tls_refuse(c, PK_REJECT_NO_KITE);
     return;
   }
   pk_block *ib = c->inbuf;
@@ -492,7 +494,7 @@ static void route_http(pk_conn *c, pk_relay_kite *k, const char *proto, const ch
   if (act == PK_HOOK_REJECT) {
     char resp[4096];
     int rl = pk_hook_reject_response(&hr, resp, sizeof(resp));
-    m->c_rejected++;
+    pk_count_reject(m, PK_REJECT_PLUGIN);
     if (rl > 0) pk_conn_write(c, resp, (size_t)rl, NULL);
     pk_conn_finish(c);
     return;
@@ -671,6 +673,7 @@ static void on_connection(uv_stream_t *server, int status) {
   pk_conn *c = pk_conn_new(m, PK_CK_UNKNOWN);
   if (!c) {
     accept_and_drop(m, server);
+    pk_count_reject(m, PK_REJECT_LIMIT);
     /* Not an error line: a flood must not count toward bail-on-errors, nor
      * write more than a line a second. */
     long more = pk_ratelimit_check(m, &m->rl_dropped);
@@ -685,6 +688,7 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   if (admit_unknown(c) != 0) {
     pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection from %s: %s", c->rip, "no room");
+    pk_count_reject(m, PK_REJECT_LIMIT);
     pk_conn_close(c);
     return;
   }

@@ -116,6 +116,7 @@ int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *
                          pk_block *blk) {
   if (!open_ok(t)) return -1;
   t->mgr->c_bytes_out += (long long)dn;
+  t->bytes_out += (long long)dn;
   return pk_session_send_chunk(&t->sess, hdrs, hn, data, dn, blk);
 }
 
@@ -124,6 +125,7 @@ int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, c
   if (!open_ok(t)) return -1;
   int noz = s && (s->flags & PK_CF_NOZ);
   t->mgr->c_bytes_out += (long long)dn;
+  t->bytes_out += (long long)dn;
   int rv = pk_session_send_headed(&t->sess, hdrs, hn, data, dn, blk, &noz);
   if (s && noz) s->flags |= PK_CF_NOZ;
   return rv;
@@ -145,6 +147,7 @@ void pk_tunnel_ping(pk_tunnel *t) {
 static void session_data(void *ctx, const pk_chunk *ch) {
   pk_tunnel *t = ctx;
   t->mgr->c_bytes_in += (long long)ch->data.n;
+  t->bytes_in += (long long)ch->data.n;
   pk_conn *s = pk_tunnel_find_stream(t, ch->sid);
   if (s)
     pk_stream_from_tunnel(s, ch->data.p, ch->data.n);

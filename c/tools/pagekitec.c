@@ -79,6 +79,7 @@ static void usage(FILE *out) {
           "  -B N         bail out (exit 100) after too many errors (see doc/CLI.md)\n"
           "  -W           enable the watchdog thread (dumps core if we lock up)\n"
           "  -Y [json:|text:]FILE  keep a status summary in FILE\n"
+          "  --admin=[HOST:]PORT  serve GET /metrics and /status.json (HOST: 127.0.0.1)\n"
           "  -h, --help   show this help and exit\n"
           "  --version    show the version and exit\n"
           "\n"
@@ -166,7 +167,8 @@ enum {
   OPT_VERSION,
   OPT_CERTNAME,
   OPT_HK_MIN,
-  OPT_PROXY
+  OPT_PROXY,
+  OPT_ADMIN
 };
 
 typedef struct {
@@ -182,6 +184,8 @@ typedef struct {
   const char **certnames; /* --fe_certname values */
   int n_certnames;
   const char *proxy;      /* --proxy, else https_proxy / all_proxy */
+  char admin_host[64];    /* --admin (admin_port 0: off) */
+  int admin_port;
   int hk_min;
   const char *ca_file;
   int insecure;
@@ -222,6 +226,12 @@ static void parse_other(int c, char **argv, options *o) {
     case OPT_CERTNAME: o->certnames[o->n_certnames++] = optarg; break;
     case OPT_HK_MIN: o->hk_min = cli_int_arg(PROG, "--housekeeping-min", optarg, 1, 3600); break;
     case OPT_PROXY: o->proxy = optarg; break;
+    case OPT_ADMIN:
+      if (cli_split_host_port(optarg, "127.0.0.1", o->admin_host, sizeof(o->admin_host), 1,
+                              &o->admin_port) != 0)
+        cli_usage_error(PROG, "invalid --admin '%s' (expected PORT, HOST:PORT or [V6ADDR]:PORT)",
+                        optarg);
+      break;
     case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
     case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -241,6 +251,7 @@ static void parse_options(int argc, char **argv, options *o) {
       {"fe-certname", required_argument, NULL, OPT_CERTNAME},
       {"housekeeping-min", required_argument, NULL, OPT_HK_MIN},
       {"proxy", required_argument, NULL, OPT_PROXY},
+      {"admin", required_argument, NULL, OPT_ADMIN},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
       {"help", no_argument, NULL, 'h'},
@@ -454,6 +465,8 @@ static int configure(pagekite_mgr m, const options *o) {
     if (pagekite_set_rejection_url(m, o->rejection_url) < 0)
       return fail(o, EXIT_MANAGER_INIT, "pagekite_set_rejection_url");
   }
+  if (o->admin_port && pagekite_set_admin_listener(m, o->admin_host, o->admin_port) < 0)
+    return fail(o, EXIT_MANAGER_INIT, "pagekite_set_admin_listener");
   return 0;
 }
 

@@ -78,7 +78,7 @@ enum {
   O_UNSUP, O_NOOP, O_HELP, O_VERSION, O_ISFRONTEND, O_HOST, O_PORTS, O_PROTOS, O_RAWPORTS,
   O_DOMAIN, O_TLS_ENDPOINT, O_TLS_DEFAULT, O_CERT, O_KEY, O_DUPS, O_LOGFILE, O_OPTFILE,
   O_OPTDIR, O_ERRORURL, O_PORTALIAS, O_MOTD, O_DAEMONIZE, O_NODAEMONIZE, O_PIDFILE, O_RUNAS,
-  O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST
+  O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST, O_ADMIN
 };
 
 /* arg: 0 none, 1 required, 2 optional (taken when the next word looks like a
@@ -133,6 +133,7 @@ static const opt_def k_opts[] = {
     {"tls-cert", 0, 1, O_CERT, NULL},
     {"tls-key", 0, 1, O_KEY, NULL},
     {"allow-duplicates", 0, 0, O_DUPS, NULL},
+    {"admin", 0, 1, O_ADMIN, NULL},
     {"version", 0, 0, O_VERSION, NULL},
     {NULL, 'c', 1, O_CONNS, NULL},
     {NULL, 'k', 1, O_KITES, NULL},
@@ -425,6 +426,7 @@ static void usage(FILE *out) {
         "  --tls-cert=FILE          PEM certificate for TLS-wrapped tunnels\n"
         "  --tls-key=FILE           PEM private key for --tls-cert\n"
         "  --allow-duplicates       several tunnels may fly one kite; streams take turns\n"
+        "  --admin=[HOST:]PORT      serve GET /metrics and /status.json (HOST: 127.0.0.1)\n"
         "  -c N                     max connections (default 2000)\n"
         "  -k N                     max kites (default 1000)\n"
         "  -q / -v                  less / more log output (-vv: everything)\n"
@@ -509,6 +511,11 @@ static int apply_relay(pkr_cfg *c, const opt_def *d, const char *flag, const cha
     case O_PORTALIAS: add_alias(c, v); break;
     case O_MOTD: set_str(&c->motd_file, v); break;
     case O_ERRORURL: set_errorurl(c, flag, v); break;
+    case O_ADMIN:
+      if (cli_split_host_port(v, "127.0.0.1", c->admin_host, sizeof(c->admin_host), 1,
+                              &c->admin_port) != 0)
+        bad("invalid --admin '%s' (expected PORT, HOST:PORT or [V6ADDR]:PORT)", v);
+      break;
     default: return 0;
   }
   return 1;

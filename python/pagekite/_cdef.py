@@ -139,6 +139,9 @@ int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
 int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
 int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
+int pagekite_set_admin_listener(pagekite_mgr mgr, const char *host, int port);
+char *pagekite_get_metrics(pagekite_mgr mgr);
+char *pagekite_get_status_json(pagekite_mgr mgr);
 const char *pagekite_last_error(void);
 int pagekite_last_error_code(void);
 const char *pagekite_status_name(int status);
@@ -283,6 +286,9 @@ FUNCTIONS = {
     'add_relay_port_alias': 'pagekite_add_relay_port_alias',
     'set_relay_motd': 'pagekite_set_relay_motd',
     'get_counter': 'pagekite_get_counter',
+    'set_admin_listener': 'pagekite_set_admin_listener',
+    'get_metrics': 'pagekite_get_metrics',
+    'get_status_json': 'pagekite_get_status_json',
     'last_error': 'pagekite_last_error',
     'last_error_code': 'pagekite_last_error_code',
     'status_name': 'pagekite_status_name',

@@ -1,0 +1,374 @@
+"""The built-in admin listener (pagekite_set_admin_listener; pagekiter and
+pagekitec --admin): GET /metrics checked by real Prometheus parsers
+(prometheus_client's and `promtool check metrics`), GET /status.json checked
+against tests/e2e/status_schema.json, counters that follow live traffic,
+refusals counted by reason, and the listener's own limits (404, 405, 431,
+idle clients, at most 8 clients, off by default)."""
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+
+import jsonschema
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import SECRET, Kite, free_port, http_request, kite_name
+
+pytestmark = [pytest.mark.ours]
+
+SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "status_schema.json")))
+
+
+def fetch(port, request, timeout=10.0):
+    """Send raw request bytes to the admin port; return (status, headers, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def get(port, path):
+    return fetch(port, b"GET %s HTTP/1.1\r\nHost: admin\r\n\r\n" % path.encode())
+
+
+def metrics(port):
+    """{(name, frozenset(labels)): value} from GET /metrics, parsed by
+    prometheus_client; also runs promtool over the same text."""
+    status, headers, body = get(port, "/metrics")
+    assert status == 200, body
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert int(headers["content-length"]) == len(body)
+    text = body.decode("utf-8")
+    samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    promtool(text)
+    return samples, text
+
+
+def promtool(text):
+    """`promtool check metrics` (Debian's prometheus package; ./run installs it)."""
+    tool = shutil.which("promtool")
+    assert tool, "promtool missing: apt-get install prometheus (./run installs it)"
+    r = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True,
+                       timeout=30)
+    assert r.returncode == 0, "promtool: %s %s" % (r.stdout.decode(), r.stderr.decode())
+    assert not r.stdout.strip() and not r.stderr.strip(), \
+        "promtool complains: %s %s" % (r.stdout.decode(), r.stderr.decode())
+
+
+def status_json(port):
+    status, headers, body = get(port, "/status.json")
+    assert status == 200, body
+    assert headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def value(samples, name, **labels):
+    key = (name, frozenset(labels.items()))
+    assert key in samples, "%s%r not in /metrics" % (name, labels)
+    return samples[key]
+
+
+def info_version(samples):
+    (v,) = [dict(k[1]).get("version") for k in samples if k[0] == "pagekite_info"]
+    assert v, "pagekite_info has no version label"
+    return v
+
+
+def wait_until(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def listen_ports(pid):
+    """Every TCP port the process listens on, from /proc."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                if p[3] == "0A" and p[9] in inodes:
+                    ports.add(int(p[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.fixture
+def admin_relay(group):
+    port = free_port()
+    relay = group.our_relay(extra_args=["--admin=%d" % port])
+    wait_until(lambda: port in listen_ports(relay.proc.pid), 10, "the admin port")
+    return relay, port
+
+
+def test_admin_off_by_default(group):
+    relay = group.our_relay()
+    time.sleep(0.3)
+    assert listen_ports(relay.proc.pid) == {relay.port}
+
+
+def test_admin_on_loopback_by_default(admin_relay):
+    relay, port = admin_relay
+    pid = relay.proc.pid
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f][1:]
+    mine = [r for r in rows if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port]
+    assert mine and all(r[1].split(":")[0] == "0100007F" for r in mine), mine
+    assert port in listen_ports(pid)
+
+
+def test_metrics_and_status_follow_traffic(admin_relay, group):
+    relay, port = admin_relay
+    before, _ = metrics(port)
+    assert value(before, "pagekite_tunnels") == 0
+    assert value(before, "pagekite_streams_opened_total") == 0
+    origin = group.origin(kite_name("admin-m"))
+    kite = Kite("http", origin.kite, origin.port, relay.port, SECRET)
+    conn = group.our_connector(relay, [kite])
+    conn.wait_serving(timeout=30)
+    n = 20
+    for _ in range(n):
+        st, _h, body = http_request(relay.port, origin.kite, "GET", "/", timeout=10)
+        assert st == 200 and body
+    after, text = metrics(port)
+    assert value(after, "pagekite_tunnels") == 1
+    assert value(after, "pagekite_kites_live") == 1
+    assert value(after, "pagekite_kite_up", kite=origin.kite, proto="http",
+                 port=str(relay.port)) == 1
+    assert value(after, "pagekite_streams_opened_total") >= n
+    assert value(after, "pagekite_tunnel_received_bytes_total") > n * 100  # the answers
+    assert value(after, "pagekite_tunnel_sent_bytes_total") > n * 30  # the requests
+    assert value(after, "pagekite_info", role="relay", version=info_version(after)) == 1
+    assert SECRET not in text
+    doc = status_json(port)
+    assert doc["role"] == "relay" and doc["status"] == "FLYING"
+    assert doc["totals"]["tunnels"] == 1 and doc["totals"]["streams_total"] >= n
+    (t,) = doc["tunnels"]
+    assert t["peer"] == "127.0.0.1" and t["peer_port"] > 0
+    assert t["kites"] == [{"proto": "http", "name": origin.kite, "port": relay.port}]
+    assert t["bytes_in"] > n * 100
+    assert [k["name"] for k in doc["kites"]] == [origin.kite]
+    assert doc["kites"][0]["tunnel"] == t["id"] and doc["kites"][0]["state"] == "live"
+    assert SECRET not in json.dumps(doc)
+    # More traffic: the counters only grow.
+    http_request(relay.port, origin.kite, "GET", "/", timeout=10)
+    again, _ = metrics(port)
+    assert value(again, "pagekite_streams_opened_total") > value(
+        after, "pagekite_streams_opened_total")
+    # The connector goes: its tunnel and kite go from the status.
+    conn.stop()
+    wait_until(lambda: status_json(port)["tunnels"] == [], 10, "the tunnel to go")
+    gone, _ = metrics(port)
+    assert value(gone, "pagekite_kites_live") == 0
+
+
+def sign(secret, payload, token=None):
+    token = token or secrets.token_hex(4)
+    return token[:8] + hashlib.sha1((secret + payload + token[:8]).encode()).hexdigest()[:28]
+
+
+def handshake(port, line):
+    req = ("CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite-Features: AddKites\r\n"
+           "X-PageKite: %s\r\n\r\n" % line).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(req)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.decode("latin-1")
+
+
+def challenge_token(port, name, bsalt):
+    head = handshake(port, "http:%s:%s::" % (name, bsalt))
+    for line in head.split("\r\n"):
+        if line.lower().startswith("x-pagekite-signthis:"):
+            return line.split(":", 1)[1].strip().split(":")[3]
+    raise AssertionError("no challenge: %r" % head)
+
+
+def test_rejects_counted_by_reason(admin_relay):
+    relay, port = admin_relay
+    before, _ = metrics(port)
+    for reason in ("kite_signature", "kite_unknown", "no_kite", "bad_request"):
+        assert value(before, "pagekite_rejects_total", reason=reason) == 0
+    # A bad signature for a kite of the relay's domain.
+    name = kite_name("admin-sig")
+    bsalt = secrets.token_hex(18)
+    token = challenge_token(relay.port, name, bsalt)
+    payload = "http:%s:%s:%s" % (name, bsalt, token)
+    head = handshake(relay.port, "%s:%s" % (payload, sign("not-the-secret", payload)))
+    assert "signature" in head
+    # A kite of a domain the relay does not serve, signed right.
+    other = "x.not-served.test"
+    token = challenge_token(relay.port, other, bsalt)
+    payload = "http:%s:%s:%s" % (other, bsalt, token)
+    head = handshake(relay.port, "%s:%s" % (payload, sign(SECRET, payload)))
+    assert "unknown" in head
+    # Visitors: one for a kite that is not here, one with garbage.
+    st, _h, _b = http_request(relay.port, kite_name("admin-nobody"), "GET", "/", timeout=10)
+    assert st == 503
+    s = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+    s.sendall(b"GARBAGE / HTTP/1.1\r\n\r\n")
+    s.recv(4096)
+    s.close()
+
+    def moved():
+        m, _ = metrics(port)
+        return all(value(m, "pagekite_rejects_total", reason=r) >= 1
+                   for r in ("kite_signature", "kite_unknown", "no_kite", "bad_request")) and m
+    after = wait_until(moved, 10, "the reject counters")
+    assert value(after, "pagekite_rejects_total", reason="kite_signature") == 1
+    assert value(after, "pagekite_rejects_total", reason="kite_unknown") == 1
+    assert value(after, "pagekite_rejects_total", reason="no_kite") == 1
+    assert value(after, "pagekite_rejects_total", reason="plugin") == 0
+    doc = status_json(port)
+    assert doc["rejects"]["kite_signature"] == 1
+    assert doc["totals"]["rejected"] == sum(doc["rejects"].values())
+
+
+def test_admin_http_errors(admin_relay):
+    _relay, port = admin_relay
+    st, _h, _b = get(port, "/")
+    assert st == 404
+    st, _h, _b = get(port, "/metrics/../status.json")
+    assert st == 404
+    st, h, _b = fetch(port, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert st == 405 and h.get("allow") == "GET"
+    st, _h, _b = fetch(port, b"DELETE /status.json HTTP/1.1\r\n\r\n")
+    assert st == 405
+    st, _h, _b = fetch(port, b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n")
+    assert st == 431
+    st, _h, _b = fetch(port, b"\x16\x03\x01\x00\x05hello\r\n\r\n")
+    assert st == 400
+    # The query string is ignored.
+    st, _h, body = get(port, "/metrics?name[]=pagekite_tunnels")
+    assert st == 200 and b"pagekite_tunnels" in body
+
+
+def test_idle_and_excess_clients_closed(admin_relay):
+    _relay, port = admin_relay
+    idle = socket.create_connection(("127.0.0.1", port), timeout=15)
+    idle.sendall(b"GET /metrics HTTP/1.1\r\n")  # never finishes its head
+    t0 = time.monotonic()
+    assert idle.recv(4096) == b""  # closed without an answer
+    waited = time.monotonic() - t0
+    assert 3.0 < waited < 10.0, waited
+    idle.close()
+    # Eight clients hold every admin slot; a ninth is hung up on, and the
+    # admin port answers again once they go.
+    holders = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+    try:
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        extra.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+        try:
+            got = extra.recv(4096)
+        except ConnectionResetError:
+            got = b""
+        assert got == b"", got[:100]
+        extra.close()
+    finally:
+        for h in holders:
+            h.close()
+
+    def answers():
+        try:
+            return get(port, "/metrics")[0] == 200
+        except ConnectionResetError:  # a slot not yet freed: refused
+            return False
+    wait_until(answers, 10, "the admin port to answer")
+
+
+def test_bad_admin_values_refused(group):
+    from harness import PAGEKITER
+    for bad in ("--admin=", "--admin=notaport", "--admin=127.0.0.1:70000", "--admin=:80"):
+        r = subprocess.run([PAGEKITER, "--listen=127.0.0.1", "--ports=%d" % free_port(),
+                            "--domain=http:*.x.test:s3cret", bad], capture_output=True,
+                           timeout=10)
+        assert r.returncode == 2, (bad, r.returncode, r.stderr)
+        assert b"--admin" in r.stderr
+    # A port that is taken fails the start (exit 1), naming it.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    tport = taken.getsockname()[1]
+    try:
+        r = subprocess.run([PAGEKITER, "--listen=127.0.0.1", "--ports=%d" % free_port(),
+                            "--domain=http:*.x.test:s3cret", "--admin=%d" % tport],
+                           capture_output=True, timeout=10)
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert ("127.0.0.1:%d" % tport).encode() in r.stderr
+    finally:
+        taken.close()
+
+
+def test_connector_admin(group):
+    relay = group.our_relay()
+    port = free_port()
+    origin = group.origin(kite_name("admin-c"))
+    kite = Kite("http", origin.kite, origin.port, relay.port, SECRET)
+    refused = Kite("http", "x.not-served.test", origin.port, relay.port, SECRET)
+    conn = group.our_connector(relay, [kite, refused], extra_args=["--admin=127.0.0.1:%d" % port])
+    conn.wait_serving(timeout=30)
+    for _ in range(5):
+        assert http_request(relay.port, origin.kite, "GET", "/", timeout=10)[0] == 200
+
+    def ready():
+        m, text = metrics(port)
+        return value(m, "pagekite_streams_opened_total") >= 5 and (m, text)
+    m, text = wait_until(ready, 10, "the connector's counters")
+    assert value(m, "pagekite_info", role="connector", version=info_version(m)) == 1
+    assert value(m, "pagekite_kite_up", kite=origin.kite, proto="http",
+                 port=str(relay.port)) == 1
+    assert value(m, "pagekite_kite_up", kite="x.not-served.test", proto="http",
+                 port=str(relay.port)) == 0
+    assert value(m, "pagekite_tunnels") == 1
+    assert SECRET not in text
+    doc = status_json(port)
+    assert doc["role"] == "connector"
+    states = {k["name"]: k["state"] for k in doc["kites"]}
+    assert states == {origin.kite: "live", "x.not-served.test": "rejected"}
+    (t,) = doc["tunnels"]
+    assert t["peer"] == "127.0.0.1" and t["peer_port"] == relay.port
+    assert SECRET not in json.dumps(doc)
