@@ -372,3 +372,13 @@ def test_connector_admin(group):
     (t,) = doc["tunnels"]
     assert t["peer"] == "127.0.0.1" and t["peer_port"] == relay.port
     assert SECRET not in json.dumps(doc)
+
+
+def test_admin_from_rc_file(group, tmp_path):
+    port = free_port()
+    rc = tmp_path / "relay.rc"
+    rc.write_text("admin = %d\n" % port)
+    relay = group.our_relay(extra_args=["--optfile=%s" % rc])
+    wait_until(lambda: port in listen_ports(relay.proc.pid), 10, "the admin port")
+    doc = status_json(port)
+    assert doc["role"] == "relay" and doc["status"] == "FLYING"
