@@ -382,3 +382,43 @@ def test_admin_from_rc_file(group, tmp_path):
     wait_until(lambda: port in listen_ports(relay.proc.pid), 10, "the admin port")
     doc = status_json(port)
     assert doc["role"] == "relay" and doc["status"] == "FLYING"
+
+
+def test_pagekitec_Y_metrics_and_status_files(group, tmp_path):
+    relay = group.our_relay()
+    origin = group.origin(kite_name("admin-y"))
+    files = {"metrics": tmp_path / "pagekitec.prom", "status": tmp_path / "pagekitec.json"}
+    conns = {}
+    for fmt, path in files.items():
+        kite = Kite("http", kite_name("admin-y-" + fmt), origin.port, relay.port, SECRET)
+        conns[fmt] = (kite, group.our_connector(relay, [kite],
+                                                extra_args=["-Y", "%s:%s" % (fmt, path)]))
+        conns[fmt][1].wait_serving(timeout=30, kite=kite)
+
+    def prom_ready():
+        if not files["metrics"].exists():
+            return False
+        text = files["metrics"].read_text()
+        m = {(s.name, frozenset(s.labels.items())): s.value
+             for fam in text_string_to_metric_families(text) for s in fam.samples}
+        return m.get(("pagekite_kites_live", frozenset())) == 1 and (m, text)
+    m, text = wait_until(prom_ready, 20, "the -Y metrics: file to show the live kite")
+    kite = conns["metrics"][0]
+    assert value(m, "pagekite_kite_up", kite=kite.name, proto="http", port=str(relay.port)) == 1
+    promtool(text)
+    assert SECRET not in text
+
+    def json_ready():
+        if not files["status"].exists() or not files["status"].read_text():
+            return False
+        doc = json.loads(files["status"].read_text())
+        return doc["totals"]["kites_live"] == 1 and doc
+    doc = wait_until(json_ready, 20, "the -Y status: file to show the live kite")
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["role"] == "connector"
+    assert [k["name"] for k in doc["kites"]] == [conns["status"][0].name]
+    # A stopped connector leaves no stale numbers behind.
+    for fmt, (_kite, conn) in conns.items():
+        assert conn.stop() == 0
+        assert not files[fmt].exists(), fmt
+        assert not (tmp_path / (files[fmt].name + ".tmp")).exists()
