@@ -33,8 +33,9 @@ static const char *kite_state(pk_kite_state s) {
   }
 }
 
-/* Renders both texts from what the loop holds now: call on the loop thread,
- * or when the loop does not run.  0, or -1 when out of memory. */
+/* Renders the texts asked for (metrics and/or status non-NULL) from what the
+ * loop holds now: call on the loop thread, or when the loop does not run.
+ * 0, or -1 when out of memory (then nothing is returned). */
 static int render_now(pk_mgr *m, char **metrics, char **status) {
   pk_snap s;
   memset(&s, 0, sizeof(s));
@@ -98,13 +99,15 @@ static int render_now(pk_mgr *m, char **metrics, char **status) {
     }
   }
   for (int i = 0; i < s.nkites; i++) s.kites_live += s.kites[i].live;
-  *metrics = pk_render_metrics(&s);
-  *status = pk_render_status_json(&s);
-  if (*metrics && *status) rv = 0;
-  else {
-    free(*metrics);
-    free(*status);
-    *metrics = *status = NULL;
+  char *mt = metrics ? pk_render_metrics(&s) : NULL;
+  char *st = status ? pk_render_status_json(&s) : NULL;
+  if ((!metrics || mt) && (!status || st)) {
+    rv = 0;
+    if (metrics) *metrics = mt;
+    if (status) *status = st;
+  } else {
+    free(mt);
+    free(st);
   }
 out:
   free(tv);
@@ -146,7 +149,7 @@ static char *get_text(pk_mgr *m, int want_metrics, const char *fn) {
   uv_mutex_unlock(&m->lock);
   if (!loop_runs || on_loop_thread(m)) {
     /* Nobody else touches the loop's data: read it here. */
-    if (render_now(m, &metrics, &status) != 0) {
+    if (render_now(m, want_metrics ? &metrics : NULL, want_metrics ? NULL : &status) != 0) {
       pk_fail(PK_ENOMEM, "%s: out of memory", fn);
       return NULL;
     }
@@ -288,8 +291,10 @@ static void on_written(uv_write_t *w, int status) {
     return;
   }
   c->sd.data = c;
-  if (uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, on_shut) != 0) conn_close(c);
-  uv_timer_start(&c->timer, on_idle, PK_ADMIN_LINGER_MS, 0);
+  if (uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, on_shut) != 0)
+    conn_close(c);
+  else
+    uv_timer_start(&c->timer, on_idle, PK_ADMIN_LINGER_MS, 0);
 }
 
 static void respond(admin_conn *c, int code, const char *reason, const char *ctype,
@@ -315,17 +320,15 @@ static void respond(admin_conn *c, int code, const char *reason, const char *cty
 static void serve(admin_conn *c, pk_admin_route_t r) {
   pk_mgr *m = c->a->mgr;
   if (r == PK_ADMIN_METRICS || r == PK_ADMIN_STATUS) {
-    char *metrics = NULL, *status = NULL;
-    if (render_now(m, &metrics, &status) != 0) {
+    char *text = NULL;
+    int met = r == PK_ADMIN_METRICS;
+    if (render_now(m, met ? &text : NULL, met ? NULL : &text) != 0) {
       respond(c, 503, "Service Unavailable", "text/plain", "out of memory\n");
       return;
     }
-    if (r == PK_ADMIN_METRICS)
-      respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", metrics);
-    else
-      respond(c, 200, "OK", "application/json", status);
-    free(metrics);
-    free(status);
+    respond(c, 200, "OK", met ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
+            text);
+    free(text);
     return;
   }
   const char *reason;
