@@ -12,7 +12,8 @@
  * reason="..." and the status JSON's key, so the two never disagree. */
 #define PK_REJECT_REASONS(X)                                              \
   X(KITE_UNKNOWN, "kite_unknown")     /* no --domain covers the kite */   \
-  X(KITE_SIGNATURE, "kite_signature") /* bad, stale or replayed token */  \
+  X(KITE_SIGNATURE, "kite_signature") /* bad signature or forged token */ \
+  X(KITE_REPLAY, "kite_replay")       /* a challenge answered twice/stale */ \
   X(KITE_PROTO, "kite_proto")         /* protocol not served */           \
   X(KITE_PORT, "kite_port")           /* port not served */               \
   X(KITE_QUOTA, "kite_quota")         /* too many kites */                \

@@ -24,6 +24,7 @@ int pk_reject_from_kite_why(const char *why) {
     const char *why;
     int reason;
   } map[] = {{"unknown", PK_REJECT_KITE_UNKNOWN}, {"signature", PK_REJECT_KITE_SIGNATURE},
+             {"replay", PK_REJECT_KITE_REPLAY},
              {"proto", PK_REJECT_KITE_PROTO},     {"port", PK_REJECT_KITE_PORT},
              {"quota", PK_REJECT_KITE_QUOTA}};
   for (size_t i = 0; why && i < sizeof(map) / sizeof(map[0]); i++)

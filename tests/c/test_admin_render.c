@@ -110,6 +110,8 @@ TEST(reject_labels) {
   CHECK(strcmp(pk_reject_label(PK_REJECT_N), "other") == 0);
   CHECK_INT(pk_reject_from_kite_why("signature"), PK_REJECT_KITE_SIGNATURE);
   CHECK_INT(pk_reject_from_kite_why("quota"), PK_REJECT_KITE_QUOTA);
+  CHECK_INT(pk_reject_from_kite_why("replay"), PK_REJECT_KITE_REPLAY);
+  CHECK(strcmp(pk_reject_label(PK_REJECT_KITE_REPLAY), "kite_replay") == 0);
   CHECK_INT(pk_reject_from_kite_why("port"), PK_REJECT_KITE_PORT);
   CHECK_INT(pk_reject_from_kite_why(NULL), PK_REJECT_KITE_UNKNOWN);
 }

@@ -230,7 +230,7 @@ def challenge_token(port, name, bsalt):
 def test_rejects_counted_by_reason(admin_relay):
     relay, port = admin_relay
     before, _ = metrics(port)
-    for reason in ("kite_signature", "kite_unknown", "no_kite", "bad_request"):
+    for reason in ("kite_signature", "kite_replay", "kite_unknown", "no_kite", "bad_request"):
         assert value(before, "pagekite_rejects_total", reason=reason) == 0
     # A bad signature for a kite of the relay's domain.
     name = kite_name("admin-sig")
@@ -239,6 +239,14 @@ def test_rejects_counted_by_reason(admin_relay):
     payload = "http:%s:%s:%s" % (name, bsalt, token)
     head = handshake(relay.port, "%s:%s" % (payload, sign("not-the-secret", payload)))
     assert "signature" in head
+    # A right answer, then the same answer again: a replay.
+    name2 = kite_name("admin-replay")
+    token = challenge_token(relay.port, name2, bsalt)
+    payload = "http:%s:%s:%s" % (name2, bsalt, token)
+    line = "%s:%s" % (payload, sign(SECRET, payload))
+    assert "X-PageKite-OK" in handshake(relay.port, line)
+    head = handshake(relay.port, line)
+    assert "X-PageKite-Invalid-Why: http:%s:%s;signature" % (name2, bsalt) in head, head
     # A kite of a domain the relay does not serve, signed right.
     other = "x.not-served.test"
     token = challenge_token(relay.port, other, bsalt)
@@ -256,9 +264,11 @@ def test_rejects_counted_by_reason(admin_relay):
     def moved():
         m, _ = metrics(port)
         return all(value(m, "pagekite_rejects_total", reason=r) >= 1
-                   for r in ("kite_signature", "kite_unknown", "no_kite", "bad_request")) and m
+                   for r in ("kite_signature", "kite_replay", "kite_unknown", "no_kite",
+                             "bad_request")) and m
     after = wait_until(moved, 10, "the reject counters")
     assert value(after, "pagekite_rejects_total", reason="kite_signature") == 1
+    assert value(after, "pagekite_rejects_total", reason="kite_replay") == 1
     assert value(after, "pagekite_rejects_total", reason="kite_unknown") == 1
     assert value(after, "pagekite_rejects_total", reason="no_kite") == 1
     assert value(after, "pagekite_rejects_total", reason="plugin") == 0
