@@ -17,6 +17,30 @@ void pk_count_reject(pk_mgr *m, int reason) {
   if (reason >= 0 && reason < PK_REJECT_N) m->c_rejects[reason]++;
 }
 
+/* ---- traffic per kite ---- */
+int pk_kstat_get(pk_mgr *m, const char *proto, const char *name, int port) {
+  for (int i = 0; i < m->nkstats; i++) {
+    const pk_kstat *k = &m->kstats[i];
+    if (k->port == port && strcmp(k->name, name) == 0 && strcmp(k->proto, proto) == 0) return i + 1;
+  }
+  int limit = pk_is_relay(m) ? m->max_rkites : m->nkites;
+  if (m->nkstats >= limit) return 0;
+  if (m->nkstats == m->cap_kstats) {
+    int cap = m->cap_kstats ? m->cap_kstats * 2 : 16;
+    if (cap > limit) cap = limit;
+    pk_kstat *nk = realloc(m->kstats, (size_t)cap * sizeof(*nk));
+    if (!nk) return 0;
+    m->kstats = nk;
+    m->cap_kstats = cap;
+  }
+  pk_kstat *k = &m->kstats[m->nkstats];
+  memset(k, 0, sizeof(*k));
+  snprintf(k->proto, sizeof(k->proto), "%s", proto);
+  snprintf(k->name, sizeof(k->name), "%s", name);
+  k->port = port;
+  return ++m->nkstats;
+}
+
 /* ---- snapshots ---- */
 static int tunnel_index(pk_tunnel *const *tv, int n, const void *t) {
   for (int i = 0; i < n; i++)
@@ -99,6 +123,8 @@ static int render_now(pk_mgr *m, char **metrics, char **status) {
     }
   }
   for (int i = 0; i < s.nkites; i++) s.kites_live += s.kites[i].live;
+  s.kstats = m->kstats;
+  s.nkstats = m->nkstats;
   char *mt = metrics ? pk_render_metrics(&s) : NULL;
   char *st = status ? pk_render_status_json(&s) : NULL;
   if ((!metrics || mt) && (!status || st)) {
@@ -440,4 +466,7 @@ void pk_admin_free(pk_mgr *m) {
   free(m->snap_metrics);
   free(m->snap_status);
   m->snap_metrics = m->snap_status = NULL;
+  free(m->kstats);
+  m->kstats = NULL;
+  m->nkstats = m->cap_kstats = 0;
 }

@@ -52,6 +52,14 @@ typedef struct {
   long long bytes_in, bytes_out;
 } pk_snap_tunnel;
 
+/* Traffic of one kite name, since the manager started (both roles). */
+typedef struct {
+  char proto[PK_SNAP_PROTO_MAX];
+  char name[PK_SNAP_NAME_MAX];
+  int port;
+  long long streams_total, bytes_in, bytes_out;
+} pk_kstat;
+
 /* Everything the renderings show; no secrets in it by construction. */
 typedef struct {
   const char *role;    /* "relay" or "connector" */
@@ -66,6 +74,8 @@ typedef struct {
   int ntunnels;
   pk_snap_kite *kites;
   int nkites;
+  const pk_kstat *kstats; /* per kite name, live or not */
+  int nkstats;
 } pk_snap;
 
 /* Prometheus text exposition format 0.0.4 / a JSON object: a malloc'd,

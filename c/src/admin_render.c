@@ -2,6 +2,7 @@
  * the admin listener's request router.  No sockets: fed a snapshot or the
  * bytes of a request head (tests/c/test_admin_render.c). */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,28 @@ char *pk_render_metrics(const pk_snap *s) {
     prom_label(&b, k->proto);
     sb_printf(&b, "\",port=\"%d\"} %d\n", k->port, k->live ? 1 : 0);
   }
+  static const struct {
+    const char *name, *help;
+    size_t off;
+  } per_kite[] = {
+      {"pagekite_kite_streams_opened_total", "Streams opened for the kite since start.",
+       offsetof(pk_kstat, streams_total)},
+      {"pagekite_kite_tunnel_received_bytes_total",
+       "Stream payload bytes received from tunnels for the kite.", offsetof(pk_kstat, bytes_in)},
+      {"pagekite_kite_tunnel_sent_bytes_total",
+       "Stream payload bytes sent into tunnels for the kite.", offsetof(pk_kstat, bytes_out)}};
+  for (size_t j = 0; j < sizeof(per_kite) / sizeof(per_kite[0]); j++) {
+    prom_head(&b, per_kite[j].name, "counter", per_kite[j].help);
+    for (int i = 0; i < s->nkstats; i++) {
+      const pk_kstat *k = &s->kstats[i];
+      sb_printf(&b, "%s{kite=\"", per_kite[j].name);
+      prom_label(&b, k->name);
+      sb_printf(&b, "\",proto=\"");
+      prom_label(&b, k->proto);
+      sb_printf(&b, "\",port=\"%d\"} %lld\n", k->port,
+                *(const long long *)(const void *)((const char *)k + per_kite[j].off));
+    }
+  }
   prom_head(&b, "pagekite_kite_tunnel_streams", "gauge",
             "Live streams on the tunnel that flies the kite.");
   for (int i = 0; i < s->nkites; i++) {
@@ -221,6 +244,16 @@ char *pk_render_status_json(const pk_snap *s) {
       sb_printf(&b, ", \"tunnel\": %d}", k->tunnel);
     else
       sb_printf(&b, ", \"tunnel\": null}");
+  }
+  sb_printf(&b, "],\n \"traffic\": [");
+  for (int i = 0; i < s->nkstats; i++) {
+    const pk_kstat *k = &s->kstats[i];
+    sb_printf(&b, "%s\n  {\"proto\": ", i ? "," : "");
+    json_str(&b, k->proto);
+    sb_printf(&b, ", \"name\": ");
+    json_str(&b, k->name);
+    sb_printf(&b, ", \"port\": %d, \"streams_total\": %lld, \"bytes_in\": %lld, "
+              "\"bytes_out\": %lld}", k->port, k->streams_total, k->bytes_in, k->bytes_out);
   }
   sb_printf(&b, "]}\n");
   return sb_done(&b);

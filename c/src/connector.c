@@ -347,6 +347,7 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
     return NULL;
   }
   s->own.kite = k;
+  s->kstat = pk_kstat_get(m, k->proto, k->name, k->pport);
   snprintf(s->rip, sizeof(s->rip), "%s", r->rip);
   s->rport = r->rport;
   s->rtls = r->rtls;

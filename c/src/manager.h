@@ -187,6 +187,8 @@ struct pk_mgr {
   unsigned long long snap_req, snap_done;
   unsigned long long snap_done_loop; /* the loop's own copy of snap_done */
   char *snap_metrics, *snap_status;
+  pk_kstat *kstats; /* traffic per kite name, kept for the manager's life (loop) */
+  int nkstats, cap_kstats;
 };
 
 void pk_set_status(pk_mgr *m, int status);
@@ -215,6 +217,9 @@ SSL_CTX *pk_client_tls_ctx(pk_mgr *m);
 int pk_is_relay(pk_mgr *m);
 
 /* ---- admin.c ---- */
+/* The traffic entry of a kite (index + 1), made on first use; 0 when the
+ * table is full (at most max_kites names) or out of memory.  Loop thread. */
+int pk_kstat_get(pk_mgr *m, const char *proto, const char *name, int port);
 /* A refusal, by PK_REJECT_* reason (loop thread). */
 void pk_count_reject(pk_mgr *m, int reason);
 int pk_admin_bind(pk_mgr *m);

@@ -10,6 +10,7 @@
 
 static pk_snap_tunnel tunnels[1];
 static pk_snap_kite kites[2];
+static pk_kstat kstats[1];
 
 static pk_snap sample(void) {
   pk_snap s;
@@ -46,6 +47,14 @@ static pk_snap sample(void) {
   kites[1].state = "rejected";
   s.kites = kites;
   s.nkites = 2;
+  snprintf(kstats[0].proto, sizeof(kstats[0].proto), "https");
+  snprintf(kstats[0].name, sizeof(kstats[0].name), "gone\\.test");
+  kstats[0].port = 443;
+  kstats[0].streams_total = 9;
+  kstats[0].bytes_in = 123;
+  kstats[0].bytes_out = 456;
+  s.kstats = kstats;
+  s.nkstats = 1;
   return s;
 }
 
@@ -66,6 +75,14 @@ TEST(metrics_text) {
   CHECK(strstr(t, "pagekite_kite_up{kite=\"down.test\",proto=\"raw\",port=\"22\"} 0\n") != NULL);
   CHECK(strstr(t, "pagekite_kite_tunnel_streams{kite=\"down.test\"") == NULL);
   CHECK(strstr(t, "pagekite_info{role=\"relay\",version=\"9.9\"} 1\n") != NULL);
+  /* Traffic per kite name, also for one that is not flying now. */
+  CHECK(strstr(t, "# TYPE pagekite_kite_streams_opened_total counter\n"
+                  "pagekite_kite_streams_opened_total{kite=\"gone\\\\.test\",proto=\"https\","
+                  "port=\"443\"} 9\n") != NULL);
+  CHECK(strstr(t, "pagekite_kite_tunnel_received_bytes_total{kite=\"gone\\\\.test\",proto=\"https\","
+                  "port=\"443\"} 123\n") != NULL);
+  CHECK(strstr(t, "pagekite_kite_tunnel_sent_bytes_total{kite=\"gone\\\\.test\",proto=\"https\","
+                  "port=\"443\"} 456\n") != NULL);
   /* Every line ends with \n, including the last one (format 0.0.4). */
   CHECK(t[strlen(t) - 1] == '\n');
   free(t);
@@ -82,6 +99,9 @@ TEST(status_json) {
   CHECK(strstr(t, "\"peer\": \"127.0.0.1\", \"peer_port\": 4242") != NULL);
   CHECK(strstr(t, "\"state\": \"rejected\", \"tunnel\": null") != NULL);
   CHECK(strstr(t, "\"state\": \"live\", \"tunnel\": 0") != NULL);
+  CHECK(strstr(t, "\"traffic\": [\n  {\"proto\": \"https\", \"name\": \"gone\\\\.test\", "
+                  "\"port\": 443, \"streams_total\": 9, \"bytes_in\": 123, \"bytes_out\": 456}]}\n") !=
+        NULL);
   free(t);
 }
 
@@ -99,7 +119,7 @@ TEST(empty_snapshot) {
   memset(&s, 0, sizeof(s));
   char *m = pk_render_metrics(&s), *j = pk_render_status_json(&s);
   CHECK(m && strstr(m, "pagekite_kites_live 0\n"));
-  CHECK(j && strstr(j, "\"tunnels\": [],\n \"kites\": []}"));
+  CHECK(j && strstr(j, "\"tunnels\": [],\n \"kites\": [],\n \"traffic\": []}\n"));
   free(m);
   free(j);
 }

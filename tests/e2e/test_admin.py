@@ -176,6 +176,12 @@ def test_metrics_and_status_follow_traffic(admin_relay, group):
     assert value(after, "pagekite_tunnel_received_bytes_total") > n * 100  # the answers
     assert value(after, "pagekite_tunnel_sent_bytes_total") > n * 30  # the requests
     assert value(after, "pagekite_info", role="relay", version=info_version(after)) == 1
+    kl = dict(kite=origin.kite, proto="http", port=str(relay.port))
+    assert value(after, "pagekite_kite_streams_opened_total", **kl) >= n
+    assert value(after, "pagekite_kite_tunnel_received_bytes_total", **kl) > n * 100
+    assert value(after, "pagekite_kite_tunnel_sent_bytes_total", **kl) > n * 30
+    assert value(after, "pagekite_kite_tunnel_received_bytes_total", **kl) <= value(
+        after, "pagekite_tunnel_received_bytes_total")
     assert SECRET not in text
     doc = status_json(port)
     assert doc["role"] == "relay" and doc["status"] == "FLYING"
@@ -197,6 +203,10 @@ def test_metrics_and_status_follow_traffic(admin_relay, group):
     wait_until(lambda: status_json(port)["tunnels"] == [], 10, "the tunnel to go")
     gone, _ = metrics(port)
     assert value(gone, "pagekite_kites_live") == 0
+    # Its traffic stays counted (a counter never goes back).
+    assert value(gone, "pagekite_kite_streams_opened_total", **kl) >= n + 1
+    (traffic,) = status_json(port)["traffic"]
+    assert traffic["name"] == origin.kite and traffic["streams_total"] >= n + 1
 
 
 def sign(secret, payload, token=None):
@@ -374,6 +384,10 @@ def test_connector_admin(group):
     assert value(m, "pagekite_kite_up", kite="x.not-served.test", proto="http",
                  port=str(relay.port)) == 0
     assert value(m, "pagekite_tunnels") == 1
+    kl = dict(kite=origin.kite, proto="http", port=str(relay.port))
+    assert value(m, "pagekite_kite_streams_opened_total", **kl) >= 5
+    assert value(m, "pagekite_kite_tunnel_received_bytes_total", **kl) > 5 * 30  # requests
+    assert value(m, "pagekite_kite_tunnel_sent_bytes_total", **kl) > 5 * 100  # answers
     assert SECRET not in text
     doc = status_json(port)
     assert doc["role"] == "connector"
