@@ -315,7 +315,8 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
   pk_wbuf_init(&b, hdr, sizeof(hdr));
   pk_wire_stream_open(&b, sid, proto, host, port, c->rip, c->rport, c->rtls);
   pk_conn_unauth_clear(c);
-  c->kstat = pk_kstat_get(m, k->proto, k->name, k->port);
+  if (!k->kstat) k->kstat = pk_kstat_get(m, k->proto, k->name, k->port); /* once per kite */
+  c->kstat = k->kstat;
   pk_stream_attach(c, t, sid);
   c->on_connect = NULL;
   int rv = pk_wbuf_ok(&b) ? pk_tunnel_send_data(t, c, hdr, b.len, data, n, NULL) : -1;
