@@ -1065,3 +1065,78 @@ def test_every_lua_name_in_the_api_doc_exists():
     r = run_lua("\n".join(lines))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "missing: \n" in r.stdout, r.stdout
+
+
+# ---------------------------------------------------------------- fail closed (issue 17)
+
+
+def _start_fails(args, pattern, env=None, timeout=20):
+    """Runs the driver; it must exit 1 with an error matching pattern, and
+    never print "ready" (never serve)."""
+    p = Proc(args, env=env)
+    try:
+        rc = p.p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.stop()
+        raise AssertionError("driver kept running (it served):\n" + p.text())
+    p.t.join(5)
+    assert rc == 1, (rc, p.text())
+    assert "ready" not in p.lines, p.text()
+    assert re.search(pattern, p.text()), p.text()
+    return p
+
+
+@needs_driver
+def test_access_setting_without_its_plugin_refuses_service(tmp_path):
+    # The reported bug: access.auth with no access.lua in the plugin dir
+    # started anyway and let visitors in without credentials (200).
+    empty = tmp_path / "plugins"
+    empty.mkdir()
+    port = free_port()
+    args = relay_args(port, settings=["access.auth=%s:alice:secretpw" % KITE,
+                                      "plugin_dir=%s" % empty])
+    _start_fails(args, r"error: .*access\.lua.*(No such file|cannot)")
+    # Nothing listens: a visitor cannot get through.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@needs_driver
+def test_defaults_without_plugins_refuse_service(tmp_path):
+    empty = tmp_path / "plugins"
+    empty.mkdir()
+    args = relay_args(free_port(), settings=["plugin_dir=%s" % empty], defaults=True)
+    _start_fails(args, r"error: .*web_ui\.lua")
+
+
+@needs_driver
+def test_plugin_that_fails_to_load_refuses_service(tmp_path):
+    bad = tmp_path / "bad.lua"
+    bad.write_text("this is not lua (\n")
+    _start_fails(relay_args(free_port(), plugins=[bad]), r"error: .*bad\.lua")
+    boom = tmp_path / "boom.lua"
+    boom.write_text("error('refusing on purpose')\n")
+    _start_fails(relay_args(free_port(), plugins=[boom]), r"error: .*boom\.lua.*refusing on purpose")
+
+
+@needs_driver
+def test_installed_library_uses_installed_plugins(tmp_path, origin, procs):
+    # The plugin dir comes from where the library is installed, not from the
+    # source tree it was built in: install, mark the installed access.lua,
+    # and see the mark in the log.
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(BUILD), "--prefix", str(prefix)],
+                   check=True, capture_output=True)
+    libdir = next(d for d in prefix.glob("lib*") if list(d.glob("libpagekite.so*")))
+    installed = prefix / "share" / "libpagekite" / "lua" / "plugins" / "access.lua"
+    assert installed.exists()
+    installed.write_text(installed.read_text() + '\npk.log_info("access: installed copy")\n')
+    env = dict(os.environ, LD_LIBRARY_PATH=str(libdir))
+    port = free_port()
+    relay = procs(relay_args(port, settings=["access.auth=%s:alice:secretpw" % KITE]), env=env)
+    relay.wait_for(r"^ready$")
+    relay.wait_for(r"access: installed copy")
+    conn = procs(connector_args(port, origin.port), env=env)
+    conn.wait_for(r"^status: flying$", 20)
+    status, hdrs, _ = get(port, "/")
+    assert status == 401
