@@ -1,0 +1,162 @@
+/* test_acl.c - client/tunnel ACL rules and IP rate limits (acl.c), no sockets. */
+#include <stdlib.h>
+
+#include "acl.h"
+#include "pk_test.h"
+
+static pk_acl acl_of(const char *const *rules) {
+  pk_acl a = {0};
+  char why[256];
+  for (; *rules; rules++) CHECK_INT(pk_acl_add(&a, *rules, why, sizeof(why)), 0);
+  return a;
+}
+
+static int add_fails(const char *rule, const char *want) {
+  pk_acl a = {0};
+  char why[256] = "";
+  int rc = pk_acl_add(&a, rule, why, sizeof(why));
+  int ok = rc == -1 && a.n == 0 && strstr(why, want) != NULL;
+  if (!ok) fprintf(stderr, "rule %s: rc %d why '%s' (want '%s')\n", rule, rc, why, want);
+  pk_acl_free(&a);
+  return ok;
+}
+
+TEST(no_rules_allow_all) {
+  pk_acl a = {0};
+  int r = 7;
+  CHECK_INT(pk_acl_check(&a, "10.0.0.1", &r), 1);
+  CHECK_INT(r, -1);
+}
+
+TEST(first_match_decides_and_default_refuses) {
+  const char *rules[] = {"deny:10\\.0\\.0\\.66", "allow:10\\..*", "allow:localhost", NULL};
+  pk_acl a = acl_of(rules);
+  int r;
+  CHECK_INT(pk_acl_check(&a, "10.0.0.66", &r), 0);
+  CHECK_INT(r, 0);
+  CHECK_INT(pk_acl_check(&a, "10.0.0.6", &r), 1);
+  CHECK_INT(r, 1);
+  CHECK_INT(pk_acl_check(&a, "127.0.0.1", &r), 1);
+  CHECK_INT(r, 2);
+  CHECK_INT(pk_acl_check(&a, "::1", NULL), 1);
+  CHECK_INT(pk_acl_check(&a, "::ffff:127.0.0.1", NULL), 1);
+  CHECK_INT(pk_acl_check(&a, "192.168.1.1", &r), 0); /* no rule matched: refused */
+  CHECK_INT(r, -1);
+  pk_acl_free(&a);
+}
+
+TEST(whole_address_is_matched) {
+  const char *rules[] = {"allow:10\\.0\\.0\\.1", NULL};
+  pk_acl a = acl_of(rules);
+  CHECK_INT(pk_acl_check(&a, "10.0.0.1", NULL), 1);
+  CHECK_INT(pk_acl_check(&a, "10.0.0.12", NULL), 0);   /* no prefix match */
+  CHECK_INT(pk_acl_check(&a, "110.0.0.1", NULL), 0);   /* no infix match */
+  CHECK_INT(pk_acl_check(&a, "::ffff:10.0.0.1", NULL), 1); /* mapped form */
+  pk_acl_free(&a);
+}
+
+TEST(any_and_policy_case) {
+  const char *rules[] = {"DENY:any", NULL};
+  pk_acl a = acl_of(rules);
+  CHECK_INT(pk_acl_check(&a, "127.0.0.1", NULL), 0);
+  CHECK_INT(pk_acl_check(&a, "2001:db8::1", NULL), 0);
+  pk_acl_free(&a);
+}
+
+TEST(bad_rules_are_refused_with_a_reason) {
+  CHECK(add_fails("10\\..*", "not allow:REGEXP"));
+  CHECK(add_fails("permit:10\\..*", "policy is not allow or deny"));
+  CHECK(add_fails("allow:", "regexp is empty"));
+  CHECK(add_fails("allow:10\\.(0", "bad regexp"));
+  CHECK(add_fails("deny:10\\.\\d+\\..*", "Python regexp syntax"));
+  CHECK(add_fails("deny:(?i)10\\..*", "Python regexp syntax"));
+  CHECK(add_fails("deny:10\\..*?", "Python regexp syntax"));
+  CHECK(add_fails(NULL, "no rule"));
+}
+
+TEST(rule_limit) {
+  pk_acl a = {0};
+  char why[128];
+  for (int i = 0; i < PK_ACL_MAX_RULES; i++) CHECK_INT(pk_acl_add(&a, "deny:1", why, sizeof(why)), 0);
+  CHECK_INT(pk_acl_add(&a, "deny:1", why, sizeof(why)), -1);
+  CHECK(strstr(why, "too many") != NULL);
+  pk_acl_free(&a);
+}
+
+TEST(ratelimit_parse) {
+  char name[64], why[256];
+  int ips = 0, secs = 0;
+  CHECK_INT(pk_ratelimit_parse("5/3600", name, sizeof(name), &ips, &secs, why, sizeof(why)), 0);
+  CHECK(strcmp(name, "*") == 0);
+  CHECK_INT(ips, 5);
+  CHECK_INT(secs, 3600);
+  CHECK_INT(pk_ratelimit_parse("Foo.Example.COM:2/10", name, sizeof(name), &ips, &secs, why,
+                               sizeof(why)), 0);
+  CHECK(strcmp(name, "foo.example.com") == 0);
+  CHECK_INT(ips, 2);
+  const char *bad[] = {"", "5", "5/", "/5", "0/10", "5/0", "x/10", "5/10s", "a:b:5/10", ":5/10",
+                       "a b:5/10", "-1/10", "100001/10"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    why[0] = 0;
+    CHECK_INT(pk_ratelimit_parse(bad[i], name, sizeof(name), &ips, &secs, why, sizeof(why)), -1);
+    CHECK(why[0] != 0);
+  }
+}
+
+TEST(ratelimit_rule_for) {
+  const char *names[] = {"*", "example.com", "a.b.example.com"};
+  CHECK_INT(pk_ratelimit_rule_for(names, 3, "a.b.example.com"), 2);
+  CHECK_INT(pk_ratelimit_rule_for(names, 3, "x.a.b.example.com"), 2);
+  CHECK_INT(pk_ratelimit_rule_for(names, 3, "b.example.com"), 1);
+  CHECK_INT(pk_ratelimit_rule_for(names, 3, "other.net"), 0);
+  const char *tld[] = {"com"};
+  CHECK_INT(pk_ratelimit_rule_for(tld, 1, "example.com"), -1); /* never a bare TLD */
+  CHECK_INT(pk_ratelimit_rule_for(names + 1, 2, "other.net"), -1);
+}
+
+TEST(ratelimit_window) {
+  pk_ratelimit r = {0};
+  CHECK_INT(pk_ratelimit_admit(&r, 1, 0), 1); /* no limit set */
+  CHECK_INT(pk_ratelimit_set(&r, 2, 10), 0);
+  CHECK_INT(pk_ratelimit_admit(&r, 1, 1000), 1);
+  CHECK_INT(pk_ratelimit_admit(&r, 2, 2000), 1);
+  CHECK_INT(pk_ratelimit_admit(&r, 3, 3000), 0);  /* a third client in the window */
+  CHECK_INT(pk_ratelimit_admit(&r, 1, 4000), 1);  /* known ones come back */
+  CHECK_INT(pk_ratelimit_admit(&r, 3, 12500), 1); /* 2 expired (seen at 2000) */
+  CHECK_INT(pk_ratelimit_admit(&r, 4, 13000), 0); /* 1 (4000) and 3 still in */
+  CHECK_INT(pk_ratelimit_admit(&r, 4, 14001), 1);
+  /* The strictest limit wins; a looser one changes nothing. */
+  CHECK_INT(pk_ratelimit_set(&r, 50, 10), 0);
+  CHECK_INT(r.ips, 2);
+  CHECK_INT(pk_ratelimit_set(&r, 1, 10), 0);
+  CHECK_INT(r.ips, 1);
+  CHECK_INT(pk_ratelimit_set(&r, 8, 1000), 0); /* lower rate, more IPs: grows */
+  CHECK_INT(r.ips, 8);
+  CHECK_INT(r.n, 1); /* one client kept from before */
+  for (uint64_t k = 100; k < 107; k++) CHECK_INT(pk_ratelimit_admit(&r, k, 20000), 1);
+  CHECK_INT(pk_ratelimit_admit(&r, 200, 20000), 0);
+  pk_ratelimit_free(&r);
+}
+
+TEST(ratelimit_key) {
+  const char *a[] = {"10.0.0.1", "curl/8", ""};
+  const char *b[] = {"10.0.0.1", "Firefox", ""};
+  const char *c[] = {"10.0.0.1curl/8", "", ""};
+  CHECK(pk_ratelimit_key(a, 3) != pk_ratelimit_key(b, 3));
+  CHECK(pk_ratelimit_key(a, 3) != pk_ratelimit_key(c, 3));
+  CHECK(pk_ratelimit_key(a, 3) == pk_ratelimit_key(a, 3));
+}
+
+int main(void) {
+  RUN(no_rules_allow_all);
+  RUN(first_match_decides_and_default_refuses);
+  RUN(whole_address_is_matched);
+  RUN(any_and_policy_case);
+  RUN(bad_rules_are_refused_with_a_reason);
+  RUN(rule_limit);
+  RUN(ratelimit_parse);
+  RUN(ratelimit_rule_for);
+  RUN(ratelimit_window);
+  RUN(ratelimit_key);
+  return TEST_DONE();
+}
