@@ -108,6 +108,14 @@ export interface RawBinding {
   addRelayPortAlias(mgr: PageKiteHandle | null, port: number, aliasOf: number): number;
   /** pagekite_set_relay_motd(): Relay role: a message of the day for connectors (pagekite.py's --motd). */
   setRelayMotd(mgr: PageKiteHandle | null, motd: string | null): number;
+  /** pagekite_add_relay_client_acl(): Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl). */
+  addRelayClientAcl(mgr: PageKiteHandle | null, rule: string): number;
+  /** pagekite_add_relay_tunnel_acl(): Relay role: a tunnel access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --tunnel_acl). */
+  addRelayTunnelAcl(mgr: PageKiteHandle | null, rule: string): number;
+  /** pagekite_set_relay_require_tls(): Relay role: accept tunnels only inside TLS. */
+  setRelayRequireTls(mgr: PageKiteHandle | null, require: number): number;
+  /** pagekite_add_relay_ratelimit_ips(): Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips). */
+  addRelayRatelimitIps(mgr: PageKiteHandle | null, limit: string): number;
   /** pagekite_get_counter(): Read one of the manager's counters. */
   getCounter(mgr: PageKiteHandle | null, counter: number): number;
   /** pagekite_last_error(): Why the last failing call on this thread failed. */

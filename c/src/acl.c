@@ -165,7 +165,7 @@ int pk_ratelimit_rule_for(const char *const *names, int n, const char *kite) {
   return -1;
 }
 
-int pk_ratelimit_set(pk_ratelimit *r, int ips, int secs) {
+int pk_ratelimit_set(pk_ipwindow *r, int ips, int secs) {
   if (r->slots) {
     /* The lower rate wins: ips/secs < r->ips/r->secs. */
     if ((long long)ips * r->secs >= (long long)r->ips * secs) return 0;
@@ -188,7 +188,7 @@ int pk_ratelimit_set(pk_ratelimit *r, int ips, int secs) {
   return 0;
 }
 
-int pk_ratelimit_admit(pk_ratelimit *r, uint64_t key, uint64_t now_ms) {
+int pk_ratelimit_admit(pk_ipwindow *r, uint64_t key, uint64_t now_ms) {
   if (!r->slots) return 1;
   for (int i = 0; i < r->n; i++)
     if (r->slots[i].key == key) {
@@ -209,7 +209,7 @@ int pk_ratelimit_admit(pk_ratelimit *r, uint64_t key, uint64_t now_ms) {
   return 1;
 }
 
-void pk_ratelimit_free(pk_ratelimit *r) {
+void pk_ratelimit_free(pk_ipwindow *r) {
   free(r->slots);
   memset(r, 0, sizeof(*r));
 }

@@ -8,7 +8,7 @@
  * quantifiers) is refused rather than misread, so a rule never silently
  * fails to apply.
  *
- * pk_ratelimit: pagekite.py's --ratelimit_ips "[KITE:]IPS/SECONDS": at most
+ * pk_ipwindow: pagekite.py's --ratelimit_ips "[KITE:]IPS/SECONDS": at most
  * IPS different clients per SECONDS window on one tunnel; a client seen
  * within the window is always let back in.
  */
@@ -60,14 +60,14 @@ typedef struct {
   int ips, secs;
   pk_rl_slot *slots; /* cap of them, n in use (n <= ips) */
   int n, cap;
-} pk_ratelimit;
+} pk_ipwindow;
 
 /* Sets (or tightens: the lower IPS/SECONDS rate wins, as pagekite.py's
  * "strictest kite") the limit.  0, or -1 out of memory. */
-int pk_ratelimit_set(pk_ratelimit *r, int ips, int secs);
+int pk_ratelimit_set(pk_ipwindow *r, int ips, int secs);
 /* 1: admitted (and remembered at now_ms), 0: a new client over the limit. */
-int pk_ratelimit_admit(pk_ratelimit *r, uint64_t key, uint64_t now_ms);
-void pk_ratelimit_free(pk_ratelimit *r);
+int pk_ratelimit_admit(pk_ipwindow *r, uint64_t key, uint64_t now_ms);
+void pk_ratelimit_free(pk_ipwindow *r);
 /* The client key: FNV-1a over the parts (address, User-Agent, ...). */
 uint64_t pk_ratelimit_key(const char *const *parts, int n);
 

@@ -483,6 +483,11 @@ PK_API int pagekite_thread_start(pagekite_mgr h) {
   if (pk_is_relay(m) && m->nlisteners == 0)
     return pk_fail(PK_ESTATE, "pagekite_thread_start: relay has no listeners "
                    "(pagekite_add_relay_listener)");
+  /* A rule that cannot be applied refuses service. */
+  if (pk_is_relay(m) && m->require_tls && !m->relay_ctx && m->ntls_eps == 0)
+    return pk_fail(PK_ETLS, "pagekite_thread_start: require_tls is on but the relay has no "
+                   "certificate (pagekite_set_relay_tls or a TLS endpoint): no tunnel could "
+                   "connect");
   if (!pk_is_relay(m) && (m->flags & PK_WITH_SSL) && !pk_client_tls_ctx(m))
     return pk_fail(PK_ETLS, "pagekite_thread_start: cannot set up TLS (CA file or ciphers)");
   /* Its failures record their own reasons (a port that cannot be bound...). */
@@ -513,7 +518,10 @@ PK_API int pagekite_free(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (m->started && !m->thread_joined) pagekite_thread_stop(h);
-  for (int i = 0; i < m->ntunnels && m->tunnels; i++) pk_session_free(&m->tunnels[i].sess);
+  for (int i = 0; i < m->ntunnels && m->tunnels; i++) {
+    pk_session_free(&m->tunnels[i].sess);
+    pk_ratelimit_free(&m->tunnels[i].ratelimit);
+  }
   free(m->tunnels);
   free(m->kites);
   free(m->fes);

@@ -138,6 +138,10 @@ int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
 int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
 int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
+int pagekite_add_relay_client_acl(pagekite_mgr mgr, const char *rule);
+int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
+int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
+int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *limit);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 const char *pagekite_last_error(void);
 int pagekite_last_error_code(void);
@@ -282,6 +286,10 @@ FUNCTIONS = {
     'set_relay_raw_ports': 'pagekite_set_relay_raw_ports',
     'add_relay_port_alias': 'pagekite_add_relay_port_alias',
     'set_relay_motd': 'pagekite_set_relay_motd',
+    'add_relay_client_acl': 'pagekite_add_relay_client_acl',
+    'add_relay_tunnel_acl': 'pagekite_add_relay_tunnel_acl',
+    'set_relay_require_tls': 'pagekite_set_relay_require_tls',
+    'add_relay_ratelimit_ips': 'pagekite_add_relay_ratelimit_ips',
     'get_counter': 'pagekite_get_counter',
     'last_error': 'pagekite_last_error',
     'last_error_code': 'pagekite_last_error_code',

@@ -115,7 +115,7 @@ TEST(ratelimit_rule_for) {
 }
 
 TEST(ratelimit_window) {
-  pk_ratelimit r = {0};
+  pk_ipwindow r = {0};
   CHECK_INT(pk_ratelimit_admit(&r, 1, 0), 1); /* no limit set */
   CHECK_INT(pk_ratelimit_set(&r, 2, 10), 0);
   CHECK_INT(pk_ratelimit_admit(&r, 1, 1000), 1);
