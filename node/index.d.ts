@@ -282,6 +282,10 @@ export class Relay extends Manager {
   addPortAlias(port: number, aliasOf: number): this;
   /** A message of the day for connectors, at most 1024 bytes (null or '': none). Before start(). */
   setMotd(motd: string | null): this;
+  addClientAcl(rule: string): this;
+  addTunnelAcl(rule: string): this;
+  setRequireTls(require?: boolean): this;
+  addRatelimitIps(limit: string): this;
 }
 
 export const Status: Readonly<Record<StatusName, number>>;

@@ -749,6 +749,34 @@ class Relay extends Manager {
     this._check('setMotd', binding.setRelayMotd(this[kHandle], str(motd, 'motd', true)));
     return this;
   }
+
+  /** A visitor access rule, 'allow:REGEXP' or 'deny:REGEXP' (--client_acl): first match decides, none refuses. */
+  addClientAcl(rule) {
+    this._configure('addClientAcl');
+    this._check('addClientAcl', binding.addRelayClientAcl(this[kHandle], str(rule, 'rule')));
+    return this;
+  }
+
+  /** A connector (tunnel) access rule, 'allow:REGEXP' or 'deny:REGEXP' (--tunnel_acl). */
+  addTunnelAcl(rule) {
+    this._configure('addTunnelAcl');
+    this._check('addTunnelAcl', binding.addRelayTunnelAcl(this[kHandle], str(rule, 'rule')));
+    return this;
+  }
+
+  /** Accept tunnels only inside TLS (needs a certificate). */
+  setRequireTls(require = true) {
+    this._configure('setRequireTls');
+    this._check('setRequireTls', binding.setRelayRequireTls(this[kHandle], bool(require, 'require')));
+    return this;
+  }
+
+  /** At most IPS new clients per SECONDS on a tunnel: 'IPS/SECONDS' or 'KITE:IPS/SECONDS' (--ratelimit_ips). */
+  addRatelimitIps(limit) {
+    this._configure('addRatelimitIps');
+    this._check('addRatelimitIps', binding.addRelayRatelimitIps(this[kHandle], str(limit, 'limit')));
+    return this;
+  }
 }
 
 module.exports = {

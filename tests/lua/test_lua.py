@@ -1140,3 +1140,50 @@ def test_installed_library_uses_installed_plugins(tmp_path, origin, procs):
     conn.wait_for(r"^status: flying$", 20)
     status, hdrs, _ = get(port, "/")
     assert status == 401
+
+
+@needs_module
+def test_module_relay_access_rules():
+    """add_client_acl / add_tunnel_acl / add_ratelimit_ips / set_require_tls:
+    true, or nil and the library's reason; visitors from 127.0.0.2 refused
+    (403) where 127.0.0.1 reaches routing (503: no such kite)."""
+    port = free_port()
+    code = r"""
+local pagekite = require "pagekite"
+io.stdout:setvbuf("line")
+local r <close> = pagekite.relay{app_id = "lua-acl", max_conns = 16}
+assert(r:add_listener("127.0.0.1", %d))
+assert(r:add_domain("http", "*.test", "s3cret"))
+local function refused(what, pattern, ok, err)
+  assert(ok == nil and type(err) == "string" and err:find(pattern), what .. ": " .. tostring(err))
+  print("refused " .. what)
+end
+assert(r:add_client_acl("allow:127\\.0\\.0\\.1") == true)
+assert(r:add_tunnel_acl("allow:localhost") == true)
+assert(r:add_ratelimit_ips("a.test:5/60") == true)
+refused("python regexp", "Python regexp syntax", r:add_client_acl("deny:\\d"))
+refused("bad policy", "policy is not allow or deny", r:add_tunnel_acl("maybe:.*"))
+refused("bad limit", "IPS/SECONDS", r:add_ratelimit_ips("5"))
+assert(r:set_require_tls(false) == true)
+assert(r:start())
+print("started")
+io.read("l")
+assert(r:stop())
+print("done")
+""" % port
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env, stdin=True)
+    try:
+        p.wait_for(r"^started$", 20)
+        for src, want in (("127.0.0.1", 503), ("127.0.0.2", 403)):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(src, 0))
+            c.request("GET", "/", headers={"Host": "nokite.test"})
+            assert c.getresponse().status == want, src
+            c.close()
+        p.p.stdin.write("\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^done$", 20)
+    finally:
+        rc = p.stop()
+    assert rc == 0, p.text()
+    assert p.text().count("refused ") == 3, p.text()
