@@ -642,6 +642,7 @@ static const struct {
     {"set_raw_ports", "set_relay_raw_ports", 0},
     {"add_port_alias", "add_relay_port_alias", 0},
     {"set_motd", "set_relay_motd", 0},
+    {"add_kite_access", "add_kite_access", 0},
     {"add_client_acl", "add_relay_client_acl", 0},
     {"add_tunnel_acl", "add_relay_tunnel_acl", 0},
     {"set_require_tls", "set_relay_require_tls", 1},

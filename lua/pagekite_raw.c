@@ -80,6 +80,17 @@ static int lpkr_add_kite(lua_State *L) {
   return 1;
 }
 
+/* pagekite_add_kite_access -> pagekite.raw.add_kite_access */
+static int lpkr_add_kite_access(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_kitename = luaL_checkstring(L, 2);
+  int a_pport = lpk_arg_int(L, 3);
+  const char *a_rule = luaL_checkstring(L, 4);
+  int r = pagekite_add_kite_access(a_mgr, a_kitename, a_pport, a_rule);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_add_service_frontends -> pagekite.raw.add_service_frontends */
 static int lpkr_add_service_frontends(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -558,6 +569,7 @@ const luaL_Reg lpk_raw_functions[] = {
     {"init_pagekitenet", lpkr_init_pagekitenet},
     {"init_whitelabel", lpkr_init_whitelabel},
     {"add_kite", lpkr_add_kite},
+    {"add_kite_access", lpkr_add_kite_access},
     {"add_service_frontends", lpkr_add_service_frontends},
     {"add_whitelabel_frontends", lpkr_add_whitelabel_frontends},
     {"lookup_and_add_frontend", lpkr_lookup_and_add_frontend},

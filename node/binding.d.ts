@@ -38,6 +38,8 @@ export interface RawBinding {
   initWhitelabel(appId: string, maxKites: number, maxConns: number, flags: number, verbosity: number, whitelabelTld: string): PageKiteHandle | null;
   /** pagekite_add_kite(): Publish a local service under a public kite name. */
   addKite(mgr: PageKiteHandle | null, proto: string, kitename: string, pport: number, secret: string, backend: string, lport: number): number;
+  /** pagekite_add_kite_access(): Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS. */
+  addKiteAccess(mgr: PageKiteHandle | null, kitename: string, pport: number, rule: string): number;
   /** pagekite_add_service_frontends(): Use the public service's pool of front-end relays. */
   addServiceFrontends(mgr: PageKiteHandle | null, flags: number): number;
   /** pagekite_add_whitelabel_frontends(): Use the front-end relays of a white-label domain. */

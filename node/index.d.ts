@@ -233,6 +233,7 @@ export class Connector extends Manager {
   constructor(options?: ConnectorOptions);
   /** Before start() only. */
   addKite(kite: Kite | KiteWithDeprecatedNames): this;
+  addKiteAccess(name: string, rule: string, publicPort?: number): this;
   /** Use the relay(s) `host` resolves to; returns the number of addresses. Before start(). */
   addFrontend(host: string, port: number, opts?: { updateFromDns?: boolean }): number;
   /** Use the pagekite.net relay pool. Before start(). */

@@ -549,6 +549,14 @@ class Connector extends Manager {
     return this;
   }
 
+  /** An access rule for a kite: 'ip/1.2.3.4', 'ip/1.2.3' (a /24) or 'password/USER=PASS' (pagekite.py's kite flags). */
+  addKiteAccess(name, rule, publicPort = 0) {
+    this._configure('addKiteAccess');
+    this._check('addKiteAccess', binding.addKiteAccess(this[kHandle], str(name, 'name'),
+      port(publicPort, 'publicPort'), str(rule, 'rule')));
+    return this;
+  }
+
   /**
    * Use the relay(s) that `host` resolves to; returns how many addresses.
    * With updateFromDns (the default) the name is re-resolved from time to time.

@@ -52,6 +52,11 @@ static int pkj_add_kite(const char *proto, const char *kitename, int pport,
   return pagekite_add_kite(pkj_mgr, proto, kitename, pport, secret, backend, lport);
 }
 
+static int pkj_add_kite_access(const char *kitename, int pport,
+                               const char *rule) {
+  return pagekite_add_kite_access(pkj_mgr, kitename, pport, rule);
+}
+
 static int pkj_add_service_frontends(int flags) {
   return pagekite_add_service_frontends(pkj_mgr, flags);
 }
@@ -559,6 +564,27 @@ bool pkj_init_whitelabel(const char *appId, int maxKites, int maxConns, int flag
 %rename(addKite) pkj_add_kite;
 int pkj_add_kite(const char *proto, const char *kitename, int pport, const char *secret,
                  const char *backend, int lport);
+
+%javamethodmodifiers pkj_add_kite_access "/**
+   * Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS.
+   *
+   * Enforced by the connector for each new stream of the kite, as pagekite.py
+   * does, with the visitor address the relay passes along. \"ip/1.2.3.4\" or
+   * \"ip/1.2.3\" (that /24): once a kite has any, other addresses get 503.
+   * \"password/USER=PASS\": HTTP basic auth; requests without a listed user and its
+   * password (compared in constant time) get 401 with WWW-Authenticate, and
+   * non-HTTP streams of the kite are refused. A leading '+' is allowed. The kite
+   * must have been added (pagekite_add_kite) first: a rule for a name no kite has
+   * is refused with PK_ENOTFOUND, never ignored.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_kite_access().
+   * @param kitename The kite's name, as given to pagekite_add_kite.
+   * @param pport The kite's public port, or 0 for every kite of that name.
+   * @param rule \"ip/ADDR\" or \"password/USER=PASS\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not ip/ADDR or password/USER=PASS, saying why; PK_ENOTFOUND: no such kite; PK_ESTATE: a relay).
+   */
+  public";
+%rename(addKiteAccess) pkj_add_kite_access;
+int pkj_add_kite_access(const char *kitename, int pport, const char *rule);
 
 %javamethodmodifiers pkj_add_service_frontends "/**
    * Use the public service's pool of front-end relays.

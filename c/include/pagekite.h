@@ -858,6 +858,30 @@ PK_EXPORT void pagekite_perror(pagekite_mgr mgr, const char *prefix);
 
 /* ---- Additions beyond the libpagekite reference ---- */
 
+/* Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS.
+ *
+ * Enforced by the connector for each new stream of the kite, as pagekite.py
+ * does, with the visitor address the relay passes along. "ip/1.2.3.4" or
+ * "ip/1.2.3" (that /24): once a kite has any, other addresses get 503.
+ * "password/USER=PASS": HTTP basic auth; requests without a listed user and its
+ * password (compared in constant time) get 401 with WWW-Authenticate, and
+ * non-HTTP streams of the kite are refused. A leading '+' is allowed. The kite
+ * must have been added (pagekite_add_kite) first: a rule for a name no kite has
+ * is refused with PK_ENOTFOUND, never ignored.
+ *
+ *   mgr       The manager.
+ *   kitename  The kite's name, as given to pagekite_add_kite.
+ *   pport     The kite's public port, or 0 for every kite of that name.
+ *   rule      "ip/ADDR" or "password/USER=PASS".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not ip/ADDR or
+ * password/USER=PASS, saying why; PK_ENOTFOUND: no such kite; PK_ESTATE: a
+ * relay).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_kite_access(pagekite_mgr mgr, const char *kitename, int pport,
+                                       const char *rule);
+
 /* Choose how relay certificates are verified.
  *
  * By default (PK_TLS_VERIFY_PEER) TLS tunnels to relays check the relay's

@@ -1,5 +1,6 @@
 /* acl.c - access rules for the relay, with no sockets (see acl.h). */
 #include "acl.h"
+#include "wire.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -225,4 +226,129 @@ uint64_t pk_ratelimit_key(const char *const *parts, int n) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+/* ---- per-kite rules (pagekite.py's +ip/ and +password/) ---- */
+
+int pk_kite_rule_parse(const char *rule, pk_kite_rule *out, char *why, size_t whylen) {
+  if (!rule) return fail(why, whylen, "%s", "no rule");
+  const char *r = rule[0] == '+' ? rule + 1 : rule;
+  memset(out, 0, sizeof(*out));
+  if (strncmp(r, "ip/", 3) == 0) {
+    const char *a = r + 3;
+    size_t n = strlen(a);
+    if (n == 0 || n >= sizeof(out->ip) || strspn(a, "0123456789abcdefABCDEF.:") != n)
+      return fail(why, whylen, "'%.200s': ip/ takes an address (1.2.3.4) or a /24 (1.2.3)", rule);
+    out->kind = PK_KA_IP;
+    for (size_t i = 0; i <= n; i++) out->ip[i] = (char)tolower((unsigned char)a[i]);
+    return 0;
+  }
+  if (strncmp(r, "password/", 9) == 0) {
+    const char *u = r + 9, *eq = strchr(u, '=');
+    if (!eq || eq == u)
+      return fail(why, whylen, "'%.200s': password/ takes USER=PASSWORD", rule);
+    size_t ul = (size_t)(eq - u), pl = strlen(eq + 1);
+    if (memchr(u, ':', ul))
+      return fail(why, whylen, "'%.200s': a basic-auth user name cannot hold ':'", rule);
+    if (pl == 0) return fail(why, whylen, "'%.200s': the password is empty", rule);
+    if (ul >= PK_KA_FIELD || pl >= PK_KA_FIELD)
+      return fail(why, whylen, "'%.200s': user or password longer than 255 bytes", rule);
+    for (const char *p = u; *p; p++)
+      if ((unsigned char)*p < ' ' || *p == 0x7f)
+        return fail(why, whylen, "%s", "password/: user or password has a control character");
+    out->kind = PK_KA_PASSWORD;
+    memcpy(out->user, u, ul);
+    memcpy(out->pass, eq + 1, pl);
+    return 0;
+  }
+  return fail(why, whylen, "'%.200s' is not ip/ADDRESS or password/USER=PASSWORD", rule);
+}
+
+static int b64val(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+/* Standard base64 (padding optional); -1 when malformed or too long. */
+static int b64decode(const char *s, size_t n, char *out, size_t cap) {
+  size_t o = 0;
+  unsigned acc = 0;
+  int bits = 0;
+  while (n && s[n - 1] == '=') n--;
+  for (size_t i = 0; i < n; i++) {
+    int v = b64val((unsigned char)s[i]);
+    if (v < 0) return -1;
+    acc = (acc << 6) | (unsigned)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (o + 1 >= cap) return -1;
+      out[o++] = (char)((acc >> bits) & 0xff);
+    }
+  }
+  out[o] = 0;
+  return (int)o;
+}
+
+/* Equal strings, in time that depends on neither's content. */
+static int ct_streq(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char d = (unsigned char)(la != lb);
+  for (size_t i = 0; i < PK_KA_FIELD; i++) {
+    unsigned char x = i < la ? (unsigned char)a[i] : 0, y = i < lb ? (unsigned char)b[i] : 0;
+    d |= (unsigned char)(x ^ y);
+  }
+  return d == 0;
+}
+
+static int rule_for(const pk_kite_rule *r, const char *name, int pport) {
+  return strcasecmp(r->name, name) == 0 && (r->pport == 0 || r->pport == pport);
+}
+
+int pk_kite_access_check(const pk_kite_rule *rules, int n, const char *name, int pport,
+                         const char *rip, int is_http, const char *head, size_t head_len) {
+  int have_ip = 0, ip_ok = 0, have_pw = 0;
+  char ip[64], net[64];
+  snprintf(ip, sizeof(ip), "%s", rip ? rip : "");
+  if (strncasecmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.')) memmove(ip, ip + 7, strlen(ip + 7) + 1);
+  for (char *p = ip; *p; p++) *p = (char)tolower((unsigned char)*p);
+  snprintf(net, sizeof(net), "%s", ip);
+  char *dot = strrchr(net, '.');
+  if (dot) *dot = 0; else net[0] = 0;
+  for (int i = 0; i < n; i++) {
+    if (!rule_for(&rules[i], name, pport)) continue;
+    if (rules[i].kind == PK_KA_IP) {
+      have_ip = 1;
+      if (ip[0] && (strcmp(rules[i].ip, ip) == 0 || (net[0] && strcmp(rules[i].ip, net) == 0)))
+        ip_ok = 1;
+    } else if (rules[i].kind == PK_KA_PASSWORD) {
+      have_pw = 1;
+    }
+  }
+  if (have_ip && !ip_ok) return PK_KA_IP_DENIED;
+  if (!have_pw) return PK_KA_OK;
+  if (!is_http || !head) return PK_KA_AUTH_NEEDED;
+  pk_http_head h;
+  if (pk_wire_parse_http_head(head, head_len, PK_HEAD_MAX, &h) != 1) return PK_KA_AUTH_NEEDED;
+  pk_slice v = pk_wire_http_get(&h, "Authorization", 0);
+  if (!v.p || v.n < 7 || strncasecmp(v.p, "Basic ", 6) != 0) return PK_KA_AUTH_NEEDED;
+  size_t off = 6;
+  while (off < v.n && v.p[off] == ' ') off++;
+  char cred[2 * PK_KA_FIELD + 2];
+  if (b64decode(v.p + off, v.n - off, cred, sizeof(cred)) < 0) return PK_KA_AUTH_NEEDED;
+  char *colon = strchr(cred, ':');
+  if (!colon) return PK_KA_AUTH_NEEDED;
+  *colon = 0;
+  const char *user = cred, *pass = colon + 1;
+  if (strlen(user) >= PK_KA_FIELD || strlen(pass) >= PK_KA_FIELD) return PK_KA_AUTH_NEEDED;
+  int ok = 0;
+  for (int i = 0; i < n; i++)
+    if (rule_for(&rules[i], name, pport) && rules[i].kind == PK_KA_PASSWORD &&
+        strcmp(rules[i].user, user) == 0)
+      ok |= ct_streq(rules[i].pass, pass);
+  return ok ? PK_KA_OK : PK_KA_AUTH_NEEDED;
 }

@@ -16,6 +16,8 @@
 #define PK_ACL_H
 
 #include <regex.h>
+
+#include "bounds.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,5 +72,34 @@ int pk_ratelimit_admit(pk_ipwindow *r, uint64_t key, uint64_t now_ms);
 void pk_ratelimit_free(pk_ipwindow *r);
 /* The client key: FNV-1a over the parts (address, User-Agent, ...). */
 uint64_t pk_ratelimit_key(const char *const *parts, int n);
+
+/* pagekite.py's per-kite flags, enforced where pagekite.py does: on the
+ * connector, for each new stream of the kite.  "ip/1.2.3.4" or "ip/1.2.3"
+ * (that /24): once a kite has any, only those addresses get in (others: 503,
+ * as pagekite.py).  "password/USER=PASS": HTTP basic auth, 401 with
+ * WWW-Authenticate until a listed user gives its password (compared in
+ * constant time); non-HTTP streams of such a kite are refused. */
+enum { PK_KA_IP = 1, PK_KA_PASSWORD = 2 };
+enum { PK_KA_OK = 0, PK_KA_IP_DENIED = 1, PK_KA_AUTH_NEEDED = 2 };
+
+#define PK_KA_FIELD 256
+
+typedef struct {
+  char name[PK_NAME_MAX]; /* the kite, lower case */
+  int pport;              /* 0: every port of name */
+  int kind;
+  char ip[64];
+  char user[PK_KA_FIELD];
+  char pass[PK_KA_FIELD];
+} pk_kite_rule;
+
+/* rule: "ip/ADDR" or "password/USER=PASS" (a leading '+' is allowed, as
+ * pagekite.py writes it).  0, or -1 with why. */
+int pk_kite_rule_parse(const char *rule, pk_kite_rule *out, char *why, size_t whylen);
+/* The verdict for a new stream of kite (name, pport) from rip; head: the
+ * stream's first bytes (an HTTP request head for HTTP kites), is_http set
+ * for http/websocket streams. */
+int pk_kite_access_check(const pk_kite_rule *rules, int n, const char *name, int pport,
+                         const char *rip, int is_http, const char *head, size_t head_len);
 
 #endif

@@ -151,6 +151,8 @@ struct pk_mgr {
   int require_tls;               /* tunnels only inside TLS */
   struct pk_rl_rule *rl_rules;   /* --ratelimit_ips, in the order given */
   int nrl_rules;
+  pk_kite_rule *kite_rules; /* connector: +ip/ and +password/ (acl.c) */
+  int nkite_rules;
   int relay_dups;    /* several tunnels may fly one kite; streams take turns */
   int unauth_conns;
   /* counters: the loop's own (no lock), published into counters_pub under

@@ -147,6 +147,31 @@ done:
   return result;
 }
 
+/* pagekite_add_kite_access -> binding.addKiteAccess */
+static napi_value pkn_fn_addKiteAccess(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addKiteAccess";
+  napi_value argv[4];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_kitename = NULL;
+  int a_pport = 0;
+  char *a_rule = NULL;
+  if (pkn_argv(env, info, fn, 4, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "kitename", 0, &a_kitename) != 0) goto done;
+  if (pkn_arg_int(env, argv[2], fn, "pport", &a_pport) != 0) goto done;
+  if (pkn_arg_str(env, argv[3], fn, "rule", 0, &a_rule) != 0) goto done;
+  {
+    int r = pagekite_add_kite_access(a_mgr, a_kitename, a_pport, a_rule);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_kitename);
+  free(a_rule);
+  return result;
+}
+
 /* pagekite_add_service_frontends -> binding.addServiceFrontends */
 static napi_value pkn_fn_addServiceFrontends(napi_env env, napi_callback_info info) {
   static const char fn[] = "addServiceFrontends";
@@ -1172,6 +1197,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "initPagekitenet", pkn_fn_initPagekitenet) != 0) return -1;
   if (pkn_define(env, exports, "initWhitelabel", pkn_fn_initWhitelabel) != 0) return -1;
   if (pkn_define(env, exports, "addKite", pkn_fn_addKite) != 0) return -1;
+  if (pkn_define(env, exports, "addKiteAccess", pkn_fn_addKiteAccess) != 0) return -1;
   if (pkn_define(env, exports, "addServiceFrontends", pkn_fn_addServiceFrontends) != 0) return -1;
   if (pkn_define(env, exports, "addWhitelabelFrontends", pkn_fn_addWhitelabelFrontends) != 0) return -1;
   if (pkn_define(env, exports, "lookupAndAddFrontend", pkn_fn_lookupAndAddFrontend) != 0) return -1;

@@ -53,3 +53,15 @@ describe('relay access rules', () => {
     assert.throws(() => r.addClientAcl(5), TypeError);
   });
 });
+
+test('Connector.addKiteAccess: rules for a known kite; typos and bad rules throw', async () => {
+  const { Connector } = require('..');
+  const c = new Connector({ appId: 'node-kite-access' });
+  c.addKite({ proto: 'http', name: 'k.' + DOMAIN, secret: SECRET, originPort: 9, originHost: '127.0.0.1' });
+  c.addKiteAccess('k.' + DOMAIN, '+password/alice=pw').addKiteAccess('k.' + DOMAIN, 'ip/127.0.0.1');
+  assert.throws(() => c.addKiteAccess('typo.' + DOMAIN, 'ip/127.0.0.1'),
+    (e) => e instanceof PageKiteError && /no such kite/.test(e.message));
+  assert.throws(() => c.addKiteAccess('k.' + DOMAIN, 'password/alice'),
+    (e) => e instanceof PageKiteError && /USER=PASSWORD/.test(e.message));
+  await c.stop();
+});

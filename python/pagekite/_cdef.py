@@ -103,6 +103,7 @@ pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_frontends,
 pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites, int max_conns, int flags, int verbosity);
 pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, int max_conns, int flags, int verbosity, const char *whitelabel_tld);
 int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char *kitename, int pport, const char *secret, const char *backend, int lport);
+int pagekite_add_kite_access(pagekite_mgr mgr, const char *kitename, int pport, const char *rule);
 int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags, const char *whitelabel_tld);
 int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *domain, int port, int update_from_dns);
@@ -251,6 +252,7 @@ FUNCTIONS = {
     'init_pagekitenet': 'pagekite_init_pagekitenet',
     'init_whitelabel': 'pagekite_init_whitelabel',
     'add_kite': 'pagekite_add_kite',
+    'add_kite_access': 'pagekite_add_kite_access',
     'add_service_frontends': 'pagekite_add_service_frontends',
     'add_whitelabel_frontends': 'pagekite_add_whitelabel_frontends',
     'lookup_and_add_frontend': 'pagekite_lookup_and_add_frontend',

@@ -624,6 +624,14 @@ class Connector(_Manager):
                    _str(origin_host, "origin_host"), _int(origin_port, "origin_port"))
         self._kites.append((proto if not public_port else "%s-%d" % (proto, public_port), name))
 
+    def add_kite_access(self, name: str, rule: str, public_port: int = 0) -> None:
+        """An access rule for kite ``name``, pagekite.py's kite flags:
+        "ip/1.2.3.4" or "ip/1.2.3" (only those addresses), or
+        "password/USER=PASS" (HTTP basic auth).  Add the kite first; a rule
+        that cannot apply raises.  Before start()."""
+        self._call("pagekite_add_kite_access", _str(name, "name"),
+                   _int(public_port, "public_port"), _str(rule, "rule"))
+
     def add_frontend(self, host: str, port: int, update_from_dns: bool = True) -> int:
         """Use the relay(s) that host resolves to; returns how many addresses."""
         return int(self._call("pagekite_lookup_and_add_frontend", _str(host, "host"),

@@ -147,6 +147,83 @@ TEST(ratelimit_key) {
   CHECK(pk_ratelimit_key(a, 3) == pk_ratelimit_key(a, 3));
 }
 
+static pk_kite_rule krule(const char *name, int pport, const char *rule) {
+  pk_kite_rule r;
+  char why[256] = "";
+  CHECK_INT(pk_kite_rule_parse(rule, &r, why, sizeof(why)), 0);
+  snprintf(r.name, sizeof(r.name), "%s", name);
+  r.pport = pport;
+  return r;
+}
+
+static const char *head_with(const char *auth, char *buf, size_t n) {
+  snprintf(buf, n, "GET / HTTP/1.1\r\nHost: k.test\r\n%s%s%s\r\n", auth ? "Authorization: " : "",
+           auth ? auth : "", auth ? "\r\n" : "");
+  return buf;
+}
+
+TEST(kite_rule_parse) {
+  pk_kite_rule r;
+  char why[256];
+  CHECK_INT(pk_kite_rule_parse("+ip/10.1.2.3", &r, why, sizeof(why)), 0);
+  CHECK_INT(r.kind, PK_KA_IP);
+  CHECK(strcmp(r.ip, "10.1.2.3") == 0);
+  CHECK_INT(pk_kite_rule_parse("password/bob=s3:cr=et", &r, why, sizeof(why)), 0);
+  CHECK_INT(r.kind, PK_KA_PASSWORD);
+  CHECK(strcmp(r.user, "bob") == 0 && strcmp(r.pass, "s3:cr=et") == 0);
+  const char *bad[] = {"ip/", "ip/10.0.0.0/8", "ip/host.name", "password/bob", "password/=pw",
+                       "password/bob=", "password/a:b=pw", "user/bob=pw", "+insecure", ""};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    why[0] = 0;
+    CHECK_INT(pk_kite_rule_parse(bad[i], &r, why, sizeof(why)), -1);
+    CHECK(why[0] != 0);
+  }
+}
+
+TEST(kite_ip_rules) {
+  pk_kite_rule rules[] = {krule("k.test", 0, "ip/10.1.2.3"), krule("k.test", 0, "ip/192.168.7"),
+                          krule("other.test", 0, "ip/10.9.9.9")};
+  CHECK_INT(pk_kite_access_check(rules, 3, "k.test", 80, "10.1.2.3", 1, NULL, 0), PK_KA_OK);
+  CHECK_INT(pk_kite_access_check(rules, 3, "k.test", 80, "::ffff:10.1.2.3", 1, NULL, 0), PK_KA_OK);
+  CHECK_INT(pk_kite_access_check(rules, 3, "k.test", 80, "192.168.7.200", 0, NULL, 0), PK_KA_OK);
+  CHECK_INT(pk_kite_access_check(rules, 3, "k.test", 80, "10.1.2.4", 1, NULL, 0), PK_KA_IP_DENIED);
+  CHECK_INT(pk_kite_access_check(rules, 3, "k.test", 80, "192.168.70.1", 1, NULL, 0),
+            PK_KA_IP_DENIED);
+  CHECK_INT(pk_kite_access_check(rules, 3, "k.test", 80, "", 1, NULL, 0), PK_KA_IP_DENIED);
+  CHECK_INT(pk_kite_access_check(rules, 3, "K.TEST", 80, "10.9.9.9", 1, NULL, 0), PK_KA_IP_DENIED);
+  CHECK_INT(pk_kite_access_check(rules, 3, "free.test", 80, "10.9.9.9", 1, NULL, 0), PK_KA_OK);
+}
+
+TEST(kite_basic_auth) {
+  pk_kite_rule rules[] = {krule("k.test", 0, "password/alice=secretpw"),
+                          krule("k.test", 0, "password/bob=x:y")};
+  char h[512];
+  /* alice:secretpw, bob:x:y, alice:wrong, alice:secretpwX */
+  const char *good1 = "Basic YWxpY2U6c2VjcmV0cHc=", *good2 = "basic  Ym9iOng6eQ==";
+  const char *bad[] = {NULL, "Basic YWxpY2U6d3Jvbmc=", "Basic YWxpY2U6c2VjcmV0cHdY",
+                       "Bearer YWxpY2U6c2VjcmV0cHc=", "Basic !!!", "Basic YWxpY2U=",
+                       "Basic Ym9iOnNlY3JldHB3" /* bob:secretpw */};
+  head_with(good1, h, sizeof(h));
+  CHECK_INT(pk_kite_access_check(rules, 2, "k.test", 80, "1.2.3.4", 1, h, strlen(h)), PK_KA_OK);
+  head_with(good2, h, sizeof(h));
+  CHECK_INT(pk_kite_access_check(rules, 2, "k.test", 80, "1.2.3.4", 1, h, strlen(h)), PK_KA_OK);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    head_with(bad[i], h, sizeof(h));
+    CHECK_INT(pk_kite_access_check(rules, 2, "k.test", 80, "1.2.3.4", 1, h, strlen(h)),
+              PK_KA_AUTH_NEEDED);
+  }
+  /* Not HTTP, or no complete head: refused. */
+  head_with(good1, h, sizeof(h));
+  CHECK_INT(pk_kite_access_check(rules, 2, "k.test", 80, "1.2.3.4", 0, h, strlen(h)),
+            PK_KA_AUTH_NEEDED);
+  CHECK_INT(pk_kite_access_check(rules, 2, "k.test", 80, "1.2.3.4", 1, h, 20), PK_KA_AUTH_NEEDED);
+  /* Port-specific rules. */
+  pk_kite_rule p8080[] = {krule("k.test", 8080, "password/alice=pw")};
+  CHECK_INT(pk_kite_access_check(p8080, 1, "k.test", 80, "1.2.3.4", 1, NULL, 0), PK_KA_OK);
+  CHECK_INT(pk_kite_access_check(p8080, 1, "k.test", 8080, "1.2.3.4", 1, NULL, 0),
+            PK_KA_AUTH_NEEDED);
+}
+
 int main(void) {
   RUN(no_rules_allow_all);
   RUN(first_match_decides_and_default_refuses);
@@ -158,5 +235,8 @@ int main(void) {
   RUN(ratelimit_rule_for);
   RUN(ratelimit_window);
   RUN(ratelimit_key);
+  RUN(kite_rule_parse);
+  RUN(kite_ip_rules);
+  RUN(kite_basic_auth);
   return TEST_DONE();
 }

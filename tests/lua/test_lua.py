@@ -1187,3 +1187,20 @@ print("done")
         rc = p.stop()
     assert rc == 0, p.text()
     assert p.text().count("refused ") == 3, p.text()
+
+
+@needs_module
+def test_module_connector_kite_access():
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local c <close> = pagekite.connector{app_id = "lua-kite-access"}
+assert(c:add_kite{name = "k.test", secret = "s3cret", origin_port = 9})
+assert(c:add_kite_access("k.test", 0, "+password/alice=pw") == true)
+assert(c:add_kite_access("k.test", 0, "ip/127.0.0.1") == true)
+local ok, err = c:add_kite_access("typo.test", 0, "ip/127.0.0.1")
+assert(ok == nil and err:find("no such kite"), tostring(err))
+ok, err = c:add_kite_access("k.test", 0, "password/alice")
+assert(ok == nil and err:find("USER=PASSWORD"), tostring(err))
+print("ok")
+""")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr)

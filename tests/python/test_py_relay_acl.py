@@ -81,3 +81,18 @@ def test_require_tls_refuses_a_plain_tunnel(pk, managers, pki):
     r.start()
     assert first_line(r.port, "127.0.0.1", TUNNEL) == "HTTP/1.0 403 Forbidden"
     assert first_line(r.port, "127.0.0.1", GET).split()[1] == "503"  # visitors unaffected
+
+
+def test_connector_kite_access_rules(pk, managers):
+    c = pk.Connector(app_id="py-test-kite-access")
+    managers.append(c)
+    c.add_kite("http", "k." + DOMAIN, SECRET, 9, origin_host="127.0.0.1")
+    c.add_kite_access("k." + DOMAIN, "+password/alice=pw")
+    c.add_kite_access("k." + DOMAIN, "ip/127.0.0.1")
+    with pytest.raises(pk.PageKiteError, match="no such kite") as e:
+        c.add_kite_access("typo." + DOMAIN, "ip/127.0.0.1")
+    assert e.value.function == "pagekite_add_kite_access"
+    with pytest.raises(pk.PageKiteError, match="password/ takes USER=PASSWORD"):
+        c.add_kite_access("k." + DOMAIN, "password/alice")
+    with pytest.raises(pk.PageKiteError, match="is not ip/ADDRESS or password/USER=PASSWORD"):
+        c.add_kite_access("k." + DOMAIN, "+insecure")
