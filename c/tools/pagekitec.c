@@ -70,6 +70,9 @@ static void usage(FILE *out) {
           "  -E N         allow eviction of streams idle for more than N seconds\n"
           "  -H           do not add X-Forwarded-Proto and X-Forwarded-For\n"
           "  -r URL       custom rejection URL (the page shown when an origin is down)\n"
+          "  --kite-access NAME:+ip/ADDR | NAME:+password/USER=PASS\n"
+          "               pagekite.py's kite flags: only these addresses (ADDR or a /24\n"
+          "               as 1.2.3) or HTTP basic auth for kite NAME (repeatable)\n"
           "\n"
           "Running:\n"
           "  -a NAME      app name for logging and syslog (default " PROG ")\n"
@@ -166,7 +169,8 @@ enum {
   OPT_VERSION,
   OPT_CERTNAME,
   OPT_HK_MIN,
-  OPT_PROXY
+  OPT_PROXY,
+  OPT_KITE_ACCESS
 };
 
 typedef struct {
@@ -181,6 +185,8 @@ typedef struct {
   int n_frontends;
   const char **certnames; /* --fe_certname values */
   int n_certnames;
+  const char **access; /* --kite-access values, NAME:RULE */
+  int n_access;
   const char *proxy;      /* --proxy, else https_proxy / all_proxy */
   int hk_min;
   const char *ca_file;
@@ -222,6 +228,12 @@ static void parse_other(int c, char **argv, options *o) {
     case OPT_CERTNAME: o->certnames[o->n_certnames++] = optarg; break;
     case OPT_HK_MIN: o->hk_min = cli_int_arg(PROG, "--housekeeping-min", optarg, 1, 3600); break;
     case OPT_PROXY: o->proxy = optarg; break;
+    case OPT_KITE_ACCESS:
+      if (!strchr(optarg, ':') || optarg[0] == ':')
+        cli_usage_error(PROG, "invalid --kite-access '%s' (expected NAME:+ip/ADDR or "
+                        "NAME:+password/USER=PASS)", optarg);
+      o->access[o->n_access++] = optarg;
+      break;
     case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
     case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -243,6 +255,7 @@ static void parse_options(int argc, char **argv, options *o) {
       {"proxy", required_argument, NULL, OPT_PROXY},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
+      {"kite-access", required_argument, NULL, OPT_KITE_ACCESS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -457,6 +470,21 @@ static int configure(pagekite_mgr m, const options *o) {
   return 0;
 }
 
+/* --kite-access NAME:RULE (pagekite.py's +ip/ and +password/ kite flags):
+ * one that cannot apply is a usage error (exit 2) saying why. */
+static int add_kite_access(pagekite_mgr m, const options *o) {
+  for (int i = 0; i < o->n_access; i++) {
+    const char *colon = strchr(o->access[i], ':');
+    char name[HOST_MAX];
+    snprintf(name, sizeof(name), "%.*s", (int)(colon - o->access[i]), o->access[i]);
+    if (pagekite_add_kite_access(m, name, 0, colon + 1) < 0) {
+      fprintf(stderr, "%s: --kite-access for %s: %s\n", PROG, name, pagekite_last_error());
+      return CLI_EXIT_USAGE;
+    }
+  }
+  return 0;
+}
+
 /* Each kite, and (unless -C) its name's DNS address as a relay; a name that
  * does not resolve is only skipped, as in libpagekite.  0 or exit 3. */
 static int add_kites(pagekite_mgr m, const options *o, int argc, char **argv, int first) {
@@ -530,6 +558,7 @@ static int run(options *o, int argc, char **argv, int first) {
     pagekite_set_log_mask(m, cli_log_mask(o->verbosity));
     rc = configure(m, o);
     if (!rc) rc = add_kites(m, o, argc, argv, first);
+    if (!rc) rc = add_kite_access(m, o);
     if (!rc) rc = add_relays(m, o, &p);
     if (rc) {
       pagekite_free(m);
@@ -562,6 +591,7 @@ int main(int argc, char **argv) {
   };
   o.frontends = calloc((size_t)argc + 1, sizeof(*o.frontends));
   o.certnames = calloc((size_t)argc + 1, sizeof(*o.certnames));
+  o.access = calloc((size_t)argc + 1, sizeof(*o.access));
   if (!o.frontends || !o.certnames) {
     fprintf(stderr, PROG ": out of memory\n");
     return EXIT_MANAGER_INIT;
@@ -572,5 +602,6 @@ int main(int argc, char **argv) {
   int rc = run(&o, argc, argv, optind);
   free(o.frontends);
   free(o.certnames);
+  free(o.access);
   return rc;
 }

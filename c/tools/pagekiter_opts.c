@@ -78,7 +78,8 @@ enum {
   O_UNSUP, O_NOOP, O_HELP, O_VERSION, O_ISFRONTEND, O_HOST, O_PORTS, O_PROTOS, O_RAWPORTS,
   O_DOMAIN, O_TLS_ENDPOINT, O_TLS_DEFAULT, O_CERT, O_KEY, O_DUPS, O_LOGFILE, O_OPTFILE,
   O_OPTDIR, O_ERRORURL, O_PORTALIAS, O_MOTD, O_DAEMONIZE, O_NODAEMONIZE, O_PIDFILE, O_RUNAS,
-  O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST
+  O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST, O_CLIENT_ACL, O_TUNNEL_ACL,
+  O_RATELIMIT, O_REQUIRE_TLS
 };
 
 /* arg: 0 none, 1 required, 2 optional (taken when the next word looks like a
@@ -97,7 +98,6 @@ typedef struct {
 #define WHY_UI "pagekite.py's built-in HTTP server and UI; pagekiter has none"
 #define WHY_KITES "editing saved kites is pagekite.py's connector UI; edit the rc file instead"
 #define WHY_AUTH "the library has no external or DNS kite authentication; use --domain"
-#define WHY_ACL "the library has no access lists or rate limits by IP"
 #define WHY_OVERLOAD "the library has no overload reporting; -c limits connections"
 #define WHY_PYTHON "a setting of pagekite.py's Python internals, without an equivalent"
 #define WHY_LOG "use -q, -v or -vv"
@@ -128,7 +128,11 @@ static const opt_def k_opts[] = {
     {"nocrashreport", 0, 0, O_NOOP, NULL},
     {"noloop", 0, 0, O_NOOP, NULL},
     {"help", 0, 0, O_HELP, NULL},
+    {"client_acl", 0, 1, O_CLIENT_ACL, NULL},
+    {"tunnel_acl", 0, 1, O_TUNNEL_ACL, NULL},
+    {"ratelimit_ips", 0, 1, O_RATELIMIT, NULL},
     /* ours */
+    {"require-tls", 0, 0, O_REQUIRE_TLS, NULL},
     {"listen", 0, 1, O_HOST, NULL},
     {"tls-cert", 0, 1, O_CERT, NULL},
     {"tls-key", 0, 1, O_KEY, NULL},
@@ -199,10 +203,9 @@ static const opt_def k_opts[] = {
     {"authdomain", 'A', 1, O_UNSUP, WHY_AUTH},
     {"auththreads", 0, 1, O_UNSUP, WHY_AUTH},
     {"authfail_closed", 0, 0, O_UNSUP, WHY_AUTH},
-    {"ratelimit_ips", 0, 1, O_UNSUP, WHY_ACL},
-    {"accept_acl_file", 0, 1, O_UNSUP, WHY_ACL},
-    {"client_acl", 0, 1, O_UNSUP, WHY_ACL},
-    {"tunnel_acl", 0, 1, O_UNSUP, WHY_ACL},
+    {"accept_acl_file", 0, 1, O_UNSUP,
+     "pagekite.py lets every address in when this file is missing or unreadable; use "
+     "--client_acl and --tunnel_acl, which fail closed"},
     {"overload", 0, 1, O_UNSUP, WHY_OVERLOAD},
     {"overload_cpu", 0, 1, O_UNSUP, WHY_OVERLOAD},
     {"overload_mem", 0, 1, O_UNSUP, WHY_OVERLOAD},
@@ -412,6 +415,12 @@ static void usage_pkpy(FILE *out) {
         "  --nodaemonize            stay in the foreground (the default)\n"
         "  --pidfile=FILE, -I       write the process id to FILE\n"
         "  --runas=USER[:GROUP], -U switch user (and group) once listening (root only)\n"
+        "  --client_acl=allow|deny:REGEXP\n"
+        "                           visitors' addresses, checked in order (first match\n"
+        "                           decides, none: refused); repeatable\n"
+        "  --tunnel_acl=allow|deny:REGEXP  the same for connectors' tunnels\n"
+        "  --ratelimit_ips=[KITE:]IPS/SECONDS\n"
+        "                           at most IPS new clients per SECONDS on a tunnel\n"
         "  --clean, --nullui, --nocrashreport, --noloop\n"
         "                           accepted, no effect (pagekiter reads no default rc\n"
         "                           file, has no UI and never restarts itself)\n"
@@ -425,6 +434,7 @@ static void usage(FILE *out) {
         "  --tls-cert=FILE          PEM certificate for TLS-wrapped tunnels\n"
         "  --tls-key=FILE           PEM private key for --tls-cert\n"
         "  --allow-duplicates       several tunnels may fly one kite; streams take turns\n"
+        "  --require-tls            refuse tunnels not inside TLS (needs a certificate)\n"
         "  -c N                     max connections (default 2000)\n"
         "  -k N                     max kites (default 1000)\n"
         "  -q / -v                  less / more log output (-vv: everything)\n"
@@ -542,6 +552,10 @@ static void apply(pkr_cfg *c, const opt_def *d, const char *flag, const char *v)
     case O_QUIET: c->verbosity--; break;
     case O_VERBOSE: c->verbosity++; break;
     case O_WATCHDOG: c->watchdog = 1; break;
+    case O_CLIENT_ACL: strv_push(&c->client_acls, v); break;
+    case O_TUNNEL_ACL: strv_push(&c->tunnel_acls, v); break;
+    case O_RATELIMIT: strv_push(&c->ratelimits, v); break;
+    case O_REQUIRE_TLS: c->require_tls = 1; break;
     default: bad("internal error: option %s", flag);
   }
 }
@@ -869,6 +883,9 @@ void pkr_check(pkr_cfg *c) {
     for (int j = 0; j < c->n_ports; j++) found |= c->ports[j] == c->aliases[i][0];
     if (!found) bad("--portalias: port %d is not in --ports", c->aliases[i][0]);
   }
+  if (c->require_tls && !c->cert && c->endpoints.n == 0)
+    bad("--require-tls needs --tls-cert/--tls-key or a --tls_endpoint: without a certificate "
+        "no tunnel could connect");
   check_files(c);
 }
 
@@ -882,6 +899,9 @@ void pkr_cfg_free(pkr_cfg *c) {
   }
   strv_free(&c->domains);
   strv_free(&c->endpoints);
+  strv_free(&c->client_acls);
+  strv_free(&c->tunnel_acls);
+  strv_free(&c->ratelimits);
   free(c->ports);
   free(c->aliases);
   c->ports = NULL;
