@@ -13,6 +13,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -264,7 +265,7 @@ static inline void cli_log_line(const cli_log_out *out, cli_level level, const c
 static inline void cli_log_event(const cli_log_out *out, const pagekite_event *e) {
   cli_level level = e->kind == PK_EVENT_LOST ? CLI_LL_WARN : cli_level_of(e->code);
   char text[sizeof(e->text) + 64];
-  if (e->kind == PK_EVENT_LOST)
+  if (e->kind == PK_EVENT_LOST && !e->text[0])
     snprintf(text, sizeof(text), "%d log event(s) lost (the reader fell behind)", e->code);
   else
     snprintf(text, sizeof(text), "%s", e->text);
@@ -272,6 +273,16 @@ static inline void cli_log_event(const cli_log_out *out, const pagekite_event *e
 }
 
 /* ---- secrets out of argv ---- */
+
+/* Opens a file that should hold secrets for reading, without blocking on a
+ * FIFO or a device (cli_secret_file_ok refuses those); NULL with errno. */
+static inline FILE *cli_open_secret(const char *path) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return NULL;
+  FILE *f = fdopen(fd, "r");
+  if (!f) close(fd);
+  return f;
+}
 
 /* A file that holds secrets must be a regular file owned by us or root,
  * with no group or other permission bits (as ssh wants a private key).
@@ -299,7 +310,7 @@ static inline int cli_secret_file_ok(const char *path, FILE *f, char *why, size_
  * stripped.  0, or -1 with why set. */
 static inline int cli_read_secret_file(const char *path, char *secret, size_t len, char *why,
                                        size_t why_len) {
-  FILE *f = fopen(path, "r");
+  FILE *f = cli_open_secret(path);
   if (!f) {
     snprintf(why, why_len, "cannot read secret file %s: %s", path, strerror(errno));
     return -1;

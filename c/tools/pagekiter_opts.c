@@ -677,7 +677,7 @@ static int rc_line(pkr_cfg *c, char *line) {
 static void read_rc(pkr_cfg *c, const char *path, int secrets) {
   if (c->depth >= RC_DEPTH_MAX)
     bad("rc files nested too deep (more than %d): %s", RC_DEPTH_MAX, path);
-  FILE *f = fopen(path, "r");
+  FILE *f = secrets ? cli_open_secret(path) : fopen(path, "r");
   if (!f) bad("cannot read %s file %s: %s", secrets ? "--secretsfile" : "rc", path,
               strerror(errno));
   char why[PATH_MAX * 2 + 128];

@@ -178,17 +178,31 @@ def test_secret_file_owner_refused(tmp_path):
     assert str(sf) in r.stderr and "owned by" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "dir"])
-def test_secret_file_bad(tmp_path, case):
+@pytest.mark.parametrize("case", ["missing", "empty", "dir", "fifo"])
+@pytest.mark.parametrize("how", ["domain", "secretsfile"])
+def test_secret_file_bad(tmp_path, case, how):
+    """Missing, empty, a directory, a FIFO (no writer: must not hang):
+    exit 2 naming the file."""
     sf = tmp_path / "secret"
     if case == "empty":
         secret_file(sf, text="\n")
     elif case == "dir":
         sf.mkdir()
         os.chmod(sf, 0o700)
-    r = run_tool(PAGEKITER, relay_args(free_port(), "http:*.%s:@%s" % (DOMAIN, sf)))
+    elif case == "fifo":
+        os.mkfifo(sf, 0o600)
+    if how == "domain":
+        args = relay_args(free_port(), "http:*.%s:@%s" % (DOMAIN, sf))
+    else:
+        args = relay_args(free_port(), "http:*.%s:@%s" % (DOMAIN, sf))[:-1] + [
+            "--secretsfile=%s" % sf]
+    r = run_tool(PAGEKITER, args, timeout=10)
     assert r.returncode == 2, r.stderr
-    assert str(sf) in r.stderr, r.stderr
+    if how == "secretsfile" and case == "empty":
+        # An empty rc file is valid; it adds no domain, so nothing is served.
+        assert "no --domain given" in r.stderr, r.stderr
+    else:
+        assert str(sf) in r.stderr, r.stderr
 
 
 def test_pagekitec_secret_from_file(group, tmp_path):
