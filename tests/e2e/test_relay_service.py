@@ -556,3 +556,39 @@ def test_sysusers_and_tmpfiles_snippets(tmp_path):
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o750, 0, gid)
     st = os.stat(secrets)
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o600, uid, gid)
+
+
+def test_logrotate_snippet(group, origin, tmp_path):
+    """contrib/pagekiter.logrotate, with its paths (and the create owner:
+    no pagekiter user here) replaced, run by logrotate -f: the old log is
+    log.1, the relay (HUP from the pid file) writes to a new file."""
+    lr = shutil.which("logrotate")
+    if not lr:
+        pytest.fail("logrotate not installed (apt-get install logrotate)", pytrace=False)
+    p = free_port()
+    log, pidfile = tmp_path / "pagekiter.log", tmp_path / "pagekiter.pid"
+    relay = start_relay(group, relay_args(p, "http:*.%s:%s" % (DOMAIN, SECRET)) + [
+        "--logfile=%s" % log, "--pidfile=%s" % pidfile], p)
+    wait_text(log, r"info=Relay listening")
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text((CONTRIB / "pagekiter.logrotate").read_text()
+                    .replace("/var/log/pagekiter.log", str(log))
+                    .replace("/run/pagekiter.pid", str(pidfile))
+                    .replace("create 0640 pagekiter adm", "create 0640 root root"))
+    r = subprocess.run([lr, "-f", "-s", str(tmp_path / "state"), str(conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Relay listening" in (tmp_path / "pagekiter.log.1").read_text()
+    name = "lr." + DOMAIN
+    group.our_connector("127.0.0.1:%d" % p, [Kite("http", name, origin.port)])
+    # logrotate's create makes the new file at once; the relay reopens it at
+    # its next wake-up (within a second): requests until one is logged there.
+    deadline = time.monotonic() + 15
+    while name not in log.read_text():
+        assert time.monotonic() < deadline, (log.read_text(), relay.tail())
+        wait_http(name, p)
+        time.sleep(0.2)
+    text = log.read_text()
+    assert all(LOG_LINE_RE.match(l) or STATUS_LINE_RE.match(l) for l in text.splitlines()), text
+    assert "Relay listening" not in text and (os.stat(log).st_mode & 0o777) == 0o640
+    assert relay.alive
