@@ -35,7 +35,9 @@ static void usage(FILE *out) {
           "Expose local servers as kites on a PageKite relay.  Each group of five\n"
           "arguments is one kite: LPORT is the origin port (or HOST:PORT, [V6]:PORT),\n"
           "PROTO is http, https, raw or websocket, NAME is the kite's DNS name,\n"
-          "PPORT the public port (0 = default) and SECRET the kite's shared secret.\n"
+          "PPORT the public port (0 = default) and SECRET the kite's shared secret\n"
+          "(@FILE: FILE's first line; FILE mode 600, ours or root's; a SECRET on\n"
+          "the command line works but shows in ps, and is warned about).\n"
           "\n"
           "Relays (default: the pagekite.net service):\n"
           "  -F NAME      use NAME (a DNS name or address) as the frontend pool\n"
@@ -332,6 +334,28 @@ static void check_options(options *o) {
   }
 }
 
+/* SECRET as @FILE: argv[at] becomes FILE's first line (FILE checked as a
+ * secret file: mode 600, ours or root's; exit 2 if not).  A secret given
+ * as it is works, with a warning that it shows in ps. */
+static void secret_arg(char **argv, int at, const char *name) {
+  if (argv[at][0] != '@') {
+    char what[HOST_MAX + 16];
+    snprintf(what, sizeof(what), "kite %.*s", HOST_MAX, name);
+    cli_warn_argv_secret(PROG, what, "@FILE as SECRET");
+    return;
+  }
+  static char secret[CLI_SECRET_MAX + 2];
+  char why[PATH_MAX * 2 + 128];
+  if (cli_read_secret_file(argv[at] + 1, secret, sizeof(secret), why, sizeof(why)) != 0)
+    cli_usage_error(PROG, "SECRET for kite '%s': %s", name, why);
+  argv[at] = strdup(secret); /* lives as long as argv; freed at exit */
+  memset(secret, 0, sizeof(secret));
+  if (!argv[at]) {
+    fprintf(stderr, PROG ": out of memory\n");
+    exit(EXIT_MANAGER_INIT);
+  }
+}
+
 /* Validates every kite group before the manager exists, so bad usage never
  * half-configures anything. */
 static void check_kites(int argc, char **argv, int first) {
@@ -351,6 +375,7 @@ static void check_kites(int argc, char **argv, int first) {
       cli_usage_error(PROG, "invalid PPORT '%s' for kite '%s'", argv[i + 3], argv[i + 2]);
     if (!*argv[i + 4]) cli_usage_error(PROG, "empty SECRET for kite '%s'", argv[i + 2]);
   }
+  for (int i = first; i < argc; i += KITE_ARGS) secret_arg(argv, i + 4, argv[i + 2]);
 }
 
 /* ---- setting up the manager ---- */

@@ -31,6 +31,7 @@ typedef struct {
   pkr_strv client_acls, tunnel_acls; /* allow|deny:REGEXP, in order */
   pkr_strv ratelimits;   /* --ratelimit_ips values */
   int require_tls;       /* --require-tls */
+  pkr_strv argv_secrets; /* what has its secret on the command line (warned by pkr_check) */
   char *tls_default;
   char *rawports;        /* --rawports, checked */
   int (*aliases)[2];     /* --portalias PORT:ALIAS */
