@@ -80,6 +80,17 @@ static int lpkr_add_kite(lua_State *L) {
   return 1;
 }
 
+/* pagekite_add_kite_access -> pagekite.raw.add_kite_access */
+static int lpkr_add_kite_access(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_kitename = luaL_checkstring(L, 2);
+  int a_pport = lpk_arg_int(L, 3);
+  const char *a_rule = luaL_checkstring(L, 4);
+  int r = pagekite_add_kite_access(a_mgr, a_kitename, a_pport, a_rule);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_add_service_frontends -> pagekite.raw.add_service_frontends */
 static int lpkr_add_service_frontends(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -416,6 +427,42 @@ static int lpkr_set_relay_motd(lua_State *L) {
   return 1;
 }
 
+/* pagekite_add_relay_client_acl -> pagekite.raw.add_relay_client_acl */
+static int lpkr_add_relay_client_acl(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_rule = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_client_acl(a_mgr, a_rule);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_add_relay_tunnel_acl -> pagekite.raw.add_relay_tunnel_acl */
+static int lpkr_add_relay_tunnel_acl(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_rule = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_tunnel_acl(a_mgr, a_rule);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_set_relay_require_tls -> pagekite.raw.set_relay_require_tls */
+static int lpkr_set_relay_require_tls(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  int a_require = lpk_arg_int(L, 2);
+  int r = pagekite_set_relay_require_tls(a_mgr, a_require);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_add_relay_ratelimit_ips -> pagekite.raw.add_relay_ratelimit_ips */
+static int lpkr_add_relay_ratelimit_ips(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_limit = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_ratelimit_ips(a_mgr, a_limit);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_get_counter -> pagekite.raw.get_counter */
 static int lpkr_get_counter(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -546,6 +593,7 @@ const luaL_Reg lpk_raw_functions[] = {
     {"init_pagekitenet", lpkr_init_pagekitenet},
     {"init_whitelabel", lpkr_init_whitelabel},
     {"add_kite", lpkr_add_kite},
+    {"add_kite_access", lpkr_add_kite_access},
     {"add_service_frontends", lpkr_add_service_frontends},
     {"add_whitelabel_frontends", lpkr_add_whitelabel_frontends},
     {"lookup_and_add_frontend", lpkr_lookup_and_add_frontend},
@@ -581,6 +629,10 @@ const luaL_Reg lpk_raw_functions[] = {
     {"set_relay_raw_ports", lpkr_set_relay_raw_ports},
     {"add_relay_port_alias", lpkr_add_relay_port_alias},
     {"set_relay_motd", lpkr_set_relay_motd},
+    {"add_relay_client_acl", lpkr_add_relay_client_acl},
+    {"add_relay_tunnel_acl", lpkr_add_relay_tunnel_acl},
+    {"set_relay_require_tls", lpkr_set_relay_require_tls},
+    {"add_relay_ratelimit_ips", lpkr_add_relay_ratelimit_ips},
     {"get_counter", lpkr_get_counter},
     {"set_admin_listener", lpkr_set_admin_listener},
     {"get_metrics", lpkr_get_metrics},

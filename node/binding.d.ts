@@ -38,6 +38,8 @@ export interface RawBinding {
   initWhitelabel(appId: string, maxKites: number, maxConns: number, flags: number, verbosity: number, whitelabelTld: string): PageKiteHandle | null;
   /** pagekite_add_kite(): Publish a local service under a public kite name. */
   addKite(mgr: PageKiteHandle | null, proto: string, kitename: string, pport: number, secret: string, backend: string, lport: number): number;
+  /** pagekite_add_kite_access(): Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS. */
+  addKiteAccess(mgr: PageKiteHandle | null, kitename: string, pport: number, rule: string): number;
   /** pagekite_add_service_frontends(): Use the public service's pool of front-end relays. */
   addServiceFrontends(mgr: PageKiteHandle | null, flags: number): number;
   /** pagekite_add_whitelabel_frontends(): Use the front-end relays of a white-label domain. */
@@ -108,6 +110,14 @@ export interface RawBinding {
   addRelayPortAlias(mgr: PageKiteHandle | null, port: number, aliasOf: number): number;
   /** pagekite_set_relay_motd(): Relay role: a message of the day for connectors (pagekite.py's --motd). */
   setRelayMotd(mgr: PageKiteHandle | null, motd: string | null): number;
+  /** pagekite_add_relay_client_acl(): Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl). */
+  addRelayClientAcl(mgr: PageKiteHandle | null, rule: string): number;
+  /** pagekite_add_relay_tunnel_acl(): Relay role: a tunnel access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --tunnel_acl). */
+  addRelayTunnelAcl(mgr: PageKiteHandle | null, rule: string): number;
+  /** pagekite_set_relay_require_tls(): Relay role: accept tunnels only inside TLS. */
+  setRelayRequireTls(mgr: PageKiteHandle | null, require: number): number;
+  /** pagekite_add_relay_ratelimit_ips(): Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips). */
+  addRelayRatelimitIps(mgr: PageKiteHandle | null, limit: string): number;
   /** pagekite_get_counter(): Read one of the manager's counters. */
   getCounter(mgr: PageKiteHandle | null, counter: number): number;
   /** pagekite_set_admin_listener(): Serve GET /metrics and GET /status.json over HTTP on host:port. */

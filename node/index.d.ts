@@ -239,6 +239,7 @@ export class Connector extends Manager {
   constructor(options?: ConnectorOptions);
   /** Before start() only. */
   addKite(kite: Kite | KiteWithDeprecatedNames): this;
+  addKiteAccess(name: string, rule: string, publicPort?: number): this;
   /** Use the relay(s) `host` resolves to; returns the number of addresses. Before start(). */
   addFrontend(host: string, port: number, opts?: { updateFromDns?: boolean }): number;
   /** Use the pagekite.net relay pool. Before start(). */
@@ -288,6 +289,10 @@ export class Relay extends Manager {
   addPortAlias(port: number, aliasOf: number): this;
   /** A message of the day for connectors, at most 1024 bytes (null or '': none). Before start(). */
   setMotd(motd: string | null): this;
+  addClientAcl(rule: string): this;
+  addTunnelAcl(rule: string): this;
+  setRequireTls(require?: boolean): this;
+  addRatelimitIps(limit: string): this;
 }
 
 export const Status: Readonly<Record<StatusName, number>>;

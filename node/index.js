@@ -576,6 +576,14 @@ class Connector extends Manager {
     return this;
   }
 
+  /** An access rule for a kite: 'ip/1.2.3.4', 'ip/1.2.3' (a /24) or 'password/USER=PASS' (pagekite.py's kite flags). */
+  addKiteAccess(name, rule, publicPort = 0) {
+    this._configure('addKiteAccess');
+    this._check('addKiteAccess', binding.addKiteAccess(this[kHandle], str(name, 'name'),
+      port(publicPort, 'publicPort'), str(rule, 'rule')));
+    return this;
+  }
+
   /**
    * Use the relay(s) that `host` resolves to; returns how many addresses.
    * With updateFromDns (the default) the name is re-resolved from time to time.
@@ -774,6 +782,34 @@ class Relay extends Manager {
   setMotd(motd) {
     this._configure('setMotd');
     this._check('setMotd', binding.setRelayMotd(this[kHandle], str(motd, 'motd', true)));
+    return this;
+  }
+
+  /** A visitor access rule, 'allow:REGEXP' or 'deny:REGEXP' (--client_acl): first match decides, none refuses. */
+  addClientAcl(rule) {
+    this._configure('addClientAcl');
+    this._check('addClientAcl', binding.addRelayClientAcl(this[kHandle], str(rule, 'rule')));
+    return this;
+  }
+
+  /** A connector (tunnel) access rule, 'allow:REGEXP' or 'deny:REGEXP' (--tunnel_acl). */
+  addTunnelAcl(rule) {
+    this._configure('addTunnelAcl');
+    this._check('addTunnelAcl', binding.addRelayTunnelAcl(this[kHandle], str(rule, 'rule')));
+    return this;
+  }
+
+  /** Accept tunnels only inside TLS (needs a certificate). */
+  setRequireTls(require = true) {
+    this._configure('setRequireTls');
+    this._check('setRequireTls', binding.setRelayRequireTls(this[kHandle], bool(require, 'require')));
+    return this;
+  }
+
+  /** At most IPS new clients per SECONDS on a tunnel: 'IPS/SECONDS' or 'KITE:IPS/SECONDS' (--ratelimit_ips). */
+  addRatelimitIps(limit) {
+    this._configure('addRatelimitIps');
+    this._check('addRatelimitIps', binding.addRelayRatelimitIps(this[kHandle], str(limit, 'limit')));
     return this;
   }
 }

@@ -52,6 +52,11 @@ static int pkj_add_kite(const char *proto, const char *kitename, int pport,
   return pagekite_add_kite(pkj_mgr, proto, kitename, pport, secret, backend, lport);
 }
 
+static int pkj_add_kite_access(const char *kitename, int pport,
+                               const char *rule) {
+  return pagekite_add_kite_access(pkj_mgr, kitename, pport, rule);
+}
+
 static int pkj_add_service_frontends(int flags) {
   return pagekite_add_service_frontends(pkj_mgr, flags);
 }
@@ -197,6 +202,22 @@ static int pkj_add_relay_port_alias(int port, int alias_of) {
 
 static int pkj_set_relay_motd(const char *motd) {
   return pagekite_set_relay_motd(pkj_mgr, motd);
+}
+
+static int pkj_add_relay_client_acl(const char *rule) {
+  return pagekite_add_relay_client_acl(pkj_mgr, rule);
+}
+
+static int pkj_add_relay_tunnel_acl(const char *rule) {
+  return pagekite_add_relay_tunnel_acl(pkj_mgr, rule);
+}
+
+static int pkj_set_relay_require_tls(int require) {
+  return pagekite_set_relay_require_tls(pkj_mgr, require);
+}
+
+static int pkj_add_relay_ratelimit_ips(const char *limit) {
+  return pagekite_add_relay_ratelimit_ips(pkj_mgr, limit);
 }
 
 static long long pkj_get_counter(int counter) {
@@ -555,6 +576,27 @@ bool pkj_init_whitelabel(const char *appId, int maxKites, int maxConns, int flag
 %rename(addKite) pkj_add_kite;
 int pkj_add_kite(const char *proto, const char *kitename, int pport, const char *secret,
                  const char *backend, int lport);
+
+%javamethodmodifiers pkj_add_kite_access "/**
+   * Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS.
+   *
+   * Enforced by the connector for each new stream of the kite, as pagekite.py
+   * does, with the visitor address the relay passes along. \"ip/1.2.3.4\" or
+   * \"ip/1.2.3\" (that /24): once a kite has any, other addresses get 503.
+   * \"password/USER=PASS\": HTTP basic auth; requests without a listed user and its
+   * password (compared in constant time) get 401 with WWW-Authenticate, and
+   * non-HTTP streams of the kite are refused. A leading '+' is allowed. The kite
+   * must have been added (pagekite_add_kite) first: a rule for a name no kite has
+   * is refused with PK_ENOTFOUND, never ignored.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_kite_access().
+   * @param kitename The kite's name, as given to pagekite_add_kite.
+   * @param pport The kite's public port, or 0 for every kite of that name.
+   * @param rule \"ip/ADDR\" or \"password/USER=PASS\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not ip/ADDR or password/USER=PASS, saying why; PK_ENOTFOUND: no such kite; PK_ESTATE: a relay).
+   */
+  public";
+%rename(addKiteAccess) pkj_add_kite_access;
+int pkj_add_kite_access(const char *kitename, int pport, const char *rule);
 
 %javamethodmodifiers pkj_add_service_frontends "/**
    * Use the public service's pool of front-end relays.
@@ -1101,6 +1143,71 @@ int pkj_add_relay_port_alias(int port, int aliasOf);
   public";
 %rename(setRelayMotd) pkj_set_relay_motd;
 int pkj_set_relay_motd(const char *motd);
+
+%javamethodmodifiers pkj_add_relay_client_acl "/**
+   * Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl).
+   *
+   * Rules are checked in the order added against the visitor's address (IPv4
+   * dotted, or IPv6; an IPv4-mapped address also as plain IPv4); the first whose
+   * regexp matches the whole address decides. Once any rule is added, an address
+   * no rule matches is refused (HTTP 403, a TLS alert, or 403 to CONNECT).
+   * \"localhost\" and \"any\" are pagekite.py's shorthands. Regexps are POSIX
+   * extended; Python-only syntax (\\d, (?...), lazy quantifiers) is refused with
+   * PK_EINVAL rather than misread.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_client_acl().
+   * @param rule \"allow:REGEXP\" or \"deny:REGEXP\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a bad regexp, saying why; PK_ELIMIT: over 256 rules).
+   */
+  public";
+%rename(addRelayClientAcl) pkj_add_relay_client_acl;
+int pkj_add_relay_client_acl(const char *rule);
+
+%javamethodmodifiers pkj_add_relay_tunnel_acl "/**
+   * Relay role: a tunnel access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --tunnel_acl).
+   *
+   * As pagekite_add_relay_client_acl, for connectors opening tunnels: a refused
+   * connector gets \"HTTP/1.0 403 Forbidden\" before its kites are read, and the
+   * log names the rule.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_tunnel_acl().
+   * @param rule \"allow:REGEXP\" or \"deny:REGEXP\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a bad regexp, saying why; PK_ELIMIT: over 256 rules).
+   */
+  public";
+%rename(addRelayTunnelAcl) pkj_add_relay_tunnel_acl;
+int pkj_add_relay_tunnel_acl(const char *rule);
+
+%javamethodmodifiers pkj_set_relay_require_tls "/**
+   * Relay role: accept tunnels only inside TLS.
+   *
+   * With 1, a connector that opens its tunnel in the clear gets \"HTTP/1.0 403
+   * Forbidden\"; tunnels inside TLS (pagekite_set_relay_tls or a TLS endpoint's
+   * certificate) are accepted. Visitors are not affected. With 1 and no
+   * certificate at all, pagekite_thread_start fails (PK_ETLS): no tunnel could
+   * ever connect.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_require_tls().
+   * @param require 1 to require TLS, 0 (default) to accept both.
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not 0 or 1).
+   */
+  public";
+%rename(setRelayRequireTls) pkj_set_relay_require_tls;
+int pkj_set_relay_require_tls(int require);
+
+%javamethodmodifiers pkj_add_relay_ratelimit_ips "/**
+   * Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips).
+   *
+   * limit is \"IPS/SECONDS\" (every kite) or \"KITE:IPS/SECONDS\" (that kite and its
+   * subdomains; the longest match wins, then \"*\"). As in pagekite.py the limit is
+   * per tunnel, the strictest of its kites; a client (address, and for HTTP
+   * User-Agent and Accept-Language) seen within the window is always let back in;
+   * a new one over the limit gets 503 (HTTP), a TLS alert, or 503 to CONNECT. The
+   * same KITE given again replaces its limit.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_ratelimit_ips().
+   * @param limit \"IPS/SECONDS\" or \"KITE:IPS/SECONDS\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not [KITE:]IPS/SECONDS, saying why; PK_ELIMIT: over 256 limits).
+   */
+  public";
+%rename(addRelayRatelimitIps) pkj_add_relay_ratelimit_ips;
+int pkj_add_relay_ratelimit_ips(const char *limit);
 
 %javamethodmodifiers pkj_get_counter "/**
    * Read one of the manager's counters.

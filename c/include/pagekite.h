@@ -858,6 +858,30 @@ PK_EXPORT void pagekite_perror(pagekite_mgr mgr, const char *prefix);
 
 /* ---- Additions beyond the libpagekite reference ---- */
 
+/* Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS.
+ *
+ * Enforced by the connector for each new stream of the kite, as pagekite.py
+ * does, with the visitor address the relay passes along. "ip/1.2.3.4" or
+ * "ip/1.2.3" (that /24): once a kite has any, other addresses get 503.
+ * "password/USER=PASS": HTTP basic auth; requests without a listed user and its
+ * password (compared in constant time) get 401 with WWW-Authenticate, and
+ * non-HTTP streams of the kite are refused. A leading '+' is allowed. The kite
+ * must have been added (pagekite_add_kite) first: a rule for a name no kite has
+ * is refused with PK_ENOTFOUND, never ignored.
+ *
+ *   mgr       The manager.
+ *   kitename  The kite's name, as given to pagekite_add_kite.
+ *   pport     The kite's public port, or 0 for every kite of that name.
+ *   rule      "ip/ADDR" or "password/USER=PASS".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not ip/ADDR or
+ * password/USER=PASS, saying why; PK_ENOTFOUND: no such kite; PK_ESTATE: a
+ * relay).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_kite_access(pagekite_mgr mgr, const char *kitename, int pport,
+                                       const char *rule);
+
 /* Choose how relay certificates are verified.
  *
  * By default (PK_TLS_VERIFY_PEER) TLS tunnels to relays check the relay's
@@ -1026,6 +1050,74 @@ PK_EXPORT int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alia
  * Call before pagekite_thread_start(). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
+
+/* Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl).
+ *
+ * Rules are checked in the order added against the visitor's address (IPv4
+ * dotted, or IPv6; an IPv4-mapped address also as plain IPv4); the first whose
+ * regexp matches the whole address decides. Once any rule is added, an address
+ * no rule matches is refused (HTTP 403, a TLS alert, or 403 to CONNECT).
+ * "localhost" and "any" are pagekite.py's shorthands. Regexps are POSIX
+ * extended; Python-only syntax (\d, (?...), lazy quantifiers) is refused with
+ * PK_EINVAL rather than misread.
+ *
+ *   mgr   The manager.
+ *   rule  "allow:REGEXP" or "deny:REGEXP".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a
+ * bad regexp, saying why; PK_ELIMIT: over 256 rules).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_client_acl(pagekite_mgr mgr, const char *rule);
+
+/* Relay role: a tunnel access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --tunnel_acl).
+ *
+ * As pagekite_add_relay_client_acl, for connectors opening tunnels: a refused
+ * connector gets "HTTP/1.0 403 Forbidden" before its kites are read, and the
+ * log names the rule.
+ *
+ *   mgr   The manager.
+ *   rule  "allow:REGEXP" or "deny:REGEXP".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a
+ * bad regexp, saying why; PK_ELIMIT: over 256 rules).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
+
+/* Relay role: accept tunnels only inside TLS.
+ *
+ * With 1, a connector that opens its tunnel in the clear gets "HTTP/1.0 403
+ * Forbidden"; tunnels inside TLS (pagekite_set_relay_tls or a TLS endpoint's
+ * certificate) are accepted. Visitors are not affected. With 1 and no
+ * certificate at all, pagekite_thread_start fails (PK_ETLS): no tunnel could
+ * ever connect.
+ *
+ *   mgr      The manager.
+ *   require  1 to require TLS, 0 (default) to accept both.
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not 0 or 1).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
+
+/* Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips).
+ *
+ * limit is "IPS/SECONDS" (every kite) or "KITE:IPS/SECONDS" (that kite and its
+ * subdomains; the longest match wins, then "*"). As in pagekite.py the limit is
+ * per tunnel, the strictest of its kites; a client (address, and for HTTP
+ * User-Agent and Accept-Language) seen within the window is always let back in;
+ * a new one over the limit gets 503 (HTTP), a TLS alert, or 503 to CONNECT. The
+ * same KITE given again replaces its limit.
+ *
+ *   mgr    The manager.
+ *   limit  "IPS/SECONDS" or "KITE:IPS/SECONDS".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not [KITE:]IPS/SECONDS,
+ * saying why; PK_ELIMIT: over 256 limits).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *limit);
 
 /* Read one of the manager's counters.
  *

@@ -20,7 +20,12 @@
   X(NO_KITE, "no_kite")               /* a visitor for a kite not here */ \
   X(BAD_REQUEST, "bad_request")       /* unparseable first bytes */       \
   X(HEAD_TOO_LARGE, "head_too_large") /* request head over the bound */   \
-  X(PLUGIN, "plugin")                 /* a plugin (access rule) refused */ \
+  X(ACL, "acl")                       /* --client_acl / --tunnel_acl */    \
+  X(TLS_REQUIRED, "tls_required")     /* a tunnel without TLS (require) */ \
+  X(RATELIMIT, "ratelimit")           /* --ratelimit_ips */                \
+  X(KITE_IP, "kite_ip")               /* not on a kite's +ip/ list */      \
+  X(KITE_AUTH, "kite_auth")           /* no valid +password/ credentials */ \
+  X(PLUGIN, "plugin")                 /* a Lua plugin refused */           \
   X(LIMIT, "limit")                   /* no room: connection limits */
 
 #define PK_REJECT_ENUM(e, label) PK_REJECT_##e,

@@ -20,6 +20,7 @@
 #include "wire.h"
 #include "plugins.h"
 #include "iplimit.h"
+#include "acl.h"
 #include "registry.h"
 #include "replay.h"
 #include "httpfwd.h"

@@ -148,6 +148,12 @@ struct pk_mgr {
   char relay_uuid[17];
   pk_replay replay;    /* challenges answered (each is good once) */
   pk_iptab unauth_ips; /* unknown conns and kite-less tunnels per source */
+  pk_acl client_acl, tunnel_acl; /* --client_acl, --tunnel_acl (acl.c) */
+  int require_tls;               /* tunnels only inside TLS */
+  struct pk_rl_rule *rl_rules;   /* --ratelimit_ips, in the order given */
+  int nrl_rules;
+  pk_kite_rule *kite_rules; /* connector: +ip/ and +password/ (acl.c) */
+  int nkite_rules;
   int relay_dups;    /* several tunnels may fly one kite; streams take turns */
   int unauth_conns;
   /* counters: the loop's own (no lock), published into counters_pub under

@@ -168,6 +168,16 @@ static void relay_kite_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdi
                                const char *why) {
   pk_mgr *m = t->mgr;
   if (v == PK_AUTH_OK) {
+    if (m->nrl_rules) {
+      const char *names[PK_ACL_MAX_RULES];
+      for (int i = 0; i < m->nrl_rules; i++) names[i] = m->rl_rules[i].name;
+      int i = pk_ratelimit_rule_for(names, m->nrl_rules, k->name);
+      if (i >= 0 && pk_ratelimit_set(&t->ratelimit, m->rl_rules[i].ips, m->rl_rules[i].secs) != 0) {
+        pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s: no memory for its rate limit", k->name);
+        pk_tunnel_kill(t, "out of memory for a rate limit"); /* never unlimited */
+        return;
+      }
+    }
     pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_FLYING, k->proto, k->name, NULL);
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", k->protoport, k->name);
   } else if (v == PK_AUTH_INVALID) {
@@ -202,6 +212,8 @@ static void ws_accept(pk_slice key, char out[64]) {
  * A newcomer is let in by ending the oldest such tunnel of the source that
  * holds the most unknown connections: a real connector proves its kites
  * within a round trip or two, an idle one never does. */
+static void refuse_status(pk_conn *c, int code, const char *reason, int why);
+
 static int is_unauth_tunnel(const pk_tunnel *t) {
   return t->in_use && !t->dying && t->nkites_live == 0;
 }
@@ -274,8 +286,29 @@ static void raw_ports(pk_mgr *m, char *out, size_t n) {
  * (GET /~:PageKite:~/... with Upgrade: websocket) when wskey.p is set.  The
  * session authenticates the kites and answers (handshake.c).  The conn stays
  * counted as unknown until a kite is authenticated. */
+/* --tunnel_acl and require_tls, before anything is parsed: a refused
+ * connector gets "403 Forbidden" (as pagekite.py's tunnel ACL) and the
+ * log says which rule. */
+static int tunnel_refused(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  int rule, why = PK_REJECT_ACL;
+  if (!pk_acl_check(&m->tunnel_acl, c->rip, &rule)) {
+    pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s rejected by %s tunnel ACL%s%s", c->rip,
+           rule < 0 ? "the default" : "the", rule < 0 ? "" : ": ",
+           rule < 0 ? "" : m->tunnel_acl.rules[rule].pattern);
+  } else if (m->require_tls && !c->ssl) {
+    pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: not in TLS (require_tls)", c->rip);
+    why = PK_REJECT_TLS_REQUIRED;
+  } else {
+    return 0;
+  }
+  refuse_status(c, 403, "Forbidden", why);
+  return 1;
+}
+
 static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_slice wskey) {
   pk_mgr *m = c->mgr;
+  if (tunnel_refused(c)) return;
   pk_tunnel *t = admit_tunnel(c);
   if (!t) return;
   char acc[64];
@@ -334,7 +367,7 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
 
 /* An error page; a 503 for a kite that is not here frames the rejection URL
  * (pagekite_set_rejection_url, pagekite.py's --errorurl) when one is set. */
-static void reject_http(pk_conn *c, int code, const char *status, const char *host) {
+static void reject_http(pk_conn *c, int code, const char *status, const char *host, int why) {
   pk_mgr *m = c->mgr;
   char resp[3000], url[sizeof(m->rejection_url)];
   uv_mutex_lock(&m->lock);
@@ -347,19 +380,18 @@ static void reject_http(pk_conn *c, int code, const char *status, const char *ho
   else
     pk_wire_http_page(&b, code, status, "X-PageKite-Status: unavailable\r\n", "Kite",
                       "is not available on this PageKite relay.", host);
-  pk_count_reject(m, code == 503 ? PK_REJECT_NO_KITE
-                     : code == 431 ? PK_REJECT_HEAD_TOO_LARGE : PK_REJECT_BAD_REQUEST);
+  pk_count_reject(m, why);
   if (pk_wbuf_ok(&b)) pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
 }
 
 /* A short refusal ("HTTP/1.0 503 Unavailable") before hanging up. */
-static void refuse_status(pk_conn *c, int code, const char *reason) {
+static void refuse_status(pk_conn *c, int code, const char *reason, int why) {
   char resp[128];
   pk_wbuf b;
   pk_wbuf_init(&b, resp, sizeof(resp));
   pk_wire_http_status(&b, "HTTP/1.0", code, reason);
-  pk_count_reject(c->mgr, code == 403 ? PK_REJECT_PLUGIN : PK_REJECT_NO_KITE);
+  pk_count_reject(c->mgr, why);
   pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
 }
@@ -385,6 +417,38 @@ static void host_only(pk_slice hv, char *out, size_t n) {
 
 static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk);
 
+/* --client_acl: 1 when c's address is refused (logged; the caller answers
+ * as the protocol allows). */
+static int client_refused(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  int rule;
+  if (pk_acl_check(&m->client_acl, c->rip, &rule)) return 0;
+  pk_log(m, PK_LOG_BE_CONNS, "Client %s rejected by %s client ACL%s%s", c->rip,
+         rule < 0 ? "the default" : "the", rule < 0 ? "" : ": ",
+         rule < 0 ? "" : m->client_acl.rules[rule].pattern);
+  return 1;
+}
+
+/* --ratelimit_ips: 1 when k's tunnel has seen too many other clients
+ * lately (logged; the caller answers).  HTTP clients are told apart by
+ * address, User-Agent and Accept-Language, as pagekite.py does. */
+static int rate_limited(pk_conn *c, pk_relay_kite *k, const char *host, const pk_http_head *h) {
+  pk_tunnel *t = k->tunnel;
+  if (!t || !t->ratelimit.slots) return 0;
+  char ua[256] = "", al[128] = "";
+  if (h) {
+    pk_slice v = pk_wire_http_get(h, "User-Agent", 0);
+    if (v.p) snprintf(ua, sizeof(ua), "%.*s", (int)v.n, v.p);
+    v = pk_wire_http_get(h, "Accept-Language", 0);
+    if (v.p) snprintf(al, sizeof(al), "%.*s", (int)v.n, v.p);
+  }
+  const char *parts[3] = {c->rip, ua, al};
+  if (pk_ratelimit_admit(&t->ratelimit, pk_ratelimit_key(parts, 3), pk_now_ms(c->mgr))) return 0;
+  pk_log(c->mgr, PK_LOG_BE_CONNS, "Client %s rejected for %s: ips_per_sec %d/%ds", c->rip, host,
+         t->ratelimit.ips, t->ratelimit.secs);
+  return 1;
+}
+
 static int stream_allowed(pk_conn *c, const char *proto, const char *host, int port) {
   pk_stream_info info = {1, proto, host, port, c->rip, c->rport, NULL, 0};
   pk_hook_result hr;
@@ -407,7 +471,11 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
   static const char *const https[] = {"https"};
   pk_relay_kite *k = *name ? route_kite(m, https, 1, name, port) : NULL;
   if (k && k->tunnel) {
-    if (!stream_allowed(c, "https", name, port))
+    if (client_refused(c))
+      tls_refuse(c, PK_REJECT_ACL);
+    else if (rate_limited(c, k, name, NULL))
+      tls_refuse(c, PK_REJECT_RATELIMIT);
+    else if (!stream_allowed(c, "https", name, port))
       tls_refuse(c, PK_REJECT_PLUGIN);
     else
       start_stream(c, k, "https", name, port, data, n);
@@ -434,17 +502,25 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   pk_mgr *m = c->mgr;
   char target[PK_NAME_MAX];
   host_only(h->path, target, sizeof(target));
+  if (client_refused(c)) {
+    refuse_status(c, 403, "Forbidden", PK_REJECT_ACL);
+    return;
+  }
   const char *pc = memrchr(h->path.p, ':', h->path.n);
   int cport = pc ? atoi(pc + 1) : 0;
   pk_relay_kite *k = find_rkite(m, "raw", target, cport);
   int tls = !k && cport == 443 && (find_rkite(m, "https", target, port) ||
                                     (!c->ssl && pk_relay_tls_ctx(m, target)));
   if (!tls && (!k || !k->tunnel)) {
-    refuse_status(c, 503, "Unavailable");
+    refuse_status(c, 503, "Unavailable", PK_REJECT_NO_KITE);
+    return;
+  }
+  if (!tls && rate_limited(c, k, target, NULL)) {
+    refuse_status(c, 503, "Unavailable", PK_REJECT_RATELIMIT);
     return;
   }
   if (!tls && !stream_allowed(c, "raw", target, cport)) {
-    refuse_status(c, 403, "Forbidden");
+    refuse_status(c, 403, "Forbidden", PK_REJECT_PLUGIN);
     return;
   }
   char ok[64];
@@ -522,12 +598,12 @@ static void classify_http(pk_conn *c) {
   int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
   if (r == PK_WIRE_NEED_MORE && c->inlen < PK_HEAD_MAX) return;
   if (r == PK_WIRE_NEED_MORE || r == PK_WIRE_ETOOBIG) {
-    reject_http(c, 431, "Request Header Fields Too Large", "");
+    reject_http(c, 431, "Request Header Fields Too Large", "", PK_REJECT_HEAD_TOO_LARGE);
     return;
   }
   pk_slice wskey;
   if (r < 0 || h.is_response) {
-    reject_http(c, 400, "Bad Request", "");
+    reject_http(c, 400, "Bad Request", "", PK_REJECT_BAD_REQUEST);
   } else if (pk_slice_ieq(h.method, "CONNECT") && h.path.n >= 9 &&
              strncasecmp(h.path.p, "pagekite:", 9) == 0) {
     pk_slice none = {NULL, 0};
@@ -539,12 +615,16 @@ static void classify_http(pk_conn *c) {
   } else {
     pk_slice hv = pk_wire_http_get(&h, "Host", 0);
     if (!hv.p) {
-      reject_http(c, 400, "Bad Request", "");
+      reject_http(c, 400, "Bad Request", "", PK_REJECT_BAD_REQUEST);
       return;
     }
     char host[PK_NAME_MAX];
     host_only(hv, host, sizeof(host));
     if (answer_ping(c, &h, host)) return;
+    if (client_refused(c)) {
+      reject_http(c, 403, "Forbidden", host, PK_REJECT_ACL);
+      return;
+    }
     int port = listener_port(c);
     static const char *const ws[] = {"websocket", "http"};
     pk_slice up = pk_wire_http_get(&h, "Upgrade", 0);
@@ -552,7 +632,11 @@ static void classify_http(pk_conn *c) {
     pk_relay_kite *k = route_kite(m, isws ? ws : ws + 1, isws ? 2 : 1, host, port);
     if (!k || !k->tunnel) {
       pk_log(m, PK_LOG_BE_CONNS, "No kite for http://%s:%d", host, port);
-      reject_http(c, 503, "Unavailable", host);
+      reject_http(c, 503, "Unavailable", host, PK_REJECT_NO_KITE);
+      return;
+    }
+    if (rate_limited(c, k, host, &h)) {
+      reject_http(c, 503, "Unavailable", host, PK_REJECT_RATELIMIT);
       return;
     }
     route_http(c, k, k->proto, host, port, &h);
@@ -589,7 +673,7 @@ static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   else if (kind == PK_PEEK_HTTP)
     classify_http(c);
   else
-    reject_http(c, 400, "Bad Request", "");
+    reject_http(c, 400, "Bad Request", "", PK_REJECT_BAD_REQUEST);
   if (take == n || (c->flags & PK_CF_CLOSING)) return;
   if (c->ssl && !was_tls)
     pk_conn_tls_input(c, data + take, n - take); /* TLS was started on these bytes */

@@ -27,6 +27,12 @@ typedef struct {
 
 /* A kite registered on the relay: (proto, port, name) -> tunnel, an entry
  * of the registry (registry.h; its tunnel is a pk_tunnel). */
+/* --ratelimit_ips: KITE (or "*") -> IPS per SECONDS (acl.c). */
+typedef struct pk_rl_rule {
+  char name[PK_NAME_MAX];
+  int ips, secs;
+} pk_rl_rule;
+
 typedef pk_reg_entry pk_relay_kite;
 
 

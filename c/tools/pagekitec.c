@@ -35,7 +35,9 @@ static void usage(FILE *out) {
           "Expose local servers as kites on a PageKite relay.  Each group of five\n"
           "arguments is one kite: LPORT is the origin port (or HOST:PORT, [V6]:PORT),\n"
           "PROTO is http, https, raw or websocket, NAME is the kite's DNS name,\n"
-          "PPORT the public port (0 = default) and SECRET the kite's shared secret.\n"
+          "PPORT the public port (0 = default) and SECRET the kite's shared secret\n"
+          "(@FILE: FILE's first line; FILE mode 600, ours or root's; a SECRET on\n"
+          "the command line works but shows in ps, and is warned about).\n"
           "\n"
           "Relays (default: the pagekite.net service):\n"
           "  -F NAME      use NAME (a DNS name or address) as the frontend pool\n"
@@ -70,6 +72,9 @@ static void usage(FILE *out) {
           "  -E N         allow eviction of streams idle for more than N seconds\n"
           "  -H           do not add X-Forwarded-Proto and X-Forwarded-For\n"
           "  -r URL       custom rejection URL (the page shown when an origin is down)\n"
+          "  --kite-access NAME:+ip/ADDR | NAME:+password/USER=PASS\n"
+          "               pagekite.py's kite flags: only these addresses (ADDR or a /24\n"
+          "               as 1.2.3) or HTTP basic auth for kite NAME (repeatable)\n"
           "\n"
           "Running:\n"
           "  -a NAME      app name for logging and syslog (default " PROG ")\n"
@@ -211,6 +216,7 @@ enum {
   OPT_CERTNAME,
   OPT_HK_MIN,
   OPT_PROXY,
+  OPT_KITE_ACCESS,
   OPT_ADMIN
 };
 
@@ -226,6 +232,8 @@ typedef struct {
   int n_frontends;
   const char **certnames; /* --fe_certname values */
   int n_certnames;
+  const char **access; /* --kite-access values, NAME:RULE */
+  int n_access;
   const char *proxy;      /* --proxy, else https_proxy / all_proxy */
   char admin_host[64];    /* --admin (admin_port 0: off) */
   int admin_port;
@@ -275,6 +283,12 @@ static void parse_other(int c, char **argv, options *o) {
         cli_usage_error(PROG, "invalid --admin '%s' (expected PORT, HOST:PORT or [V6ADDR]:PORT)",
                         optarg);
       break;
+    case OPT_KITE_ACCESS:
+      if (!strchr(optarg, ':') || optarg[0] == ':')
+        cli_usage_error(PROG, "invalid --kite-access '%s' (expected NAME:+ip/ADDR or "
+                        "NAME:+password/USER=PASS)", optarg);
+      o->access[o->n_access++] = optarg;
+      break;
     case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
     case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -297,6 +311,7 @@ static void parse_options(int argc, char **argv, options *o) {
       {"admin", required_argument, NULL, OPT_ADMIN},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
+      {"kite-access", required_argument, NULL, OPT_KITE_ACCESS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -373,6 +388,28 @@ static void check_options(options *o) {
   }
 }
 
+/* SECRET as @FILE: argv[at] becomes FILE's first line (FILE checked as a
+ * secret file: mode 600, ours or root's; exit 2 if not).  A secret given
+ * as it is works, with a warning that it shows in ps. */
+static void secret_arg(char **argv, int at, const char *name) {
+  if (argv[at][0] != '@') {
+    char what[HOST_MAX + 16];
+    snprintf(what, sizeof(what), "kite %.*s", HOST_MAX, name);
+    cli_warn_argv_secret(PROG, what, "@FILE as SECRET");
+    return;
+  }
+  static char secret[CLI_SECRET_MAX + 2];
+  char why[PATH_MAX * 2 + 128];
+  if (cli_read_secret_file(argv[at] + 1, secret, sizeof(secret), why, sizeof(why)) != 0)
+    cli_usage_error(PROG, "SECRET for kite '%s': %s", name, why);
+  argv[at] = strdup(secret); /* lives as long as argv; freed at exit */
+  memset(secret, 0, sizeof(secret));
+  if (!argv[at]) {
+    fprintf(stderr, PROG ": out of memory\n");
+    exit(EXIT_MANAGER_INIT);
+  }
+}
+
 /* Validates every kite group before the manager exists, so bad usage never
  * half-configures anything. */
 static void check_kites(int argc, char **argv, int first) {
@@ -392,6 +429,7 @@ static void check_kites(int argc, char **argv, int first) {
       cli_usage_error(PROG, "invalid PPORT '%s' for kite '%s'", argv[i + 3], argv[i + 2]);
     if (!*argv[i + 4]) cli_usage_error(PROG, "empty SECRET for kite '%s'", argv[i + 2]);
   }
+  for (int i = first; i < argc; i += KITE_ARGS) secret_arg(argv, i + 4, argv[i + 2]);
 }
 
 /* ---- setting up the manager ---- */
@@ -513,6 +551,21 @@ static int configure(pagekite_mgr m, const options *o) {
   return 0;
 }
 
+/* --kite-access NAME:RULE (pagekite.py's +ip/ and +password/ kite flags):
+ * one that cannot apply is a usage error (exit 2) saying why. */
+static int add_kite_access(pagekite_mgr m, const options *o) {
+  for (int i = 0; i < o->n_access; i++) {
+    const char *colon = strchr(o->access[i], ':');
+    char name[HOST_MAX];
+    snprintf(name, sizeof(name), "%.*s", (int)(colon - o->access[i]), o->access[i]);
+    if (pagekite_add_kite_access(m, name, 0, colon + 1) < 0) {
+      fprintf(stderr, "%s: --kite-access for %s: %s\n", PROG, name, pagekite_last_error());
+      return CLI_EXIT_USAGE;
+    }
+  }
+  return 0;
+}
+
 /* Each kite, and (unless -C) its name's DNS address as a relay; a name that
  * does not resolve is only skipped, as in libpagekite.  0 or exit 3. */
 static int add_kites(pagekite_mgr m, const options *o, int argc, char **argv, int first) {
@@ -586,6 +639,7 @@ static int run(options *o, int argc, char **argv, int first) {
     pagekite_set_log_mask(m, cli_log_mask(o->verbosity));
     rc = configure(m, o);
     if (!rc) rc = add_kites(m, o, argc, argv, first);
+    if (!rc) rc = add_kite_access(m, o);
     if (!rc) rc = add_relays(m, o, &p);
     if (rc) {
       pagekite_free(m);
@@ -622,6 +676,7 @@ int main(int argc, char **argv) {
   };
   o.frontends = calloc((size_t)argc + 1, sizeof(*o.frontends));
   o.certnames = calloc((size_t)argc + 1, sizeof(*o.certnames));
+  o.access = calloc((size_t)argc + 1, sizeof(*o.access));
   if (!o.frontends || !o.certnames) {
     fprintf(stderr, PROG ": out of memory\n");
     return EXIT_MANAGER_INIT;
@@ -632,5 +687,6 @@ int main(int argc, char **argv) {
   int rc = run(&o, argc, argv, optind);
   free(o.frontends);
   free(o.certnames);
+  free(o.access);
   return rc;
 }

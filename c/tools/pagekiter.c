@@ -216,6 +216,28 @@ static int after_start(void *ctx) {
   return CLI_EXIT_OK;
 }
 
+/* Access rules: one that cannot be applied is a usage error (exit 2) that
+ * names the flag and says why; the relay never runs without it. */
+static int configure_access(pagekite_mgr m, const pkr_cfg *c) {
+  const struct {
+    const pkr_strv *l;
+    const char *flag;
+    int (*add)(pagekite_mgr, const char *);
+  } lists[] = {{&c->client_acls, "--client_acl", pagekite_add_relay_client_acl},
+               {&c->tunnel_acls, "--tunnel_acl", pagekite_add_relay_tunnel_acl},
+               {&c->ratelimits, "--ratelimit_ips", pagekite_add_relay_ratelimit_ips}};
+  for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+    for (int i = 0; i < lists[k].l->n; i++)
+      if (lists[k].add(m, lists[k].l->v[i]) < 0) {
+        fprintf(stderr, "%s: %s=%s: %s\n", PROG, lists[k].flag, lists[k].l->v[i],
+                pagekite_last_error());
+        return CLI_EXIT_USAGE;
+      }
+  if (c->require_tls && pagekite_set_relay_require_tls(m, 1) < 0)
+    return cli_fail(PROG, "pagekite_set_relay_require_tls");
+  return CLI_EXIT_OK;
+}
+
 static int run(pkr_cfg *c, run_ctx *r, int use_syslog) {
   int mask = cli_log_mask(c->verbosity);
   pagekite_mgr m = pagekite_init(PROG, c->max_kites, c->n_ports, c->max_conns, NULL,
@@ -228,6 +250,11 @@ static int run(pkr_cfg *c, run_ctx *r, int use_syslog) {
     int rc = cli_fail(PROG, failed);
     pagekite_free(m);
     return rc;
+  }
+  int arc = configure_access(m, c);
+  if (arc != CLI_EXIT_OK) {
+    pagekite_free(m);
+    return arc;
   }
   if (c->daemonize && (r->daemon_fd = daemonize()) < 0) {
     pagekite_free(m);

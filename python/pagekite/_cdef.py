@@ -103,6 +103,7 @@ pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_frontends,
 pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites, int max_conns, int flags, int verbosity);
 pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, int max_conns, int flags, int verbosity, const char *whitelabel_tld);
 int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char *kitename, int pport, const char *secret, const char *backend, int lport);
+int pagekite_add_kite_access(pagekite_mgr mgr, const char *kitename, int pport, const char *rule);
 int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags, const char *whitelabel_tld);
 int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *domain, int port, int update_from_dns);
@@ -138,6 +139,10 @@ int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
 int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
 int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
+int pagekite_add_relay_client_acl(pagekite_mgr mgr, const char *rule);
+int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
+int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
+int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *limit);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 int pagekite_set_admin_listener(pagekite_mgr mgr, const char *host, int port);
 char *pagekite_get_metrics(pagekite_mgr mgr);
@@ -250,6 +255,7 @@ FUNCTIONS = {
     'init_pagekitenet': 'pagekite_init_pagekitenet',
     'init_whitelabel': 'pagekite_init_whitelabel',
     'add_kite': 'pagekite_add_kite',
+    'add_kite_access': 'pagekite_add_kite_access',
     'add_service_frontends': 'pagekite_add_service_frontends',
     'add_whitelabel_frontends': 'pagekite_add_whitelabel_frontends',
     'lookup_and_add_frontend': 'pagekite_lookup_and_add_frontend',
@@ -285,6 +291,10 @@ FUNCTIONS = {
     'set_relay_raw_ports': 'pagekite_set_relay_raw_ports',
     'add_relay_port_alias': 'pagekite_add_relay_port_alias',
     'set_relay_motd': 'pagekite_set_relay_motd',
+    'add_relay_client_acl': 'pagekite_add_relay_client_acl',
+    'add_relay_tunnel_acl': 'pagekite_add_relay_tunnel_acl',
+    'set_relay_require_tls': 'pagekite_set_relay_require_tls',
+    'add_relay_ratelimit_ips': 'pagekite_add_relay_ratelimit_ips',
     'get_counter': 'pagekite_get_counter',
     'set_admin_listener': 'pagekite_set_admin_listener',
     'get_metrics': 'pagekite_get_metrics',

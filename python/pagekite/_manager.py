@@ -651,6 +651,14 @@ class Connector(_Manager):
                    _str(origin_host, "origin_host"), _int(origin_port, "origin_port"))
         self._kites.append((proto if not public_port else "%s-%d" % (proto, public_port), name))
 
+    def add_kite_access(self, name: str, rule: str, public_port: int = 0) -> None:
+        """An access rule for kite ``name``, pagekite.py's kite flags:
+        "ip/1.2.3.4" or "ip/1.2.3" (only those addresses), or
+        "password/USER=PASS" (HTTP basic auth).  Add the kite first; a rule
+        that cannot apply raises.  Before start()."""
+        self._call("pagekite_add_kite_access", _str(name, "name"),
+                   _int(public_port, "public_port"), _str(rule, "rule"))
+
     def add_frontend(self, host: str, port: int, update_from_dns: bool = True) -> int:
         """Use the relay(s) that host resolves to; returns how many addresses."""
         return int(self._call("pagekite_lookup_and_add_frontend", _str(host, "host"),
@@ -805,3 +813,24 @@ class Relay(_Manager):
         """A message of the day sent to connectors (pagekite.py's --motd):
         at most 1024 bytes of printable text; None or "" for none.  Before start()."""
         self._call("pagekite_set_relay_motd", _str(motd, "motd", nullable=True))
+
+    def add_client_acl(self, rule: str) -> None:
+        """A visitor access rule, "allow:REGEXP" or "deny:REGEXP" (pagekite.py's
+        --client_acl): checked in order, the first match decides, no match is
+        refused.  A rule that cannot apply raises.  Before start()."""
+        self._call("pagekite_add_relay_client_acl", _str(rule, "rule"))
+
+    def add_tunnel_acl(self, rule: str) -> None:
+        """The same for connectors opening tunnels (pagekite.py's --tunnel_acl).
+        Before start()."""
+        self._call("pagekite_add_relay_tunnel_acl", _str(rule, "rule"))
+
+    def set_require_tls(self, require: bool = True) -> None:
+        """Accept tunnels only inside TLS (start() fails without a certificate).
+        Before start()."""
+        self._call("pagekite_set_relay_require_tls", _bool(require, "require"))
+
+    def add_ratelimit_ips(self, limit: str) -> None:
+        """At most IPS new clients per SECONDS on a tunnel: "IPS/SECONDS" or
+        "KITE:IPS/SECONDS" (pagekite.py's --ratelimit_ips).  Before start()."""
+        self._call("pagekite_add_relay_ratelimit_ips", _str(limit, "limit"))

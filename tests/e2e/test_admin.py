@@ -446,3 +446,23 @@ def test_pagekitec_Y_metrics_and_status_files(group, tmp_path):
         assert conn.stop() == 0
         assert not files[fmt].exists(), fmt
         assert not (tmp_path / (files[fmt].name + ".tmp")).exists()
+
+
+def test_acl_refusals_counted(group):
+    """--client_acl and --tunnel_acl refusals are counted as reason="acl"."""
+    port = free_port()
+    relay = group.our_relay(extra_args=["--admin=%d" % port,
+                                        "--client_acl=deny:127\\.0\\.0\\.1",
+                                        "--tunnel_acl=deny:127\\.0\\.0\\.1"])
+    wait_until(lambda: port in listen_ports(relay.proc.pid), 10, "the admin port")
+    st, _h, _b = http_request(relay.port, kite_name("admin-acl"), "GET", "/", timeout=10)
+    assert st == 403
+    head = handshake(relay.port, "http:%s:%s::" % (kite_name("admin-acl"), "ab" * 18))
+    assert head.startswith("HTTP/1.0 403"), head
+
+    def counted():
+        m, _ = metrics(port)
+        return value(m, "pagekite_rejects_total", reason="acl") == 2 and m
+    m = wait_until(counted, 10, "two acl refusals")
+    assert value(m, "pagekite_rejects_total", reason="no_kite") == 0
+    assert status_json(port)["rejects"]["acl"] == 2
