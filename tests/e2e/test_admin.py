@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import SECRET, Kite, free_port, http_request, kite_name
+from harness import SECRET, Kite, free_port, http_request, kite_name, wait_http
 
 pytestmark = [pytest.mark.ours]
 
@@ -466,3 +466,28 @@ def test_acl_refusals_counted(group):
     m = wait_until(counted, 10, "two acl refusals")
     assert value(m, "pagekite_rejects_total", reason="no_kite") == 0
     assert status_json(port)["rejects"]["acl"] == 2
+
+
+def test_ratelimit_and_kite_access_refusals_counted(group):
+    """--ratelimit_ips on the relay (reason="ratelimit") and the connector's
+    +password/ (reason="kite_auth") each counted where they refuse."""
+    rport, cport = free_port(), free_port()
+    relay = group.our_relay(extra_args=["--admin=%d" % rport, "--ratelimit_ips=1/600"])
+    origin = group.origin(kite_name("admin-rl"))
+    kite = Kite("http", origin.kite, origin.port, relay.port, SECRET)
+    conn = group.our_connector(relay, [kite], ["--admin=%d" % cport,
+                                               "--kite-access=%s:+password/alice=pw1" % kite.name])
+    # wait_http's requests are one client (urllib's User-Agent): 401 from the
+    # connector, as it asks for credentials.
+    wait_http(kite.name, relay.port, "/", timeout=30, expect=401)
+    st = http_request(relay.port, kite.name, headers={"User-Agent": "client-2"}, timeout=10)[0]
+    assert st == 503  # a second client: over the relay's rate limit
+
+    def counted():
+        rm, _ = metrics(rport)
+        cm, _ = metrics(cport)
+        return (value(rm, "pagekite_rejects_total", reason="ratelimit") == 1 and
+                value(cm, "pagekite_rejects_total", reason="kite_auth") >= 1 and (rm, cm))
+    rm, cm = wait_until(counted, 10, "the ratelimit and kite_auth counts")
+    assert value(cm, "pagekite_rejects_total", reason="kite_ip") == 0
+    assert value(rm, "pagekite_rejects_total", reason="acl") == 0
