@@ -101,7 +101,8 @@ static int port_of(const char *t) {
 }
 
 static int parse_v1(const char *buf, size_t n, pk_pp_info *info, char *why, size_t whyn) {
-  size_t lim = n < PK_PP_V1_MAX ? n : PK_PP_V1_MAX, cr = 0;
+  /* The CR of a line of at most 107 bytes is at offset 105 or before. */
+  size_t lim = n < PK_PP_V1_MAX - 1 ? n : PK_PP_V1_MAX - 1, cr = 0;
   for (size_t i = 0; i < lim; i++) {
     unsigned char ch = (unsigned char)buf[i];
     if (ch == '\r') {
@@ -112,7 +113,7 @@ static int parse_v1(const char *buf, size_t n, pk_pp_info *info, char *why, size
       return fail(why, whyn, "bad PROXY v1 header: control or non-ASCII byte 0x%02x", ch);
   }
   if (!cr) {
-    if (n >= PK_PP_V1_MAX) return fail(why, whyn, "bad PROXY v1 header: longer than 107 bytes");
+    if (n >= PK_PP_V1_MAX - 1) return fail(why, whyn, "bad PROXY v1 header: longer than 107 bytes");
     return PK_PP_NEED_MORE;
   }
   if (cr + 1 >= n) return PK_PP_NEED_MORE;

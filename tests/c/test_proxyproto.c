@@ -103,7 +103,12 @@ TEST(v1_malformed) {
   bad(longl, PK_PP_V1_MAX, "longer than 107");
   pk_pp_info i;
   char why[128];
-  CHECK_INT(pk_pp_parse(longl, PK_PP_V1_MAX - 1, &i, why, sizeof(why)), PK_PP_NEED_MORE);
+  CHECK_INT(pk_pp_parse(longl, PK_PP_V1_MAX - 2, &i, why, sizeof(why)), PK_PP_NEED_MORE);
+  /* 108 bytes with the CRLF at the end (found by fuzz_proxyproto): too long,
+   * and known to be so once the 106th byte is not a CR. */
+  memcpy(longl + 106, "\r\n", 2);
+  bad(longl, 108, "longer than 107");
+  CHECK_INT(pk_pp_parse(longl, PK_PP_V1_MAX - 1, &i, why, sizeof(why)), PK_PP_ERROR);
   /* A NUL is refused at once, not after 107 bytes. */
   CHECK_INT(pk_pp_parse(B("PROXY TCP4 1.2\0"), &i, why, sizeof(why)), PK_PP_ERROR);
 }
