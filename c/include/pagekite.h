@@ -1218,12 +1218,13 @@ PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, co
  * PPORT"), version 2 the binary one, 0 none (the default). The client address
  * and port are the ones the relay reports for the stream (RIP/RPort;
  * IPv4-mapped IPv6 is written as IPv4); the destination is the relay's address
- * as the connector reached it (0.0.0.0 or :: when of the other family) and the
- * kite's public port. When the relay reports no usable address the header says
- * so (v1 "PROXY UNKNOWN", v2 family UNSPEC). Meant for raw and https (TLS
- * passthrough) kites, whose origins cannot read X-Forwarded-For; it applies to
- * any kite it is set on, as pagekite.py's. Takes effect for streams opened
- * after the call; safe from any thread.
+ * as the connector reached it (the proxy's, with pagekite_set_proxy; 0.0.0.0 or
+ * :: when of the other family) and the kite's public port. When the relay
+ * reports no usable address the header says so (v1 "PROXY UNKNOWN", v2 family
+ * UNSPEC). Meant for raw and https (TLS passthrough) kites, whose origins
+ * cannot read X-Forwarded-For; it applies to any kite it is set on, as
+ * pagekite.py's. Takes effect for streams opened after the call; safe from any
+ * thread.
  *
  *   mgr       The manager.
  *   proto     The kite's protocol, as given to pagekite_add_kite().
