@@ -540,3 +540,59 @@ backend relay
             break
         time.sleep(0.25)
     assert b"client=%s:%d dst=" % (CLIENT_SOURCE.encode(), sport) in got, got
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_ipv6_client_from_balancer_reaches_origin_header(group, version):
+    """A balancer reports an IPv6 visitor; the relay passes it on (RIP) and
+    the connector's header to the origin is TCP6 with that address and port,
+    the destination :: (the relay was reached over IPv4)."""
+    cap = group.add(Capture())
+    relay = group.our_relay(extra_args=["--rawports=virtual",
+                                        "--proxy_protocol_from=%s" % LB_SOURCE])
+    kite = Kite("raw", kite_name("pp-v6-%d" % version), cap.port, relay.port)
+    group.our_connector(relay, [kite], extra_args=["--proxyproto=%s=%d" % (kite.name, version)])
+    req = b"PROXY TCP6 2001:db8::5 ::1 5555 443\r\nCONNECT %s:%d HTTP/1.1\r\n\r\nhello\n" % (
+        kite.name.encode(), relay.port)
+    deadline = time.monotonic() + 20
+    while True:
+        got, _ = from_addr(LB_SOURCE, relay.port, req, timeout=5)
+        if got.endswith(b"ok\n") or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert got.endswith(b"ok\n"), got
+    if version == 1:
+        assert cap.got[-1] == b"PROXY TCP6 2001:db8::5 :: 5555 %d\r\nhello\n" % relay.port
+    else:
+        assert cap.got[-1] == (V2_SIG + b"\x21\x21\x00\x24"
+                               + socket.inet_pton(socket.AF_INET6, "2001:db8::5")
+                               + b"\x00" * 16 + struct.pack("!HH", 5555, relay.port) + b"hello\n")
+
+
+@pytest.mark.interop
+def test_header_behind_pagekite_py_relay(group):
+    """Behind pagekite.py as the relay (its RIP/RPort), pagekitec's header
+    names the visitor as pagekite.py reported it."""
+    cap = group.add(Capture())
+    relay = group.pk_relay()
+    kite = Kite("raw", kite_name("pp-pkpy"), cap.port, relay.port)
+    group.our_connector(relay, [kite], extra_args=["--proxyproto=%s" % kite.name])
+    deadline = time.monotonic() + 30
+    while True:
+        sock = connect_raw(relay.port, kite.name, kite.pport)
+        got = b""
+        sport = None
+        if sock is not None:
+            with sock:
+                sport = sock.getsockname()[1]
+                sock.sendall(b"hello\n")
+                sock.settimeout(10)
+                try:
+                    got = sock.recv(16)
+                except OSError:
+                    got = b""
+        if got == b"ok\n" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got == b"ok\n"
+    assert cap.got[-1] == b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\nhello\n" % (sport, relay.port)
