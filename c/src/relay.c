@@ -618,9 +618,11 @@ static void proxy_head(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   int r = pk_pp_parse(c->inbuf->data, c->inlen, &pp, why, sizeof(why));
   if (r == PK_PP_NEED_MORE) return;
   if (r == PK_PP_ERROR) {
+    /* Not an error line: what arrives is not ours to fix, and must not
+     * count toward bail-on-errors; at most a line a second. */
     long more = pk_ratelimit_check(m, &m->rl_refused);
     if (more >= 0)
-      pk_log(m, PK_LOG_BE_CONNS | PK_LOG_ERROR,
+      pk_log(m, PK_LOG_BE_CONNS,
              "Closing a connection from load balancer %s: %s; %ld more refused since the last line",
              c->rip, why, more);
     m->c_rejected++;

@@ -402,9 +402,7 @@ def test_haproxy_load_balancer_in_front_of_relay(group, origin, version):
     resp = wait_kite(lb, kite.name, CLIENT_SOURCE)
     assert xff_of(resp) == CLIENT_SOURCE
     # The relay logs the visitor and the balancer it came through.
-    for p in group.items:
-        if getattr(p, "kind", "") == "pagekiter":
-            p.proc.wait_for(r"Connection from 127\.0\.0\.3:\d+ via load balancer 127\.0\.0\.2", 10)
+    relay.proc.wait_for(r"Connection from 127\.0\.0\.3:\d+ via load balancer 127\.0\.0\.2", 10)
 
 
 def v1(src, sport, dport=80):
@@ -460,6 +458,9 @@ def test_relay_refuses_bad_headers_from_the_balancer(group, origin, payload):
     got, _ = from_addr(LB_SOURCE, relay.port, payload, timeout=8)
     assert got == b""
     assert time.monotonic() - t0 < 5
+    # The relay says why, in its log (default verbosity).
+    relay.proc.wait_for(r"Closing a connection from load balancer 127\.0\.0\.2: "
+                        r"(bad PROXY v[12] header|not a PROXY protocol header)", 5)
     # And the relay still serves.
     resp, _ = from_addr(LB_SOURCE, relay.port, v1("192.0.2.3", 3) + headers_request(kite.name))
     assert xff_of(resp) == "192.0.2.3"
