@@ -613,5 +613,6 @@ int main(int argc, char **argv) {
   int rc = run(&o, argc, argv, optind);
   free(o.frontends);
   free(o.certnames);
+  free(o.proxyproto);
   return rc;
 }

@@ -43,6 +43,20 @@ LB_SOURCE = "127.0.0.2"
 CLIENT_SOURCE = "127.0.0.3"
 
 
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports(tmp_path):
+    """Under an ASan build (./run's sanitized stage), any report our
+    processes wrote (leaks at exit included) fails the test.  Set up before
+    the group, so checked after its processes were stopped."""
+    yield
+    bad = []
+    for p in tmp_path.rglob("*.err"):
+        text = p.read_text(errors="replace")
+        if "Sanitizer" in text or "runtime error:" in text:
+            bad.append("%s:\n%s" % (p, text[-3000:]))
+    assert not bad, "\n".join(bad)
+
+
 # ---------------------------------------------------------------- haproxy
 
 class Haproxy:
