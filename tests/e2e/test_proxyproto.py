@@ -280,6 +280,10 @@ class Capture:
 
     def stop(self):
         self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept()
+        except OSError:
+            pass
         self.sock.close()
         self.thread.join(5)
 
