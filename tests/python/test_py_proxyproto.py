@@ -209,3 +209,46 @@ def test_add_proxy_source(pk, managers, xff_origin):
         time.sleep(0.2)
     assert got.startswith(b"HTTP/1.") and b" 200 " in got[:16], got[:300]
     assert got.partition(b"\r\n\r\n")[2] == b"198.51.100.9", got
+
+
+def test_access_rules_see_the_balancers_client(pk, managers, xff_origin):
+    """The client address from the PROXY header is the one access rules
+    judge: the default plugins' access.allow list admits 198.51.100.0/24
+    and refuses 203.0.113.1 (403), though both came from the balancer."""
+    r = pk.Relay(app_id="py-test-ppacl")
+    managers.append(r)
+    port = free_port()
+    r.add_listener("127.0.0.1", port)
+    r.add_domain("http", "*." + DOMAIN, SECRET)
+    r.add_proxy_source("127.0.0.2")
+    r.enable_lua_plugins(True, ["access.allow=*.%s:198.51.100.0/24" % DOMAIN])
+    r.start()
+    name = "ppacl." + DOMAIN
+    c = pk.Connector(app_id="py-test-ppacl", max_frontends=1, flags=plain_flags(pk))
+    managers.append(c)
+    c.add_kite("http", name, SECRET, xff_origin.port, origin_host="127.0.0.1")
+    c.add_frontend("127.0.0.1", port)
+    c.start()
+    wait_kites_decided(c)
+    req = b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode()
+
+    def status_for(src):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(10)
+        with s:
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"PROXY TCP4 %s 127.0.0.1 4000 80\r\n" % src.encode() + req)
+            got = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        return got.split(b" ", 2)[1] if got.startswith(b"HTTP/") else got
+
+    deadline = time.monotonic() + 15
+    while status_for("198.51.100.9") != b"200" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status_for("198.51.100.9") == b"200", dump(c, r)
+    assert status_for("203.0.113.1") == b"403", dump(c, r)
