@@ -418,6 +418,15 @@ static int lpkr_add_relay_port_alias(lua_State *L) {
   return 1;
 }
 
+/* pagekite_add_relay_proxy_source -> pagekite.raw.add_relay_proxy_source */
+static int lpkr_add_relay_proxy_source(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_cidr = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_proxy_source(a_mgr, a_cidr);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_set_relay_motd -> pagekite.raw.set_relay_motd */
 static int lpkr_set_relay_motd(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -570,6 +579,17 @@ static int lpkr_get_kite_reason(lua_State *L) {
   return 1;
 }
 
+/* pagekite_set_kite_proxy_protocol -> pagekite.raw.set_kite_proxy_protocol */
+static int lpkr_set_kite_proxy_protocol(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_proto = luaL_checkstring(L, 2);
+  const char *a_kitename = luaL_checkstring(L, 3);
+  int a_version = lpk_arg_int(L, 4);
+  int r = pagekite_set_kite_proxy_protocol(a_mgr, a_proto, a_kitename, a_version);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_set_rejection_url -> pagekite.raw.set_rejection_url */
 static int lpkr_set_rejection_url(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -628,6 +648,7 @@ const luaL_Reg lpk_raw_functions[] = {
     {"set_relay_tls_default", lpkr_set_relay_tls_default},
     {"set_relay_raw_ports", lpkr_set_relay_raw_ports},
     {"add_relay_port_alias", lpkr_add_relay_port_alias},
+    {"add_relay_proxy_source", lpkr_add_relay_proxy_source},
     {"set_relay_motd", lpkr_set_relay_motd},
     {"add_relay_client_acl", lpkr_add_relay_client_acl},
     {"add_relay_tunnel_acl", lpkr_add_relay_tunnel_acl},
@@ -646,6 +667,7 @@ const luaL_Reg lpk_raw_functions[] = {
     {"add_frontend_certname", lpkr_add_frontend_certname},
     {"get_kite_status", lpkr_get_kite_status},
     {"get_kite_reason", lpkr_get_kite_reason},
+    {"set_kite_proxy_protocol", lpkr_set_kite_proxy_protocol},
     {"set_rejection_url", lpkr_set_rejection_url},
     {"set_proxy", lpkr_set_proxy},
     {NULL, NULL},

@@ -108,6 +108,8 @@ export interface RawBinding {
   setRelayRawPorts(mgr: PageKiteHandle | null, ports: string | null): number;
   /** pagekite_add_relay_port_alias(): Relay role: treat visitors on a listening port as if they came to another (pagekite.py's --portalias). */
   addRelayPortAlias(mgr: PageKiteHandle | null, port: number, aliasOf: number): number;
+  /** pagekite_add_relay_proxy_source(): Relay role: a load balancer in front of the relay, which sends a PROXY protocol header on every connection. */
+  addRelayProxySource(mgr: PageKiteHandle | null, cidr: string): number;
   /** pagekite_set_relay_motd(): Relay role: a message of the day for connectors (pagekite.py's --motd). */
   setRelayMotd(mgr: PageKiteHandle | null, motd: string | null): number;
   /** pagekite_add_relay_client_acl(): Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl). */
@@ -144,6 +146,8 @@ export interface RawBinding {
   getKiteStatus(mgr: PageKiteHandle | null, proto: string, kitename: string): number;
   /** pagekite_get_kite_reason(): Why a relay refused a kite, in the relay's word. */
   getKiteReason(mgr: PageKiteHandle | null, proto: string, kitename: string): string | null;
+  /** pagekite_set_kite_proxy_protocol(): Send each stream of a kite to its origin behind a PROXY protocol header (pagekite.py's +proxyproto). */
+  setKiteProxyProtocol(mgr: PageKiteHandle | null, proto: string, kitename: string, version: number): number;
   /** pagekite_set_rejection_url(): Frame a page from url in the 503 answer when an origin is down (libpagekite's call). */
   setRejectionUrl(mgr: PageKiteHandle | null, url: string | null): number;
   /** pagekite_set_proxy(): Reach relays (and DDNS) through an outgoing HTTP CONNECT or SOCKS5 proxy. */

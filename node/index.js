@@ -645,6 +645,17 @@ class Connector extends Manager {
   }
 
   /**
+   * Send each stream of a kite to its origin behind a PROXY protocol header
+   * (pagekite.py's +proxyproto): version 1 (text), 2 (binary) or 0 (none).
+   * For streams opened after the call; any time.
+   */
+  setKiteProxyProtocol(proto, name, version) {
+    this._check('setKiteProxyProtocol', binding.setKiteProxyProtocol(this[kHandle],
+      str(proto, 'proto'), str(name, 'name'), int(version, 'version')));
+    return this;
+  }
+
+  /**
    * One kite's state: 'WAITING', 'FLYING', 'REJECTED' or 'DUPLICATE'.  proto
    * and name as given to addKite(); proto may carry the public port
    * ('http-8080').  Throws PageKiteError for a kite that was never added.
@@ -775,6 +786,17 @@ class Relay extends Manager {
     this._configure('addPortAlias');
     this._check('addPortAlias', binding.addRelayPortAlias(this[kHandle], port(listenPort, 'port'),
       port(aliasOf, 'aliasOf')));
+    return this;
+  }
+
+  /**
+   * A load balancer in front of the relay ('10.0.0.0/8', '::1'): its
+   * connections must start with a PROXY v1/v2 header, whose client address
+   * then stands for the connection.  Before start().
+   */
+  addProxySource(cidr) {
+    this._configure('addProxySource');
+    this._check('addProxySource', binding.addRelayProxySource(this[kHandle], str(cidr, 'cidr')));
     return this;
   }
 

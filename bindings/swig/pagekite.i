@@ -200,6 +200,10 @@ static int pkj_add_relay_port_alias(int port, int alias_of) {
   return pagekite_add_relay_port_alias(pkj_mgr, port, alias_of);
 }
 
+static int pkj_add_relay_proxy_source(const char *cidr) {
+  return pagekite_add_relay_proxy_source(pkj_mgr, cidr);
+}
+
 static int pkj_set_relay_motd(const char *motd) {
   return pagekite_set_relay_motd(pkj_mgr, motd);
 }
@@ -270,6 +274,11 @@ static int pkj_get_kite_status(const char *proto, const char *kitename) {
 
 static char *pkj_get_kite_reason(const char *proto, const char *kitename) {
   return pagekite_get_kite_reason(pkj_mgr, proto, kitename);
+}
+
+static int pkj_set_kite_proxy_protocol(const char *proto, const char *kitename,
+                                       int version) {
+  return pagekite_set_kite_proxy_protocol(pkj_mgr, proto, kitename, version);
 }
 
 static int pkj_set_rejection_url(const char *url) {
@@ -1129,6 +1138,28 @@ int pkj_set_relay_raw_ports(const char *ports);
 %rename(addRelayPortAlias) pkj_add_relay_port_alias;
 int pkj_add_relay_port_alias(int port, int aliasOf);
 
+%javamethodmodifiers pkj_add_relay_proxy_source "/**
+   * Relay role: a load balancer in front of the relay, which sends a PROXY protocol header on every connection.
+   *
+   * cidr is an IPv4 or IPv6 address or network (\"10.0.0.0/8\", \"::1/128\",
+   * \"192.0.2.7\"). Every connection from a matching address must start with a
+   * PROXY protocol header (haproxy's proxy-protocol.txt, version 1 or 2, as
+   * haproxy's send-proxy / send-proxy-v2 write); the client address in it then
+   * stands for the connection in logs, per-source limits and the RIP/RPort the
+   * relay passes to connectors (so X-Forwarded-For and PROXY headers to origins
+   * carry it). A v2 LOCAL header (health checks) or v1 UNKNOWN keeps the load
+   * balancer's address. A connection from such a source without a valid header,
+   * or whose header is not complete within 10 s, is closed. From any other
+   * address a PROXY header is not accepted: it is bad input (400). At most 32
+   * sources.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_proxy_source().
+   * @param cidr An address, or ADDRESS/BITS.
+   * @return 0 on success. On failure: -1 (not an address or network, or too many).
+   */
+  public";
+%rename(addRelayProxySource) pkj_add_relay_proxy_source;
+int pkj_add_relay_proxy_source(const char *cidr);
+
 %javamethodmodifiers pkj_set_relay_motd "/**
    * Relay role: a message of the day for connectors (pagekite.py's --motd).
    *
@@ -1427,6 +1458,30 @@ int pkj_get_kite_status(const char *proto, const char *kitename);
   public";
 %rename(getKiteReason) pkj_get_kite_reason;
 char *pkj_get_kite_reason(const char *proto, const char *kitename);
+
+%javamethodmodifiers pkj_set_kite_proxy_protocol "/**
+   * Send each stream of a kite to its origin behind a PROXY protocol header (pagekite.py's +proxyproto).
+   *
+   * version 1 writes haproxy's text header (\"PROXY TCP4 CLIENT RELAY CPORT
+   * PPORT\"), version 2 the binary one, 0 none (the default). The client address
+   * and port are the ones the relay reports for the stream (RIP/RPort;
+   * IPv4-mapped IPv6 is written as IPv4); the destination is the relay's address
+   * as the connector reached it (the proxy's, with pagekite_set_proxy; 0.0.0.0 or
+   * :: when of the other family) and the kite's public port. When the relay
+   * reports no usable address the header says so (v1 \"PROXY UNKNOWN\", v2 family
+   * UNSPEC). Meant for raw and https (TLS passthrough) kites, whose origins
+   * cannot read X-Forwarded-For; it applies to any kite it is set on, as
+   * pagekite.py's. Takes effect for streams opened after the call; safe from any
+   * thread.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_kite_proxy_protocol().
+   * @param proto The kite's protocol, as given to pagekite_add_kite().
+   * @param kitename The kite's name.
+   * @param version 0, 1 or 2.
+   * @return 0 on success. On failure: -1 (no such kite, or a version other than 0, 1 or 2).
+   */
+  public";
+%rename(setKiteProxyProtocol) pkj_set_kite_proxy_protocol;
+int pkj_set_kite_proxy_protocol(const char *proto, const char *kitename, int version);
 
 %javamethodmodifiers pkj_set_rejection_url "/**
    * Frame a page from url in the 503 answer when an origin is down (libpagekite's call).

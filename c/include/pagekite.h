@@ -1036,6 +1036,29 @@ PK_EXPORT int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
  */
 PK_EXPORT int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
 
+/* Relay role: a load balancer in front of the relay, which sends a PROXY protocol header on every connection.
+ *
+ * cidr is an IPv4 or IPv6 address or network ("10.0.0.0/8", "::1/128",
+ * "192.0.2.7"). Every connection from a matching address must start with a
+ * PROXY protocol header (haproxy's proxy-protocol.txt, version 1 or 2, as
+ * haproxy's send-proxy / send-proxy-v2 write); the client address in it then
+ * stands for the connection in logs, per-source limits and the RIP/RPort the
+ * relay passes to connectors (so X-Forwarded-For and PROXY headers to origins
+ * carry it). A v2 LOCAL header (health checks) or v1 UNKNOWN keeps the load
+ * balancer's address. A connection from such a source without a valid header,
+ * or whose header is not complete within 10 s, is closed. From any other
+ * address a PROXY header is not accepted: it is bad input (400). At most 32
+ * sources.
+ *
+ *   mgr   The manager.
+ *   cidr  An address, or ADDRESS/BITS.
+ *
+ * Returns: 0 on success. On failure: -1 (not an address or network, or too
+ * many).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_proxy_source(pagekite_mgr mgr, const char *cidr);
+
 /* Relay role: a message of the day for connectors (pagekite.py's --motd).
  *
  * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
@@ -1341,6 +1364,32 @@ PK_EXPORT int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, cons
  * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
+
+/* Send each stream of a kite to its origin behind a PROXY protocol header (pagekite.py's +proxyproto).
+ *
+ * version 1 writes haproxy's text header ("PROXY TCP4 CLIENT RELAY CPORT
+ * PPORT"), version 2 the binary one, 0 none (the default). The client address
+ * and port are the ones the relay reports for the stream (RIP/RPort;
+ * IPv4-mapped IPv6 is written as IPv4); the destination is the relay's address
+ * as the connector reached it (the proxy's, with pagekite_set_proxy; 0.0.0.0 or
+ * :: when of the other family) and the kite's public port. When the relay
+ * reports no usable address the header says so (v1 "PROXY UNKNOWN", v2 family
+ * UNSPEC). Meant for raw and https (TLS passthrough) kites, whose origins
+ * cannot read X-Forwarded-For; it applies to any kite it is set on, as
+ * pagekite.py's. Takes effect for streams opened after the call; safe from any
+ * thread.
+ *
+ *   mgr       The manager.
+ *   proto     The kite's protocol, as given to pagekite_add_kite().
+ *   kitename  The kite's name.
+ *   version   0, 1 or 2.
+ *
+ * Returns: 0 on success. On failure: -1 (no such kite, or a version other than
+ * 0, 1 or 2).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_kite_proxy_protocol(pagekite_mgr mgr, const char *proto,
+                                               const char *kitename, int version);
 
 /* Frame a page from url in the 503 answer when an origin is down (libpagekite's call).
  *

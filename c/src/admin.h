@@ -20,6 +20,7 @@
   X(NO_KITE, "no_kite")               /* a visitor for a kite not here */ \
   X(BAD_REQUEST, "bad_request")       /* unparseable first bytes */       \
   X(HEAD_TOO_LARGE, "head_too_large") /* request head over the bound */   \
+  X(PROXY_HEADER, "proxy_header")     /* a bad PROXY header (--proxy_protocol_from) */ \
   X(ACL, "acl")                       /* --client_acl / --tunnel_acl */    \
   X(TLS_REQUIRED, "tls_required")     /* a tunnel without TLS (require) */ \
   X(RATELIMIT, "ratelimit")           /* --ratelimit_ips */                \

@@ -722,6 +722,23 @@ PK_API char *pagekite_get_kite_reason(pagekite_mgr h, const char *proto, const c
   return ob ? ob->reason : NULL;
 }
 
+PK_API int pagekite_set_kite_proxy_protocol(pagekite_mgr h, const char *proto, const char *kitename,
+                                            int version) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_set_kite_proxy_protocol";
+  if (check_mgr(m)) return -1;
+  if (version < 0 || version > 2)
+    return pk_fail(PK_EINVAL, "%s: version %d is not 0 (none), 1 or 2", fn, version);
+  uv_mutex_lock(&m->lock);
+  pk_kite *k = find_kite(m, proto, kitename);
+  if (k) __atomic_store_n(&k->proxy_proto, version, __ATOMIC_RELAXED);
+  uv_mutex_unlock(&m->lock);
+  if (!k)
+    return pk_fail(PK_ENOTFOUND, "%s: no kite %s:%s", fn, proto ? proto : "(null)",
+                   kitename ? kitename : "(null)");
+  return 0;
+}
+
 PK_API int pagekite_set_rejection_url(pagekite_mgr h, const char *url) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;

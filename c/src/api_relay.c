@@ -345,3 +345,22 @@ void pk_relay_config_free(pk_mgr *m) {
   if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
   m->relay_ctx = NULL;
 }
+
+PK_API int pagekite_add_relay_proxy_source(pagekite_mgr h, const char *cidr) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_add_relay_proxy_source";
+  if (relay_only(m, fn)) return -1;
+  pk_pp_cidr net;
+  char why[160];
+  if (pk_pp_cidr_parse(cidr, &net, why, sizeof(why)) != 0) return pk_fail(PK_EINVAL, "%s: %s", fn, why);
+  if (m->nproxy_sources >= PK_MAX_PROXY_SOURCES)
+    return pk_fail(PK_ELIMIT, "%s: too many sources (at most %d)", fn, PK_MAX_PROXY_SOURCES);
+  m->proxy_sources[m->nproxy_sources++] = net;
+  return 0;
+}
+
+int pk_relay_proxy_source(const pk_mgr *m, const char *ip) {
+  for (int i = 0; i < m->nproxy_sources; i++)
+    if (pk_pp_cidr_match(&m->proxy_sources[i], ip)) return 1;
+  return 0;
+}

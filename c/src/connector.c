@@ -394,6 +394,18 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
     pk_stream_close(s);
     return NULL;
   }
+  /* +proxyproto: the visitor's address (RIP/RPort) and the relay's, before
+   * any of the stream's bytes (they wait with it until connected). */
+  int ppv = __atomic_load_n(&k->proxy_proto, __ATOMIC_RELAXED);
+  if (ppv) {
+    char pp[PK_PP_ENCODE_MAX], relay_ip[64] = "";
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (t->conn && uv_tcp_getpeername(&t->conn->tcp, (struct sockaddr *)&ss, &sl) == 0)
+      pk_addr_str((struct sockaddr *)&ss, relay_ip, sizeof(relay_ip), NULL);
+    int pn = pk_pp_encode(ppv, r->rip, r->rport, relay_ip, r->port, pp, sizeof(pp));
+    if (pn > 0) pk_conn_write(s, pp, (size_t)pn, NULL);
+  }
   pk_conn_read_start(s);
   return s;
 }

@@ -25,6 +25,7 @@
 #include "replay.h"
 #include "httpfwd.h"
 #include "proxy.h"
+#include "proxyproto.h"
 #include "session.h"
 #include "kiteauth.h"
 #include "role.h"

@@ -137,6 +137,8 @@ struct pk_mgr {
   int port_alias[PK_MAX_PORT_ALIASES][2]; /* {listening port, the port it stands for} */
   int nport_alias;
   char motd[PK_MOTD_MAX + 1];
+  pk_pp_cidr proxy_sources[PK_MAX_PROXY_SOURCES]; /* PROXY headers required from these */
+  int nproxy_sources;
   char hello_ports[256], hello_raw[512]; /* X-PageKite-(Raw-)Ports, set when bound */
   pk_listener *listeners;
   int nlisteners, max_listeners;

@@ -683,6 +683,63 @@ static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
 
 static void unknown_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
 
+static int admit_unknown(pk_conn *c);
+
+/* A connection from a load balancer (pagekite_add_relay_proxy_source) starts
+ * with a PROXY v1/v2 header: required, read into inbuf (at most
+ * PK_PP_V2_MAX bytes, within PK_CLASSIFY_TIMEOUT_MS like any first bytes),
+ * then the client's address stands for the connection's everywhere (logs,
+ * per-source limits, RIP/RPort to the connector), and what follows is
+ * classified as usual.  LOCAL (health checks) and UNKNOWN keep the
+ * balancer's own address. */
+static void proxy_head(pk_conn *c, const char *data, size_t n, pk_block *blk) {
+  pk_mgr *m = c->mgr;
+  if (!c->inbuf && !(c->inbuf = pk_block_get(m))) {
+    pk_conn_close(c);
+    return;
+  }
+  size_t room = PK_PP_V2_MAX - c->inlen, take = n < room ? n : room;
+  memcpy(c->inbuf->data + c->inlen, data, take);
+  c->inlen += take;
+  pk_pp_info pp;
+  char why[160];
+  int r = pk_pp_parse(c->inbuf->data, c->inlen, &pp, why, sizeof(why));
+  if (r == PK_PP_NEED_MORE) return;
+  if (r == PK_PP_ERROR) {
+    /* Not an error line: what arrives is not ours to fix, and must not
+     * count toward bail-on-errors; at most a line a second. */
+    long more = pk_ratelimit_check(m, &m->rl_refused);
+    if (more >= 0)
+      pk_log(m, PK_LOG_BE_CONNS,
+             "Closing a connection from load balancer %s: %s; %ld more refused since the last line",
+             c->rip, why, more);
+    pk_count_reject(m, PK_REJECT_PROXY_HEADER);
+    pk_conn_close(c);
+    return;
+  }
+  if (!pp.local) {
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(pp.src_ip, pp.src_port, (struct sockaddr_in *)&ss) != 0)
+      uv_ip6_addr(pp.src_ip, pp.src_port, (struct sockaddr_in6 *)&ss);
+    pk_log(m, PK_LOG_BE_CONNS, "Connection from %s:%d via load balancer %s", pp.src_ip, pp.src_port,
+           c->rip);
+    pk_conn_unauth_clear(c); /* counted against the client now, not the balancer */
+    snprintf(c->rip, sizeof(c->rip), "%s", pp.src_ip);
+    c->rport = pp.src_port;
+    c->ipkey = pk_ipkey_of((struct sockaddr *)&ss);
+    if (admit_unknown(c) != 0) {
+      pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection from %s: %s", c->rip, "no room");
+      pk_count_reject(m, PK_REJECT_LIMIT);
+      pk_conn_close(c);
+      return;
+    }
+  }
+  c->inlen -= pp.len;
+  memmove(c->inbuf->data, c->inbuf->data + pp.len, c->inlen);
+  c->on_data = classify;
+  classify(c, data + take, n - take, blk);
+}
+
 /* Connections that proved nothing yet (not classified, or tunnels without a
  * kite) are bounded in total, and per source: one source holds at most an
  * eighth of them for longer than PK_UNKNOWN_GRACE_MS.  A newcomer is always
@@ -778,7 +835,7 @@ static void on_connection(uv_stream_t *server, int status) {
     pk_conn_close(c);
     return;
   }
-  c->on_data = classify;
+  c->on_data = m->nproxy_sources && pk_relay_proxy_source(m, c->rip) ? proxy_head : classify;
   c->on_eof = unknown_on_eof;
   pk_conn_read_start(c);
 }

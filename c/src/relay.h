@@ -40,6 +40,8 @@ typedef pk_reg_entry pk_relay_kite;
 int pk_relay_match(const char *pattern, const char *name);
 /* The listening port a visitor's port stands for (--portalias), or port. */
 int pk_relay_port_alias(const pk_mgr *m, int port);
+/* From a load balancer that must send a PROXY header (pagekite_add_relay_proxy_source). */
+int pk_relay_proxy_source(const pk_mgr *m, const char *ip);
 
 /* ---- api_relay.c ---- */
 /* The server context for a name: its endpoint, else the wildcard one label

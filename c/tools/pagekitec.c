@@ -75,6 +75,9 @@ static void usage(FILE *out) {
           "  --kite-access NAME:+ip/ADDR | NAME:+password/USER=PASS\n"
           "               pagekite.py's kite flags: only these addresses (ADDR or a /24\n"
           "               as 1.2.3) or HTTP basic auth for kite NAME (repeatable)\n"
+          "  --proxyproto NAME[=V]  send kite NAME's streams to its origin behind a PROXY\n"
+          "               protocol header, V 1 (text, the default) or 2 (binary), carrying\n"
+          "               the visitor's address (pagekite.py's +proxyproto; repeatable)\n"
           "\n"
           "Running:\n"
           "  -a NAME      app name for logging and syslog (default " PROG ")\n"
@@ -217,7 +220,8 @@ enum {
   OPT_HK_MIN,
   OPT_PROXY,
   OPT_KITE_ACCESS,
-  OPT_ADMIN
+  OPT_ADMIN,
+  OPT_PROXYPROTO
 };
 
 typedef struct {
@@ -237,6 +241,8 @@ typedef struct {
   const char *proxy;      /* --proxy, else https_proxy / all_proxy */
   char admin_host[64];    /* --admin (admin_port 0: off) */
   int admin_port;
+  const char **proxyproto; /* --proxyproto NAME[=VERSION] values */
+  int n_proxyproto;
   int hk_min;
   const char *ca_file;
   int insecure;
@@ -289,6 +295,7 @@ static void parse_other(int c, char **argv, options *o) {
                         "NAME:+password/USER=PASS)", optarg);
       o->access[o->n_access++] = optarg;
       break;
+    case OPT_PROXYPROTO: o->proxyproto[o->n_proxyproto++] = optarg; break;
     case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
     case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -309,6 +316,7 @@ static void parse_options(int argc, char **argv, options *o) {
       {"housekeeping-min", required_argument, NULL, OPT_HK_MIN},
       {"proxy", required_argument, NULL, OPT_PROXY},
       {"admin", required_argument, NULL, OPT_ADMIN},
+      {"proxyproto", required_argument, NULL, OPT_PROXYPROTO},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
       {"kite-access", required_argument, NULL, OPT_KITE_ACCESS},
@@ -430,6 +438,28 @@ static void check_kites(int argc, char **argv, int first) {
     if (!*argv[i + 4]) cli_usage_error(PROG, "empty SECRET for kite '%s'", argv[i + 2]);
   }
   for (int i = first; i < argc; i += KITE_ARGS) secret_arg(argv, i + 4, argv[i + 2]);
+}
+
+/* --proxyproto NAME[=V]: the version (1 or 2) and the name's length, or exit 2. */
+static int proxyproto_arg(const char *v, size_t *namelen) {
+  const char *eq = strchr(v, '=');
+  *namelen = eq ? (size_t)(eq - v) : strlen(v);
+  int ver = 1;
+  if (*namelen == 0 || (eq && cli_parse_int(eq + 1, 1, 2, &ver) != 0))
+    cli_usage_error(PROG, "invalid --proxyproto '%s' (expected NAME, NAME=1 or NAME=2)", v);
+  return ver;
+}
+
+/* Every --proxyproto names a kite given on the command line. */
+static void check_proxyproto(const options *o, int argc, char **argv, int first) {
+  for (int j = 0; j < o->n_proxyproto; j++) {
+    size_t nl;
+    proxyproto_arg(o->proxyproto[j], &nl);
+    int found = 0;
+    for (int i = first; i < argc; i += KITE_ARGS)
+      if (strlen(argv[i + 2]) == nl && strncasecmp(argv[i + 2], o->proxyproto[j], nl) == 0) found = 1;
+    if (!found) cli_usage_error(PROG, "--proxyproto '%s' names no kite given", o->proxyproto[j]);
+  }
 }
 
 /* ---- setting up the manager ---- */
@@ -579,6 +609,15 @@ static int add_kites(pagekite_mgr m, const options *o, int argc, char **argv, in
       snprintf(what, sizeof(what), "pagekite_add_kite(%s, %s)", argv[i + 1], argv[i + 2]);
       return fail(o, EXIT_ADD_KITE, what);
     }
+    for (int j = 0; j < o->n_proxyproto; j++) {
+      size_t nl;
+      int ver = proxyproto_arg(o->proxyproto[j], &nl);
+      if (strlen(argv[i + 2]) != nl || strncasecmp(argv[i + 2], o->proxyproto[j], nl) != 0) continue;
+      if (pagekite_set_kite_proxy_protocol(m, argv[i + 1], argv[i + 2], ver) < 0) {
+        snprintf(what, sizeof(what), "pagekite_set_kite_proxy_protocol(%s, %s)", argv[i + 1], argv[i + 2]);
+        return fail(o, EXIT_ADD_KITE, what);
+      }
+    }
     if (o->use_current &&
         pagekite_add_frontend(m, argv[i + 2], pport ? pport : o->fe_port) < 0) {
       snprintf(what, sizeof(what), "pagekite_add_frontend(%s)", argv[i + 2]);
@@ -677,16 +716,19 @@ int main(int argc, char **argv) {
   o.frontends = calloc((size_t)argc + 1, sizeof(*o.frontends));
   o.certnames = calloc((size_t)argc + 1, sizeof(*o.certnames));
   o.access = calloc((size_t)argc + 1, sizeof(*o.access));
-  if (!o.frontends || !o.certnames) {
+  o.proxyproto = calloc((size_t)argc + 1, sizeof(*o.proxyproto));
+  if (!o.frontends || !o.certnames || !o.access || !o.proxyproto) {
     fprintf(stderr, PROG ": out of memory\n");
     return EXIT_MANAGER_INIT;
   }
   parse_options(argc, argv, &o);
   check_options(&o);
   check_kites(argc, argv, optind);
+  check_proxyproto(&o, argc, argv, optind);
   int rc = run(&o, argc, argv, optind);
   free(o.frontends);
   free(o.certnames);
   free(o.access);
+  free(o.proxyproto);
   return rc;
 }

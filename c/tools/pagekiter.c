@@ -115,6 +115,12 @@ static const char *configure_ports(pagekite_mgr m, const pkr_cfg *c, char *what,
   }
   if (c->rawports && pagekite_set_relay_raw_ports(m, c->rawports) < 0)
     return "pagekite_set_relay_raw_ports";
+  for (int i = 0; i < c->proxy_from.n; i++) {
+    if (pagekite_add_relay_proxy_source(m, c->proxy_from.v[i]) < 0) {
+      snprintf(what, n, "pagekite_add_relay_proxy_source(%.200s)", c->proxy_from.v[i]);
+      return what;
+    }
+  }
   return NULL;
 }
 

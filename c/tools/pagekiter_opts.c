@@ -79,7 +79,7 @@ enum {
   O_DOMAIN, O_TLS_ENDPOINT, O_TLS_DEFAULT, O_CERT, O_KEY, O_DUPS, O_LOGFILE, O_OPTFILE,
   O_OPTDIR, O_ERRORURL, O_PORTALIAS, O_MOTD, O_DAEMONIZE, O_NODAEMONIZE, O_PIDFILE, O_RUNAS,
   O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST, O_CLIENT_ACL, O_TUNNEL_ACL,
-  O_RATELIMIT, O_REQUIRE_TLS, O_SECRETSFILE, O_ADMIN
+  O_RATELIMIT, O_REQUIRE_TLS, O_SECRETSFILE, O_PROXYFROM, O_ADMIN
 };
 
 /* arg: 0 none, 1 required, 2 optional (taken when the next word looks like a
@@ -139,6 +139,7 @@ static const opt_def k_opts[] = {
     {"allow-duplicates", 0, 0, O_DUPS, NULL},
     {"admin", 0, 1, O_ADMIN, NULL},
     {"secretsfile", 0, 1, O_SECRETSFILE, NULL},
+    {"proxy_protocol_from", 0, 1, O_PROXYFROM, NULL},
     {"version", 0, 0, O_VERSION, NULL},
     {NULL, 'c', 1, O_CONNS, NULL},
     {NULL, 'k', 1, O_KITES, NULL},
@@ -409,6 +410,10 @@ static void usage_pkpy(FILE *out) {
         "  --tls_default=NAME       name assumed for TLS clients without SNI\n"
         "  --portalias=PORT:ALIAS   visitors on PORT count as on ALIAS (kites for ALIAS)\n"
         "  --motd=FILE              message of the day for connectors (1024 bytes max)\n"
+        "  --proxy_protocol_from=CIDR\n"
+        "                           a load balancer (ADDRESS or ADDRESS/BITS) whose\n"
+        "                           connections start with a PROXY v1/v2 header; the\n"
+        "                           client address in it is used; repeatable\n"
         "  --errorurl=URL, -E       rejection URL (pagekite_set_rejection_url)\n"
         "  --logfile=FILE, -L       log to FILE (appended; SIGHUP reopens), 'stdio'\n"
         "                           (stdout) or 'syslog'\n"
@@ -538,6 +543,7 @@ static int apply_relay(pkr_cfg *c, const opt_def *d, const char *flag, const cha
     case O_DUPS: c->dups = 1; break;
     case O_PORTALIAS: add_alias(c, v); break;
     case O_MOTD: set_str(&c->motd_file, v); break;
+    case O_PROXYFROM: strv_push(&c->proxy_from, v); break;
     case O_ERRORURL: set_errorurl(c, flag, v); break;
     case O_ADMIN:
       if (cli_split_host_port(v, "127.0.0.1", c->admin_host, sizeof(c->admin_host), 1,
@@ -966,6 +972,7 @@ void pkr_cfg_free(pkr_cfg *c) {
   strv_free(&c->tunnel_acls);
   strv_free(&c->ratelimits);
   strv_free(&c->argv_secrets);
+  strv_free(&c->proxy_from);
   free(c->ports);
   free(c->aliases);
   c->ports = NULL;

@@ -32,6 +32,7 @@ typedef struct {
   pkr_strv ratelimits;   /* --ratelimit_ips values */
   int require_tls;       /* --require-tls */
   pkr_strv argv_secrets; /* what has its secret on the command line (warned by pkr_check) */
+  pkr_strv proxy_from;   /* --proxy_protocol_from values, CIDR */
   char *tls_default;
   char *rawports;        /* --rawports, checked */
   int (*aliases)[2];     /* --portalias PORT:ALIAS */

@@ -138,6 +138,7 @@ int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name, const ch
 int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
 int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
+int pagekite_add_relay_proxy_source(pagekite_mgr mgr, const char *cidr);
 int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
 int pagekite_add_relay_client_acl(pagekite_mgr mgr, const char *rule);
 int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
@@ -156,6 +157,7 @@ int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
 int pagekite_add_frontend_certname(pagekite_mgr mgr, const char *name);
 int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, const char *kitename);
 char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
+int pagekite_set_kite_proxy_protocol(pagekite_mgr mgr, const char *proto, const char *kitename, int version);
 int pagekite_set_rejection_url(pagekite_mgr mgr, const char *url);
 int pagekite_set_proxy(pagekite_mgr mgr, const char *url);
 """
@@ -290,6 +292,7 @@ FUNCTIONS = {
     'set_relay_tls_default': 'pagekite_set_relay_tls_default',
     'set_relay_raw_ports': 'pagekite_set_relay_raw_ports',
     'add_relay_port_alias': 'pagekite_add_relay_port_alias',
+    'add_relay_proxy_source': 'pagekite_add_relay_proxy_source',
     'set_relay_motd': 'pagekite_set_relay_motd',
     'add_relay_client_acl': 'pagekite_add_relay_client_acl',
     'add_relay_tunnel_acl': 'pagekite_add_relay_tunnel_acl',
@@ -308,6 +311,7 @@ FUNCTIONS = {
     'add_frontend_certname': 'pagekite_add_frontend_certname',
     'get_kite_status': 'pagekite_get_kite_status',
     'get_kite_reason': 'pagekite_get_kite_reason',
+    'set_kite_proxy_protocol': 'pagekite_set_kite_proxy_protocol',
     'set_rejection_url': 'pagekite_set_rejection_url',
     'set_proxy': 'pagekite_set_proxy',
 }

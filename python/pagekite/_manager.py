@@ -700,6 +700,14 @@ class Connector(_Manager):
         (libpagekite's rejection URL); None or "" for a plain page."""
         self._call("pagekite_set_rejection_url", _str(url, "url", nullable=True))
 
+    def set_kite_proxy_protocol(self, proto: str, name: str, version: int) -> None:
+        """Send each stream of a kite to its origin behind a PROXY protocol
+        header (pagekite.py's +proxyproto): version 1 (text), 2 (binary) or
+        0 (none), carrying the visitor's address the relay reports.  For
+        streams opened after the call; any time, any thread."""
+        self._call("pagekite_set_kite_proxy_protocol", _str(proto, "proto"), _str(name, "name"),
+                   _int(version, "version"))
+
     def kite_status(self, proto: str, name: str) -> KiteStatus:
         """One kite's :class:`KiteStatus` (WAITING, FLYING, REJECTED, DUPLICATE).
 
@@ -808,6 +816,12 @@ class Relay(_Manager):
         """Route visitors on listening port as if they came to alias_of, and
         accept kites for alias_of (pagekite.py's --portalias).  Before start()."""
         self._call("pagekite_add_relay_port_alias", _int(port, "port"), _int(alias_of, "alias_of"))
+
+    def add_proxy_source(self, cidr: str) -> None:
+        """A load balancer in front of the relay ("10.0.0.0/8", "::1"):
+        connections from it must start with a PROXY protocol v1/v2 header,
+        whose client address then stands for the connection.  Before start()."""
+        self._call("pagekite_add_relay_proxy_source", _str(cidr, "cidr"))
 
     def set_motd(self, motd: Optional[str]) -> None:
         """A message of the day sent to connectors (pagekite.py's --motd):

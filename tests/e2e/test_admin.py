@@ -491,3 +491,25 @@ def test_ratelimit_and_kite_access_refusals_counted(group):
     rm, cm = wait_until(counted, 10, "the ratelimit and kite_auth counts")
     assert value(cm, "pagekite_rejects_total", reason="kite_ip") == 0
     assert value(rm, "pagekite_rejects_total", reason="acl") == 0
+
+
+def test_bad_proxy_header_counted(group):
+    """A --proxy_protocol_from balancer that sends no PROXY header: the
+    connection is closed and counted as reason="proxy_header"."""
+    port = free_port()
+    relay = group.our_relay(extra_args=["--admin=%d" % port,
+                                        "--proxy_protocol_from=127.0.0.1/32"])
+    wait_until(lambda: port in listen_ports(relay.proc.pid), 10, "the admin port")
+    s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x.example.test\r\n\r\n")
+    try:
+        assert s.recv(4096) == b""  # closed, no answer
+    except ConnectionResetError:
+        pass
+    s.close()
+
+    def counted():
+        m, _ = metrics(port)
+        return value(m, "pagekite_rejects_total", reason="proxy_header") == 1 and m
+    m = wait_until(counted, 10, "the proxy_header count")
+    assert value(m, "pagekite_rejects_total", reason="bad_request") == 0

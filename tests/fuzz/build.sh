@@ -24,6 +24,9 @@ done
 # The outgoing proxy handshake (proxy.c): proxy answers in pieces.
 "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_proxy" "$HERE/fuzz_proxy.c" "$SRC/proxy.c" &
 pids+=($!)
+# PROXY protocol headers from load balancers (proxyproto.c), in pieces.
+"$CC" "${FLAGS[@]}" -o "$OUT/fuzz_proxyproto" "$HERE/fuzz_proxyproto.c" "$SRC/proxyproto.c" &
+pids+=($!)
 # The forwarding-header rewriter (httpfwd.c) is pure too.
 "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_httpfwd" "$HERE/fuzz_httpfwd.c" "$SRC/httpfwd.c" "$SRC/wire.c" &
 pids+=($!)

@@ -1250,3 +1250,112 @@ assert(ok == nil and err:find("USER=PASSWORD"), tostring(err))
 print("ok")
 """)
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr)
+
+
+@needs_module
+def test_module_proxy_protocol_methods():
+    """m:set_kite_proxy_protocol (connector, any time) and m:add_proxy_source
+    (relay): true, or nil and the library's message; the origin of a raw kite
+    gets the v2 header, then none once set back to 0."""
+    import struct
+    got = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    oport = srv.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                data = b""
+                try:
+                    while b"hello\n" not in data and len(data) < 4096:
+                        d = c.recv(4096)
+                        if not d:
+                            break
+                        data += d
+                    got.append(data)
+                    c.sendall(b"ok\n")
+                except OSError:
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    port = free_port()
+    code = r"""
+local pagekite = require "pagekite"
+local K = pagekite.constants
+io.stdout:setvbuf("line")
+local port, oport, secret = %d, %d, "%s"
+local function refused(what, pattern, ok, err)
+  assert(ok == nil and type(err) == "string" and err:find(pattern), what .. ": " .. tostring(err))
+  print("refused " .. what .. ": " .. err)
+end
+local r <close> = pagekite.relay{app_id = "lua-pp", max_conns = 16}
+assert(r:add_listener("127.0.0.1", port))
+assert(r:add_domain("raw", "*.test", secret))
+assert(r:set_raw_ports("virtual"))
+assert(r:add_proxy_source("10.0.0.0/8") == true)
+refused("bad source", "prefix length 33 is over 32", r:add_proxy_source("10.0.0.0/33"))
+assert(r:start())
+local c <close> = pagekite.connector{app_id = "lua-pp", max_frontends = 1,
+                                     flags = K.PK_WITH_IPV4 | K.PK_WITH_IPV6}
+assert(c:add_kite{proto = "raw", name = "pp.test", secret = secret, origin_host = "127.0.0.1",
+                  origin_port = oport, public_port = port})
+assert(c:add_frontend("127.0.0.1", port))
+assert(c:start())
+assert(c:set_kite_proxy_protocol("raw", "pp.test", 2) == true)
+refused("version 3", "version 3 is not 0", c:set_kite_proxy_protocol("raw", "pp.test", 3))
+refused("no kite", "no kite raw:nope", c:set_kite_proxy_protocol("raw", "nope", 1))
+local deadline = os.time() + 20
+while select(2, c:status()) ~= "flying" and os.time() < deadline do c:poll(1) end
+print("flying")
+io.read("l")
+assert(c:set_kite_proxy_protocol("raw", "pp.test", 0))
+print("off")
+io.read("l")
+assert(c:stop() and r:stop())
+print("done")
+""" % (port, oport, SECRET)
+
+    def hello():
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"CONNECT pp.test:%d HTTP/1.1\r\n\r\n" % port)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    d = s.recv(1)
+                    if not d:
+                        break
+                    head += d
+                if b" 200 " in head:
+                    s.sendall(b"hello\n")
+                    if s.recv(16) == b"ok\n":
+                        return s.getsockname()[1]
+            time.sleep(0.2)
+        raise AssertionError("raw kite never answered")
+
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env, stdin=True)
+    try:
+        p.wait_for(r"^flying$", 25)
+        sport = hello()
+        assert got[-1] == (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + socket.inet_aton("127.0.0.1") * 2
+                           + struct.pack("!HH", sport, port) + b"hello\n"), got[-1:]
+        p.p.stdin.write("go\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^off$", 10)
+        hello()
+        assert got[-1] == b"hello\n"
+        p.p.stdin.write("go\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^done$", 20)
+        assert p.p.wait(10) == 0, p.text()
+    finally:
+        p.stop()
+        srv.close()
+    assert "refused no kite: pagekite_set_kite_proxy_protocol: no kite raw:nope" in p.text(), p.text()
