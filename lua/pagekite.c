@@ -504,6 +504,24 @@ static int m_log(lua_State *L) {
   return 1;
 }
 
+/* m:metrics() -> the Prometheus text; m:status_json() -> the JSON text
+ * (what the admin listener serves); nil, err, code on failure. */
+static int m_metrics(lua_State *L) {
+  lpk_mgr *u = check(L);
+  char *text = pagekite_get_metrics(u->mgr);
+  if (!text) return fail(L);
+  lua_pushstring(L, text);
+  return 1;
+}
+
+static int m_status_json(lua_State *L) {
+  lpk_mgr *u = check(L);
+  char *text = pagekite_get_status_json(u->mgr);
+  if (!text) return fail(L);
+  lua_pushstring(L, text);
+  return 1;
+}
+
 /* m:poll(timeout_s) -> true when events happened since the last poll (at
  * once if they did), false after timeout_s (fractions allowed) without. */
 static int m_poll(lua_State *L) {
@@ -621,6 +639,8 @@ static const luaL_Reg methods[] = {
     {"next_events", m_next_events},
     {"counters", m_counters},
     {"counter", m_counter},
+    {"metrics", m_metrics},
+    {"status_json", m_status_json},
     {"free", m_free},
     {NULL, NULL},
 };
@@ -642,6 +662,7 @@ static const struct {
     {"set_raw_ports", "set_relay_raw_ports", 0},
     {"add_port_alias", "add_relay_port_alias", 0},
     {"set_motd", "set_relay_motd", 0},
+    {"set_admin_listener", "set_admin_listener", 0},
     {"add_kite_access", "add_kite_access", 0},
     {"add_client_acl", "add_relay_client_acl", 0},
     {"add_tunnel_acl", "add_relay_tunnel_acl", 0},

@@ -481,6 +481,30 @@ static int lpkr_get_counter(lua_State *L) {
   return 1;
 }
 
+/* pagekite_set_admin_listener -> pagekite.raw.set_admin_listener */
+static int lpkr_set_admin_listener(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_host = luaL_optstring(L, 2, NULL);
+  int a_port = lpk_arg_int(L, 3);
+  int r = pagekite_set_admin_listener(a_mgr, a_host, a_port);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_get_metrics -> pagekite.raw.get_metrics */
+static int lpkr_get_metrics(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  lua_pushstring(L, pagekite_get_metrics(a_mgr)); /* NULL: nil */
+  return 1;
+}
+
+/* pagekite_get_status_json -> pagekite.raw.get_status_json */
+static int lpkr_get_status_json(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  lua_pushstring(L, pagekite_get_status_json(a_mgr)); /* NULL: nil */
+  return 1;
+}
+
 /* pagekite_last_error -> pagekite.raw.last_error */
 static int lpkr_last_error(lua_State *L) {
   lua_pushstring(L, pagekite_last_error()); /* NULL: nil */
@@ -631,6 +655,9 @@ const luaL_Reg lpk_raw_functions[] = {
     {"set_relay_require_tls", lpkr_set_relay_require_tls},
     {"add_relay_ratelimit_ips", lpkr_add_relay_ratelimit_ips},
     {"get_counter", lpkr_get_counter},
+    {"set_admin_listener", lpkr_set_admin_listener},
+    {"get_metrics", lpkr_get_metrics},
+    {"get_status_json", lpkr_get_status_json},
     {"last_error", lpkr_last_error},
     {"last_error_code", lpkr_last_error_code},
     {"status_name", lpkr_status_name},

@@ -122,6 +122,12 @@ export interface RawBinding {
   addRelayRatelimitIps(mgr: PageKiteHandle | null, limit: string): number;
   /** pagekite_get_counter(): Read one of the manager's counters. */
   getCounter(mgr: PageKiteHandle | null, counter: number): number;
+  /** pagekite_set_admin_listener(): Serve GET /metrics and GET /status.json over HTTP on host:port. */
+  setAdminListener(mgr: PageKiteHandle | null, host: string | null, port: number): number;
+  /** pagekite_get_metrics(): The manager's metrics in the Prometheus text format 0.0.4. */
+  getMetrics(mgr: PageKiteHandle | null): string | null;
+  /** pagekite_get_status_json(): The manager's status as a JSON object (tunnels, kites, streams, bytes, refusals). */
+  getStatusJson(mgr: PageKiteHandle | null): string | null;
   /** pagekite_last_error(): Why the last failing call on this thread failed. */
   lastError(): string;
   /** pagekite_last_error_code(): The PK_E* code of the last failing call on this thread. */

@@ -200,6 +200,12 @@ declare class Manager extends EventEmitter {
   nextEvents(after?: number, max?: number): PageKiteEvent[];
   counter(which: CounterName | number): number;
   counters(): Counters;
+  /** Serve GET /metrics and GET /status.json on host:port (null: 127.0.0.1; port 0: off). Before start(). */
+  setAdminListener(host: string | null, port: number): this;
+  /** The metrics in the Prometheus text format 0.0.4. */
+  metrics(): string;
+  /** The status as JSON text (JSON.parse it). */
+  statusJson(): string;
 
   setLogMask(mask: number): this;
   setHousekeepingInterval(bounds: { min?: number; max?: number }): { min?: number; max?: number };

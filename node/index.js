@@ -412,6 +412,33 @@ class Manager extends EventEmitter {
     return out;
   }
 
+  /**
+   * Serve GET /metrics and GET /status.json over HTTP on host:port (host
+   * null: 127.0.0.1; port 0: off).  Before start().
+   */
+  setAdminListener(host, adminPort) {
+    this._configure('setAdminListener');
+    this._check('setAdminListener', binding.setAdminListener(this[kHandle], str(host, 'host', true),
+      int(adminPort, 'port')));
+    return this;
+  }
+
+  /** The metrics in the Prometheus text format 0.0.4 (what GET /metrics serves). */
+  metrics() {
+    this._alive('metrics');
+    const text = binding.getMetrics(this[kHandle]);
+    if (typeof text !== 'string') throw libraryError('metrics');
+    return text;
+  }
+
+  /** The status as JSON text (what GET /status.json serves); JSON.parse it for an object. */
+  statusJson() {
+    this._alive('statusJson');
+    const text = binding.getStatusJson(this[kHandle]);
+    if (typeof text !== 'string') throw libraryError('statusJson');
+    return text;
+  }
+
   /** Choose what is logged (a mask of LogMask bits). */
   setLogMask(mask) {
     this._alive('setLogMask');

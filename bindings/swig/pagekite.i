@@ -228,6 +228,18 @@ static long long pkj_get_counter(int counter) {
   return pagekite_get_counter(pkj_mgr, counter);
 }
 
+static int pkj_set_admin_listener(const char *host, int port) {
+  return pagekite_set_admin_listener(pkj_mgr, host, port);
+}
+
+static char *pkj_get_metrics(void) {
+  return pagekite_get_metrics(pkj_mgr);
+}
+
+static char *pkj_get_status_json(void) {
+  return pagekite_get_status_json(pkj_mgr);
+}
+
 static const char *pkj_last_error(void) {
   return pagekite_last_error();
 }
@@ -1243,6 +1255,61 @@ int pkj_add_relay_ratelimit_ips(const char *limit);
   public";
 %rename(getCounter) pkj_get_counter;
 long long pkj_get_counter(int counter);
+
+%javamethodmodifiers pkj_set_admin_listener "/**
+   * Serve GET /metrics and GET /status.json over HTTP on host:port.
+   *
+   * Off by default. Either role: a relay (pagekiter --admin) or a connector
+   * (pagekitec --admin) answers GET /metrics with the Prometheus text format
+   * 0.0.4 and GET /status.json with the same JSON as pagekite_get_status_json();
+   * any other path gets 404, any other method 405, a request head over 4096 bytes
+   * 431, a client silent for 5 s is closed, and at most 8 admin clients are
+   * served at once (they do not take connection slots from max_conns). No secret
+   * is ever shown. host NULL or \"\" means 127.0.0.1: anyone who can reach the port
+   * can read the names of the kites, so keep it on loopback or behind a firewall.
+   * Port 0 turns the listener off. The port is bound by pagekite_thread_start(),
+   * which fails if it cannot be.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_admin_listener().
+   * @param host IPv4 or IPv6 address to bind, or NULL for 127.0.0.1.
+   * @param port Port to listen on; 0 turns the listener off.
+   * @return 0 on success. On failure: -1 (bad address or port, or already started).
+   */
+  public";
+%rename(setAdminListener) pkj_set_admin_listener;
+int pkj_set_admin_listener(const char *host, int port);
+
+%javamethodmodifiers pkj_get_metrics "/**
+   * The manager's metrics in the Prometheus text format 0.0.4.
+   *
+   * What GET /metrics of the admin listener serves (pagekite_set_admin_listener):
+   * tunnels, streams and kites as gauges, bytes, streams and refusals (by reason)
+   * as counters, and one pagekite_kite_up gauge per kite labelled kite, proto and
+   * port. Safe from any thread: while the master thread runs, it takes the
+   * snapshot on its next loop turn (this call waits up to 5 s for it). In C the
+   * text lives in a buffer owned by the manager, one per calling thread, shared
+   * with pagekite_get_status_json() and overwritten by the same thread's next
+   * call of either; bindings return a copy.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_get_metrics().
+   * @return The metrics, one sample a line. On failure: NULL (NULL manager, out of memory, or the loop did not answer).
+   */
+  public";
+%rename(getMetrics) pkj_get_metrics;
+char *pkj_get_metrics(void);
+
+%javamethodmodifiers pkj_get_status_json "/**
+   * The manager's status as a JSON object (tunnels, kites, streams, bytes, refusals).
+   *
+   * What GET /status.json of the admin listener serves: role, version, status,
+   * totals, refusals by reason, the tunnels (peer address, streams, bytes, the
+   * kites each flies) and the kites (state, and which tunnel flies them). The
+   * schema is tests/e2e/status_schema.json. No secret is ever shown. Same
+   * threading and buffer rules as pagekite_get_metrics().
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_get_status_json().
+   * @return One JSON object. On failure: NULL (NULL manager, out of memory, or the loop did not answer).
+   */
+  public";
+%rename(getStatusJson) pkj_get_status_json;
+char *pkj_get_status_json(void);
 
 %javamethodmodifiers pkj_last_error "/**
    * Why the last failing call on this thread failed.

@@ -1158,6 +1158,67 @@ PK_EXPORT int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *lim
  */
 PK_EXPORT long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 
+/* Serve GET /metrics and GET /status.json over HTTP on host:port.
+ *
+ * Off by default. Either role: a relay (pagekiter --admin) or a connector
+ * (pagekitec --admin) answers GET /metrics with the Prometheus text format
+ * 0.0.4 and GET /status.json with the same JSON as pagekite_get_status_json();
+ * any other path gets 404, any other method 405, a request head over 4096 bytes
+ * 431, a client silent for 5 s is closed, and at most 8 admin clients are
+ * served at once (they do not take connection slots from max_conns). No secret
+ * is ever shown. host NULL or "" means 127.0.0.1: anyone who can reach the port
+ * can read the names of the kites, so keep it on loopback or behind a firewall.
+ * Port 0 turns the listener off. The port is bound by pagekite_thread_start(),
+ * which fails if it cannot be.
+ *
+ *   mgr   The manager.
+ *   host  IPv4 or IPv6 address to bind, or NULL for 127.0.0.1.
+ *   port  Port to listen on; 0 turns the listener off.
+ *
+ * Returns: 0 on success. On failure: -1 (bad address or port, or already
+ * started).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_admin_listener(pagekite_mgr mgr, const char *host, int port);
+
+/* The manager's metrics in the Prometheus text format 0.0.4.
+ *
+ * What GET /metrics of the admin listener serves (pagekite_set_admin_listener):
+ * tunnels, streams and kites as gauges, bytes, streams and refusals (by reason)
+ * as counters, and one pagekite_kite_up gauge per kite labelled kite, proto and
+ * port. Safe from any thread: while the master thread runs, it takes the
+ * snapshot on its next loop turn (this call waits up to 5 s for it). In C the
+ * text lives in a buffer owned by the manager, one per calling thread, shared
+ * with pagekite_get_status_json() and overwritten by the same thread's next
+ * call of either; bindings return a copy.
+ *
+ *   mgr  The manager.
+ *
+ * Returns: The metrics, one sample a line. On failure: NULL (NULL manager, out
+ * of memory, or the loop did not answer). Owner: library; valid until the same
+ * thread's next pagekite_get_metrics() or pagekite_get_status_json() or
+ * pagekite_free().
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT char *pagekite_get_metrics(pagekite_mgr mgr);
+
+/* The manager's status as a JSON object (tunnels, kites, streams, bytes, refusals).
+ *
+ * What GET /status.json of the admin listener serves: role, version, status,
+ * totals, refusals by reason, the tunnels (peer address, streams, bytes, the
+ * kites each flies) and the kites (state, and which tunnel flies them). The
+ * schema is tests/e2e/status_schema.json. No secret is ever shown. Same
+ * threading and buffer rules as pagekite_get_metrics().
+ *
+ *   mgr  The manager.
+ *
+ * Returns: One JSON object. On failure: NULL (NULL manager, out of memory, or
+ * the loop did not answer). Owner: library; valid until the same thread's next
+ * pagekite_get_metrics() or pagekite_get_status_json() or pagekite_free().
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT char *pagekite_get_status_json(pagekite_mgr mgr);
+
 /* Why the last failing call on this thread failed.
  *
  * Every call that returns its failure value records a reason, per thread. The

@@ -573,6 +573,7 @@ PK_API int pagekite_free(pagekite_mgr h) {
   if (m->client_ctx) SSL_CTX_free(m->client_ctx);
   pk_relay_config_free(m);
   pk_outbufs_free(m);
+  pk_admin_free(m);
   pk_events_free(&m->evring);
   uv_mutex_destroy(&m->lock);
   uv_cond_destroy(&m->cond);

@@ -79,6 +79,7 @@ struct pk_conn {
   uint64_t sent;        /* bytes sent into the tunnel for this stream */
   uint64_t acked;       /* bytes the peer said it delivered (SKB) */
   uint64_t received;    /* bytes the peer sent us for this stream */
+  int kstat;            /* stream: its kite's entry in mgr->kstats (index + 1; 0: none) */
   uint64_t delivered;   /* of those, bytes that left our write queue */
   uint64_t skb_at;      /* delivered count at our last SKB */
   pk_conn *pause_next;  /* in tunnel's paused list */

@@ -345,7 +345,7 @@ static int kite_access_refused(pk_tunnel *t, const pk_kite *k, const stream_req 
   int v = pk_kite_access_check(m->kite_rules, m->nkite_rules, k->name, k->pport, r->rip, is_http,
                                first, first_n);
   if (v == PK_KA_OK) return 0;
-  m->c_rejected++;
+  pk_count_reject(m, v == PK_KA_IP_DENIED ? PK_REJECT_KITE_IP : PK_REJECT_KITE_AUTH);
   if (v == PK_KA_IP_DENIED) {
     pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s refused: not on the kite's IP list",
            sid, r->proto, r->host, r->rip);
@@ -377,6 +377,7 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
     return NULL;
   }
   s->own.kite = k;
+  s->kstat = pk_kstat_get(m, k->proto, k->name, k->pport);
   snprintf(s->rip, sizeof(s->rip), "%s", r->rip);
   s->rport = r->rport;
   s->rtls = r->rtls;

@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <time.h>
 #include <uv.h>
 #include <zlib.h>
 
@@ -28,6 +29,7 @@
 #include "session.h"
 #include "kiteauth.h"
 #include "role.h"
+#include "admin.h"
 
 #define PK_API __attribute__((visibility("default")))
 

@@ -72,7 +72,7 @@ static const char *check(const pk_auth_relay *a, const pk_kite_req *k, const cha
   char payload[sizeof(k->what) + PK_TOKEN_LEN + 8];
   snprintf(payload, sizeof(payload), "%s:%s", k->what, k->token);
   if (!pk_check_signature(k->sign, secret, payload, a->now)) return "signature";
-  if (pk_replay_use(a->replay, k->token) != 0) return "signature"; /* replayed or too old */
+  if (pk_replay_use(a->replay, k->token) != 0) return "replay"; /* answered before, or too old */
   return NULL;
 }
 
@@ -88,7 +88,9 @@ pk_auth_verdict pk_auth_relay_request(const pk_auth_relay *a, const pk_kite_req 
     if (v != PK_AUTH_INVALID) return v;
   }
   if (!*reason) *reason = "unknown";
-  pk_wire_kite_invalid(out, k->what, *reason);
+  /* A replay is told as pagekite.py tells it; *reason keeps it apart for
+   * the counters. */
+  pk_wire_kite_invalid(out, k->what, strcmp(*reason, "replay") == 0 ? "signature" : *reason);
   return PK_AUTH_INVALID;
 }
 

@@ -34,7 +34,7 @@ int pk_kite_req_parse(pk_slice v, pk_kite_req *out);
 typedef enum {
   PK_AUTH_CHALLENGED = 0, /* a SignThis went out */
   PK_AUTH_OK,
-  PK_AUTH_INVALID,   /* with a reason: signature, unknown, port, proto, quota */
+  PK_AUTH_INVALID,   /* with a reason: signature, replay, unknown, port, proto, quota */
   PK_AUTH_DUPLICATE, /* live on another tunnel */
   PK_AUTH_IGNORED    /* a malformed line, or no more challenges for this tunnel */
 } pk_auth_verdict;

@@ -65,6 +65,7 @@ void pk_outbufs_free(pk_mgr *m) {
     pk_outbuf *b = m->outbufs;
     m->outbufs = b->next;
     free(b->log);
+    free(b->admin);
     free(b);
   }
 }

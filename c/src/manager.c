@@ -167,6 +167,7 @@ static void on_wake(uv_async_t *a) {
   pk_mgr *m = a->data;
   if (PK_GET(m->stop_requested)) {
     pk_plugins_stop(m);
+    pk_admin_stop(m);
     m->role->stop(m);
     for (int i = 0; i < m->ntunnels; i++)
       if (m->tunnels[i].in_use) pk_tunnel_kill(&m->tunnels[i], "shutting down");
@@ -178,6 +179,7 @@ static void on_wake(uv_async_t *a) {
     return;
   }
   if (__atomic_exchange_n(&m->tick_requested, 0, __ATOMIC_RELAXED)) housekeep(m);
+  pk_admin_on_wake(m);
   int timer_on = PK_GET(m->tick_timer_on);
   if (timer_on && !uv_is_active((uv_handle_t *)&m->tick))
     uv_timer_start(&m->tick, on_tick, 250, 250);
@@ -254,9 +256,10 @@ int pk_manager_start(pk_mgr *m) {
   /* Listeners are bound here so that a busy port fails thread_start. */
   /* Plugins load here too: one that cannot load fails thread_start (its
    * rules would not apply), before anything is served. */
-  if (m->role->bind(m) != 0 || pk_plugins_start(m) != 0) {
+  if (m->role->bind(m) != 0 || pk_plugins_start(m) != 0 || pk_admin_bind(m) != 0) {
     pk_plugins_stop(m);
     m->role->stop(m);
+    pk_admin_stop(m);
     uv_close((uv_handle_t *)&m->wake, NULL);
     uv_close((uv_handle_t *)&m->tick, NULL);
     uv_close((uv_handle_t *)&m->publish, NULL);

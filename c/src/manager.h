@@ -29,6 +29,7 @@ typedef struct pk_outbuf {
   char *log;
   size_t log_size;
   char reason[64];
+  char *admin; /* pagekite_get_metrics / pagekite_get_status_json */
 } pk_outbuf;
 
 /* The calling thread's buffers (under the lock); NULL when out of memory. */
@@ -184,6 +185,18 @@ struct pk_mgr {
   /* plugins (plugins_lua.c) */
   void *plugins;
   uint64_t last_plugin_tick;
+  /* status and metrics (admin.c) */
+  long long c_rejects[PK_REJECT_N]; /* the loop's, by PK_REJECT_* (sum: c_rejected) */
+  time_t started_at;
+  char admin_host[64]; /* pagekite_set_admin_listener; admin_port 0: off */
+  int admin_port;
+  struct pk_admin *admin;
+  /* snapshot requests from other threads: under the lock */
+  unsigned long long snap_req, snap_done;
+  unsigned long long snap_done_loop; /* the loop's own copy of snap_done */
+  char *snap_metrics, *snap_status;
+  pk_kstat *kstats; /* traffic per kite name, kept for the manager's life (loop) */
+  int nkstats, cap_kstats;
 };
 
 void pk_set_status(pk_mgr *m, int status);
@@ -210,6 +223,17 @@ void pk_count_faults(pk_mgr *m, int weight);
 void pk_process_exit(pk_mgr *m, int code, const char *why);
 SSL_CTX *pk_client_tls_ctx(pk_mgr *m);
 int pk_is_relay(pk_mgr *m);
+
+/* ---- admin.c ---- */
+/* The traffic entry of a kite (index + 1), made on first use; 0 when the
+ * table is full (at most max_kites names) or out of memory.  Loop thread. */
+int pk_kstat_get(pk_mgr *m, const char *proto, const char *name, int port);
+/* A refusal, by PK_REJECT_* reason (loop thread). */
+void pk_count_reject(pk_mgr *m, int reason);
+int pk_admin_bind(pk_mgr *m);
+void pk_admin_stop(pk_mgr *m);
+void pk_admin_on_wake(pk_mgr *m);
+void pk_admin_free(pk_mgr *m);
 
 /* ---- api.c: shared by the entry points of api_relay.c ---- */
 /* -1 (with the error set) if the master thread runs already. */

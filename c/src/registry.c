@@ -94,6 +94,7 @@ pk_reg_entry *pk_reg_add(pk_reg *r, pk_reg_list *l, void *tunnel, const char *pr
   memcpy(e->name, n, strlen(n) + 1);
   e->port = port;
   e->tunnel = tunnel;
+  e->kstat = 0;
   e->hash = key_hash(r, p, port, "", n);
   uint32_t *b = &r->buckets[e->hash & r->mask];
   e->next = *b;

@@ -29,6 +29,7 @@ typedef struct {
   uint32_t tprev, tnext; /* the owner's list (index + 1) */
   int port;              /* 0: any port */
   void *tunnel;          /* the owner; NULL: a free slot */
+  int kstat;             /* the owner's cache (relay: its traffic entry); 0 when added */
   char proto[PK_REG_PROTO_MAX]; /* lower case */
   char name[PK_NAME_MAX];       /* lower case */
 } pk_reg_entry;

@@ -181,7 +181,7 @@ static void relay_kite_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdi
     pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_FLYING, k->proto, k->name, NULL);
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", k->protoport, k->name);
   } else if (v == PK_AUTH_INVALID) {
-    m->c_rejected++;
+    pk_count_reject(m, pk_reject_from_kite_why(why));
     pk_log(m, PK_LOG_MANAGER_ERROR, "Rejected kite %s:%s (%s)", k->protoport, k->name, why ? why : "?");
   } else if (v == PK_AUTH_DUPLICATE) {
     pk_log(m, PK_LOG_MANAGER_INFO, "Duplicate kite %s:%s refused", k->protoport, k->name);
@@ -212,7 +212,7 @@ static void ws_accept(pk_slice key, char out[64]) {
  * A newcomer is let in by ending the oldest such tunnel of the source that
  * holds the most unknown connections: a real connector proves its kites
  * within a round trip or two, an idle one never does. */
-static void refuse_status(pk_conn *c, int code, const char *reason);
+static void refuse_status(pk_conn *c, int code, const char *reason, int why);
 
 static int is_unauth_tunnel(const pk_tunnel *t) {
   return t->in_use && !t->dying && t->nkites_live == 0;
@@ -246,6 +246,7 @@ static pk_tunnel *admit_tunnel(pk_conn *c) {
     pk_wbuf_init(&b, busy, sizeof(busy));
     pk_wire_http_status(&b, "HTTP/1.0", 503, "Unavailable");
     pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: %s", c->rip, pk_get_error());
+    pk_count_reject(m, PK_REJECT_LIMIT);
     pk_conn_write(c, busy, b.len, NULL);
     pk_conn_finish(c);
   }
@@ -290,17 +291,18 @@ static void raw_ports(pk_mgr *m, char *out, size_t n) {
  * log says which rule. */
 static int tunnel_refused(pk_conn *c) {
   pk_mgr *m = c->mgr;
-  int rule;
+  int rule, why = PK_REJECT_ACL;
   if (!pk_acl_check(&m->tunnel_acl, c->rip, &rule)) {
     pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s rejected by %s tunnel ACL%s%s", c->rip,
            rule < 0 ? "the default" : "the", rule < 0 ? "" : ": ",
            rule < 0 ? "" : m->tunnel_acl.rules[rule].pattern);
   } else if (m->require_tls && !c->ssl) {
     pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: not in TLS (require_tls)", c->rip);
+    why = PK_REJECT_TLS_REQUIRED;
   } else {
     return 0;
   }
-  refuse_status(c, 403, "Forbidden");
+  refuse_status(c, 403, "Forbidden", why);
   return 1;
 }
 
@@ -346,6 +348,8 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
   pk_wbuf_init(&b, hdr, sizeof(hdr));
   pk_wire_stream_open(&b, sid, proto, host, port, c->rip, c->rport, c->rtls);
   pk_conn_unauth_clear(c);
+  if (!k->kstat) k->kstat = pk_kstat_get(m, k->proto, k->name, k->port); /* once per kite */
+  c->kstat = k->kstat;
   pk_stream_attach(c, t, sid);
   c->on_connect = NULL;
   int rv = pk_wbuf_ok(&b) ? pk_tunnel_send_data(t, c, hdr, b.len, data, n, NULL) : -1;
@@ -363,7 +367,7 @@ static void start_stream(pk_conn *c, pk_relay_kite *k, const char *proto, const 
 
 /* An error page; a 503 for a kite that is not here frames the rejection URL
  * (pagekite_set_rejection_url, pagekite.py's --errorurl) when one is set. */
-static void reject_http(pk_conn *c, int code, const char *status, const char *host) {
+static void reject_http(pk_conn *c, int code, const char *status, const char *host, int why) {
   pk_mgr *m = c->mgr;
   char resp[3000], url[sizeof(m->rejection_url)];
   uv_mutex_lock(&m->lock);
@@ -376,18 +380,18 @@ static void reject_http(pk_conn *c, int code, const char *status, const char *ho
   else
     pk_wire_http_page(&b, code, status, "X-PageKite-Status: unavailable\r\n", "Kite",
                       "is not available on this PageKite relay.", host);
-  c->mgr->c_rejected++;
+  pk_count_reject(m, why);
   if (pk_wbuf_ok(&b)) pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
 }
 
 /* A short refusal ("HTTP/1.0 503 Unavailable") before hanging up. */
-static void refuse_status(pk_conn *c, int code, const char *reason) {
+static void refuse_status(pk_conn *c, int code, const char *reason, int why) {
   char resp[128];
   pk_wbuf b;
   pk_wbuf_init(&b, resp, sizeof(resp));
   pk_wire_http_status(&b, "HTTP/1.0", code, reason);
-  c->mgr->c_rejected++;
+  pk_count_reject(c->mgr, why);
   pk_conn_write(c, resp, b.len, NULL);
   pk_conn_finish(c);
 }
@@ -452,8 +456,8 @@ static int stream_allowed(pk_conn *c, const char *proto, const char *host, int p
   return pk_plugins_on_stream(c->mgr, &info, &hr) != PK_HOOK_REJECT;
 }
 
-static void tls_refuse(pk_conn *c) {
-  c->mgr->c_rejected++;
+static void tls_refuse(pk_conn *c, int reason) {
+  pk_count_reject(c->mgr, reason);
   pk_conn_write(c, k_tls_alert, sizeof(k_tls_alert), NULL);
   pk_conn_finish(c);
 }
@@ -467,9 +471,12 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
   static const char *const https[] = {"https"};
   pk_relay_kite *k = *name ? route_kite(m, https, 1, name, port) : NULL;
   if (k && k->tunnel) {
-    if (client_refused(c) || rate_limited(c, k, name, NULL) ||
-        !stream_allowed(c, "https", name, port))
-      tls_refuse(c);
+    if (client_refused(c))
+      tls_refuse(c, PK_REJECT_ACL);
+    else if (rate_limited(c, k, name, NULL))
+      tls_refuse(c, PK_REJECT_RATELIMIT);
+    else if (!stream_allowed(c, "https", name, port))
+      tls_refuse(c, PK_REJECT_PLUGIN);
     else
       start_stream(c, k, "https", name, port, data, n);
     return;
@@ -477,7 +484,7 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
   SSL_CTX *ctx = c->ssl ? NULL : pk_relay_tls_ctx(m, name); /* never TLS in TLS */
   if (!ctx) {
     pk_log(m, PK_LOG_BE_CONNS, "No TLS kite or certificate for %s", *name ? name : "(no SNI)");
-    tls_refuse(c);
+    tls_refuse(c, PK_REJECT_NO_KITE);
     return;
   }
   pk_block *ib = c->inbuf;
@@ -496,7 +503,7 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   char target[PK_NAME_MAX];
   host_only(h->path, target, sizeof(target));
   if (client_refused(c)) {
-    refuse_status(c, 403, "Forbidden");
+    refuse_status(c, 403, "Forbidden", PK_REJECT_ACL);
     return;
   }
   const char *pc = memrchr(h->path.p, ':', h->path.n);
@@ -505,15 +512,15 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   int tls = !k && cport == 443 && (find_rkite(m, "https", target, port) ||
                                     (!c->ssl && pk_relay_tls_ctx(m, target)));
   if (!tls && (!k || !k->tunnel)) {
-    refuse_status(c, 503, "Unavailable");
+    refuse_status(c, 503, "Unavailable", PK_REJECT_NO_KITE);
     return;
   }
   if (!tls && rate_limited(c, k, target, NULL)) {
-    refuse_status(c, 503, "Unavailable");
+    refuse_status(c, 503, "Unavailable", PK_REJECT_RATELIMIT);
     return;
   }
   if (!tls && !stream_allowed(c, "raw", target, cport)) {
-    refuse_status(c, 403, "Forbidden");
+    refuse_status(c, 403, "Forbidden", PK_REJECT_PLUGIN);
     return;
   }
   char ok[64];
@@ -565,7 +572,7 @@ static void route_http(pk_conn *c, pk_relay_kite *k, const char *proto, const ch
   if (act == PK_HOOK_REJECT) {
     char resp[4096];
     int rl = pk_hook_reject_response(&hr, resp, sizeof(resp));
-    m->c_rejected++;
+    pk_count_reject(m, PK_REJECT_PLUGIN);
     if (rl > 0) pk_conn_write(c, resp, (size_t)rl, NULL);
     pk_conn_finish(c);
     return;
@@ -591,12 +598,12 @@ static void classify_http(pk_conn *c) {
   int r = pk_wire_parse_http_head(c->inbuf->data, c->inlen, PK_HEAD_MAX, &h);
   if (r == PK_WIRE_NEED_MORE && c->inlen < PK_HEAD_MAX) return;
   if (r == PK_WIRE_NEED_MORE || r == PK_WIRE_ETOOBIG) {
-    reject_http(c, 431, "Request Header Fields Too Large", "");
+    reject_http(c, 431, "Request Header Fields Too Large", "", PK_REJECT_HEAD_TOO_LARGE);
     return;
   }
   pk_slice wskey;
   if (r < 0 || h.is_response) {
-    reject_http(c, 400, "Bad Request", "");
+    reject_http(c, 400, "Bad Request", "", PK_REJECT_BAD_REQUEST);
   } else if (pk_slice_ieq(h.method, "CONNECT") && h.path.n >= 9 &&
              strncasecmp(h.path.p, "pagekite:", 9) == 0) {
     pk_slice none = {NULL, 0};
@@ -608,14 +615,14 @@ static void classify_http(pk_conn *c) {
   } else {
     pk_slice hv = pk_wire_http_get(&h, "Host", 0);
     if (!hv.p) {
-      reject_http(c, 400, "Bad Request", "");
+      reject_http(c, 400, "Bad Request", "", PK_REJECT_BAD_REQUEST);
       return;
     }
     char host[PK_NAME_MAX];
     host_only(hv, host, sizeof(host));
     if (answer_ping(c, &h, host)) return;
     if (client_refused(c)) {
-      reject_http(c, 403, "Forbidden", host);
+      reject_http(c, 403, "Forbidden", host, PK_REJECT_ACL);
       return;
     }
     int port = listener_port(c);
@@ -625,11 +632,11 @@ static void classify_http(pk_conn *c) {
     pk_relay_kite *k = route_kite(m, isws ? ws : ws + 1, isws ? 2 : 1, host, port);
     if (!k || !k->tunnel) {
       pk_log(m, PK_LOG_BE_CONNS, "No kite for http://%s:%d", host, port);
-      reject_http(c, 503, "Unavailable", host);
+      reject_http(c, 503, "Unavailable", host, PK_REJECT_NO_KITE);
       return;
     }
     if (rate_limited(c, k, host, &h)) {
-      reject_http(c, 503, "Unavailable", host);
+      reject_http(c, 503, "Unavailable", host, PK_REJECT_RATELIMIT);
       return;
     }
     route_http(c, k, k->proto, host, port, &h);
@@ -666,7 +673,7 @@ static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   else if (kind == PK_PEEK_HTTP)
     classify_http(c);
   else
-    reject_http(c, 400, "Bad Request", "");
+    reject_http(c, 400, "Bad Request", "", PK_REJECT_BAD_REQUEST);
   if (take == n || (c->flags & PK_CF_CLOSING)) return;
   if (c->ssl && !was_tls)
     pk_conn_tls_input(c, data + take, n - take); /* TLS was started on these bytes */
@@ -706,7 +713,7 @@ static void proxy_head(pk_conn *c, const char *data, size_t n, pk_block *blk) {
       pk_log(m, PK_LOG_BE_CONNS,
              "Closing a connection from load balancer %s: %s; %ld more refused since the last line",
              c->rip, why, more);
-    m->c_rejected++;
+    pk_count_reject(m, PK_REJECT_PROXY_HEADER);
     pk_conn_close(c);
     return;
   }
@@ -722,6 +729,7 @@ static void proxy_head(pk_conn *c, const char *data, size_t n, pk_block *blk) {
     c->ipkey = pk_ipkey_of((struct sockaddr *)&ss);
     if (admit_unknown(c) != 0) {
       pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection from %s: %s", c->rip, "no room");
+      pk_count_reject(m, PK_REJECT_LIMIT);
       pk_conn_close(c);
       return;
     }
@@ -808,6 +816,7 @@ static void on_connection(uv_stream_t *server, int status) {
   pk_conn *c = pk_conn_new(m, PK_CK_UNKNOWN);
   if (!c) {
     accept_and_drop(m, server);
+    pk_count_reject(m, PK_REJECT_LIMIT);
     /* Not an error line: a flood must not count toward bail-on-errors, nor
      * write more than a line a second. */
     long more = pk_ratelimit_check(m, &m->rl_dropped);
@@ -822,6 +831,7 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   if (admit_unknown(c) != 0) {
     pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection from %s: %s", c->rip, "no room");
+    pk_count_reject(m, PK_REJECT_LIMIT);
     pk_conn_close(c);
     return;
   }

@@ -81,6 +81,7 @@ void pk_tunnel_add_stream(pk_tunnel *t, pk_conn *s, long long sid) {
   t->nstreams++;
   t->mgr->c_streams++;
   t->mgr->c_streams_total++;
+  if (s->kstat) t->mgr->kstats[s->kstat - 1].streams_total++;
 }
 
 void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s) {
@@ -117,6 +118,7 @@ int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *
                          pk_block *blk) {
   if (!open_ok(t)) return -1;
   t->mgr->c_bytes_out += (long long)dn;
+  t->bytes_out += (long long)dn;
   return pk_session_send_chunk(&t->sess, hdrs, hn, data, dn, blk);
 }
 
@@ -125,6 +127,8 @@ int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, c
   if (!open_ok(t)) return -1;
   int noz = s && (s->flags & PK_CF_NOZ);
   t->mgr->c_bytes_out += (long long)dn;
+  t->bytes_out += (long long)dn;
+  if (s && s->kstat) t->mgr->kstats[s->kstat - 1].bytes_out += (long long)dn;
   int rv = pk_session_send_headed(&t->sess, hdrs, hn, data, dn, blk, &noz);
   if (s && noz) s->flags |= PK_CF_NOZ;
   return rv;
@@ -146,11 +150,17 @@ void pk_tunnel_ping(pk_tunnel *t) {
 static void session_data(void *ctx, const pk_chunk *ch) {
   pk_tunnel *t = ctx;
   t->mgr->c_bytes_in += (long long)ch->data.n;
+  t->bytes_in += (long long)ch->data.n;
   pk_conn *s = pk_tunnel_find_stream(t, ch->sid);
-  if (s)
+  if (s) {
+    if (s->kstat) t->mgr->kstats[s->kstat - 1].bytes_in += (long long)ch->data.n;
     pk_stream_from_tunnel(s, ch->data.p, ch->data.n);
-  else
+  } else {
     t->mgr->role->on_new_stream(t, ch); /* a new stream, or data for one gone */
+    /* A stream it opened: its first bytes are its kite's too. */
+    if (t->in_use && (s = pk_tunnel_find_stream(t, ch->sid)) && s->kstat)
+      t->mgr->kstats[s->kstat - 1].bytes_in += (long long)ch->data.n;
+  }
 }
 
 static void session_eof(void *ctx, long long sid, int bits) {

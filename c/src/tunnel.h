@@ -20,6 +20,7 @@ struct pk_tunnel {
   long long next_sid;
   pk_conn *paused;       /* streams paused because our write queue is full */
   int nkites_live;
+  long long bytes_in, bytes_out; /* stream payload, for status (admin.c) */
   int retried_signed;    /* connector: reconnect-with-signatures done */
   pk_slice replace;      /* relay: X-PageKite-Replace of the request being authenticated */
   pk_reg_list rkites;    /* relay: the kites it flies (entries of m->rkites) */

@@ -87,6 +87,8 @@ static void usage(FILE *out) {
           "  -B N         bail out (exit 100) after too many errors (see doc/CLI.md)\n"
           "  -W           enable the watchdog thread (dumps core if we lock up)\n"
           "  -Y [json:|text:]FILE  keep a status summary in FILE\n"
+          "  -Y status:FILE / metrics:FILE  keep the full status JSON / Prometheus text\n"
+          "  --admin=[HOST:]PORT  serve GET /metrics and /status.json (HOST: 127.0.0.1)\n"
           "  -h, --help   show this help and exit\n"
           "  --version    show the version and exit\n"
           "\n"
@@ -106,7 +108,30 @@ typedef struct {
   int json;
   int last_status;
   time_t last_write;
+  /* "status:" or "metrics:": the library's full texts
+   * (pagekite_get_status_json / pagekite_get_metrics), replaced whole */
+  int full_metrics, full_status;
+  const char *path;
+  pagekite_mgr mgr;
 } status_file;
+
+/* Without status changes, "status:" and "metrics:" files are rewritten this
+ * often (s): a Prometheus textfile collector reads them at any time. */
+#define FULL_FILE_INTERVAL 10
+
+/* FILE.tmp, then rename(): a reader sees the old text or the new, whole. */
+static void full_file_put(status_file *sf) {
+  const char *text = sf->full_metrics ? pagekite_get_metrics(sf->mgr)
+                                      : pagekite_get_status_json(sf->mgr);
+  if (!text) return;
+  char tmp[PATH_MAX + 8];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", sf->path);
+  FILE *fp = fopen(tmp, "w");
+  if (!fp) return;
+  int ok = fputs(text, fp) >= 0;
+  if (fclose(fp) != 0) ok = 0;
+  if (!ok || rename(tmp, sf->path) != 0) unlink(tmp);
+}
 
 /* Rewrites the file with one status, in libpagekite's fields. */
 static void status_file_put(status_file *sf, const char *name, int code, time_t now) {
@@ -132,6 +157,13 @@ static void status_file_put(status_file *sf, const char *name, int code, time_t 
 static void status_file_write(void *ctx, int status) {
   status_file *sf = ctx;
   time_t now = time(NULL);
+  if (sf->full_metrics || sf->full_status) {
+    if (status == sf->last_status && now - sf->last_write < FULL_FILE_INTERVAL) return;
+    full_file_put(sf);
+    sf->last_status = status;
+    sf->last_write = now;
+    return;
+  }
   if (!sf->fp) return;
   if (status == sf->last_status && now - sf->last_write < STATUS_FILE_MIN_INTERVAL) return;
   /* Lower-case names, as libpagekite's pagekitec wrote them. */
@@ -154,11 +186,23 @@ static void status_file_open(status_file *sf, const char *spec) {
   } else if (strncasecmp(path, "text:", 5) == 0) {
     sf->json = 0;
     path += 5;
+  } else if (strncasecmp(path, "status:", 7) == 0) {
+    sf->full_status = 1;
+    path += 7;
+  } else if (strncasecmp(path, "metrics:", 8) == 0) {
+    sf->full_metrics = 1;
+    path += 8;
   }
+  sf->path = path;
   sf->fp = fopen(path, "w");
   if (!sf->fp) {
     fprintf(stderr, PROG ": cannot open status file %s: %s\n", path, strerror(errno));
     exit(EXIT_STATUS_FILE);
+  }
+  if (sf->full_metrics || sf->full_status) {
+    fclose(sf->fp); /* checked that it can be written; filled once the manager runs */
+    sf->fp = NULL;
+    return;
   }
   status_file_put(sf, "startup", 0, time(NULL));
 }
@@ -176,6 +220,7 @@ enum {
   OPT_HK_MIN,
   OPT_PROXY,
   OPT_KITE_ACCESS,
+  OPT_ADMIN,
   OPT_PROXYPROTO
 };
 
@@ -194,6 +239,8 @@ typedef struct {
   const char **access; /* --kite-access values, NAME:RULE */
   int n_access;
   const char *proxy;      /* --proxy, else https_proxy / all_proxy */
+  char admin_host[64];    /* --admin (admin_port 0: off) */
+  int admin_port;
   const char **proxyproto; /* --proxyproto NAME[=VERSION] values */
   int n_proxyproto;
   int hk_min;
@@ -236,6 +283,12 @@ static void parse_other(int c, char **argv, options *o) {
     case OPT_CERTNAME: o->certnames[o->n_certnames++] = optarg; break;
     case OPT_HK_MIN: o->hk_min = cli_int_arg(PROG, "--housekeeping-min", optarg, 1, 3600); break;
     case OPT_PROXY: o->proxy = optarg; break;
+    case OPT_ADMIN:
+      if (cli_split_host_port(optarg, "127.0.0.1", o->admin_host, sizeof(o->admin_host), 1,
+                              &o->admin_port) != 0)
+        cli_usage_error(PROG, "invalid --admin '%s' (expected PORT, HOST:PORT or [V6ADDR]:PORT)",
+                        optarg);
+      break;
     case OPT_KITE_ACCESS:
       if (!strchr(optarg, ':') || optarg[0] == ':')
         cli_usage_error(PROG, "invalid --kite-access '%s' (expected NAME:+ip/ADDR or "
@@ -262,6 +315,7 @@ static void parse_options(int argc, char **argv, options *o) {
       {"fe-certname", required_argument, NULL, OPT_CERTNAME},
       {"housekeeping-min", required_argument, NULL, OPT_HK_MIN},
       {"proxy", required_argument, NULL, OPT_PROXY},
+      {"admin", required_argument, NULL, OPT_ADMIN},
       {"proxyproto", required_argument, NULL, OPT_PROXYPROTO},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
@@ -522,6 +576,8 @@ static int configure(pagekite_mgr m, const options *o) {
     if (pagekite_set_rejection_url(m, o->rejection_url) < 0)
       return fail(o, EXIT_MANAGER_INIT, "pagekite_set_rejection_url");
   }
+  if (o->admin_port && pagekite_set_admin_listener(m, o->admin_host, o->admin_port) < 0)
+    return fail(o, EXIT_MANAGER_INIT, "pagekite_set_admin_listener");
   return 0;
 }
 
@@ -610,7 +666,7 @@ static pagekite_mgr init_manager(const options *o, const plan *p) {
 static int run(options *o, int argc, char **argv, int first) {
   plan p;
   make_plan(o, (argc - first) / KITE_ARGS, &p);
-  status_file sf = {NULL, 1, -1, 0};
+  status_file sf = {NULL, 1, -1, 0, 0, 0, NULL, NULL};
   if (o->status_path) status_file_open(&sf, o->status_path);
   if (o->use_syslog) openlog(o->app_name, 0, LOG_USER);
 
@@ -627,7 +683,9 @@ static int run(options *o, int argc, char **argv, int first) {
     if (rc) {
       pagekite_free(m);
     } else {
-      cli_run_opts ro = {sf.fp ? status_file_write : NULL, &sf, o->use_syslog, EXIT_START_THREAD,
+      sf.mgr = m;
+      int hooked = sf.fp || sf.full_metrics || sf.full_status;
+      cli_run_opts ro = {hooked ? status_file_write : NULL, &sf, o->use_syslog, EXIT_START_THREAD,
                          NULL};
       rc = cli_run_with(m, PROG, &ro);
     }
@@ -636,6 +694,8 @@ static int run(options *o, int argc, char **argv, int first) {
     status_file_put(&sf, "shutdown", 0, time(NULL));
     fclose(sf.fp);
   }
+  /* A stopped connector has no metrics: none are left for a collector. */
+  if (sf.full_metrics || sf.full_status) unlink(sf.path);
   if (o->use_syslog) closelog();
   return rc;
 }

@@ -133,6 +133,10 @@ static const char *configure(pagekite_mgr m, const pkr_cfg *c, char *what, size_
   if (c->errorurl && pagekite_set_rejection_url(m, c->errorurl) < 0)
     return "pagekite_set_rejection_url";
   if (c->watchdog && pagekite_enable_watchdog(m, 1) < 0) return "pagekite_enable_watchdog";
+  if (c->admin_port && pagekite_set_admin_listener(m, c->admin_host, c->admin_port) < 0) {
+    snprintf(what, n, "pagekite_set_admin_listener(%s, %d)", c->admin_host, c->admin_port);
+    return what;
+  }
   char protos[256], pattern[256];
   for (int i = 0; i < c->domains.n; i++) {
     const char *secret =

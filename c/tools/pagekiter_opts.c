@@ -79,7 +79,7 @@ enum {
   O_DOMAIN, O_TLS_ENDPOINT, O_TLS_DEFAULT, O_CERT, O_KEY, O_DUPS, O_LOGFILE, O_OPTFILE,
   O_OPTDIR, O_ERRORURL, O_PORTALIAS, O_MOTD, O_DAEMONIZE, O_NODAEMONIZE, O_PIDFILE, O_RUNAS,
   O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST, O_CLIENT_ACL, O_TUNNEL_ACL,
-  O_RATELIMIT, O_REQUIRE_TLS, O_SECRETSFILE, O_PROXYFROM
+  O_RATELIMIT, O_REQUIRE_TLS, O_SECRETSFILE, O_PROXYFROM, O_ADMIN
 };
 
 /* arg: 0 none, 1 required, 2 optional (taken when the next word looks like a
@@ -137,6 +137,7 @@ static const opt_def k_opts[] = {
     {"tls-cert", 0, 1, O_CERT, NULL},
     {"tls-key", 0, 1, O_KEY, NULL},
     {"allow-duplicates", 0, 0, O_DUPS, NULL},
+    {"admin", 0, 1, O_ADMIN, NULL},
     {"secretsfile", 0, 1, O_SECRETSFILE, NULL},
     {"proxy_protocol_from", 0, 1, O_PROXYFROM, NULL},
     {"version", 0, 0, O_VERSION, NULL},
@@ -441,6 +442,7 @@ static void usage(FILE *out) {
         "  --tls-cert=FILE          PEM certificate for TLS-wrapped tunnels\n"
         "  --tls-key=FILE           PEM private key for --tls-cert\n"
         "  --allow-duplicates       several tunnels may fly one kite; streams take turns\n"
+        "  --admin=[HOST:]PORT      serve GET /metrics and /status.json (HOST: 127.0.0.1)\n"
         "  --require-tls            refuse tunnels not inside TLS (needs a certificate)\n"
         "  --secretsfile=FILE       an rc file for secrets (domain = ... lines), refused\n"
         "                           unless mode 600 (no group/other bits), ours or root's\n"
@@ -543,6 +545,11 @@ static int apply_relay(pkr_cfg *c, const opt_def *d, const char *flag, const cha
     case O_MOTD: set_str(&c->motd_file, v); break;
     case O_PROXYFROM: strv_push(&c->proxy_from, v); break;
     case O_ERRORURL: set_errorurl(c, flag, v); break;
+    case O_ADMIN:
+      if (cli_split_host_port(v, "127.0.0.1", c->admin_host, sizeof(c->admin_host), 1,
+                              &c->admin_port) != 0)
+        bad("invalid --admin '%s' (expected PORT, HOST:PORT or [V6ADDR]:PORT)", v);
+      break;
     default: return 0;
   }
   return 1;

@@ -39,6 +39,8 @@ typedef struct {
   int n_aliases;
   char *motd_file, *errorurl, *logfile, *pidfile, *runas, *cert, *key;
   char *motd;            /* the --motd file's text, read by pkr_check */
+  char admin_host[64];   /* --admin (admin_port 0: off) */
+  int admin_port;
   unsigned runas_uid, runas_gid; /* resolved by pkr_check */
   int isfrontend, daemonize, dups, watchdog, max_conns, max_kites, verbosity;
   int legacy;            /* libpagekite syntax seen: default port 9443 */

@@ -1001,6 +1001,66 @@ done:
   return result;
 }
 
+/* pagekite_set_admin_listener -> binding.setAdminListener */
+static napi_value pkn_fn_setAdminListener(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setAdminListener";
+  napi_value argv[3];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_host = NULL;
+  int a_port = 0;
+  if (pkn_argv(env, info, fn, 3, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "host", 1, &a_host) != 0) goto done;
+  if (pkn_arg_int(env, argv[2], fn, "port", &a_port) != 0) goto done;
+  {
+    int r = pagekite_set_admin_listener(a_mgr, a_host, a_port);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_host);
+  return result;
+}
+
+/* pagekite_get_metrics -> binding.getMetrics */
+static napi_value pkn_fn_getMetrics(napi_env env, napi_callback_info info) {
+  static const char fn[] = "getMetrics";
+  napi_value argv[1];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  if (pkn_argv(env, info, fn, 1, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  {
+    pkn_lock_buffer(h_mgr);
+    char *r = pagekite_get_metrics(a_mgr);
+    result = pkn_ret_str(env, r);
+    pkn_unlock_buffer(h_mgr);
+  }
+done:
+  return result;
+}
+
+/* pagekite_get_status_json -> binding.getStatusJson */
+static napi_value pkn_fn_getStatusJson(napi_env env, napi_callback_info info) {
+  static const char fn[] = "getStatusJson";
+  napi_value argv[1];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  if (pkn_argv(env, info, fn, 1, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  {
+    pkn_lock_buffer(h_mgr);
+    char *r = pagekite_get_status_json(a_mgr);
+    result = pkn_ret_str(env, r);
+    pkn_unlock_buffer(h_mgr);
+  }
+done:
+  return result;
+}
+
 /* pagekite_last_error -> binding.lastError */
 static napi_value pkn_fn_lastError(napi_env env, napi_callback_info info) {
   static const char fn[] = "lastError";
@@ -1284,6 +1344,9 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "setRelayRequireTls", pkn_fn_setRelayRequireTls) != 0) return -1;
   if (pkn_define(env, exports, "addRelayRatelimitIps", pkn_fn_addRelayRatelimitIps) != 0) return -1;
   if (pkn_define(env, exports, "getCounter", pkn_fn_getCounter) != 0) return -1;
+  if (pkn_define(env, exports, "setAdminListener", pkn_fn_setAdminListener) != 0) return -1;
+  if (pkn_define(env, exports, "getMetrics", pkn_fn_getMetrics) != 0) return -1;
+  if (pkn_define(env, exports, "getStatusJson", pkn_fn_getStatusJson) != 0) return -1;
   if (pkn_define(env, exports, "lastError", pkn_fn_lastError) != 0) return -1;
   if (pkn_define(env, exports, "lastErrorCode", pkn_fn_lastErrorCode) != 0) return -1;
   if (pkn_define(env, exports, "statusName", pkn_fn_statusName) != 0) return -1;

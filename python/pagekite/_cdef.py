@@ -145,6 +145,9 @@ int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
 int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
 int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *limit);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
+int pagekite_set_admin_listener(pagekite_mgr mgr, const char *host, int port);
+char *pagekite_get_metrics(pagekite_mgr mgr);
+char *pagekite_get_status_json(pagekite_mgr mgr);
 const char *pagekite_last_error(void);
 int pagekite_last_error_code(void);
 const char *pagekite_status_name(int status);
@@ -296,6 +299,9 @@ FUNCTIONS = {
     'set_relay_require_tls': 'pagekite_set_relay_require_tls',
     'add_relay_ratelimit_ips': 'pagekite_add_relay_ratelimit_ips',
     'get_counter': 'pagekite_get_counter',
+    'set_admin_listener': 'pagekite_set_admin_listener',
+    'get_metrics': 'pagekite_get_metrics',
+    'get_status_json': 'pagekite_get_status_json',
     'last_error': 'pagekite_last_error',
     'last_error_code': 'pagekite_last_error_code',
     'status_name': 'pagekite_status_name',

@@ -564,6 +564,33 @@ class _Manager:
         """All counters, by lower-case name (``kites_live``, ``bytes_in``, ...)."""
         return {c.name.lower(): self.counter(c) for c in Counter}
 
+    def set_admin_listener(self, host: Optional[str], port: int) -> None:
+        """Serve GET /metrics and GET /status.json on host:port (host None:
+        127.0.0.1; port 0: off).  Before start()."""
+        self._call("pagekite_set_admin_listener", _str(host, "host", nullable=True),
+                   _int(port, "port"))
+
+    def _admin_text(self, cname: str) -> str:
+        mgr = self._enter()
+        try:
+            with self._log_lock:  # the C buffer is overwritten by the next call
+                raw = getattr(lib, cname)(mgr)
+                if raw == ffi.NULL:
+                    raise _failure(cname)
+                return ffi.string(raw).decode("utf-8", "replace")
+        finally:
+            self._leave()
+
+    def metrics(self) -> str:
+        """The metrics in the Prometheus text format 0.0.4 (what GET /metrics
+        of the admin listener serves)."""
+        return self._admin_text("pagekite_get_metrics")
+
+    def status_json(self) -> str:
+        """The status as JSON text (what GET /status.json serves):
+        ``json.loads`` it for a dict."""
+        return self._admin_text("pagekite_get_status_json")
+
     async def statuses(self, poll_interval: float = _EVENT_SLICE_S) -> AsyncIterator[Status]:
         """Async iterator over status changes: ``async for s in pk.statuses()``.
 

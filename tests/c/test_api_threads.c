@@ -92,6 +92,13 @@ static void query(world *w, pagekite_mgr m, long long *prev) {
   const char *log = pagekite_get_log(m);
   size_t ll = log ? strlen(log) : 0;
   if (!log || (ll && log[ll - 1] != '\n')) bad(w, "a log snapshot cut short");
+  /* The loop takes the snapshot; each thread gets its own whole copy. */
+  const char *met = pagekite_get_metrics(m);
+  if (!met || !strstr(met, "pagekite_streams_opened_total ") || met[strlen(met) - 1] != '\n')
+    bad(w, "metrics text missing or cut short");
+  const char *js = pagekite_get_status_json(m);
+  if (!js || js[0] != '{' || !strstr(js, "\"kites\": [") || strcmp(js + strlen(js) - 2, "}\n"))
+    bad(w, "status JSON missing or cut short");
   pagekite_event ev[8] = {PAGEKITE_EVENT_INIT};
   int n = pagekite_next_events(m, 0, ev, 8, 0);
   for (int i = 1; i < n; i++)

@@ -77,9 +77,10 @@ TEST(challenge_then_ok_once) {
   CHECK_INT(ask(&a, line, out, sizeof(out), &why), PK_AUTH_OK);
   CHECK(strcmp(out, "X-PageKite-OK: http:blog.example.test:salt1\r\n") == 0);
   CHECK_INT(p.claims, 1);
-  /* The same answer again: a replay. */
+  /* The same answer again: a replay.  Counted as one (why), told to the
+   * connector as pagekite.py tells it ("signature"). */
   CHECK_INT(ask(&a, line, out, sizeof(out), &why), PK_AUTH_INVALID);
-  CHECK(strcmp(why, "signature") == 0);
+  CHECK(strcmp(why, "replay") == 0);
   CHECK(strstr(out, "X-PageKite-Invalid-Why: http:blog.example.test:salt1;signature\r\n") != NULL);
   CHECK_INT(p.claims, 1);
   pk_replay_free(&r);

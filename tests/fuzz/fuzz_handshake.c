@@ -375,7 +375,7 @@ static int kite_exact(const end *c, const char *pp, const char *name) {
 }
 
 static int is_reason(const char *why) {
-  static const char *ok[] = {"signature", "unknown", "port", "proto", "quota"};
+  static const char *ok[] = {"signature", "replay", "unknown", "port", "proto", "quota"};
   for (size_t i = 0; why && i < sizeof(ok) / sizeof(ok[0]); i++)
     if (strcmp(why, ok[i]) == 0) return 1;
   return 0;

@@ -1067,6 +1067,52 @@ def test_every_lua_name_in_the_api_doc_exists():
     assert "missing: \n" in r.stdout, r.stdout
 
 
+@needs_module
+def test_module_metrics_status_json_and_admin_listener():
+    port, admin = free_port(), free_port()
+    code = r"""
+local pagekite = require "pagekite"
+local port, admin = %d, %d
+local relay <close> = pagekite.relay{app_id = "lua-metrics", max_conns = 16}
+assert(relay:add_listener("127.0.0.1", port))
+assert(relay:add_domain{protos = "http", pattern = "*.test", secret = "s3cret-lua"})
+local ok, err = relay:set_admin_listener("not-an-ip", admin)
+print("bad host", ok, err)
+assert(relay:set_admin_listener(nil, admin))
+assert(relay:start())
+local m = assert(relay:metrics())
+print("metrics tunnels", m:match("\npagekite_tunnels (%%d+)\n"))
+local j = assert(relay:status_json())
+print("json role", j:match('"role": "(%%a+)"'))
+print("secret shown", (m .. j):find("s3cret-lua", 1, true) ~= nil)
+io.stdout:flush()
+io.read("l")
+assert(relay:stop())
+print("stopped")
+""" % (port, admin)
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env, stdin=True)
+    try:
+        p.wait_for(r"^secret shown\s+false$", 20)
+        text = p.text()
+        assert re.search(r"^bad host\s+nil\s+pagekite_set_admin_listener: 'not-an-ip'", text,
+                         re.M), text
+        assert re.search(r"^metrics tunnels\s+0$", text, re.M), text
+        assert re.search(r"^json role\s+relay$", text, re.M), text
+        c = http.client.HTTPConnection("127.0.0.1", admin, timeout=10)
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        assert r.status == 200 and "pagekite_kites_live 0" in body, body
+        p.p.stdin.write("done\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^stopped$", 20)
+        assert p.p.wait(10) == 0, p.text()
+    finally:
+        p.stop()
+
+
 # ---------------------------------------------------------------- fail closed (issue 17)
 
 
