@@ -379,6 +379,25 @@ static int lpkr_add_relay_tls_endpoint(lua_State *L) {
   return 1;
 }
 
+/* pagekite_remove_relay_domain -> pagekite.raw.remove_relay_domain */
+static int lpkr_remove_relay_domain(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_protos = luaL_checkstring(L, 2);
+  const char *a_pattern = luaL_checkstring(L, 3);
+  int r = pagekite_remove_relay_domain(a_mgr, a_protos, a_pattern);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_remove_relay_tls_endpoint -> pagekite.raw.remove_relay_tls_endpoint */
+static int lpkr_remove_relay_tls_endpoint(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_name = luaL_checkstring(L, 2);
+  int r = pagekite_remove_relay_tls_endpoint(a_mgr, a_name);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_set_relay_tls_default -> pagekite.raw.set_relay_tls_default */
 static int lpkr_set_relay_tls_default(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -553,6 +572,8 @@ const luaL_Reg lpk_raw_functions[] = {
     {"set_relay_duplicates", lpkr_set_relay_duplicates},
     {"set_relay_tls", lpkr_set_relay_tls},
     {"add_relay_tls_endpoint", lpkr_add_relay_tls_endpoint},
+    {"remove_relay_domain", lpkr_remove_relay_domain},
+    {"remove_relay_tls_endpoint", lpkr_remove_relay_tls_endpoint},
     {"set_relay_tls_default", lpkr_set_relay_tls_default},
     {"set_relay_raw_ports", lpkr_set_relay_raw_ports},
     {"add_relay_port_alias", lpkr_add_relay_port_alias},

@@ -100,6 +100,10 @@ export interface RawBinding {
   setRelayTls(mgr: PageKiteHandle | null, certFile: string, keyFile: string): number;
   /** pagekite_add_relay_tls_endpoint(): Relay role: a TLS certificate for one name or "*.domain" (pagekite.py's --tls_endpoint). */
   addRelayTlsEndpoint(mgr: PageKiteHandle | null, name: string, certFile: string, keyFile: string | null): number;
+  /** pagekite_remove_relay_domain(): Relay role: stop accepting kites of a domain added with pagekite_add_relay_domain; drop the live ones. */
+  removeRelayDomain(mgr: PageKiteHandle | null, protos: string, pattern: string): number;
+  /** pagekite_remove_relay_tls_endpoint(): Relay role: forget the certificate of one name added with pagekite_add_relay_tls_endpoint. */
+  removeRelayTlsEndpoint(mgr: PageKiteHandle | null, name: string): number;
   /** pagekite_set_relay_tls_default(): Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default). */
   setRelayTlsDefault(mgr: PageKiteHandle | null, name: string | null): number;
   /** pagekite_set_relay_raw_ports(): Relay role: ports raw kites may claim (pagekite.py's --rawports), or "virtual" for any. */

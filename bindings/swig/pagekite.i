@@ -183,6 +183,14 @@ static int pkj_add_relay_tls_endpoint(const char *name, const char *cert_file,
   return pagekite_add_relay_tls_endpoint(pkj_mgr, name, cert_file, key_file);
 }
 
+static int pkj_remove_relay_domain(const char *protos, const char *pattern) {
+  return pagekite_remove_relay_domain(pkj_mgr, protos, pattern);
+}
+
+static int pkj_remove_relay_tls_endpoint(const char *name) {
+  return pagekite_remove_relay_tls_endpoint(pkj_mgr, name);
+}
+
 static int pkj_set_relay_tls_default(const char *name) {
   return pagekite_set_relay_tls_default(pkj_mgr, name);
 }
@@ -963,7 +971,11 @@ int pkj_add_relay_listener(const char *host, int port);
    * may name a port (\"http-8080\": kites on that port only; for such a kite these
    * entries are looked up before plain \"http\" ones, as pagekite.py's). A
    * connector may register a matching kite only if it proves knowledge of secret.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_domain().
+   * Callable at any time, from any thread: adding the same protos and pattern
+   * again replaces its secret, and live kites that proved the old secret are
+   * dropped (as pagekite_remove_relay_domain says); a new pattern serves the next
+   * connectors at once. At most 64 entries.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_add_relay_domain().
    * @param protos Comma-separated protocols.
    * @param pattern Kite name or \"*.domain\" wildcard.
    * @param secret Shared secret for these kites.
@@ -994,8 +1006,10 @@ int pkj_set_relay_duplicates(int allow);
    * Both are PEM files. TLS for a name with no https kite and no endpoint of its
    * own (pagekite_add_relay_tls_endpoint) is terminated with this certificate:
    * tunnels inside TLS, and HTTPS for http kites. Without it (and without an
-   * endpoint for the name) such a client gets a TLS alert.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_tls().
+   * endpoint for the name) such a client gets a TLS alert. Callable at any time,
+   * from any thread: calling it again rotates the certificate (new handshakes get
+   * the new one; sessions in progress keep the old one).
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_relay_tls().
    * @param certFile PEM certificate (chain).
    * @param keyFile PEM private key.
    * @return 0 on success. On failure: -1.
@@ -1017,7 +1031,11 @@ int pkj_set_relay_tls(const char *certFile, const char *keyFile);
    * requests for http kites. The files are read now; an unreadable file, a key
    * that does not match, or a name given twice fails with a message naming the
    * file. key_file NULL: the key is in cert_file (pagekite.py's single PEM).
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_tls_endpoint().
+   * Callable at any time, from any thread: a name that has an endpoint already
+   * gets the new certificate (rotation; sessions in progress keep the old one,
+   * new handshakes get the new one); files that cannot be used leave the old
+   * certificate in place.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_add_relay_tls_endpoint().
    * @param name Name the certificate serves: \"host.example.com\" or \"*.example.com\".
    * @param certFile PEM certificate chain (and the key, when there is no key_file).
    * @param keyFile PEM private key, or NULL when it is in cert_file.
@@ -1027,6 +1045,42 @@ int pkj_set_relay_tls(const char *certFile, const char *keyFile);
 %rename(addRelayTlsEndpoint) pkj_add_relay_tls_endpoint;
 int pkj_add_relay_tls_endpoint(const char *name, const char *certFile, const char *keyFile);
 
+%javamethodmodifiers pkj_remove_relay_domain "/**
+   * Relay role: stop accepting kites of a domain added with pagekite_add_relay_domain; drop the live ones.
+   *
+   * protos and pattern are as given to pagekite_add_relay_domain (the entry is
+   * found by both). Callable at any time, from any thread. The loop then
+   * re-checks every live kite against the remaining domains: a kite still signed
+   * by a secret the table names for it keeps flying untouched (another, wider
+   * pattern with the same secret keeps it); the others are dropped, each with a
+   * PK_EVENT_KITE (PK_KITE_STATUS_REJECTED, text \"domain removed or its secret
+   * changed\") and a log line, and a tunnel left without a kite is closed (its
+   * streams end; log \"domain removed: no kite left\"). New requests for a dropped
+   * kite get the relay's 503 page.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_relay_domain().
+   * @param protos Comma-separated protocols, as added.
+   * @param pattern Kite name or \"*.domain\" wildcard, as added.
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: no such entry).
+   */
+  public";
+%rename(removeRelayDomain) pkj_remove_relay_domain;
+int pkj_remove_relay_domain(const char *protos, const char *pattern);
+
+%javamethodmodifiers pkj_remove_relay_tls_endpoint "/**
+   * Relay role: forget the certificate of one name added with pagekite_add_relay_tls_endpoint.
+   *
+   * New TLS handshakes for the name then use the wildcard endpoint one label up
+   * or the pagekite_set_relay_tls() certificate, else get a TLS alert; sessions
+   * in progress keep the certificate they started with. Callable at any time,
+   * from any thread.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_relay_tls_endpoint().
+   * @param name The name as added: \"host.example.com\" or \"*.example.com\".
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: the name has no endpoint).
+   */
+  public";
+%rename(removeRelayTlsEndpoint) pkj_remove_relay_tls_endpoint;
+int pkj_remove_relay_tls_endpoint(const char *name);
+
 %javamethodmodifiers pkj_set_relay_tls_default "/**
    * Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default).
    *
@@ -1034,7 +1088,7 @@ int pkj_add_relay_tls_endpoint(const char *name, const char *certFile, const cha
    * its https kite if one flies, else terminated with its endpoint's certificate,
    * as pagekite.py does. NULL or \"\" (the default): without SNI, the
    * pagekite_set_relay_tls() certificate is used, or the client gets a TLS alert.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_tls_default().
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_relay_tls_default().
    * @param name Kite or endpoint name, or NULL.
    * @return 0 on success. On failure: -1 (not a valid name).
    */
@@ -1081,8 +1135,9 @@ int pkj_add_relay_port_alias(int port, int aliasOf);
    * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
    * as pagekite.py does; pagekite.py connectors show it, ours log it (\"Message of
    * the day from RELAY: ...\"). At most 1024 bytes; control characters other than
-   * newline and tab are refused. NULL or \"\" sends none.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_motd().
+   * newline and tab are refused. NULL or \"\" sends none. Callable at any time:
+   * tunnels made after the call get the new message.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_relay_motd().
    * @param motd The message, or NULL.
    * @return 0 on success. On failure: -1 (too long, or control characters).
    */

@@ -895,6 +895,10 @@ PK_EXPORT int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, in
  * may name a port ("http-8080": kites on that port only; for such a kite these
  * entries are looked up before plain "http" ones, as pagekite.py's). A
  * connector may register a matching kite only if it proves knowledge of secret.
+ * Callable at any time, from any thread: adding the same protos and pattern
+ * again replaces its secret, and live kites that proved the old secret are
+ * dropped (as pagekite_remove_relay_domain says); a new pattern serves the next
+ * connectors at once. At most 64 entries.
  *
  *   mgr      The manager.
  *   protos   Comma-separated protocols.
@@ -902,7 +906,7 @@ PK_EXPORT int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, in
  *   secret   Shared secret for these kites.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *pattern,
                                         const char *secret);
@@ -927,14 +931,16 @@ PK_EXPORT int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
  * Both are PEM files. TLS for a name with no https kite and no endpoint of its
  * own (pagekite_add_relay_tls_endpoint) is terminated with this certificate:
  * tunnels inside TLS, and HTTPS for http kites. Without it (and without an
- * endpoint for the name) such a client gets a TLS alert.
+ * endpoint for the name) such a client gets a TLS alert. Callable at any time,
+ * from any thread: calling it again rotates the certificate (new handshakes get
+ * the new one; sessions in progress keep the old one).
  *
  *   mgr        The manager.
  *   cert_file  PEM certificate (chain).
  *   key_file   PEM private key.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
 
@@ -950,6 +956,10 @@ PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, co
  * requests for http kites. The files are read now; an unreadable file, a key
  * that does not match, or a name given twice fails with a message naming the
  * file. key_file NULL: the key is in cert_file (pagekite.py's single PEM).
+ * Callable at any time, from any thread: a name that has an endpoint already
+ * gets the new certificate (rotation; sessions in progress keep the old one,
+ * new handshakes get the new one); files that cannot be used leave the old
+ * certificate in place.
  *
  *   mgr        The manager.
  *   name       Name the certificate serves: "host.example.com" or
@@ -958,10 +968,48 @@ PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, co
  *   key_file   PEM private key, or NULL when it is in cert_file.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name,
                                               const char *cert_file, const char *key_file);
+
+/* Relay role: stop accepting kites of a domain added with pagekite_add_relay_domain; drop the live ones.
+ *
+ * protos and pattern are as given to pagekite_add_relay_domain (the entry is
+ * found by both). Callable at any time, from any thread. The loop then
+ * re-checks every live kite against the remaining domains: a kite still signed
+ * by a secret the table names for it keeps flying untouched (another, wider
+ * pattern with the same secret keeps it); the others are dropped, each with a
+ * PK_EVENT_KITE (PK_KITE_STATUS_REJECTED, text "domain removed or its secret
+ * changed") and a log line, and a tunnel left without a kite is closed (its
+ * streams end; log "domain removed: no kite left"). New requests for a dropped
+ * kite get the relay's 503 page.
+ *
+ *   mgr      The manager.
+ *   protos   Comma-separated protocols, as added.
+ *   pattern  Kite name or "*.domain" wildcard, as added.
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: no such entry).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_relay_domain(pagekite_mgr mgr, const char *protos,
+                                           const char *pattern);
+
+/* Relay role: forget the certificate of one name added with pagekite_add_relay_tls_endpoint.
+ *
+ * New TLS handshakes for the name then use the wildcard endpoint one label up
+ * or the pagekite_set_relay_tls() certificate, else get a TLS alert; sessions
+ * in progress keep the certificate they started with. Callable at any time,
+ * from any thread.
+ *
+ *   mgr   The manager.
+ *   name  The name as added: "host.example.com" or "*.example.com".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: the name has no
+ * endpoint).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_relay_tls_endpoint(pagekite_mgr mgr, const char *name);
 
 /* Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default).
  *
@@ -974,7 +1022,7 @@ PK_EXPORT int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name
  *   name  Kite or endpoint name, or NULL.
  *
  * Returns: 0 on success. On failure: -1 (not a valid name).
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 
@@ -1017,13 +1065,14 @@ PK_EXPORT int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alia
  * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
  * as pagekite.py does; pagekite.py connectors show it, ours log it ("Message of
  * the day from RELAY: ..."). At most 1024 bytes; control characters other than
- * newline and tab are refused. NULL or "" sends none.
+ * newline and tab are refused. NULL or "" sends none. Callable at any time:
+ * tunnels made after the call get the new message.
  *
  *   mgr   The manager.
  *   motd  The message, or NULL.
  *
  * Returns: 0 on success. On failure: -1 (too long, or control characters).
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
 

@@ -129,14 +129,14 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   if (relay) {
     m->max_listeners = max_frontends > 0 ? max_frontends : 8;
     m->listeners = calloc((size_t)m->max_listeners, sizeof(pk_listener));
-    m->max_domains = 64;
-    m->domains = calloc((size_t)m->max_domains, sizeof(pk_relay_domain));
+    m->domains.max = PK_MAX_RELAY_DOMAINS;
+    m->domains.d = calloc((size_t)m->domains.max, sizeof(pk_relay_domain));
     m->max_rkites = (max_kites > 0 ? max_kites : 1) * 4;
     uint32_t seq0 = 0;
     uint64_t seed = 0;
     RAND_bytes((unsigned char *)&seq0, sizeof(seq0));
     RAND_bytes((unsigned char *)&seed, sizeof(seed));
-    if (!m->listeners || !m->domains ||
+    if (!m->listeners || !m->domains.d ||
         pk_reg_init(&m->rkites, (uint32_t)m->max_rkites, seed) != 0 ||
         pk_replay_init(&m->replay, seq0) != 0 ||
         pk_iptab_init(&m->unauth_ips, (size_t)(max_conns / 2 + 8) + m->ntunnels) != 0) {
@@ -518,7 +518,8 @@ PK_API int pagekite_free(pagekite_mgr h) {
   free(m->kites);
   free(m->fes);
   free(m->listeners);
-  free(m->domains);
+  if (m->domains.d) memset(m->domains.d, 0, (size_t)m->domains.max * sizeof(pk_relay_domain));
+  free(m->domains.d);
   pk_reg_free(&m->rkites);
   pk_replay_free(&m->replay);
   pk_iptab_free(&m->unauth_ips);

@@ -20,6 +20,7 @@
 #include "plugins.h"
 #include "iplimit.h"
 #include "registry.h"
+#include "domains.h"
 #include "replay.h"
 #include "httpfwd.h"
 #include "proxy.h"

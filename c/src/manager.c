@@ -177,6 +177,8 @@ static void on_wake(uv_async_t *a) {
     uv_close((uv_handle_t *)&m->publish, NULL);
     return;
   }
+  if (__atomic_exchange_n(&m->reconfigured, 0, __ATOMIC_RELAXED) && m->role->reconfigure)
+    m->role->reconfigure(m);
   if (__atomic_exchange_n(&m->tick_requested, 0, __ATOMIC_RELAXED)) housekeep(m);
   int timer_on = PK_GET(m->tick_timer_on);
   if (timer_on && !uv_is_active((uv_handle_t *)&m->tick))

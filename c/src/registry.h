@@ -29,6 +29,7 @@ typedef struct {
   uint32_t tprev, tnext; /* the owner's list (index + 1) */
   int port;              /* 0: any port */
   void *tunnel;          /* the owner; NULL: a free slot */
+  uint64_t tag;          /* the owner's (relay: the fingerprint of the kite's secret) */
   char proto[PK_REG_PROTO_MAX]; /* lower case */
   char name[PK_NAME_MAX];       /* lower case */
 } pk_reg_entry;

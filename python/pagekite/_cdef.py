@@ -134,6 +134,8 @@ int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *
 int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
 int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
 int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name, const char *cert_file, const char *key_file);
+int pagekite_remove_relay_domain(pagekite_mgr mgr, const char *protos, const char *pattern);
+int pagekite_remove_relay_tls_endpoint(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
 int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
@@ -278,6 +280,8 @@ FUNCTIONS = {
     'set_relay_duplicates': 'pagekite_set_relay_duplicates',
     'set_relay_tls': 'pagekite_set_relay_tls',
     'add_relay_tls_endpoint': 'pagekite_add_relay_tls_endpoint',
+    'remove_relay_domain': 'pagekite_remove_relay_domain',
+    'remove_relay_tls_endpoint': 'pagekite_remove_relay_tls_endpoint',
     'set_relay_tls_default': 'pagekite_set_relay_tls_default',
     'set_relay_raw_ports': 'pagekite_set_relay_raw_ports',
     'add_relay_port_alias': 'pagekite_add_relay_port_alias',
