@@ -270,3 +270,112 @@ def test_sighup_reload_under_load(group, tmp_path, pki):
     assert ca.proc.alive and cb.proc.alive and cd.proc.alive
     # The removed kite's tunnel was closed: its connector saw it go.
     cd.proc.wait_for("REJECTED|CONNECTING|PROBLEMS", 15, what="kite D's connector lost it")
+
+
+# ---------------------------------------------------------------- the C API, in-process
+
+@pytest.fixture(scope="module")
+def lib():
+    require_file(LIBPAGEKITE, "libpagekite.so.1")
+    lib = pk.load(LIBPAGEKITE)
+    needed = [n for n in ("pagekite_remove_relay_domain", "pagekite_remove_relay_tls_endpoint")
+              if n in lib.missing]
+    assert not needed, "libpagekite.so.1 does not export %s" % needed
+    return lib
+
+
+class LibRelay:
+    """Our relay through the C API, in this process, with no stream lines in
+    its log (so the ring buffer keeps the reconfiguration lines)."""
+
+    def __init__(self, lib, domains, tls=None):
+        self.port = free_port()
+        self.m = pk.PageKite(lib, app_id="live", max_kites=16, max_frontends=4, max_conns=128,
+                             flags=pk.PK_AS_FRONTEND_RELAY | pk.PK_WITHOUT_DEFAULTS
+                             | pk.PK_WITH_IPV4 | pk.PK_WITHOUT_SERVICE_FRONTENDS,
+                             verbosity=pk.PK_LOG_ERROR | pk.PK_LOG_MANAGER_ERROR
+                             | pk.PK_LOG_MANAGER_INFO | pk.PK_LOG_TUNNEL_CONNS)
+        calls = [self.m.add_relay_listener("127.0.0.1", self.port)]
+        calls += [self.m.add_relay_domain("http,https", name, secret) for name, secret in domains]
+        if tls:
+            calls.append(self.m.add_relay_tls_endpoint(TLS_NAME, tls, None))
+        assert all(c == 0 for c in calls), (calls, self.m.last_error())
+        assert self.m.thread_start() == 0, self.m.last_error()
+        deadline = time.monotonic() + 10
+        while not port_accepts(self.port):
+            assert time.monotonic() < deadline, "our relay not listening"
+            time.sleep(0.05)
+        self.log = ""
+
+    def read_log(self):
+        """The log so far (pagekite_get_log hands out each line once)."""
+        self.log += self.m.get_log() or ""
+        return self.log
+
+    def wait_log(self, text, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while text not in self.read_log():
+            assert time.monotonic() < deadline, "%r not in the log:\n%s" % (text, self.log[-3000:])
+            time.sleep(0.05)
+
+    def stop(self):
+        self.m.close()
+
+
+def test_api_reconfigure_relay_under_load(group, lib, pki, tmp_path):
+    """The same as the SIGHUP test through the API, from this (non-loop)
+    thread while 1,000 requests run: a domain added after start flies a new
+    connector within 1 s, one removed drops its tunnel with the reason, a
+    re-added pattern with the same secret drops nothing, the endpoint's
+    certificate is replaced and then removed (the catch-all set after start
+    takes over): 0 failed requests on the kites that stay."""
+    origin = group.origin(NAME_A)
+    relay = group.add(LibRelay(lib, [(NAME_A, SECRET_A), (NAME_B, SECRET_B), (NAME_D, SECRET_D)],
+                               tls=pki.issued["old"]["pem"]))
+    port, m = relay.port, relay.m
+    assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["old"]["cert"])
+    for name, secret in ((NAME_A, SECRET_A), (NAME_B, SECRET_B), (NAME_D, SECRET_D)):
+        connector(group, port, name, secret, origin.port)
+    for name in (NAME_A, NAME_B, NAME_D):
+        wait_http(name, port, "/", 30)
+
+    load = Load(port, [NAME_A, NAME_B]).start()
+    load.wait_some(50)
+    assert m.add_relay_domain("http,https", NAME_A, SECRET_A) == 0  # same secret: stays
+    assert m.add_relay_domain("http,https", NAME_E, SECRET_E) == 0, m.last_error()
+    t0 = time.monotonic()
+    connector(group, port, NAME_E, SECRET_E, origin.port)
+    wait_http(NAME_E, port, "/", 5)
+    took = time.monotonic() - t0
+    assert took < 1.5, "the added domain's connector took %.2f s" % took
+
+    assert m.remove_relay_domain("http,https", NAME_D) == 0, m.last_error()
+    relay.wait_log("Kite http:%s dropped: domain removed" % NAME_D)
+    relay.wait_log("domain removed: no kite left")
+    wait_not_served(NAME_D, port, "/", 5)
+    assert m.remove_relay_domain("http,https", NAME_D) == -1
+    assert lib.pagekite_last_error_code() == -3  # PK_ENOTFOUND
+
+    assert m.add_relay_tls_endpoint(TLS_NAME, pki.issued["new"]["pem"], None) == 0
+    assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["new"]["cert"])
+    assert m.add_relay_tls_endpoint(TLS_NAME, "/nonexistent.pem", None) == -1
+    assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["new"]["cert"])
+    assert m.set_relay_tls(pki.issued["old"]["cert"], pki.issued["old"]["key"]) == 0
+    assert m.remove_relay_tls_endpoint(TLS_NAME) == 0, m.last_error()
+    assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["old"]["cert"])
+    assert m.set_relay_motd("after start") == 0
+    assert load.done < LOAD_REQUESTS, "the load ended before the last change: not a live test"
+
+    load.join()
+    assert load.done == LOAD_REQUESTS, "only %d of %d requests ran" % (load.done, LOAD_REQUESTS)
+    assert load.errors == [], "%d failed: %s" % (len(load.errors), load.errors[:5])
+    assert "dropped" not in relay.read_log().replace(
+        "Kite http:%s dropped" % NAME_D, "").replace("1 kite(s) dropped", ""), relay.log[-2000:]
+    for name in (NAME_A, NAME_B, NAME_E):
+        assert http_request(port, name)[0] == 200
+
+    # A new secret for a live pattern drops the kites that proved the old one.
+    assert m.add_relay_domain("http,https", NAME_B, "a-new-secret-for-b") == 0
+    relay.wait_log("Kite http:%s dropped" % NAME_B)
+    wait_not_served(NAME_B, port, "/", 5)
+    assert http_request(port, NAME_A)[0] == 200
