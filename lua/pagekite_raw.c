@@ -99,6 +99,27 @@ static int lpkr_add_whitelabel_frontends(lua_State *L) {
   return 1;
 }
 
+/* pagekite_remove_kite -> pagekite.raw.remove_kite */
+static int lpkr_remove_kite(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_proto = luaL_checkstring(L, 2);
+  const char *a_kitename = luaL_checkstring(L, 3);
+  int a_pport = lpk_arg_int(L, 4);
+  int r = pagekite_remove_kite(a_mgr, a_proto, a_kitename, a_pport);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_remove_frontend -> pagekite.raw.remove_frontend */
+static int lpkr_remove_frontend(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_host = luaL_checkstring(L, 2);
+  int a_port = lpk_arg_int(L, 3);
+  int r = pagekite_remove_frontend(a_mgr, a_host, a_port);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_lookup_and_add_frontend -> pagekite.raw.lookup_and_add_frontend */
 static int lpkr_lookup_and_add_frontend(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -543,6 +564,8 @@ const luaL_Reg lpk_raw_functions[] = {
     {"add_kite", lpkr_add_kite},
     {"add_service_frontends", lpkr_add_service_frontends},
     {"add_whitelabel_frontends", lpkr_add_whitelabel_frontends},
+    {"remove_kite", lpkr_remove_kite},
+    {"remove_frontend", lpkr_remove_frontend},
     {"lookup_and_add_frontend", lpkr_lookup_and_add_frontend},
     {"add_frontend", lpkr_add_frontend},
     {"set_log_mask", lpkr_set_log_mask},

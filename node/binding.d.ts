@@ -42,6 +42,10 @@ export interface RawBinding {
   addServiceFrontends(mgr: PageKiteHandle | null, flags: number): number;
   /** pagekite_add_whitelabel_frontends(): Use the front-end relays of a white-label domain. */
   addWhitelabelFrontends(mgr: PageKiteHandle | null, flags: number, whitelabelTld: string): number;
+  /** pagekite_remove_kite(): Stop publishing one kite added with pagekite_add_kite, without a restart. */
+  removeKite(mgr: PageKiteHandle | null, proto: string, kitename: string, pport: number): number;
+  /** pagekite_remove_frontend(): Forget a relay added with pagekite_add_frontend / pagekite_lookup_and_add_frontend, without a restart. */
+  removeFrontend(mgr: PageKiteHandle | null, host: string, port: number): number;
   /** pagekite_lookup_and_add_frontend(): Add every address of a DNS name as a candidate front-end relay. */
   lookupAndAddFrontend(mgr: PageKiteHandle | null, domain: string, port: number, updateFromDns: number): number;
   /** pagekite_add_frontend(): Add the addresses of a DNS name as relays, resolved once. */

@@ -60,6 +60,14 @@ static int pkj_add_whitelabel_frontends(int flags, const char *whitelabel_tld) {
   return pagekite_add_whitelabel_frontends(pkj_mgr, flags, whitelabel_tld);
 }
 
+static int pkj_remove_kite(const char *proto, const char *kitename, int pport) {
+  return pagekite_remove_kite(pkj_mgr, proto, kitename, pport);
+}
+
+static int pkj_remove_frontend(const char *host, int port) {
+  return pagekite_remove_frontend(pkj_mgr, host, port);
+}
+
 static int pkj_lookup_and_add_frontend(const char *domain, int port,
                                        int update_from_dns) {
   return pagekite_lookup_and_add_frontend(pkj_mgr, domain, port, update_from_dns);
@@ -538,7 +546,12 @@ bool pkj_init_whitelabel(const char *appId, int maxKites, int maxConns, int flag
    * times as long as the protocol or public port differs.
    *
    * With the \"raw\" protocol the public port must be given (pport may not be 0).
-   * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_add_kite().
+   *
+   * Callable at any time, from any thread: after pagekite_thread_start the
+   * origin's name is resolved in the calling thread and the loop then asks for
+   * the kite on the open tunnels (AddKites; a relay without AddKites gets a new
+   * tunnel), without disturbing the kites that fly.
+   * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_add_kite().
    * @param proto Protocol: \"http\", \"https\", \"raw\", \"websocket\", ...
    * @param kitename Public DNS name of the kite.
    * @param pport Public port, 0 for the protocol's default.
@@ -588,6 +601,44 @@ int pkj_add_service_frontends(int flags);
 %rename(addWhitelabelFrontends) pkj_add_whitelabel_frontends;
 int pkj_add_whitelabel_frontends(int flags, const char *whitelabelTld);
 
+%javamethodmodifiers pkj_remove_kite "/**
+   * Stop publishing one kite added with pagekite_add_kite, without a restart.
+   *
+   * proto, kitename and pport are as given to pagekite_add_kite. Callable at any
+   * time, from any thread; after pagekite_thread_start the loop applies it:
+   * streams in progress finish, new ones for the kite are answered as
+   * unavailable, and a PK_EVENT_KITE (code PK_KITE_STATUS_WAITING, text \"kite
+   * removed\") tells of it. The PageKite wire protocol has no message that drops
+   * one kite of a tunnel: a tunnel that carried only this kite is closed (the
+   * relay then drops it); a tunnel that carries other kites stays up untouched,
+   * and the relay keeps routing the removed kite to it until that tunnel is made
+   * again (its visitors get the connector's \"unavailable\" page).
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_kite().
+   * @param proto Protocol, as added.
+   * @param kitename Kite name, as added.
+   * @param pport Public port, as added (0: any).
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: no such kite).
+   */
+  public";
+%rename(removeKite) pkj_remove_kite;
+int pkj_remove_kite(const char *proto, const char *kitename, int pport);
+
+%javamethodmodifiers pkj_remove_frontend "/**
+   * Forget a relay added with pagekite_add_frontend / pagekite_lookup_and_add_frontend, without a restart.
+   *
+   * host and port are as added. Callable at any time, from any thread; after
+   * pagekite_thread_start the loop closes the tunnels to that relay's addresses
+   * only (their streams end) and stops resolving and pinging it; the kites then
+   * fly through the other relays, as after a relay failure.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_frontend().
+   * @param host Relay host name or address, as added.
+   * @param port Relay port, as added.
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: no such relay).
+   */
+  public";
+%rename(removeFrontend) pkj_remove_frontend;
+int pkj_remove_frontend(const char *host, int port);
+
 %javamethodmodifiers pkj_lookup_and_add_frontend "/**
    * Add every address of a DNS name as a candidate front-end relay.
    *
@@ -597,7 +648,12 @@ int pkj_add_whitelabel_frontends(int flags, const char *whitelabelTld);
    * With update_from_dns nonzero the name is resolved again from time to time so
    * new relay addresses are picked up. That is the recommended setting: a
    * long-running application keeps up with changes to the relay network.
-   * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_lookup_and_add_frontend().
+   *
+   * Callable at any time, from any thread: after pagekite_thread_start the name
+   * is resolved in the calling thread and its addresses join the candidates (used
+   * when a tunnel is next made: at a failure, a migration, or for spares); a
+   * relay that is configured already fails with PK_EEXIST.
+   * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_lookup_and_add_frontend().
    * @param domain DNS name of one relay or of a pool of relays.
    * @param port Port to connect to.
    * @param updateFromDns Nonzero to re-resolve the name periodically.
@@ -613,7 +669,7 @@ int pkj_lookup_and_add_frontend(const char *domain, int port, int updateFromDns)
    * Like pagekite_lookup_and_add_frontend() with update_from_dns = 0: the name is
    * resolved only at startup. Kept for compatibility; new applications should let
    * the manager re-resolve relays.
-   * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_add_frontend().
+   * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_add_frontend().
    * @param domain DNS name of one relay or of a pool of relays.
    * @param port Port to connect to.
    * @return The number of relay addresses configured. On failure: -1.

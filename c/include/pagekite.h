@@ -450,6 +450,11 @@ PK_EXPORT pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kite
  *
  * With the "raw" protocol the public port must be given (pport may not be 0).
  *
+ * Callable at any time, from any thread: after pagekite_thread_start the
+ * origin's name is resolved in the calling thread and the loop then asks for
+ * the kite on the open tunnels (AddKites; a relay without AddKites gets a new
+ * tunnel), without disturbing the kites that fly.
+ *
  *   mgr       The manager.
  *   proto     Protocol: "http", "https", "raw", "websocket", ...
  *   kitename  Public DNS name of the kite.
@@ -459,7 +464,7 @@ PK_EXPORT pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kite
  *   lport     Port of the origin server.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.91.
+ * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char *kitename,
                                 int pport, const char *secret, const char *backend, int lport);
@@ -501,6 +506,45 @@ PK_EXPORT int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 PK_EXPORT int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags,
                                                 const char *whitelabel_tld);
 
+/* Stop publishing one kite added with pagekite_add_kite, without a restart.
+ *
+ * proto, kitename and pport are as given to pagekite_add_kite. Callable at any
+ * time, from any thread; after pagekite_thread_start the loop applies it:
+ * streams in progress finish, new ones for the kite are answered as
+ * unavailable, and a PK_EVENT_KITE (code PK_KITE_STATUS_WAITING, text "kite
+ * removed") tells of it. The PageKite wire protocol has no message that drops
+ * one kite of a tunnel: a tunnel that carried only this kite is closed (the
+ * relay then drops it); a tunnel that carries other kites stays up untouched,
+ * and the relay keeps routing the removed kite to it until that tunnel is made
+ * again (its visitors get the connector's "unavailable" page).
+ *
+ *   mgr       The manager.
+ *   proto     Protocol, as added.
+ *   kitename  Kite name, as added.
+ *   pport     Public port, as added (0: any).
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: no such kite).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_kite(pagekite_mgr mgr, const char *proto, const char *kitename,
+                                   int pport);
+
+/* Forget a relay added with pagekite_add_frontend / pagekite_lookup_and_add_frontend, without a restart.
+ *
+ * host and port are as added. Callable at any time, from any thread; after
+ * pagekite_thread_start the loop closes the tunnels to that relay's addresses
+ * only (their streams end) and stops resolving and pinging it; the kites then
+ * fly through the other relays, as after a relay failure.
+ *
+ *   mgr   The manager.
+ *   host  Relay host name or address, as added.
+ *   port  Relay port, as added.
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: no such relay).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_frontend(pagekite_mgr mgr, const char *host, int port);
+
 /* Add every address of a DNS name as a candidate front-end relay.
  *
  * Each address the name resolves to becomes a candidate relay; the manager
@@ -510,13 +554,18 @@ PK_EXPORT int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags,
  * new relay addresses are picked up. That is the recommended setting: a
  * long-running application keeps up with changes to the relay network.
  *
+ * Callable at any time, from any thread: after pagekite_thread_start the name
+ * is resolved in the calling thread and its addresses join the candidates (used
+ * when a tunnel is next made: at a failure, a migration, or for spares); a
+ * relay that is configured already fails with PK_EEXIST.
+ *
  *   mgr              The manager.
  *   domain           DNS name of one relay or of a pool of relays.
  *   port             Port to connect to.
  *   update_from_dns  Nonzero to re-resolve the name periodically.
  *
  * Returns: The number of relay addresses configured. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.91.
+ * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *domain, int port,
                                                int update_from_dns);
@@ -532,7 +581,7 @@ PK_EXPORT int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *dom
  *   port    Port to connect to.
  *
  * Returns: The number of relay addresses configured. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.91.
+ * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT int pagekite_add_frontend(pagekite_mgr mgr, const char *domain, int port);
 

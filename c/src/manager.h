@@ -111,8 +111,9 @@ struct pk_mgr {
   /* config */
   pk_kite *kites;
   int nkites, max_kites;
-  pk_frontend *fes;
+  pk_frontend *fes; /* a removed one keeps its slot (host ""): tunnels and pings hold indexes */
   int nfes, max_frontends;
+  pk_cfg_op *ops, **ops_tail; /* under lock: kite/frontend changes after start (connector.h) */
   int max_conns;
   /* pools */
   pk_pool blocks;

@@ -105,6 +105,8 @@ pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, int max
 int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char *kitename, int pport, const char *secret, const char *backend, int lport);
 int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags, const char *whitelabel_tld);
+int pagekite_remove_kite(pagekite_mgr mgr, const char *proto, const char *kitename, int pport);
+int pagekite_remove_frontend(pagekite_mgr mgr, const char *host, int port);
 int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *domain, int port, int update_from_dns);
 int pagekite_add_frontend(pagekite_mgr mgr, const char *domain, int port);
 int pagekite_set_log_mask(pagekite_mgr mgr, int mask);
@@ -251,6 +253,8 @@ FUNCTIONS = {
     'add_kite': 'pagekite_add_kite',
     'add_service_frontends': 'pagekite_add_service_frontends',
     'add_whitelabel_frontends': 'pagekite_add_whitelabel_frontends',
+    'remove_kite': 'pagekite_remove_kite',
+    'remove_frontend': 'pagekite_remove_frontend',
     'lookup_and_add_frontend': 'pagekite_lookup_and_add_frontend',
     'add_frontend': 'pagekite_add_frontend',
     'set_log_mask': 'pagekite_set_log_mask',
