@@ -115,6 +115,7 @@ SIGNATURES = {
     "pagekite_remove_kite": (_i, [MGR, _s, _s, _i]),
     "pagekite_remove_frontend": (_i, [MGR, _s, _i]),
     "pagekite_last_error_code": (_i, []),
+    "pagekite_get_kite_status": (_i, [MGR, _s, _s]),
     "pagekite_set_rejection_url": (_i, [MGR, _s]),
     "pagekite_get_counter": (ctypes.c_longlong, [MGR, _i]),
     "pagekite_last_error": (_s, []),

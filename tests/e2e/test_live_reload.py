@@ -379,3 +379,98 @@ def test_api_reconfigure_relay_under_load(group, lib, pki, tmp_path):
     relay.wait_log("Kite http:%s dropped" % NAME_B)
     wait_not_served(NAME_B, port, "/", 5)
     assert http_request(port, NAME_A)[0] == 200
+
+
+# ---------------------------------------------------------------- the connector, in-process
+
+def lib_connector(lib, relays, kites, origin_port):
+    m = pk.PageKite(lib, app_id="live-conn", max_kites=8, max_frontends=4, max_conns=64,
+                    verbosity=pk.PK_LOG_ERROR | pk.PK_LOG_MANAGER_ERROR
+                    | pk.PK_LOG_MANAGER_INFO | pk.PK_LOG_TUNNEL_CONNS)
+    for name, secret in kites:
+        assert m.add_kite("http", name, 0, secret, "127.0.0.1", origin_port) == 0, m.last_error()
+    for r in relays:
+        assert m.add_frontend("127.0.0.1", r.port) >= 1, m.last_error()
+    return m
+
+
+class Closer:
+    def __init__(self, m):
+        self.m = m
+
+    def stop(self):
+        self.m.close()
+
+
+def test_api_connector_remove_and_add_kites_while_running(group, lib):
+    """Remove one kite of two while 1,000 requests run through the other:
+    0 failed; the removed one is no longer served (our "unavailable" answer:
+    the wire cannot drop one kite of a shared tunnel).  A kite added while
+    running flies on the live tunnel (AddKites), the first still untouched."""
+    origin = group.origin(NAME_A)
+    relay = group.our_relay(pattern="*." + DOMAIN, secret=SECRET_A)
+    m = lib_connector(lib, [relay], [(NAME_A, SECRET_A), (NAME_B, SECRET_A)], origin.port)
+    group.add(Closer(m))
+    assert m.thread_start() == 0, m.last_error()
+    m.wait_status(pk.PK_STATUS_FLYING, 20)
+    wait_http(NAME_A, relay.port, "/", 20)
+    wait_http(NAME_B, relay.port, "/", 20)
+    tunnels = m.get_counter(pk.PK_COUNTER_TUNNELS)
+
+    load = Load(relay.port, [NAME_A]).start()
+    load.wait_some(50)
+    assert m.remove_kite("http", NAME_B, 0) == 0, m.last_error()
+    assert m.remove_kite("http", NAME_B, 0) == -1
+    assert lib.pagekite_last_error_code() == -3  # PK_ENOTFOUND
+    status = wait_not_served(NAME_B, relay.port, "/", 5)
+    assert status in (None, 502, 503), status
+    assert lib.pagekite_get_kite_status(m.mgr, b"http", NAME_B.encode()) == -1
+
+    assert m.add_kite("http", NAME_E, 0, SECRET_A, "127.0.0.1", origin.port) == 0, m.last_error()
+    wait_http(NAME_E, relay.port, "/", 5)
+    assert load.done < LOAD_REQUESTS, "the load ended before the last change: not a live test"
+    load.join()
+    assert load.done == LOAD_REQUESTS
+    assert load.errors == [], "%d failed: %s" % (len(load.errors), load.errors[:5])
+    assert m.get_counter(pk.PK_COUNTER_TUNNELS) == tunnels, "the shared tunnel was remade"
+
+    # The last kite of a tunnel: removing it closes the tunnel, so the relay
+    # drops it at once.
+    assert m.remove_kite("http", NAME_A, 0) == 0
+    assert m.remove_kite("http", NAME_E, 0) == 0
+    relay.proc.wait_for("Kite http:%s is down" % NAME_A, 10, what="the relay dropped kite A")
+    wait_not_served(NAME_A, relay.port, "/", 5)
+
+
+def test_api_connector_remove_and_add_frontend(group, lib):
+    """Two relays, one tunnel: removing the relay in use closes that tunnel
+    only and the kite flies through the other; a relay added while running
+    takes over when the last one is removed."""
+    origin = group.origin(NAME_A)
+    r1 = group.our_relay(pattern="*." + DOMAIN, secret=SECRET_A)
+    r2 = group.our_relay(pattern="*." + DOMAIN, secret=SECRET_A)
+    m = lib_connector(lib, [r1, r2], [(NAME_A, SECRET_A)], origin.port)
+    group.add(Closer(m))
+    assert m.thread_start() == 0, m.last_error()
+    m.wait_status(pk.PK_STATUS_FLYING, 20)
+    deadline = time.monotonic() + 20
+    while True:
+        served = [r for r in (r1, r2) if http_request(r.port, NAME_A)[0] == 200]
+        if served:
+            break
+        assert time.monotonic() < deadline, "kite A not served by either relay"
+        time.sleep(0.2)
+    first = served[0]
+    other = r2 if first is r1 else r1
+    assert m.remove_frontend("127.0.0.1", first.port) == 0, m.last_error()
+    assert m.remove_frontend("127.0.0.1", first.port) == -1
+    wait_http(NAME_A, other.port, "/", 15)
+    wait_not_served(NAME_A, first.port, "/", 10)
+
+    # A relay added while running: used once the one in use goes.
+    assert m.add_frontend("127.0.0.1", first.port) >= 1, m.last_error()
+    assert m.add_frontend("127.0.0.1", first.port) == -1  # there already
+    time.sleep(1.0)
+    assert http_request(first.port, NAME_A)[0] != 200, "a new tunnel was made needlessly"
+    assert m.remove_frontend("127.0.0.1", other.port) == 0
+    wait_http(NAME_A, first.port, "/", 15)
