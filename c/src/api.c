@@ -808,10 +808,20 @@ static pk_kite *find_kite(pk_mgr *m, const char *proto, const char *name) {
   const char *dash = strchr(proto, '-');
   size_t pl = dash ? (size_t)(dash - proto) : strlen(proto);
   int port = dash ? atoi(dash + 1) : -1;
+  /* Queued changes count as done: a kite added after start is WAITING, a
+   * removed one is gone, as soon as the call returns. */
   for (int i = 0; i < m->nkites; i++) {
     pk_kite *k = &m->kites[i];
     if (strlen(k->proto) == pl && strncasecmp(k->proto, proto, pl) == 0 &&
-        strcasecmp(k->name, name) == 0 && (port < 0 || k->pport == port))
+        strcasecmp(k->name, name) == 0 && (port < 0 || k->pport == port) &&
+        !op_for_kite(m, PK_OP_DEL_KITE, k->proto, k->name, k->pport))
+      return k;
+  }
+  for (pk_cfg_op *op = m->ops; op; op = op->next) {
+    pk_kite *k = &op->kite;
+    if (op->kind == PK_OP_ADD_KITE && strlen(k->proto) == pl &&
+        strncasecmp(k->proto, proto, pl) == 0 && strcasecmp(k->name, name) == 0 &&
+        (port < 0 || k->pport == port))
       return k;
   }
   return NULL;
