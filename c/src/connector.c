@@ -1018,75 +1018,86 @@ static void kite_moved(pk_mgr *m, pk_kite *gone) {
   }
 }
 
-/* The wire has no way to drop one kite of a tunnel: a tunnel that carried
- * only this kite is closed (the relay then drops the kite); one that carries
- * others keeps flying, and the relay keeps routing the removed kite to it
- * until it reconnects: its visitors get our "unavailable" page. */
-static void remove_kite(pk_mgr *m, const pk_kite *key) {
+/* Each queued change is taken off the queue and made to the tables in one
+ * hold of the lock, so that the API's view (tables + queue) never has a
+ * gap; what it sets off (tunnels closed, events, log lines, which take the
+ * lock themselves) comes after. */
+
+/* Under the lock.  The wire has no way to drop one kite of a tunnel: a
+ * tunnel that carried only this kite is closed (the relay then drops the
+ * kite); one that carries others keeps flying, and the relay keeps routing
+ * the removed kite to it until it reconnects: its visitors get our
+ * "unavailable" page.  Returns the index the kite had, or -1. */
+typedef struct {
+  pk_tunnel *t;
+  int live, others;
+} kite_gone;
+
+static int remove_kite_locked(pk_mgr *m, const pk_kite *key, kite_gone *g) {
   int i = 0;
-  while (i < m->nkites && !(strcasecmp(m->kites[i].proto, key->proto) == 0 &&
-                            strcasecmp(m->kites[i].name, key->name) == 0 &&
-                            m->kites[i].pport == key->pport))
-    i++;
-  if (i == m->nkites) return;
+  while (i < m->nkites && !same_key(&m->kites[i], key)) i++;
+  if (i == m->nkites) return -1;
   pk_kite *k = &m->kites[i];
-  pk_tunnel *t = k->tunnel;
-  int live = k->state == PK_KITE_LIVE;
-  pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_WAITING, k->proto, k->name, "kite removed");
+  g->t = k->tunnel;
+  g->live = k->state == PK_KITE_LIVE;
   kite_moved(m, k);
-  uv_mutex_lock(&m->lock);
   memmove(k, k + 1, (size_t)(m->nkites - i - 1) * sizeof(*k));
   m->nkites--;
   memset(&m->kites[m->nkites], 0, sizeof(*k));
-  uv_mutex_unlock(&m->lock);
-  int others = 0;
-  for (int j = 0; t && j < m->nkites; j++) others += m->kites[j].tunnel == t;
-  if (t && live) pk_tunnel_kites_changed(t, -1);
-  if (t && !others) {
+  g->others = 0;
+  for (int j = 0; g->t && j < m->nkites; j++) g->others += m->kites[j].tunnel == g->t;
+  return i;
+}
+
+static void kite_removed(pk_mgr *m, const pk_kite *key, const kite_gone *g) {
+  pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_WAITING, key->proto, key->name, "kite removed");
+  if (g->t && g->live) pk_tunnel_kites_changed(g->t, -1);
+  if (g->t && !g->others) {
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s removed: closing its tunnel", key->proto, key->name);
-    pk_tunnel_kill(t, "kite removed");
+    pk_tunnel_kill(g->t, "kite removed");
   } else {
-    pk_log(m, PK_LOG_MANAGER_INFO,
-           "Kite %s:%s removed%s", key->proto, key->name,
-           t ? "; its tunnel carries other kites and stays: the relay keeps routing it there until "
-               "the tunnel reconnects (its visitors get 'unavailable')"
-             : "");
+    pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s removed%s", key->proto, key->name,
+           g->t ? "; its tunnel carries other kites and stays: the relay keeps routing it there "
+                  "until the tunnel reconnects (its visitors get 'unavailable')"
+                : "");
   }
 }
 
-static void add_kite(pk_mgr *m, const pk_kite *k) {
-  if (m->nkites >= m->max_kites) return; /* the API counted: not reached */
-  uv_mutex_lock(&m->lock);
+/* Under the lock; the API counted, so there is room. */
+static int add_kite_locked(pk_mgr *m, const pk_kite *k) {
+  if (m->nkites >= m->max_kites) return -1;
   pk_kite *n = &m->kites[m->nkites];
   *n = *k;
   n->state = PK_KITE_DEAD;
   n->tunnel = NULL;
   pk_random_hex(n->bsalt, PK_TOKEN_LEN);
-  m->nkites++;
-  uv_mutex_unlock(&m->lock);
+  return m->nkites++;
 }
 
-/* A removed frontend keeps its slot (tunnels and pings hold its index and
- * address), empty: no addresses, no DNS refresh, no name. */
-static void remove_frontend(pk_mgr *m, const pk_frontend *key) {
+/* Under the lock.  A removed frontend keeps its slot (tunnels and pings
+ * hold its index and address), empty: no addresses, no DNS refresh, no
+ * name.  Returns the slot, or -1. */
+static int remove_frontend_locked(pk_mgr *m, const pk_frontend *key) {
   for (int f = 0; f < m->nfes; f++) {
     pk_frontend *fe = &m->fes[f];
     if (!fe->host[0] || strcasecmp(fe->host, key->host) != 0 || fe->port != key->port) continue;
-    for (int i = 0; i < m->ntunnels; i++)
-      if (m->tunnels[i].in_use && m->tunnels[i].fe_idx == f)
-        pk_tunnel_kill(&m->tunnels[i], "relay removed");
-    if (fe->gai_busy) uv_cancel((uv_req_t *)&fe->gai);
-    uv_mutex_lock(&m->lock);
     fe->host[0] = 0;
     fe->naddrs = 0;
     fe->update_dns = 0;
     memset(fe->tunnel, 0, sizeof(fe->tunnel));
     memset(fe->signed_next, 0, sizeof(fe->signed_next));
     memset(fe->session_id, 0, sizeof(fe->session_id));
-    uv_mutex_unlock(&m->lock);
-    pk_log(m, PK_LOG_MANAGER_INFO, "Relay %s:%d removed", key->host, key->port);
-    return;
+    return f;
   }
+  return -1;
+}
+
+static void frontend_removed(pk_mgr *m, int f, const pk_frontend *key) {
+  for (int i = 0; i < m->ntunnels; i++)
+    if (m->tunnels[i].in_use && m->tunnels[i].fe_idx == f)
+      pk_tunnel_kill(&m->tunnels[i], "relay removed");
+  if (m->fes[f].gai_busy) uv_cancel((uv_req_t *)&m->fes[f].gai);
+  pk_log(m, PK_LOG_MANAGER_INFO, "Relay %s:%d removed", key->host, key->port);
 }
 
 static int slot_free(pk_mgr *m, int f) {
@@ -1096,15 +1107,15 @@ static int slot_free(pk_mgr *m, int f) {
   return 1;
 }
 
-static void add_frontend(pk_mgr *m, const pk_frontend *fe) {
+/* Under the lock; the API counted, so there is room. */
+static int add_frontend_locked(pk_mgr *m, const pk_frontend *fe) {
   int f = 0;
   while (f < m->nfes && !slot_free(m, f)) f++;
-  if (f == m->nfes && m->nfes >= m->max_frontends) return; /* the API counted: not reached */
-  uv_mutex_lock(&m->lock);
+  if (f == m->nfes && m->nfes >= m->max_frontends) return -1;
   m->fes[f] = *fe;
   for (int a = 0; a < PK_MAX_ADDRS; a++) m->fes[f].ping_ms[a] = -1;
   if (f == m->nfes) m->nfes++;
-  uv_mutex_unlock(&m->lock);
+  return f;
 }
 
 /* Kites added while running are asked for on the open tunnels (AddKites);
@@ -1127,31 +1138,34 @@ static void request_new_kites(pk_mgr *m, const char *added) {
 }
 
 void pk_connector_reconfigure(pk_mgr *m) {
-  uv_mutex_lock(&m->lock);
-  pk_cfg_op *ops = m->ops;
-  m->ops = NULL;
-  m->ops_tail = NULL;
-  uv_mutex_unlock(&m->lock);
   char added[PK_MAX_KITES_PER_TUNNEL] = {0};
   int nadded = 0;
-  while (ops) {
-    pk_cfg_op *op = ops;
-    ops = op->next;
-    if (op->kind == PK_OP_ADD_KITE) {
-      add_kite(m, &op->kite);
-      if (m->nkites <= PK_MAX_KITES_PER_TUNNEL) added[m->nkites - 1] = 1, nadded++;
+  for (;;) {
+    uv_mutex_lock(&m->lock);
+    pk_cfg_op *op = m->ops;
+    if (op) {
+      m->ops = op->next;
+      if (!m->ops) m->ops_tail = NULL;
+    }
+    int at = -1;
+    kite_gone g = {0};
+    if (op && op->kind == PK_OP_ADD_KITE) at = add_kite_locked(m, &op->kite);
+    if (op && op->kind == PK_OP_DEL_KITE) at = remove_kite_locked(m, &op->kite, &g);
+    if (op && op->kind == PK_OP_ADD_FE) at = add_frontend_locked(m, &op->fe);
+    if (op && op->kind == PK_OP_DEL_FE) at = remove_frontend_locked(m, &op->fe);
+    uv_mutex_unlock(&m->lock);
+    if (!op) break;
+    if (at < 0) {
+      pk_log(m, PK_LOG_MANAGER_ERROR, "A queued change was not applied (no room, or gone)");
+    } else if (op->kind == PK_OP_ADD_KITE) {
+      if (at < PK_MAX_KITES_PER_TUNNEL) added[at] = 1, nadded++;
     } else if (op->kind == PK_OP_DEL_KITE) {
-      for (int i = 0; i < m->nkites; i++) /* the flags follow the kites down */
-        if (same_key(&m->kites[i], &op->kite)) {
-          memmove(added + i, added + i + 1, sizeof(added) - (size_t)i - 1);
-          added[sizeof(added) - 1] = 0;
-          break;
-        }
-      remove_kite(m, &op->kite);
-    } else if (op->kind == PK_OP_ADD_FE) {
-      add_frontend(m, &op->fe);
+      /* the flags follow the kites down */
+      memmove(added + at, added + at + 1, sizeof(added) - (size_t)at - 1);
+      added[sizeof(added) - 1] = 0;
+      kite_removed(m, &op->kite, &g);
     } else if (op->kind == PK_OP_DEL_FE) {
-      remove_frontend(m, &op->fe);
+      frontend_removed(m, at, &op->fe);
     }
     free(op);
   }
