@@ -72,6 +72,8 @@ def test_flies_through_pagekite_py(lib, relay, origin, managers):
         m.last_error()
     wait_http(late, relay.port, "/", timeout=15)
     assert http_request(relay.port, name)[0] == 200
+    later = m.get_log() or ""
+    assert "Tunnel to relay" not in later, "the live tunnel was remade:\n" + later
     # Before-start calls are still refused once the master thread runs.
     assert lib.pagekite_set_tls_verify(m.mgr, 0, None) == -1
     assert m.last_error(), "pagekite_last_error() empty after a refused call"
