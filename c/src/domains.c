@@ -36,6 +36,7 @@ static pk_relay_domain *find_key(const pk_domains *t, const char *protos, const 
 
 int pk_domains_put(pk_domains *t, const char *protos, const char *pattern, const char *secret) {
   pk_relay_domain *d = find_key(t, protos, pattern);
+  if (d && strcmp(d->secret, secret) == 0) return 2;
   int replaced = d != NULL;
   if (!d) {
     if (t->n >= t->max) return -1;

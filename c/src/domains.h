@@ -36,7 +36,8 @@ int pk_domain_match(const char *pattern, const char *name);
 int pk_domain_proto_listed(const char *list, const char *proto);
 
 /* Adds (protos, pattern) -> secret, or replaces the secret of that key.
- * 0 added, 1 replaced, -1 full.  Arguments are checked by the caller. */
+ * 0 added, 1 replaced, 2 there already with this secret, -1 full.
+ * Arguments are checked by the caller. */
 int pk_domains_put(pk_domains *t, const char *protos, const char *pattern, const char *secret);
 /* Removes the entry (protos, pattern); 0, or -1 when there is none. */
 int pk_domains_remove(pk_domains *t, const char *protos, const char *pattern);

@@ -48,6 +48,7 @@ TEST(replace_and_remove) {
   pk_domains t = table();
   CHECK_INT(pk_domains_put(&t, "http", "*.example.com", "one"), 0);
   CHECK_INT(pk_domains_put(&t, "http", "*.EXAMPLE.com", "two"), 1); /* same key: replaced */
+  CHECK_INT(pk_domains_put(&t, "http", "*.example.com", "two"), 2); /* and again: unchanged */
   CHECK_INT(t.n, 1);
   CHECK(strcmp(secret_of(&t, "http", 0, "a.example.com"), "two") == 0);
   CHECK_INT(pk_domains_put(&t, "https", "*.example.com", "three"), 0); /* other protos: new */

@@ -359,6 +359,15 @@ def test_api_reconfigure_relay_under_load(group, lib, pki, tmp_path):
     assert m.remove_relay_domain("http,https", NAME_D) == -1
     assert lib.pagekite_last_error_code() == -3  # PK_ENOTFOUND
 
+    # A TLS session made before the rotation: it keeps its certificate and
+    # still works after its endpoint is replaced and then removed.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    before = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                             server_hostname=TLS_NAME)
+    old_cert = hashlib.sha256(before.getpeercert(binary_form=True)).hexdigest()
+    assert old_cert == pem_sha256(pki.issued["old"]["cert"])
     assert m.add_relay_tls_endpoint(TLS_NAME, pki.issued["new"]["pem"], None) == 0
     assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["new"]["cert"])
     assert m.add_relay_tls_endpoint(TLS_NAME, "/nonexistent.pem", None) == -1
@@ -366,6 +375,12 @@ def test_api_reconfigure_relay_under_load(group, lib, pki, tmp_path):
     assert m.set_relay_tls(pki.issued["old"]["cert"], pki.issued["old"]["key"]) == 0
     assert m.remove_relay_tls_endpoint(TLS_NAME) == 0, m.last_error()
     assert peer_cert_sha256(port, TLS_NAME) == pem_sha256(pki.issued["old"]["cert"])
+    # The old session still speaks: a request for a name without a kite
+    # gets the relay's 503 page through it.
+    before.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % TLS_NAME).encode())
+    head = before.recv(200)
+    before.close()
+    assert head.startswith(b"HTTP/1.1 503") or head.startswith(b"HTTP/1.0 503"), head
     assert m.set_relay_motd("after start") == 0
     assert load.done < LOAD_REQUESTS, "the load ended before the last change: not a live test"
 
