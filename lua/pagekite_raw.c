@@ -80,6 +80,17 @@ static int lpkr_add_kite(lua_State *L) {
   return 1;
 }
 
+/* pagekite_add_kite_access -> pagekite.raw.add_kite_access */
+static int lpkr_add_kite_access(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_kitename = luaL_checkstring(L, 2);
+  int a_pport = lpk_arg_int(L, 3);
+  const char *a_rule = luaL_checkstring(L, 4);
+  int r = pagekite_add_kite_access(a_mgr, a_kitename, a_pport, a_rule);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_add_service_frontends -> pagekite.raw.add_service_frontends */
 static int lpkr_add_service_frontends(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -447,11 +458,56 @@ static int lpkr_add_relay_port_alias(lua_State *L) {
   return 1;
 }
 
+/* pagekite_add_relay_proxy_source -> pagekite.raw.add_relay_proxy_source */
+static int lpkr_add_relay_proxy_source(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_cidr = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_proxy_source(a_mgr, a_cidr);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_set_relay_motd -> pagekite.raw.set_relay_motd */
 static int lpkr_set_relay_motd(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
   const char *a_motd = luaL_optstring(L, 2, NULL);
   int r = pagekite_set_relay_motd(a_mgr, a_motd);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_add_relay_client_acl -> pagekite.raw.add_relay_client_acl */
+static int lpkr_add_relay_client_acl(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_rule = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_client_acl(a_mgr, a_rule);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_add_relay_tunnel_acl -> pagekite.raw.add_relay_tunnel_acl */
+static int lpkr_add_relay_tunnel_acl(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_rule = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_tunnel_acl(a_mgr, a_rule);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_set_relay_require_tls -> pagekite.raw.set_relay_require_tls */
+static int lpkr_set_relay_require_tls(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  int a_require = lpk_arg_int(L, 2);
+  int r = pagekite_set_relay_require_tls(a_mgr, a_require);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_add_relay_ratelimit_ips -> pagekite.raw.add_relay_ratelimit_ips */
+static int lpkr_add_relay_ratelimit_ips(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_limit = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_ratelimit_ips(a_mgr, a_limit);
   lua_pushinteger(L, (lua_Integer)r);
   return 1;
 }
@@ -539,6 +595,17 @@ static int lpkr_get_kite_reason(lua_State *L) {
   return 1;
 }
 
+/* pagekite_set_kite_proxy_protocol -> pagekite.raw.set_kite_proxy_protocol */
+static int lpkr_set_kite_proxy_protocol(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_proto = luaL_checkstring(L, 2);
+  const char *a_kitename = luaL_checkstring(L, 3);
+  int a_version = lpk_arg_int(L, 4);
+  int r = pagekite_set_kite_proxy_protocol(a_mgr, a_proto, a_kitename, a_version);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_set_rejection_url -> pagekite.raw.set_rejection_url */
 static int lpkr_set_rejection_url(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -562,6 +629,7 @@ const luaL_Reg lpk_raw_functions[] = {
     {"init_pagekitenet", lpkr_init_pagekitenet},
     {"init_whitelabel", lpkr_init_whitelabel},
     {"add_kite", lpkr_add_kite},
+    {"add_kite_access", lpkr_add_kite_access},
     {"add_service_frontends", lpkr_add_service_frontends},
     {"add_whitelabel_frontends", lpkr_add_whitelabel_frontends},
     {"remove_kite", lpkr_remove_kite},
@@ -600,7 +668,12 @@ const luaL_Reg lpk_raw_functions[] = {
     {"set_relay_tls_default", lpkr_set_relay_tls_default},
     {"set_relay_raw_ports", lpkr_set_relay_raw_ports},
     {"add_relay_port_alias", lpkr_add_relay_port_alias},
+    {"add_relay_proxy_source", lpkr_add_relay_proxy_source},
     {"set_relay_motd", lpkr_set_relay_motd},
+    {"add_relay_client_acl", lpkr_add_relay_client_acl},
+    {"add_relay_tunnel_acl", lpkr_add_relay_tunnel_acl},
+    {"set_relay_require_tls", lpkr_set_relay_require_tls},
+    {"add_relay_ratelimit_ips", lpkr_add_relay_ratelimit_ips},
     {"get_counter", lpkr_get_counter},
     {"last_error", lpkr_last_error},
     {"last_error_code", lpkr_last_error_code},
@@ -611,6 +684,7 @@ const luaL_Reg lpk_raw_functions[] = {
     {"add_frontend_certname", lpkr_add_frontend_certname},
     {"get_kite_status", lpkr_get_kite_status},
     {"get_kite_reason", lpkr_get_kite_reason},
+    {"set_kite_proxy_protocol", lpkr_set_kite_proxy_protocol},
     {"set_rejection_url", lpkr_set_rejection_url},
     {"set_proxy", lpkr_set_proxy},
     {NULL, NULL},

@@ -38,6 +38,8 @@ export interface RawBinding {
   initWhitelabel(appId: string, maxKites: number, maxConns: number, flags: number, verbosity: number, whitelabelTld: string): PageKiteHandle | null;
   /** pagekite_add_kite(): Publish a local service under a public kite name. */
   addKite(mgr: PageKiteHandle | null, proto: string, kitename: string, pport: number, secret: string, backend: string, lport: number): number;
+  /** pagekite_add_kite_access(): Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS. */
+  addKiteAccess(mgr: PageKiteHandle | null, kitename: string, pport: number, rule: string): number;
   /** pagekite_add_service_frontends(): Use the public service's pool of front-end relays. */
   addServiceFrontends(mgr: PageKiteHandle | null, flags: number): number;
   /** pagekite_add_whitelabel_frontends(): Use the front-end relays of a white-label domain. */
@@ -114,8 +116,18 @@ export interface RawBinding {
   setRelayRawPorts(mgr: PageKiteHandle | null, ports: string | null): number;
   /** pagekite_add_relay_port_alias(): Relay role: treat visitors on a listening port as if they came to another (pagekite.py's --portalias). */
   addRelayPortAlias(mgr: PageKiteHandle | null, port: number, aliasOf: number): number;
+  /** pagekite_add_relay_proxy_source(): Relay role: a load balancer in front of the relay, which sends a PROXY protocol header on every connection. */
+  addRelayProxySource(mgr: PageKiteHandle | null, cidr: string): number;
   /** pagekite_set_relay_motd(): Relay role: a message of the day for connectors (pagekite.py's --motd). */
   setRelayMotd(mgr: PageKiteHandle | null, motd: string | null): number;
+  /** pagekite_add_relay_client_acl(): Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl). */
+  addRelayClientAcl(mgr: PageKiteHandle | null, rule: string): number;
+  /** pagekite_add_relay_tunnel_acl(): Relay role: a tunnel access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --tunnel_acl). */
+  addRelayTunnelAcl(mgr: PageKiteHandle | null, rule: string): number;
+  /** pagekite_set_relay_require_tls(): Relay role: accept tunnels only inside TLS. */
+  setRelayRequireTls(mgr: PageKiteHandle | null, require: number): number;
+  /** pagekite_add_relay_ratelimit_ips(): Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips). */
+  addRelayRatelimitIps(mgr: PageKiteHandle | null, limit: string): number;
   /** pagekite_get_counter(): Read one of the manager's counters. */
   getCounter(mgr: PageKiteHandle | null, counter: number): number;
   /** pagekite_last_error(): Why the last failing call on this thread failed. */
@@ -136,6 +148,8 @@ export interface RawBinding {
   getKiteStatus(mgr: PageKiteHandle | null, proto: string, kitename: string): number;
   /** pagekite_get_kite_reason(): Why a relay refused a kite, in the relay's word. */
   getKiteReason(mgr: PageKiteHandle | null, proto: string, kitename: string): string | null;
+  /** pagekite_set_kite_proxy_protocol(): Send each stream of a kite to its origin behind a PROXY protocol header (pagekite.py's +proxyproto). */
+  setKiteProxyProtocol(mgr: PageKiteHandle | null, proto: string, kitename: string, version: number): number;
   /** pagekite_set_rejection_url(): Frame a page from url in the 503 answer when an origin is down (libpagekite's call). */
   setRejectionUrl(mgr: PageKiteHandle | null, url: string | null): number;
   /** pagekite_set_proxy(): Reach relays (and DDNS) through an outgoing HTTP CONNECT or SOCKS5 proxy. */

@@ -235,6 +235,7 @@ export class Connector extends Manager {
   addKite(kite: Kite | KiteWithDeprecatedNames): this;
   /** Stop serving a kite (as added), at any time. */
   removeKite(proto: string, name: string, publicPort?: number): this;
+  addKiteAccess(name: string, rule: string, publicPort?: number): this;
   /** Use the relay(s) `host` resolves to; returns the number of addresses. Before start(). */
   addFrontend(host: string, port: number, opts?: { updateFromDns?: boolean }): number;
   /** Forget a relay (as added), at any time: its tunnels close. */
@@ -251,6 +252,8 @@ export class Connector extends Manager {
   setProxy(url: string | null): this;
   /** Frame url in the 503 page sent when an origin is down (null or '': plain page). */
   setRejectionUrl(url: string | null): this;
+  /** PROXY protocol header (1 text, 2 binary, 0 none) before each stream to the kite's origin. */
+  setKiteProxyProtocol(proto: string, name: string, version: 0 | 1 | 2): this;
   /** One kite's state; throws PageKiteError for a kite never added. */
   kiteStatus(proto: string, name: string): KiteStatusName;
   /** Why a relay refused a kite ('signature', 'unknown', ...), or ''. */
@@ -288,8 +291,14 @@ export class Relay extends Manager {
   setRawPorts(ports: string | Array<number | string> | null): this;
   /** Visitors on listening port are routed as if on aliasOf, whose kites are accepted. Before start(). */
   addPortAlias(port: number, aliasOf: number): this;
+  /** Connections from this address or network must start with a PROXY v1/v2 header. Before start(). */
+  addProxySource(cidr: string): this;
   /** A message of the day for connectors, at most 1024 bytes (null or '': none). Before start(). */
   setMotd(motd: string | null): this;
+  addClientAcl(rule: string): this;
+  addTunnelAcl(rule: string): this;
+  setRequireTls(require?: boolean): this;
+  addRatelimitIps(limit: string): this;
 }
 
 export const Status: Readonly<Record<StatusName, number>>;

@@ -549,6 +549,14 @@ class Connector extends Manager {
     return this;
   }
 
+  /** An access rule for a kite: 'ip/1.2.3.4', 'ip/1.2.3' (a /24) or 'password/USER=PASS' (pagekite.py's kite flags). */
+  addKiteAccess(name, rule, publicPort = 0) {
+    this._configure('addKiteAccess');
+    this._check('addKiteAccess', binding.addKiteAccess(this[kHandle], str(name, 'name'),
+      port(publicPort, 'publicPort'), str(rule, 'rule')));
+    return this;
+  }
+
   /**
    * Stop serving a kite added with addKite() (same proto, name, publicPort),
    * at any time, without a restart: its tunnel closes if it carried nothing
@@ -629,6 +637,17 @@ class Connector extends Manager {
   /** Frame url in the 503 page sent when an origin is down; null or '' for none. */
   setRejectionUrl(url) {
     this._check('setRejectionUrl', binding.setRejectionUrl(this[kHandle], str(url, 'url', true)));
+    return this;
+  }
+
+  /**
+   * Send each stream of a kite to its origin behind a PROXY protocol header
+   * (pagekite.py's +proxyproto): version 1 (text), 2 (binary) or 0 (none).
+   * For streams opened after the call; any time.
+   */
+  setKiteProxyProtocol(proto, name, version) {
+    this._check('setKiteProxyProtocol', binding.setKiteProxyProtocol(this[kHandle],
+      str(proto, 'proto'), str(name, 'name'), int(version, 'version')));
     return this;
   }
 
@@ -786,10 +805,49 @@ class Relay extends Manager {
     return this;
   }
 
+  /**
+   * A load balancer in front of the relay ('10.0.0.0/8', '::1'): its
+   * connections must start with a PROXY v1/v2 header, whose client address
+   * then stands for the connection.  Before start().
+   */
+  addProxySource(cidr) {
+    this._configure('addProxySource');
+    this._check('addProxySource', binding.addRelayProxySource(this[kHandle], str(cidr, 'cidr')));
+    return this;
+  }
+
   /** A message of the day for connectors, at most 1024 bytes (--motd); null or '' for none. */
   setMotd(motd) {
     this._alive('setMotd');
     this._check('setMotd', binding.setRelayMotd(this[kHandle], str(motd, 'motd', true)));
+    return this;
+  }
+
+  /** A visitor access rule, 'allow:REGEXP' or 'deny:REGEXP' (--client_acl): first match decides, none refuses. */
+  addClientAcl(rule) {
+    this._configure('addClientAcl');
+    this._check('addClientAcl', binding.addRelayClientAcl(this[kHandle], str(rule, 'rule')));
+    return this;
+  }
+
+  /** A connector (tunnel) access rule, 'allow:REGEXP' or 'deny:REGEXP' (--tunnel_acl). */
+  addTunnelAcl(rule) {
+    this._configure('addTunnelAcl');
+    this._check('addTunnelAcl', binding.addRelayTunnelAcl(this[kHandle], str(rule, 'rule')));
+    return this;
+  }
+
+  /** Accept tunnels only inside TLS (needs a certificate). */
+  setRequireTls(require = true) {
+    this._configure('setRequireTls');
+    this._check('setRequireTls', binding.setRelayRequireTls(this[kHandle], bool(require, 'require')));
+    return this;
+  }
+
+  /** At most IPS new clients per SECONDS on a tunnel: 'IPS/SECONDS' or 'KITE:IPS/SECONDS' (--ratelimit_ips). */
+  addRatelimitIps(limit) {
+    this._configure('addRatelimitIps');
+    this._check('addRatelimitIps', binding.addRelayRatelimitIps(this[kHandle], str(limit, 'limit')));
     return this;
   }
 }

@@ -52,6 +52,11 @@ static int pkj_add_kite(const char *proto, const char *kitename, int pport,
   return pagekite_add_kite(pkj_mgr, proto, kitename, pport, secret, backend, lport);
 }
 
+static int pkj_add_kite_access(const char *kitename, int pport,
+                               const char *rule) {
+  return pagekite_add_kite_access(pkj_mgr, kitename, pport, rule);
+}
+
 static int pkj_add_service_frontends(int flags) {
   return pagekite_add_service_frontends(pkj_mgr, flags);
 }
@@ -211,8 +216,28 @@ static int pkj_add_relay_port_alias(int port, int alias_of) {
   return pagekite_add_relay_port_alias(pkj_mgr, port, alias_of);
 }
 
+static int pkj_add_relay_proxy_source(const char *cidr) {
+  return pagekite_add_relay_proxy_source(pkj_mgr, cidr);
+}
+
 static int pkj_set_relay_motd(const char *motd) {
   return pagekite_set_relay_motd(pkj_mgr, motd);
+}
+
+static int pkj_add_relay_client_acl(const char *rule) {
+  return pagekite_add_relay_client_acl(pkj_mgr, rule);
+}
+
+static int pkj_add_relay_tunnel_acl(const char *rule) {
+  return pagekite_add_relay_tunnel_acl(pkj_mgr, rule);
+}
+
+static int pkj_set_relay_require_tls(int require) {
+  return pagekite_set_relay_require_tls(pkj_mgr, require);
+}
+
+static int pkj_add_relay_ratelimit_ips(const char *limit) {
+  return pagekite_add_relay_ratelimit_ips(pkj_mgr, limit);
 }
 
 static long long pkj_get_counter(int counter) {
@@ -253,6 +278,11 @@ static int pkj_get_kite_status(const char *proto, const char *kitename) {
 
 static char *pkj_get_kite_reason(const char *proto, const char *kitename) {
   return pagekite_get_kite_reason(pkj_mgr, proto, kitename);
+}
+
+static int pkj_set_kite_proxy_protocol(const char *proto, const char *kitename,
+                                       int version) {
+  return pagekite_set_kite_proxy_protocol(pkj_mgr, proto, kitename, version);
 }
 
 static int pkj_set_rejection_url(const char *url) {
@@ -564,6 +594,27 @@ bool pkj_init_whitelabel(const char *appId, int maxKites, int maxConns, int flag
 %rename(addKite) pkj_add_kite;
 int pkj_add_kite(const char *proto, const char *kitename, int pport, const char *secret,
                  const char *backend, int lport);
+
+%javamethodmodifiers pkj_add_kite_access "/**
+   * Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS.
+   *
+   * Enforced by the connector for each new stream of the kite, as pagekite.py
+   * does, with the visitor address the relay passes along. \"ip/1.2.3.4\" or
+   * \"ip/1.2.3\" (that /24): once a kite has any, other addresses get 503.
+   * \"password/USER=PASS\": HTTP basic auth; requests without a listed user and its
+   * password (compared in constant time) get 401 with WWW-Authenticate, and
+   * non-HTTP streams of the kite are refused. A leading '+' is allowed. The kite
+   * must have been added (pagekite_add_kite) first: a rule for a name no kite has
+   * is refused with PK_ENOTFOUND, never ignored.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_kite_access().
+   * @param kitename The kite's name, as given to pagekite_add_kite.
+   * @param pport The kite's public port, or 0 for every kite of that name.
+   * @param rule \"ip/ADDR\" or \"password/USER=PASS\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not ip/ADDR or password/USER=PASS, saying why; PK_ENOTFOUND: no such kite; PK_ESTATE: a relay).
+   */
+  public";
+%rename(addKiteAccess) pkj_add_kite_access;
+int pkj_add_kite_access(const char *kitename, int pport, const char *rule);
 
 %javamethodmodifiers pkj_add_service_frontends "/**
    * Use the public service's pool of front-end relays.
@@ -1185,6 +1236,28 @@ int pkj_set_relay_raw_ports(const char *ports);
 %rename(addRelayPortAlias) pkj_add_relay_port_alias;
 int pkj_add_relay_port_alias(int port, int aliasOf);
 
+%javamethodmodifiers pkj_add_relay_proxy_source "/**
+   * Relay role: a load balancer in front of the relay, which sends a PROXY protocol header on every connection.
+   *
+   * cidr is an IPv4 or IPv6 address or network (\"10.0.0.0/8\", \"::1/128\",
+   * \"192.0.2.7\"). Every connection from a matching address must start with a
+   * PROXY protocol header (haproxy's proxy-protocol.txt, version 1 or 2, as
+   * haproxy's send-proxy / send-proxy-v2 write); the client address in it then
+   * stands for the connection in logs, per-source limits and the RIP/RPort the
+   * relay passes to connectors (so X-Forwarded-For and PROXY headers to origins
+   * carry it). A v2 LOCAL header (health checks) or v1 UNKNOWN keeps the load
+   * balancer's address. A connection from such a source without a valid header,
+   * or whose header is not complete within 10 s, is closed. From any other
+   * address a PROXY header is not accepted: it is bad input (400). At most 32
+   * sources.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_proxy_source().
+   * @param cidr An address, or ADDRESS/BITS.
+   * @return 0 on success. On failure: -1 (not an address or network, or too many).
+   */
+  public";
+%rename(addRelayProxySource) pkj_add_relay_proxy_source;
+int pkj_add_relay_proxy_source(const char *cidr);
+
 %javamethodmodifiers pkj_set_relay_motd "/**
    * Relay role: a message of the day for connectors (pagekite.py's --motd).
    *
@@ -1200,6 +1273,71 @@ int pkj_add_relay_port_alias(int port, int aliasOf);
   public";
 %rename(setRelayMotd) pkj_set_relay_motd;
 int pkj_set_relay_motd(const char *motd);
+
+%javamethodmodifiers pkj_add_relay_client_acl "/**
+   * Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl).
+   *
+   * Rules are checked in the order added against the visitor's address (IPv4
+   * dotted, or IPv6; an IPv4-mapped address also as plain IPv4); the first whose
+   * regexp matches the whole address decides. Once any rule is added, an address
+   * no rule matches is refused (HTTP 403, a TLS alert, or 403 to CONNECT).
+   * \"localhost\" and \"any\" are pagekite.py's shorthands. Regexps are POSIX
+   * extended; Python-only syntax (\\d, (?...), lazy quantifiers) is refused with
+   * PK_EINVAL rather than misread.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_client_acl().
+   * @param rule \"allow:REGEXP\" or \"deny:REGEXP\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a bad regexp, saying why; PK_ELIMIT: over 256 rules).
+   */
+  public";
+%rename(addRelayClientAcl) pkj_add_relay_client_acl;
+int pkj_add_relay_client_acl(const char *rule);
+
+%javamethodmodifiers pkj_add_relay_tunnel_acl "/**
+   * Relay role: a tunnel access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --tunnel_acl).
+   *
+   * As pagekite_add_relay_client_acl, for connectors opening tunnels: a refused
+   * connector gets \"HTTP/1.0 403 Forbidden\" before its kites are read, and the
+   * log names the rule.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_tunnel_acl().
+   * @param rule \"allow:REGEXP\" or \"deny:REGEXP\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a bad regexp, saying why; PK_ELIMIT: over 256 rules).
+   */
+  public";
+%rename(addRelayTunnelAcl) pkj_add_relay_tunnel_acl;
+int pkj_add_relay_tunnel_acl(const char *rule);
+
+%javamethodmodifiers pkj_set_relay_require_tls "/**
+   * Relay role: accept tunnels only inside TLS.
+   *
+   * With 1, a connector that opens its tunnel in the clear gets \"HTTP/1.0 403
+   * Forbidden\"; tunnels inside TLS (pagekite_set_relay_tls or a TLS endpoint's
+   * certificate) are accepted. Visitors are not affected. With 1 and no
+   * certificate at all, pagekite_thread_start fails (PK_ETLS): no tunnel could
+   * ever connect.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_require_tls().
+   * @param require 1 to require TLS, 0 (default) to accept both.
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not 0 or 1).
+   */
+  public";
+%rename(setRelayRequireTls) pkj_set_relay_require_tls;
+int pkj_set_relay_require_tls(int require);
+
+%javamethodmodifiers pkj_add_relay_ratelimit_ips "/**
+   * Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips).
+   *
+   * limit is \"IPS/SECONDS\" (every kite) or \"KITE:IPS/SECONDS\" (that kite and its
+   * subdomains; the longest match wins, then \"*\"). As in pagekite.py the limit is
+   * per tunnel, the strictest of its kites; a client (address, and for HTTP
+   * User-Agent and Accept-Language) seen within the window is always let back in;
+   * a new one over the limit gets 503 (HTTP), a TLS alert, or 503 to CONNECT. The
+   * same KITE given again replaces its limit.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_ratelimit_ips().
+   * @param limit \"IPS/SECONDS\" or \"KITE:IPS/SECONDS\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not [KITE:]IPS/SECONDS, saying why; PK_ELIMIT: over 256 limits).
+   */
+  public";
+%rename(addRelayRatelimitIps) pkj_add_relay_ratelimit_ips;
+int pkj_add_relay_ratelimit_ips(const char *limit);
 
 %javamethodmodifiers pkj_get_counter "/**
    * Read one of the manager's counters.
@@ -1364,6 +1502,30 @@ int pkj_get_kite_status(const char *proto, const char *kitename);
   public";
 %rename(getKiteReason) pkj_get_kite_reason;
 char *pkj_get_kite_reason(const char *proto, const char *kitename);
+
+%javamethodmodifiers pkj_set_kite_proxy_protocol "/**
+   * Send each stream of a kite to its origin behind a PROXY protocol header (pagekite.py's +proxyproto).
+   *
+   * version 1 writes haproxy's text header (\"PROXY TCP4 CLIENT RELAY CPORT
+   * PPORT\"), version 2 the binary one, 0 none (the default). The client address
+   * and port are the ones the relay reports for the stream (RIP/RPort;
+   * IPv4-mapped IPv6 is written as IPv4); the destination is the relay's address
+   * as the connector reached it (the proxy's, with pagekite_set_proxy; 0.0.0.0 or
+   * :: when of the other family) and the kite's public port. When the relay
+   * reports no usable address the header says so (v1 \"PROXY UNKNOWN\", v2 family
+   * UNSPEC). Meant for raw and https (TLS passthrough) kites, whose origins
+   * cannot read X-Forwarded-For; it applies to any kite it is set on, as
+   * pagekite.py's. Takes effect for streams opened after the call; safe from any
+   * thread.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_kite_proxy_protocol().
+   * @param proto The kite's protocol, as given to pagekite_add_kite().
+   * @param kitename The kite's name.
+   * @param version 0, 1 or 2.
+   * @return 0 on success. On failure: -1 (no such kite, or a version other than 0, 1 or 2).
+   */
+  public";
+%rename(setKiteProxyProtocol) pkj_set_kite_proxy_protocol;
+int pkj_set_kite_proxy_protocol(const char *proto, const char *kitename, int version);
 
 %javamethodmodifiers pkj_set_rejection_url "/**
    * Frame a page from url in the 503 answer when an origin is down (libpagekite's call).

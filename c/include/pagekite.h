@@ -907,6 +907,30 @@ PK_EXPORT void pagekite_perror(pagekite_mgr mgr, const char *prefix);
 
 /* ---- Additions beyond the libpagekite reference ---- */
 
+/* Connector role: an access rule for a kite, pagekite.py's +ip/ADDR or +password/USER=PASS.
+ *
+ * Enforced by the connector for each new stream of the kite, as pagekite.py
+ * does, with the visitor address the relay passes along. "ip/1.2.3.4" or
+ * "ip/1.2.3" (that /24): once a kite has any, other addresses get 503.
+ * "password/USER=PASS": HTTP basic auth; requests without a listed user and its
+ * password (compared in constant time) get 401 with WWW-Authenticate, and
+ * non-HTTP streams of the kite are refused. A leading '+' is allowed. The kite
+ * must have been added (pagekite_add_kite) first: a rule for a name no kite has
+ * is refused with PK_ENOTFOUND, never ignored.
+ *
+ *   mgr       The manager.
+ *   kitename  The kite's name, as given to pagekite_add_kite.
+ *   pport     The kite's public port, or 0 for every kite of that name.
+ *   rule      "ip/ADDR" or "password/USER=PASS".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not ip/ADDR or
+ * password/USER=PASS, saying why; PK_ENOTFOUND: no such kite; PK_ESTATE: a
+ * relay).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_kite_access(pagekite_mgr mgr, const char *kitename, int pport,
+                                       const char *rule);
+
 /* Choose how relay certificates are verified.
  *
  * By default (PK_TLS_VERIFY_PEER) TLS tunnels to relays check the relay's
@@ -1109,6 +1133,29 @@ PK_EXPORT int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
  */
 PK_EXPORT int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
 
+/* Relay role: a load balancer in front of the relay, which sends a PROXY protocol header on every connection.
+ *
+ * cidr is an IPv4 or IPv6 address or network ("10.0.0.0/8", "::1/128",
+ * "192.0.2.7"). Every connection from a matching address must start with a
+ * PROXY protocol header (haproxy's proxy-protocol.txt, version 1 or 2, as
+ * haproxy's send-proxy / send-proxy-v2 write); the client address in it then
+ * stands for the connection in logs, per-source limits and the RIP/RPort the
+ * relay passes to connectors (so X-Forwarded-For and PROXY headers to origins
+ * carry it). A v2 LOCAL header (health checks) or v1 UNKNOWN keeps the load
+ * balancer's address. A connection from such a source without a valid header,
+ * or whose header is not complete within 10 s, is closed. From any other
+ * address a PROXY header is not accepted: it is bad input (400). At most 32
+ * sources.
+ *
+ *   mgr   The manager.
+ *   cidr  An address, or ADDRESS/BITS.
+ *
+ * Returns: 0 on success. On failure: -1 (not an address or network, or too
+ * many).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_proxy_source(pagekite_mgr mgr, const char *cidr);
+
 /* Relay role: a message of the day for connectors (pagekite.py's --motd).
  *
  * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
@@ -1124,6 +1171,74 @@ PK_EXPORT int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alia
  * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
+
+/* Relay role: a client access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --client_acl).
+ *
+ * Rules are checked in the order added against the visitor's address (IPv4
+ * dotted, or IPv6; an IPv4-mapped address also as plain IPv4); the first whose
+ * regexp matches the whole address decides. Once any rule is added, an address
+ * no rule matches is refused (HTTP 403, a TLS alert, or 403 to CONNECT).
+ * "localhost" and "any" are pagekite.py's shorthands. Regexps are POSIX
+ * extended; Python-only syntax (\d, (?...), lazy quantifiers) is refused with
+ * PK_EINVAL rather than misread.
+ *
+ *   mgr   The manager.
+ *   rule  "allow:REGEXP" or "deny:REGEXP".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a
+ * bad regexp, saying why; PK_ELIMIT: over 256 rules).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_client_acl(pagekite_mgr mgr, const char *rule);
+
+/* Relay role: a tunnel access rule, allow:REGEXP or deny:REGEXP (pagekite.py's --tunnel_acl).
+ *
+ * As pagekite_add_relay_client_acl, for connectors opening tunnels: a refused
+ * connector gets "HTTP/1.0 403 Forbidden" before its kites are read, and the
+ * log names the rule.
+ *
+ *   mgr   The manager.
+ *   rule  "allow:REGEXP" or "deny:REGEXP".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not allow|deny:REGEXP or a
+ * bad regexp, saying why; PK_ELIMIT: over 256 rules).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
+
+/* Relay role: accept tunnels only inside TLS.
+ *
+ * With 1, a connector that opens its tunnel in the clear gets "HTTP/1.0 403
+ * Forbidden"; tunnels inside TLS (pagekite_set_relay_tls or a TLS endpoint's
+ * certificate) are accepted. Visitors are not affected. With 1 and no
+ * certificate at all, pagekite_thread_start fails (PK_ETLS): no tunnel could
+ * ever connect.
+ *
+ *   mgr      The manager.
+ *   require  1 to require TLS, 0 (default) to accept both.
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not 0 or 1).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
+
+/* Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips).
+ *
+ * limit is "IPS/SECONDS" (every kite) or "KITE:IPS/SECONDS" (that kite and its
+ * subdomains; the longest match wins, then "*"). As in pagekite.py the limit is
+ * per tunnel, the strictest of its kites; a client (address, and for HTTP
+ * User-Agent and Accept-Language) seen within the window is always let back in;
+ * a new one over the limit gets 503 (HTTP), a TLS alert, or 503 to CONNECT. The
+ * same KITE given again replaces its limit.
+ *
+ *   mgr    The manager.
+ *   limit  "IPS/SECONDS" or "KITE:IPS/SECONDS".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: not [KITE:]IPS/SECONDS,
+ * saying why; PK_ELIMIT: over 256 limits).
+ * Call before pagekite_thread_start(). Since 0.92.
+ */
+PK_EXPORT int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *limit);
 
 /* Read one of the manager's counters.
  *
@@ -1286,6 +1401,32 @@ PK_EXPORT int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, cons
  * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
+
+/* Send each stream of a kite to its origin behind a PROXY protocol header (pagekite.py's +proxyproto).
+ *
+ * version 1 writes haproxy's text header ("PROXY TCP4 CLIENT RELAY CPORT
+ * PPORT"), version 2 the binary one, 0 none (the default). The client address
+ * and port are the ones the relay reports for the stream (RIP/RPort;
+ * IPv4-mapped IPv6 is written as IPv4); the destination is the relay's address
+ * as the connector reached it (the proxy's, with pagekite_set_proxy; 0.0.0.0 or
+ * :: when of the other family) and the kite's public port. When the relay
+ * reports no usable address the header says so (v1 "PROXY UNKNOWN", v2 family
+ * UNSPEC). Meant for raw and https (TLS passthrough) kites, whose origins
+ * cannot read X-Forwarded-For; it applies to any kite it is set on, as
+ * pagekite.py's. Takes effect for streams opened after the call; safe from any
+ * thread.
+ *
+ *   mgr       The manager.
+ *   proto     The kite's protocol, as given to pagekite_add_kite().
+ *   kitename  The kite's name.
+ *   version   0, 1 or 2.
+ *
+ * Returns: 0 on success. On failure: -1 (no such kite, or a version other than
+ * 0, 1 or 2).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_set_kite_proxy_protocol(pagekite_mgr mgr, const char *proto,
+                                               const char *kitename, int version);
 
 /* Frame a page from url in the 503 answer when an origin is down (libpagekite's call).
  *

@@ -238,6 +238,41 @@ static int kite_args_ok(const char *proto, const char *kitename, int pport, cons
   return 0;
 }
 
+/* pagekite.py's +ip/ and +password/ kite flags (acl.c); the connector
+ * enforces them on each new stream. */
+PK_API int pagekite_add_kite_access(pagekite_mgr h, const char *kitename, int pport,
+                                    const char *rule) {
+  pk_mgr *m = MGR(h);
+  const char *fn = "pagekite_add_kite_access";
+  if (pk_api_before_start(m, fn)) return -1;
+  if (pk_is_relay(m))
+    return pk_fail(PK_ESTATE, "%s: a connector call (the relay has client ACLs)", fn);
+  if (!kitename || !*kitename) return pk_fail(PK_EINVAL, "%s: kitename is NULL or empty", fn);
+  if (pport < 0 || pport > 65535) return pk_fail(PK_EINVAL, "%s: pport %d is not 0-65535", fn, pport);
+  int found = 0;
+  for (int i = 0; i < m->nkites; i++)
+    found |= strcasecmp(m->kites[i].name, kitename) == 0 && (pport == 0 || m->kites[i].pport == pport);
+  if (!found)
+    return pk_fail(PK_ENOTFOUND, "%s: no such kite %.200s (port %d): add the kite first", fn,
+                   kitename, pport);
+  pk_kite_rule r;
+  char why[320];
+  if (pk_kite_rule_parse(rule, &r, why, sizeof(why)) != 0)
+    return pk_fail(PK_EINVAL, "%s: rule %s", fn, why);
+  snprintf(r.name, sizeof(r.name), "%s", kitename);
+  for (char *p = r.name; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+  r.pport = pport;
+  if (m->nkite_rules >= PK_ACL_MAX_RULES)
+    return pk_fail(PK_ELIMIT, "%s: too many rules (at most %d)", fn, PK_ACL_MAX_RULES);
+  pk_kite_rule *g = realloc(m->kite_rules, (size_t)(m->nkite_rules + 1) * sizeof(*g));
+  if (!g) return pk_fail(PK_ENOMEM, "%s: out of memory", fn);
+  m->kite_rules = g;
+  m->kite_rules[m->nkite_rules++] = r;
+  OPENSSL_cleanse(&r, sizeof(r));
+  return 0;
+}
+
 /* ---- kites and frontends, before and after start ---- */
 /* After start, kites and frontends change on the loop thread: the caller
  * queues a pk_cfg_op (under the lock) and wakes the loop, which applies it
@@ -657,6 +692,11 @@ PK_API int pagekite_thread_start(pagekite_mgr h) {
   if (pk_is_relay(m) && m->nlisteners == 0)
     return pk_fail(PK_ESTATE, "pagekite_thread_start: relay has no listeners "
                    "(pagekite_add_relay_listener)");
+  /* A rule that cannot be applied refuses service. */
+  if (pk_is_relay(m) && m->require_tls && !m->relay_ctx && m->ntls_eps == 0)
+    return pk_fail(PK_ETLS, "pagekite_thread_start: require_tls is on but the relay has no "
+                   "certificate (pagekite_set_relay_tls or a TLS endpoint): no tunnel could "
+                   "connect");
   if (!pk_is_relay(m) && (m->flags & PK_WITH_SSL) && !pk_client_tls_ctx(m))
     return pk_fail(PK_ETLS, "pagekite_thread_start: cannot set up TLS (CA file or ciphers)");
   /* Its failures record their own reasons (a port that cannot be bound...). */
@@ -687,7 +727,10 @@ PK_API int pagekite_free(pagekite_mgr h) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
   if (m->started && !m->thread_joined) pagekite_thread_stop(h);
-  for (int i = 0; i < m->ntunnels && m->tunnels; i++) pk_session_free(&m->tunnels[i].sess);
+  for (int i = 0; i < m->ntunnels && m->tunnels; i++) {
+    pk_session_free(&m->tunnels[i].sess);
+    pk_ratelimit_free(&m->tunnels[i].ratelimit);
+  }
   free(m->tunnels);
   ops_free(m);
   free(m->kites);
@@ -698,6 +741,8 @@ PK_API int pagekite_free(pagekite_mgr h) {
   pk_reg_free(&m->rkites);
   pk_replay_free(&m->replay);
   pk_iptab_free(&m->unauth_ips);
+  if (m->kite_rules) OPENSSL_cleanse(m->kite_rules, (size_t)m->nkite_rules * sizeof(*m->kite_rules));
+  free(m->kite_rules);
   pk_plugins_free(m);
   pk_conns_free(m);
   pk_pool_free(&m->blocks);
@@ -860,6 +905,23 @@ PK_API char *pagekite_get_kite_reason(pagekite_mgr h, const char *proto, const c
   }
   if (!ob) pk_fail(PK_ENOMEM, "pagekite_get_kite_reason: out of memory");
   return ob ? ob->reason : NULL;
+}
+
+PK_API int pagekite_set_kite_proxy_protocol(pagekite_mgr h, const char *proto, const char *kitename,
+                                            int version) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_set_kite_proxy_protocol";
+  if (check_mgr(m)) return -1;
+  if (version < 0 || version > 2)
+    return pk_fail(PK_EINVAL, "%s: version %d is not 0 (none), 1 or 2", fn, version);
+  uv_mutex_lock(&m->lock);
+  pk_kite *k = find_kite(m, proto, kitename);
+  if (k) __atomic_store_n(&k->proxy_proto, version, __ATOMIC_RELAXED);
+  uv_mutex_unlock(&m->lock);
+  if (!k)
+    return pk_fail(PK_ENOTFOUND, "%s: no kite %s:%s", fn, proto ? proto : "(null)",
+                   kitename ? kitename : "(null)");
+  return 0;
 }
 
 PK_API int pagekite_set_rejection_url(pagekite_mgr h, const char *url) {

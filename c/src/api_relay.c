@@ -371,11 +371,90 @@ PK_API int pagekite_set_relay_motd(pagekite_mgr h, const char *motd) {
   return 0;
 }
 
+/* ---- access rules (acl.c); before start, like the rest of the policy ---- */
+
+static int add_acl(pk_mgr *m, pk_acl *a, const char *fn, const char *rule) {
+  if (relay_only(m, fn)) return -1;
+  if (!rule) return pk_fail(PK_EINVAL, "%s: rule is NULL", fn);
+  char why[320];
+  if (pk_acl_add(a, rule, why, sizeof(why)) != 0) {
+    if (a->n >= PK_ACL_MAX_RULES) return pk_fail(PK_ELIMIT, "%s: %s", fn, why);
+    return pk_fail(PK_EINVAL, "%s: rule %s", fn, why);
+  }
+  return 0;
+}
+
+PK_API int pagekite_add_relay_client_acl(pagekite_mgr h, const char *rule) {
+  pk_mgr *m = MGR(h);
+  return add_acl(m, m ? &m->client_acl : NULL, "pagekite_add_relay_client_acl", rule);
+}
+
+PK_API int pagekite_add_relay_tunnel_acl(pagekite_mgr h, const char *rule) {
+  pk_mgr *m = MGR(h);
+  return add_acl(m, m ? &m->tunnel_acl : NULL, "pagekite_add_relay_tunnel_acl", rule);
+}
+
+PK_API int pagekite_set_relay_require_tls(pagekite_mgr h, int require) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_require_tls")) return -1;
+  if (require != 0 && require != 1)
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_require_tls: require %d is not 0 or 1", require);
+  m->require_tls = require;
+  return 0;
+}
+
+PK_API int pagekite_add_relay_ratelimit_ips(pagekite_mgr h, const char *limit) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_add_relay_ratelimit_ips")) return -1;
+  if (!limit) return pk_fail(PK_EINVAL, "pagekite_add_relay_ratelimit_ips: limit is NULL");
+  pk_rl_rule r;
+  char why[320];
+  if (pk_ratelimit_parse(limit, r.name, sizeof(r.name), &r.ips, &r.secs, why, sizeof(why)) != 0)
+    return pk_fail(PK_EINVAL, "pagekite_add_relay_ratelimit_ips: limit %s", why);
+  for (int i = 0; i < m->nrl_rules; i++)
+    if (strcmp(m->rl_rules[i].name, r.name) == 0) { /* pagekite.py: the last one wins */
+      m->rl_rules[i] = r;
+      return 0;
+    }
+  if (m->nrl_rules >= PK_ACL_MAX_RULES)
+    return pk_fail(PK_ELIMIT, "pagekite_add_relay_ratelimit_ips: too many limits (at most %d)",
+                   PK_ACL_MAX_RULES);
+  pk_rl_rule *g = realloc(m->rl_rules, (size_t)(m->nrl_rules + 1) * sizeof(*g));
+  if (!g) return pk_fail(PK_ENOMEM, "pagekite_add_relay_ratelimit_ips: out of memory");
+  m->rl_rules = g;
+  m->rl_rules[m->nrl_rules++] = r;
+  return 0;
+}
+
 void pk_relay_config_free(pk_mgr *m) {
+  pk_acl_free(&m->client_acl);
+  pk_acl_free(&m->tunnel_acl);
+  free(m->rl_rules);
+  m->rl_rules = NULL;
+  m->nrl_rules = 0;
   for (int i = 0; i < m->ntls_eps; i++) SSL_CTX_free(m->tls_eps[i].ctx);
   free(m->tls_eps);
   m->tls_eps = NULL;
   m->ntls_eps = m->max_tls_eps = 0;
   if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
   m->relay_ctx = NULL;
+}
+
+PK_API int pagekite_add_relay_proxy_source(pagekite_mgr h, const char *cidr) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_add_relay_proxy_source";
+  if (relay_only(m, fn)) return -1;
+  pk_pp_cidr net;
+  char why[160];
+  if (pk_pp_cidr_parse(cidr, &net, why, sizeof(why)) != 0) return pk_fail(PK_EINVAL, "%s: %s", fn, why);
+  if (m->nproxy_sources >= PK_MAX_PROXY_SOURCES)
+    return pk_fail(PK_ELIMIT, "%s: too many sources (at most %d)", fn, PK_MAX_PROXY_SOURCES);
+  m->proxy_sources[m->nproxy_sources++] = net;
+  return 0;
+}
+
+int pk_relay_proxy_source(const pk_mgr *m, const char *ip) {
+  for (int i = 0; i < m->nproxy_sources; i++)
+    if (pk_pp_cidr_match(&m->proxy_sources[i], ip)) return 1;
+  return 0;
 }

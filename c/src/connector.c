@@ -339,6 +339,36 @@ static int stream_hooks(pk_tunnel *t, const stream_req *r, const char **first, s
   return 0;
 }
 
+/* pagekite.py's +ip/ and +password/ flags of the kite: 1 when the stream
+ * was refused (503 for an address not listed, as pagekite.py; 401 asking
+ * for basic auth).  Credentials are never logged. */
+static int kite_access_refused(pk_tunnel *t, const pk_kite *k, const stream_req *r,
+                               const char *first, size_t first_n, long long sid) {
+  pk_mgr *m = t->mgr;
+  if (!m->nkite_rules) return 0;
+  int is_http = strncasecmp(r->proto, "http", 4) == 0 || strcasecmp(r->proto, "websocket") == 0;
+  int v = pk_kite_access_check(m->kite_rules, m->nkite_rules, k->name, k->pport, r->rip, is_http,
+                               first, first_n);
+  if (v == PK_KA_OK) return 0;
+  m->c_rejected++;
+  if (v == PK_KA_IP_DENIED) {
+    pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s refused: not on the kite's IP list",
+           sid, r->proto, r->host, r->rip);
+    send_unavailable(t, sid, r->proto, r->host);
+    return 1;
+  }
+  pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: %s://%s from %s refused: no valid credentials", sid,
+         r->proto, r->host, r->rip);
+  char page[1500];
+  pk_wbuf b;
+  pk_wbuf_init(&b, page, sizeof(page));
+  if (is_http)
+    pk_wire_http_page(&b, 401, "Unauthorized", "WWW-Authenticate: Basic realm=\"PageKite\"\r\n",
+                      "Authentication is required for", "(PageKite connector).", r->host);
+  answer_and_close(t, sid, page, is_http && pk_wbuf_ok(&b) ? b.len : 0);
+  return 1;
+}
+
 /* A stream to the kite's origin, attached to the tunnel, connecting. */
 static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long long sid) {
   pk_mgr *m = t->mgr;
@@ -368,6 +398,18 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
     pk_stream_close(s);
     return NULL;
   }
+  /* +proxyproto: the visitor's address (RIP/RPort) and the relay's, before
+   * any of the stream's bytes (they wait with it until connected). */
+  int ppv = __atomic_load_n(&k->proxy_proto, __ATOMIC_RELAXED);
+  if (ppv) {
+    char pp[PK_PP_ENCODE_MAX], relay_ip[64] = "";
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (t->conn && uv_tcp_getpeername(&t->conn->tcp, (struct sockaddr *)&ss, &sl) == 0)
+      pk_addr_str((struct sockaddr *)&ss, relay_ip, sizeof(relay_ip), NULL);
+    int pn = pk_pp_encode(ppv, r->rip, r->rport, relay_ip, r->port, pp, sizeof(pp));
+    if (pn > 0) pk_conn_write(s, pp, (size_t)pn, NULL);
+  }
   pk_conn_read_start(s);
   return s;
 }
@@ -393,6 +435,7 @@ static void new_stream(pk_tunnel *t, const pk_chunk *ch) {
   const char *first = ch->data.p;
   size_t first_n = ch->data.n;
   char *owned = NULL;
+  if (k && kite_access_refused(t, k, &r, first, first_n, ch->sid)) return;
   if (k && stream_hooks(t, &r, &first, &first_n, ch->sid, &owned) != 0) return;
   pk_conn *s = open_origin(t, k, &r, ch->sid);
   if (s) {

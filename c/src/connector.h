@@ -21,6 +21,7 @@ typedef struct {
   pk_kite_state state;
   pk_tunnel *tunnel;  /* tunnel flying it, if live */
   char reason[64];
+  int proxy_proto;    /* PROXY header version to the origin (0: none); atomic */
 } pk_kite;
 
 typedef struct {

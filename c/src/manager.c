@@ -205,8 +205,7 @@ static void block_sigpipe(void) {
 static void run_loop(void *arg) {
   pk_mgr *m = arg;
   block_sigpipe();
-  if (pk_plugins_start(m) != 0)
-    pk_log(m, PK_LOG_MANAGER_ERROR, "Plugins failed to start: %s", pk_get_error());
+  pk_plugins_adopt_thread(m);
   if (m->role->start(m) != 0)
     pk_log(m, PK_LOG_MANAGER_ERROR, "Startup failed: %s", pk_get_error());
   if (PK_GET(m->tick_timer_on)) uv_timer_start(&m->tick, on_tick, 250, 250);
@@ -258,7 +257,10 @@ int pk_manager_start(pk_mgr *m) {
   uv_unref((uv_handle_t *)&m->publish);
   m->loop_ready = 1;
   /* Listeners are bound here so that a busy port fails thread_start. */
-  if (m->role->bind(m) != 0) {
+  /* Plugins load here too: one that cannot load fails thread_start (its
+   * rules would not apply), before anything is served. */
+  if (m->role->bind(m) != 0 || pk_plugins_start(m) != 0) {
+    pk_plugins_stop(m);
     m->role->stop(m);
     uv_close((uv_handle_t *)&m->wake, NULL);
     uv_close((uv_handle_t *)&m->tick, NULL);

@@ -137,6 +137,8 @@ struct pk_mgr {
   int port_alias[PK_MAX_PORT_ALIASES][2]; /* {listening port, the port it stands for} */
   int nport_alias;
   char motd[PK_MOTD_MAX + 1]; /* under lock, as tls_eps, relay_ctx and tls_default */
+  pk_pp_cidr proxy_sources[PK_MAX_PROXY_SOURCES]; /* PROXY headers required from these */
+  int nproxy_sources;
   char hello_ports[256], hello_raw[512]; /* X-PageKite-(Raw-)Ports, set when bound */
   pk_listener *listeners;
   int nlisteners, max_listeners;
@@ -149,6 +151,12 @@ struct pk_mgr {
   char relay_uuid[17];
   pk_replay replay;    /* challenges answered (each is good once) */
   pk_iptab unauth_ips; /* unknown conns and kite-less tunnels per source */
+  pk_acl client_acl, tunnel_acl; /* --client_acl, --tunnel_acl (acl.c) */
+  int require_tls;               /* tunnels only inside TLS */
+  struct pk_rl_rule *rl_rules;   /* --ratelimit_ips, in the order given */
+  int nrl_rules;
+  pk_kite_rule *kite_rules; /* connector: +ip/ and +password/ (acl.c) */
+  int nkite_rules;
   int relay_dups;    /* several tunnels may fly one kite; streams take turns */
   int unauth_conns;
   /* counters: the loop's own (no lock), published into counters_pub under

@@ -37,7 +37,10 @@ typedef struct {
   char del_headers[512];    /* REWRITE: comma-separated header names to remove */
 } pk_hook_result;
 
-int pk_plugins_start(pk_mgr *m);   /* loop thread, before traffic; 0 or -1 */
+/* In pagekite_thread_start, before the loop thread runs: 0, or -1 with the
+ * reason recorded (a plugin that cannot load refuses service). */
+int pk_plugins_start(pk_mgr *m);
+void pk_plugins_adopt_thread(pk_mgr *m); /* loop thread, first thing */
 void pk_plugins_stop(pk_mgr *m);   /* loop thread, on shutdown */
 void pk_plugins_free(pk_mgr *m);   /* pagekite_free */
 int pk_plugins_on_stream(pk_mgr *m, const pk_stream_info *info, pk_hook_result *out);

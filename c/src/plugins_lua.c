@@ -13,6 +13,9 @@
  * loop: one request head (8 KiB, 5 s) per connection, one answer, close.
  */
 #include <ctype.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +96,7 @@ struct pk_lua {
   pk_lua_hook *hooks[HK_N];
   int nhooks[HK_N], caphooks[HK_N];
   char current[64]; /* script whose code runs now (for log lines) */
+  char last_error[256]; /* call_lua's last failure, for pk_fail at load */
   pk_lua_http *servers;
   pk_lua_client *clients;
   int nclients;
@@ -397,8 +401,9 @@ static int call_lua(pk_lua *p, const char *script, int nargs, int nres, long lon
   p->over_budget = 0;
   if (rc == LUA_OK) return 0;
   const char *msg = lua_tostring(L, -1);
-  pk_log(p->m, PK_LOG_ERROR, "Lua %s: %s failed: %s", script, what,
-         msg ? msg : (rc == LUA_ERRMEM ? "out of memory" : "(error object is not a string)"));
+  snprintf(p->last_error, sizeof(p->last_error), "%s",
+           msg ? msg : (rc == LUA_ERRMEM ? "out of memory" : "(error object is not a string)"));
+  pk_log(p->m, PK_LOG_ERROR, "Lua %s: %s failed: %s", script, what, p->last_error);
   lua_pop(L, 1);
   return -1;
 }
@@ -825,17 +830,52 @@ static void push_pk_table(pk_lua *p) {
 
 /* ---------------------------------------------------------------- lifecycle */
 
-static void load_script(pk_lua *p, const char *path) {
+/* A plugin that was asked for and cannot run is an error, never a skip:
+ * its rules (access control...) would silently not apply. */
+static int load_script(pk_lua *p, const char *path) {
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   snprintf(p->current, sizeof(p->current), "%s", base);
   if (luaL_loadfilex(p->L, path, "t") != LUA_OK) {
+    pk_fail(PK_EIO, "pagekite_thread_start: Lua plugin %s cannot load: %s", path,
+            lua_tostring(p->L, -1));
     pk_log(p->m, PK_LOG_ERROR, "Lua %s: cannot load: %s", base, lua_tostring(p->L, -1));
     lua_pop(p->L, 1);
+    return -1;
+  }
+  if (call_lua(p, base, 0, 0, p->budget * PK_LUA_LOAD_BUDGET_FACTOR, "loading") != 0) {
+    pk_fail(PK_EIO, "pagekite_thread_start: Lua plugin %s failed to load: %s", path,
+            p->last_error);
+    return -1;
+  }
+  pk_log(p->m, PK_LOG_MANAGER_INFO, "Lua plugin %s loaded", base);
+  return 0;
+}
+
+/* Where the default plugins are: the plugin_dir setting, else the install
+ * prefix of the library in use (its directory plus the configured relative
+ * path, so a relocated prefix works), else the configured absolute path.
+ * The source tree only for the library as built, in its build tree. */
+static void default_plugin_dir(char *out, size_t n) {
+  snprintf(out, n, "%s", PK_LUA_PLUGIN_DIR);
+#if defined(PK_LUA_PLUGIN_RELDIR) && defined(PK_LUA_BUILD_LIBDIR) && defined(PK_LUA_SOURCE_PLUGIN_DIR)
+  Dl_info info;
+  if (!dladdr((void *)&pagekite_enable_lua_plugins, &info) || !info.dli_fname) return;
+  char lib[PATH_MAX], libdir[PATH_MAX], built[PATH_MAX];
+  if (!realpath(info.dli_fname, lib)) return;
+  char *slash = strrchr(lib, '/');
+  if (!slash) return;
+  *slash = '\0';
+  snprintf(libdir, sizeof(libdir), "%s", lib);
+  if (realpath(PK_LUA_BUILD_LIBDIR, built) && strcmp(built, libdir) == 0) {
+    snprintf(out, n, "%s", PK_LUA_SOURCE_PLUGIN_DIR);
     return;
   }
-  if (call_lua(p, base, 0, 0, p->budget * PK_LUA_LOAD_BUDGET_FACTOR, "loading") == 0)
-    pk_log(p->m, PK_LOG_MANAGER_INFO, "Lua plugin %s loaded", base);
+  char rel[PATH_MAX + 64];
+  snprintf(rel, sizeof(rel), "%s/%s", libdir, PK_LUA_PLUGIN_RELDIR);
+  struct stat st;
+  if (stat(rel, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, n, "%s", rel);
+#endif
 }
 
 int pk_plugins_start(pk_mgr *m) {
@@ -854,8 +894,12 @@ int pk_plugins_start(pk_mgr *m) {
   }
   *(pk_lua **)lua_getextraspace(p->L) = p;
   luaL_openlibs(p->L);
+  char dirbuf[PATH_MAX];
   const char *dir = setting(p, "plugin_dir");
-  if (!dir || !*dir) dir = PK_LUA_PLUGIN_DIR;
+  if (!dir || !*dir) {
+    default_plugin_dir(dirbuf, sizeof(dirbuf));
+    dir = dirbuf;
+  }
   sandbox(p, dir);
   push_pk_table(p);
   lua_sethook(p->L, count_hook, LUA_MASKCOUNT, PK_LUA_HOOK_STEP);
@@ -864,11 +908,17 @@ int pk_plugins_start(pk_mgr *m) {
     if (!p->enable_defaults && !has_setting_prefix(p, defaults[i][1])) continue;
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s.lua", dir, defaults[i][0]);
-    load_script(p, path);
+    if (load_script(p, path) != 0) return -1;
   }
-  for (int i = 0; i < p->nscripts && p->L; i++) load_script(p, p->scripts[i]);
+  for (int i = 0; i < p->nscripts && p->L; i++)
+    if (load_script(p, p->scripts[i]) != 0) return -1;
   lua_gc(p->L, LUA_GCCOLLECT);
   return 0;
+}
+
+void pk_plugins_adopt_thread(pk_mgr *m) {
+  pk_lua *p = m->plugins;
+  if (p) p->thread = uv_thread_self();
 }
 
 void pk_plugins_stop(pk_mgr *m) {

@@ -3,6 +3,7 @@
 #include "plugins.h"
 
 int pk_plugins_start(pk_mgr *m) { return 0; }
+void pk_plugins_adopt_thread(pk_mgr *m) {}
 void pk_plugins_stop(pk_mgr *m) {}
 void pk_plugins_free(pk_mgr *m) {}
 int pk_plugins_on_stream(pk_mgr *m, const pk_stream_info *info, pk_hook_result *out) {

@@ -154,6 +154,16 @@ static void relay_kite_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdi
                                const char *why) {
   pk_mgr *m = t->mgr;
   if (v == PK_AUTH_OK) {
+    if (m->nrl_rules) {
+      const char *names[PK_ACL_MAX_RULES];
+      for (int i = 0; i < m->nrl_rules; i++) names[i] = m->rl_rules[i].name;
+      int i = pk_ratelimit_rule_for(names, m->nrl_rules, k->name);
+      if (i >= 0 && pk_ratelimit_set(&t->ratelimit, m->rl_rules[i].ips, m->rl_rules[i].secs) != 0) {
+        pk_log(m, PK_LOG_MANAGER_ERROR, "Kite %s: no memory for its rate limit", k->name);
+        pk_tunnel_kill(t, "out of memory for a rate limit"); /* never unlimited */
+        return;
+      }
+    }
     pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_FLYING, k->proto, k->name, NULL);
     pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s is live", k->protoport, k->name);
   } else if (v == PK_AUTH_INVALID) {
@@ -188,6 +198,8 @@ static void ws_accept(pk_slice key, char out[64]) {
  * A newcomer is let in by ending the oldest such tunnel of the source that
  * holds the most unknown connections: a real connector proves its kites
  * within a round trip or two, an idle one never does. */
+static void refuse_status(pk_conn *c, int code, const char *reason);
+
 static int is_unauth_tunnel(const pk_tunnel *t) {
   return t->in_use && !t->dying && t->nkites_live == 0;
 }
@@ -259,8 +271,28 @@ static void raw_ports(pk_mgr *m, char *out, size_t n) {
  * (GET /~:PageKite:~/... with Upgrade: websocket) when wskey.p is set.  The
  * session authenticates the kites and answers (handshake.c).  The conn stays
  * counted as unknown until a kite is authenticated. */
+/* --tunnel_acl and require_tls, before anything is parsed: a refused
+ * connector gets "403 Forbidden" (as pagekite.py's tunnel ACL) and the
+ * log says which rule. */
+static int tunnel_refused(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  int rule;
+  if (!pk_acl_check(&m->tunnel_acl, c->rip, &rule)) {
+    pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s rejected by %s tunnel ACL%s%s", c->rip,
+           rule < 0 ? "the default" : "the", rule < 0 ? "" : ": ",
+           rule < 0 ? "" : m->tunnel_acl.rules[rule].pattern);
+  } else if (m->require_tls && !c->ssl) {
+    pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s refused: not in TLS (require_tls)", c->rip);
+  } else {
+    return 0;
+  }
+  refuse_status(c, 403, "Forbidden");
+  return 1;
+}
+
 static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_slice wskey) {
   pk_mgr *m = c->mgr;
+  if (tunnel_refused(c)) return;
   pk_tunnel *t = admit_tunnel(c);
   if (!t) return;
   char acc[64];
@@ -371,6 +403,38 @@ static void host_only(pk_slice hv, char *out, size_t n) {
 
 static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk);
 
+/* --client_acl: 1 when c's address is refused (logged; the caller answers
+ * as the protocol allows). */
+static int client_refused(pk_conn *c) {
+  pk_mgr *m = c->mgr;
+  int rule;
+  if (pk_acl_check(&m->client_acl, c->rip, &rule)) return 0;
+  pk_log(m, PK_LOG_BE_CONNS, "Client %s rejected by %s client ACL%s%s", c->rip,
+         rule < 0 ? "the default" : "the", rule < 0 ? "" : ": ",
+         rule < 0 ? "" : m->client_acl.rules[rule].pattern);
+  return 1;
+}
+
+/* --ratelimit_ips: 1 when k's tunnel has seen too many other clients
+ * lately (logged; the caller answers).  HTTP clients are told apart by
+ * address, User-Agent and Accept-Language, as pagekite.py does. */
+static int rate_limited(pk_conn *c, pk_relay_kite *k, const char *host, const pk_http_head *h) {
+  pk_tunnel *t = k->tunnel;
+  if (!t || !t->ratelimit.slots) return 0;
+  char ua[256] = "", al[128] = "";
+  if (h) {
+    pk_slice v = pk_wire_http_get(h, "User-Agent", 0);
+    if (v.p) snprintf(ua, sizeof(ua), "%.*s", (int)v.n, v.p);
+    v = pk_wire_http_get(h, "Accept-Language", 0);
+    if (v.p) snprintf(al, sizeof(al), "%.*s", (int)v.n, v.p);
+  }
+  const char *parts[3] = {c->rip, ua, al};
+  if (pk_ratelimit_admit(&t->ratelimit, pk_ratelimit_key(parts, 3), pk_now_ms(c->mgr))) return 0;
+  pk_log(c->mgr, PK_LOG_BE_CONNS, "Client %s rejected for %s: ips_per_sec %d/%ds", c->rip, host,
+         t->ratelimit.ips, t->ratelimit.secs);
+  return 1;
+}
+
 static int stream_allowed(pk_conn *c, const char *proto, const char *host, int port) {
   pk_stream_info info = {1, proto, host, port, c->rip, c->rport, NULL, 0};
   pk_hook_result hr;
@@ -393,7 +457,8 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
   static const char *const https[] = {"https"};
   pk_relay_kite *k = *name ? route_kite(m, https, 1, name, port) : NULL;
   if (k && k->tunnel) {
-    if (!stream_allowed(c, "https", name, port))
+    if (client_refused(c) || rate_limited(c, k, name, NULL) ||
+        !stream_allowed(c, "https", name, port))
       tls_refuse(c);
     else
       start_stream(c, k, "https", name, port, data, n);
@@ -424,12 +489,20 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   pk_mgr *m = c->mgr;
   char target[PK_NAME_MAX];
   host_only(h->path, target, sizeof(target));
+  if (client_refused(c)) {
+    refuse_status(c, 403, "Forbidden");
+    return;
+  }
   const char *pc = memrchr(h->path.p, ':', h->path.n);
   int cport = pc ? atoi(pc + 1) : 0;
   pk_relay_kite *k = find_rkite(m, "raw", target, cport);
   int tls = !k && cport == 443 && (find_rkite(m, "https", target, port) ||
                                     (!c->ssl && pk_relay_has_tls(m, target)));
   if (!tls && (!k || !k->tunnel)) {
+    refuse_status(c, 503, "Unavailable");
+    return;
+  }
+  if (!tls && rate_limited(c, k, target, NULL)) {
     refuse_status(c, 503, "Unavailable");
     return;
   }
@@ -535,6 +608,10 @@ static void classify_http(pk_conn *c) {
     char host[PK_NAME_MAX];
     host_only(hv, host, sizeof(host));
     if (answer_ping(c, &h, host)) return;
+    if (client_refused(c)) {
+      reject_http(c, 403, "Forbidden", host);
+      return;
+    }
     int port = listener_port(c);
     static const char *const ws[] = {"websocket", "http"};
     pk_slice up = pk_wire_http_get(&h, "Upgrade", 0);
@@ -542,6 +619,10 @@ static void classify_http(pk_conn *c) {
     pk_relay_kite *k = route_kite(m, isws ? ws : ws + 1, isws ? 2 : 1, host, port);
     if (!k || !k->tunnel) {
       pk_log(m, PK_LOG_BE_CONNS, "No kite for http://%s:%d", host, port);
+      reject_http(c, 503, "Unavailable", host);
+      return;
+    }
+    if (rate_limited(c, k, host, &h)) {
       reject_http(c, 503, "Unavailable", host);
       return;
     }
@@ -592,6 +673,62 @@ static void classify(pk_conn *c, const char *data, size_t n, pk_block *blk) {
 }
 
 static void unknown_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
+
+static int admit_unknown(pk_conn *c);
+
+/* A connection from a load balancer (pagekite_add_relay_proxy_source) starts
+ * with a PROXY v1/v2 header: required, read into inbuf (at most
+ * PK_PP_V2_MAX bytes, within PK_CLASSIFY_TIMEOUT_MS like any first bytes),
+ * then the client's address stands for the connection's everywhere (logs,
+ * per-source limits, RIP/RPort to the connector), and what follows is
+ * classified as usual.  LOCAL (health checks) and UNKNOWN keep the
+ * balancer's own address. */
+static void proxy_head(pk_conn *c, const char *data, size_t n, pk_block *blk) {
+  pk_mgr *m = c->mgr;
+  if (!c->inbuf && !(c->inbuf = pk_block_get(m))) {
+    pk_conn_close(c);
+    return;
+  }
+  size_t room = PK_PP_V2_MAX - c->inlen, take = n < room ? n : room;
+  memcpy(c->inbuf->data + c->inlen, data, take);
+  c->inlen += take;
+  pk_pp_info pp;
+  char why[160];
+  int r = pk_pp_parse(c->inbuf->data, c->inlen, &pp, why, sizeof(why));
+  if (r == PK_PP_NEED_MORE) return;
+  if (r == PK_PP_ERROR) {
+    /* Not an error line: what arrives is not ours to fix, and must not
+     * count toward bail-on-errors; at most a line a second. */
+    long more = pk_ratelimit_check(m, &m->rl_refused);
+    if (more >= 0)
+      pk_log(m, PK_LOG_BE_CONNS,
+             "Closing a connection from load balancer %s: %s; %ld more refused since the last line",
+             c->rip, why, more);
+    m->c_rejected++;
+    pk_conn_close(c);
+    return;
+  }
+  if (!pp.local) {
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(pp.src_ip, pp.src_port, (struct sockaddr_in *)&ss) != 0)
+      uv_ip6_addr(pp.src_ip, pp.src_port, (struct sockaddr_in6 *)&ss);
+    pk_log(m, PK_LOG_BE_CONNS, "Connection from %s:%d via load balancer %s", pp.src_ip, pp.src_port,
+           c->rip);
+    pk_conn_unauth_clear(c); /* counted against the client now, not the balancer */
+    snprintf(c->rip, sizeof(c->rip), "%s", pp.src_ip);
+    c->rport = pp.src_port;
+    c->ipkey = pk_ipkey_of((struct sockaddr *)&ss);
+    if (admit_unknown(c) != 0) {
+      pk_log(m, PK_LOG_BE_CONNS, "Dropped a connection from %s: %s", c->rip, "no room");
+      pk_conn_close(c);
+      return;
+    }
+  }
+  c->inlen -= pp.len;
+  memmove(c->inbuf->data, c->inbuf->data + pp.len, c->inlen);
+  c->on_data = classify;
+  classify(c, data + take, n - take, blk);
+}
 
 /* Connections that proved nothing yet (not classified, or tunnels without a
  * kite) are bounded in total, and per source: one source holds at most an
@@ -686,7 +823,7 @@ static void on_connection(uv_stream_t *server, int status) {
     pk_conn_close(c);
     return;
   }
-  c->on_data = classify;
+  c->on_data = m->nproxy_sources && pk_relay_proxy_source(m, c->rip) ? proxy_head : classify;
   c->on_eof = unknown_on_eof;
   pk_conn_read_start(c);
 }

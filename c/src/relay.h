@@ -23,6 +23,12 @@ typedef struct {
 
 /* A kite registered on the relay: (proto, port, name) -> tunnel, an entry
  * of the registry (registry.h; its tunnel is a pk_tunnel). */
+/* --ratelimit_ips: KITE (or "*") -> IPS per SECONDS (acl.c). */
+typedef struct pk_rl_rule {
+  char name[PK_NAME_MAX];
+  int ips, secs;
+} pk_rl_rule;
+
 typedef pk_reg_entry pk_relay_kite;
 
 
@@ -34,6 +40,8 @@ typedef pk_reg_entry pk_relay_kite;
 void pk_relay_recheck_kites(pk_mgr *m);
 /* The listening port a visitor's port stands for (--portalias), or port. */
 int pk_relay_port_alias(const pk_mgr *m, int port);
+/* From a load balancer that must send a PROXY header (pagekite_add_relay_proxy_source). */
+int pk_relay_proxy_source(const pk_mgr *m, const char *ip);
 
 /* ---- api_relay.c ---- */
 /* The server context for a name: its endpoint, else the wildcard one label

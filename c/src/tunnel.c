@@ -55,6 +55,7 @@ static void tunnel_conn_closed(pk_conn *c, int status) {
   if (!t || t->conn != c) return;
   pk_tunnel_kill(t, "connection closed");
   pk_session_free(&t->sess);
+  pk_ratelimit_free(&t->ratelimit);
   c->own.tunnel = NULL;
   memset(t, 0, sizeof(*t));
 }

@@ -13,6 +13,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +32,8 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
+/* The longest secret read from a file (the library's own limit is 255). */
+#define CLI_SECRET_MAX 1024
 
 #if defined(__GNUC__)
 #define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -180,37 +184,163 @@ static inline void cli_install_signals(void) {
 /* Called once per wake-up with the current status (pagekitec's -Y file). */
 typedef void (*cli_status_hook)(void *ctx, int status);
 
-/* Where log lines go: stderr (the default) or syslog(3) (pagekitec -s; the
- * caller has called openlog()). */
+/* Where log lines go: stderr (the default) or syslog(3) (pagekitec -s,
+ * pagekiter --logfile=syslog; the caller has called openlog()). */
 typedef struct {
   int use_syslog;
   int tty; /* stdout is a terminal: clear the status line before a log line */
 } cli_log_out;
 
-/* One line to the chosen destination.  The events do not record syslog
- * levels, so every line is LOG_NOTICE in syslog. */
-static inline void cli_log_line(const cli_log_out *out, const char *line, size_t len) {
+/* Log levels, named as pagekite.py names them (the key of the message). */
+typedef enum { CLI_LL_ERR, CLI_LL_WARN, CLI_LL_INFO, CLI_LL_DEBUG } cli_level;
+
+static inline const char *cli_level_key(cli_level l) {
+  static const char *const keys[] = {"err", "warn", "info", "debug"};
+  return keys[l];
+}
+
+static inline int cli_level_syslog(cli_level l) {
+  static const int pri[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+  return pri[l];
+}
+
+/* A log event's PK_LOG_* bits as a level: PK_LOG_ERROR is an error, a
+ * manager error (a peer's fault: a rejected kite, a bad handshake) a
+ * warning, the debug, data and header bits debug, the rest info. */
+static inline cli_level cli_level_of(int bits) {
+  if (bits & PK_LOG_ERROR) return CLI_LL_ERR;
+  if (bits & PK_LOG_MANAGER_ERROR) return CLI_LL_WARN;
+  if (bits & (PK_LOG_MANAGER_DEBUG | PK_LOG_LUA_DEBUG | PK_LOG_TRACE | PK_LOG_TUNNEL_DATA |
+              PK_LOG_TUNNEL_HEADERS | PK_LOG_BE_DATA | PK_LOG_BE_HEADERS))
+    return CLI_LL_DEBUG;
+  return CLI_LL_INFO;
+}
+
+/* One event, one line, in the key=value style of pagekite.py's log
+ * (LogValues: "ts=HEX; t=ISO; ll=HEX; info=message"):
+ *   ts=<unix time, hex>; t=<ISO 8601 UTC, ms>Z; ll=<event seq, hex>; <level>=<text>
+ * The message comes last and runs to the end of the line (it may itself
+ * hold "; "); newlines, CRs and tabs in it become spaces.  syslog stamps its
+ * own time, so it gets "ll=...; <level>=<text>" at the level's priority.
+ * seq < 0: not an event (a state dump line): ll is left out. */
+static inline void cli_log_text(const cli_log_out *out, cli_level level, long long seq,
+                                long long time_ms, const char *text) {
+  char msg[1024], head[128];
+  size_t n = 0;
+  for (const char *p = text; *p && n + 1 < sizeof(msg); p++)
+    msg[n++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
+  msg[n] = '\0';
+  char ll[32] = "";
+  if (seq >= 0) snprintf(ll, sizeof(ll), "ll=%llx; ", seq);
   if (out->use_syslog) {
-    syslog(LOG_NOTICE, "%.*s", (int)len, line);
+    syslog(cli_level_syslog(level), "%s%s=%s", ll, cli_level_key(level), msg);
     return;
   }
+  time_t secs = (time_t)(time_ms / 1000);
+  struct tm tm;
+  char iso[32] = "1970-01-01T00:00:00";
+  if (gmtime_r(&secs, &tm)) strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(head, sizeof(head), "ts=%llx; t=%s.%03dZ; ", (long long)secs, iso,
+           (int)(time_ms % 1000));
   if (out->tty) {
     fputs("\r\033[K", stdout);
     fflush(stdout);
   }
-  fprintf(stderr, "%.*s\n", (int)len, line);
+  fprintf(stderr, "%s%s%s=%s\n", head, ll, cli_level_key(level), msg);
   fflush(stderr);
 }
 
-/* A PK_EVENT_LOG (or PK_EVENT_LOST) event as a log line: "<seq> t=<unix
- * time> <text>" on stderr; syslog stamps its own time, so it gets the text. */
+static inline long long cli_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A line of the tool's own (a state dump, a reopen failure), stamped now. */
+static inline void cli_log_line(const cli_log_out *out, cli_level level, const char *line) {
+  cli_log_text(out, level, -1, cli_wall_ms(), line);
+}
+
+/* A PK_EVENT_LOG (or PK_EVENT_LOST: a warning) event as a log line. */
 static inline void cli_log_event(const cli_log_out *out, const pagekite_event *e) {
-  char line[sizeof(e->text) + 64];
-  int n = out->use_syslog ? snprintf(line, sizeof(line), "%s", e->text)
-                          : snprintf(line, sizeof(line), "%lld t=%lld %s", e->seq,
-                                     e->time_ms / 1000, e->text);
-  if (n < 0) return;
-  cli_log_line(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+  cli_level level = e->kind == PK_EVENT_LOST ? CLI_LL_WARN : cli_level_of(e->code);
+  char text[sizeof(e->text) + 64];
+  if (e->kind == PK_EVENT_LOST && !e->text[0])
+    snprintf(text, sizeof(text), "%d log event(s) lost (the reader fell behind)", e->code);
+  else
+    snprintf(text, sizeof(text), "%s", e->text);
+  cli_log_text(out, level, e->seq, e->time_ms, text);
+}
+
+/* ---- secrets out of argv ---- */
+
+/* Opens a file that should hold secrets for reading, without blocking on a
+ * FIFO or a device (cli_secret_file_ok refuses those); NULL with errno. */
+static inline FILE *cli_open_secret(const char *path) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return NULL;
+  FILE *f = fdopen(fd, "r");
+  if (!f) close(fd);
+  return f;
+}
+
+/* A file that holds secrets must be a regular file owned by us or root,
+ * with no group or other permission bits (as ssh wants a private key).
+ * 0, or -1 with why set. */
+static inline int cli_secret_file_ok(const char *path, FILE *f, char *why, size_t why_len) {
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0) {
+    snprintf(why, why_len, "cannot stat secret file %s: %s", path, strerror(errno));
+  } else if (!S_ISREG(st.st_mode)) {
+    snprintf(why, why_len, "secret file %s is not a regular file", path);
+  } else if (st.st_uid != geteuid() && st.st_uid != 0) {
+    snprintf(why, why_len, "secret file %s is owned by uid %u, not by uid %u or root", path,
+             (unsigned)st.st_uid, (unsigned)geteuid());
+  } else if (st.st_mode & 077) {
+    snprintf(why, why_len,
+             "secret file %s has mode %04o: group or others may read or write it "
+             "(chmod 600 %s)", path, (unsigned)(st.st_mode & 07777), path);
+  } else {
+    return 0;
+  }
+  return -1;
+}
+
+/* Reads a secret from FILE (checked as above): its first line, the line end
+ * stripped.  0, or -1 with why set. */
+static inline int cli_read_secret_file(const char *path, char *secret, size_t len, char *why,
+                                       size_t why_len) {
+  FILE *f = cli_open_secret(path);
+  if (!f) {
+    snprintf(why, why_len, "cannot read secret file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  int rc = -1;
+  if (cli_secret_file_ok(path, f, why, why_len) != 0) {
+    /* why is set */
+  } else if (!fgets(secret, (int)len, f)) {
+    snprintf(why, why_len, "secret file %s is empty", path);
+  } else {
+    size_t n = strcspn(secret, "\r\n");
+    if (secret[n] == '\0' && n + 1 >= len && !feof(f))
+      snprintf(why, why_len, "secret file %s: the first line is too long (max %zu)", path,
+               len - 2);
+    else if ((secret[n] = '\0', n == 0))
+      snprintf(why, why_len, "secret file %s: the first line is empty", path);
+    else
+      rc = 0;
+  }
+  fclose(f);
+  return rc;
+}
+
+/* The warning for a secret left on the command line (never the secret). */
+static inline void cli_warn_argv_secret(const char *prog, const char *what,
+                                        const char *suggest) {
+  fprintf(stderr,
+          "%s: warning: the secret for %s is on the command line, visible in ps and "
+          "/proc; put it in a file (mode 600) and use %s\n",
+          prog, what, suggest);
 }
 
 /* What the run loop knows from the events it took. */
@@ -251,13 +381,12 @@ static inline void cli_dump_state(pagekite_mgr mgr, const cli_log_out *out) {
   };
   char line[128];
   int status = pagekite_get_status(mgr);
-  int n = snprintf(line, sizeof(line), "state/status: %s (%d)", pagekite_status_name(status),
-                   status);
-  cli_log_line(out, line, (size_t)n);
+  snprintf(line, sizeof(line), "state/status: %s (%d)", pagekite_status_name(status), status);
+  cli_log_line(out, CLI_LL_INFO, line);
   for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
-    n = snprintf(line, sizeof(line), "state/%s: %lld", counters[i].name,
-                 pagekite_get_counter(mgr, counters[i].id));
-    cli_log_line(out, line, (size_t)n);
+    snprintf(line, sizeof(line), "state/%s: %lld", counters[i].name,
+             pagekite_get_counter(mgr, counters[i].id));
+    cli_log_line(out, CLI_LL_INFO, line);
   }
 }
 

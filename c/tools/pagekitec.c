@@ -35,7 +35,9 @@ static void usage(FILE *out) {
           "Expose local servers as kites on a PageKite relay.  Each group of five\n"
           "arguments is one kite: LPORT is the origin port (or HOST:PORT, [V6]:PORT),\n"
           "PROTO is http, https, raw or websocket, NAME is the kite's DNS name,\n"
-          "PPORT the public port (0 = default) and SECRET the kite's shared secret.\n"
+          "PPORT the public port (0 = default) and SECRET the kite's shared secret\n"
+          "(@FILE: FILE's first line; FILE mode 600, ours or root's; a SECRET on\n"
+          "the command line works but shows in ps, and is warned about).\n"
           "\n"
           "Relays (default: the pagekite.net service):\n"
           "  -F NAME      use NAME (a DNS name or address) as the frontend pool\n"
@@ -70,6 +72,12 @@ static void usage(FILE *out) {
           "  -E N         allow eviction of streams idle for more than N seconds\n"
           "  -H           do not add X-Forwarded-Proto and X-Forwarded-For\n"
           "  -r URL       custom rejection URL (the page shown when an origin is down)\n"
+          "  --kite-access NAME:+ip/ADDR | NAME:+password/USER=PASS\n"
+          "               pagekite.py's kite flags: only these addresses (ADDR or a /24\n"
+          "               as 1.2.3) or HTTP basic auth for kite NAME (repeatable)\n"
+          "  --proxyproto NAME[=V]  send kite NAME's streams to its origin behind a PROXY\n"
+          "               protocol header, V 1 (text, the default) or 2 (binary), carrying\n"
+          "               the visitor's address (pagekite.py's +proxyproto; repeatable)\n"
           "\n"
           "Running:\n"
           "  -a NAME      app name for logging and syslog (default " PROG ")\n"
@@ -166,7 +174,9 @@ enum {
   OPT_VERSION,
   OPT_CERTNAME,
   OPT_HK_MIN,
-  OPT_PROXY
+  OPT_PROXY,
+  OPT_KITE_ACCESS,
+  OPT_PROXYPROTO
 };
 
 typedef struct {
@@ -181,7 +191,11 @@ typedef struct {
   int n_frontends;
   const char **certnames; /* --fe_certname values */
   int n_certnames;
+  const char **access; /* --kite-access values, NAME:RULE */
+  int n_access;
   const char *proxy;      /* --proxy, else https_proxy / all_proxy */
+  const char **proxyproto; /* --proxyproto NAME[=VERSION] values */
+  int n_proxyproto;
   int hk_min;
   const char *ca_file;
   int insecure;
@@ -222,6 +236,13 @@ static void parse_other(int c, char **argv, options *o) {
     case OPT_CERTNAME: o->certnames[o->n_certnames++] = optarg; break;
     case OPT_HK_MIN: o->hk_min = cli_int_arg(PROG, "--housekeeping-min", optarg, 1, 3600); break;
     case OPT_PROXY: o->proxy = optarg; break;
+    case OPT_KITE_ACCESS:
+      if (!strchr(optarg, ':') || optarg[0] == ':')
+        cli_usage_error(PROG, "invalid --kite-access '%s' (expected NAME:+ip/ADDR or "
+                        "NAME:+password/USER=PASS)", optarg);
+      o->access[o->n_access++] = optarg;
+      break;
+    case OPT_PROXYPROTO: o->proxyproto[o->n_proxyproto++] = optarg; break;
     case OPT_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
     case ':': cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
@@ -241,8 +262,10 @@ static void parse_options(int argc, char **argv, options *o) {
       {"fe-certname", required_argument, NULL, OPT_CERTNAME},
       {"housekeeping-min", required_argument, NULL, OPT_HK_MIN},
       {"proxy", required_argument, NULL, OPT_PROXY},
+      {"proxyproto", required_argument, NULL, OPT_PROXYPROTO},
       {"insecure", no_argument, NULL, OPT_INSECURE},
       {"ddns-url", required_argument, NULL, OPT_DDNS_URL},
+      {"kite-access", required_argument, NULL, OPT_KITE_ACCESS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -319,6 +342,28 @@ static void check_options(options *o) {
   }
 }
 
+/* SECRET as @FILE: argv[at] becomes FILE's first line (FILE checked as a
+ * secret file: mode 600, ours or root's; exit 2 if not).  A secret given
+ * as it is works, with a warning that it shows in ps. */
+static void secret_arg(char **argv, int at, const char *name) {
+  if (argv[at][0] != '@') {
+    char what[HOST_MAX + 16];
+    snprintf(what, sizeof(what), "kite %.*s", HOST_MAX, name);
+    cli_warn_argv_secret(PROG, what, "@FILE as SECRET");
+    return;
+  }
+  static char secret[CLI_SECRET_MAX + 2];
+  char why[PATH_MAX * 2 + 128];
+  if (cli_read_secret_file(argv[at] + 1, secret, sizeof(secret), why, sizeof(why)) != 0)
+    cli_usage_error(PROG, "SECRET for kite '%s': %s", name, why);
+  argv[at] = strdup(secret); /* lives as long as argv; freed at exit */
+  memset(secret, 0, sizeof(secret));
+  if (!argv[at]) {
+    fprintf(stderr, PROG ": out of memory\n");
+    exit(EXIT_MANAGER_INIT);
+  }
+}
+
 /* Validates every kite group before the manager exists, so bad usage never
  * half-configures anything. */
 static void check_kites(int argc, char **argv, int first) {
@@ -337,6 +382,29 @@ static void check_kites(int argc, char **argv, int first) {
     if (cli_parse_int(argv[i + 3], 0, 65535, &port) != 0)
       cli_usage_error(PROG, "invalid PPORT '%s' for kite '%s'", argv[i + 3], argv[i + 2]);
     if (!*argv[i + 4]) cli_usage_error(PROG, "empty SECRET for kite '%s'", argv[i + 2]);
+  }
+  for (int i = first; i < argc; i += KITE_ARGS) secret_arg(argv, i + 4, argv[i + 2]);
+}
+
+/* --proxyproto NAME[=V]: the version (1 or 2) and the name's length, or exit 2. */
+static int proxyproto_arg(const char *v, size_t *namelen) {
+  const char *eq = strchr(v, '=');
+  *namelen = eq ? (size_t)(eq - v) : strlen(v);
+  int ver = 1;
+  if (*namelen == 0 || (eq && cli_parse_int(eq + 1, 1, 2, &ver) != 0))
+    cli_usage_error(PROG, "invalid --proxyproto '%s' (expected NAME, NAME=1 or NAME=2)", v);
+  return ver;
+}
+
+/* Every --proxyproto names a kite given on the command line. */
+static void check_proxyproto(const options *o, int argc, char **argv, int first) {
+  for (int j = 0; j < o->n_proxyproto; j++) {
+    size_t nl;
+    proxyproto_arg(o->proxyproto[j], &nl);
+    int found = 0;
+    for (int i = first; i < argc; i += KITE_ARGS)
+      if (strlen(argv[i + 2]) == nl && strncasecmp(argv[i + 2], o->proxyproto[j], nl) == 0) found = 1;
+    if (!found) cli_usage_error(PROG, "--proxyproto '%s' names no kite given", o->proxyproto[j]);
   }
 }
 
@@ -457,6 +525,21 @@ static int configure(pagekite_mgr m, const options *o) {
   return 0;
 }
 
+/* --kite-access NAME:RULE (pagekite.py's +ip/ and +password/ kite flags):
+ * one that cannot apply is a usage error (exit 2) saying why. */
+static int add_kite_access(pagekite_mgr m, const options *o) {
+  for (int i = 0; i < o->n_access; i++) {
+    const char *colon = strchr(o->access[i], ':');
+    char name[HOST_MAX];
+    snprintf(name, sizeof(name), "%.*s", (int)(colon - o->access[i]), o->access[i]);
+    if (pagekite_add_kite_access(m, name, 0, colon + 1) < 0) {
+      fprintf(stderr, "%s: --kite-access for %s: %s\n", PROG, name, pagekite_last_error());
+      return CLI_EXIT_USAGE;
+    }
+  }
+  return 0;
+}
+
 /* Each kite, and (unless -C) its name's DNS address as a relay; a name that
  * does not resolve is only skipped, as in libpagekite.  0 or exit 3. */
 static int add_kites(pagekite_mgr m, const options *o, int argc, char **argv, int first) {
@@ -469,6 +552,15 @@ static int add_kites(pagekite_mgr m, const options *o, int argc, char **argv, in
     if (pagekite_add_kite(m, argv[i + 1], argv[i + 2], pport, argv[i + 4], host, lport) < 0) {
       snprintf(what, sizeof(what), "pagekite_add_kite(%s, %s)", argv[i + 1], argv[i + 2]);
       return fail(o, EXIT_ADD_KITE, what);
+    }
+    for (int j = 0; j < o->n_proxyproto; j++) {
+      size_t nl;
+      int ver = proxyproto_arg(o->proxyproto[j], &nl);
+      if (strlen(argv[i + 2]) != nl || strncasecmp(argv[i + 2], o->proxyproto[j], nl) != 0) continue;
+      if (pagekite_set_kite_proxy_protocol(m, argv[i + 1], argv[i + 2], ver) < 0) {
+        snprintf(what, sizeof(what), "pagekite_set_kite_proxy_protocol(%s, %s)", argv[i + 1], argv[i + 2]);
+        return fail(o, EXIT_ADD_KITE, what);
+      }
     }
     if (o->use_current &&
         pagekite_add_frontend(m, argv[i + 2], pport ? pport : o->fe_port) < 0) {
@@ -530,6 +622,7 @@ static int run(options *o, int argc, char **argv, int first) {
     pagekite_set_log_mask(m, cli_log_mask(o->verbosity));
     rc = configure(m, o);
     if (!rc) rc = add_kites(m, o, argc, argv, first);
+    if (!rc) rc = add_kite_access(m, o);
     if (!rc) rc = add_relays(m, o, &p);
     if (rc) {
       pagekite_free(m);
@@ -562,15 +655,20 @@ int main(int argc, char **argv) {
   };
   o.frontends = calloc((size_t)argc + 1, sizeof(*o.frontends));
   o.certnames = calloc((size_t)argc + 1, sizeof(*o.certnames));
-  if (!o.frontends || !o.certnames) {
+  o.access = calloc((size_t)argc + 1, sizeof(*o.access));
+  o.proxyproto = calloc((size_t)argc + 1, sizeof(*o.proxyproto));
+  if (!o.frontends || !o.certnames || !o.access || !o.proxyproto) {
     fprintf(stderr, PROG ": out of memory\n");
     return EXIT_MANAGER_INIT;
   }
   parse_options(argc, argv, &o);
   check_options(&o);
   check_kites(argc, argv, optind);
+  check_proxyproto(&o, argc, argv, optind);
   int rc = run(&o, argc, argv, optind);
   free(o.frontends);
   free(o.certnames);
+  free(o.access);
+  free(o.proxyproto);
   return rc;
 }

@@ -119,6 +119,12 @@ static const char *configure_ports(pagekite_mgr m, const pkr_cfg *c, char *what,
   }
   if (c->rawports && pagekite_set_relay_raw_ports(m, c->rawports) < 0)
     return "pagekite_set_relay_raw_ports";
+  for (int i = 0; i < c->proxy_from.n; i++) {
+    if (pagekite_add_relay_proxy_source(m, c->proxy_from.v[i]) < 0) {
+      snprintf(what, n, "pagekite_add_relay_proxy_source(%.200s)", c->proxy_from.v[i]);
+      return what;
+    }
+  }
   return NULL;
 }
 
@@ -250,6 +256,13 @@ static const char *apply_changes(pagekite_mgr m, const pkr_cfg *from, const pkr_
   return NULL;
 }
 
+static int strv_differ(const pkr_strv *a, const pkr_strv *b) {
+  if (a->n != b->n) return 1;
+  for (int i = 0; i < a->n; i++)
+    if (strcmp(a->v[i], b->v[i]) != 0) return 1;
+  return 0;
+}
+
 static int ports_differ(const pkr_cfg *a, const pkr_cfg *b) {
   if (a->n_ports != b->n_ports || a->n_aliases != b->n_aliases) return 1;
   for (int i = 0; i < a->n_ports; i++) {
@@ -280,6 +293,11 @@ static void note_restart_only(const run_ctx *r, const pkr_cfg *boot, const pkr_c
   RESTART_IF(boot->max_conns != c->max_conns, "-c");
   RESTART_IF(boot->max_kites != c->max_kites, "-k");
   RESTART_IF(boot->cert && !c->cert, "--tls-cert (removed)");
+  RESTART_IF(strv_differ(&boot->client_acls, &c->client_acls), "--client_acl");
+  RESTART_IF(strv_differ(&boot->tunnel_acls, &c->tunnel_acls), "--tunnel_acl");
+  RESTART_IF(strv_differ(&boot->ratelimits, &c->ratelimits), "--ratelimit_ips");
+  RESTART_IF(boot->require_tls != c->require_tls, "--require-tls");
+  RESTART_IF(strv_differ(&boot->proxy_from, &c->proxy_from), "--proxy_protocol_from");
 #undef RESTART_IF
   if (o) note(r, "Reload: needs a restart: %s (left as it runs)", list);
 }
@@ -396,6 +414,28 @@ static int after_start(void *ctx) {
   return CLI_EXIT_OK;
 }
 
+/* Access rules: one that cannot be applied is a usage error (exit 2) that
+ * names the flag and says why; the relay never runs without it. */
+static int configure_access(pagekite_mgr m, const pkr_cfg *c) {
+  const struct {
+    const pkr_strv *l;
+    const char *flag;
+    int (*add)(pagekite_mgr, const char *);
+  } lists[] = {{&c->client_acls, "--client_acl", pagekite_add_relay_client_acl},
+               {&c->tunnel_acls, "--tunnel_acl", pagekite_add_relay_tunnel_acl},
+               {&c->ratelimits, "--ratelimit_ips", pagekite_add_relay_ratelimit_ips}};
+  for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+    for (int i = 0; i < lists[k].l->n; i++)
+      if (lists[k].add(m, lists[k].l->v[i]) < 0) {
+        fprintf(stderr, "%s: %s=%s: %s\n", PROG, lists[k].flag, lists[k].l->v[i],
+                pagekite_last_error());
+        return CLI_EXIT_USAGE;
+      }
+  if (c->require_tls && pagekite_set_relay_require_tls(m, 1) < 0)
+    return cli_fail(PROG, "pagekite_set_relay_require_tls");
+  return CLI_EXIT_OK;
+}
+
 static int run(pkr_cfg *c, run_ctx *r, int use_syslog) {
   int mask = cli_log_mask(c->verbosity);
   pagekite_mgr m = pagekite_init(PROG, c->max_kites, c->n_ports, c->max_conns, NULL,
@@ -408,6 +448,11 @@ static int run(pkr_cfg *c, run_ctx *r, int use_syslog) {
     int rc = cli_fail(PROG, failed);
     pagekite_free(m);
     return rc;
+  }
+  int arc = configure_access(m, c);
+  if (arc != CLI_EXIT_OK) {
+    pagekite_free(m);
+    return arc;
   }
   if (c->daemonize && (r->daemon_fd = daemonize()) < 0) {
     pagekite_free(m);

@@ -134,7 +134,8 @@ enum {
   O_UNSUP, O_NOOP, O_HELP, O_VERSION, O_ISFRONTEND, O_HOST, O_PORTS, O_PROTOS, O_RAWPORTS,
   O_DOMAIN, O_TLS_ENDPOINT, O_TLS_DEFAULT, O_CERT, O_KEY, O_DUPS, O_LOGFILE, O_OPTFILE,
   O_OPTDIR, O_ERRORURL, O_PORTALIAS, O_MOTD, O_DAEMONIZE, O_NODAEMONIZE, O_PIDFILE, O_RUNAS,
-  O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST
+  O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST, O_CLIENT_ACL, O_TUNNEL_ACL,
+  O_RATELIMIT, O_REQUIRE_TLS, O_SECRETSFILE, O_PROXYFROM
 };
 
 /* arg: 0 none, 1 required, 2 optional (taken when the next word looks like a
@@ -153,7 +154,6 @@ typedef struct {
 #define WHY_UI "pagekite.py's built-in HTTP server and UI; pagekiter has none"
 #define WHY_KITES "editing saved kites is pagekite.py's connector UI; edit the rc file instead"
 #define WHY_AUTH "the library has no external or DNS kite authentication; use --domain"
-#define WHY_ACL "the library has no access lists or rate limits by IP"
 #define WHY_OVERLOAD "the library has no overload reporting; -c limits connections"
 #define WHY_PYTHON "a setting of pagekite.py's Python internals, without an equivalent"
 #define WHY_LOG "use -q, -v or -vv"
@@ -184,11 +184,17 @@ static const opt_def k_opts[] = {
     {"nocrashreport", 0, 0, O_NOOP, NULL},
     {"noloop", 0, 0, O_NOOP, NULL},
     {"help", 0, 0, O_HELP, NULL},
+    {"client_acl", 0, 1, O_CLIENT_ACL, NULL},
+    {"tunnel_acl", 0, 1, O_TUNNEL_ACL, NULL},
+    {"ratelimit_ips", 0, 1, O_RATELIMIT, NULL},
     /* ours */
+    {"require-tls", 0, 0, O_REQUIRE_TLS, NULL},
     {"listen", 0, 1, O_HOST, NULL},
     {"tls-cert", 0, 1, O_CERT, NULL},
     {"tls-key", 0, 1, O_KEY, NULL},
     {"allow-duplicates", 0, 0, O_DUPS, NULL},
+    {"secretsfile", 0, 1, O_SECRETSFILE, NULL},
+    {"proxy_protocol_from", 0, 1, O_PROXYFROM, NULL},
     {"version", 0, 0, O_VERSION, NULL},
     {NULL, 'c', 1, O_CONNS, NULL},
     {NULL, 'k', 1, O_KITES, NULL},
@@ -255,10 +261,9 @@ static const opt_def k_opts[] = {
     {"authdomain", 'A', 1, O_UNSUP, WHY_AUTH},
     {"auththreads", 0, 1, O_UNSUP, WHY_AUTH},
     {"authfail_closed", 0, 0, O_UNSUP, WHY_AUTH},
-    {"ratelimit_ips", 0, 1, O_UNSUP, WHY_ACL},
-    {"accept_acl_file", 0, 1, O_UNSUP, WHY_ACL},
-    {"client_acl", 0, 1, O_UNSUP, WHY_ACL},
-    {"tunnel_acl", 0, 1, O_UNSUP, WHY_ACL},
+    {"accept_acl_file", 0, 1, O_UNSUP,
+     "pagekite.py lets every address in when this file is missing or unreadable; use "
+     "--client_acl and --tunnel_acl, which fail closed"},
     {"overload", 0, 1, O_UNSUP, WHY_OVERLOAD},
     {"overload_cpu", 0, 1, O_UNSUP, WHY_OVERLOAD},
     {"overload_mem", 0, 1, O_UNSUP, WHY_OVERLOAD},
@@ -452,13 +457,18 @@ static void usage_pkpy(FILE *out) {
         "                           accept kites matching PATTERN (*.example.com or a\n"
         "                           name) for PROTOS (comma-separated; * or empty: all of\n"
         "                           --protos), signed with SECRET (may contain ':');\n"
-        "                           repeatable, at least one required\n"
+        "                           repeatable, at least one required; SECRET as @FILE:\n"
+        "                           FILE's first line (FILE mode 600, ours or root's)\n"
         "  --rawports=LIST          ports raw kites may claim, and/or 'virtual' (any)\n"
         "  --tls_endpoint=NAME:PEM  terminate TLS for NAME (or *.domain) with PEM (key\n"
         "                           and certificate in one file); repeatable\n"
         "  --tls_default=NAME       name assumed for TLS clients without SNI\n"
         "  --portalias=PORT:ALIAS   visitors on PORT count as on ALIAS (kites for ALIAS)\n"
         "  --motd=FILE              message of the day for connectors (1024 bytes max)\n"
+        "  --proxy_protocol_from=CIDR\n"
+        "                           a load balancer (ADDRESS or ADDRESS/BITS) whose\n"
+        "                           connections start with a PROXY v1/v2 header; the\n"
+        "                           client address in it is used; repeatable\n"
         "  --errorurl=URL, -E       rejection URL (pagekite_set_rejection_url)\n"
         "  --logfile=FILE, -L       log to FILE (appended; SIGHUP reopens), 'stdio'\n"
         "                           (stdout) or 'syslog'\n"
@@ -468,6 +478,12 @@ static void usage_pkpy(FILE *out) {
         "  --nodaemonize            stay in the foreground (the default)\n"
         "  --pidfile=FILE, -I       write the process id to FILE\n"
         "  --runas=USER[:GROUP], -U switch user (and group) once listening (root only)\n"
+        "  --client_acl=allow|deny:REGEXP\n"
+        "                           visitors' addresses, checked in order (first match\n"
+        "                           decides, none: refused); repeatable\n"
+        "  --tunnel_acl=allow|deny:REGEXP  the same for connectors' tunnels\n"
+        "  --ratelimit_ips=[KITE:]IPS/SECONDS\n"
+        "                           at most IPS new clients per SECONDS on a tunnel\n"
         "  --clean, --nullui, --nocrashreport, --noloop\n"
         "                           accepted, no effect (pagekiter reads no default rc\n"
         "                           file, has no UI and never restarts itself)\n"
@@ -481,6 +497,9 @@ static void usage(FILE *out) {
         "  --tls-cert=FILE          PEM certificate for TLS-wrapped tunnels\n"
         "  --tls-key=FILE           PEM private key for --tls-cert\n"
         "  --allow-duplicates       several tunnels may fly one kite; streams take turns\n"
+        "  --require-tls            refuse tunnels not inside TLS (needs a certificate)\n"
+        "  --secretsfile=FILE       an rc file for secrets (domain = ... lines), refused\n"
+        "                           unless mode 600 (no group/other bits), ours or root's\n"
         "  -c N                     max connections (default 2000)\n"
         "  -k N                     max kites (default 1000)\n"
         "  -q / -v                  less / more log output (-vv: everything)\n"
@@ -510,7 +529,7 @@ static void usage(FILE *out) {
 
 /* ---- parsing ---- */
 
-static void read_rc(pkr_cfg *c, const char *path);
+static void read_rc(pkr_cfg *c, const char *path, int secrets);
 static void read_dir(pkr_cfg *c, const char *dir);
 
 static int int_value(const char *flag, const char *s, int min, int max) {
@@ -532,7 +551,18 @@ static int looks_like_value(const char *s) {
 static void optfile(pkr_cfg *c, const char *flag, const char *v) {
   if (flag[1] == 'o' && access(v, F_OK) != 0 && strchr(v, '='))
     unsupported(flag, "libpagekite's Lua plugin settings; pagekiter enables no Lua plugins");
-  read_rc(c, v);
+  read_rc(c, v, 0);
+}
+
+/* A --domain on the command line with its secret in it (not @FILE): a
+ * warning naming the pattern, never the secret. */
+static void warn_argv_secret(pkr_cfg *c, const char *v) {
+  const char *c1 = strchr(v, ':');
+  const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+  if (!c2 || !c2[1] || c2[1] == '@') return; /* malformed ones are reported later */
+  char what[300];
+  snprintf(what, sizeof(what), "--domain %.*s", (int)(c2 - v), v);
+  strv_push(&c->argv_secrets, what);
 }
 
 static void set_logfile(pkr_cfg *c, const char *flag, const char *v) {
@@ -553,7 +583,10 @@ static int apply_relay(pkr_cfg *c, const opt_def *d, const char *flag, const cha
     case O_PORTS: add_ports(c, v); break;
     case O_PROTOS: check_protos(flag, v); set_str(&c->protos, v); break;
     case O_RAWPORTS: check_rawports(v); set_str(&c->rawports, v); break;
-    case O_DOMAIN: strv_push(&c->domains, v); break;
+    case O_DOMAIN:
+      if (c->depth == 0) warn_argv_secret(c, v);
+      strv_push(&c->domains, v);
+      break;
     case O_TLS_ENDPOINT: add_endpoint(c, v); break;
     case O_TLS_DEFAULT:
       if (!valid_name(v)) bad("invalid --tls_default '%s' (expected a DNS name)", v);
@@ -564,6 +597,7 @@ static int apply_relay(pkr_cfg *c, const opt_def *d, const char *flag, const cha
     case O_DUPS: c->dups = 1; break;
     case O_PORTALIAS: add_alias(c, v); break;
     case O_MOTD: set_str(&c->motd_file, v); break;
+    case O_PROXYFROM: strv_push(&c->proxy_from, v); break;
     case O_ERRORURL: set_errorurl(c, flag, v); break;
     default: return 0;
   }
@@ -593,6 +627,7 @@ static void apply(pkr_cfg *c, const opt_def *d, const char *flag, const char *v)
     case O_LOGFILE: set_logfile(c, flag, v); break;
     case O_OPTFILE: optfile(c, flag, v); break;
     case O_OPTDIR: read_dir(c, v); break;
+    case O_SECRETSFILE: read_rc(c, v, 1); break;
     case O_DAEMONIZE: c->daemonize = 1; break;
     case O_NODAEMONIZE: c->daemonize = 0; break;
     case O_PIDFILE:
@@ -604,6 +639,10 @@ static void apply(pkr_cfg *c, const opt_def *d, const char *flag, const char *v)
     case O_QUIET: c->verbosity--; break;
     case O_VERBOSE: c->verbosity++; break;
     case O_WATCHDOG: c->watchdog = 1; break;
+    case O_CLIENT_ACL: strv_push(&c->client_acls, v); break;
+    case O_TUNNEL_ACL: strv_push(&c->tunnel_acls, v); break;
+    case O_RATELIMIT: strv_push(&c->ratelimits, v); break;
+    case O_REQUIRE_TLS: c->require_tls = 1; break;
     default: bad("internal error: option %s", flag);
   }
 }
@@ -717,11 +756,19 @@ static int rc_line(pkr_cfg *c, char *line) {
   return 1;
 }
 
-static void read_rc(pkr_cfg *c, const char *path) {
+/* An rc file; secrets: --secretsfile, whose mode and owner are checked
+ * first (cli_secret_file_ok). */
+static void read_rc(pkr_cfg *c, const char *path, int secrets) {
   if (c->depth >= RC_DEPTH_MAX)
     bad("rc files nested too deep (more than %d): %s", RC_DEPTH_MAX, path);
-  FILE *f = fopen(path, "r");
-  if (!f) bad("cannot read rc file %s: %s", path, strerror(errno));
+  FILE *f = secrets ? cli_open_secret(path) : fopen(path, "r");
+  if (!f) bad("cannot read %s file %s: %s", secrets ? "--secretsfile" : "rc", path,
+              strerror(errno));
+  char why[PATH_MAX * 2 + 128];
+  if (secrets && cli_secret_file_ok(path, f, why, sizeof(why)) != 0) {
+    fclose(f);
+    bad("--secretsfile: %s", why);
+  }
   char saved[sizeof(where)];
   memcpy(saved, where, sizeof(where));
   c->depth++;
@@ -763,7 +810,7 @@ static void read_dir(pkr_cfg *c, const char *dir) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", dir, names.v[i]) >= (int)sizeof(path))
       bad("path too long: %s/%s", dir, names.v[i]);
-    read_rc(c, path);
+    read_rc(c, path, 0);
   }
   scratch_pop(1);
   strv_free(&names);
@@ -786,6 +833,11 @@ void pkr_parse(pkr_cfg *c, int argc, char **argv) {
     size_t n = strlen(pos.v[i]) + strlen(pos.v[i + 1]) + strlen(pos.v[i + 2]) + 3;
     char *dom = xrealloc(NULL, n);
     snprintf(dom, n, "%s:%s:%s", pos.v[i], pos.v[i + 1], pos.v[i + 2]);
+    if (pos.v[i + 2][0] != '@') {
+      char what[300];
+      snprintf(what, sizeof(what), "%.100s %.180s", pos.v[i], pos.v[i + 1]);
+      strv_push(&c->argv_secrets, what);
+    }
     strv_push(&c->domains, dom);
     free(dom);
     c->legacy = 1;
@@ -918,6 +970,21 @@ static void resolve_runas(pkr_cfg *c) {
     bad("--runas=%s needs root (pagekiter runs as uid %u)", c->runas, (unsigned)geteuid());
 }
 
+/* --domain=PROTOS:PATTERN:@FILE: the secret is FILE's first line (the file
+ * checked as a secret file); *dom becomes PROTOS:PATTERN:SECRET. */
+static void resolve_secret(char **dom, const char *at, const char *pattern) {
+  char secret[CLI_SECRET_MAX + 2], why[PATH_MAX * 2 + 128];
+  if (cli_read_secret_file(at + 1, secret, sizeof(secret), why, sizeof(why)) != 0)
+    bad("--domain for '%s': %s", pattern, why);
+  size_t head = (size_t)(at - *dom), n = head + strlen(secret) + 1;
+  char *out = xrealloc(NULL, n);
+  memcpy(out, *dom, head);
+  memcpy(out + head, secret, strlen(secret) + 1);
+  memset(secret, 0, sizeof(secret));
+  free(*dom);
+  *dom = out;
+}
+
 static void check_files(pkr_cfg *c) {
   for (int i = 0; i < c->endpoints.n; i++) check_pem(strchr(c->endpoints.v[i], ':') + 1);
   if (c->cert) check_readable("--tls-cert", c->cert);
@@ -935,14 +1002,26 @@ void pkr_check(pkr_cfg *c) {
   if (c->domains.n == 0) bad("no --domain given: the relay would reject every kite");
   if ((c->cert == NULL) != (c->key == NULL)) bad("--tls-cert and --tls-key go together");
   char protos[256], pattern[256];
-  for (int i = 0; i < c->domains.n; i++)
-    pkr_split_domain(c->domains.v[i], c->protos, protos, pattern, sizeof(protos));
+  for (int i = 0; i < c->domains.n; i++) {
+    const char *secret =
+        pkr_split_domain(c->domains.v[i], c->protos, protos, pattern, sizeof(protos));
+    if (secret[0] == '@') resolve_secret(&c->domains.v[i], secret, pattern);
+  }
   for (int i = 0; i < c->n_aliases; i++) {
     int found = 0;
     for (int j = 0; j < c->n_ports; j++) found |= c->ports[j] == c->aliases[i][0];
     if (!found) bad("--portalias: port %d is not in --ports", c->aliases[i][0]);
   }
+  if (c->require_tls && !c->cert && c->endpoints.n == 0)
+    bad("--require-tls needs --tls-cert/--tls-key or a --tls_endpoint: without a certificate "
+        "no tunnel could connect");
   check_files(c);
+  /* Only a configuration that will run is warned about. */
+  for (int i = 0; i < c->argv_secrets.n; i++)
+    cli_warn_argv_secret(PROG, c->argv_secrets.v[i],
+                         strncmp(c->argv_secrets.v[i], "--domain", 8) == 0
+                             ? "--domain=PROTOS:PATTERN:@FILE or --secretsfile=FILE"
+                             : "@FILE as SECRET or --secretsfile=FILE");
 }
 
 void pkr_cfg_free(pkr_cfg *c) {
@@ -955,6 +1034,11 @@ void pkr_cfg_free(pkr_cfg *c) {
   }
   strv_free(&c->domains);
   strv_free(&c->endpoints);
+  strv_free(&c->client_acls);
+  strv_free(&c->tunnel_acls);
+  strv_free(&c->ratelimits);
+  strv_free(&c->argv_secrets);
+  strv_free(&c->proxy_from);
   free(c->ports);
   free(c->aliases);
   c->ports = NULL;

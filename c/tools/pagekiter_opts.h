@@ -28,6 +28,11 @@ typedef struct {
   char *protos;          /* --protos (default PKR_ALL_PROTOS) */
   pkr_strv domains;      /* --domain values and libpagekite triples, as PROTOS:PATTERN:SECRET */
   pkr_strv endpoints;    /* --tls_endpoint values, NAME:PEMFILE */
+  pkr_strv client_acls, tunnel_acls; /* allow|deny:REGEXP, in order */
+  pkr_strv ratelimits;   /* --ratelimit_ips values */
+  int require_tls;       /* --require-tls */
+  pkr_strv argv_secrets; /* what has its secret on the command line (warned by pkr_check) */
+  pkr_strv proxy_from;   /* --proxy_protocol_from values, CIDR */
   char *tls_default;
   char *rawports;        /* --rawports, checked */
   int (*aliases)[2];     /* --portalias PORT:ALIAS */

@@ -147,6 +147,31 @@ done:
   return result;
 }
 
+/* pagekite_add_kite_access -> binding.addKiteAccess */
+static napi_value pkn_fn_addKiteAccess(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addKiteAccess";
+  napi_value argv[4];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_kitename = NULL;
+  int a_pport = 0;
+  char *a_rule = NULL;
+  if (pkn_argv(env, info, fn, 4, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "kitename", 0, &a_kitename) != 0) goto done;
+  if (pkn_arg_int(env, argv[2], fn, "pport", &a_pport) != 0) goto done;
+  if (pkn_arg_str(env, argv[3], fn, "rule", 0, &a_rule) != 0) goto done;
+  {
+    int r = pagekite_add_kite_access(a_mgr, a_kitename, a_pport, a_rule);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_kitename);
+  free(a_rule);
+  return result;
+}
+
 /* pagekite_add_service_frontends -> binding.addServiceFrontends */
 static napi_value pkn_fn_addServiceFrontends(napi_env env, napi_callback_info info) {
   static const char fn[] = "addServiceFrontends";
@@ -928,6 +953,26 @@ done:
   return result;
 }
 
+/* pagekite_add_relay_proxy_source -> binding.addRelayProxySource */
+static napi_value pkn_fn_addRelayProxySource(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addRelayProxySource";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_cidr = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "cidr", 0, &a_cidr) != 0) goto done;
+  {
+    int r = pagekite_add_relay_proxy_source(a_mgr, a_cidr);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_cidr);
+  return result;
+}
+
 /* pagekite_set_relay_motd -> binding.setRelayMotd */
 static napi_value pkn_fn_setRelayMotd(napi_env env, napi_callback_info info) {
   static const char fn[] = "setRelayMotd";
@@ -945,6 +990,85 @@ static napi_value pkn_fn_setRelayMotd(napi_env env, napi_callback_info info) {
   }
 done:
   free(a_motd);
+  return result;
+}
+
+/* pagekite_add_relay_client_acl -> binding.addRelayClientAcl */
+static napi_value pkn_fn_addRelayClientAcl(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addRelayClientAcl";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_rule = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "rule", 0, &a_rule) != 0) goto done;
+  {
+    int r = pagekite_add_relay_client_acl(a_mgr, a_rule);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_rule);
+  return result;
+}
+
+/* pagekite_add_relay_tunnel_acl -> binding.addRelayTunnelAcl */
+static napi_value pkn_fn_addRelayTunnelAcl(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addRelayTunnelAcl";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_rule = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "rule", 0, &a_rule) != 0) goto done;
+  {
+    int r = pagekite_add_relay_tunnel_acl(a_mgr, a_rule);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_rule);
+  return result;
+}
+
+/* pagekite_set_relay_require_tls -> binding.setRelayRequireTls */
+static napi_value pkn_fn_setRelayRequireTls(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setRelayRequireTls";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  int a_require = 0;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_int(env, argv[1], fn, "require", &a_require) != 0) goto done;
+  {
+    int r = pagekite_set_relay_require_tls(a_mgr, a_require);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  return result;
+}
+
+/* pagekite_add_relay_ratelimit_ips -> binding.addRelayRatelimitIps */
+static napi_value pkn_fn_addRelayRatelimitIps(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addRelayRatelimitIps";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_limit = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "limit", 0, &a_limit) != 0) goto done;
+  {
+    int r = pagekite_add_relay_ratelimit_ips(a_mgr, a_limit);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_limit);
   return result;
 }
 
@@ -1138,6 +1262,31 @@ done:
   return result;
 }
 
+/* pagekite_set_kite_proxy_protocol -> binding.setKiteProxyProtocol */
+static napi_value pkn_fn_setKiteProxyProtocol(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setKiteProxyProtocol";
+  napi_value argv[4];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_proto = NULL;
+  char *a_kitename = NULL;
+  int a_version = 0;
+  if (pkn_argv(env, info, fn, 4, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "proto", 0, &a_proto) != 0) goto done;
+  if (pkn_arg_str(env, argv[2], fn, "kitename", 0, &a_kitename) != 0) goto done;
+  if (pkn_arg_int(env, argv[3], fn, "version", &a_version) != 0) goto done;
+  {
+    int r = pagekite_set_kite_proxy_protocol(a_mgr, a_proto, a_kitename, a_version);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_proto);
+  free(a_kitename);
+  return result;
+}
+
 /* pagekite_set_rejection_url -> binding.setRejectionUrl */
 static napi_value pkn_fn_setRejectionUrl(napi_env env, napi_callback_info info) {
   static const char fn[] = "setRejectionUrl";
@@ -1183,6 +1332,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "initPagekitenet", pkn_fn_initPagekitenet) != 0) return -1;
   if (pkn_define(env, exports, "initWhitelabel", pkn_fn_initWhitelabel) != 0) return -1;
   if (pkn_define(env, exports, "addKite", pkn_fn_addKite) != 0) return -1;
+  if (pkn_define(env, exports, "addKiteAccess", pkn_fn_addKiteAccess) != 0) return -1;
   if (pkn_define(env, exports, "addServiceFrontends", pkn_fn_addServiceFrontends) != 0) return -1;
   if (pkn_define(env, exports, "addWhitelabelFrontends", pkn_fn_addWhitelabelFrontends) != 0) return -1;
   if (pkn_define(env, exports, "removeKite", pkn_fn_removeKite) != 0) return -1;
@@ -1221,7 +1371,12 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "setRelayTlsDefault", pkn_fn_setRelayTlsDefault) != 0) return -1;
   if (pkn_define(env, exports, "setRelayRawPorts", pkn_fn_setRelayRawPorts) != 0) return -1;
   if (pkn_define(env, exports, "addRelayPortAlias", pkn_fn_addRelayPortAlias) != 0) return -1;
+  if (pkn_define(env, exports, "addRelayProxySource", pkn_fn_addRelayProxySource) != 0) return -1;
   if (pkn_define(env, exports, "setRelayMotd", pkn_fn_setRelayMotd) != 0) return -1;
+  if (pkn_define(env, exports, "addRelayClientAcl", pkn_fn_addRelayClientAcl) != 0) return -1;
+  if (pkn_define(env, exports, "addRelayTunnelAcl", pkn_fn_addRelayTunnelAcl) != 0) return -1;
+  if (pkn_define(env, exports, "setRelayRequireTls", pkn_fn_setRelayRequireTls) != 0) return -1;
+  if (pkn_define(env, exports, "addRelayRatelimitIps", pkn_fn_addRelayRatelimitIps) != 0) return -1;
   if (pkn_define(env, exports, "getCounter", pkn_fn_getCounter) != 0) return -1;
   if (pkn_define(env, exports, "lastError", pkn_fn_lastError) != 0) return -1;
   if (pkn_define(env, exports, "lastErrorCode", pkn_fn_lastErrorCode) != 0) return -1;
@@ -1232,6 +1387,7 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "addFrontendCertname", pkn_fn_addFrontendCertname) != 0) return -1;
   if (pkn_define(env, exports, "getKiteStatus", pkn_fn_getKiteStatus) != 0) return -1;
   if (pkn_define(env, exports, "getKiteReason", pkn_fn_getKiteReason) != 0) return -1;
+  if (pkn_define(env, exports, "setKiteProxyProtocol", pkn_fn_setKiteProxyProtocol) != 0) return -1;
   if (pkn_define(env, exports, "setRejectionUrl", pkn_fn_setRejectionUrl) != 0) return -1;
   if (pkn_define(env, exports, "setProxy", pkn_fn_setProxy) != 0) return -1;
   if (pkn_const_str(env, exports, "PK_VERSION", PK_VERSION) != 0) return -1;

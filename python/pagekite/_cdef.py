@@ -103,6 +103,7 @@ pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_frontends,
 pagekite_mgr pagekite_init_pagekitenet(const char *app_id, int max_kites, int max_conns, int flags, int verbosity);
 pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kites, int max_conns, int flags, int verbosity, const char *whitelabel_tld);
 int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char *kitename, int pport, const char *secret, const char *backend, int lport);
+int pagekite_add_kite_access(pagekite_mgr mgr, const char *kitename, int pport, const char *rule);
 int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags, const char *whitelabel_tld);
 int pagekite_remove_kite(pagekite_mgr mgr, const char *proto, const char *kitename, int pport);
@@ -141,7 +142,12 @@ int pagekite_remove_relay_tls_endpoint(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
 int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
+int pagekite_add_relay_proxy_source(pagekite_mgr mgr, const char *cidr);
 int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
+int pagekite_add_relay_client_acl(pagekite_mgr mgr, const char *rule);
+int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
+int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
+int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *limit);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 const char *pagekite_last_error(void);
 int pagekite_last_error_code(void);
@@ -152,6 +158,7 @@ int pagekite_load_lua_plugin(pagekite_mgr mgr, const char *path);
 int pagekite_add_frontend_certname(pagekite_mgr mgr, const char *name);
 int pagekite_get_kite_status(pagekite_mgr mgr, const char *proto, const char *kitename);
 char *pagekite_get_kite_reason(pagekite_mgr mgr, const char *proto, const char *kitename);
+int pagekite_set_kite_proxy_protocol(pagekite_mgr mgr, const char *proto, const char *kitename, int version);
 int pagekite_set_rejection_url(pagekite_mgr mgr, const char *url);
 int pagekite_set_proxy(pagekite_mgr mgr, const char *url);
 """
@@ -251,6 +258,7 @@ FUNCTIONS = {
     'init_pagekitenet': 'pagekite_init_pagekitenet',
     'init_whitelabel': 'pagekite_init_whitelabel',
     'add_kite': 'pagekite_add_kite',
+    'add_kite_access': 'pagekite_add_kite_access',
     'add_service_frontends': 'pagekite_add_service_frontends',
     'add_whitelabel_frontends': 'pagekite_add_whitelabel_frontends',
     'remove_kite': 'pagekite_remove_kite',
@@ -289,7 +297,12 @@ FUNCTIONS = {
     'set_relay_tls_default': 'pagekite_set_relay_tls_default',
     'set_relay_raw_ports': 'pagekite_set_relay_raw_ports',
     'add_relay_port_alias': 'pagekite_add_relay_port_alias',
+    'add_relay_proxy_source': 'pagekite_add_relay_proxy_source',
     'set_relay_motd': 'pagekite_set_relay_motd',
+    'add_relay_client_acl': 'pagekite_add_relay_client_acl',
+    'add_relay_tunnel_acl': 'pagekite_add_relay_tunnel_acl',
+    'set_relay_require_tls': 'pagekite_set_relay_require_tls',
+    'add_relay_ratelimit_ips': 'pagekite_add_relay_ratelimit_ips',
     'get_counter': 'pagekite_get_counter',
     'last_error': 'pagekite_last_error',
     'last_error_code': 'pagekite_last_error_code',
@@ -300,6 +313,7 @@ FUNCTIONS = {
     'add_frontend_certname': 'pagekite_add_frontend_certname',
     'get_kite_status': 'pagekite_get_kite_status',
     'get_kite_reason': 'pagekite_get_kite_reason',
+    'set_kite_proxy_protocol': 'pagekite_set_kite_proxy_protocol',
     'set_rejection_url': 'pagekite_set_rejection_url',
     'set_proxy': 'pagekite_set_proxy',
 }

@@ -635,6 +635,14 @@ class Connector(_Manager):
         if key in self._kites:
             self._kites.remove(key)
 
+    def add_kite_access(self, name: str, rule: str, public_port: int = 0) -> None:
+        """An access rule for kite ``name``, pagekite.py's kite flags:
+        "ip/1.2.3.4" or "ip/1.2.3" (only those addresses), or
+        "password/USER=PASS" (HTTP basic auth).  Add the kite first; a rule
+        that cannot apply raises.  Before start()."""
+        self._call("pagekite_add_kite_access", _str(name, "name"),
+                   _int(public_port, "public_port"), _str(rule, "rule"))
+
     def add_frontend(self, host: str, port: int, update_from_dns: bool = True) -> int:
         """Use the relay(s) that host resolves to; returns how many addresses.
         At any time: after start() they join the candidates."""
@@ -681,6 +689,14 @@ class Connector(_Manager):
         """Frame url in the 503 page sent when an origin is down
         (libpagekite's rejection URL); None or "" for a plain page."""
         self._call("pagekite_set_rejection_url", _str(url, "url", nullable=True))
+
+    def set_kite_proxy_protocol(self, proto: str, name: str, version: int) -> None:
+        """Send each stream of a kite to its origin behind a PROXY protocol
+        header (pagekite.py's +proxyproto): version 1 (text), 2 (binary) or
+        0 (none), carrying the visitor's address the relay reports.  For
+        streams opened after the call; any time, any thread."""
+        self._call("pagekite_set_kite_proxy_protocol", _str(proto, "proto"), _str(name, "name"),
+                   _int(version, "version"))
 
     def kite_status(self, proto: str, name: str) -> KiteStatus:
         """One kite's :class:`KiteStatus` (WAITING, FLYING, REJECTED, DUPLICATE).
@@ -806,8 +822,35 @@ class Relay(_Manager):
         accept kites for alias_of (pagekite.py's --portalias).  Before start()."""
         self._call("pagekite_add_relay_port_alias", _int(port, "port"), _int(alias_of, "alias_of"))
 
+    def add_proxy_source(self, cidr: str) -> None:
+        """A load balancer in front of the relay ("10.0.0.0/8", "::1"):
+        connections from it must start with a PROXY protocol v1/v2 header,
+        whose client address then stands for the connection.  Before start()."""
+        self._call("pagekite_add_relay_proxy_source", _str(cidr, "cidr"))
+
     def set_motd(self, motd: Optional[str]) -> None:
         """A message of the day sent to connectors (pagekite.py's --motd):
         at most 1024 bytes of printable text; None or "" for none.  At any
         time (for the tunnels made after)."""
         self._call("pagekite_set_relay_motd", _str(motd, "motd", nullable=True))
+
+    def add_client_acl(self, rule: str) -> None:
+        """A visitor access rule, "allow:REGEXP" or "deny:REGEXP" (pagekite.py's
+        --client_acl): checked in order, the first match decides, no match is
+        refused.  A rule that cannot apply raises.  Before start()."""
+        self._call("pagekite_add_relay_client_acl", _str(rule, "rule"))
+
+    def add_tunnel_acl(self, rule: str) -> None:
+        """The same for connectors opening tunnels (pagekite.py's --tunnel_acl).
+        Before start()."""
+        self._call("pagekite_add_relay_tunnel_acl", _str(rule, "rule"))
+
+    def set_require_tls(self, require: bool = True) -> None:
+        """Accept tunnels only inside TLS (start() fails without a certificate).
+        Before start()."""
+        self._call("pagekite_set_relay_require_tls", _bool(require, "require"))
+
+    def add_ratelimit_ips(self, limit: str) -> None:
+        """At most IPS new clients per SECONDS on a tunnel: "IPS/SECONDS" or
+        "KITE:IPS/SECONDS" (pagekite.py's --ratelimit_ips).  Before start()."""
+        self._call("pagekite_add_relay_ratelimit_ips", _str(limit, "limit"))

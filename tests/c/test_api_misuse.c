@@ -57,6 +57,8 @@ TEST(null_manager) {
   EXPECT_FAIL(pagekite_add_relay_domain(n, "http", "*.test", "s"), -1);
   EXPECT_FAIL(pagekite_set_relay_tls(n, "/nonexistent.pem", "/nonexistent.key"), -1);
   EXPECT_FAIL(pagekite_get_counter(n, PK_COUNTER_ERRORS), -1);
+  EXPECT_FAIL(pagekite_set_kite_proxy_protocol(n, "raw", "a.test", 1), -1);
+  EXPECT_FAIL(pagekite_add_relay_proxy_source(n, "10.0.0.0/8"), -1);
   /* perror with a NULL manager (and NULL prefix) must not crash. */
   pagekite_perror(n, "null manager");
   pagekite_perror(n, NULL);
@@ -220,6 +222,16 @@ TEST(relay_dropin_config) {
   CHECK_INT(pagekite_set_relay_motd(r, "two\nlines\twith tab"), 0);
   CHECK_INT(pagekite_set_relay_motd(r, NULL), 0);
 
+  EXPECT_FAIL(pagekite_add_relay_proxy_source(r, NULL), -1);
+  EXPECT_FAIL(pagekite_add_relay_proxy_source(r, ""), -1);
+  EXPECT_FAIL(pagekite_add_relay_proxy_source(r, "::/129"), -1);
+  EXPECT_FAIL(pagekite_add_relay_proxy_source(r, "::ffff:10.0.0.0/104"), -1);
+  CHECK_INT(pagekite_add_relay_proxy_source(r, "10.0.0.0/8"), 0);
+  CHECK_INT(pagekite_add_relay_proxy_source(r, "2001:db8::/32"), 0);
+  CHECK(pk_relay_proxy_source(m, "10.1.2.3") && pk_relay_proxy_source(m, "::ffff:10.1.2.3"));
+  CHECK(pk_relay_proxy_source(m, "2001:db8::1") && !pk_relay_proxy_source(m, "11.0.0.1"));
+  CHECK(!pk_relay_proxy_source(m, "2001:db9::1"));
+
   const char *bad_names[] = {"", "*", "*.", "*.com", "*.*.example.com", "a:b", "a b", "x*.example.com",
                              "*example.com"};
   for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
@@ -239,6 +251,20 @@ TEST(relay_dropin_config) {
   EXPECT_FAIL(pagekite_set_relay_raw_ports(c, "virtual"), -1);
   EXPECT_FAIL(pagekite_add_relay_port_alias(c, 8081, 80), -1);
   EXPECT_FAIL(pagekite_set_relay_motd(c, "hi"), -1);
+  EXPECT_FAIL(pagekite_add_relay_proxy_source(c, "10.0.0.0/8"), -1);
+  /* Per kite: a kite that exists, versions 0-2 only. */
+  EXPECT_FAIL(pagekite_set_kite_proxy_protocol(c, "raw", "a.test", 1), -1);
+  CHECK_INT(pagekite_add_kite(c, "raw", "a.test", 22, "s", "127.0.0.1", 22), 0);
+  CHECK_INT(pagekite_set_kite_proxy_protocol(c, "raw", "a.test", 2), 0);
+  CHECK_INT(pagekite_set_kite_proxy_protocol(c, "raw-22", "A.TEST", 1), 0);
+  CHECK_INT(((pk_mgr *)(void *)c)->kites[0].proxy_proto, 1);
+  CHECK_INT(pagekite_set_kite_proxy_protocol(c, "raw", "a.test", 0), 0);
+  EXPECT_FAIL(pagekite_set_kite_proxy_protocol(c, "raw", "a.test", 3), -1);
+  EXPECT_FAIL(pagekite_set_kite_proxy_protocol(c, "raw", "a.test", -1), -1);
+  EXPECT_FAIL(pagekite_set_kite_proxy_protocol(c, "raw-23", "a.test", 1), -1);
+  EXPECT_FAIL(pagekite_set_kite_proxy_protocol(c, NULL, "a.test", 1), -1);
+  EXPECT_FAIL(pagekite_set_kite_proxy_protocol(c, "raw", NULL, 1), -1);
+  CHECK_INT(((pk_mgr *)(void *)c)->kites[0].proxy_proto, 0);
   EXPECT_FAIL(pagekite_set_relay_tls_default(c, "a.test"), -1);
   CHECK_INT(pagekite_free(c), 0);
 }

@@ -123,6 +123,8 @@ static void *caller_main(void *arg) {
     if (pagekite_get_kite_status(w->conn, "http", "demo.test") < 0) bad(w, "kite status -1");
     const char *why = pagekite_get_kite_reason(w->conn, "http", "demo.test");
     if (!why || strlen(why) > 63) bad(w, "a kite reason");
+    /* Read by the loop at every new stream; 0 keeps the plain origin happy. */
+    if (pagekite_set_kite_proxy_protocol(w->conn, "http", "demo.test", 0) != 0) bad(w, "proxy protocol");
     settings(w->conn, i);
     settings(w->relay, i);
     pagekite_tick(w->conn);

@@ -528,7 +528,12 @@ def test_live_status_line_on_a_terminal(group, tmp_path):
         os.close(master)
     assert rc == 0
     err.seek(0)
-    logged = [re.match(r"^(\d+) t=(\d+) \S", l) for l in err.read().splitlines()]
-    assert logged and all(logged), logged
-    seqs = [int(m.group(1)) for m in logged]
-    assert seqs == sorted(set(seqs)) and abs(int(logged[-1].group(2)) - time.time()) < 120
+    # One event a line, pagekite.py's key=value style (doc/CLI.md "Output"):
+    # ts=HEX; t=ISO 8601 UTC; ll=SEQ (hex); LEVEL=text.  A warning that the
+    # SECRET is on the command line comes first.
+    lines = [l for l in err.read().splitlines() if not l.startswith("pagekitec: warning:")]
+    logged = [re.match(r"^ts=([0-9a-f]+); t=\d{4}-\d\d-\d\dT[\d:]{8}\.\d{3}Z; ll=([0-9a-f]+); "
+                       r"(err|warn|info|debug)=\S", l) for l in lines]
+    assert logged and all(logged), lines
+    seqs = [int(m.group(2), 16) for m in logged]
+    assert seqs == sorted(set(seqs)) and abs(int(logged[-1].group(1), 16) - time.time()) < 120

@@ -1071,3 +1071,251 @@ def test_every_lua_name_in_the_api_doc_exists():
     r = run_lua("\n".join(lines))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "missing: \n" in r.stdout, r.stdout
+
+
+# ---------------------------------------------------------------- fail closed (issue 17)
+
+
+def _start_fails(args, pattern, env=None, timeout=20):
+    """Runs the driver; it must exit 1 with an error matching pattern, and
+    never print "ready" (never serve)."""
+    p = Proc(args, env=env)
+    try:
+        rc = p.p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.stop()
+        raise AssertionError("driver kept running (it served):\n" + p.text())
+    p.t.join(5)
+    assert rc == 1, (rc, p.text())
+    assert "ready" not in p.lines, p.text()
+    assert re.search(pattern, p.text()), p.text()
+    return p
+
+
+@needs_driver
+def test_access_setting_without_its_plugin_refuses_service(tmp_path):
+    # The reported bug: access.auth with no access.lua in the plugin dir
+    # started anyway and let visitors in without credentials (200).
+    empty = tmp_path / "plugins"
+    empty.mkdir()
+    port = free_port()
+    args = relay_args(port, settings=["access.auth=%s:alice:secretpw" % KITE,
+                                      "plugin_dir=%s" % empty])
+    _start_fails(args, r"error: .*access\.lua.*(No such file|cannot)")
+    # Nothing listens: a visitor cannot get through.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@needs_driver
+def test_defaults_without_plugins_refuse_service(tmp_path):
+    empty = tmp_path / "plugins"
+    empty.mkdir()
+    args = relay_args(free_port(), settings=["plugin_dir=%s" % empty], defaults=True)
+    _start_fails(args, r"error: .*web_ui\.lua")
+
+
+@needs_driver
+def test_plugin_that_fails_to_load_refuses_service(tmp_path):
+    bad = tmp_path / "bad.lua"
+    bad.write_text("this is not lua (\n")
+    _start_fails(relay_args(free_port(), plugins=[bad]), r"error: .*bad\.lua")
+    boom = tmp_path / "boom.lua"
+    boom.write_text("error('refusing on purpose')\n")
+    _start_fails(relay_args(free_port(), plugins=[boom]), r"error: .*boom\.lua.*refusing on purpose")
+
+
+@needs_driver
+def test_installed_library_uses_installed_plugins(tmp_path, origin, procs):
+    # The plugin dir comes from where the library is installed, not from the
+    # source tree it was built in: install, mark the installed access.lua,
+    # and see the mark in the log.
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(BUILD), "--prefix", str(prefix)],
+                   check=True, capture_output=True)
+    libdir = next(d for d in prefix.glob("lib*") if list(d.glob("libpagekite.so*")))
+    installed = prefix / "share" / "libpagekite" / "lua" / "plugins" / "access.lua"
+    assert installed.exists()
+    installed.write_text(installed.read_text() + '\npk.log_info("access: installed copy")\n')
+    env = dict(os.environ, LD_LIBRARY_PATH=str(libdir))
+    port = free_port()
+    relay = procs(relay_args(port, settings=["access.auth=%s:alice:secretpw" % KITE]), env=env)
+    relay.wait_for(r"^ready$")
+    relay.wait_for(r"access: installed copy")
+    conn = procs(connector_args(port, origin.port), env=env)
+    conn.wait_for(r"^status: flying$", 20)
+    status, hdrs, _ = get(port, "/")
+    assert status == 401
+
+
+@needs_module
+def test_module_relay_access_rules():
+    """add_client_acl / add_tunnel_acl / add_ratelimit_ips / set_require_tls:
+    true, or nil and the library's reason; visitors from 127.0.0.2 refused
+    (403) where 127.0.0.1 reaches routing (503: no such kite)."""
+    port = free_port()
+    code = r"""
+local pagekite = require "pagekite"
+io.stdout:setvbuf("line")
+local r <close> = pagekite.relay{app_id = "lua-acl", max_conns = 16}
+assert(r:add_listener("127.0.0.1", %d))
+assert(r:add_domain("http", "*.test", "s3cret"))
+local function refused(what, pattern, ok, err)
+  assert(ok == nil and type(err) == "string" and err:find(pattern), what .. ": " .. tostring(err))
+  print("refused " .. what)
+end
+assert(r:add_client_acl("allow:127\\.0\\.0\\.1") == true)
+assert(r:add_tunnel_acl("allow:localhost") == true)
+assert(r:add_ratelimit_ips("a.test:5/60") == true)
+refused("python regexp", "Python regexp syntax", r:add_client_acl("deny:\\d"))
+refused("bad policy", "policy is not allow or deny", r:add_tunnel_acl("maybe:.*"))
+refused("bad limit", "IPS/SECONDS", r:add_ratelimit_ips("5"))
+assert(r:set_require_tls(false) == true)
+assert(r:start())
+print("started")
+io.read("l")
+assert(r:stop())
+print("done")
+""" % port
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env, stdin=True)
+    try:
+        p.wait_for(r"^started$", 20)
+        for src, want in (("127.0.0.1", 503), ("127.0.0.2", 403)):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(src, 0))
+            c.request("GET", "/", headers={"Host": "nokite.test"})
+            assert c.getresponse().status == want, src
+            c.close()
+        p.p.stdin.write("\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^done$", 20)
+    finally:
+        rc = p.stop()
+    assert rc == 0, p.text()
+    assert p.text().count("refused ") == 3, p.text()
+
+
+@needs_module
+def test_module_connector_kite_access():
+    r = run_lua(r"""
+local pagekite = require "pagekite"
+local c <close> = pagekite.connector{app_id = "lua-kite-access"}
+assert(c:add_kite{name = "k.test", secret = "s3cret", origin_port = 9})
+assert(c:add_kite_access("k.test", 0, "+password/alice=pw") == true)
+assert(c:add_kite_access("k.test", 0, "ip/127.0.0.1") == true)
+local ok, err = c:add_kite_access("typo.test", 0, "ip/127.0.0.1")
+assert(ok == nil and err:find("no such kite"), tostring(err))
+ok, err = c:add_kite_access("k.test", 0, "password/alice")
+assert(ok == nil and err:find("USER=PASSWORD"), tostring(err))
+print("ok")
+""")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr)
+
+
+@needs_module
+def test_module_proxy_protocol_methods():
+    """m:set_kite_proxy_protocol (connector, any time) and m:add_proxy_source
+    (relay): true, or nil and the library's message; the origin of a raw kite
+    gets the v2 header, then none once set back to 0."""
+    import struct
+    got = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    oport = srv.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                data = b""
+                try:
+                    while b"hello\n" not in data and len(data) < 4096:
+                        d = c.recv(4096)
+                        if not d:
+                            break
+                        data += d
+                    got.append(data)
+                    c.sendall(b"ok\n")
+                except OSError:
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    port = free_port()
+    code = r"""
+local pagekite = require "pagekite"
+local K = pagekite.constants
+io.stdout:setvbuf("line")
+local port, oport, secret = %d, %d, "%s"
+local function refused(what, pattern, ok, err)
+  assert(ok == nil and type(err) == "string" and err:find(pattern), what .. ": " .. tostring(err))
+  print("refused " .. what .. ": " .. err)
+end
+local r <close> = pagekite.relay{app_id = "lua-pp", max_conns = 16}
+assert(r:add_listener("127.0.0.1", port))
+assert(r:add_domain("raw", "*.test", secret))
+assert(r:set_raw_ports("virtual"))
+assert(r:add_proxy_source("10.0.0.0/8") == true)
+refused("bad source", "prefix length 33 is over 32", r:add_proxy_source("10.0.0.0/33"))
+assert(r:start())
+local c <close> = pagekite.connector{app_id = "lua-pp", max_frontends = 1,
+                                     flags = K.PK_WITH_IPV4 | K.PK_WITH_IPV6}
+assert(c:add_kite{proto = "raw", name = "pp.test", secret = secret, origin_host = "127.0.0.1",
+                  origin_port = oport, public_port = port})
+assert(c:add_frontend("127.0.0.1", port))
+assert(c:start())
+assert(c:set_kite_proxy_protocol("raw", "pp.test", 2) == true)
+refused("version 3", "version 3 is not 0", c:set_kite_proxy_protocol("raw", "pp.test", 3))
+refused("no kite", "no kite raw:nope", c:set_kite_proxy_protocol("raw", "nope", 1))
+local deadline = os.time() + 20
+while select(2, c:status()) ~= "flying" and os.time() < deadline do c:poll(1) end
+print("flying")
+io.read("l")
+assert(c:set_kite_proxy_protocol("raw", "pp.test", 0))
+print("off")
+io.read("l")
+assert(c:stop() and r:stop())
+print("done")
+""" % (port, oport, SECRET)
+
+    def hello():
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"CONNECT pp.test:%d HTTP/1.1\r\n\r\n" % port)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    d = s.recv(1)
+                    if not d:
+                        break
+                    head += d
+                if b" 200 " in head:
+                    s.sendall(b"hello\n")
+                    if s.recv(16) == b"ok\n":
+                        return s.getsockname()[1]
+            time.sleep(0.2)
+        raise AssertionError("raw kite never answered")
+
+    env = dict(os.environ, LUA_CPATH="%s/?.so;;" % LUA_DIR)
+    p = Proc([LUA, "-e", code], env=env, stdin=True)
+    try:
+        p.wait_for(r"^flying$", 25)
+        sport = hello()
+        assert got[-1] == (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + socket.inet_aton("127.0.0.1") * 2
+                           + struct.pack("!HH", sport, port) + b"hello\n"), got[-1:]
+        p.p.stdin.write("go\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^off$", 10)
+        hello()
+        assert got[-1] == b"hello\n"
+        p.p.stdin.write("go\n")
+        p.p.stdin.flush()
+        p.wait_for(r"^done$", 20)
+        assert p.p.wait(10) == 0, p.text()
+    finally:
+        p.stop()
+        srv.close()
+    assert "refused no kite: pagekite_set_kite_proxy_protocol: no kite raw:nope" in p.text(), p.text()
