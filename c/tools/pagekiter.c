@@ -151,17 +151,15 @@ static const char *configure(pagekite_mgr m, const pkr_cfg *c, char *what, size_
 
 /* ---- SIGHUP: reload ---- */
 
-CLI_PRINTF(2, 3) static void note(const run_ctx *r, const char *fmt, ...) {
+/* A line of the tool's own, as the log's other lines (cli_log_line). */
+CLI_PRINTF(3, 4) static void note(const run_ctx *r, cli_level level, const char *fmt, ...) {
   char msg[1600];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (r->use_syslog)
-    syslog(LOG_NOTICE, "%s", msg);
-  else
-    fprintf(stderr, "%s: %s\n", PROG, msg);
-  fflush(stderr);
+  cli_log_out out = {r->use_syslog, isatty(STDOUT_FILENO)};
+  cli_log_line(&out, level, msg);
 }
 
 static int str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
@@ -299,7 +297,7 @@ static void note_restart_only(const run_ctx *r, const pkr_cfg *boot, const pkr_c
   RESTART_IF(boot->require_tls != c->require_tls, "--require-tls");
   RESTART_IF(strv_differ(&boot->proxy_from, &c->proxy_from), "--proxy_protocol_from");
 #undef RESTART_IF
-  if (o) note(r, "Reload: needs a restart: %s (left as it runs)", list);
+  if (o) note(r, CLI_LL_WARN, "Reload: needs a restart: %s (left as it runs)", list);
 }
 
 /* SIGHUP: the command line and its rc files again; the whole new
@@ -308,7 +306,7 @@ static void reload(run_ctx *r) {
   pkr_cfg next;
   char why[PATH_MAX + 1200];
   if (pkr_reload(&next, r->argc, r->argv, why, sizeof(why)) != 0) {
-    note(r, "Reload refused: %s; the running configuration stays", why);
+    note(r, CLI_LL_WARN, "Reload refused: %s; the running configuration stays", why);
     return;
   }
   pkr_cfg *cur = r->has_live ? &r->live : r->cfg;
@@ -319,7 +317,7 @@ static void reload(run_ctx *r) {
     int ignored = 0;
     char what2[800];
     apply_changes(r->mgr, &next, cur, what2, sizeof(what2), &ignored); /* back, best effort */
-    note(r, "Reload refused: %s; the running configuration stays", failed);
+    note(r, CLI_LL_WARN, "Reload refused: %s; the running configuration stays", failed);
     pkr_cfg_free(&next);
     return;
   }
@@ -327,7 +325,7 @@ static void reload(run_ctx *r) {
   if (r->has_live) pkr_cfg_free(&r->live);
   r->live = next;
   r->has_live = 1;
-  note(r, "Reloaded the configuration: %d domain(s), %d TLS endpoint(s)", next.domains.n,
+  note(r, CLI_LL_INFO, "Reloaded the configuration: %d domain(s), %d TLS endpoint(s)", next.domains.n,
        next.endpoints.n);
 }
 

@@ -1016,8 +1016,9 @@ void pkr_check(pkr_cfg *c) {
     bad("--require-tls needs --tls-cert/--tls-key or a --tls_endpoint: without a certificate "
         "no tunnel could connect");
   check_files(c);
-  /* Only a configuration that will run is warned about. */
-  for (int i = 0; i < c->argv_secrets.n; i++)
+  /* Only a configuration that will run is warned about, once (not again on
+   * each SIGHUP reload). */
+  for (int i = 0; i < c->argv_secrets.n && !reload_env; i++)
     cli_warn_argv_secret(PROG, c->argv_secrets.v[i],
                          strncmp(c->argv_secrets.v[i], "--domain", 8) == 0
                              ? "--domain=PROTOS:PATTERN:@FILE or --secretsfile=FILE"

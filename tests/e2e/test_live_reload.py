@@ -275,6 +275,29 @@ def test_sighup_reload_under_load(group, tmp_path, pki):
     assert proc.stop() == 0, proc.tail()
 
 
+def test_unit_reload_is_sighup(group, tmp_path):
+    """contrib/pagekiter.service's ExecReload= is a SIGHUP to the main
+    process, which reloads (run here as systemd would run it, with $MAINPID
+    set to the relay's pid)."""
+    import shlex
+    import subprocess
+    from pathlib import Path
+    unit = Path(__file__).resolve().parents[2] / "contrib" / "pagekiter.service"
+    reload = [l.split("=", 1)[1] for l in unit.read_text().splitlines()
+              if l.startswith("ExecReload=")]
+    assert reload == ["/bin/kill -HUP $MAINPID"], reload
+    port = free_port()
+    rc = tmp_path / "relay.rc"
+    write_rc(rc, [(NAME_A, SECRET_A)])
+    proc = start_pagekiter(group, rc, port)
+    before = proc.output().count("Reloaded")
+    argv = [a.replace("$MAINPID", str(proc.pid)) for a in shlex.split(reload[0])]
+    assert subprocess.run(argv, timeout=10).returncode == 0
+    proc.wait_for("Reloaded the configuration", 10)
+    assert proc.output().count("Reloaded") == before + 1 and proc.alive
+    assert proc.stop() == 0, proc.tail()
+
+
 # ---------------------------------------------------------------- the C API, in-process
 
 @pytest.fixture(scope="module")
