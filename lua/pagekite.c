@@ -373,7 +373,8 @@ static void push_kites(lua_State *L, lpk_mgr *u, int refused_only) {
     const char *proto = lua_tostring(L, -2), *name = lua_tostring(L, -1);
     int s = pagekite_get_kite_status(u->mgr, proto, name);
     char *r = pagekite_get_kite_reason(u->mgr, proto, name);
-    if (!refused_only || s == PK_KITE_STATUS_REJECTED || s == PK_KITE_STATUS_DUPLICATE) {
+    /* s < 0: removed since (m:remove_kite) */
+    if (s >= 0 && (!refused_only || s == PK_KITE_STATUS_REJECTED || s == PK_KITE_STATUS_DUPLICATE)) {
       lua_createtable(L, 0, 4);
       lua_pushvalue(L, -3);
       lua_setfield(L, -2, "proto");
@@ -658,6 +659,10 @@ static const struct {
     {"set_tls_verify", "set_tls_verify", 0},
     {"set_tls", "set_relay_tls", 0},
     {"add_tls_endpoint", "add_relay_tls_endpoint", 0},
+    {"remove_tls_endpoint", "remove_relay_tls_endpoint", 0},
+    {"remove_domain", "remove_relay_domain", 0},
+    {"remove_kite", "remove_kite", 0},
+    {"remove_frontend", "remove_frontend", 0},
     {"set_tls_default", "set_relay_tls_default", 0},
     {"set_raw_ports", "set_relay_raw_ports", 0},
     {"add_port_alias", "add_relay_port_alias", 0},

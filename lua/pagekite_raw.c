@@ -110,6 +110,27 @@ static int lpkr_add_whitelabel_frontends(lua_State *L) {
   return 1;
 }
 
+/* pagekite_remove_kite -> pagekite.raw.remove_kite */
+static int lpkr_remove_kite(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_proto = luaL_checkstring(L, 2);
+  const char *a_kitename = luaL_checkstring(L, 3);
+  int a_pport = lpk_arg_int(L, 4);
+  int r = pagekite_remove_kite(a_mgr, a_proto, a_kitename, a_pport);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_remove_frontend -> pagekite.raw.remove_frontend */
+static int lpkr_remove_frontend(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_host = luaL_checkstring(L, 2);
+  int a_port = lpk_arg_int(L, 3);
+  int r = pagekite_remove_frontend(a_mgr, a_host, a_port);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_lookup_and_add_frontend -> pagekite.raw.lookup_and_add_frontend */
 static int lpkr_lookup_and_add_frontend(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -390,6 +411,25 @@ static int lpkr_add_relay_tls_endpoint(lua_State *L) {
   return 1;
 }
 
+/* pagekite_remove_relay_domain -> pagekite.raw.remove_relay_domain */
+static int lpkr_remove_relay_domain(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_protos = luaL_checkstring(L, 2);
+  const char *a_pattern = luaL_checkstring(L, 3);
+  int r = pagekite_remove_relay_domain(a_mgr, a_protos, a_pattern);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_remove_relay_tls_endpoint -> pagekite.raw.remove_relay_tls_endpoint */
+static int lpkr_remove_relay_tls_endpoint(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_name = luaL_checkstring(L, 2);
+  int r = pagekite_remove_relay_tls_endpoint(a_mgr, a_name);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_set_relay_tls_default -> pagekite.raw.set_relay_tls_default */
 static int lpkr_set_relay_tls_default(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -616,6 +656,8 @@ const luaL_Reg lpk_raw_functions[] = {
     {"add_kite_access", lpkr_add_kite_access},
     {"add_service_frontends", lpkr_add_service_frontends},
     {"add_whitelabel_frontends", lpkr_add_whitelabel_frontends},
+    {"remove_kite", lpkr_remove_kite},
+    {"remove_frontend", lpkr_remove_frontend},
     {"lookup_and_add_frontend", lpkr_lookup_and_add_frontend},
     {"add_frontend", lpkr_add_frontend},
     {"set_log_mask", lpkr_set_log_mask},
@@ -645,6 +687,8 @@ const luaL_Reg lpk_raw_functions[] = {
     {"set_relay_duplicates", lpkr_set_relay_duplicates},
     {"set_relay_tls", lpkr_set_relay_tls},
     {"add_relay_tls_endpoint", lpkr_add_relay_tls_endpoint},
+    {"remove_relay_domain", lpkr_remove_relay_domain},
+    {"remove_relay_tls_endpoint", lpkr_remove_relay_tls_endpoint},
     {"set_relay_tls_default", lpkr_set_relay_tls_default},
     {"set_relay_raw_ports", lpkr_set_relay_raw_ports},
     {"add_relay_port_alias", lpkr_add_relay_port_alias},

@@ -44,6 +44,10 @@ export interface RawBinding {
   addServiceFrontends(mgr: PageKiteHandle | null, flags: number): number;
   /** pagekite_add_whitelabel_frontends(): Use the front-end relays of a white-label domain. */
   addWhitelabelFrontends(mgr: PageKiteHandle | null, flags: number, whitelabelTld: string): number;
+  /** pagekite_remove_kite(): Stop publishing one kite added with pagekite_add_kite, without a restart. */
+  removeKite(mgr: PageKiteHandle | null, proto: string, kitename: string, pport: number): number;
+  /** pagekite_remove_frontend(): Forget a relay added with pagekite_add_frontend / pagekite_lookup_and_add_frontend, without a restart. */
+  removeFrontend(mgr: PageKiteHandle | null, host: string, port: number): number;
   /** pagekite_lookup_and_add_frontend(): Add every address of a DNS name as a candidate front-end relay. */
   lookupAndAddFrontend(mgr: PageKiteHandle | null, domain: string, port: number, updateFromDns: number): number;
   /** pagekite_add_frontend(): Add the addresses of a DNS name as relays, resolved once. */
@@ -102,6 +106,10 @@ export interface RawBinding {
   setRelayTls(mgr: PageKiteHandle | null, certFile: string, keyFile: string): number;
   /** pagekite_add_relay_tls_endpoint(): Relay role: a TLS certificate for one name or "*.domain" (pagekite.py's --tls_endpoint). */
   addRelayTlsEndpoint(mgr: PageKiteHandle | null, name: string, certFile: string, keyFile: string | null): number;
+  /** pagekite_remove_relay_domain(): Relay role: stop accepting kites of a domain added with pagekite_add_relay_domain; drop the live ones. */
+  removeRelayDomain(mgr: PageKiteHandle | null, protos: string, pattern: string): number;
+  /** pagekite_remove_relay_tls_endpoint(): Relay role: forget the certificate of one name added with pagekite_add_relay_tls_endpoint. */
+  removeRelayTlsEndpoint(mgr: PageKiteHandle | null, name: string): number;
   /** pagekite_set_relay_tls_default(): Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default). */
   setRelayTlsDefault(mgr: PageKiteHandle | null, name: string | null): number;
   /** pagekite_set_relay_raw_ports(): Relay role: ports raw kites may claim (pagekite.py's --rawports), or "virtual" for any. */

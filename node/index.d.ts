@@ -239,9 +239,13 @@ export class Connector extends Manager {
   constructor(options?: ConnectorOptions);
   /** Before start() only. */
   addKite(kite: Kite | KiteWithDeprecatedNames): this;
+  /** Stop serving a kite (as added), at any time. */
+  removeKite(proto: string, name: string, publicPort?: number): this;
   addKiteAccess(name: string, rule: string, publicPort?: number): this;
   /** Use the relay(s) `host` resolves to; returns the number of addresses. Before start(). */
   addFrontend(host: string, port: number, opts?: { updateFromDns?: boolean }): number;
+  /** Forget a relay (as added), at any time: its tunnels close. */
+  removeFrontend(host: string, port: number): this;
   /** Use the pagekite.net relay pool. Before start(). */
   addServiceFrontends(flags?: number): number;
   /** Use a white-label domain's relays. Before start(). */
@@ -274,6 +278,8 @@ export class Relay extends Manager {
   addListener<K extends keyof ManagerEvents>(event: K, listener: (...args: ManagerEvents[K]) => void): this;
   /** Accept kites matching pattern for protos ("http,https" or an array), signed with secret. */
   addDomain(protos: string | string[], pattern: string, secret: string): this;
+  /** Stop accepting a domain (as added), at any time: its live kites are dropped. */
+  removeDomain(protos: string | string[], pattern: string): this;
   /** Share a flying kite between every correctly signed tunnel (default false: duplicates refused). Before start(). */
   setDuplicates(allow?: boolean): this;
   /** PEM certificate chain and key: the catch-all for TLS the relay terminates. Before start(). */
@@ -283,6 +289,8 @@ export class Relay extends Manager {
    * https kite takes it (keyFile null: the key is in certFile). Before start().
    */
   addTlsEndpoint(name: string, certFile: string, keyFile?: string | null): this;
+  /** Forget the certificate of name (as added), at any time. */
+  removeTlsEndpoint(name: string): this;
   /** The name assumed for TLS clients without SNI (null or '': none). Before start(). */
   setTlsDefault(name: string | null): this;
   /** Ports raw kites may claim: '22,2222', 'virtual' or [22, 'virtual'] (null or '': none). Before start(). */

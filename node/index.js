@@ -563,7 +563,7 @@ class Connector extends Manager {
    */
   addKite(kite) {
     const k = options(kite, 'kite');
-    this._configure('addKite');
+    this._alive('addKite');
     const proto = str(opt(k, 'proto', 'http'), 'kite.proto');
     const name = str(k.name, 'kite.name');
     const secret = str(k.secret, 'kite.secret');
@@ -585,13 +585,36 @@ class Connector extends Manager {
   }
 
   /**
+   * Stop serving a kite added with addKite() (same proto, name, publicPort),
+   * at any time, without a restart: its tunnel closes if it carried nothing
+   * else.  Throws a PageKiteError (PK_ENOTFOUND) when there is no such kite.
+   */
+  removeKite(proto, name, publicPort = 0) {
+    this._alive('removeKite');
+    const pp = port(publicPort, 'publicPort');
+    this._check('removeKite', binding.removeKite(this[kHandle], str(proto, 'proto'),
+      str(name, 'name'), pp));
+    const key = pp ? `${proto}-${pp}` : proto;
+    this._kites = this._kites.filter((k) => !(k.proto === key && k.name === name));
+    return this;
+  }
+
+  /**
    * Use the relay(s) that `host` resolves to; returns how many addresses.
    * With updateFromDns (the default) the name is re-resolved from time to time.
    */
   addFrontend(host, relayPort, { updateFromDns = true } = {}) {
-    this._configure('addFrontend');
+    this._alive('addFrontend');
     return this._check('addFrontend', binding.lookupAndAddFrontend(this[kHandle],
       str(host, 'host'), port(relayPort, 'port'), bool(updateFromDns, 'updateFromDns')));
+  }
+
+  /** Forget a relay added with addFrontend(), at any time: its tunnels close. */
+  removeFrontend(host, relayPort) {
+    this._alive('removeFrontend');
+    this._check('removeFrontend', binding.removeFrontend(this[kHandle], str(host, 'host'),
+      port(relayPort, 'port')));
+    return this;
   }
 
   /** Use the pagekite.net service's relay pool. */
@@ -716,10 +739,22 @@ class Relay extends Manager {
 
   /** Accept kites matching pattern ("name" or "*.domain") for protos, signed with secret. */
   addDomain(protos, pattern, secret) {
-    this._configure('addDomain');
+    this._alive('addDomain');
     const p = Array.isArray(protos) ? protos.join(',') : protos;
     this._check('addDomain', binding.addRelayDomain(this[kHandle], str(p, 'protos'),
       str(pattern, 'pattern'), str(secret, 'secret')));
+    return this;
+  }
+
+  /**
+   * Stop accepting kites of a domain added with addDomain() (same protos and
+   * pattern), at any time: live kites it no longer allows are dropped.
+   */
+  removeDomain(protos, pattern) {
+    this._alive('removeDomain');
+    const p = Array.isArray(protos) ? protos.join(',') : protos;
+    this._check('removeDomain', binding.removeRelayDomain(this[kHandle], str(p, 'protos'),
+      str(pattern, 'pattern')));
     return this;
   }
 
@@ -736,7 +771,7 @@ class Relay extends Manager {
 
   /** PEM certificate chain and key: the catch-all for TLS the relay terminates. */
   setTls(certFile, keyFile) {
-    this._configure('setTls');
+    this._alive('setTls');
     this._check('setTls', binding.setRelayTls(this[kHandle], str(certFile, 'certFile'),
       str(keyFile, 'keyFile')));
     return this;
@@ -748,15 +783,23 @@ class Relay extends Manager {
    * takes the name (pagekite.py's --tls_endpoint).  The files are read now.
    */
   addTlsEndpoint(name, certFile, keyFile = null) {
-    this._configure('addTlsEndpoint');
+    this._alive('addTlsEndpoint');
     this._check('addTlsEndpoint', binding.addRelayTlsEndpoint(this[kHandle], str(name, 'name'),
       str(certFile, 'certFile'), str(keyFile, 'keyFile', true)));
     return this;
   }
 
+  /** Forget the certificate of name (as added), at any time. */
+  removeTlsEndpoint(name) {
+    this._alive('removeTlsEndpoint');
+    this._check('removeTlsEndpoint', binding.removeRelayTlsEndpoint(this[kHandle],
+      str(name, 'name')));
+    return this;
+  }
+
   /** The name assumed for TLS clients that send no SNI (--tls_default); null or '' for none. */
   setTlsDefault(name) {
-    this._configure('setTlsDefault');
+    this._alive('setTlsDefault');
     this._check('setTlsDefault', binding.setRelayTlsDefault(this[kHandle], str(name, 'name', true)));
     return this;
   }
@@ -802,7 +845,7 @@ class Relay extends Manager {
 
   /** A message of the day for connectors, at most 1024 bytes (--motd); null or '' for none. */
   setMotd(motd) {
-    this._configure('setMotd');
+    this._alive('setMotd');
     this._check('setMotd', binding.setRelayMotd(this[kHandle], str(motd, 'motd', true)));
     return this;
   }

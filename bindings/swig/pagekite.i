@@ -65,6 +65,14 @@ static int pkj_add_whitelabel_frontends(int flags, const char *whitelabel_tld) {
   return pagekite_add_whitelabel_frontends(pkj_mgr, flags, whitelabel_tld);
 }
 
+static int pkj_remove_kite(const char *proto, const char *kitename, int pport) {
+  return pagekite_remove_kite(pkj_mgr, proto, kitename, pport);
+}
+
+static int pkj_remove_frontend(const char *host, int port) {
+  return pagekite_remove_frontend(pkj_mgr, host, port);
+}
+
 static int pkj_lookup_and_add_frontend(const char *domain, int port,
                                        int update_from_dns) {
   return pagekite_lookup_and_add_frontend(pkj_mgr, domain, port, update_from_dns);
@@ -186,6 +194,14 @@ static int pkj_set_relay_tls(const char *cert_file, const char *key_file) {
 static int pkj_add_relay_tls_endpoint(const char *name, const char *cert_file,
                                       const char *key_file) {
   return pagekite_add_relay_tls_endpoint(pkj_mgr, name, cert_file, key_file);
+}
+
+static int pkj_remove_relay_domain(const char *protos, const char *pattern) {
+  return pagekite_remove_relay_domain(pkj_mgr, protos, pattern);
+}
+
+static int pkj_remove_relay_tls_endpoint(const char *name) {
+  return pagekite_remove_relay_tls_endpoint(pkj_mgr, name);
 }
 
 static int pkj_set_relay_tls_default(const char *name) {
@@ -572,7 +588,12 @@ bool pkj_init_whitelabel(const char *appId, int maxKites, int maxConns, int flag
    * times as long as the protocol or public port differs.
    *
    * With the \"raw\" protocol the public port must be given (pport may not be 0).
-   * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_add_kite().
+   *
+   * Callable at any time, from any thread: after pagekite_thread_start the
+   * origin's name is resolved in the calling thread and the loop then asks for
+   * the kite on the open tunnels (AddKites; a relay without AddKites gets a new
+   * tunnel), without disturbing the kites that fly.
+   * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_add_kite().
    * @param proto Protocol: \"http\", \"https\", \"raw\", \"websocket\", ...
    * @param kitename Public DNS name of the kite.
    * @param pport Public port, 0 for the protocol's default.
@@ -643,6 +664,44 @@ int pkj_add_service_frontends(int flags);
 %rename(addWhitelabelFrontends) pkj_add_whitelabel_frontends;
 int pkj_add_whitelabel_frontends(int flags, const char *whitelabelTld);
 
+%javamethodmodifiers pkj_remove_kite "/**
+   * Stop publishing one kite added with pagekite_add_kite, without a restart.
+   *
+   * proto, kitename and pport are as given to pagekite_add_kite. Callable at any
+   * time, from any thread; after pagekite_thread_start the loop applies it:
+   * streams in progress finish, new ones for the kite are answered as
+   * unavailable, and a PK_EVENT_KITE (code PK_KITE_STATUS_WAITING, text \"kite
+   * removed\") tells of it. The PageKite wire protocol has no message that drops
+   * one kite of a tunnel: a tunnel that carried only this kite is closed (the
+   * relay then drops it); a tunnel that carries other kites stays up untouched,
+   * and the relay keeps routing the removed kite to it until that tunnel is made
+   * again (its visitors get the connector's \"unavailable\" page).
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_kite().
+   * @param proto Protocol, as added.
+   * @param kitename Kite name, as added.
+   * @param pport Public port, as added (0: any).
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: no such kite).
+   */
+  public";
+%rename(removeKite) pkj_remove_kite;
+int pkj_remove_kite(const char *proto, const char *kitename, int pport);
+
+%javamethodmodifiers pkj_remove_frontend "/**
+   * Forget a relay added with pagekite_add_frontend / pagekite_lookup_and_add_frontend, without a restart.
+   *
+   * host and port are as added. Callable at any time, from any thread; after
+   * pagekite_thread_start the loop closes the tunnels to that relay's addresses
+   * only (their streams end) and stops resolving and pinging it; the kites then
+   * fly through the other relays, as after a relay failure.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_frontend().
+   * @param host Relay host name or address, as added.
+   * @param port Relay port, as added.
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: no such relay).
+   */
+  public";
+%rename(removeFrontend) pkj_remove_frontend;
+int pkj_remove_frontend(const char *host, int port);
+
 %javamethodmodifiers pkj_lookup_and_add_frontend "/**
    * Add every address of a DNS name as a candidate front-end relay.
    *
@@ -652,7 +711,12 @@ int pkj_add_whitelabel_frontends(int flags, const char *whitelabelTld);
    * With update_from_dns nonzero the name is resolved again from time to time so
    * new relay addresses are picked up. That is the recommended setting: a
    * long-running application keeps up with changes to the relay network.
-   * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_lookup_and_add_frontend().
+   *
+   * Callable at any time, from any thread: after pagekite_thread_start the name
+   * is resolved in the calling thread and its addresses join the candidates (used
+   * when a tunnel is next made: at a failure, a migration, or for spares); a
+   * relay that is configured already fails with PK_EEXIST.
+   * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_lookup_and_add_frontend().
    * @param domain DNS name of one relay or of a pool of relays.
    * @param port Port to connect to.
    * @param updateFromDns Nonzero to re-resolve the name periodically.
@@ -668,7 +732,7 @@ int pkj_lookup_and_add_frontend(const char *domain, int port, int updateFromDns)
    * Like pagekite_lookup_and_add_frontend() with update_from_dns = 0: the name is
    * resolved only at startup. Kept for compatibility; new applications should let
    * the manager re-resolve relays.
-   * <p>Call before pagekite_thread_start().  Since 0.91.  C: pagekite_add_frontend().
+   * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_add_frontend().
    * @param domain DNS name of one relay or of a pool of relays.
    * @param port Port to connect to.
    * @return The number of relay addresses configured. On failure: -1.
@@ -1026,7 +1090,11 @@ int pkj_add_relay_listener(const char *host, int port);
    * may name a port (\"http-8080\": kites on that port only; for such a kite these
    * entries are looked up before plain \"http\" ones, as pagekite.py's). A
    * connector may register a matching kite only if it proves knowledge of secret.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_domain().
+   * Callable at any time, from any thread: adding the same protos and pattern
+   * again replaces its secret, and live kites that proved the old secret are
+   * dropped (as pagekite_remove_relay_domain says); a new pattern serves the next
+   * connectors at once. At most 64 entries.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_add_relay_domain().
    * @param protos Comma-separated protocols.
    * @param pattern Kite name or \"*.domain\" wildcard.
    * @param secret Shared secret for these kites.
@@ -1057,8 +1125,10 @@ int pkj_set_relay_duplicates(int allow);
    * Both are PEM files. TLS for a name with no https kite and no endpoint of its
    * own (pagekite_add_relay_tls_endpoint) is terminated with this certificate:
    * tunnels inside TLS, and HTTPS for http kites. Without it (and without an
-   * endpoint for the name) such a client gets a TLS alert.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_tls().
+   * endpoint for the name) such a client gets a TLS alert. Callable at any time,
+   * from any thread: calling it again rotates the certificate (new handshakes get
+   * the new one; sessions in progress keep the old one).
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_relay_tls().
    * @param certFile PEM certificate (chain).
    * @param keyFile PEM private key.
    * @return 0 on success. On failure: -1.
@@ -1080,7 +1150,11 @@ int pkj_set_relay_tls(const char *certFile, const char *keyFile);
    * requests for http kites. The files are read now; an unreadable file, a key
    * that does not match, or a name given twice fails with a message naming the
    * file. key_file NULL: the key is in cert_file (pagekite.py's single PEM).
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_tls_endpoint().
+   * Callable at any time, from any thread: a name that has an endpoint already
+   * gets the new certificate (rotation; sessions in progress keep the old one,
+   * new handshakes get the new one); files that cannot be used leave the old
+   * certificate in place.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_add_relay_tls_endpoint().
    * @param name Name the certificate serves: \"host.example.com\" or \"*.example.com\".
    * @param certFile PEM certificate chain (and the key, when there is no key_file).
    * @param keyFile PEM private key, or NULL when it is in cert_file.
@@ -1090,6 +1164,42 @@ int pkj_set_relay_tls(const char *certFile, const char *keyFile);
 %rename(addRelayTlsEndpoint) pkj_add_relay_tls_endpoint;
 int pkj_add_relay_tls_endpoint(const char *name, const char *certFile, const char *keyFile);
 
+%javamethodmodifiers pkj_remove_relay_domain "/**
+   * Relay role: stop accepting kites of a domain added with pagekite_add_relay_domain; drop the live ones.
+   *
+   * protos and pattern are as given to pagekite_add_relay_domain (the entry is
+   * found by both). Callable at any time, from any thread. The loop then
+   * re-checks every live kite against the remaining domains: a kite still signed
+   * by a secret the table names for it keeps flying untouched (another, wider
+   * pattern with the same secret keeps it); the others are dropped, each with a
+   * PK_EVENT_KITE (PK_KITE_STATUS_REJECTED, text \"domain removed or its secret
+   * changed\") and a log line, and a tunnel left without a kite is closed (its
+   * streams end; log \"domain removed: no kite left\"). New requests for a dropped
+   * kite get the relay's 503 page.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_relay_domain().
+   * @param protos Comma-separated protocols, as added.
+   * @param pattern Kite name or \"*.domain\" wildcard, as added.
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: no such entry).
+   */
+  public";
+%rename(removeRelayDomain) pkj_remove_relay_domain;
+int pkj_remove_relay_domain(const char *protos, const char *pattern);
+
+%javamethodmodifiers pkj_remove_relay_tls_endpoint "/**
+   * Relay role: forget the certificate of one name added with pagekite_add_relay_tls_endpoint.
+   *
+   * New TLS handshakes for the name then use the wildcard endpoint one label up
+   * or the pagekite_set_relay_tls() certificate, else get a TLS alert; sessions
+   * in progress keep the certificate they started with. Callable at any time,
+   * from any thread.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_remove_relay_tls_endpoint().
+   * @param name The name as added: \"host.example.com\" or \"*.example.com\".
+   * @return 0 on success. On failure: -1 (PK_ENOTFOUND: the name has no endpoint).
+   */
+  public";
+%rename(removeRelayTlsEndpoint) pkj_remove_relay_tls_endpoint;
+int pkj_remove_relay_tls_endpoint(const char *name);
+
 %javamethodmodifiers pkj_set_relay_tls_default "/**
    * Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default).
    *
@@ -1097,7 +1207,7 @@ int pkj_add_relay_tls_endpoint(const char *name, const char *certFile, const cha
    * its https kite if one flies, else terminated with its endpoint's certificate,
    * as pagekite.py does. NULL or \"\" (the default): without SNI, the
    * pagekite_set_relay_tls() certificate is used, or the client gets a TLS alert.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_tls_default().
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_relay_tls_default().
    * @param name Kite or endpoint name, or NULL.
    * @return 0 on success. On failure: -1 (not a valid name).
    */
@@ -1166,8 +1276,9 @@ int pkj_add_relay_proxy_source(const char *cidr);
    * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
    * as pagekite.py does; pagekite.py connectors show it, ours log it (\"Message of
    * the day from RELAY: ...\"). At most 1024 bytes; control characters other than
-   * newline and tab are refused. NULL or \"\" sends none.
-   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_motd().
+   * newline and tab are refused. NULL or \"\" sends none. Callable at any time:
+   * tunnels made after the call get the new message.
+   * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_set_relay_motd().
    * @param motd The message, or NULL.
    * @return 0 on success. On failure: -1 (too long, or control characters).
    */

@@ -450,6 +450,11 @@ PK_EXPORT pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kite
  *
  * With the "raw" protocol the public port must be given (pport may not be 0).
  *
+ * Callable at any time, from any thread: after pagekite_thread_start the
+ * origin's name is resolved in the calling thread and the loop then asks for
+ * the kite on the open tunnels (AddKites; a relay without AddKites gets a new
+ * tunnel), without disturbing the kites that fly.
+ *
  *   mgr       The manager.
  *   proto     Protocol: "http", "https", "raw", "websocket", ...
  *   kitename  Public DNS name of the kite.
@@ -459,7 +464,7 @@ PK_EXPORT pagekite_mgr pagekite_init_whitelabel(const char *app_id, int max_kite
  *   lport     Port of the origin server.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.91.
+ * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char *kitename,
                                 int pport, const char *secret, const char *backend, int lport);
@@ -501,6 +506,45 @@ PK_EXPORT int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 PK_EXPORT int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags,
                                                 const char *whitelabel_tld);
 
+/* Stop publishing one kite added with pagekite_add_kite, without a restart.
+ *
+ * proto, kitename and pport are as given to pagekite_add_kite. Callable at any
+ * time, from any thread; after pagekite_thread_start the loop applies it:
+ * streams in progress finish, new ones for the kite are answered as
+ * unavailable, and a PK_EVENT_KITE (code PK_KITE_STATUS_WAITING, text "kite
+ * removed") tells of it. The PageKite wire protocol has no message that drops
+ * one kite of a tunnel: a tunnel that carried only this kite is closed (the
+ * relay then drops it); a tunnel that carries other kites stays up untouched,
+ * and the relay keeps routing the removed kite to it until that tunnel is made
+ * again (its visitors get the connector's "unavailable" page).
+ *
+ *   mgr       The manager.
+ *   proto     Protocol, as added.
+ *   kitename  Kite name, as added.
+ *   pport     Public port, as added (0: any).
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: no such kite).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_kite(pagekite_mgr mgr, const char *proto, const char *kitename,
+                                   int pport);
+
+/* Forget a relay added with pagekite_add_frontend / pagekite_lookup_and_add_frontend, without a restart.
+ *
+ * host and port are as added. Callable at any time, from any thread; after
+ * pagekite_thread_start the loop closes the tunnels to that relay's addresses
+ * only (their streams end) and stops resolving and pinging it; the kites then
+ * fly through the other relays, as after a relay failure.
+ *
+ *   mgr   The manager.
+ *   host  Relay host name or address, as added.
+ *   port  Relay port, as added.
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: no such relay).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_frontend(pagekite_mgr mgr, const char *host, int port);
+
 /* Add every address of a DNS name as a candidate front-end relay.
  *
  * Each address the name resolves to becomes a candidate relay; the manager
@@ -510,13 +554,18 @@ PK_EXPORT int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags,
  * new relay addresses are picked up. That is the recommended setting: a
  * long-running application keeps up with changes to the relay network.
  *
+ * Callable at any time, from any thread: after pagekite_thread_start the name
+ * is resolved in the calling thread and its addresses join the candidates (used
+ * when a tunnel is next made: at a failure, a migration, or for spares); a
+ * relay that is configured already fails with PK_EEXIST.
+ *
  *   mgr              The manager.
  *   domain           DNS name of one relay or of a pool of relays.
  *   port             Port to connect to.
  *   update_from_dns  Nonzero to re-resolve the name periodically.
  *
  * Returns: The number of relay addresses configured. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.91.
+ * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *domain, int port,
                                                int update_from_dns);
@@ -532,7 +581,7 @@ PK_EXPORT int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *dom
  *   port    Port to connect to.
  *
  * Returns: The number of relay addresses configured. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.91.
+ * Call at any time (thread-safe). Since 0.91.
  */
 PK_EXPORT int pagekite_add_frontend(pagekite_mgr mgr, const char *domain, int port);
 
@@ -919,6 +968,10 @@ PK_EXPORT int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, in
  * may name a port ("http-8080": kites on that port only; for such a kite these
  * entries are looked up before plain "http" ones, as pagekite.py's). A
  * connector may register a matching kite only if it proves knowledge of secret.
+ * Callable at any time, from any thread: adding the same protos and pattern
+ * again replaces its secret, and live kites that proved the old secret are
+ * dropped (as pagekite_remove_relay_domain says); a new pattern serves the next
+ * connectors at once. At most 64 entries.
  *
  *   mgr      The manager.
  *   protos   Comma-separated protocols.
@@ -926,7 +979,7 @@ PK_EXPORT int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, in
  *   secret   Shared secret for these kites.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *pattern,
                                         const char *secret);
@@ -951,14 +1004,16 @@ PK_EXPORT int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
  * Both are PEM files. TLS for a name with no https kite and no endpoint of its
  * own (pagekite_add_relay_tls_endpoint) is terminated with this certificate:
  * tunnels inside TLS, and HTTPS for http kites. Without it (and without an
- * endpoint for the name) such a client gets a TLS alert.
+ * endpoint for the name) such a client gets a TLS alert. Callable at any time,
+ * from any thread: calling it again rotates the certificate (new handshakes get
+ * the new one; sessions in progress keep the old one).
  *
  *   mgr        The manager.
  *   cert_file  PEM certificate (chain).
  *   key_file   PEM private key.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
 
@@ -974,6 +1029,10 @@ PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, co
  * requests for http kites. The files are read now; an unreadable file, a key
  * that does not match, or a name given twice fails with a message naming the
  * file. key_file NULL: the key is in cert_file (pagekite.py's single PEM).
+ * Callable at any time, from any thread: a name that has an endpoint already
+ * gets the new certificate (rotation; sessions in progress keep the old one,
+ * new handshakes get the new one); files that cannot be used leave the old
+ * certificate in place.
  *
  *   mgr        The manager.
  *   name       Name the certificate serves: "host.example.com" or
@@ -982,10 +1041,48 @@ PK_EXPORT int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, co
  *   key_file   PEM private key, or NULL when it is in cert_file.
  *
  * Returns: 0 on success. On failure: -1.
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name,
                                               const char *cert_file, const char *key_file);
+
+/* Relay role: stop accepting kites of a domain added with pagekite_add_relay_domain; drop the live ones.
+ *
+ * protos and pattern are as given to pagekite_add_relay_domain (the entry is
+ * found by both). Callable at any time, from any thread. The loop then
+ * re-checks every live kite against the remaining domains: a kite still signed
+ * by a secret the table names for it keeps flying untouched (another, wider
+ * pattern with the same secret keeps it); the others are dropped, each with a
+ * PK_EVENT_KITE (PK_KITE_STATUS_REJECTED, text "domain removed or its secret
+ * changed") and a log line, and a tunnel left without a kite is closed (its
+ * streams end; log "domain removed: no kite left"). New requests for a dropped
+ * kite get the relay's 503 page.
+ *
+ *   mgr      The manager.
+ *   protos   Comma-separated protocols, as added.
+ *   pattern  Kite name or "*.domain" wildcard, as added.
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: no such entry).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_relay_domain(pagekite_mgr mgr, const char *protos,
+                                           const char *pattern);
+
+/* Relay role: forget the certificate of one name added with pagekite_add_relay_tls_endpoint.
+ *
+ * New TLS handshakes for the name then use the wildcard endpoint one label up
+ * or the pagekite_set_relay_tls() certificate, else get a TLS alert; sessions
+ * in progress keep the certificate they started with. Callable at any time,
+ * from any thread.
+ *
+ *   mgr   The manager.
+ *   name  The name as added: "host.example.com" or "*.example.com".
+ *
+ * Returns: 0 on success. On failure: -1 (PK_ENOTFOUND: the name has no
+ * endpoint).
+ * Call at any time (thread-safe). Since 0.92.
+ */
+PK_EXPORT int pagekite_remove_relay_tls_endpoint(pagekite_mgr mgr, const char *name);
 
 /* Relay role: the name assumed for TLS clients that send no SNI (pagekite.py's --tls_default).
  *
@@ -998,7 +1095,7 @@ PK_EXPORT int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name
  *   name  Kite or endpoint name, or NULL.
  *
  * Returns: 0 on success. On failure: -1 (not a valid name).
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 
@@ -1064,13 +1161,14 @@ PK_EXPORT int pagekite_add_relay_proxy_source(pagekite_mgr mgr, const char *cidr
  * Sent to every connector in its handshake answer (X-PageKite-Misc: motd=...),
  * as pagekite.py does; pagekite.py connectors show it, ours log it ("Message of
  * the day from RELAY: ..."). At most 1024 bytes; control characters other than
- * newline and tab are refused. NULL or "" sends none.
+ * newline and tab are refused. NULL or "" sends none. Callable at any time:
+ * tunnels made after the call get the new message.
  *
  *   mgr   The manager.
  *   motd  The message, or NULL.
  *
  * Returns: 0 on success. On failure: -1 (too long, or control characters).
- * Call before pagekite_thread_start(). Since 0.92.
+ * Call at any time (thread-safe). Since 0.92.
  */
 PK_EXPORT int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
 

@@ -129,14 +129,14 @@ PK_API pagekite_mgr pagekite_init(const char *app_id, int max_kites, int max_fro
   if (relay) {
     m->max_listeners = max_frontends > 0 ? max_frontends : 8;
     m->listeners = calloc((size_t)m->max_listeners, sizeof(pk_listener));
-    m->max_domains = 64;
-    m->domains = calloc((size_t)m->max_domains, sizeof(pk_relay_domain));
+    m->domains.max = PK_MAX_RELAY_DOMAINS;
+    m->domains.d = calloc((size_t)m->domains.max, sizeof(pk_relay_domain));
     m->max_rkites = (max_kites > 0 ? max_kites : 1) * 4;
     uint32_t seq0 = 0;
     uint64_t seed = 0;
     RAND_bytes((unsigned char *)&seq0, sizeof(seq0));
     RAND_bytes((unsigned char *)&seed, sizeof(seed));
-    if (!m->listeners || !m->domains ||
+    if (!m->listeners || !m->domains.d ||
         pk_reg_init(&m->rkites, (uint32_t)m->max_rkites, seed) != 0 ||
         pk_replay_init(&m->replay, seq0) != 0 ||
         pk_iptab_init(&m->unauth_ips, (size_t)(max_conns / 2 + 8) + m->ntunnels) != 0) {
@@ -273,20 +273,71 @@ PK_API int pagekite_add_kite_access(pagekite_mgr h, const char *kitename, int pp
   return 0;
 }
 
+/* ---- kites and frontends, before and after start ---- */
+/* After start, kites and frontends change on the loop thread: the caller
+ * queues a pk_cfg_op (under the lock) and wakes the loop, which applies it
+ * (connector.c: pk_connector_reconfigure).  Before start they change here. */
+static void queue_op(pk_mgr *m, pk_cfg_op *op) { /* under the lock */
+  op->next = NULL;
+  if (!m->ops_tail) m->ops_tail = &m->ops;
+  *m->ops_tail = op;
+  m->ops_tail = &op->next;
+}
+
+static void ops_changed(pk_mgr *m) {
+  PK_SET(m->reconfigured, 1);
+  pk_manager_wake(m);
+}
+
+static void ops_free(pk_mgr *m) {
+  while (m->ops) {
+    pk_cfg_op *op = m->ops;
+    m->ops = op->next;
+    free(op);
+  }
+  m->ops_tail = NULL;
+}
+
+static int same_kite(const pk_kite *a, const char *proto, const char *name, int pport) {
+  return strcasecmp(a->proto, proto) == 0 && strcasecmp(a->name, name) == 0 && a->pport == pport;
+}
+
+/* Under the lock: the queued op of kind for this kite, or NULL. */
+static pk_cfg_op **op_for_kite(pk_mgr *m, int kind, const char *proto, const char *name,
+                               int pport) {
+  for (pk_cfg_op **p = &m->ops; *p; p = &(*p)->next)
+    if ((*p)->kind == kind && same_kite(&(*p)->kite, proto, name, pport)) return p;
+  return NULL;
+}
+
+/* Under the lock: the kite as it will be once the queue is applied. */
+static int kite_index(pk_mgr *m, const char *proto, const char *name, int pport) {
+  for (int i = 0; i < m->nkites; i++)
+    if (same_kite(&m->kites[i], proto, name, pport)) return i;
+  return -1;
+}
+
+static int kite_will_exist(pk_mgr *m, const char *proto, const char *name, int pport) {
+  if (op_for_kite(m, PK_OP_ADD_KITE, proto, name, pport)) return 1;
+  return kite_index(m, proto, name, pport) >= 0 &&
+         !op_for_kite(m, PK_OP_DEL_KITE, proto, name, pport);
+}
+
+static int kites_planned(pk_mgr *m) {
+  int n = m->nkites;
+  for (pk_cfg_op *op = m->ops; op; op = op->next)
+    n += op->kind == PK_OP_ADD_KITE ? 1 : op->kind == PK_OP_DEL_KITE ? -1 : 0;
+  return n;
+}
+
 PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kitename, int pport,
                              const char *secret, const char *backend, int lport) {
   pk_mgr *m = MGR(h);
-  if (pk_api_before_start(m, "pagekite_add_kite")) return -1;
+  if (check_mgr(m)) return -1;
   if (kite_args_ok(proto, kitename, pport, secret, lport) != 0) return -1;
-  if (m->nkites >= m->max_kites)
-    return pk_fail(PK_ELIMIT, "pagekite_add_kite: max_kites (%d) reached", m->max_kites);
-  for (int i = 0; i < m->nkites; i++)
-    if (strcasecmp(m->kites[i].proto, proto) == 0 && strcasecmp(m->kites[i].name, kitename) == 0 &&
-        m->kites[i].pport == pport)
-      return pk_fail(PK_EEXIST, "pagekite_add_kite: kite %s:%s:%d already configured", proto,
-                     kitename, pport);
-  pk_kite *k = &m->kites[m->nkites];
-  memset(k, 0, sizeof(*k));
+  pk_cfg_op *op = calloc(1, sizeof(*op));
+  if (!op) return pk_fail(PK_ENOMEM, "pagekite_add_kite: out of memory");
+  pk_kite *k = &op->kite;
   snprintf(k->proto, sizeof(k->proto), "%s", proto);
   for (char *p = k->proto; *p; p++)
     if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
@@ -295,37 +346,106 @@ PK_API int pagekite_add_kite(pagekite_mgr h, const char *proto, const char *kite
     if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
   snprintf(k->secret, sizeof(k->secret), "%s", secret);
   if (host_arg(backend && *backend ? backend : "localhost", k->backend, sizeof(k->backend)) != 0) {
+    free(op);
     return pk_fail(PK_EINVAL, "pagekite_add_kite: backend '%.80s' is not a host name or address",
                    backend);
   }
   k->pport = pport;
   k->lport = lport;
-  pk_frontend tmp;
-  memset(&tmp, 0, sizeof(tmp));
-  snprintf(tmp.host, sizeof(tmp.host), "%s", k->backend);
-  tmp.port = lport;
-  int saved = m->flags;
-  m->flags |= PK_WITH_IPV4 | PK_WITH_IPV6;
   /* Every address the origin's name has is tried in turn, in the
-   * resolver's order (localhost: ::1, then 127.0.0.1). */
-  int n = pk_frontend_resolve(m, &tmp);
+   * resolver's order (localhost: ::1, then 127.0.0.1).  Resolved here, in
+   * the caller's thread, never on the loop. */
+  pk_frontend *tmp = &op->fe;
+  snprintf(tmp->host, sizeof(tmp->host), "%s", k->backend);
+  tmp->port = lport;
+  int n = pk_origin_resolve(m, tmp, m->flags | PK_WITH_IPV4 | PK_WITH_IPV6);
   k->norigins = n < PK_MAX_ORIGIN_ADDRS ? n : PK_MAX_ORIGIN_ADDRS;
-  for (int i = 0; i < k->norigins; i++) k->origins[i] = tmp.addrs[i];
-  m->flags = saved;
+  for (int i = 0; i < k->norigins; i++) k->origins[i] = tmp->addrs[i];
+  memset(tmp, 0, sizeof(*tmp));
   if (!k->norigins) {
+    free(op);
     return pk_fail(PK_ENETWORK, "pagekite_add_kite: cannot resolve backend %s (%s)", k->backend,
                    pk_get_error());
   }
-  m->nkites++;
-  pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s://%s:%d -> %s:%d", k->proto, k->name, pport, k->backend,
-         lport);
+  uv_mutex_lock(&m->lock);
+  int rv = 0, started = m->started;
+  if (kite_will_exist(m, k->proto, k->name, pport))
+    rv = pk_fail(PK_EEXIST, "pagekite_add_kite: kite %s:%s:%d already configured", proto,
+                 kitename, pport);
+  else if (kites_planned(m) >= m->max_kites)
+    rv = pk_fail(PK_ELIMIT, "pagekite_add_kite: max_kites (%d) reached", m->max_kites);
+  else if (!started)
+    m->kites[m->nkites++] = *k;
+  else
+    op->kind = PK_OP_ADD_KITE, queue_op(m, op), op = NULL;
+  uv_mutex_unlock(&m->lock);
+  free(op);
+  if (rv != 0) return rv;
+  if (started) ops_changed(m);
+  pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s://%s:%d -> %s:%d%s", proto, kitename, pport,
+         backend && *backend ? backend : "localhost", lport, started ? " (added while running)" : "");
   return 0;
+}
+
+PK_API int pagekite_remove_kite(pagekite_mgr h, const char *proto, const char *kitename,
+                                int pport) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_remove_kite";
+  if (check_mgr(m)) return -1;
+  if (!pk_api_valid_name(proto, 32) || !pk_api_valid_name(kitename, PK_NAME_MAX) || pport < 0 ||
+      pport > 65535)
+    return pk_fail(PK_EINVAL, "%s: expected a proto, a kite name and a port 0-65535", fn);
+  pk_cfg_op *op = calloc(1, sizeof(*op));
+  if (!op) return pk_fail(PK_ENOMEM, "%s: out of memory", fn);
+  uv_mutex_lock(&m->lock);
+  int rv = 0, started = m->started, i = kite_index(m, proto, kitename, pport);
+  pk_cfg_op **queued = op_for_kite(m, PK_OP_ADD_KITE, proto, kitename, pport);
+  if (queued) { /* not applied yet: it never flies */
+    pk_cfg_op *gone = *queued;
+    *queued = gone->next;
+    if (m->ops_tail == &gone->next) m->ops_tail = queued;
+    free(gone);
+  } else if (i < 0 || op_for_kite(m, PK_OP_DEL_KITE, proto, kitename, pport)) {
+    rv = pk_fail(PK_ENOTFOUND, "%s: no kite %s:%s:%d", fn, proto, kitename, pport);
+  } else if (!started) { /* no loop, no streams yet */
+    memmove(&m->kites[i], &m->kites[i + 1], (size_t)(m->nkites - i - 1) * sizeof(pk_kite));
+    m->nkites--;
+  } else {
+    op->kind = PK_OP_DEL_KITE;
+    op->kite = m->kites[i];
+    queue_op(m, op);
+    op = NULL;
+  }
+  uv_mutex_unlock(&m->lock);
+  free(op);
+  if (rv == 0 && started) ops_changed(m);
+  return rv;
+}
+
+static int same_fe(const pk_frontend *f, const char *host, int port) {
+  return f->host[0] && strcasecmp(f->host, host) == 0 && f->port == port;
+}
+
+/* Under the lock: frontends once the queue is applied, and whether one is. */
+static int fes_planned(pk_mgr *m, const char *host, int port, int *exists) {
+  int n = 0;
+  *exists = 0;
+  for (int i = 0; i < m->nfes; i++)
+    if (m->fes[i].host[0]) n++, *exists |= same_fe(&m->fes[i], host, port);
+  for (pk_cfg_op *op = m->ops; op; op = op->next) {
+    if (op->kind == PK_OP_ADD_FE) n++, *exists |= same_fe(&op->fe, host, port);
+    if (op->kind == PK_OP_DEL_FE) {
+      n--;
+      if (same_fe(&op->fe, host, port)) *exists = 0;
+    }
+  }
+  return n;
 }
 
 PK_API int pagekite_lookup_and_add_frontend(pagekite_mgr h, const char *domain, int port,
                                             int update_from_dns) {
   pk_mgr *m = MGR(h);
-  if (pk_api_before_start(m, "pagekite_lookup_and_add_frontend")) return -1;
+  if (check_mgr(m)) return -1;
   char host[PK_NAME_MAX];
   if (host_arg(domain, host, sizeof(host)) != 0)
     return pk_fail(PK_EINVAL, "pagekite_lookup_and_add_frontend: domain '%.80s' is not a host "
@@ -333,24 +453,78 @@ PK_API int pagekite_lookup_and_add_frontend(pagekite_mgr h, const char *domain, 
   if (port < 1 || port > 65535)
     return pk_fail(PK_EINVAL, "pagekite_lookup_and_add_frontend: port %d is not 1-65535", port);
   domain = host;
-  if (m->nfes >= m->max_frontends)
-    return pk_fail(PK_ELIMIT, "pagekite_lookup_and_add_frontend: max_frontends (%d) reached",
-                   m->max_frontends);
-  pk_frontend *fe = &m->fes[m->nfes];
-  memset(fe, 0, sizeof(*fe));
+  pk_cfg_op *op = calloc(1, sizeof(*op));
+  if (!op) return pk_fail(PK_ENOMEM, "pagekite_lookup_and_add_frontend: out of memory");
+  pk_frontend *fe = &op->fe;
   snprintf(fe->host, sizeof(fe->host), "%s", domain);
   fe->port = port;
   fe->update_dns = update_from_dns != 0;
-  int n = pk_frontend_resolve(m, fe);
-  if (n == 0 && !fe->update_dns) return 0; /* nothing to keep */
-  m->nfes++;
-  pk_log(m, PK_LOG_MANAGER_INFO, "Relay %s:%d: %d address(es)%s", domain, port, n,
-         fe->update_dns ? ", DNS updates on" : "");
+  int n = pk_frontend_resolve(m, fe); /* in the caller's thread */
+  if (n == 0 && !fe->update_dns) {
+    free(op);
+    return 0; /* nothing to keep */
+  }
+  int exists = 0, rv = n;
+  uv_mutex_lock(&m->lock);
+  int started = m->started;
+  if (fes_planned(m, domain, port, &exists) >= m->max_frontends || (started && exists)) {
+    rv = exists ? pk_fail(PK_EEXIST, "pagekite_lookup_and_add_frontend: %s:%d is a relay already",
+                          domain, port)
+                : pk_fail(PK_ELIMIT, "pagekite_lookup_and_add_frontend: max_frontends (%d) reached",
+                          m->max_frontends);
+  } else if (!started) {
+    m->fes[m->nfes++] = *fe;
+  } else {
+    op->kind = PK_OP_ADD_FE;
+    queue_op(m, op);
+    op = NULL;
+  }
+  uv_mutex_unlock(&m->lock);
+  free(op);
+  if (rv < 0) return rv;
+  if (started) ops_changed(m);
+  pk_log(m, PK_LOG_MANAGER_INFO, "Relay %s:%d: %d address(es)%s%s", domain, port, n,
+         update_from_dns ? ", DNS updates on" : "", started ? " (added while running)" : "");
   return n;
 }
 
 PK_API int pagekite_add_frontend(pagekite_mgr h, const char *domain, int port) {
   return pagekite_lookup_and_add_frontend(h, domain, port, 0);
+}
+
+PK_API int pagekite_remove_frontend(pagekite_mgr h, const char *domain, int port) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_remove_frontend";
+  if (check_mgr(m)) return -1;
+  char host[PK_NAME_MAX];
+  if (host_arg(domain, host, sizeof(host)) != 0 || port < 1 || port > 65535)
+    return pk_fail(PK_EINVAL, "%s: expected a host name or address and a port 1-65535", fn);
+  pk_cfg_op *op = calloc(1, sizeof(*op));
+  if (!op) return pk_fail(PK_ENOMEM, "%s: out of memory", fn);
+  int exists = 0, rv = 0;
+  uv_mutex_lock(&m->lock);
+  int started = m->started;
+  fes_planned(m, host, port, &exists);
+  if (!exists) {
+    rv = pk_fail(PK_ENOTFOUND, "%s: no relay %s:%d", fn, host, port);
+  } else if (!started) { /* no loop, no tunnels yet */
+    for (int i = 0; i < m->nfes; i++)
+      if (same_fe(&m->fes[i], host, port)) {
+        memmove(&m->fes[i], &m->fes[i + 1], (size_t)(m->nfes - i - 1) * sizeof(pk_frontend));
+        m->nfes--;
+        break;
+      }
+  } else {
+    op->kind = PK_OP_DEL_FE;
+    snprintf(op->fe.host, sizeof(op->fe.host), "%s", host);
+    op->fe.port = port;
+    queue_op(m, op);
+    op = NULL;
+  }
+  uv_mutex_unlock(&m->lock);
+  free(op);
+  if (rv == 0 && started) ops_changed(m);
+  return rv;
 }
 
 /* The names the service's (or a white-label domain's) relays carry, as
@@ -558,10 +732,12 @@ PK_API int pagekite_free(pagekite_mgr h) {
     pk_ratelimit_free(&m->tunnels[i].ratelimit);
   }
   free(m->tunnels);
+  ops_free(m);
   free(m->kites);
   free(m->fes);
   free(m->listeners);
-  free(m->domains);
+  if (m->domains.d) memset(m->domains.d, 0, (size_t)m->domains.max * sizeof(pk_relay_domain));
+  free(m->domains.d);
   pk_reg_free(&m->rkites);
   pk_replay_free(&m->replay);
   pk_iptab_free(&m->unauth_ips);
@@ -678,10 +854,20 @@ static pk_kite *find_kite(pk_mgr *m, const char *proto, const char *name) {
   const char *dash = strchr(proto, '-');
   size_t pl = dash ? (size_t)(dash - proto) : strlen(proto);
   int port = dash ? atoi(dash + 1) : -1;
+  /* Queued changes count as done: a kite added after start is WAITING, a
+   * removed one is gone, as soon as the call returns. */
   for (int i = 0; i < m->nkites; i++) {
     pk_kite *k = &m->kites[i];
     if (strlen(k->proto) == pl && strncasecmp(k->proto, proto, pl) == 0 &&
-        strcasecmp(k->name, name) == 0 && (port < 0 || k->pport == port))
+        strcasecmp(k->name, name) == 0 && (port < 0 || k->pport == port) &&
+        !op_for_kite(m, PK_OP_DEL_KITE, k->proto, k->name, k->pport))
+      return k;
+  }
+  for (pk_cfg_op *op = m->ops; op; op = op->next) {
+    pk_kite *k = &op->kite;
+    if (op->kind == PK_OP_ADD_KITE && strlen(k->proto) == pl &&
+        strncasecmp(k->proto, proto, pl) == 0 && strcasecmp(k->name, name) == 0 &&
+        (port < 0 || k->pport == port))
       return k;
   }
   return NULL;

@@ -22,6 +22,22 @@ static int relay_only(pk_mgr *m, const char *fn) {
   return 0;
 }
 
+/* Calls documented "at any time": the relay's tables they change are read
+ * by the loop under m->lock (relay.c), so they are changed under it too. */
+static int relay_any(pk_mgr *m, const char *fn) {
+  if (!m) return pk_fail(PK_EINVAL, "%s: mgr is NULL", fn);
+  if (!pk_is_relay(m)) {
+    return pk_fail(PK_ESTATE, "%s: manager was not initialized with PK_AS_FRONTEND_RELAY", fn);
+  }
+  return 0;
+}
+
+/* After a change of the domain table: the loop re-checks the live kites. */
+static void domains_changed(pk_mgr *m) {
+  PK_SET(m->reconfigured, 1);
+  pk_manager_wake(m);
+}
+
 static void lower(char *s) {
   for (; *s; s++)
     if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
@@ -44,25 +60,46 @@ PK_API int pagekite_add_relay_listener(pagekite_mgr h, const char *host, int por
   return 0;
 }
 
-PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const char *pattern,
-                                     const char *secret) {
-  pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_add_relay_domain")) return -1;
-  static const char fn[] = "pagekite_add_relay_domain";
+static int domain_args_ok(const char *fn, const char *protos, const char *pattern) {
   if (!protos || !*protos || strlen(protos) >= 128)
     return pk_fail(PK_EINVAL, "%s: protos must be a list of 1-127 bytes (\"http,https\")", fn);
   if (!pk_api_valid_name(pattern, PK_NAME_MAX))
     return pk_fail(PK_EINVAL, "%s: pattern '%.80s' is not a name or *.domain", fn,
                    pattern ? pattern : "(null)");
+  return 0;
+}
+
+PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const char *pattern,
+                                     const char *secret) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_add_relay_domain";
+  if (relay_any(m, fn) || domain_args_ok(fn, protos, pattern)) return -1;
   if (!secret || !*secret || strlen(secret) >= PK_SECRET_MAX)
     return pk_fail(PK_EINVAL, "%s: secret must be 1-%d bytes", fn, PK_SECRET_MAX - 1);
-  if (m->ndomains >= m->max_domains)
-    return pk_fail(PK_ELIMIT, "%s: too many domains (at most %d)", fn, m->max_domains);
-  pk_relay_domain *d = &m->domains[m->ndomains++];
-  snprintf(d->protos, sizeof(d->protos), "%s", protos);
-  snprintf(d->pattern, sizeof(d->pattern), "%s", pattern);
-  lower(d->pattern);
-  snprintf(d->secret, sizeof(d->secret), "%s", secret);
+  uv_mutex_lock(&m->lock);
+  int rv = pk_domains_put(&m->domains, protos, pattern, secret);
+  uv_mutex_unlock(&m->lock);
+  if (rv < 0)
+    return pk_fail(PK_ELIMIT, "%s: too many domains (at most %d)", fn, m->domains.max);
+  if (rv == 1) {
+    pk_log(m, PK_LOG_MANAGER_INFO, "Domain %s:%s: secret replaced", protos, pattern);
+    domains_changed(m); /* kites that proved the old secret go */
+  }
+  return 0;
+}
+
+PK_API int pagekite_remove_relay_domain(pagekite_mgr h, const char *protos, const char *pattern) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_remove_relay_domain";
+  if (relay_any(m, fn) || domain_args_ok(fn, protos, pattern)) return -1;
+  uv_mutex_lock(&m->lock);
+  int rv = pk_domains_remove(&m->domains, protos, pattern);
+  uv_mutex_unlock(&m->lock);
+  if (rv != 0)
+    return pk_fail(PK_ENOTFOUND, "%s: no domain %s:%s (protos and pattern as added)", fn, protos,
+                   pattern);
+  pk_log(m, PK_LOG_MANAGER_INFO, "Domain %s:%s removed", protos, pattern);
+  domains_changed(m);
   return 0;
 }
 
@@ -101,14 +138,18 @@ static SSL_CTX *load_server_ctx(const char *fn, const char *cert_file, const cha
 
 PK_API int pagekite_set_relay_tls(pagekite_mgr h, const char *cert_file, const char *key_file) {
   pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_set_relay_tls")) return -1;
+  if (relay_any(m, "pagekite_set_relay_tls")) return -1;
   if (!cert_file || !key_file)
     return pk_fail(PK_EINVAL, "pagekite_set_relay_tls: %s is NULL",
                    !cert_file ? "cert_file" : "key_file");
   SSL_CTX *ctx = load_server_ctx("pagekite_set_relay_tls", cert_file, key_file);
   if (!ctx) return -1;
-  if (m->relay_ctx) SSL_CTX_free(m->relay_ctx);
+  /* Sessions in progress hold their own reference to the old one. */
+  uv_mutex_lock(&m->lock);
+  SSL_CTX *old = m->relay_ctx;
   m->relay_ctx = ctx;
+  uv_mutex_unlock(&m->lock);
+  if (old) SSL_CTX_free(old);
   return 0;
 }
 
@@ -119,7 +160,7 @@ static int endpoint_name_ok(const char *name) {
   return name[1] == '.' && name[2] && name[2] != '.' && strchr(name + 2, '.');
 }
 
-static const pk_tls_endpoint *endpoint_exact(const pk_mgr *m, const char *name) {
+static pk_tls_endpoint *endpoint_exact(const pk_mgr *m, const char *name) {
   for (int i = 0; i < m->ntls_eps; i++)
     if (strcasecmp(m->tls_eps[i].name, name) == 0) return &m->tls_eps[i];
   return NULL;
@@ -145,34 +186,69 @@ static int grow_endpoints(pk_mgr *m) {
 PK_API int pagekite_add_relay_tls_endpoint(pagekite_mgr h, const char *name, const char *cert_file,
                                            const char *key_file) {
   pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_add_relay_tls_endpoint")) return -1;
+  if (relay_any(m, "pagekite_add_relay_tls_endpoint")) return -1;
   static const char fn[] = "pagekite_add_relay_tls_endpoint";
   if (!name || !endpoint_name_ok(name))
     return pk_fail(PK_EINVAL, "%s: name '%.80s' is not a host name or *.domain", fn,
                    name ? name : "(null)");
   if (!cert_file || !*cert_file)
     return pk_fail(PK_EINVAL, "%s: cert_file must name a PEM file", fn);
-  if (endpoint_exact(m, name))
-    return pk_fail(PK_EEXIST, "%s: %s has an endpoint already", fn, name);
-  if (grow_endpoints(m) != 0) return -1;
+  /* Loaded outside the lock (file I/O); swapped in under it.  An existing
+   * name gets the new certificate (rotation): handshakes in progress keep
+   * the old one, which goes with its last session. */
   SSL_CTX *ctx = load_server_ctx(fn, cert_file, key_file);
   if (!ctx) return -1;
-  pk_tls_endpoint *e = &m->tls_eps[m->ntls_eps++];
-  snprintf(e->name, sizeof(e->name), "%s", name);
-  lower(e->name);
-  e->ctx = ctx;
+  uv_mutex_lock(&m->lock);
+  SSL_CTX *old = NULL;
+  pk_tls_endpoint *e = endpoint_exact(m, name);
+  int rv = 0;
+  if (e) {
+    old = e->ctx;
+    e->ctx = ctx;
+  } else if ((rv = grow_endpoints(m)) == 0) {
+    e = &m->tls_eps[m->ntls_eps++];
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    lower(e->name);
+    e->ctx = ctx;
+  } else {
+    old = ctx; /* not kept */
+  }
+  uv_mutex_unlock(&m->lock);
+  if (old) SSL_CTX_free(old);
+  return rv;
+}
+
+PK_API int pagekite_remove_relay_tls_endpoint(pagekite_mgr h, const char *name) {
+  pk_mgr *m = MGR(h);
+  static const char fn[] = "pagekite_remove_relay_tls_endpoint";
+  if (relay_any(m, fn)) return -1;
+  if (!name || !endpoint_name_ok(name))
+    return pk_fail(PK_EINVAL, "%s: name '%.80s' is not a host name or *.domain", fn,
+                   name ? name : "(null)");
+  uv_mutex_lock(&m->lock);
+  SSL_CTX *old = NULL;
+  pk_tls_endpoint *e = endpoint_exact(m, name);
+  if (e) {
+    old = e->ctx;
+    *e = m->tls_eps[--m->ntls_eps];
+  }
+  uv_mutex_unlock(&m->lock);
+  if (!old) return pk_fail(PK_ENOTFOUND, "%s: %s has no endpoint", fn, name);
+  SSL_CTX_free(old);
   return 0;
 }
 
 PK_API int pagekite_set_relay_tls_default(pagekite_mgr h, const char *name) {
   pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_set_relay_tls_default")) return -1;
+  if (relay_any(m, "pagekite_set_relay_tls_default")) return -1;
   if (name && *name && !pk_api_valid_name(name, PK_NAME_MAX)) {
     return pk_fail(PK_EINVAL, "pagekite_set_relay_tls_default: name '%.80s' is not a valid name",
                    name);
   }
+  uv_mutex_lock(&m->lock);
   snprintf(m->tls_default, sizeof(m->tls_default), "%s", name ? name : "");
   lower(m->tls_default);
+  uv_mutex_unlock(&m->lock);
   return 0;
 }
 
@@ -186,10 +262,26 @@ static const pk_tls_endpoint *endpoint_for(const pk_mgr *m, const char *name) {
   return endpoint_exact(m, wild);
 }
 
-SSL_CTX *pk_relay_tls_ctx(const pk_mgr *m, const char *name) {
+/* Under the lock. */
+static SSL_CTX *tls_ctx_locked(const pk_mgr *m, const char *name) {
   if (!name || !*name) name = m->tls_default;
   const pk_tls_endpoint *e = *name ? endpoint_for(m, name) : NULL;
   return e ? e->ctx : m->relay_ctx;
+}
+
+SSL_CTX *pk_relay_tls_ctx_ref(pk_mgr *m, const char *name) {
+  uv_mutex_lock(&m->lock);
+  SSL_CTX *ctx = tls_ctx_locked(m, name);
+  if (ctx) SSL_CTX_up_ref(ctx);
+  uv_mutex_unlock(&m->lock);
+  return ctx;
+}
+
+int pk_relay_has_tls(pk_mgr *m, const char *name) {
+  uv_mutex_lock(&m->lock);
+  int has = tls_ctx_locked(m, name) != NULL;
+  uv_mutex_unlock(&m->lock);
+  return has;
 }
 
 /* ---- raw ports, port aliases, message of the day ---- */
@@ -262,7 +354,7 @@ int pk_relay_port_alias(const pk_mgr *m, int port) {
 
 PK_API int pagekite_set_relay_motd(pagekite_mgr h, const char *motd) {
   pk_mgr *m = MGR(h);
-  if (relay_only(m, "pagekite_set_relay_motd")) return -1;
+  if (relay_any(m, "pagekite_set_relay_motd")) return -1;
   size_t n = motd ? strlen(motd) : 0;
   if (n > PK_MOTD_MAX) {
     return pk_fail(PK_EINVAL, "pagekite_set_relay_motd: motd has %zu bytes, at most %d", n,
@@ -273,7 +365,9 @@ PK_API int pagekite_set_relay_motd(pagekite_mgr h, const char *motd) {
       return pk_fail(PK_EINVAL, "pagekite_set_relay_motd: motd has a control character at byte %zu",
                      i);
     }
-  snprintf(m->motd, sizeof(m->motd), "%s", motd ? motd : "");
+  uv_mutex_lock(&m->lock);
+  snprintf(m->motd, sizeof(m->motd), "%s", motd ? motd : ""); /* for the next tunnels */
+  uv_mutex_unlock(&m->lock);
   return 0;
 }
 

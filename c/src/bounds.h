@@ -22,6 +22,7 @@
 #define PK_MAX_CERTNAMES 32 /* accepted relay certificate names */
 #define PK_MAX_TLS_ENDPOINTS 4096 /* relay: per-name certificates */
 #define PK_MAX_PORT_ALIASES 16    /* relay: --portalias pairs */
+#define PK_MAX_RELAY_DOMAINS 64   /* relay: --domain entries */
 #define PK_MAX_PROXY_SOURCES 32   /* relay: load balancers that send PROXY headers */
 #define PK_MOTD_MAX 1024          /* relay: message of the day, bytes */
 #define PK_EVENTS_KEPT 512        /* events a manager keeps for slow readers */

@@ -13,6 +13,11 @@
 static void connect_tunnel(pk_mgr *m, int fe, int ai, int signed_retry);
 
 /* ---- kites ---- */
+static int same_key(const pk_kite *a, const pk_kite *b) {
+  return strcasecmp(a->proto, b->proto) == 0 && strcasecmp(a->name, b->name) == 0 &&
+         a->pport == b->pport;
+}
+
 static void kite_proto_string(const pk_kite *k, char *out, size_t n) {
   if (k->pport > 0)
     snprintf(out, n, "%s-%d", k->proto, k->pport);
@@ -774,7 +779,9 @@ static void fill_addrs(pk_frontend *fe, struct addrinfo *res, int flags) {
 }
 
 /* Blocking lookup, used before the loop runs (configuration calls). */
-int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe) {
+int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe) { return pk_origin_resolve(m, fe, m->flags); }
+
+int pk_origin_resolve(pk_mgr *m, pk_frontend *fe, int flags) {
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof(hints));
   hints.ai_socktype = SOCK_STREAM;
@@ -788,7 +795,7 @@ int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe) {
     fe->naddrs = 0;
     return 0;
   }
-  fill_addrs(fe, res, m->flags);
+  fill_addrs(fe, res, flags);
   freeaddrinfo(res);
   return fe->naddrs;
 }
@@ -797,6 +804,10 @@ static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   pk_frontend *fe = req->data;
   pk_mgr *m = (pk_mgr *)req->loop->data;
   fe->gai_busy = 0;
+  if (!fe->host[0]) { /* removed meanwhile (pagekite_remove_frontend) */
+    if (res) uv_freeaddrinfo(res);
+    return;
+  }
   if (status == 0 && res) {
     /* Keep addresses that have tunnels; refresh the rest. */
     int busy = 0;
@@ -1037,6 +1048,179 @@ static void ddns_update(pk_mgr *m) {
   update_status(m);
 }
 
+/* ---- changes while running (pagekite_add/remove_kite, _frontend) ---- */
+/* Streams point at their kite: after kites moved down over the removed
+ * one, each pointer follows its kite; the removed kite's streams finish
+ * without one. */
+static void kite_moved(pk_mgr *m, pk_kite *gone) {
+  pk_kite *end = m->kites + m->nkites;
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (c->kind != PK_CK_STREAM || !c->own.kite || c->own.kite < gone || c->own.kite >= end)
+      continue;
+    c->own.kite = c->own.kite == gone ? NULL : c->own.kite - 1;
+  }
+}
+
+/* Each queued change is taken off the queue and made to the tables in one
+ * hold of the lock, so that the API's view (tables + queue) never has a
+ * gap; what it sets off (tunnels closed, events, log lines, which take the
+ * lock themselves) comes after. */
+
+/* Under the lock.  The wire has no way to drop one kite of a tunnel: a
+ * tunnel that carried only this kite is closed (the relay then drops the
+ * kite); one that carries others keeps flying, and the relay keeps routing
+ * the removed kite to it until it reconnects: its visitors get our
+ * "unavailable" page.  Returns the index the kite had, or -1. */
+typedef struct {
+  pk_tunnel *t;
+  int live, others;
+} kite_gone;
+
+static int remove_kite_locked(pk_mgr *m, const pk_kite *key, kite_gone *g) {
+  int i = 0;
+  while (i < m->nkites && !same_key(&m->kites[i], key)) i++;
+  if (i == m->nkites) return -1;
+  pk_kite *k = &m->kites[i];
+  g->t = k->tunnel;
+  g->live = k->state == PK_KITE_LIVE;
+  kite_moved(m, k);
+  memmove(k, k + 1, (size_t)(m->nkites - i - 1) * sizeof(*k));
+  m->nkites--;
+  memset(&m->kites[m->nkites], 0, sizeof(*k));
+  g->others = 0;
+  for (int j = 0; g->t && j < m->nkites; j++) g->others += m->kites[j].tunnel == g->t;
+  return i;
+}
+
+static void kite_removed(pk_mgr *m, const pk_kite *key, const kite_gone *g) {
+  pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_WAITING, key->proto, key->name, "kite removed");
+  if (g->t && g->live) pk_tunnel_kites_changed(g->t, -1);
+  if (g->t && !g->others) {
+    pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s removed: closing its tunnel", key->proto, key->name);
+    pk_tunnel_kill(g->t, "kite removed");
+  } else {
+    pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s removed%s", key->proto, key->name,
+           g->t ? "; its tunnel carries other kites and stays: the relay keeps routing it there "
+                  "until the tunnel reconnects (its visitors get 'unavailable')"
+                : "");
+  }
+}
+
+/* Under the lock; the API counted, so there is room. */
+static int add_kite_locked(pk_mgr *m, const pk_kite *k) {
+  if (m->nkites >= m->max_kites) return -1;
+  pk_kite *n = &m->kites[m->nkites];
+  *n = *k;
+  n->state = PK_KITE_DEAD;
+  n->tunnel = NULL;
+  pk_random_hex(n->bsalt, PK_TOKEN_LEN);
+  return m->nkites++;
+}
+
+/* Under the lock.  A removed frontend keeps its slot (tunnels and pings
+ * hold its index and address), empty: no addresses, no DNS refresh, no
+ * name.  Returns the slot, or -1. */
+static int remove_frontend_locked(pk_mgr *m, const pk_frontend *key) {
+  for (int f = 0; f < m->nfes; f++) {
+    pk_frontend *fe = &m->fes[f];
+    if (!fe->host[0] || strcasecmp(fe->host, key->host) != 0 || fe->port != key->port) continue;
+    fe->host[0] = 0;
+    fe->naddrs = 0;
+    fe->update_dns = 0;
+    memset(fe->tunnel, 0, sizeof(fe->tunnel));
+    memset(fe->signed_next, 0, sizeof(fe->signed_next));
+    memset(fe->session_id, 0, sizeof(fe->session_id));
+    return f;
+  }
+  return -1;
+}
+
+static void frontend_removed(pk_mgr *m, int f, const pk_frontend *key) {
+  for (int i = 0; i < m->ntunnels; i++)
+    if (m->tunnels[i].in_use && m->tunnels[i].fe_idx == f)
+      pk_tunnel_kill(&m->tunnels[i], "relay removed");
+  if (m->fes[f].gai_busy) uv_cancel((uv_req_t *)&m->fes[f].gai);
+  pk_log(m, PK_LOG_MANAGER_INFO, "Relay %s:%d removed", key->host, key->port);
+}
+
+static int slot_free(pk_mgr *m, int f) {
+  if (m->fes[f].host[0] || m->fes[f].gai_busy) return 0;
+  for (int i = 0; i < m->ntunnels; i++)
+    if (m->tunnels[i].in_use && m->tunnels[i].fe_idx == f) return 0;
+  return 1;
+}
+
+/* Under the lock; the API counted, so there is room. */
+static int add_frontend_locked(pk_mgr *m, const pk_frontend *fe) {
+  int f = 0;
+  while (f < m->nfes && !slot_free(m, f)) f++;
+  if (f == m->nfes && m->nfes >= m->max_frontends) return -1;
+  m->fes[f] = *fe;
+  for (int a = 0; a < PK_MAX_ADDRS; a++) m->fes[f].ping_ms[a] = -1;
+  if (f == m->nfes) m->nfes++;
+  return f;
+}
+
+/* Kites added while running are asked for on the open tunnels (AddKites);
+ * a tunnel to a relay without AddKites is made again with them. */
+static void request_new_kites(pk_mgr *m, const char *added) {
+  pk_session_kite *ks = malloc(PK_MAX_KITES_PER_TUNNEL * sizeof(*ks));
+  if (!ks) return;
+  int n = session_kites(m, ks, 0);
+  for (int i = 0; i < m->ntunnels; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (!t->in_use || t->dying || t->sess.state != PK_SESSION_OPEN) continue;
+    if (!t->sess.peer_addkites) {
+      pk_tunnel_kill(t, "reconnecting: the relay cannot add kites to a live tunnel");
+      m->next_attempt = 0;
+    } else {
+      pk_session_request(&t->sess, ks, n, added);
+    }
+  }
+  free(ks);
+}
+
+void pk_connector_reconfigure(pk_mgr *m) {
+  char added[PK_MAX_KITES_PER_TUNNEL] = {0};
+  int nadded = 0;
+  for (;;) {
+    uv_mutex_lock(&m->lock);
+    pk_cfg_op *op = m->ops;
+    if (op) {
+      m->ops = op->next;
+      if (!m->ops) m->ops_tail = NULL;
+    }
+    int at = -1;
+    kite_gone g = {0};
+    if (op && op->kind == PK_OP_ADD_KITE) at = add_kite_locked(m, &op->kite);
+    if (op && op->kind == PK_OP_DEL_KITE) at = remove_kite_locked(m, &op->kite, &g);
+    if (op && op->kind == PK_OP_ADD_FE) at = add_frontend_locked(m, &op->fe);
+    if (op && op->kind == PK_OP_DEL_FE) at = remove_frontend_locked(m, &op->fe);
+    uv_mutex_unlock(&m->lock);
+    if (!op) break;
+    if (at < 0) {
+      pk_log(m, PK_LOG_MANAGER_ERROR, "A queued change was not applied (no room, or gone)");
+    } else if (op->kind == PK_OP_ADD_KITE) {
+      if (at < PK_MAX_KITES_PER_TUNNEL) added[at] = 1, nadded++;
+    } else if (op->kind == PK_OP_DEL_KITE) {
+      /* the flags follow the kites down */
+      memmove(added + at, added + at + 1, sizeof(added) - (size_t)at - 1);
+      added[sizeof(added) - 1] = 0;
+      kite_removed(m, &op->kite, &g);
+    } else if (op->kind == PK_OP_DEL_FE) {
+      frontend_removed(m, at, &op->fe);
+    }
+    free(op);
+  }
+  if (nadded) request_new_kites(m, added);
+  m->next_attempt = 0; /* new kites or relays: housekeeping connects at once if needed */
+  kites_changed(m);
+  pk_counters_publish(m);
+  pk_manager_tick_soon(m);
+  pk_notify(m);
+}
+
 /* ---- lifecycle ---- */
 static int connector_start(pk_mgr *m) {
   for (int i = 0; i < m->nkites; i++) pk_random_hex(m->kites[i].bsalt, PK_TOKEN_LEN);
@@ -1199,4 +1383,5 @@ const pk_role_ops pk_connector_role = {.tunnel_name = "to relay",
                                        .resign = connector_resign,
                                        .opened = connector_opened,
                                        .tunnel_closed = connector_tunnel_closed,
+                                       .reconfigure = pk_connector_reconfigure,
                                        .peer_name = connector_peer_name};

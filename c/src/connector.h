@@ -41,8 +41,24 @@ typedef struct {
 } pk_frontend;
 
 
+/* A change asked for from another thread after start, applied by the loop
+ * (pk_connector_reconfigure): kites and frontends are read by the loop
+ * without the lock, and streams point at kites, so only the loop moves
+ * them. */
+enum { PK_OP_ADD_KITE = 1, PK_OP_DEL_KITE, PK_OP_ADD_FE, PK_OP_DEL_FE };
+typedef struct pk_cfg_op {
+  struct pk_cfg_op *next;
+  int kind;
+  pk_kite kite;   /* ADD_KITE: the kite; DEL_KITE: proto, name, pport */
+  pk_frontend fe; /* ADD_FE: resolved; DEL_FE: host, port */
+} pk_cfg_op;
+
 /* ---- connector.c ---- */
+/* Loop thread: applies the queued pk_cfg_ops (m->ops). */
+void pk_connector_reconfigure(pk_mgr *m);
 int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe);
+/* The same with the given PK_WITH_IPV4/6 flags (any thread). */
+int pk_origin_resolve(pk_mgr *m, pk_frontend *fe, int flags);
 /* Forwarding headers (connector HTTP streams, httpfwd.c underneath). */
 int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n);
 void pk_http_forward_response(pk_conn *s, const char *data, size_t n);

@@ -98,9 +98,15 @@ int pk_session_request(pk_session *s, const pk_session_kite *kites, int n, const
     return -1;
   }
   if (n) memcpy(nk, kites, (size_t)n * sizeof(*kites));
+  /* A longer list (kites added while running) is asked for here, for the
+   * kites in want: send_rest must not ask for the new ones again (a relay
+   * such as pagekite.py answers a second request with Duplicate and drops
+   * the tunnel). */
+  int all_sent = s->unsent >= s->nkites;
   free(s->kites);
   s->kites = nk;
   s->nkites = n;
+  if (all_sent) s->unsent = n;
   pk_wbuf b;
   pk_wbuf_init(&b, lines, PK_KITE_LINES_NOOP + 64);
   for (int i = 0; i < n && s->state == PK_SESSION_OPEN; i++) {

@@ -22,6 +22,7 @@
 #include "iplimit.h"
 #include "acl.h"
 #include "registry.h"
+#include "domains.h"
 #include "replay.h"
 #include "httpfwd.h"
 #include "proxy.h"

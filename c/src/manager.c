@@ -137,6 +137,9 @@ static void reap_half_closed(pk_mgr *m, uint64_t now) {
 
 static void housekeep(pk_mgr *m) {
   uint64_t now = pk_now_ms(m);
+  /* A change made before the loop ran (its wake-up may have come first). */
+  if (__atomic_exchange_n(&m->reconfigured, 0, __ATOMIC_RELAXED) && m->role->reconfigure)
+    m->role->reconfigure(m);
   PK_SET(m->watchdog_beat, m->watchdog_beat + 1); /* only the loop writes it */
   reap_half_closed(m, now);
   pk_conns_housekeep(m, now);
@@ -178,6 +181,8 @@ static void on_wake(uv_async_t *a) {
     uv_close((uv_handle_t *)&m->publish, NULL);
     return;
   }
+  if (__atomic_exchange_n(&m->reconfigured, 0, __ATOMIC_RELAXED) && m->role->reconfigure)
+    m->role->reconfigure(m);
   if (__atomic_exchange_n(&m->tick_requested, 0, __ATOMIC_RELAXED)) housekeep(m);
   pk_admin_on_wake(m);
   int timer_on = PK_GET(m->tick_timer_on);

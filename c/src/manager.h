@@ -112,8 +112,9 @@ struct pk_mgr {
   /* config */
   pk_kite *kites;
   int nkites, max_kites;
-  pk_frontend *fes;
+  pk_frontend *fes; /* a removed one keeps its slot (host ""): tunnels and pings hold indexes */
   int nfes, max_frontends;
+  pk_cfg_op *ops, **ops_tail; /* under lock: kite/frontend changes after start (connector.h) */
   int max_conns;
   /* pools */
   pk_pool blocks;
@@ -136,17 +137,18 @@ struct pk_mgr {
   int raw_virtual;                    /* raw kites on any port */
   int port_alias[PK_MAX_PORT_ALIASES][2]; /* {listening port, the port it stands for} */
   int nport_alias;
-  char motd[PK_MOTD_MAX + 1];
+  char motd[PK_MOTD_MAX + 1]; /* under lock, as tls_eps, relay_ctx and tls_default */
   pk_pp_cidr proxy_sources[PK_MAX_PROXY_SOURCES]; /* PROXY headers required from these */
   int nproxy_sources;
   char hello_ports[256], hello_raw[512]; /* X-PageKite-(Raw-)Ports, set when bound */
   pk_listener *listeners;
   int nlisteners, max_listeners;
-  pk_relay_domain *domains;
-  int ndomains, max_domains;
+  pk_domains domains; /* under lock: changed from any thread (domains.h) */
+  int reconfigured;   /* PK_GET/PK_SET: the loop re-checks live kites (role->reconfigure) */
   pk_reg rkites; /* the live kites (registry.c) */
   int max_rkites;
   char relay_secret[PK_TOKEN_LEN + 1];
+  char auth_secret[PK_SECRET_MAX]; /* loop thread: the secret being checked (relay.c) */
   char relay_uuid[17];
   pk_replay replay;    /* challenges answered (each is good once) */
   pk_iptab unauth_ips; /* unknown conns and kite-less tunnels per source */

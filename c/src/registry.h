@@ -30,6 +30,7 @@ typedef struct {
   int port;              /* 0: any port */
   void *tunnel;          /* the owner; NULL: a free slot */
   int kstat;             /* the owner's cache (relay: its traffic entry); 0 when added */
+  uint64_t tag;          /* the owner's (relay: the fingerprint of the kite's secret) */
   char proto[PK_REG_PROTO_MAX]; /* lower case */
   char name[PK_NAME_MAX];       /* lower case */
 } pk_reg_entry;

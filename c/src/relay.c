@@ -13,41 +13,8 @@
 #define PK_CLASSIFY_TIMEOUT_MS 10000
 static const char k_tls_alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31};
 
-/* "*.example.com" matches one or more labels before .example.com. */
-int pk_relay_match(const char *pattern, const char *name) {
-  if (pattern[0] == '*' && pattern[1] == '.') {
-    size_t pl = strlen(pattern + 1), nl = strlen(name);
-    return nl > pl && strcasecmp(name + nl - pl, pattern + 1) == 0;
-  }
-  return strcasecmp(pattern, name) == 0;
-}
-
 static int proto_listed(const char *list, const char *proto) {
-  size_t pl = strlen(proto);
-  for (const char *p = list; *p;) {
-    while (*p == ',' || *p == ' ') p++;
-    const char *e = p;
-    while (*e && *e != ',' && *e != ' ') e++;
-    if ((size_t)(e - p) == pl && strncasecmp(p, proto, pl) == 0) return 1;
-    p = e;
-  }
-  return 0;
-}
-
-/* The --domain entry whose secret signs (proto, name): an exact name beats a
- * wildcard and a longer wildcard a shorter one, as pagekite.py looks them up
- * (GetBackendData); the order of the entries does not matter.  proto may be a
- * protoport ("http-8080"), listed as such in an entry. */
-static const pk_relay_domain *find_domain(pk_mgr *m, const char *proto, const char *name) {
-  const pk_relay_domain *best = NULL;
-  size_t best_score = 0;
-  for (int i = 0; i < m->ndomains; i++) {
-    const pk_relay_domain *d = &m->domains[i];
-    if (!proto_listed(d->protos, proto) || !pk_relay_match(d->pattern, name)) continue;
-    size_t score = d->pattern[0] == '*' ? strlen(d->pattern) : (size_t)-1;
-    if (!best || score > best_score) best = d, best_score = score;
-  }
-  return best;
+  return pk_domain_proto_listed(list, proto);
 }
 
 static int is_our_port(pk_mgr *m, int port) {
@@ -103,19 +70,34 @@ static void relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
 /* ---- authentication of kite requests: the policy (the session runs
  * kiteauth.c's checks, handshake.c) ---- */
 /* Which secret signs a kite (the most specific --domain), and whether its
- * port and protocol are served here.  ctx: the tunnel. */
+ * port and protocol are served here.  ctx: the tunnel.  The domain table
+ * may change from any thread: the secret is copied out under the lock,
+ * and its fingerprint kept for kite_claim (the kite then flies as long as
+ * the table names that same secret: pk_relay_recheck_kites). */
 static const char *kite_secret(void *ctx, const pk_kite_req *k, const char **reason) {
-  pk_mgr *m = ((pk_tunnel *)ctx)->mgr;
+  pk_tunnel *t = ctx;
+  pk_mgr *m = t->mgr;
   const pk_relay_domain *d = NULL;
-  if (!proto_listed("http,https,raw,websocket", k->proto))
+  t->auth_fp = 0;
+  if (!proto_listed("http,https,raw,websocket", k->proto)) {
     *reason = "proto";
-  else if (!kite_port_ok(m, k->proto, k->port))
+    return NULL;
+  }
+  if (!kite_port_ok(m, k->proto, k->port)) {
     *reason = "port";
+    return NULL;
+  }
+  uv_mutex_lock(&m->lock);
   /* "http-8080" entries first, then "http" ones, as pagekite.py. */
-  else if (!(k->port && (d = find_domain(m, k->protoport, k->name))) &&
-           !(d = find_domain(m, k->proto, k->name)))
+  d = pk_domains_find(&m->domains, k->proto, k->protoport, k->port, k->name);
+  if (d) snprintf(m->auth_secret, sizeof(m->auth_secret), "%s", d->secret);
+  uv_mutex_unlock(&m->lock);
+  if (!d) {
     *reason = "unknown";
-  return d ? d->secret : NULL;
+    return NULL;
+  }
+  t->auth_fp = pk_domains_fingerprint(m->relay_secret, m->auth_secret);
+  return m->auth_secret;
 }
 
 /* X-PageKite-Replace drops the connector's old tunnel, but only for a kite
@@ -140,13 +122,17 @@ static pk_auth_verdict kite_claim(void *ctx, const pk_kite_req *k, const char **
     pk_tunnel_ping(rk->tunnel); /* if the old tunnel is dead, find out soon */
     return PK_AUTH_DUPLICATE;
   }
-  if (rk && rk->tunnel == t) return PK_AUTH_OK;
+  if (rk && rk->tunnel == t) {
+    rk->tag = t->auth_fp; /* proved again: with the secret required now */
+    return PK_AUTH_OK;
+  }
   /* The registry holds m->max_rkites: when full, it takes no more. */
   if (t->nkites_live >= PK_MAX_KITES_PER_TUNNEL ||
-      !pk_reg_add(&m->rkites, &t->rkites, t, k->proto, k->port, k->name)) {
+      !(rk = pk_reg_add(&m->rkites, &t->rkites, t, k->proto, k->port, k->name))) {
     *reason = "quota";
     return PK_AUTH_INVALID;
   }
+  rk->tag = t->auth_fp;
   pk_tunnel_kites_changed(t, 1);
   pk_conn_unauth_clear(t->conn); /* it proved a kite: no longer counted as unknown */
   return PK_AUTH_OK;
@@ -314,7 +300,11 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_sl
   char acc[64];
   if (wskey.p) ws_accept(wskey, acc);
   new_session_id(t);
-  pk_relay_hello hello = {m->hello_ports, m->hello_raw, t->session_id, m->motd};
+  char motd[sizeof(m->motd)];
+  uv_mutex_lock(&m->lock);
+  memcpy(motd, m->motd, sizeof(motd));
+  uv_mutex_unlock(&m->lock);
+  pk_relay_hello hello = {m->hello_ports, m->hello_raw, t->session_id, motd};
   pk_session_counts r;
   if (pk_session_accept(&t->sess, h, wskey.p ? acc : NULL, &hello, &r) != 0) {
     pk_tunnel_kill(t, pk_session_why(&t->sess));
@@ -481,7 +471,9 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
       start_stream(c, k, "https", name, port, data, n);
     return;
   }
-  SSL_CTX *ctx = c->ssl ? NULL : pk_relay_tls_ctx(m, name); /* never TLS in TLS */
+  /* Our own reference: the certificate may be replaced from another thread
+   * meanwhile; the session keeps the one it started with (SSL_new). */
+  SSL_CTX *ctx = c->ssl ? NULL : pk_relay_tls_ctx_ref(m, name); /* never TLS in TLS */
   if (!ctx) {
     pk_log(m, PK_LOG_BE_CONNS, "No TLS kite or certificate for %s", *name ? name : "(no SNI)");
     tls_refuse(c, PK_REJECT_NO_KITE);
@@ -491,7 +483,9 @@ static void route_tls(pk_conn *c, const char *name, int port, const char *data, 
   c->inbuf = NULL;
   c->inlen = 0;
   c->rtls = 1;
-  if (pk_conn_start_tls_server(c, ctx, data, n) != 0) pk_conn_close(c);
+  int rv = pk_conn_start_tls_server(c, ctx, data, n);
+  SSL_CTX_free(ctx);
+  if (rv != 0) pk_conn_close(c);
   pk_block_unref(m, ib);
 }
 
@@ -510,7 +504,7 @@ static void classify_connect(pk_conn *c, const pk_http_head *h, int port) {
   int cport = pc ? atoi(pc + 1) : 0;
   pk_relay_kite *k = find_rkite(m, "raw", target, cport);
   int tls = !k && cport == 443 && (find_rkite(m, "https", target, port) ||
-                                    (!c->ssl && pk_relay_tls_ctx(m, target)));
+                                    (!c->ssl && pk_relay_has_tls(m, target)));
   if (!tls && (!k || !k->tunnel)) {
     refuse_status(c, 503, "Unavailable", PK_REJECT_NO_KITE);
     return;
@@ -649,7 +643,11 @@ static void classify_tls(pk_conn *c) {
   char sni[PK_NAME_MAX];
   int r = pk_wire_tls_sni((const unsigned char *)c->inbuf->data, c->inlen, sni, sizeof(sni));
   if (r == PK_WIRE_NEED_MORE && c->inlen < PK_BLOCK_SIZE) return;
-  if (r != 1) snprintf(sni, sizeof(sni), "%s", m->tls_default);
+  if (r != 1) {
+    uv_mutex_lock(&m->lock);
+    snprintf(sni, sizeof(sni), "%s", m->tls_default);
+    uv_mutex_unlock(&m->lock);
+  }
   route_tls(c, sni, listener_port(c), c->inbuf->data, c->inlen);
 }
 
@@ -903,6 +901,48 @@ static void relay_housekeep(pk_mgr *m) {
   }
 }
 
+/* ---- live reconfiguration ---- */
+/* Is the kite still allowed by the domain table (under the lock)? */
+static int kite_still_allowed(pk_mgr *m, const pk_relay_kite *k) {
+  uv_mutex_lock(&m->lock);
+  int ok = pk_domains_allows(&m->domains, m->relay_secret, k->proto, k->port, k->name, k->tag);
+  uv_mutex_unlock(&m->lock);
+  return ok;
+}
+
+void pk_relay_recheck_kites(pk_mgr *m) {
+  int dropped = 0, closed = 0;
+  for (int i = 0; i < m->ntunnels; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (!t->in_use || t->dying || !t->rkites.head) continue;
+    int had = t->rkites.n;
+    uint32_t next = t->rkites.head;
+    while (next) {
+      pk_relay_kite *k = &m->rkites.e[next - 1];
+      next = k->tnext; /* k may go */
+      if (kite_still_allowed(m, k)) continue;
+      pk_event(m, PK_EVENT_KITE, PK_KITE_STATUS_REJECTED, k->proto, k->name,
+               "domain removed or its secret changed");
+      pk_log(m, PK_LOG_MANAGER_INFO, "Kite %s:%s dropped: domain removed or its secret changed",
+             k->proto, k->name);
+      pk_reg_remove(&m->rkites, &t->rkites, k);
+      pk_tunnel_kites_changed(t, -1);
+      dropped++;
+    }
+    if (had && !t->rkites.n) {
+      pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s closed: domain removed, no kite left",
+             t->conn ? t->conn->rip : "?");
+      pk_tunnel_kill(t, "domain removed: no kite left");
+      closed++;
+    }
+  }
+  if (dropped || closed) {
+    pk_log(m, PK_LOG_MANAGER_INFO, "Domains changed: %d kite(s) dropped, %d tunnel(s) closed",
+           dropped, closed);
+    pk_notify(m);
+  }
+}
+
 static int relay_start(pk_mgr *m) { return 0; } /* listeners are bound by relay_bind */
 
 static const char *relay_peer_name(pk_tunnel *t) { return t->conn ? t->conn->rip : ""; }
@@ -916,4 +956,5 @@ const pk_role_ops pk_relay_role = {.tunnel_name = "from connector",
                                    .auth_policy = relay_auth_policy,
                                    .kite_verdict = relay_kite_verdict,
                                    .tunnel_closed = relay_tunnel_closed,
+                                   .reconfigure = pk_relay_recheck_kites,
                                    .peer_name = relay_peer_name};

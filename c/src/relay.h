@@ -5,11 +5,7 @@
 #define PK_RELAY_H
 
 /* ---- relay ---- */
-typedef struct {
-  char protos[128];
-  char pattern[PK_NAME_MAX];
-  char secret[PK_SECRET_MAX];
-} pk_relay_domain;
+/* pk_relay_domain, pk_domains: domains.h (the --domain table). */
 
 typedef struct {
   uv_tcp_t tcp;
@@ -37,7 +33,11 @@ typedef pk_reg_entry pk_relay_kite;
 
 
 /* ---- relay.c ---- */
-int pk_relay_match(const char *pattern, const char *name);
+#define pk_relay_match pk_domain_match
+/* Loop thread: re-checks every live kite against the current domain table
+ * (after pagekite_add/remove_relay_domain); drops those it no longer
+ * allows, and closes tunnels left without a kite. */
+void pk_relay_recheck_kites(pk_mgr *m);
 /* The listening port a visitor's port stands for (--portalias), or port. */
 int pk_relay_port_alias(const pk_mgr *m, int port);
 /* From a load balancer that must send a PROXY header (pagekite_add_relay_proxy_source). */
@@ -47,7 +47,11 @@ int pk_relay_proxy_source(const pk_mgr *m, const char *ip);
 /* The server context for a name: its endpoint, else the wildcard one label
  * up, else the catch-all certificate (pagekite_set_relay_tls), else NULL.
  * name NULL or "": the --tls_default name's, else the catch-all. */
-SSL_CTX *pk_relay_tls_ctx(const pk_mgr *m, const char *name);
+/* The reference is the caller's (SSL_CTX_free), taken under the manager's
+ * lock: certificates may be replaced from any thread at any time. */
+SSL_CTX *pk_relay_tls_ctx_ref(pk_mgr *m, const char *name);
+/* Whether pk_relay_tls_ctx_ref would find one (under the lock). */
+int pk_relay_has_tls(pk_mgr *m, const char *name);
 int pk_relay_raw_port_ok(const pk_mgr *m, int port);
 void pk_relay_config_free(pk_mgr *m);
 

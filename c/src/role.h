@@ -35,6 +35,9 @@ typedef struct {
   void (*opened)(pk_tunnel *t);
   /* The tunnel ended: its kites and references go. */
   void (*tunnel_closed)(pk_tunnel *t);
+  /* The configuration changed from another thread (pk_mgr.reconfigured):
+   * apply it to what is live.  May be NULL. */
+  void (*reconfigure)(pk_mgr *m);
   /* Who is at the other end, for plugins and logs. */
   const char *(*peer_name)(pk_tunnel *t);
 } pk_role_ops;

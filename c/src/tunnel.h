@@ -24,6 +24,7 @@ struct pk_tunnel {
   int retried_signed;    /* connector: reconnect-with-signatures done */
   pk_slice replace;      /* relay: X-PageKite-Replace of the request being authenticated */
   pk_reg_list rkites;    /* relay: the kites it flies (entries of m->rkites) */
+  uint64_t auth_fp;      /* relay: fingerprint of the secret of the kite being authenticated */
   pk_ipwindow ratelimit; /* relay: --ratelimit_ips of its strictest kite */
 };
 

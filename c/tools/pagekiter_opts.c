@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <grp.h>
 #include <pwd.h>
+#include <setjmp.h>
 
 #include "pagekiter_opts.h"
 
@@ -20,16 +21,71 @@
 /* "FILE:LINE: " while an rc file is read, for every message. */
 static char where[PATH_MAX + 32];
 
+/* pkr_reload: a bad value jumps back there with the message instead of
+ * exiting; what was taken meanwhile is on the scratch stack, released
+ * then (LIFO; popped on the normal path). */
+static jmp_buf *reload_env;
+static char reload_why[PATH_MAX + 1100];
+
+enum { SC_FILE, SC_FREE, SC_STRV };
+static struct {
+  int kind;
+  void *p; /* FILE *, char ** (freed *p), pkr_strv * */
+} scratch[2 * 25 + 8];
+static int nscratch;
+
+static void scratch_push(int kind, void *p) {
+  if (nscratch < (int)(sizeof(scratch) / sizeof(scratch[0]))) {
+    scratch[nscratch].kind = kind;
+    scratch[nscratch].p = p;
+  }
+  nscratch++;
+}
+
+static void scratch_pop(int n) { nscratch -= n; }
+
+static void strv_free(pkr_strv *l);
+
+static void scratch_release(void) {
+  int top = nscratch < (int)(sizeof(scratch) / sizeof(scratch[0]))
+                ? nscratch
+                : (int)(sizeof(scratch) / sizeof(scratch[0]));
+  while (top-- > 0) {
+    if (scratch[top].kind == SC_FILE) fclose(scratch[top].p);
+    if (scratch[top].kind == SC_FREE) {
+      free(*(char **)scratch[top].p);
+      *(char **)scratch[top].p = NULL;
+    }
+    if (scratch[top].kind == SC_STRV) strv_free(scratch[top].p);
+  }
+  nscratch = 0;
+}
+
+/* Released here, while the frames that own the scratch are still alive. */
+CLI_NORETURN static void reload_abort(void) {
+  scratch_release();
+  where[0] = '\0';
+  longjmp(*reload_env, 1);
+}
+
 CLI_NORETURN CLI_PRINTF(1, 2) static void bad(const char *fmt, ...) {
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  if (reload_env) {
+    snprintf(reload_why, sizeof(reload_why), "%s%s", where, msg);
+    reload_abort();
+  }
   cli_usage_error(PROG, "%s%s", where, msg);
 }
 
 CLI_NORETURN static void unsupported(const char *flag, const char *why) {
+  if (reload_env) {
+    snprintf(reload_why, sizeof(reload_why), "%snot supported: %s (%s)", where, flag, why);
+    reload_abort();
+  }
   fprintf(stderr, "%s: %snot supported: %s (%s)\n", PROG, where, flag, why);
   exit(PKR_EXIT_UNSUPPORTED);
 }
@@ -567,8 +623,14 @@ static void apply(pkr_cfg *c, const opt_def *d, const char *flag, const char *v)
         break;
       }
     /* fall through */
-    case O_HELP: usage(stdout); exit(CLI_EXIT_OK);
-    case O_VERSION: cli_print_version(PROG); exit(CLI_EXIT_OK);
+    case O_HELP:
+      if (reload_env) bad("%s has no place in a configuration being reloaded", flag);
+      usage(stdout);
+      exit(CLI_EXIT_OK);
+    case O_VERSION:
+      if (reload_env) bad("%s has no place in a configuration being reloaded", flag);
+      cli_print_version(PROG);
+      exit(CLI_EXIT_OK);
     case O_LOGFILE: set_logfile(c, flag, v); break;
     case O_OPTFILE: optfile(c, flag, v); break;
     case O_OPTDIR: read_dir(c, v); break;
@@ -692,9 +754,11 @@ static int rc_line(pkr_cfg *c, char *line) {
   }
   size_t n = strlen(line) + 3;
   char *opt = xrealloc(NULL, n);
+  scratch_push(SC_FREE, &opt);
   snprintf(opt, n, "%s%s", line[0] == '-' ? "" : "--", line);
   char *words[1] = {opt};
   parse_long(c, 1, words, 0);
+  scratch_pop(1);
   free(opt);
   return 1;
 }
@@ -718,10 +782,13 @@ static void read_rc(pkr_cfg *c, const char *path, int secrets) {
   char *line = NULL;
   size_t cap = 0;
   int lineno = 0;
+  scratch_push(SC_FILE, f);
+  scratch_push(SC_FREE, &line);
   while (getline(&line, &cap, f) >= 0) {
     snprintf(where, sizeof(where), "%s:%d: ", path, ++lineno);
     if (!rc_line(c, line)) break;
   }
+  scratch_pop(2);
   free(line);
   fclose(f);
   c->depth--;
@@ -745,12 +812,14 @@ static void read_dir(pkr_cfg *c, const char *dir) {
   }
   closedir(d);
   if (names.n) qsort(names.v, (size_t)names.n, sizeof(*names.v), cmp_names);
+  scratch_push(SC_STRV, &names);
   for (int i = 0; i < names.n; i++) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", dir, names.v[i]) >= (int)sizeof(path))
       bad("path too long: %s/%s", dir, names.v[i]);
     read_rc(c, path, 0);
   }
+  scratch_pop(1);
   strv_free(&names);
 }
 
@@ -761,6 +830,7 @@ void pkr_parse(pkr_cfg *c, int argc, char **argv) {
   c->host = xstrdup("0.0.0.0");
   c->protos = xstrdup(PKR_ALL_PROTOS);
   pkr_strv pos = {0};
+  scratch_push(SC_STRV, &pos);
   parse_words(c, argc, argv, 1, &pos);
   where[0] = '\0';
   if (pos.n % 3 != 0)
@@ -779,6 +849,7 @@ void pkr_parse(pkr_cfg *c, int argc, char **argv) {
     free(dom);
     c->legacy = 1;
   }
+  scratch_pop(1);
   strv_free(&pos);
 }
 
@@ -867,6 +938,7 @@ static void check_readable(const char *opt, const char *path) {
 static char *read_motd(const char *path) {
   char *text = slurp(path, 1 << 16);
   if (!text) bad("cannot read --motd file %s: %s", path, strerror(errno));
+  scratch_push(SC_FREE, &text);
   char *s = text, *out = text;
   while (isspace((unsigned char)*s)) s++;
   for (; *s; s++) {
@@ -882,6 +954,7 @@ static char *read_motd(const char *path) {
     while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80) n--;
   }
   text[n] = '\0';
+  scratch_pop(1);
   return text;
 }
 
@@ -950,8 +1023,9 @@ void pkr_check(pkr_cfg *c) {
     bad("--require-tls needs --tls-cert/--tls-key or a --tls_endpoint: without a certificate "
         "no tunnel could connect");
   check_files(c);
-  /* Only a configuration that will run is warned about. */
-  for (int i = 0; i < c->argv_secrets.n; i++)
+  /* Only a configuration that will run is warned about, once (not again on
+   * each SIGHUP reload). */
+  for (int i = 0; i < c->argv_secrets.n && !reload_env; i++)
     cli_warn_argv_secret(PROG, c->argv_secrets.v[i],
                          strncmp(c->argv_secrets.v[i], "--domain", 8) == 0
                              ? "--domain=PROTOS:PATTERN:@FILE or --secretsfile=FILE"
@@ -977,4 +1051,22 @@ void pkr_cfg_free(pkr_cfg *c) {
   free(c->aliases);
   c->ports = NULL;
   c->aliases = NULL;
+}
+
+int pkr_reload(pkr_cfg *c, int argc, char **argv, char *why, size_t n) {
+  jmp_buf env;
+  volatile int ok = 0;
+  nscratch = 0;
+  reload_env = &env;
+  if (setjmp(env) == 0) {
+    pkr_parse(c, argc, argv);
+    pkr_check(c);
+    ok = 1;
+  } else {
+    pkr_cfg_free(c);
+    snprintf(why, n, "%s", reload_why);
+  }
+  reload_env = NULL;
+  where[0] = '\0';
+  return ok ? 0 : -1;
 }

@@ -59,6 +59,11 @@ void pkr_check(pkr_cfg *cfg);
 const char *pkr_split_domain(const char *arg, const char *server_protos, char *protos_buf,
                              char *pattern_buf, size_t buf_len);
 
+/* pkr_parse() and pkr_check() again, for SIGHUP: the same argv (and the rc
+ * files it names, read afresh); on a bad value nothing exits: -1 with the
+ * message in why (and *cfg freed), else 0. */
+int pkr_reload(pkr_cfg *cfg, int argc, char **argv, char *why, size_t n);
+
 void pkr_cfg_free(pkr_cfg *cfg);
 
 #endif /* PKR_OPTS_H */

@@ -213,6 +213,53 @@ done:
   return result;
 }
 
+/* pagekite_remove_kite -> binding.removeKite */
+static napi_value pkn_fn_removeKite(napi_env env, napi_callback_info info) {
+  static const char fn[] = "removeKite";
+  napi_value argv[4];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_proto = NULL;
+  char *a_kitename = NULL;
+  int a_pport = 0;
+  if (pkn_argv(env, info, fn, 4, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "proto", 0, &a_proto) != 0) goto done;
+  if (pkn_arg_str(env, argv[2], fn, "kitename", 0, &a_kitename) != 0) goto done;
+  if (pkn_arg_int(env, argv[3], fn, "pport", &a_pport) != 0) goto done;
+  {
+    int r = pagekite_remove_kite(a_mgr, a_proto, a_kitename, a_pport);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_proto);
+  free(a_kitename);
+  return result;
+}
+
+/* pagekite_remove_frontend -> binding.removeFrontend */
+static napi_value pkn_fn_removeFrontend(napi_env env, napi_callback_info info) {
+  static const char fn[] = "removeFrontend";
+  napi_value argv[3];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_host = NULL;
+  int a_port = 0;
+  if (pkn_argv(env, info, fn, 3, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "host", 0, &a_host) != 0) goto done;
+  if (pkn_arg_int(env, argv[2], fn, "port", &a_port) != 0) goto done;
+  {
+    int r = pagekite_remove_frontend(a_mgr, a_host, a_port);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_host);
+  return result;
+}
+
 /* pagekite_lookup_and_add_frontend -> binding.lookupAndAddFrontend */
 static napi_value pkn_fn_lookupAndAddFrontend(napi_env env, napi_callback_info info) {
   static const char fn[] = "lookupAndAddFrontend";
@@ -802,6 +849,49 @@ done:
   return result;
 }
 
+/* pagekite_remove_relay_domain -> binding.removeRelayDomain */
+static napi_value pkn_fn_removeRelayDomain(napi_env env, napi_callback_info info) {
+  static const char fn[] = "removeRelayDomain";
+  napi_value argv[3];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_protos = NULL;
+  char *a_pattern = NULL;
+  if (pkn_argv(env, info, fn, 3, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "protos", 0, &a_protos) != 0) goto done;
+  if (pkn_arg_str(env, argv[2], fn, "pattern", 0, &a_pattern) != 0) goto done;
+  {
+    int r = pagekite_remove_relay_domain(a_mgr, a_protos, a_pattern);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_protos);
+  free(a_pattern);
+  return result;
+}
+
+/* pagekite_remove_relay_tls_endpoint -> binding.removeRelayTlsEndpoint */
+static napi_value pkn_fn_removeRelayTlsEndpoint(napi_env env, napi_callback_info info) {
+  static const char fn[] = "removeRelayTlsEndpoint";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_name = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "name", 0, &a_name) != 0) goto done;
+  {
+    int r = pagekite_remove_relay_tls_endpoint(a_mgr, a_name);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_name);
+  return result;
+}
+
 /* pagekite_set_relay_tls_default -> binding.setRelayTlsDefault */
 static napi_value pkn_fn_setRelayTlsDefault(napi_env env, napi_callback_info info) {
   static const char fn[] = "setRelayTlsDefault";
@@ -1305,6 +1395,8 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "addKiteAccess", pkn_fn_addKiteAccess) != 0) return -1;
   if (pkn_define(env, exports, "addServiceFrontends", pkn_fn_addServiceFrontends) != 0) return -1;
   if (pkn_define(env, exports, "addWhitelabelFrontends", pkn_fn_addWhitelabelFrontends) != 0) return -1;
+  if (pkn_define(env, exports, "removeKite", pkn_fn_removeKite) != 0) return -1;
+  if (pkn_define(env, exports, "removeFrontend", pkn_fn_removeFrontend) != 0) return -1;
   if (pkn_define(env, exports, "lookupAndAddFrontend", pkn_fn_lookupAndAddFrontend) != 0) return -1;
   if (pkn_define(env, exports, "addFrontend", pkn_fn_addFrontend) != 0) return -1;
   if (pkn_define(env, exports, "setLogMask", pkn_fn_setLogMask) != 0) return -1;
@@ -1334,6 +1426,8 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "setRelayDuplicates", pkn_fn_setRelayDuplicates) != 0) return -1;
   if (pkn_define(env, exports, "setRelayTls", pkn_fn_setRelayTls) != 0) return -1;
   if (pkn_define(env, exports, "addRelayTlsEndpoint", pkn_fn_addRelayTlsEndpoint) != 0) return -1;
+  if (pkn_define(env, exports, "removeRelayDomain", pkn_fn_removeRelayDomain) != 0) return -1;
+  if (pkn_define(env, exports, "removeRelayTlsEndpoint", pkn_fn_removeRelayTlsEndpoint) != 0) return -1;
   if (pkn_define(env, exports, "setRelayTlsDefault", pkn_fn_setRelayTlsDefault) != 0) return -1;
   if (pkn_define(env, exports, "setRelayRawPorts", pkn_fn_setRelayRawPorts) != 0) return -1;
   if (pkn_define(env, exports, "addRelayPortAlias", pkn_fn_addRelayPortAlias) != 0) return -1;

@@ -69,7 +69,10 @@ test('a busy port is PK_ENETWORK; calls after start are PK_ESTATE', async () => 
   ok.addListener('127.0.0.1', 0);
   await ok.start();
   try {
-    throwsCode(() => ok.addDomain('http', '*.late.test', 's'), 'PK_ESTATE', /before start/);
+    throwsCode(() => ok.setDuplicates(true), 'PK_ESTATE', /before start/);
+    ok.addDomain('http', '*.late.test', 's'); // domains change at any time
+    ok.removeDomain('http', '*.late.test');
+    throwsCode(() => ok.removeDomain('http', '*.late.test'), 'PK_ENOTFOUND', /no domain/);
   } finally {
     await ok.stop();
   }

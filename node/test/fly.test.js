@@ -104,11 +104,17 @@ describe('relay and connector in one process', () => {
     assert.equal(connector.counter(Counter.KITES_LIVE), 1);
   });
 
-  test('configuration after start() throws PageKiteError', () => {
-    assert.throws(() => connector.addKite({ name: 'late.' + DOMAIN, secret: SECRET, originPort: 1 }),
-      PageKiteError);
-    assert.throws(() => relay.addDomain('http', 'late.' + DOMAIN, SECRET), PageKiteError);
+  test('before-start configuration after start() throws PageKiteError; kites and domains change', () => {
     assert.throws(() => connector.enableWatchdog(true), PageKiteError);
+    assert.throws(() => relay.setDuplicates(true), PageKiteError);
+    // At any time: added and removed again while running.
+    connector.addKite({ name: 'late.' + DOMAIN, secret: SECRET, originPort: 1 });
+    connector.removeKite('http', 'late.' + DOMAIN);
+    assert.throws(() => connector.removeKite('http', 'late.' + DOMAIN),
+      (err) => err instanceof PageKiteError && err.code === 'PK_ENOTFOUND');
+    assert.throws(() => connector.removeFrontend('127.0.0.2', 9),
+      (err) => err instanceof PageKiteError && err.code === 'PK_ENOTFOUND');
+    relay.addDomain('http', 'late.' + DOMAIN, SECRET).removeDomain('http', 'late.' + DOMAIN);
   });
 
   test('a wrong secret ends in REJECTED', async () => {

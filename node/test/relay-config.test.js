@@ -78,24 +78,32 @@ describe('relay TLS endpoints, raw ports, port aliases, MOTD', () => {
     // A name without an endpoint (and no setTls()): a TLS alert.
     await assert.rejects(servedCert(port, 'nobody.' + DOMAIN, pki.ca));
 
-    // Configuration after start() is refused.
+    // Ports are fixed once started; endpoints, the default name, the MOTD
+    // and domains change at any time.
     for (const [call, fn] of [
-      ['addTlsEndpoint', () => r.addTlsEndpoint('late.' + DOMAIN, one.cert, one.key)],
-      ['setTlsDefault', () => r.setTlsDefault(ONE)],
       ['setRawPorts', () => r.setRawPorts('virtual')],
       ['addPortAlias', () => r.addPortAlias(port, 80)],
-      ['setMotd', () => r.setMotd('too late')],
     ]) {
       assert.throws(fn, (err) => err instanceof PageKiteError && err.call === call, call);
     }
+    r.addTlsEndpoint(ONE, combined); // TWO's certificate for ONE now (rotation)
+    assert.deepEqual(await servedCert(port, TWO, pki.ca), der(two.cert));
+    await assert.rejects(servedCert(port, ONE, pki.ca)); // it does not name ONE
+    r.removeTlsEndpoint(ONE);
+    assert.throws(() => r.removeTlsEndpoint(ONE),
+      (err) => err instanceof PageKiteError && err.code === 'PK_ENOTFOUND');
+    r.setTlsDefault(ONE).setMotd('later');
+    r.addDomain('http', 'late.' + DOMAIN, SECRET).removeDomain('http', 'late.' + DOMAIN);
+    assert.throws(() => r.removeDomain('http', 'late.' + DOMAIN),
+      (err) => err instanceof PageKiteError && err.code === 'PK_ENOTFOUND' &&
+        err.call === 'removeDomain');
   });
 
   test('addTlsEndpoint and setTlsDefault: the library\'s errors, TypeError for wrong types', () => {
     const r = new Relay();
     managers.push(r);
     r.addTlsEndpoint('*.wild.' + DOMAIN, one.cert, one.key);
-    assert.throws(() => r.addTlsEndpoint('*.WILD.' + DOMAIN, one.cert, one.key),
-      byLibrary('addTlsEndpoint', /has an endpoint already/));
+    r.addTlsEndpoint('*.WILD.' + DOMAIN, one.cert, one.key); // the same name again: replaced
     const missing = path.join(pki.dir, 'missing.pem');
     assert.throws(() => r.addTlsEndpoint(ONE, missing), byLibrary('addTlsEndpoint', /missing\.pem/));
     assert.throws(() => r.addTlsEndpoint(ONE, one.cert), PageKiteError); // no key in that file

@@ -106,6 +106,8 @@ int pagekite_add_kite(pagekite_mgr mgr, const char *proto, const char *kitename,
 int pagekite_add_kite_access(pagekite_mgr mgr, const char *kitename, int pport, const char *rule);
 int pagekite_add_service_frontends(pagekite_mgr mgr, int flags);
 int pagekite_add_whitelabel_frontends(pagekite_mgr mgr, int flags, const char *whitelabel_tld);
+int pagekite_remove_kite(pagekite_mgr mgr, const char *proto, const char *kitename, int pport);
+int pagekite_remove_frontend(pagekite_mgr mgr, const char *host, int port);
 int pagekite_lookup_and_add_frontend(pagekite_mgr mgr, const char *domain, int port, int update_from_dns);
 int pagekite_add_frontend(pagekite_mgr mgr, const char *domain, int port);
 int pagekite_set_log_mask(pagekite_mgr mgr, int mask);
@@ -135,6 +137,8 @@ int pagekite_add_relay_domain(pagekite_mgr mgr, const char *protos, const char *
 int pagekite_set_relay_duplicates(pagekite_mgr mgr, int allow);
 int pagekite_set_relay_tls(pagekite_mgr mgr, const char *cert_file, const char *key_file);
 int pagekite_add_relay_tls_endpoint(pagekite_mgr mgr, const char *name, const char *cert_file, const char *key_file);
+int pagekite_remove_relay_domain(pagekite_mgr mgr, const char *protos, const char *pattern);
+int pagekite_remove_relay_tls_endpoint(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_tls_default(pagekite_mgr mgr, const char *name);
 int pagekite_set_relay_raw_ports(pagekite_mgr mgr, const char *ports);
 int pagekite_add_relay_port_alias(pagekite_mgr mgr, int port, int alias_of);
@@ -260,6 +264,8 @@ FUNCTIONS = {
     'add_kite_access': 'pagekite_add_kite_access',
     'add_service_frontends': 'pagekite_add_service_frontends',
     'add_whitelabel_frontends': 'pagekite_add_whitelabel_frontends',
+    'remove_kite': 'pagekite_remove_kite',
+    'remove_frontend': 'pagekite_remove_frontend',
     'lookup_and_add_frontend': 'pagekite_lookup_and_add_frontend',
     'add_frontend': 'pagekite_add_frontend',
     'set_log_mask': 'pagekite_set_log_mask',
@@ -289,6 +295,8 @@ FUNCTIONS = {
     'set_relay_duplicates': 'pagekite_set_relay_duplicates',
     'set_relay_tls': 'pagekite_set_relay_tls',
     'add_relay_tls_endpoint': 'pagekite_add_relay_tls_endpoint',
+    'remove_relay_domain': 'pagekite_remove_relay_domain',
+    'remove_relay_tls_endpoint': 'pagekite_remove_relay_tls_endpoint',
     'set_relay_tls_default': 'pagekite_set_relay_tls_default',
     'set_relay_raw_ports': 'pagekite_set_relay_raw_ports',
     'add_relay_port_alias': 'pagekite_add_relay_port_alias',

@@ -645,11 +645,22 @@ class Connector(_Manager):
     def add_kite(self, proto: str, name: str, secret: str, origin_port: int,
                  public_port: int = 0, origin_host: str = "localhost") -> None:
         """Serve kite ``name`` (protocol ``proto``: http, https, raw, websocket)
-        from origin_host:origin_port, proving ownership with ``secret``."""
+        from origin_host:origin_port, proving ownership with ``secret``.  At
+        any time: after start() the kite is asked for on the live tunnels."""
         self._call("pagekite_add_kite", _str(proto, "proto"), _str(name, "name"),
                    _int(public_port, "public_port"), _str(secret, "secret"),
                    _str(origin_host, "origin_host"), _int(origin_port, "origin_port"))
         self._kites.append((proto if not public_port else "%s-%d" % (proto, public_port), name))
+
+    def remove_kite(self, proto: str, name: str, public_port: int = 0) -> None:
+        """Stop serving a kite added with add_kite(), at any time, without a
+        restart (its tunnel closes if it carried nothing else; PageKiteError
+        NOT_FOUND if there is no such kite)."""
+        self._call("pagekite_remove_kite", _str(proto, "proto"), _str(name, "name"),
+                   _int(public_port, "public_port"))
+        key = (proto if not public_port else "%s-%d" % (proto, public_port), name)
+        if key in self._kites:
+            self._kites.remove(key)
 
     def add_kite_access(self, name: str, rule: str, public_port: int = 0) -> None:
         """An access rule for kite ``name``, pagekite.py's kite flags:
@@ -660,9 +671,15 @@ class Connector(_Manager):
                    _int(public_port, "public_port"), _str(rule, "rule"))
 
     def add_frontend(self, host: str, port: int, update_from_dns: bool = True) -> int:
-        """Use the relay(s) that host resolves to; returns how many addresses."""
+        """Use the relay(s) that host resolves to; returns how many addresses.
+        At any time: after start() they join the candidates."""
         return int(self._call("pagekite_lookup_and_add_frontend", _str(host, "host"),
                               _int(port, "port"), _bool(update_from_dns, "update_from_dns")))
+
+    def remove_frontend(self, host: str, port: int) -> None:
+        """Forget a relay added with add_frontend(), at any time: its tunnels
+        close and the kites fly through the other relays."""
+        self._call("pagekite_remove_frontend", _str(host, "host"), _int(port, "port"))
 
     def add_service_frontends(self, flags: int = lib.PK_WITH_DEFAULTS) -> int:
         """Use the pagekite.net service's relay pool; returns how many relays."""
@@ -772,9 +789,18 @@ class Relay(_Manager):
 
     def add_domain(self, protos: str, pattern: str, secret: str) -> None:
         """Accept kites matching pattern ("name" or "*.domain") for the
-        comma-separated protos, signed with secret."""
+        comma-separated protos, signed with secret.  At any time; the same
+        protos and pattern again replace the secret (live kites that proved
+        the old one are dropped)."""
         self._call("pagekite_add_relay_domain", _str(protos, "protos"), _str(pattern, "pattern"),
                    _str(secret, "secret"))
+
+    def remove_domain(self, protos: str, pattern: str) -> None:
+        """Stop accepting kites of a domain added with add_domain() (same
+        protos and pattern), at any time: live kites it no longer allows are
+        dropped, tunnels left without a kite closed."""
+        self._call("pagekite_remove_relay_domain", _str(protos, "protos"),
+                   _str(pattern, "pattern"))
 
     def set_duplicates(self, allow: bool = True) -> None:
         """Accept every correctly signed tunnel for a kite that already flies
@@ -784,7 +810,8 @@ class Relay(_Manager):
 
     def set_tls(self, cert: StrPath, key: StrPath) -> None:
         """PEM certificate chain and key: the catch-all for TLS the relay terminates
-        (tunnels and HTTPS for names without their own endpoint)."""
+        (tunnels and HTTPS for names without their own endpoint).  At any
+        time: again rotates it (new handshakes get the new one)."""
         self._call("pagekite_set_relay_tls", _str(cert, "cert", path=True),
                    _str(key, "key", path=True))
 
@@ -792,13 +819,18 @@ class Relay(_Manager):
         """Terminate TLS for name ("host" or "*.domain") with this PEM
         certificate chain and key (key None: the key is in cert), when no
         https kite takes the name (pagekite.py's --tls_endpoint).  The files
-        are read now.  Before start()."""
+        are read now.  At any time: a name that has one gets the new
+        certificate (rotation)."""
         self._call("pagekite_add_relay_tls_endpoint", _str(name, "name"),
                    _str(cert, "cert", path=True), _str(key, "key", nullable=True, path=True))
 
+    def remove_tls_endpoint(self, name: str) -> None:
+        """Forget the certificate of name (as added), at any time."""
+        self._call("pagekite_remove_relay_tls_endpoint", _str(name, "name"))
+
     def set_tls_default(self, name: Optional[str]) -> None:
         """The name assumed for TLS clients that send no SNI (pagekite.py's
-        --tls_default); None or "" for none.  Before start()."""
+        --tls_default); None or "" for none.  At any time."""
         self._call("pagekite_set_relay_tls_default", _str(name, "name", nullable=True))
 
     def set_raw_ports(self, ports: Union[str, Sequence[Union[int, str]], None]) -> None:
@@ -825,7 +857,8 @@ class Relay(_Manager):
 
     def set_motd(self, motd: Optional[str]) -> None:
         """A message of the day sent to connectors (pagekite.py's --motd):
-        at most 1024 bytes of printable text; None or "" for none.  Before start()."""
+        at most 1024 bytes of printable text; None or "" for none.  At any
+        time (for the tunnels made after)."""
         self._call("pagekite_set_relay_motd", _str(motd, "motd", nullable=True))
 
     def add_client_acl(self, rule: str) -> None:

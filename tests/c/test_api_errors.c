@@ -100,8 +100,12 @@ TEST(wrong_state) {
   pagekite_mgr r = t_start_relay(1, 8, NULL, NULL, NULL);
   CHECK(r != NULL);
   if (!r) return;
-  EXPECT_CODE(pagekite_add_relay_domain(r, "http", "*.late", "s"), -1, PK_ESTATE,
+  EXPECT_CODE(pagekite_add_relay_listener(r, "127.0.0.1", 0), -1, PK_ESTATE,
               "only allowed before pagekite_thread_start");
+  EXPECT_CODE(pagekite_remove_relay_domain(r, "http", "*.never"), -1, PK_ENOTFOUND,
+              "no domain http:*.never");
+  EXPECT_CODE(pagekite_remove_relay_tls_endpoint(r, "never.test"), -1, PK_ENOTFOUND,
+              "never.test has no endpoint");
   EXPECT_CODE(pagekite_thread_start(r), -1, PK_ESTATE, "pagekite_thread_start");
   CHECK_INT(pagekite_thread_stop(r), 0);
   pagekite_free(r);

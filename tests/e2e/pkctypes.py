@@ -110,6 +110,12 @@ SIGNATURES = {
     "pagekite_set_relay_raw_ports": (_i, [MGR, _s]),
     "pagekite_add_relay_port_alias": (_i, [MGR, _i, _i]),
     "pagekite_set_relay_motd": (_i, [MGR, _s]),
+    "pagekite_remove_relay_domain": (_i, [MGR, _s, _s]),
+    "pagekite_remove_relay_tls_endpoint": (_i, [MGR, _s]),
+    "pagekite_remove_kite": (_i, [MGR, _s, _s, _i]),
+    "pagekite_remove_frontend": (_i, [MGR, _s, _i]),
+    "pagekite_last_error_code": (_i, []),
+    "pagekite_get_kite_status": (_i, [MGR, _s, _s]),
     "pagekite_set_rejection_url": (_i, [MGR, _s]),
     "pagekite_get_counter": (ctypes.c_longlong, [MGR, _i]),
     "pagekite_last_error": (_s, []),
@@ -203,6 +209,18 @@ class PageKite:
 
     def set_relay_motd(self, motd):
         return self.lib.pagekite_set_relay_motd(self.mgr, _b(motd))
+
+    def remove_relay_domain(self, protos, pattern):
+        return self.lib.pagekite_remove_relay_domain(self.mgr, _b(protos), _b(pattern))
+
+    def remove_relay_tls_endpoint(self, name):
+        return self.lib.pagekite_remove_relay_tls_endpoint(self.mgr, _b(name))
+
+    def remove_kite(self, proto, kitename, pport):
+        return self.lib.pagekite_remove_kite(self.mgr, _b(proto), _b(kitename), pport)
+
+    def remove_frontend(self, host, port):
+        return self.lib.pagekite_remove_frontend(self.mgr, _b(host), port)
 
     def thread_start(self):
         rc = self.lib.pagekite_thread_start(self.mgr)

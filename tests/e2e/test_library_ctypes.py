@@ -65,9 +65,17 @@ def test_flies_through_pagekite_py(lib, relay, origin, managers):
         assert m.get_counter(pk.PK_COUNTER_KITES_LIVE) >= 1
         assert m.get_counter(pk.PK_COUNTER_STREAMS_TOTAL) >= 1
 
-    # Configuration calls are refused once the master thread runs.
-    assert m.add_kite("http", kite_name("late"), relay.port, SECRET, "127.0.0.1",
-                      origin.port) == -1
+    # Kites can be added while running: pagekite.py takes them on the live
+    # tunnel (AddKites); the first kite keeps flying.
+    late = kite_name("late")
+    assert m.add_kite("http", late, relay.port, SECRET, "127.0.0.1", origin.port) == 0, \
+        m.last_error()
+    wait_http(late, relay.port, "/", timeout=15)
+    assert http_request(relay.port, name)[0] == 200
+    later = m.get_log() or ""
+    assert "Tunnel to relay" not in later, "the live tunnel was remade:\n" + later
+    # Before-start calls are still refused once the master thread runs.
+    assert lib.pagekite_set_tls_verify(m.mgr, 0, None) == -1
     assert m.last_error(), "pagekite_last_error() empty after a refused call"
 
     assert m.thread_stop() == 0, m.last_error()

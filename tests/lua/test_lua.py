@@ -587,8 +587,8 @@ end
 assert(r:add_listener("127.0.0.1", port))
 assert(r:add_tls_endpoint("one.test", d .. "/one.pem", d .. "/one.key") == true)
 assert(r:add_tls_endpoint("two.test", d .. "/two-combined.pem") == true)
-refused("duplicate endpoint", "has an endpoint already",
-        r:add_tls_endpoint("ONE.test", d .. "/one.pem", d .. "/one.key"))
+-- the same name again: its certificate is replaced (rotation)
+assert(r:add_tls_endpoint("ONE.test", d .. "/one.pem", d .. "/one.key") == true)
 refused("missing file", "missing%%.pem", r:add_tls_endpoint("three.test", d .. "/missing.pem"))
 refused("key not in file", "cannot load", r:add_tls_endpoint("three.test", d .. "/one.pem", nil))
 assert(not pcall(r.add_tls_endpoint, r, "x.test"), "a certificate file is required")
@@ -609,13 +609,18 @@ assert(r:start())
 print("started")
 io.read("l")  -- the test checks the certificates, then writes a line
 for what, call in pairs{
-  endpoint = function() return r:add_tls_endpoint("late.test", d .. "/one.pem", d .. "/one.key") end,
-  default = function() return r:set_tls_default("one.test") end,
   raw = function() return r:set_raw_ports("virtual") end,
-  alias = function() return r:add_port_alias(port, 80) end,
-  motd = function() return r:set_motd("late") end} do
+  alias = function() return r:add_port_alias(port, 80) end} do
   refused(what .. " after start", "only allowed before", call())
 end
+-- at any time: endpoints, the default name, the MOTD, domains
+assert(r:add_tls_endpoint("late.test", d .. "/one.pem", d .. "/one.key") == true)
+assert(r:remove_tls_endpoint("late.test") == true)
+refused("endpoint removed twice", "has no endpoint", r:remove_tls_endpoint("late.test"))
+assert(r:set_tls_default("one.test") and r:set_motd("late"))
+assert(r:add_domain("http", "late.test", "s"))
+assert(r:remove_domain("http", "late.test") == true)
+refused("domain removed twice", "no domain", r:remove_domain("http", "late.test"))
 assert(r:stop())
 print("done")
 """ % (pki, port)
@@ -633,7 +638,8 @@ print("done")
     finally:
         p.stop()
     text = p.text()
-    assert len(re.findall(r"^refused .* after start: .*only allowed before", text, re.M)) == 5, text
+    assert len(re.findall(r"^refused .* after start: .*only allowed before", text, re.M)) == 2, text
+    assert "refused endpoint removed twice: " in text and "refused domain removed twice: " in text
     assert "refused raw ports: pagekite_set_relay_raw_ports: ports: expected ports" in text, text
 
 
@@ -845,7 +851,7 @@ local c <close> = pagekite.connector{app_id = "ev", max_kites = 1, max_conns = 4
 assert(c:set_log_mask(K.PK_LOG_ERRORS))
 assert(c:start())
 local function log_one(i)
-  assert(c:add_kite{name = "n" .. i .. ".test", secret = "s", origin_port = 80} == nil)
+  assert(c:add_frontend_certname("n" .. i .. ".test") == nil) -- before start only
 end
 local got, after = {}, 0
 local function drain()
@@ -863,7 +869,7 @@ local ours = 0
 for i, ev in ipairs(got) do
   assert(ev.seq == got[1].seq + i - 1, "gap or reorder at " .. i)
   assert(ev.kind ~= "lost")
-  if ev.kind == "log" and ev.text:match("^pagekite_add_kite") then
+  if ev.kind == "log" and ev.text:match("^pagekite_add_frontend_certname") then
     ours = ours + 1
     assert(ev.code & K.PK_LOG_MANAGER_ERROR ~= 0 and ev.time_ms > 0)
   end

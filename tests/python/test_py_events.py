@@ -2,7 +2,8 @@
 
 The log lines are driven from Python: a configuration call made after
 start() fails and logs one MANAGER_ERROR line, so a loop of failing
-add_kite() calls is a cheap, bounded source of log events."""
+add_frontend_certname() calls (before start() only; add_kite() works at any
+time now) is a cheap, bounded source of log events."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def started_connector(pk, managers):
 def log_one(pk, c, i):
     """One failing call, so one PK_EVENT_LOG line naming i."""
     with pytest.raises(pk.PageKiteError):
-        c.add_kite("http", "n%d.example.test" % i, SECRET, 80)
+        c.add_frontend_certname("n%d.example.test" % i)
 
 
 class Reader(threading.Thread):
@@ -51,7 +52,7 @@ class Reader(threading.Thread):
 
     def wait_logged(self, count, timeout=10.0):
         def seen():
-            return sum(1 for e in self.got if e.text.startswith("pagekite_add_kite")) >= count
+            return sum(1 for e in self.got if e.text.startswith("pagekite_add_frontend_certname")) >= count
         with self.moved:
             return self.moved.wait_for(seen, timeout)
 
@@ -72,7 +73,7 @@ def test_10000_log_events_in_order_without_gaps(pk, managers):
     seqs = [e.seq for e in got]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "gap or reorder in seq"
     assert not [e for e in got if e.kind == pk.EventKind.LOST]
-    logged = [e for e in got if e.kind == pk.EventKind.LOG and "pagekite_add_kite" in e.text]
+    logged = [e for e in got if e.kind == pk.EventKind.LOG and "pagekite_add_frontend_certname" in e.text]
     assert len(logged) == N_LOGGED
     assert all(("only allowed before" in e.text) for e in logged), logged[0]
     assert all(e.code & pk.api.PK_LOG_MANAGER_ERROR for e in logged)
@@ -131,7 +132,7 @@ def test_events_iterator_ends_after_stop(pk, managers):
     evs = list(c.events())  # no timeout: ends because the manager stopped
     assert time.monotonic() - t0 < 5
     assert evs and evs[-1].seq > evs[0].seq
-    assert any(e.text.startswith("pagekite_add_kite") for e in evs), evs
+    assert any(e.text.startswith("pagekite_add_frontend_certname") for e in evs), evs
 
 
 def test_next_events_argument_checks(pk, managers):

@@ -310,3 +310,29 @@ def test_cli_connect_over_tls(pk, tmp_path, pki, origin):
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
+
+
+def test_add_and_remove_kites_and_relays_while_running(pk, managers, relay):
+    """add_kite() after start() flies on the live tunnel; remove_kite() and
+    remove_frontend() work at any time and say NotFound for unknown ones."""
+    name, late = "live." + DOMAIN, "late." + DOMAIN
+    c = connector(pk, managers, relay.port, name, flags=plain_flags(pk))
+    c.start()
+    wait_kites_decided(c)
+    assert c.kite_status("http", name) is pk.KiteStatus.FLYING, dump(c, relay)
+    c.add_kite("http", late, SECRET, 9, origin_host="127.0.0.1")
+    wait_kites_decided(c)
+    assert c.kites() == [("http", name, pk.KiteStatus.FLYING, ""),
+                         ("http", late, pk.KiteStatus.FLYING, "")], dump(c, relay)
+    c.remove_kite("http", late)
+    assert [k[1] for k in c.kites()] == [name]
+    with pytest.raises(pk.NotFound):
+        c.remove_kite("http", late)
+    assert c.kite_status("http", name) is pk.KiteStatus.FLYING
+    with pytest.raises(pk.NotFound):
+        c.remove_frontend("127.0.0.2", relay.port)
+    c.remove_frontend("127.0.0.1", relay.port)
+    deadline = time.monotonic() + WAIT_S
+    while c.kite_status("http", name) is pk.KiteStatus.FLYING:
+        assert time.monotonic() < deadline, "the kite still flies with its relay removed"
+        time.sleep(0.05)

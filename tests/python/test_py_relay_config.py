@@ -75,13 +75,9 @@ def test_each_name_gets_its_certificate(pk, tls_endpoint_relay, endpoints, pki):
 
 def test_calls_after_start_raise(pk, tls_endpoint_relay, endpoints):
     r = tls_endpoint_relay
-    cert, key = endpoints[ONE]
     calls = [
-        ("pagekite_add_relay_tls_endpoint", lambda: r.add_tls_endpoint("late." + DOMAIN, cert, key)),
-        ("pagekite_set_relay_tls_default", lambda: r.set_tls_default(ONE)),
         ("pagekite_set_relay_raw_ports", lambda: r.set_raw_ports("virtual")),
         ("pagekite_add_relay_port_alias", lambda: r.add_port_alias(r.port, 80)),
-        ("pagekite_set_relay_motd", lambda: r.set_motd("too late")),
     ]
     for function, call in calls:
         with pytest.raises(pk.PageKiteError, match="only allowed before") as e:
@@ -89,12 +85,45 @@ def test_calls_after_start_raise(pk, tls_endpoint_relay, endpoints):
         assert e.value.function == function
 
 
+def test_live_changes_after_start(pk, endpoints, pki):
+    """Endpoints, the default name, the MOTD and domains change while the
+    relay runs: a second add_tls_endpoint() for a name replaces its
+    certificate (rotation), remove_tls_endpoint() forgets it (then a TLS
+    alert), remove_domain() of an unknown entry raises NotFound."""
+    cert_one, key_one = endpoints[ONE]
+    two_pem, _ = endpoints[TWO]
+    port = free_port()
+    with pk.Relay(app_id="py-test-live") as r:
+        r.add_listener("127.0.0.1", port)
+        r.add_domain("http", "*." + DOMAIN, SECRET)
+        r.start()
+        r.add_tls_endpoint(ONE, cert_one, key_one)
+        assert served_cert(port, ONE, pki.ca) == der(cert_one)
+        r.set_tls_default(ONE)
+        assert served_cert(port, None, pki.ca) == der(cert_one)
+        r.add_tls_endpoint(ONE, two_pem)  # replaced: TWO's certificate for ONE now
+        with pytest.raises(ssl.SSLError):  # it does not name ONE: verification fails
+            served_cert(port, ONE, pki.ca)
+        r.remove_tls_endpoint(ONE)
+        with pytest.raises(pk.PageKiteError, match="has no endpoint") as e:
+            r.remove_tls_endpoint(ONE)
+        assert e.value.function == "pagekite_remove_relay_tls_endpoint"
+        assert e.value.code == pk.api.PK_ENOTFOUND
+        with pytest.raises(ssl.SSLError):
+            served_cert(port, ONE, pki.ca)
+        r.set_motd("after start")
+        r.add_domain("http", "late." + DOMAIN, SECRET)
+        r.remove_domain("http", "late." + DOMAIN)
+        with pytest.raises(pk.PageKiteError, match="no domain") as e:
+            r.remove_domain("http", "late." + DOMAIN)
+        assert e.value.code == pk.api.PK_ENOTFOUND
+
+
 def test_tls_endpoint_errors(pk, endpoints, tmp_path):
     cert, key = endpoints[ONE]
     with pk.Relay() as r:
         r.add_tls_endpoint("*.wild." + DOMAIN, cert, key)
-        with pytest.raises(pk.PageKiteError, match="has an endpoint already"):
-            r.add_tls_endpoint("*.WILD." + DOMAIN, cert, key)
+        r.add_tls_endpoint("*.WILD." + DOMAIN, cert, key)  # the same name again: replaced
         missing = tmp_path / "missing.pem"
         with pytest.raises(pk.PageKiteError, match="missing.pem") as e:
             r.add_tls_endpoint(ONE, missing)
