@@ -3,7 +3,8 @@
 //
 //   java -Djava.library.path=DIR_OF_libpagekite_jni -cp pagekite.jar:pagekite-events-test.jar PageKiteEventsTest
 //
-// 10,000 log events (each a refused call after start: one error line) are
+// 10,000 log events (each a refused call after start: one error line;
+// addFrontendCertname is before-start only, addKite works any time) are
 // read back with nextEvents() one struct at a time: every one arrives, in
 // order, with no gap and no PK_EVENT_LOST.  Exit status 0 when all is well.
 
@@ -37,14 +38,14 @@ public final class PageKiteEventsTest {
         long deadline = System.currentTimeMillis() + 60000;
         for (int i = 0; i < N; i++) {
             // A configuration call after start fails and logs one error line.
-            expect(PageKiteAPI.addKite("http", "k" + i + ".test", 0, "s", "localhost", 80) == -1,
-                   "addKite after start must fail");
+            expect(PageKiteAPI.addFrontendCertname("k" + i + ".test") == -1,
+                   "addFrontendCertname after start must fail");
             while (PageKiteAPI.nextEvents(after, ev, 1, 0) == 1) {
                 if (ev.getSeq() != after + 1) badOrder++;
                 after = ev.getSeq();
                 if (ev.getKind() == PageKiteAPI.PK_EVENT_LOST) lost++;
                 else if (ev.getKind() == PageKiteAPI.PK_EVENT_LOG
-                         && ev.getText().startsWith("pagekite_add_kite: only allowed before")) seen++;
+                         && ev.getText().startsWith("pagekite_add_frontend_certname: only allowed before")) seen++;
                 else others++;
             }
             expect(System.currentTimeMillis() < deadline, "took over 60 s");
