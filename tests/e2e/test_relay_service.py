@@ -592,3 +592,48 @@ def test_logrotate_snippet(group, origin, tmp_path):
     assert all(LOG_LINE_RE.match(l) or STATUS_LINE_RE.match(l) for l in text.splitlines()), text
     assert "Relay listening" not in text and (os.stat(log).st_mode & 0o777) == 0o640
     assert relay.alive
+
+
+# ------------------------------------- --runas: files the relay reads again
+
+def runas_dir(request):
+    """A directory user nobody can enter (pytest's tmp tree is root's alone)."""
+    d = Path(tempfile.mkdtemp(prefix="pkt-runas-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    os.chmod(d, 0o755)
+    return d
+
+
+def test_runas_secrets_owned_by_the_runas_user(group, origin, request):
+    """doc/OPERATIONS.md section 3 without systemd: started as root with
+    --runas=USER, the secrets file (--secretsfile and @FILE) is USER's, mode
+    600, as section 2 installs it. It is accepted at start (read as root) and
+    read again on SIGHUP (as USER): the reload succeeds. A file of a third
+    user is still refused."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root for --runas", pytrace=False)
+    d = runas_dir(request)
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    sf = secret_file(d / "secrets.rc", text="domain = http:*.%s:%s\n" % (DOMAIN, SECRET))
+    one = secret_file(d / "one.secret", secret=SECRET)
+    for f in (sf, one):
+        os.chown(f, nobody, nogroup)
+    p = free_port()
+    log = d / "relay.log"
+    args = ["--isfrontend", "--host=127.0.0.1", "--ports=%d" % p, "--secretsfile=%s" % sf,
+            "--domain=http:one.example.net:@%s" % one, "--runas=nobody:nogroup",
+            "--logfile=%s" % log]
+    relay = start_relay(group, args, p)
+    name = "runas." + DOMAIN
+    group.our_connector("127.0.0.1:%d" % p, [Kite("http", name, origin.port)])
+    wait_http(name, p)
+    os.kill(relay.pid, signal.SIGHUP)
+    text = wait_text(log, r"Reload(ed the configuration|.*refused)")
+    assert "info=Reloaded the configuration: 2 domain(s)" in text, text
+    assert relay.alive
+    # A file of another user than root, us or the --runas user: refused.
+    daemon_uid = pwd.getpwnam("daemon").pw_uid
+    os.chown(one, daemon_uid, -1)
+    r = run_tool(PAGEKITER, args[:-1])
+    assert r.returncode == 2, r.stderr
+    assert str(one) in r.stderr and "owned by uid %d" % daemon_uid in r.stderr, r.stderr
