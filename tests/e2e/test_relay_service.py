@@ -637,3 +637,38 @@ def test_runas_secrets_owned_by_the_runas_user(group, origin, request):
     r = run_tool(PAGEKITER, args[:-1])
     assert r.returncode == 2, r.stderr
     assert str(one) in r.stderr and "owned by uid %d" % daemon_uid in r.stderr, r.stderr
+
+
+def test_runas_logfile_reopened_after_the_switch(group, origin, request):
+    """Started as root with --runas=nobody:nogroup and a --logfile it creates:
+    the file is the --runas user's (as logrotate's `create 0640 pagekiter adm`
+    makes the next one), so a SIGHUP (a reload, or a rotation) reopens it
+    after the switch instead of logging 'cannot reopen ...: Permission
+    denied'. A log file that already exists keeps its owner."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root for --runas", pytrace=False)
+    d = runas_dir(request)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    p = free_port()
+    log = d / "relay.log"
+    relay = start_relay(group, relay_args(p, "http:*.%s:%s" % (DOMAIN, SECRET)) + [
+        "--runas=nobody:nogroup", "--logfile=%s" % log], p)
+    wait_text(log, r"info=Relay listening")
+    assert log.stat().st_uid == nobody, log.stat()
+    os.kill(relay.pid, signal.SIGHUP)
+    text = wait_text(log, r"Reload(ed the configuration|.*refused)")
+    assert "cannot reopen" not in text, text
+    name = "runaslog." + DOMAIN
+    group.our_connector("127.0.0.1:%d" % p, [Kite("http", name, origin.port)])
+    wait_http(name, p)
+    wait_text(log, re.escape(name))
+    assert relay.alive
+    # An existing file (here root's) is not given away.
+    relay.stop()
+    other = d / "other.log"
+    other.write_text("")
+    p2 = free_port()
+    start_relay(group, relay_args(p2, "http:*.%s:%s" % (DOMAIN, SECRET)) + [
+        "--runas=nobody:nogroup", "--logfile=%s" % other], p2, name="pagekiter2")
+    wait_text(other, r"info=Relay listening")
+    assert other.stat().st_uid == 0, other.stat()
