@@ -314,6 +314,8 @@ static void note_restart_only(const run_ctx *r, const pkr_cfg *boot, const pkr_c
   RESTART_IF(strv_differ(&boot->ratelimits, &c->ratelimits), "--ratelimit_ips");
   RESTART_IF(boot->require_tls != c->require_tls, "--require-tls");
   RESTART_IF(strv_differ(&boot->proxy_from, &c->proxy_from), "--proxy_protocol_from");
+  RESTART_IF(boot->admin_port != c->admin_port || strcmp(boot->admin_host, c->admin_host) != 0,
+             "--admin");
 #undef RESTART_IF
   if (o) note(r, CLI_LL_WARN, "Reload: needs a restart: %s (left as it runs)", list);
 }
