@@ -320,8 +320,8 @@ static inline int cli_secret_owner_ok(const char *path, uid_t owner, uid_t also_
                                       size_t why_len) {
   if (owner == geteuid() || owner == 0 || owner == also_ok) return 0;
   if (also_ok != (uid_t)-1 && also_ok != geteuid())
-    snprintf(why, why_len, "secret file %s is owned by uid %u, not by uid %u (--runas), uid %u or root",
-             path, (unsigned)owner, (unsigned)also_ok, (unsigned)geteuid());
+    snprintf(why, why_len, "secret file %s is owned by uid %u, not by uid %u (--runas) or root",
+             path, (unsigned)owner, (unsigned)also_ok);
   else
     snprintf(why, why_len, "secret file %s is owned by uid %u, not by uid %u or root", path,
              (unsigned)owner, (unsigned)geteuid());

@@ -637,6 +637,7 @@ def test_runas_secrets_owned_by_the_runas_user(group, origin, request):
     r = run_tool(PAGEKITER, args[:-1])
     assert r.returncode == 2, r.stderr
     assert str(one) in r.stderr and "owned by uid %d" % daemon_uid in r.stderr, r.stderr
+    assert "not by uid %d (--runas) or root" % nobody in r.stderr, r.stderr
 
 
 def test_runas_logfile_reopened_after_the_switch(group, origin, request):
