@@ -502,6 +502,7 @@ static void usage(FILE *out) {
         "  --require-tls            refuse tunnels not inside TLS (needs a certificate)\n"
         "  --secretsfile=FILE       an rc file for secrets (domain = ... lines), refused\n"
         "                           unless mode 600 (no group/other bits), ours or root's\n"
+        "                           (or the --runas user's)\n"
         "  -c N                     max connections (default 2000)\n"
         "  -k N                     max kites (default 1000)\n"
         "  -q / -v                  less / more log output (-vv: everything)\n"
