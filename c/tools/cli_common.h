@@ -286,14 +286,17 @@ static inline FILE *cli_open_secret(const char *path) {
 
 /* A file that holds secrets must be a regular file owned by us or root,
  * with no group or other permission bits (as ssh wants a private key).
- * 0, or -1 with why set. */
-static inline int cli_secret_file_ok(const char *path, FILE *f, char *why, size_t why_len) {
+ * 0, or -1 with why set.  With owner not NULL the owner is not checked but
+ * returned in *owner (pagekiter as root with --runas, whose user is known
+ * only once every option is read). */
+static inline int cli_secret_file_check(const char *path, FILE *f, char *why, size_t why_len,
+                                        uid_t *owner) {
   struct stat st;
   if (fstat(fileno(f), &st) != 0) {
     snprintf(why, why_len, "cannot stat secret file %s: %s", path, strerror(errno));
   } else if (!S_ISREG(st.st_mode)) {
     snprintf(why, why_len, "secret file %s is not a regular file", path);
-  } else if (st.st_uid != geteuid() && st.st_uid != 0) {
+  } else if (!owner && st.st_uid != geteuid() && st.st_uid != 0) {
     snprintf(why, why_len, "secret file %s is owned by uid %u, not by uid %u or root", path,
              (unsigned)st.st_uid, (unsigned)geteuid());
   } else if (st.st_mode & 077) {
@@ -301,22 +304,50 @@ static inline int cli_secret_file_ok(const char *path, FILE *f, char *why, size_
              "secret file %s has mode %04o: group or others may read or write it "
              "(chmod 600 %s)", path, (unsigned)(st.st_mode & 07777), path);
   } else {
+    if (owner) *owner = st.st_uid;
     return 0;
   }
   return -1;
 }
 
-/* Reads a secret from FILE (checked as above): its first line, the line end
- * stripped.  0, or -1 with why set. */
+static inline int cli_secret_file_ok(const char *path, FILE *f, char *why, size_t why_len) {
+  return cli_secret_file_check(path, f, why, why_len, NULL);
+}
+
+/* The owner test cli_secret_file_check skips: us, root or also_ok (a
+ * --runas user; (uid_t)-1 for none).  0, or -1 with why set. */
+static inline int cli_secret_owner_ok(const char *path, uid_t owner, uid_t also_ok, char *why,
+                                      size_t why_len) {
+  if (owner == geteuid() || owner == 0 || owner == also_ok) return 0;
+  if (also_ok != (uid_t)-1 && also_ok != geteuid())
+    snprintf(why, why_len, "secret file %s is owned by uid %u, not by uid %u (--runas) or root",
+             path, (unsigned)owner, (unsigned)also_ok);
+  else
+    snprintf(why, why_len, "secret file %s is owned by uid %u, not by uid %u or root", path,
+             (unsigned)owner, (unsigned)geteuid());
+  return -1;
+}
+
+/* Reads a secret from FILE (checked as above, its owner against also_ok
+ * too): its first line, the line end stripped.  0, or -1 with why set. */
+static inline int cli_read_secret_file_as(const char *path, char *secret, size_t len,
+                                          uid_t also_ok, char *why, size_t why_len);
 static inline int cli_read_secret_file(const char *path, char *secret, size_t len, char *why,
                                        size_t why_len) {
+  return cli_read_secret_file_as(path, secret, len, (uid_t)-1, why, why_len);
+}
+
+static inline int cli_read_secret_file_as(const char *path, char *secret, size_t len,
+                                          uid_t also_ok, char *why, size_t why_len) {
   FILE *f = cli_open_secret(path);
   if (!f) {
     snprintf(why, why_len, "cannot read secret file %s: %s", path, strerror(errno));
     return -1;
   }
   int rc = -1;
-  if (cli_secret_file_ok(path, f, why, why_len) != 0) {
+  uid_t owner;
+  if (cli_secret_file_check(path, f, why, why_len, &owner) != 0 ||
+      cli_secret_owner_ok(path, owner, also_ok, why, why_len) != 0) {
     /* why is set */
   } else if (!fgets(secret, (int)len, f)) {
     snprintf(why, why_len, "secret file %s is empty", path);

@@ -79,6 +79,20 @@ static int setup_log(run_ctx *r) {
     snprintf(r->logpath, sizeof(r->logpath), "%.2000s/%.2000s", cwd, lf);
   else
     snprintf(r->logpath, sizeof(r->logpath), "%s", lf);
+  /* A file we create for --runas is that user's, so that a SIGHUP reopens
+   * it after the switch (an existing file keeps its owner). */
+  const pkr_cfg *c = r->cfg;
+  if (c->runas && geteuid() == 0) {
+    int fd = open(r->logpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      int failed = fchown(fd, (uid_t)c->runas_uid, (gid_t)c->runas_gid) != 0;
+      int err = errno;
+      close(fd);
+      if (failed)
+        cli_usage_error(PROG, "cannot give --logfile %s to --runas=%s: %s", lf, c->runas,
+                        strerror(err));
+    }
+  }
   if (log_to(r->logpath) != 0)
     cli_usage_error(PROG, "cannot open --logfile %s: %s", lf, strerror(errno));
   return 0;
@@ -300,6 +314,8 @@ static void note_restart_only(const run_ctx *r, const pkr_cfg *boot, const pkr_c
   RESTART_IF(strv_differ(&boot->ratelimits, &c->ratelimits), "--ratelimit_ips");
   RESTART_IF(boot->require_tls != c->require_tls, "--require-tls");
   RESTART_IF(strv_differ(&boot->proxy_from, &c->proxy_from), "--proxy_protocol_from");
+  RESTART_IF(boot->admin_port != c->admin_port || strcmp(boot->admin_host, c->admin_host) != 0,
+             "--admin");
 #undef RESTART_IF
   if (o) note(r, CLI_LL_WARN, "Reload: needs a restart: %s (left as it runs)", list);
 }

@@ -502,6 +502,7 @@ static void usage(FILE *out) {
         "  --require-tls            refuse tunnels not inside TLS (needs a certificate)\n"
         "  --secretsfile=FILE       an rc file for secrets (domain = ... lines), refused\n"
         "                           unless mode 600 (no group/other bits), ours or root's\n"
+        "                           (or the --runas user's)\n"
         "  -c N                     max connections (default 2000)\n"
         "  -k N                     max kites (default 1000)\n"
         "  -q / -v                  less / more log output (-vv: everything)\n"
@@ -772,9 +773,19 @@ static void read_rc(pkr_cfg *c, const char *path, int secrets) {
   if (!f) bad("cannot read %s file %s: %s", secrets ? "--secretsfile" : "rc", path,
               strerror(errno));
   char why[PATH_MAX * 2 + 128];
-  if (secrets && cli_secret_file_ok(path, f, why, sizeof(why)) != 0) {
+  /* As root the owner may be the --runas user, known once every option is
+   * read: pkr_check checks it then. */
+  uid_t owner = 0;
+  if (secrets && (cli_secret_file_check(path, f, why, sizeof(why),
+                                        geteuid() == 0 ? &owner : NULL) != 0 ||
+                  (owner != 0 && c->secrets_owned && owner != c->secrets_owner &&
+                   cli_secret_owner_ok(path, owner, (uid_t)-1, why, sizeof(why)) != 0))) {
     fclose(f);
     bad("--secretsfile: %s", why);
+  }
+  if (owner != 0 && !c->secrets_owned) {
+    set_str(&c->secrets_owned, path);
+    c->secrets_owner = owner;
   }
   char saved[sizeof(where)];
   memcpy(saved, where, sizeof(where));
@@ -979,9 +990,9 @@ static void resolve_runas(pkr_cfg *c) {
 
 /* --domain=PROTOS:PATTERN:@FILE: the secret is FILE's first line (the file
  * checked as a secret file); *dom becomes PROTOS:PATTERN:SECRET. */
-static void resolve_secret(char **dom, const char *at, const char *pattern) {
+static void resolve_secret(char **dom, const char *at, const char *pattern, uid_t runas) {
   char secret[CLI_SECRET_MAX + 2], why[PATH_MAX * 2 + 128];
-  if (cli_read_secret_file(at + 1, secret, sizeof(secret), why, sizeof(why)) != 0)
+  if (cli_read_secret_file_as(at + 1, secret, sizeof(secret), runas, why, sizeof(why)) != 0)
     bad("--domain for '%s': %s", pattern, why);
   size_t head = (size_t)(at - *dom), n = head + strlen(secret) + 1;
   char *out = xrealloc(NULL, n);
@@ -997,7 +1008,6 @@ static void check_files(pkr_cfg *c) {
   if (c->cert) check_readable("--tls-cert", c->cert);
   if (c->key) check_readable("--tls-key", c->key);
   if (c->motd_file) c->motd = read_motd(c->motd_file);
-  if (c->runas) resolve_runas(c);
 }
 
 void pkr_check(pkr_cfg *c) {
@@ -1008,11 +1018,19 @@ void pkr_check(pkr_cfg *c) {
   if (c->n_ports == 0) bad("--ports is required");
   if (c->domains.n == 0) bad("no --domain given: the relay would reject every kite");
   if ((c->cert == NULL) != (c->key == NULL)) bad("--tls-cert and --tls-key go together");
+  /* Secret files may be the --runas user's (read as root now, as that user
+   * on a reload). */
+  if (c->runas) resolve_runas(c);
+  uid_t runas = c->runas ? (uid_t)c->runas_uid : (uid_t)-1;
+  char why[PATH_MAX * 2 + 128];
+  if (c->secrets_owned &&
+      cli_secret_owner_ok(c->secrets_owned, c->secrets_owner, runas, why, sizeof(why)) != 0)
+    bad("--secretsfile: %s", why);
   char protos[256], pattern[256];
   for (int i = 0; i < c->domains.n; i++) {
     const char *secret =
         pkr_split_domain(c->domains.v[i], c->protos, protos, pattern, sizeof(protos));
-    if (secret[0] == '@') resolve_secret(&c->domains.v[i], secret, pattern);
+    if (secret[0] == '@') resolve_secret(&c->domains.v[i], secret, pattern, runas);
   }
   for (int i = 0; i < c->n_aliases; i++) {
     int found = 0;
@@ -1035,7 +1053,7 @@ void pkr_check(pkr_cfg *c) {
 void pkr_cfg_free(pkr_cfg *c) {
   char **strs[] = {&c->host, &c->protos, &c->tls_default, &c->rawports, &c->motd_file,
                    &c->errorurl, &c->logfile, &c->pidfile, &c->runas, &c->cert, &c->key,
-                   &c->motd};
+                   &c->motd, &c->secrets_owned};
   for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
     free(*strs[i]);
     *strs[i] = NULL;

@@ -42,6 +42,8 @@ typedef struct {
   char admin_host[64];   /* --admin (admin_port 0: off) */
   int admin_port;
   unsigned runas_uid, runas_gid; /* resolved by pkr_check */
+  char *secrets_owned;   /* as root: a --secretsfile owned by another user, */
+  unsigned secrets_owner; /* allowed by pkr_check if it is the --runas user */
   int isfrontend, daemonize, dups, watchdog, max_conns, max_kites, verbosity;
   int legacy;            /* libpagekite syntax seen: default port 9443 */
   int depth;             /* rc file nesting */

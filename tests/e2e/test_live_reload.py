@@ -515,3 +515,22 @@ def test_api_connector_remove_and_add_frontend(group, lib):
     assert http_request(first.port, NAME_A)[0] != 200, "a new tunnel was made needlessly"
     assert m.remove_frontend("127.0.0.1", other.port) == 0
     wait_http(NAME_A, first.port, "/", 15)
+
+
+def test_sighup_admin_change_needs_a_restart(group, tmp_path):
+    """--admin (the /metrics listener) is bound at start: a changed `admin =`
+    line is named in the 'needs a restart' line, and the old listener keeps
+    answering, instead of the change being dropped without a word."""
+    port, admin1, admin2 = free_port(), free_port(), free_port()
+    rc = tmp_path / "relay.rc"
+    write_rc(rc, [(NAME_A, SECRET_A)])
+    with open(rc, "a") as f:
+        f.write("admin = %d\n" % admin1)
+    proc = start_pagekiter(group, rc, port)
+    assert port_accepts(admin1)
+    write_rc(rc, [(NAME_A, SECRET_A)])
+    with open(rc, "a") as f:
+        f.write("admin = %d\n" % admin2)
+    hup_and_wait(proc, "Reloaded")
+    assert "needs a restart: --admin" in proc.output(), proc.tail()
+    assert port_accepts(admin1) and not port_accepts(admin2)

@@ -592,3 +592,84 @@ def test_logrotate_snippet(group, origin, tmp_path):
     assert all(LOG_LINE_RE.match(l) or STATUS_LINE_RE.match(l) for l in text.splitlines()), text
     assert "Relay listening" not in text and (os.stat(log).st_mode & 0o777) == 0o640
     assert relay.alive
+
+
+# ------------------------------------- --runas: files the relay reads again
+
+def runas_dir(request):
+    """A directory user nobody can enter (pytest's tmp tree is root's alone)."""
+    d = Path(tempfile.mkdtemp(prefix="pkt-runas-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    os.chmod(d, 0o755)
+    return d
+
+
+def test_runas_secrets_owned_by_the_runas_user(group, origin, request):
+    """doc/OPERATIONS.md section 3 without systemd: started as root with
+    --runas=USER, the secrets file (--secretsfile and @FILE) is USER's, mode
+    600, as section 2 installs it. It is accepted at start (read as root) and
+    read again on SIGHUP (as USER): the reload succeeds. A file of a third
+    user is still refused."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root for --runas", pytrace=False)
+    d = runas_dir(request)
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    sf = secret_file(d / "secrets.rc", text="domain = http:*.%s:%s\n" % (DOMAIN, SECRET))
+    one = secret_file(d / "one.secret", secret=SECRET)
+    for f in (sf, one):
+        os.chown(f, nobody, nogroup)
+    p = free_port()
+    log = d / "relay.log"
+    args = ["--isfrontend", "--host=127.0.0.1", "--ports=%d" % p, "--secretsfile=%s" % sf,
+            "--domain=http:one.example.net:@%s" % one, "--runas=nobody:nogroup",
+            "--logfile=%s" % log]
+    relay = start_relay(group, args, p)
+    name = "runas." + DOMAIN
+    group.our_connector("127.0.0.1:%d" % p, [Kite("http", name, origin.port)])
+    wait_http(name, p)
+    os.kill(relay.pid, signal.SIGHUP)
+    text = wait_text(log, r"Reload(ed the configuration|.*refused)")
+    assert "info=Reloaded the configuration: 2 domain(s)" in text, text
+    assert relay.alive
+    # A file of another user than root, us or the --runas user: refused.
+    daemon_uid = pwd.getpwnam("daemon").pw_uid
+    os.chown(one, daemon_uid, -1)
+    r = run_tool(PAGEKITER, args[:-1])
+    assert r.returncode == 2, r.stderr
+    assert str(one) in r.stderr and "owned by uid %d" % daemon_uid in r.stderr, r.stderr
+    assert "not by uid %d (--runas) or root" % nobody in r.stderr, r.stderr
+
+
+def test_runas_logfile_reopened_after_the_switch(group, origin, request):
+    """Started as root with --runas=nobody:nogroup and a --logfile it creates:
+    the file is the --runas user's (as logrotate's `create 0640 pagekiter adm`
+    makes the next one), so a SIGHUP (a reload, or a rotation) reopens it
+    after the switch instead of logging 'cannot reopen ...: Permission
+    denied'. A log file that already exists keeps its owner."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root for --runas", pytrace=False)
+    d = runas_dir(request)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    p = free_port()
+    log = d / "relay.log"
+    relay = start_relay(group, relay_args(p, "http:*.%s:%s" % (DOMAIN, SECRET)) + [
+        "--runas=nobody:nogroup", "--logfile=%s" % log], p)
+    wait_text(log, r"info=Relay listening")
+    assert log.stat().st_uid == nobody, log.stat()
+    os.kill(relay.pid, signal.SIGHUP)
+    text = wait_text(log, r"Reload(ed the configuration|.*refused)")
+    assert "cannot reopen" not in text, text
+    name = "runaslog." + DOMAIN
+    group.our_connector("127.0.0.1:%d" % p, [Kite("http", name, origin.port)])
+    wait_http(name, p)
+    wait_text(log, re.escape(name))
+    assert relay.alive
+    # An existing file (here root's) is not given away.
+    relay.stop()
+    other = d / "other.log"
+    other.write_text("")
+    p2 = free_port()
+    start_relay(group, relay_args(p2, "http:*.%s:%s" % (DOMAIN, SECRET)) + [
+        "--runas=nobody:nogroup", "--logfile=%s" % other], p2, name="pagekiter2")
+    wait_text(other, r"info=Relay listening")
+    assert other.stat().st_uid == 0, other.stat()
