@@ -1093,7 +1093,10 @@ int pkj_add_relay_listener(const char *host, int port);
    * Callable at any time, from any thread: adding the same protos and pattern
    * again replaces its secret, and live kites that proved the old secret are
    * dropped (as pagekite_remove_relay_domain says); a new pattern serves the next
-   * connectors at once. At most 64 entries.
+   * connectors at once, and live kites it now decides (it is more specific than
+   * the entry they proved, such as \"shop.example.com\" added under
+   * \"*.example.com\") are re-checked and dropped unless they proved its secret. At
+   * most 64 entries.
    * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_add_relay_domain().
    * @param protos Comma-separated protocols.
    * @param pattern Kite name or \"*.domain\" wildcard.

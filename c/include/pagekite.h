@@ -971,7 +971,10 @@ PK_EXPORT int pagekite_add_relay_listener(pagekite_mgr mgr, const char *host, in
  * Callable at any time, from any thread: adding the same protos and pattern
  * again replaces its secret, and live kites that proved the old secret are
  * dropped (as pagekite_remove_relay_domain says); a new pattern serves the next
- * connectors at once. At most 64 entries.
+ * connectors at once, and live kites it now decides (it is more specific than
+ * the entry they proved, such as "shop.example.com" added under
+ * "*.example.com") are re-checked and dropped unless they proved its secret. At
+ * most 64 entries.
  *
  *   mgr      The manager.
  *   protos   Comma-separated protocols.

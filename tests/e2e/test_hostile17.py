@@ -1,0 +1,118 @@
+"""Hostile review of the relay's Internet-facing surfaces of issue 17 (PROXY
+protocol acceptance, the admin listener, access control, SIGHUP reload),
+over real sockets on loopback.  Each test is one attack shape that failed
+(or could fail) on the code as merged; see the docstrings.
+
+Loopback only; every process is started here (through the group) and
+stopped by PID; every loop and wait is bounded.
+"""
+
+import json
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from harness import Kite, free_port, kite_name, port_accepts
+
+pytestmark = pytest.mark.ours
+
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+LB = "127.0.0.2"
+CLIENT = "127.0.0.3"
+
+
+def talk(src, port, payload, timeout=10.0, pause=0.0):
+    """Connect from src, send payload, read until close or timeout."""
+    s = socket.socket()
+    s.bind((src, 0))
+    s.settimeout(timeout)
+    try:
+        s.connect(("127.0.0.1", port))
+        s.sendall(payload)
+        got = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except (ConnectionResetError, socket.timeout):
+            pass
+        return got
+    finally:
+        s.close()
+
+
+def req(host, extra=b""):
+    return b"GET /headers HTTP/1.1\r\nHost: " + host.encode() + b"\r\n" + extra + \
+        b"Connection: close\r\n\r\n"
+
+
+def v1(src, sport=1234):
+    return b"PROXY TCP4 %s 127.0.0.1 %d 80\r\n" % (src.encode(), sport)
+
+
+def xff(resp):
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), resp[:300]
+    return json.loads(body.decode())["headers"].get("x-forwarded-for")
+
+
+def wait_served(port, src, payload, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = talk(src, port, payload)
+        if got.startswith(b"HTTP/1.1 200"):
+            return got
+        assert time.monotonic() < deadline, "never served: %r" % got[:200]
+        time.sleep(0.25)
+
+
+def stack(group, origin, extra=()):
+    relay = group.our_relay(extra_args=["--proxy_protocol_from=%s/32" % LB] + list(extra))
+    kite = Kite("http", kite_name("h17"), origin.port, 0)
+    group.our_connector(relay, [kite])
+    return relay, kite
+
+
+# ------------------------------------------------------- reload: domains
+def _rc(path, domains):
+    lines = ["isfrontend", "host = 127.0.0.1", "protos = http,https,raw,websocket"]
+    lines += ["domain = http,https:%s:%s" % d for d in domains]
+    tmp = str(path) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def test_more_specific_domain_added_on_reload_drops_kite_of_the_old_secret(group, tmp_path):
+    """A kite flies under the wildcard domain *.DOMAIN with secret OLD.  The
+    operator hands shop.DOMAIN to someone else: SIGHUP with a new, more
+    specific domain `shop.DOMAIN` and secret NEW.  From then on the domain
+    table refuses OLD for that name (the most specific entry wins), so the
+    live kite proved with OLD must go, as when a secret is replaced; before
+    the fix only a replaced or removed entry made the relay re-check, and
+    the old holder kept serving shop.DOMAIN until it reconnected."""
+    from harness import DOMAIN, OurConnector
+    from test_live_reload import hup_and_wait, start_pagekiter
+    shop = "shop." + DOMAIN
+    old, new = "h17-old-secret-0123456789", "h17-new-secret-0123456789"
+    origin = group.origin(shop)
+    port = free_port()
+    rc = tmp_path / "relay.rc"
+    _rc(rc, [("*." + DOMAIN, old)])
+    proc = start_pagekiter(group, rc, port)
+    group.add(OurConnector(group.logdir, "127.0.0.1:%d" % port,
+                           [Kite("http", shop, origin.port, secret=old)])).start()
+    from harness import wait_http, wait_not_served
+    wait_http(shop, port, "/", 30)
+    _rc(rc, [("*." + DOMAIN, old), (shop, new)])
+    hup_and_wait(proc, "Reloaded")
+    proc.wait_for("Kite http:%s dropped" % shop.replace(".", r"\."), 5,
+                  what="the kite of the old secret dropped")
+    assert wait_not_served(shop, port, "/", 5) != 200
