@@ -660,6 +660,12 @@ static int parse_long(pkr_cfg *c, int argc, char **argv, int i) {
   const char *eq = strchr(s, '=');
   size_t len = eq ? (size_t)(eq - s) : strlen(s);
   const opt_def *d = find_long(s, len);
+  /* Named up to a space or ':' only: what follows may be a secret (an rc
+   * line "domain http:NAME:SECRET" that lacks its '='). */
+  size_t shown = strcspn(s, " \t:");
+  if (!d && shown < len)
+    bad("unknown option '--%.*s' (the rest of it is not shown; a line is KEY = VALUE)",
+        (int)shown, s);
   if (!d) bad("unknown option '--%.*s'", (int)len, s);
   char flag[64];
   snprintf(flag, sizeof(flag), "--%s", d->name);
@@ -870,15 +876,21 @@ const char *pkr_split_domain(const char *arg, const char *server_protos, char *p
                              char *pattern_buf, size_t buf_len) {
   const char *c1 = strchr(arg, ':');
   const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-  if (!c2) bad("invalid --domain '%s' (expected PROTOS:PATTERN:SECRET)", arg);
+  /* Messages name PROTOS and PATTERN at most, never the value whole: the
+   * secret is in it (and --secretsfile exists to keep it out of logs). */
+  if (!c2)
+    bad("invalid --domain (expected PROTOS:PATTERN:SECRET; the value is not shown, it may "
+        "hold the secret)");
   size_t pl = (size_t)(c1 - arg), dl = (size_t)(c2 - c1 - 1);
-  if (dl == 0) bad("empty PATTERN in --domain '%s'", arg);
+  if (dl == 0) bad("empty PATTERN in --domain '%.*s::...'", (int)(pl < 128 ? pl : 128), arg);
   if (!c2[1]) bad("empty SECRET in --domain for '%.*s'", (int)dl, c1 + 1);
-  if (pl >= buf_len || dl >= buf_len) bad("--domain '%s' is too long", arg);
+  if (pl >= buf_len || dl >= buf_len)
+    bad("--domain for '%.*s...' is too long (PROTOS or PATTERN over %zu bytes)",
+        (int)(dl < 64 ? dl : 64), c1 + 1, buf_len - 1);
   if (pl == 0 || (pl == 1 && arg[0] == '*')) {
     snprintf(protos_buf, buf_len, "%s", server_protos);
   } else {
-    if (c1[-1] == ',') bad("empty protocol in --domain '%s'", arg);
+    if (c1[-1] == ',') bad("empty protocol in --domain for '%.*s'", (int)dl, c1 + 1);
     for (const char *p = arg; p < c1;) {
       size_t len = strcspn(p, ",:"), base = strcspn(p, ",:-");
       if (len == 0 || !in_list(server_protos, p, base))

@@ -116,3 +116,53 @@ def test_more_specific_domain_added_on_reload_drops_kite_of_the_old_secret(group
     proc.wait_for("Kite http:%s dropped" % shop.replace(".", r"\."), 5,
                   what="the kite of the old secret dropped")
     assert wait_not_served(shop, port, "/", 5) != 200
+
+
+# ------------------------------------------- secrets kept out of messages
+LEAK = "h17TopSecretValue"
+
+
+@pytest.mark.parametrize("line, names", [
+    ("domain http:*.example.test:%s" % LEAK, "unknown option '--domain'"),
+    ("domain:http:*.example.test:%s" % LEAK, "unknown option '--domain'"),
+    ("domain = http::%s" % LEAK, "empty PATTERN"),
+    ("domain = http,:*.example.test:%s" % LEAK, "empty protocol"),
+    ("domain = http:%s:%s" % ("x" * 300, LEAK), "too long"),
+    ("domain = http:*.example.test %s" % LEAK, "invalid --domain"),
+])
+def test_secretsfile_errors_never_echo_the_secret(tmp_path, line, names):
+    """--secretsfile exists to keep secrets out of ps, /proc and logs; a
+    typo in it (a missing '=', an empty pattern, a space for the last ':')
+    must be named by file and line without printing the secret.  Before
+    the fix these messages quoted the whole --domain value (or the whole
+    line), secret included: on stderr at start, and in the log (often
+    world-readable) on a refused SIGHUP reload."""
+    import subprocess
+    from harness import PAGEKITER, require_executable
+    require_executable(PAGEKITER, "pagekiter")
+    sec = tmp_path / "secrets.rc"
+    sec.write_text(line + "\n")
+    os.chmod(sec, 0o600)
+    r = subprocess.run([str(PAGEKITER), "--clean", "--isfrontend", "--host=127.0.0.1",
+                        "--ports=%d" % free_port(), "--secretsfile=%s" % sec],
+                       capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert names in out, out
+    assert LEAK not in out, out
+
+
+def test_reload_refusal_does_not_log_the_secret(group, tmp_path):
+    """The same through SIGHUP: the refusal goes to the relay's log."""
+    from test_live_reload import hup_and_wait, start_pagekiter
+    port = free_port()
+    sec = tmp_path / "secrets.rc"
+    sec.write_text("domain = http:*.example.test:good-secret-0123456789\n")
+    os.chmod(sec, 0o600)
+    rc = tmp_path / "relay.rc"
+    rc.write_text("isfrontend\nhost = 127.0.0.1\nsecretsfile = %s\n" % sec)
+    proc = start_pagekiter(group, rc, port)
+    sec.write_text("domain = http::%s\n" % LEAK)
+    hup_and_wait(proc, "Reload refused")
+    assert "empty PATTERN" in proc.output()
+    assert LEAK not in proc.output()
