@@ -166,3 +166,30 @@ def test_reload_refusal_does_not_log_the_secret(group, tmp_path):
     hup_and_wait(proc, "Reload refused")
     assert "empty PATTERN" in proc.output()
     assert LEAK not in proc.output()
+
+
+def test_reload_at_the_domain_limit_can_rename_a_domain(group, tmp_path):
+    """A relay with the full 64 domains; the rc file renames one of them
+    (old-63 goes, new-63 comes) and SIGHUP.  The final table has 64
+    entries, within the limit, so the reload must apply.  Before the fix
+    the new entry was added before the old one was removed, so the 65th
+    add failed ("too many domains (at most 64)") and the reload was
+    refused whole, however often it was tried."""
+    from harness import DOMAIN, wait_http
+    from test_live_reload import hup_and_wait, start_pagekiter
+    secret = "h17-limit-secret-0123456789"
+    names = ["old-%d.%s" % (i, DOMAIN) for i in range(64)]
+    port = free_port()
+    rc = tmp_path / "relay.rc"
+    _rc(rc, [(n, secret) for n in names])
+    proc = start_pagekiter(group, rc, port)
+    new = "new-63." + DOMAIN
+    _rc(rc, [(n, secret) for n in names[:63]] + [(new, secret)])
+    hup_and_wait(proc, "Reloaded the configuration: 64 domain(s)")
+    assert "too many domains" not in proc.output()
+    # And the renamed domain is the one in force: a connector for it flies.
+    origin = group.origin(new)
+    from harness import OurConnector
+    group.add(OurConnector(group.logdir, "127.0.0.1:%d" % port,
+                           [Kite("http", new, origin.port, secret=secret)])).start()
+    wait_http(new, port, "/", 20)
