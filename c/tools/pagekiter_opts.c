@@ -20,6 +20,8 @@
 
 /* "FILE:LINE: " while an rc file is read, for every message. */
 static char where[PATH_MAX + 32];
+/* Reading a --secretsfile: an unknown "option" there may be a bare secret. */
+static int in_secrets;
 
 /* pkr_reload: a bad value jumps back there with the message instead of
  * exiting; what was taken meanwhile is on the scratch stack, released
@@ -663,6 +665,8 @@ static int parse_long(pkr_cfg *c, int argc, char **argv, int i) {
   /* Named up to a space or ':' only: what follows may be a secret (an rc
    * line "domain http:NAME:SECRET" that lacks its '='). */
   size_t shown = strcspn(s, " \t:");
+  if (!d && in_secrets)
+    bad("not an option (the line is not shown: it may be a secret; a line is KEY = VALUE)");
   if (!d && shown < len)
     bad("unknown option '--%.*s' (the rest of it is not shown; a line is KEY = VALUE)",
         (int)shown, s);
@@ -790,10 +794,13 @@ static void read_rc(pkr_cfg *c, const char *path, int secrets) {
   int lineno = 0;
   scratch_push(SC_FILE, f);
   scratch_push(SC_FREE, &line);
+  int was_secrets = in_secrets;
+  in_secrets = secrets;
   while (getline(&line, &cap, f) >= 0) {
     snprintf(where, sizeof(where), "%s:%d: ", path, ++lineno);
     if (!rc_line(c, line)) break;
   }
+  in_secrets = was_secrets;
   scratch_pop(2);
   free(line);
   fclose(f);
@@ -831,6 +838,7 @@ static void read_dir(pkr_cfg *c, const char *dir) {
 
 void pkr_parse(pkr_cfg *c, int argc, char **argv) {
   memset(c, 0, sizeof(*c));
+  in_secrets = 0; /* a refused reload may have jumped out of a --secretsfile */
   c->max_conns = 2000;
   c->max_kites = 1000;
   c->host = xstrdup("0.0.0.0");

@@ -123,8 +123,9 @@ LEAK = "h17TopSecretValue"
 
 
 @pytest.mark.parametrize("line, names", [
-    ("domain http:*.example.test:%s" % LEAK, "unknown option '--domain'"),
-    ("domain:http:*.example.test:%s" % LEAK, "unknown option '--domain'"),
+    ("domain http:*.example.test:%s" % LEAK, "not an option"),
+    ("domain:http:*.example.test:%s" % LEAK, "not an option"),
+    (LEAK, "secrets.rc:1: not an option"),
     ("domain = http::%s" % LEAK, "empty PATTERN"),
     ("domain = http,:*.example.test:%s" % LEAK, "empty protocol"),
     ("domain = http:%s:%s" % ("x" * 300, LEAK), "too long"),
