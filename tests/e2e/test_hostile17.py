@@ -194,3 +194,68 @@ def test_reload_at_the_domain_limit_can_rename_a_domain(group, tmp_path):
     group.add(OurConnector(group.logdir, "127.0.0.1:%d" % port,
                            [Kite("http", new, origin.port, secret=secret)])).start()
     wait_http(new, port, "/", 20)
+
+
+# ------------------------------------------- kite access: one stream, many requests
+def _read_response(s, deadline):
+    """One HTTP/1.1 response with a Content-Length (or until close)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf and time.monotonic() < deadline:
+        d = s.recv(65536)
+        if not d:
+            return buf
+        buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    n = None
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            n = int(v.strip())
+    while (n is None or len(body) < n) and time.monotonic() < deadline:
+        d = s.recv(65536)
+        if not d:
+            break
+        body += d
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("second", ["host", "absolute"])
+def test_password_kite_not_reachable_through_another_kites_stream(group, second):
+    """Two kites of one connector on one origin (one web server, two
+    virtual hosts): open.DOMAIN, and secret.DOMAIN with +password.  The
+    access rules are checked on a stream's first request only, so a
+    visitor opened a stream to open.DOMAIN and then, on the same
+    keep-alive connection, asked for secret.DOMAIN (a second request with
+    that Host, or an absolute-form target http://secret.DOMAIN/ that the
+    origin must prefer over Host): the connector forwarded it without
+    credentials.  Each request of a stream must name the stream's host;
+    others get 421 Misdirected Request and the stream ends."""
+    from harness import DOMAIN, OurConnector, wait_http
+    relay = group.our_relay()
+    open_name, secret_name = "open-h17." + DOMAIN, "secret-h17." + DOMAIN
+    origin = group.origin(open_name)
+    kites = [Kite("http", open_name, origin.port, relay.port),
+             Kite("http", secret_name, origin.port, relay.port)]
+    group.add(OurConnector(group.logdir, relay.frontend, kites,
+                           ["--kite-access=%s:+password/alice=pw-h17" % secret_name])).start()
+    wait_http(open_name, relay.port, "/", 30)
+    wait_http(secret_name, relay.port, "/", 30, expect=401)
+    s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+    deadline = time.monotonic() + 15
+    try:
+        s.sendall(b"GET /headers HTTP/1.1\r\nHost: %s\r\n\r\n" % open_name.encode())
+        first = _read_response(s, deadline)
+        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        if second == "host":
+            s.sendall(b"GET /headers HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                      % secret_name.encode())
+        else:
+            s.sendall(b"GET http://%s/headers HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                      % (secret_name.encode(), open_name.encode()))
+        got = _read_response(s, deadline)
+    finally:
+        s.close()
+    if second == "host":
+        assert b'"host": "%s"' % secret_name.encode() not in got, got[:400]
+    assert not got.startswith(b"HTTP/1.1 200"), got[:400]
+    assert got.startswith(b"HTTP/1.1 421") or got == b"", got[:400]
