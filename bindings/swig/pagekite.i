@@ -617,7 +617,12 @@ int pkj_add_kite(const char *proto, const char *kitename, int pport, const char 
    * password (compared in constant time) get 401 with WWW-Authenticate, and
    * non-HTTP streams of the kite are refused. A leading '+' is allowed. The kite
    * must have been added (pagekite_add_kite) first: a rule for a name no kite has
-   * is refused with PK_ENOTFOUND, never ignored.
+   * is refused with PK_ENOTFOUND, never ignored. Rules are checked on a stream's
+   * first request; while forwarding headers are on
+   * (pagekite_enable_http_forwarding_headers), a connector with any rule also
+   * refuses, with 421, a later request on the same stream that names another host
+   * (in Host or an absolute-form target), so one kite's stream cannot reach
+   * another kite's virtual host on a shared origin.
    * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_kite_access().
    * @param kitename The kite's name, as given to pagekite_add_kite.
    * @param pport The kite's public port, or 0 for every kite of that name.
@@ -1093,7 +1098,10 @@ int pkj_add_relay_listener(const char *host, int port);
    * Callable at any time, from any thread: adding the same protos and pattern
    * again replaces its secret, and live kites that proved the old secret are
    * dropped (as pagekite_remove_relay_domain says); a new pattern serves the next
-   * connectors at once. At most 64 entries.
+   * connectors at once, and live kites it now decides (it is more specific than
+   * the entry they proved, such as \"shop.example.com\" added under
+   * \"*.example.com\") are re-checked and dropped unless they proved its secret. At
+   * most 64 entries.
    * <p>Call at any time (thread-safe).  Since 0.92.  C: pagekite_add_relay_domain().
    * @param protos Comma-separated protocols.
    * @param pattern Kite name or \"*.domain\" wildcard.

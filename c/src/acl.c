@@ -248,11 +248,14 @@ int pk_kite_rule_parse(const char *rule, pk_kite_rule *out, char *why, size_t wh
     if (!eq || eq == u)
       return fail(why, whylen, "'%.200s': password/ takes USER=PASSWORD", rule);
     size_t ul = (size_t)(eq - u), pl = strlen(eq + 1);
+    /* Named as password/USER=... : never the password. */
+    int us = ul < 64 ? (int)ul : 64;
     if (memchr(u, ':', ul))
-      return fail(why, whylen, "'%.200s': a basic-auth user name cannot hold ':'", rule);
-    if (pl == 0) return fail(why, whylen, "'%.200s': the password is empty", rule);
+      return fail(why, whylen, "'password/%.*s=...': a basic-auth user name cannot hold ':'", us, u);
+    if (pl == 0) return fail(why, whylen, "'password/%.*s=': the password is empty", us, u);
     if (ul >= PK_KA_FIELD || pl >= PK_KA_FIELD)
-      return fail(why, whylen, "'%.200s': user or password longer than 255 bytes", rule);
+      return fail(why, whylen, "'password/%.*s=...': user or password longer than 255 bytes", us,
+                  u);
     for (const char *p = u; *p; p++)
       if ((unsigned char)*p < ' ' || *p == 0x7f)
         return fail(why, whylen, "%s", "password/: user or password has a control character");
@@ -261,7 +264,9 @@ int pk_kite_rule_parse(const char *rule, pk_kite_rule *out, char *why, size_t wh
     memcpy(out->pass, eq + 1, pl);
     return 0;
   }
-  return fail(why, whylen, "'%.200s' is not ip/ADDRESS or password/USER=PASSWORD", rule);
+  int kl = (int)strcspn(rule, "/="); /* a mistyped "pasword/USER=PASS": not its password */
+  return fail(why, whylen, "'%.*s%s' is not ip/ADDRESS or password/USER=PASSWORD",
+              kl < 64 ? kl : 64, rule, rule[kl] ? "..." : "");
 }
 
 static int b64val(unsigned char c) {

@@ -268,12 +268,13 @@ pk_admin_route_t pk_admin_route(const char *buf, size_t n) {
   }
   if (!end) return n >= PK_ADMIN_HEAD_MAX ? PK_ADMIN_TOO_BIG : PK_ADMIN_NEED_MORE;
   if ((size_t)(end - buf) > PK_ADMIN_HEAD_MAX) return PK_ADMIN_TOO_BIG;
-  /* METHOD SP target SP HTTP/1.x */
-  const char *sp1 = memchr(buf, ' ', (size_t)(end - buf));
-  if (!sp1 || sp1 == buf) return PK_ADMIN_BAD_REQUEST;
+  /* METHOD SP target SP HTTP/1.x, all within the request line: a space
+   * found past its end ("GET\r\nX /...") made the length below negative. */
   const char *eol = memchr(buf, '\n', n); /* the head's end has one */
   if (!eol) return PK_ADMIN_BAD_REQUEST;
   if (eol > buf && eol[-1] == '\r') eol--;
+  const char *sp1 = memchr(buf, ' ', (size_t)(eol - buf));
+  if (!sp1 || sp1 == buf) return PK_ADMIN_BAD_REQUEST;
   const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
   if (!sp2 || sp2 == sp1 + 1 || eol - sp2 < 9 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0)
     return PK_ADMIN_BAD_REQUEST;

@@ -81,10 +81,12 @@ PK_API int pagekite_add_relay_domain(pagekite_mgr h, const char *protos, const c
   uv_mutex_unlock(&m->lock);
   if (rv < 0)
     return pk_fail(PK_ELIMIT, "%s: too many domains (at most %d)", fn, m->domains.max);
-  if (rv == 1) {
-    pk_log(m, PK_LOG_MANAGER_INFO, "Domain %s:%s: secret replaced", protos, pattern);
-    domains_changed(m); /* kites that proved the old secret go */
-  }
+  if (rv == 1) pk_log(m, PK_LOG_MANAGER_INFO, "Domain %s:%s: secret replaced", protos, pattern);
+  /* A replaced secret, and also a new entry: the most specific entry
+   * decides (domains.c), so a new "shop.example.com" overrides the
+   * "*.example.com" that live kites of that name proved. Either way the
+   * loop re-checks them, and those the table no longer allows go. */
+  if (rv != 2) domains_changed(m);
   return 0;
 }
 

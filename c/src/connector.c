@@ -369,6 +369,8 @@ static int kite_access_refused(pk_tunnel *t, const pk_kite *k, const stream_req 
   return 1;
 }
 
+static int fwd_attach(pk_conn *s, const char *host);
+
 /* A stream to the kite's origin, attached to the tunnel, connecting. */
 static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long long sid) {
   pk_mgr *m = t->mgr;
@@ -392,6 +394,13 @@ static pk_conn *open_origin(pk_tunnel *t, pk_kite *k, const stream_req *r, long 
   if (strcasecmp(r->proto, "http") == 0 || strcasecmp(r->proto, "websocket") == 0)
     s->flags |= PK_CF_HTTP;
   pk_stream_attach(s, t, sid);
+  if ((s->flags & PK_CF_HTTP) && m->nkite_rules && PK_GET(m->fwd_headers) &&
+      fwd_attach(s, r->host) != 0) {
+    s->flags |= PK_CF_SENT_EOF;
+    send_unavailable(t, sid, r->proto, r->host);
+    pk_stream_close(s);
+    return NULL;
+  }
   s->on_connect = origin_on_connect;
   if (pk_conn_connect_any(s, k->origins, k->norigins, k->origin_first, NULL, NULL) != 0) {
     s->flags |= PK_CF_SENT_EOF;
@@ -487,13 +496,17 @@ static int out_put(void *ctx, const char *p, size_t n) {
 
 static pk_fwd *stream_fwd(pk_conn *s) { return s->inbuf ? (pk_fwd *)(void *)s->inbuf->data : NULL; }
 
-/* An HTTP stream gets its rewriter when it starts (RIP/RTLS known). */
-static int fwd_attach(pk_conn *s) {
+/* An HTTP stream gets its rewriter when it starts (RIP/RTLS known).  host:
+ * the name the stream was opened for, pinned when the connector has
+ * per-kite access rules (they are checked on a stream's first request, so
+ * its later ones must not ask for another kite's name on the same origin);
+ * NULL: any. */
+static int fwd_attach(pk_conn *s, const char *host) {
   pk_block *b = pk_block_get(s->mgr);
   if (!b) return -1;
   pk_fwd_config cfg = {s->rip, s->rtls ? "https" : "http", PK_FWD_XFF_REPLACE,
                        b->data + sizeof(pk_fwd), FWD_BUF,
-                       b->data + sizeof(pk_fwd) + FWD_BUF, FWD_BUF};
+                       b->data + sizeof(pk_fwd) + FWD_BUF, FWD_BUF, host};
   pk_fwd *f = (pk_fwd *)(void *)b->data;
   if (pk_fwd_init(f, &cfg) != 0) {
     cfg.client_ip = NULL; /* an address we cannot vouch for reads "unknown" */
@@ -523,7 +536,10 @@ static void fwd_refuse(pk_conn *s, pk_fwd *f, int rc) {
   char resp[160], hdr[48];
   pk_wbuf b;
   pk_wbuf_init(&b, resp, sizeof(resp));
-  pk_wire_http_response(&b, code, code == 431 ? "Request Header Fields Too Large" : "Bad Request",
+  pk_wire_http_response(&b, code,
+                        code == 431   ? "Request Header Fields Too Large"
+                        : code == 421 ? "Misdirected Request"
+                                      : "Bad Request",
                         NULL, "", "", 0);
   int hn = pk_wire_format_sid(hdr, sizeof(hdr), s->sid);
   if (pk_wbuf_ok(&b) && hn > 0) pk_tunnel_send_chunk(s->tunnel, hdr, (size_t)hn, resp, b.len, NULL);
@@ -533,7 +549,7 @@ static void fwd_refuse(pk_conn *s, pk_fwd *f, int rc) {
  * end (after an answer to the client, if one fits). */
 int pk_http_forward_rewrite(pk_conn *s, const char *data, size_t n) {
   pk_fwd *f = stream_fwd(s);
-  if (!f && fwd_attach(s) != 0) return -1;
+  if (!f && fwd_attach(s, NULL) != 0) return -1;
   f = stream_fwd(s);
   int rc = fwd_push(s, f, data, n);
   if (rc >= 0) return 0;

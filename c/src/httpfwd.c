@@ -10,6 +10,7 @@
 #include "httpfwd.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "wire.h"
 
@@ -628,6 +629,41 @@ static int rq_recheck(pk_fwd *f) {
   return PK_FWD_RELEASED;
 }
 
+/* Does host[0..n) ("name", "name:port", "[v6]:port"; any case) name the
+ * stream's host (lower case, no port)? */
+static int same_host(const pk_fwd *f, const char *host, size_t n) {
+  size_t k = n;
+  const char *colon = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (host[i] == ':') colon = host + i;
+  int v6 = n && host[0] == '[';
+  if (colon && (!v6 || colon[-1] == ']')) k = (size_t)(colon - host);
+  if (k != strlen(f->host) || k == 0) return 0;
+  for (size_t i = 0; i < k; i++)
+    if (lower((unsigned char)host[i]) != (unsigned char)f->host[i]) return 0;
+  return 1;
+}
+
+/* With a pinned host: the Host field, and the host of an absolute-form
+ * target (which an origin must prefer to Host, RFC 9112 3.2.2), name it. */
+static int rq_host_ok(const pk_fwd *f, const pk_http_head *h) {
+  if (!f->host[0]) return 1;
+  const pk_slice t = h->path;
+  size_t skip = t.n >= 7 && strncasecmp(t.p, "http://", 7) == 0    ? 7
+                : t.n >= 8 && strncasecmp(t.p, "https://", 8) == 0 ? 8
+                                                                     : 0;
+  if (skip) {
+    size_t e = skip, at = skip;
+    while (e < t.n && t.p[e] != '/' && t.p[e] != '?' && t.p[e] != '#') e++;
+    for (size_t i = skip; i < e; i++)
+      if (t.p[i] == '@') at = i + 1; /* userinfo@ aside */
+    if (!same_host(f, t.p + at, e - at)) return 0;
+  }
+  for (int i = 0; i < h->nheaders; i++)
+    if (pk_slice_ieq(h->names[i], "Host")) return same_host(f, h->values[i].p, h->values[i].n);
+  return 0; /* no Host: which virtual host would the origin pick? */
+}
+
 /* A complete request head p[0..n): check, re-emit, queue, set framing. */
 static int rq_head(pk_fwd *f, const char *p, size_t n, pk_fwd_w *w) {
   pk_http_head h;
@@ -637,6 +673,7 @@ static int rq_head(pk_fwd *f, const char *p, size_t n, pk_fwd_w *w) {
   if (rc != 0) return PK_FWD_EBADREQ;
   rc = rq_check(&h, &ri);
   if (rc != 0) return rc;
+  if (!rq_host_ok(f, &h)) return PK_FWD_EMISDIRECTED;
   if (q_full(f)) return PK_FWD_EFULL; /* rq_msg_end holds before this */
   rq_write_head(f, &h, &ri, w);
   q_push(f, ri.flags);
@@ -898,6 +935,11 @@ int pk_fwd_init(pk_fwd *f, const pk_fwd_config *cfg) {
   if (!ip_ok(ip) || !proto_ok(proto)) return PK_FWD_EINVAL;
   memcpy(f->ip, ip, strlen(ip) + 1);
   memcpy(f->proto, proto, strlen(proto) + 1);
+  if (cfg->host && strlen(cfg->host) >= sizeof(f->host)) return PK_FWD_EINVAL;
+  for (size_t i = 0; cfg->host && cfg->host[i]; i++)
+    f->host[i] = (char)lower((unsigned char)cfg->host[i]);
+  char *pc = strrchr(f->host, ':'); /* "name:port" or "[v6]:port": the name */
+  if (pc && (f->host[0] != '[' || pc[-1] == ']')) *pc = '\0';
   f->xff_mode = cfg->xff_mode;
   f->rq.buf = cfg->req_buf;
   f->rq.cap = cfg->req_cap;
@@ -952,6 +994,7 @@ int pk_fwd_error(const pk_fwd *f) {
 int pk_fwd_http_status(int err) {
   if (err == PK_FWD_EBADREQ || err == PK_FWD_ELENGTH) return 400;
   if (err == PK_FWD_ETOOBIG) return 431;
+  if (err == PK_FWD_EMISDIRECTED) return 421;
   return 0;
 }
 
@@ -967,6 +1010,7 @@ const char *pk_fwd_strerror(int rc) {
     case PK_FWD_EFULL: return "too many client bytes while waiting for the origin";
     case PK_FWD_EBADRESP: return "origin response not understood";
     case PK_FWD_EINVAL: return "invalid argument";
+    case PK_FWD_EMISDIRECTED: return "a request for another host than the stream's";
     default: return "unknown error";
   }
 }

@@ -79,6 +79,7 @@
 #define PK_FWD_EFULL (-5)    /* more client bytes arrived while held than the buffer holds */
 #define PK_FWD_EBADRESP (-6) /* the origin's response framing was not understood */
 #define PK_FWD_EINVAL (-7)   /* bad arguments */
+#define PK_FWD_EMISDIRECTED (-8) /* a request for another host than the stream's -> 421 */
 
 /* Output sink: write n > 0 bytes towards the origin.  Return 0, or non-zero
  * on failure (the call then returns PK_FWD_EOUT).  Called any number of times
@@ -96,6 +97,10 @@ typedef struct {
   size_t req_cap;        /*   pk_fwd_free; its size is the longest request head */
   char *resp_buf;        /* scratch copy of a response head split across reads */
   size_t resp_cap;       /*   (never delays response bytes); longest response head */
+  const char *host;      /* copied; NULL or "": any; else every request's Host (and an
+                          * absolute-form target's host) must name it, port aside,
+                          * or PK_FWD_EMISDIRECTED: a stream admitted for one name
+                          * (per-kite access rules) carries requests for that name only */
 } pk_fwd_config;
 
 /* ---- private state (embedded by the caller; do not touch the fields) ---- */
@@ -115,8 +120,11 @@ typedef struct {
   int hs;               /* head scanner state */
 } pk_fwd_hbuf;
 
+#define PK_FWD_HOST_MAX 256 /* host, NUL included */
+
 typedef struct {
   char ip[PK_FWD_IP_MAX];
+  char host[PK_FWD_HOST_MAX]; /* "" when any host goes */
   char proto[PK_FWD_PROTO_MAX];
   int xff_mode;
   int err;                             /* sticky error, 0 if none */

@@ -214,6 +214,17 @@ static const char *ep_file(const pkr_cfg *c, const char *name, size_t nl) {
   return found;
 }
 
+/* The domains of `from` that `to` no longer has: removed. */
+static void remove_gone_domains(pagekite_mgr m, const pkr_cfg *from, const pkr_cfg *to,
+                                int *changes) {
+  dom_key k;
+  for (int i = 0; i < from->domains.n; i++) {
+    dom_at(from, i, &k);
+    if (!dom_secret(to, &k) && pagekite_remove_relay_domain(m, k.protos, k.pattern) == 0)
+      (*changes)++;
+  }
+}
+
 /* From configuration `from` (in force) to `to`, for what can change while
  * running: certificates (always loaded again: rotation), then domains
  * (added or re-keyed, then removed), then the MOTD, the TLS default name,
@@ -244,23 +255,30 @@ static const char *apply_changes(pagekite_mgr m, const pkr_cfg *from, const pkr_
     if (!ep_file(to, name, strlen(name)) && pagekite_remove_relay_tls_endpoint(m, name) == 0)
       (*changes)++;
   }
+  /* Domains are added (or re-keyed) before the gone ones are removed, so
+   * a kite that both the old and the new table allow is never re-checked
+   * against a table holding neither; but when the table is full, the gone
+   * ones make room first (the final table fits, or the add fails). */
   dom_key k;
+  int removed = 0;
   for (int i = 0; i < to->domains.n; i++) {
     dom_at(to, i, &k);
     const char *old = dom_secret(from, &k);
     if (old && strcmp(old, k.secret) == 0) continue;
-    if (pagekite_add_relay_domain(m, k.protos, k.pattern, k.secret) < 0) {
+    int rv = pagekite_add_relay_domain(m, k.protos, k.pattern, k.secret);
+    if (rv < 0 && pagekite_last_error_code() == PK_ELIMIT && !removed) {
+      removed = 1;
+      remove_gone_domains(m, from, to, changes);
+      rv = pagekite_add_relay_domain(m, k.protos, k.pattern, k.secret);
+    }
+    if (rv < 0) {
       snprintf(what, n, "pagekite_add_relay_domain(%s, %s): %s", k.protos, k.pattern,
                pagekite_last_error());
       return what;
     }
     (*changes)++;
   }
-  for (int i = 0; i < from->domains.n; i++) {
-    dom_at(from, i, &k);
-    if (!dom_secret(to, &k) && pagekite_remove_relay_domain(m, k.protos, k.pattern) == 0)
-      (*changes)++;
-  }
+  if (!removed) remove_gone_domains(m, from, to, changes);
   if (!str_eq(from->motd, to->motd) && pagekite_set_relay_motd(m, to->motd) < 0)
     return "pagekite_set_relay_motd";
   if (!str_eq(from->tls_default, to->tls_default) &&

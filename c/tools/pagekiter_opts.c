@@ -20,6 +20,8 @@
 
 /* "FILE:LINE: " while an rc file is read, for every message. */
 static char where[PATH_MAX + 32];
+/* Reading a --secretsfile: an unknown "option" there may be a bare secret. */
+static int in_secrets;
 
 /* pkr_reload: a bad value jumps back there with the message instead of
  * exiting; what was taken meanwhile is on the scratch stack, released
@@ -661,6 +663,14 @@ static int parse_long(pkr_cfg *c, int argc, char **argv, int i) {
   const char *eq = strchr(s, '=');
   size_t len = eq ? (size_t)(eq - s) : strlen(s);
   const opt_def *d = find_long(s, len);
+  /* Named up to a space or ':' only: what follows may be a secret (an rc
+   * line "domain http:NAME:SECRET" that lacks its '='). */
+  size_t shown = strcspn(s, " \t:");
+  if (!d && in_secrets)
+    bad("not an option (the line is not shown: it may be a secret; a line is KEY = VALUE)");
+  if (!d && shown < len)
+    bad("unknown option '--%.*s' (the rest of it is not shown; a line is KEY = VALUE)",
+        (int)shown, s);
   if (!d) bad("unknown option '--%.*s'", (int)len, s);
   char flag[64];
   snprintf(flag, sizeof(flag), "--%s", d->name);
@@ -795,10 +805,13 @@ static void read_rc(pkr_cfg *c, const char *path, int secrets) {
   int lineno = 0;
   scratch_push(SC_FILE, f);
   scratch_push(SC_FREE, &line);
+  int was_secrets = in_secrets;
+  in_secrets = secrets;
   while (getline(&line, &cap, f) >= 0) {
     snprintf(where, sizeof(where), "%s:%d: ", path, ++lineno);
     if (!rc_line(c, line)) break;
   }
+  in_secrets = was_secrets;
   scratch_pop(2);
   free(line);
   fclose(f);
@@ -836,6 +849,7 @@ static void read_dir(pkr_cfg *c, const char *dir) {
 
 void pkr_parse(pkr_cfg *c, int argc, char **argv) {
   memset(c, 0, sizeof(*c));
+  in_secrets = 0; /* a refused reload may have jumped out of a --secretsfile */
   c->max_conns = 2000;
   c->max_kites = 1000;
   c->host = xstrdup("0.0.0.0");
@@ -881,15 +895,21 @@ const char *pkr_split_domain(const char *arg, const char *server_protos, char *p
                              char *pattern_buf, size_t buf_len) {
   const char *c1 = strchr(arg, ':');
   const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-  if (!c2) bad("invalid --domain '%s' (expected PROTOS:PATTERN:SECRET)", arg);
+  /* Messages name PROTOS and PATTERN at most, never the value whole: the
+   * secret is in it (and --secretsfile exists to keep it out of logs). */
+  if (!c2)
+    bad("invalid --domain (expected PROTOS:PATTERN:SECRET; the value is not shown, it may "
+        "hold the secret)");
   size_t pl = (size_t)(c1 - arg), dl = (size_t)(c2 - c1 - 1);
-  if (dl == 0) bad("empty PATTERN in --domain '%s'", arg);
+  if (dl == 0) bad("empty PATTERN in --domain '%.*s::...'", (int)(pl < 128 ? pl : 128), arg);
   if (!c2[1]) bad("empty SECRET in --domain for '%.*s'", (int)dl, c1 + 1);
-  if (pl >= buf_len || dl >= buf_len) bad("--domain '%s' is too long", arg);
+  if (pl >= buf_len || dl >= buf_len)
+    bad("--domain for '%.*s...' is too long (PROTOS or PATTERN over %zu bytes)",
+        (int)(dl < 64 ? dl : 64), c1 + 1, buf_len - 1);
   if (pl == 0 || (pl == 1 && arg[0] == '*')) {
     snprintf(protos_buf, buf_len, "%s", server_protos);
   } else {
-    if (c1[-1] == ',') bad("empty protocol in --domain '%s'", arg);
+    if (c1[-1] == ',') bad("empty protocol in --domain for '%.*s'", (int)dl, c1 + 1);
     for (const char *p = arg; p < c1;) {
       size_t len = strcspn(p, ",:"), base = strcspn(p, ",:-");
       if (len == 0 || !in_list(server_protos, p, base))

@@ -178,6 +178,20 @@ TEST(kite_rule_parse) {
     CHECK_INT(pk_kite_rule_parse(bad[i], &r, why, sizeof(why)), -1);
     CHECK(why[0] != 0);
   }
+  /* A refused password/ rule is named without its password (hostile17):
+   * the message reaches pagekite_last_error() and logs. */
+  char longpw[300];
+  memset(longpw, 'P', sizeof(longpw) - 1);
+  longpw[sizeof(longpw) - 1] = 0;
+  char rule[400];
+  snprintf(rule, sizeof(rule), "password/bob=%s", longpw);
+  const char *leaky[] = {"password/a:b=Sekrit9", "+password/bob=Sekrit9\x01", rule,
+                         "+pasword/bob=Sekrit9", "+bob=Sekrit9"};
+  for (size_t i = 0; i < sizeof(leaky) / sizeof(leaky[0]); i++) {
+    why[0] = 0;
+    CHECK_INT(pk_kite_rule_parse(leaky[i], &r, why, sizeof(why)), -1);
+    CHECK(why[0] != 0 && strstr(why, "Sekrit9") == NULL && strstr(why, "PPPPPPPP") == NULL);
+  }
 }
 
 TEST(kite_ip_rules) {

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "pk_test.h"
@@ -164,6 +166,32 @@ TEST(routes) {
   CHECK_INT(pk_admin_route_status(PK_ADMIN_NOT_FOUND, &why), 404);
 }
 
+/* A head whose first space is past the end of the request line
+ * ("GET\r\nX /...") made the request-line scan's length negative: memchr
+ * then read on past the bytes given (an over-read on the admin listener,
+ * found by hostile17).  The head is put at the very end of a page with a
+ * PROT_NONE page after it, so any read past it faults. */
+TEST(route_reads_only_what_it_is_given) {
+  static const char *const heads[] = {
+      "GET\r\nX /metrics\r\n\r\n",
+      "GET\nXX /\n\n",
+      "G\r\nH I\r\n\r\n",
+      "GET /metrics\r\nX Y\r\n\r\n",
+  };
+  long pg = sysconf(_SC_PAGESIZE);
+  char *map = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(map != MAP_FAILED);
+  CHECK(mprotect(map + pg, (size_t)pg, PROT_NONE) == 0);
+  for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+    size_t n = strlen(heads[i]);
+    char *at = map + pg - n;
+    memset(map, 'Z', (size_t)pg); /* no space or newline before it either */
+    memcpy(at, heads[i], n);
+    CHECK_INT(pk_admin_route(at, n), PK_ADMIN_BAD_REQUEST);
+  }
+  munmap(map, (size_t)pg * 2);
+}
+
 int main(void) {
   RUN(metrics_text);
   RUN(status_json);
@@ -171,5 +199,6 @@ int main(void) {
   RUN(empty_snapshot);
   RUN(reject_labels);
   RUN(routes);
+  RUN(route_reads_only_what_it_is_given);
   return TEST_DONE();
 }

@@ -665,8 +665,50 @@ TEST(reset_and_bad_config) {
   CHECK(strcmp(pk_fwd_strerror(PK_FWD_ELENGTH), "unknown error") != 0);
 }
 
+/* A pinned host (hostile17): every request of the stream names it, in
+ * Host and in an absolute-form target; another name is 421, sticky. */
+static int pinned(const char *host, const char *in) {
+  pk_fwd f;
+  static sink s;
+  pk_fwd_config cfg;
+  memset(&s, 0, sizeof(s));
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.client_ip = IP;
+  cfg.req_buf = req_buf;
+  cfg.req_cap = PK_FWD_HEAD_MAX;
+  cfg.resp_buf = resp_buf;
+  cfg.resp_cap = PK_FWD_HEAD_MAX;
+  cfg.host = host;
+  CHECK_INT(pk_fwd_init(&f, &cfg), 0);
+  return pk_fwd_request_data(&f, in, strlen(in), sink_out, &s);
+}
+
+TEST(pinned_host) {
+  const char *h = "Shop.Example.com";
+  CHECK_INT(pinned(h, "GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"), PK_FWD_OK);
+  CHECK_INT(pinned(h, "GET / HTTP/1.1\r\nHost: SHOP.example.COM:8080\r\n\r\n"), PK_FWD_OK);
+  CHECK_INT(pinned("shop.example.com:80", "GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"),
+            PK_FWD_OK);
+  CHECK_INT(pinned(h, "GET http://shop.example.com:80/x HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"),
+            PK_FWD_OK);
+  CHECK_INT(pinned("[::1]", "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"), PK_FWD_OK);
+  CHECK_INT(pinned(NULL, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n\r\n"),
+            PK_FWD_OK);
+  CHECK_INT(pinned(h, "GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"
+                      "GET / HTTP/1.1\r\nHost: admin.example.com\r\n\r\n"),
+            PK_FWD_EMISDIRECTED);
+  CHECK_INT(pinned(h, "GET http://admin.example.com/ HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"),
+            PK_FWD_EMISDIRECTED);
+  CHECK_INT(pinned(h, "GET HTTPS://x@admin.example.com HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"),
+            PK_FWD_EMISDIRECTED);
+  CHECK_INT(pinned(h, "GET / HTTP/1.0\r\n\r\n"), PK_FWD_EMISDIRECTED);
+  CHECK_INT(pinned(h, "GET / HTTP/1.1\r\nHost: shop.example.com.evil\r\n\r\n"), PK_FWD_EMISDIRECTED);
+  CHECK_INT(pk_fwd_http_status(PK_FWD_EMISDIRECTED), 421);
+}
+
 int main(void) {
   RUN(corpus_all_piece_sizes);
+  RUN(pinned_host);
   RUN(xff_append_mode);
   RUN(parked_bytes_accounting);
   RUN(hold_and_release_accounting);
