@@ -798,8 +798,9 @@ int pkj_set_housekeeping_max_interval(int interval);
    * X-Forwarded-Proto (\"http\" or \"https\", the visitor's connection to the relay),
    * so the origin can, for instance, redirect or refuse plain-text visitors.
    *
-   * Only the first request of a persistent HTTP/1.1 connection is rewritten, and
-   * the information comes from the relay: a malicious relay can lie.
+   * Every request of a persistent HTTP/1.1 connection is rewritten (and any
+   * X-Forwarded-For or X-Forwarded-Proto the visitor sent is replaced); the
+   * information comes from the relay: a malicious relay can lie.
    * <p>Call at any time (thread-safe).  Since 0.91.  C: pagekite_enable_http_forwarding_headers().
    * @param enable 0 to disable, anything else to enable.
    * @return 0. On failure: -1 (NULL manager only).

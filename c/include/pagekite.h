@@ -636,8 +636,9 @@ PK_EXPORT int pagekite_set_housekeeping_max_interval(pagekite_mgr mgr, int inter
  * X-Forwarded-Proto ("http" or "https", the visitor's connection to the relay),
  * so the origin can, for instance, redirect or refuse plain-text visitors.
  *
- * Only the first request of a persistent HTTP/1.1 connection is rewritten, and
- * the information comes from the relay: a malicious relay can lie.
+ * Every request of a persistent HTTP/1.1 connection is rewritten (and any
+ * X-Forwarded-For or X-Forwarded-Proto the visitor sent is replaced); the
+ * information comes from the relay: a malicious relay can lie.
  *
  *   mgr     The manager.
  *   enable  0 to disable, anything else to enable.
