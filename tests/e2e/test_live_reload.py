@@ -225,7 +225,11 @@ def test_sighup_refuses_an_invalid_config_whole(group, tmp_path):
         f.write("ports = %d\n" % free_port())
     hup_and_wait(proc, "Reloaded")
     assert "needs a restart: --ports" in proc.output(), proc.tail()
-    wait_http(NAME_B, port, "/", 30)
+    # A fresh connector for B (the refused one would only ask again after
+    # its back-off): B is taken now.
+    cb.stop()
+    connector(group, port, NAME_B, SECRET_B, origin.port)
+    wait_http(NAME_B, port, "/", 15)
     assert ca.proc.alive
     assert proc.stop() == 0, proc.tail()
 
