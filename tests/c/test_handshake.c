@@ -223,7 +223,7 @@ static void pair_free(pair *p) {
 
 /* A full handshake of the given kites; returns the relay's counts. */
 static pk_session_counts fly(pair *p, const pk_session_kite *ks, int n) {
-  pk_session_counts counts = {0, 0, 0};
+  pk_session_counts counts = {0, 0, 0, 0};
   CHECK_INT(pk_session_connect(&p->c->s, ks, n, "test", NULL), 0);
   CHECK(strncmp(p->c->out, "CONNECT PageKite:1 HTTP/1.0\r\n", 29) == 0);
   CHECK_INT(relay_takes_head(p->r, p->c, &counts), 0);
