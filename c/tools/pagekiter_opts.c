@@ -652,7 +652,10 @@ static void apply(pkr_cfg *c, const opt_def *d, const char *flag, const char *v)
     case O_TUNNEL_ACL: strv_push(&c->tunnel_acls, v); break;
     case O_RATELIMIT: strv_push(&c->ratelimits, v); break;
     case O_REQUIRE_TLS: c->require_tls = 1; break;
-    case O_AUTHDOMAIN: strv_push(&c->authdomains, v); break;
+    case O_AUTHDOMAIN:
+      if (strchr(v, '/')) unsupported(flag, "pagekite.py's auth apps; use a DNS suffix");
+      strv_push(&c->authdomains, v);
+      break;
     case O_AUTHFAIL_CLOSED: c->authfail_closed = 1; break;
     default: bad("internal error: option %s", flag);
   }

@@ -270,3 +270,20 @@ def test_flying_kites_keep_flying_while_dns_is_dead(group, dns):
     for _ in range(20):
         assert http_request(relay.port, kite.name, timeout=5)[0] == 200
     assert time.monotonic() - t0 < 10
+
+
+def test_flags_are_checked():
+    """Malformed --authdomain values are refused with the reason, not ignored."""
+    import subprocess
+    from harness import PAGEKITER
+    for bad, why in (("a:b:c", "is not SUFFIX or KITE-DOMAIN:SUFFIX"),
+                     ("x.test:", "is not SUFFIX or KITE-DOMAIN:SUFFIX"),
+                     ("bad..suffix", "is not a DNS suffix")):
+        r = subprocess.run([str(PAGEKITER), "--ports=%d" % free_port(), "--listen=127.0.0.1",
+                            "--authdomain=" + bad], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=20, text=True)
+        assert r.returncode != 0 and why in r.stderr, (bad, r.returncode, r.stderr)
+    r = subprocess.run([str(PAGEKITER), "--ports=%d" % free_port(), "--listen=127.0.0.1",
+                        "--authdomain=/usr/local/bin/app"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=20, text=True)
+    assert r.returncode == 3 and "not supported: --authdomain" in r.stderr, r.stderr
