@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from harness import (OurRelay, Kite, wait_http, wait_not_served, http_request, free_port,
+from harness import (OurRelay, PkRelay, Kite, wait_http, wait_not_served, http_request, free_port,
                      require_executable, PAGEKITE_PY)
 
 dnslib = pytest.importorskip("dnslib")  # tests/requirements.txt has it
@@ -138,6 +138,22 @@ class DnsRelay(OurRelay):
                 self.resolv] + super().argv()
 
 
+class PkDnsRelay(PkRelay):
+    """pagekite.py's relay with --authdomain, resolving through AuthDns too:
+    the same authority, to compare with."""
+
+    def __init__(self, logdir, dns, extra_args=()):
+        super().__init__(logdir, pattern="*." + STATIC, secret=STATIC_SECRET)
+        self.extra_args = list(extra_args)
+        self.resolv = os.path.join(str(logdir), "resolv.conf.pk%d" % self.port)
+        with open(self.resolv, "w") as f:
+            f.write("nameserver %s\noptions timeout:1 attempts:1\n" % dns.addr)
+
+    def argv(self):
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                self.resolv] + super().argv() + self.extra_args
+
+
 @pytest.fixture
 def dns():
     if os.geteuid() != 0 or not shutil.which("unshare"):
@@ -183,6 +199,22 @@ def test_good_kite_flies_with_pagekite_py_connector(group, dns):
     conn.proc.wait_for(r"quota_bw=2048", 10)
     out = conn.proc.output()
     assert "quota_days=30" in out and "quota_conns=10" in out and "ips_per_sec=5/60" in out, out
+
+
+def test_pagekite_py_relay_agrees(group, dns):
+    """pagekite.py's own relay, asking the same authority: the kite our relay
+    accepts flies there too, and a wrong secret is refused there too."""
+    origin = group.origin()
+    dns.customers["ivy." + DYN] = ("ivy-secret", 1024, None)
+    dns.customers["jon." + DYN] = ("jon-secret", 1024, None)
+    relay = group.add(PkDnsRelay(group.logdir, dns, ["--authdomain=" + AUTHDOM])).start()
+    good = http_kite(origin, "ivy", "ivy-secret")
+    bad = http_kite(origin, "jon", "not-jons-secret")
+    group.our_connector(relay, [good])
+    group.our_connector(relay, [bad])
+    wait_http(good.name, relay.port, "/", 30)
+    assert dns.names_asked(good.name) and dns.names_asked(bad.name)
+    assert wait_not_served(bad.name, relay.port, "/", 2) != 200
 
 
 def test_wrong_secret_and_unknown_kite_refused(group, dns):
