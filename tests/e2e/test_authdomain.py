@@ -126,12 +126,12 @@ class AuthDns:
 class DnsRelay(OurRelay):
     """pagekiter with its own /etc/resolv.conf naming the AuthDns server."""
 
-    def __init__(self, logdir, dns, extra_args=()):
+    def __init__(self, logdir, dns, extra_args=(), dns_timeout=1):
         super().__init__(logdir, pattern="*." + STATIC, secret=STATIC_SECRET,
                          extra_args=extra_args)
         self.resolv = os.path.join(str(logdir), "resolv.conf.%d" % self.port)
         with open(self.resolv, "w") as f:
-            f.write("nameserver %s\noptions timeout:1 attempts:1\n" % dns.addr)
+            f.write("nameserver %s\noptions timeout:%d attempts:1\n" % (dns.addr, dns_timeout))
 
     def argv(self):
         return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
@@ -164,8 +164,9 @@ def dns():
     d.stop()
 
 
-def start_relay(group, dns, *extra):
-    relay = group.add(DnsRelay(group.logdir, dns, ["--authdomain=" + AUTHDOM] + list(extra)))
+def start_relay(group, dns, *extra, dns_timeout=1):
+    relay = group.add(DnsRelay(group.logdir, dns, ["--authdomain=" + AUTHDOM] + list(extra),
+                               dns_timeout=dns_timeout))
     return relay.start()
 
 
@@ -319,3 +320,54 @@ def test_flags_are_checked():
                         "--authdomain=/usr/local/bin/app"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=20, text=True)
     assert r.returncode == 3 and "not supported: --authdomain" in r.stderr, r.stderr
+
+
+def signed_line(port, name, secret):
+    """Challenge, then the signed request line for one kite (old style)."""
+    salt = "%08x" % random.getrandbits(32)
+    head = handshake(port, "http:%s:%s::" % (name, salt))
+    m = re.search(r"X-PageKite-SignThis: http:%s:%s:(\S+)" % (re.escape(name), salt), head)
+    assert m, head
+    token = m.group(1)
+    return "http:%s:%s:%s:%s" % (name, salt, token,
+                                 sign_token(secret, "http:%s:%s:%s" % (name, salt, token)))
+
+
+def test_tunnels_closed_during_their_lookups(group, dns):
+    """Connectors that hang up while the authority is slow.  A head waiting
+    for its answer is not read (the close is seen when the answer is
+    written); an open tunnel's close is seen at once and its lookup, when it
+    ends, answers nobody.  The relay keeps serving and the queue drains."""
+    origin = group.origin()
+    dns.customers["kim." + DYN] = ("kim-secret", 1024, None)
+    relay = start_relay(group, dns, dns_timeout=3)  # each lookup of the dead server: 3 s
+    lines = [signed_line(relay.port, "kim." + DYN, "kim-secret") for _ in range(4)]
+    dns.dead = True
+    t0 = time.monotonic()
+    for line in lines:
+        s = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+        s.sendall(("CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite: %s\r\n\r\n" % line).encode())
+        s.close()  # gone before the authority answers
+    relay.proc.wait_for(r"Asking auth\.test about kite http:kim\.dyn\.test", 5)
+    # an open tunnel (AddKites: the signed request in a NOOP) that closes
+    closed = relay.proc.output().count("closed by peer")
+    lee = group.our_connector(relay, [http_kite(origin, "lee", "lee-secret")])
+    relay.proc.wait_for(r"Asking auth\.test about kite http:lee\.dyn\.test", 10)
+    lee.proc.kill()
+    deadline = time.monotonic() + 5
+    while relay.proc.output().count("closed by peer") == closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert relay.proc.output().count("closed by peer") > closed, relay.proc.tail()
+    # 4 + 1 lookups, 2 at a time, 3 s each: all ended within 10 s
+    while (len(re.findall(r"Auth lookup failed for http:kim", relay.proc.output())) < 4
+           and time.monotonic() - t0 < 15):
+        time.sleep(0.1)
+    time.sleep(max(0.0, t0 + 10 - time.monotonic()))
+    assert relay.proc.alive, relay.proc.tail()
+    out = relay.proc.output()
+    assert len(re.findall(r"Auth lookup failed for http:kim", out)) == 4, out[-3000:]
+    assert "Auth lookup failed for http:lee" not in out  # its tunnel had gone: forgotten
+    dns.dead = False
+    kite = http_kite(origin, "kim", "kim-secret")
+    group.our_connector(relay, [kite])
+    wait_http(kite.name, relay.port, "/", 20)
