@@ -143,11 +143,15 @@ static pk_auth_verdict kite_claim(void *ctx, const pk_kite_req *k, const char **
   return PK_AUTH_OK;
 }
 
+/* The tag of a kite the --authdomain authority vouched for: it has no
+ * secret here; live reconfiguration keeps it while no --domain covers it. */
+#define PK_AUTH_FP_REMOTE UINT64_MAX
+
 /* A kite for the --authdomain authority (its challenge checked): asked off
  * the loop; the answer comes back through pk_relay_auth_answer. */
 static pk_auth_verdict kite_remote(void *ctx, const pk_kite_req *k, const char **reason) {
   pk_tunnel *t = ctx;
-  t->auth_fp = 0; /* no secret here: live reconfiguration leaves it be */
+  t->auth_fp = PK_AUTH_FP_REMOTE; /* claimed now when it fails open */
   return pk_authq_ask(t, k, reason);
 }
 
@@ -373,6 +377,7 @@ void pk_relay_auth_answer(pk_tunnel *t, const pk_kite_req *k, int ok, const char
   pk_relay_hello hello;
   relay_hello(t, &hello, motd, sizeof(motd));
   pk_session_counts r;
+  t->auth_fp = PK_AUTH_FP_REMOTE;
   int rv = pk_session_auth_done(&t->sess, k, ok, reason, extra, extra_n, &hello, &r);
   if (rv < 0) {
     pk_tunnel_kill(t, pk_session_why(&t->sess));
@@ -972,9 +977,18 @@ static void relay_housekeep(pk_mgr *m) {
 /* ---- live reconfiguration ---- */
 /* Is the kite still allowed by the domain table (under the lock)? */
 static int kite_still_allowed(pk_mgr *m, const pk_relay_kite *k) {
+  char pp[48];
+  snprintf(pp, sizeof(pp), "%s-%d", k->proto, k->port);
   uv_mutex_lock(&m->lock);
   int ok = pk_domains_allows(&m->domains, m->relay_secret, k->proto, k->port, k->name, k->tag);
+  int covered = pk_domains_find(&m->domains, k->proto, pp, k->port, k->name) != NULL;
   uv_mutex_unlock(&m->lock);
+  if (!ok && k->tag == PK_AUTH_FP_REMOTE && !covered) { /* the authority's (before start only) */
+    pk_kite_req req;
+    memset(&req, 0, sizeof(req));
+    snprintf(req.name, sizeof(req.name), "%s", k->name);
+    ok = pk_authq_covers(m, &req);
+  }
   return ok;
 }
 

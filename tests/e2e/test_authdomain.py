@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from harness import (OurRelay, PkRelay, Kite, wait_http, wait_not_served, http_request, free_port,
+from harness import (PAGEKITER, OurRelay, PkRelay, Kite, wait_http, wait_not_served, http_request, free_port,
                      require_executable, PAGEKITE_PY)
 
 dnslib = pytest.importorskip("dnslib")  # tests/requirements.txt has it
@@ -371,3 +371,42 @@ def test_tunnels_closed_during_their_lookups(group, dns):
     kite = http_kite(origin, "kim", "kim-secret")
     group.our_connector(relay, [kite])
     wait_http(kite.name, relay.port, "/", 20)
+
+
+class RcDnsRelay(DnsRelay):
+    """pagekiter reading an rc file (to be changed and SIGHUPed)."""
+
+    def __init__(self, logdir, dns, rc):
+        super().__init__(logdir, dns)
+        self.rc = rc
+
+    def argv(self):
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                self.resolv, str(PAGEKITER), "--clean", "--optfile=%s" % self.rc,
+                "--ports=%d" % self.port, "--listen=127.0.0.1"]
+
+
+def test_dns_kites_survive_a_domain_change(group, dns, tmp_path):
+    """A reload that changes the --domain table re-checks live kites against
+    it: a kite the auth domain vouched for is not the table's to drop."""
+    import signal
+    origin = group.origin()
+    dns.customers["max." + DYN] = ("max-secret", 1024, None)
+    rc = tmp_path / "relay.rc"
+    rc.write_text("isfrontend\ndomain = http:*.%s:%s\nauthdomain = %s\n"
+                  % (STATIC, STATIC_SECRET, AUTHDOM))
+    relay = group.add(RcDnsRelay(group.logdir, dns, str(rc))).start()
+    kite = http_kite(origin, "max", "max-secret")
+    group.our_connector(relay, [kite])
+    wait_http(kite.name, relay.port, "/", 20)
+    rc.write_text("isfrontend\ndomain = http:*.%s:%s\ndomain = http:*.other.test:x\n"
+                  "authdomain = %s\n" % (STATIC, STATIC_SECRET, AUTHDOM))
+    before = relay.proc.output().count("Reloaded")
+    os.kill(relay.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while relay.proc.output().count("Reloaded") == before:
+        assert time.monotonic() < deadline, relay.proc.tail()
+        time.sleep(0.05)
+    time.sleep(1)
+    assert "Kite http:max.dyn.test dropped" not in relay.proc.output(), relay.proc.tail()
+    assert http_request(relay.port, kite.name, timeout=5)[0] == 200
