@@ -341,7 +341,8 @@ int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accep
     free(s->deferred);
     s->deferred = abuf;
     s->deferred_len = ans.len;
-    s->deferred_ok = c.ok;
+    s->deferred_counts = c;
+    s->deferred_counts.pending = 0;
     snprintf(s->deferred_ws, sizeof(s->deferred_ws), "%s", ws_accept ? ws_accept : "");
     if (out) *out = c;
     return 0;
@@ -384,10 +385,9 @@ int pk_session_auth_done(pk_session *s, const pk_kite_req *k, int ok, const char
     return send_or_close(s, -1, "cannot answer the handshake");
   memcpy(s->deferred + s->deferred_len, lines, b.len);
   s->deferred_len += b.len;
-  s->deferred_ok += v == PK_AUTH_OK;
+  *(v == PK_AUTH_OK ? &s->deferred_counts.ok : &s->deferred_counts.bad) += 1;
   if (s->auth_pending) return 0;
-  pk_session_counts c = {s->deferred_ok, 0, 0, 0};
-  if (out) *out = c;
+  if (out) *out = s->deferred_counts;
   pk_wbuf rep;
   char *rbuf = reply_buf(&rep);
   int rv = rbuf ? send_reply(s, &rep, s->deferred, s->deferred_len,

@@ -91,7 +91,7 @@ typedef struct {
   int auth_pending;  /* relay: kite requests waiting for a remote authority */
   char *deferred;    /* relay: the answers of a head whose reply waits for them */
   size_t deferred_len;
-  int deferred_ok;   /* relay: kites of that head now live */
+  pk_session_counts deferred_counts; /* relay: what that head's kites did so far */
   char deferred_ws[64]; /* relay: its Sec-WebSocket-Accept, "" for none */
   int peer_status;   /* connector: the HTTP status of the relay's head (0 before) */
   z_stream zin, zout;

@@ -712,6 +712,7 @@ TEST(remote_answers_hold_the_head) {
                                  &counts),
             1);
   CHECK_INT(counts.ok, 1);
+  CHECK_INT(counts.bad, 2); /* the unknown one, and the refused one */
   CHECK_INT(r2->s.state, PK_SESSION_OPEN);
   r2->out[r2->outlen] = 0;
   CHECK(strncmp(r2->out, "HTTP/1.1 200", 12) == 0 || strncmp(r2->out, "HTTP/1.0 200", 12) == 0);
