@@ -673,6 +673,8 @@ static const struct {
     {"add_tunnel_acl", "add_relay_tunnel_acl", 0},
     {"set_require_tls", "set_relay_require_tls", 1},
     {"add_ratelimit_ips", "add_relay_ratelimit_ips", 0},
+    {"add_authdomain", "add_relay_authdomain", 0},
+    {"set_authfail_closed", "set_relay_authfail_closed", 1},
     {"add_proxy_source", "add_relay_proxy_source", 0},
     {"set_duplicates", "set_relay_duplicates", 1},
     {"add_frontend_certname", "add_frontend_certname", 0},

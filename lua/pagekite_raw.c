@@ -503,6 +503,24 @@ static int lpkr_set_relay_require_tls(lua_State *L) {
   return 1;
 }
 
+/* pagekite_add_relay_authdomain -> pagekite.raw.add_relay_authdomain */
+static int lpkr_add_relay_authdomain(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  const char *a_spec = luaL_checkstring(L, 2);
+  int r = pagekite_add_relay_authdomain(a_mgr, a_spec);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
+/* pagekite_set_relay_authfail_closed -> pagekite.raw.set_relay_authfail_closed */
+static int lpkr_set_relay_authfail_closed(lua_State *L) {
+  pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
+  int a_closed = lpk_arg_int(L, 2);
+  int r = pagekite_set_relay_authfail_closed(a_mgr, a_closed);
+  lua_pushinteger(L, (lua_Integer)r);
+  return 1;
+}
+
 /* pagekite_add_relay_ratelimit_ips -> pagekite.raw.add_relay_ratelimit_ips */
 static int lpkr_add_relay_ratelimit_ips(lua_State *L) {
   pagekite_mgr a_mgr = lpk_arg_mgr(L, 1);
@@ -697,6 +715,8 @@ const luaL_Reg lpk_raw_functions[] = {
     {"add_relay_client_acl", lpkr_add_relay_client_acl},
     {"add_relay_tunnel_acl", lpkr_add_relay_tunnel_acl},
     {"set_relay_require_tls", lpkr_set_relay_require_tls},
+    {"add_relay_authdomain", lpkr_add_relay_authdomain},
+    {"set_relay_authfail_closed", lpkr_set_relay_authfail_closed},
     {"add_relay_ratelimit_ips", lpkr_add_relay_ratelimit_ips},
     {"get_counter", lpkr_get_counter},
     {"set_admin_listener", lpkr_set_admin_listener},

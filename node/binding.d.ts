@@ -126,6 +126,10 @@ export interface RawBinding {
   addRelayTunnelAcl(mgr: PageKiteHandle | null, rule: string): number;
   /** pagekite_set_relay_require_tls(): Relay role: accept tunnels only inside TLS. */
   setRelayRequireTls(mgr: PageKiteHandle | null, require: number): number;
+  /** pagekite_add_relay_authdomain(): Relay role: DNS-based kite authentication (pagekite.py's --authdomain=[kite-domain:]DNS-suffix). */
+  addRelayAuthdomain(mgr: PageKiteHandle | null, spec: string): number;
+  /** pagekite_set_relay_authfail_closed(): Relay role: refuse kites when the auth domain cannot be asked (pagekite.py's --authfail_closed). */
+  setRelayAuthfailClosed(mgr: PageKiteHandle | null, closed: number): number;
   /** pagekite_add_relay_ratelimit_ips(): Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips). */
   addRelayRatelimitIps(mgr: PageKiteHandle | null, limit: string): number;
   /** pagekite_get_counter(): Read one of the manager's counters. */

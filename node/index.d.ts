@@ -304,6 +304,10 @@ export class Relay extends Manager {
   addClientAcl(rule: string): this;
   addTunnelAcl(rule: string): this;
   setRequireTls(require?: boolean): this;
+  /** DNS-based kite authentication: 'SUFFIX' or 'KITE-DOMAIN:SUFFIX' (--authdomain). Before start(). */
+  addAuthdomain(spec: string): this;
+  /** Refuse kites when the auth domain cannot be asked (--authfail_closed). Before start(). */
+  setAuthfailClosed(closed?: boolean): this;
   addRatelimitIps(limit: string): this;
 }
 

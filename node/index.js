@@ -871,6 +871,20 @@ class Relay extends Manager {
     return this;
   }
 
+  /** DNS-based kite authentication: 'SUFFIX' or 'KITE-DOMAIN:SUFFIX' (pagekite.py's --authdomain). */
+  addAuthdomain(spec) {
+    this._configure('addAuthdomain');
+    this._check('addAuthdomain', binding.addRelayAuthdomain(this[kHandle], str(spec, 'spec')));
+    return this;
+  }
+
+  /** Refuse kites when the auth domain cannot be asked (--authfail_closed); default: accept. */
+  setAuthfailClosed(closed = true) {
+    this._configure('setAuthfailClosed');
+    this._check('setAuthfailClosed', binding.setRelayAuthfailClosed(this[kHandle], bool(closed, 'closed')));
+    return this;
+  }
+
   /** At most IPS new clients per SECONDS on a tunnel: 'IPS/SECONDS' or 'KITE:IPS/SECONDS' (--ratelimit_ips). */
   addRatelimitIps(limit) {
     this._configure('addRatelimitIps');

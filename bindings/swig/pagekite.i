@@ -236,6 +236,14 @@ static int pkj_set_relay_require_tls(int require) {
   return pagekite_set_relay_require_tls(pkj_mgr, require);
 }
 
+static int pkj_add_relay_authdomain(const char *spec) {
+  return pagekite_add_relay_authdomain(pkj_mgr, spec);
+}
+
+static int pkj_set_relay_authfail_closed(int closed) {
+  return pagekite_set_relay_authfail_closed(pkj_mgr, closed);
+}
+
 static int pkj_add_relay_ratelimit_ips(const char *limit) {
   return pagekite_add_relay_ratelimit_ips(pkj_mgr, limit);
 }
@@ -1342,6 +1350,49 @@ int pkj_add_relay_tunnel_acl(const char *rule);
   public";
 %rename(setRelayRequireTls) pkj_set_relay_require_tls;
 int pkj_set_relay_require_tls(int require);
+
+%javamethodmodifiers pkj_add_relay_authdomain "/**
+   * Relay role: DNS-based kite authentication (pagekite.py's --authdomain=[kite-domain:]DNS-suffix).
+   *
+   * A kite that no relay domain (pagekite_add_relay_domain) signs but an auth
+   * domain covers is authenticated by the operator's DNS authority, as
+   * pagekite.py does: after the relay's own challenge, the relay resolves
+   * \"srand.token.sign.protoport.kitename.SUFFIX.\" and the address answered is the
+   * quota in KB, or an error (255.255.255.x); a CNAME answer
+   * \"error[-ipc-ips].gb.days.conns.rest\" carries the reason, the quota days and
+   * connections and a visitor rate limit. The relay never sees the kite's secret.
+   * The quotas go to the connector (X-PageKite-Quota, -QDays, -QConns,
+   * -IPsPerSec); the rate limit applies to the kite's tunnel.
+   * \"kite-domain:SUFFIX\" covers the names under kite-domain (the longest match
+   * wins, the kite domain itself is not covered); a bare SUFFIX covers every
+   * other name. Lookups run off the event loop (libuv's thread pool, the system
+   * resolver), at most two at once and 256 waiting; the handshake answer waits
+   * for them. A lookup that fails (timeout, SERVFAIL, NXDOMAIN, a malformed
+   * answer) accepts the kite (fail-open, as pagekite.py) unless
+   * pagekite_set_relay_authfail_closed. pagekite.py's auth apps (a target with a
+   * '/') are not supported: PK_EINVAL.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_add_relay_authdomain().
+   * @param spec \"SUFFIX\" (the default) or \"kite-domain:SUFFIX\".
+   * @return 0 on success. On failure: -1 (PK_EINVAL: malformed, an app path, or too long; PK_ELIMIT: too many).
+   */
+  public";
+%rename(addRelayAuthdomain) pkj_add_relay_authdomain;
+int pkj_add_relay_authdomain(const char *spec);
+
+%javamethodmodifiers pkj_set_relay_authfail_closed "/**
+   * Relay role: refuse kites when the auth domain cannot be asked (pagekite.py's --authfail_closed).
+   *
+   * With 1, a kite whose auth domain lookup fails (see
+   * pagekite_add_relay_authdomain) is refused with \"unauthorized\". With 0 (the
+   * default, as pagekite.py) it is accepted with no quota: an outage of the DNS
+   * authority does not take every new kite down.
+   * <p>Call before pagekite_thread_start().  Since 0.92.  C: pagekite_set_relay_authfail_closed().
+   * @param closed 1 to fail closed, 0 (default) to fail open.
+   * @return 0 on success. On failure: -1 (PK_EINVAL: not 0 or 1).
+   */
+  public";
+%rename(setRelayAuthfailClosed) pkj_set_relay_authfail_closed;
+int pkj_set_relay_authfail_closed(int closed);
 
 %javamethodmodifiers pkj_add_relay_ratelimit_ips "/**
    * Relay role: at most IPS different clients per SECONDS on a tunnel (pagekite.py's --ratelimit_ips).

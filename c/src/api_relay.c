@@ -10,6 +10,7 @@
 
 #include <openssl/err.h>
 
+#include "authdns.h"
 #include "internal.h"
 
 #define MGR(h) ((pk_mgr *)(void *)(h))
@@ -394,6 +395,41 @@ PK_API int pagekite_add_relay_client_acl(pagekite_mgr h, const char *rule) {
 PK_API int pagekite_add_relay_tunnel_acl(pagekite_mgr h, const char *rule) {
   pk_mgr *m = MGR(h);
   return add_acl(m, m ? &m->tunnel_acl : NULL, "pagekite_add_relay_tunnel_acl", rule);
+}
+
+/* ---- --authdomain (authq.c) ---- */
+PK_API int pagekite_add_relay_authdomain(pagekite_mgr h, const char *spec) {
+  pk_mgr *m = MGR(h);
+  const char *fn = "pagekite_add_relay_authdomain";
+  if (relay_only(m, fn)) return -1;
+  if (!spec) return pk_fail(PK_EINVAL, "%s: spec is NULL", fn);
+  char kd[PK_NAME_MAX], target[PK_NAME_MAX];
+  if (pk_authdomain_split(spec, kd, sizeof(kd), target, sizeof(target)) != 0)
+    return pk_fail(PK_EINVAL, "%s: \"%s\" is not SUFFIX or KITE-DOMAIN:SUFFIX", fn, spec);
+  if (pk_authdomain_is_app(target))
+    return pk_fail(PK_EINVAL, "%s: auth apps (%s) are not supported, only DNS suffixes", fn,
+                   target);
+  char probe[PK_AUTHDNS_NAME_MAX + 1];
+  if (pk_authdns_query("s", "t", "g", "http", "a", target, probe, sizeof(probe)) != 0)
+    return pk_fail(PK_EINVAL, "%s: \"%s\" is not a DNS suffix", fn, target);
+  int i = 0;
+  while (i < m->nauthdomains && strcmp(m->authdomains[i].kite_domain, kd) != 0) i++;
+  if (i == m->nauthdomains && m->nauthdomains >= PK_MAX_AUTHDOMAINS)
+    return pk_fail(PK_ELIMIT, "%s: too many auth domains (at most %d)", fn, PK_MAX_AUTHDOMAINS);
+  /* the same kite domain again (or a second default) replaces it */
+  snprintf(m->authdomains[i].kite_domain, PK_NAME_MAX, "%s", kd);
+  snprintf(m->authdomains[i].target, PK_NAME_MAX, "%s", target);
+  if (i == m->nauthdomains) m->nauthdomains++;
+  return 0;
+}
+
+PK_API int pagekite_set_relay_authfail_closed(pagekite_mgr h, int closed) {
+  pk_mgr *m = MGR(h);
+  if (relay_only(m, "pagekite_set_relay_authfail_closed")) return -1;
+  if (closed != 0 && closed != 1)
+    return pk_fail(PK_EINVAL, "pagekite_set_relay_authfail_closed: closed %d is not 0 or 1", closed);
+  m->authfail_closed = closed;
+  return 0;
 }
 
 PK_API int pagekite_set_relay_require_tls(pagekite_mgr h, int require) {

@@ -52,6 +52,9 @@
  * NOOPs (AddKites). */
 #define PK_KITE_LINES_HEAD (PK_HEAD_MAX / 2)
 #define PK_KITE_LINES_NOOP (PK_UNAUTH_CHUNK / 2)
+#define PK_MAX_AUTHDOMAINS 32  /* relay: --authdomain entries */
+#define PK_AUTHQ_ACTIVE 2      /* relay: --authdomain lookups on libuv's thread pool at once */
+#define PK_AUTHQ_WAITING 256   /* relay: more wait their turn; past that a lookup fails at once */
 #define PK_AUTH_REPLY_MAX (PK_MAX_KITES_PER_TUNNEL * 2 * (PK_NAME_MAX + 160)) /* answers */
 
 #endif

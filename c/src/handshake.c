@@ -248,6 +248,11 @@ static void relay_requests(pk_session *s, const pk_slice *names, const pk_slice 
     int may = s->challenges < PK_MAX_CHALLENGES_PER_TUNNEL;
     pk_auth_verdict v = pk_auth_relay_request(&a, &k, may, out, &why);
     if (v == PK_AUTH_CHALLENGED) s->challenges++;
+    if (v == PK_AUTH_PENDING) { /* the owner answers later: pk_session_auth_done */
+      c->pending++;
+      s->auth_pending++;
+      continue;
+    }
     *(v == PK_AUTH_OK ? &c->ok : v == PK_AUTH_CHALLENGED ? &c->challenged : &c->bad) += 1;
     if (s->cb->verdict) s->cb->verdict(s->ctx, &k, v, why);
   }
@@ -264,7 +269,7 @@ static char *reply_buf(pk_wbuf *b) {
  * takes at most two lines per request: a NOOP with a few requests (the
  * usual, and a flood's) is answered from the stack, without the heap. */
 static void relay_noop(pk_session *s, const pk_chunk *ch) {
-  pk_session_counts c = {0, 0, 0};
+  pk_session_counts c = {0, 0, 0, 0};
   size_t lines = 0;
   for (int i = 0; i < ch->nheaders; i++) lines += pk_slice_ieq(ch->names[i], "X-PageKite");
   size_t need = lines * 2 * (PK_NAME_MAX + 160) + 64;
@@ -276,7 +281,8 @@ static void relay_noop(pk_session *s, const pk_chunk *ch) {
   pk_wbuf b;
   pk_wbuf_init(&b, buf, buf == small ? sizeof(small) : need);
   relay_requests(s, ch->names, ch->values, ch->nheaders, &b, &c);
-  if (s->state != PK_SESSION_DEAD && pk_wbuf_ok(&b)) pk_session_send_noop(s, buf, b.len);
+  if (s->state != PK_SESSION_DEAD && pk_wbuf_ok(&b) && (b.len || !c.pending))
+    pk_session_send_noop(s, buf, b.len);
   if (buf != small) free(buf);
 }
 
@@ -319,7 +325,7 @@ static int send_reply(pk_session *s, pk_wbuf *b, const char *answers, size_t an,
 
 int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accept,
                       const pk_relay_hello *hello, pk_session_counts *out) {
-  pk_session_counts c = {0, 0, 0};
+  pk_session_counts c = {0, 0, 0, 0};
   if (out) *out = c;
   if (s->state != PK_SESSION_HANDSHAKE || !s->cb->policy)
     return send_or_close(s, -1, "handshake out of order");
@@ -327,9 +333,21 @@ int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accep
   pk_session_features(s, h->names, h->values, h->nheaders);
   if (ws_accept) s->peer_addkites = 1; /* websocket tunnels always add kites in-band */
   pk_wbuf ans, rep;
-  char *abuf = reply_buf(&ans), *rbuf = reply_buf(&rep);
-  int rv = abuf && rbuf ? 0 : -1;
+  char *abuf = reply_buf(&ans), *rbuf = NULL;
+  int rv = abuf ? 0 : -1;
   if (rv == 0) relay_requests(s, h->names, h->values, h->nheaders, &ans, &c);
+  if (rv == 0 && s->state != PK_SESSION_DEAD && c.pending) {
+    /* The reply waits for the authority: the answers so far are kept. */
+    free(s->deferred);
+    s->deferred = abuf;
+    s->deferred_len = ans.len;
+    s->deferred_counts = c;
+    s->deferred_counts.pending = 0;
+    snprintf(s->deferred_ws, sizeof(s->deferred_ws), "%s", ws_accept ? ws_accept : "");
+    if (out) *out = c;
+    return 0;
+  }
+  if (rv == 0 && !(rbuf = reply_buf(&rep))) rv = -1;
   if (rv == 0 && s->state != PK_SESSION_DEAD)
     rv = send_reply(s, &rep, abuf, ans.len, ws_accept, hello);
   free(abuf);
@@ -337,4 +355,47 @@ int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accep
   if (out) *out = c;
   if (s->state == PK_SESSION_DEAD) return -1;
   return send_or_close(s, rv, "cannot answer the handshake");
+}
+
+int pk_session_auth_done(pk_session *s, const pk_kite_req *k, int ok, const char *reason,
+                         const char *extra, size_t extra_n, const pk_relay_hello *hello,
+                         pk_session_counts *out) {
+  if (s->state == PK_SESSION_DEAD || s->role != PK_SESSION_RELAY || s->auth_pending <= 0) return -1;
+  s->auth_pending--;
+  pk_auth_relay a;
+  memset(&a, 0, sizeof(a));
+  pk_slice none = {NULL, 0};
+  s->cb->policy(s->ctx, none, &a);
+  char lines[2 * (PK_NAME_MAX + 160) + 512];
+  pk_wbuf b;
+  pk_wbuf_init(&b, lines, sizeof(lines));
+  const char *why = NULL;
+  pk_auth_verdict v = pk_auth_relay_finish(&a, k, ok, reason, &b, &why);
+  if (v == PK_AUTH_OK && extra && extra_n) pk_wbuf_put(&b, extra, extra_n);
+  if (s->cb->verdict) s->cb->verdict(s->ctx, k, v, why);
+  if (s->state == PK_SESSION_DEAD) return -1;
+  if (!pk_wbuf_ok(&b)) return send_or_close(s, -1, "cannot answer a kite request");
+  if (s->state == PK_SESSION_OPEN) {
+    if (b.len && pk_session_send_noop(s, lines, b.len) != 0) return -1;
+    return 0;
+  }
+  /* A head's reply: this answer joins the others; the last one sends it. */
+  size_t cap = PK_AUTH_REPLY_MAX + 2048;
+  if (!s->deferred || s->deferred_len + b.len > cap)
+    return send_or_close(s, -1, "cannot answer the handshake");
+  memcpy(s->deferred + s->deferred_len, lines, b.len);
+  s->deferred_len += b.len;
+  *(v == PK_AUTH_OK ? &s->deferred_counts.ok : &s->deferred_counts.bad) += 1;
+  if (s->auth_pending) return 0;
+  if (out) *out = s->deferred_counts;
+  pk_wbuf rep;
+  char *rbuf = reply_buf(&rep);
+  int rv = rbuf ? send_reply(s, &rep, s->deferred, s->deferred_len,
+                             s->deferred_ws[0] ? s->deferred_ws : NULL, hello)
+                : -1;
+  free(rbuf);
+  free(s->deferred);
+  s->deferred = NULL;
+  if (s->state == PK_SESSION_DEAD) return -1;
+  return send_or_close(s, rv, "cannot answer the handshake") == 0 ? 1 : -1;
 }

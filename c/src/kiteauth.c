@@ -56,6 +56,8 @@ int pk_kite_req_parse(pk_slice v, pk_kite_req *out) {
 }
 
 /* ---- relay ---- */
+const char pk_auth_remote[] = "remote";
+
 static pk_auth_verdict challenge(const pk_auth_relay *a, const pk_kite_req *k, pk_wbuf *out) {
   char tok[PK_TOKEN_LEN + 1], prefix[9];
   pk_replay_issue(a->replay, prefix);
@@ -66,9 +68,12 @@ static pk_auth_verdict challenge(const pk_auth_relay *a, const pk_kite_req *k, p
 
 /* The token is ours and fresh, the signature is the kite owner's, and the
  * challenge was not answered before.  NULL, or the reason. */
+static int our_token(const pk_auth_relay *a, const pk_kite_req *k) {
+  return k->token[0] == 't' && pk_check_signature(k->token, a->relay_secret, k->what, a->now);
+}
+
 static const char *check(const pk_auth_relay *a, const pk_kite_req *k, const char *secret) {
-  if (k->token[0] != 't' || !pk_check_signature(k->token, a->relay_secret, k->what, a->now))
-    return "signature";
+  if (!our_token(a, k)) return "signature";
   char payload[sizeof(k->what) + PK_TOKEN_LEN + 8];
   snprintf(payload, sizeof(payload), "%s:%s", k->what, k->token);
   if (!pk_check_signature(k->sign, secret, payload, a->now)) return "signature";
@@ -76,22 +81,59 @@ static const char *check(const pk_auth_relay *a, const pk_kite_req *k, const cha
   return NULL;
 }
 
-pk_auth_verdict pk_auth_relay_request(const pk_auth_relay *a, const pk_kite_req *k,
-                                      int may_challenge, pk_wbuf *out, const char **reason) {
-  *reason = NULL;
-  if (!k->token[0] || !k->sign[0]) return may_challenge ? challenge(a, k, out) : PK_AUTH_IGNORED;
-  const char *secret = a->secret(a->ctx, k, reason);
-  if (secret && !(*reason = check(a, k, secret))) {
-    pk_auth_verdict v = a->claim(a->ctx, k, reason);
-    if (v == PK_AUTH_OK) pk_wire_kite_ok(out, k->what);
-    if (v == PK_AUTH_DUPLICATE) pk_wire_kite_duplicate(out, k->what);
-    if (v != PK_AUTH_INVALID) return v;
-  }
+/* The kite passed: claim it; OK and DUPLICATE lines are written here. */
+static pk_auth_verdict claim(const pk_auth_relay *a, const pk_kite_req *k, pk_wbuf *out,
+                             const char **reason) {
+  pk_auth_verdict v = a->claim(a->ctx, k, reason);
+  if (v == PK_AUTH_OK) pk_wire_kite_ok(out, k->what);
+  if (v == PK_AUTH_DUPLICATE) pk_wire_kite_duplicate(out, k->what);
+  return v;
+}
+
+static pk_auth_verdict refuse(const pk_kite_req *k, pk_wbuf *out, const char **reason) {
   if (!*reason) *reason = "unknown";
   /* A replay is told as pagekite.py tells it; *reason keeps it apart for
    * the counters. */
   pk_wire_kite_invalid(out, k->what, strcmp(*reason, "replay") == 0 ? "signature" : *reason);
   return PK_AUTH_INVALID;
+}
+
+/* A kite the authority vouches for: the challenge must be ours and unused;
+ * the signature is the authority's to check. */
+static pk_auth_verdict remote(const pk_auth_relay *a, const pk_kite_req *k, pk_wbuf *out,
+                              const char **reason) {
+  *reason = NULL;
+  if (!a->remote) return refuse(k, out, reason);
+  if (!our_token(a, k)) *reason = "signature";
+  else if (pk_replay_use(a->replay, k->token) != 0) *reason = "replay";
+  if (*reason) return refuse(k, out, reason);
+  pk_auth_verdict v = a->remote(a->ctx, k, reason);
+  if (v == PK_AUTH_PENDING) return v;
+  if (v == PK_AUTH_OK && (v = claim(a, k, out, reason)) != PK_AUTH_INVALID) return v;
+  return refuse(k, out, reason);
+}
+
+pk_auth_verdict pk_auth_relay_request(const pk_auth_relay *a, const pk_kite_req *k,
+                                      int may_challenge, pk_wbuf *out, const char **reason) {
+  *reason = NULL;
+  if (!k->token[0] || !k->sign[0]) return may_challenge ? challenge(a, k, out) : PK_AUTH_IGNORED;
+  const char *secret = a->secret(a->ctx, k, reason);
+  if (!secret && *reason == pk_auth_remote) return remote(a, k, out, reason);
+  if (secret && !(*reason = check(a, k, secret))) {
+    pk_auth_verdict v = claim(a, k, out, reason);
+    if (v != PK_AUTH_INVALID) return v;
+  }
+  return refuse(k, out, reason);
+}
+
+pk_auth_verdict pk_auth_relay_finish(const pk_auth_relay *a, const pk_kite_req *k, int ok,
+                                     const char *reason, pk_wbuf *out, const char **why) {
+  *why = ok ? NULL : (reason ? reason : "unauthorized");
+  if (ok) {
+    pk_auth_verdict v = claim(a, k, out, why);
+    if (v != PK_AUTH_INVALID) return v;
+  }
+  return refuse(k, out, why);
 }
 
 /* ---- connector ---- */

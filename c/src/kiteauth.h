@@ -36,8 +36,13 @@ typedef enum {
   PK_AUTH_OK,
   PK_AUTH_INVALID,   /* with a reason: signature, replay, unknown, port, proto, quota */
   PK_AUTH_DUPLICATE, /* live on another tunnel */
-  PK_AUTH_IGNORED    /* a malformed line, or no more challenges for this tunnel */
+  PK_AUTH_IGNORED,   /* a malformed line, or no more challenges for this tunnel */
+  PK_AUTH_PENDING    /* asked of a remote authority (--authdomain): answered later */
 } pk_auth_verdict;
+
+/* secret() sets *reason to this (and returns NULL) for a kite that no static
+ * secret signs but a remote authority vouches for (--authdomain). */
+extern const char pk_auth_remote[];
 
 /* What the relay's policy says; the relay role supplies it. */
 typedef struct {
@@ -51,6 +56,12 @@ typedef struct {
   /* Every check passed: take the kite.  PK_AUTH_OK, PK_AUTH_DUPLICATE, or
    * PK_AUTH_INVALID with *reason ("quota"). */
   pk_auth_verdict (*claim)(void *ctx, const pk_kite_req *k, const char **reason);
+  /* A kite secret() called remote, once the relay's own token and the
+   * replay check passed (the signature is the authority's to check):
+   * PK_AUTH_PENDING when the authority was asked (pk_auth_relay_finish
+   * follows), PK_AUTH_OK to claim it now, PK_AUTH_INVALID with *reason.
+   * NULL: remote kites are refused ("unknown"). */
+  pk_auth_verdict (*remote)(void *ctx, const pk_kite_req *k, const char **reason);
 } pk_auth_relay;
 
 /* Answers one request into out (the header lines of the reply); returns the
@@ -58,6 +69,12 @@ typedef struct {
  * tunnel has asked for too many challenges already. */
 pk_auth_verdict pk_auth_relay_request(const pk_auth_relay *a, const pk_kite_req *k,
                                       int may_challenge, pk_wbuf *out, const char **reason);
+
+/* The authority's answer for a request left PENDING: ok claims the kite
+ * (OK or DUPLICATE lines), else it is refused with reason.  The lines go to
+ * out; returns the verdict, *why the reason of an INVALID. */
+pk_auth_verdict pk_auth_relay_finish(const pk_auth_relay *a, const pk_kite_req *k, int ok,
+                                     const char *reason, pk_wbuf *out, const char **why);
 
 /* Connector: the request line for one of our kites.  fsalt: the relay's
  * challenge token, or NULL/"" to ask for one. */

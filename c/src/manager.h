@@ -144,6 +144,15 @@ struct pk_mgr {
   pk_listener *listeners;
   int nlisteners, max_listeners;
   pk_domains domains; /* under lock: changed from any thread (domains.h) */
+  /* --authdomain (authq.c), set before start: kite domains and their DNS
+   * suffixes ("" kite domain: the default), the lookups under way */
+  struct {
+    char kite_domain[PK_NAME_MAX], target[PK_NAME_MAX];
+  } authdomains[PK_MAX_AUTHDOMAINS];
+  int nauthdomains;
+  int authfail_closed;
+  struct pk_authq_job *authq; /* every lookup under way or waiting (loop thread) */
+  int authq_active, authq_waiting, authq_stopping;
   int reconfigured;   /* PK_GET/PK_SET: the loop re-checks live kites (role->reconfigure) */
   pk_reg rkites; /* the live kites (registry.c) */
   int max_rkites;

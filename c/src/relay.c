@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "authdns.h"
 #include "internal.h"
 
 #define PK_CLASSIFY_TIMEOUT_MS 10000
@@ -65,7 +66,10 @@ static void unregister_tunnel(pk_mgr *m, pk_tunnel *t) {
   pk_reg_remove_list(&m->rkites, &t->rkites, kite_down, m);
 }
 
-static void relay_tunnel_closed(pk_tunnel *t) { unregister_tunnel(t->mgr, t); }
+static void relay_tunnel_closed(pk_tunnel *t) {
+  pk_authq_forget(t->mgr, t); /* its lookups answer nobody now */
+  unregister_tunnel(t->mgr, t);
+}
 
 /* ---- authentication of kite requests: the policy (the session runs
  * kiteauth.c's checks, handshake.c) ---- */
@@ -93,7 +97,8 @@ static const char *kite_secret(void *ctx, const pk_kite_req *k, const char **rea
   if (d) snprintf(m->auth_secret, sizeof(m->auth_secret), "%s", d->secret);
   uv_mutex_unlock(&m->lock);
   if (!d) {
-    *reason = "unknown";
+    /* No static secret: an --authdomain may vouch for it (authq.c). */
+    *reason = pk_authq_covers(m, k) ? pk_auth_remote : "unknown";
     return NULL;
   }
   t->auth_fp = pk_domains_fingerprint(m->relay_secret, m->auth_secret);
@@ -138,6 +143,18 @@ static pk_auth_verdict kite_claim(void *ctx, const pk_kite_req *k, const char **
   return PK_AUTH_OK;
 }
 
+/* The tag of a kite the --authdomain authority vouched for: it has no
+ * secret here; live reconfiguration keeps it while no --domain covers it. */
+#define PK_AUTH_FP_REMOTE UINT64_MAX
+
+/* A kite for the --authdomain authority (its challenge checked): asked off
+ * the loop; the answer comes back through pk_relay_auth_answer. */
+static pk_auth_verdict kite_remote(void *ctx, const pk_kite_req *k, const char **reason) {
+  pk_tunnel *t = ctx;
+  t->auth_fp = PK_AUTH_FP_REMOTE; /* claimed now when it fails open */
+  return pk_authq_ask(t, k, reason);
+}
+
 /* The session's handshake asks for the policy of one request. */
 static void relay_auth_policy(pk_tunnel *t, pk_slice replace, pk_auth_relay *a) {
   pk_mgr *m = t->mgr;
@@ -148,6 +165,7 @@ static void relay_auth_policy(pk_tunnel *t, pk_slice replace, pk_auth_relay *a) 
   a->ctx = t;
   a->secret = kite_secret;
   a->claim = kite_claim;
+  a->remote = kite_remote;
 }
 
 static void relay_kite_verdict(pk_tunnel *t, const pk_kite_req *k, pk_auth_verdict v,
@@ -292,6 +310,37 @@ static int tunnel_refused(pk_conn *c) {
   return 1;
 }
 
+/* What every connector is told about this relay; motd: room for a copy. */
+static void relay_hello(pk_tunnel *t, pk_relay_hello *hello, char *motd, size_t n) {
+  pk_mgr *m = t->mgr;
+  uv_mutex_lock(&m->lock);
+  snprintf(motd, n, "%s", m->motd);
+  uv_mutex_unlock(&m->lock);
+  pk_relay_hello h = {m->hello_ports, m->hello_raw, t->session_id, motd};
+  *hello = h;
+}
+
+/* The reply went out: the tunnel is open, and the bytes that came with the
+ * head (in the conn's buffer from head_len on) are its first frames. */
+static void handshake_done(pk_tunnel *t, const pk_session_counts *r, size_t head_len) {
+  pk_mgr *m = t->mgr;
+  pk_conn *c = t->conn;
+  if (!r->ok && !r->challenged && !t->sess.peer_addkites) {
+    pk_tunnel_finish(t, "nothing to fly"); /* answer, then hang up */
+    return;
+  }
+  pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s: %d kite(s) live, %d challenged", c->rip, r->ok,
+         r->challenged);
+  pk_tunnel_opened(t);
+  size_t rest = c->inbuf && c->inlen > head_len ? c->inlen - head_len : 0;
+  pk_block *ib = c->inbuf;
+  c->inbuf = NULL;
+  c->inlen = 0;
+  if (rest) pk_tunnel_feed(t, ib->data + head_len, rest);
+  if (ib) pk_block_unref(m, ib);
+  pk_notify(m);
+}
+
 static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_slice wskey) {
   pk_mgr *m = c->mgr;
   if (tunnel_refused(c)) return;
@@ -301,29 +350,50 @@ static void tunnel_handshake(pk_conn *c, pk_http_head *h, size_t head_len, pk_sl
   if (wskey.p) ws_accept(wskey, acc);
   new_session_id(t);
   char motd[sizeof(m->motd)];
-  uv_mutex_lock(&m->lock);
-  memcpy(motd, m->motd, sizeof(motd));
-  uv_mutex_unlock(&m->lock);
-  pk_relay_hello hello = {m->hello_ports, m->hello_raw, t->session_id, motd};
+  pk_relay_hello hello;
+  relay_hello(t, &hello, motd, sizeof(motd));
   pk_session_counts r;
   if (pk_session_accept(&t->sess, h, wskey.p ? acc : NULL, &hello, &r) != 0) {
     pk_tunnel_kill(t, pk_session_why(&t->sess));
     return;
   }
-  if (!r.ok && !r.challenged && !t->sess.peer_addkites) {
-    pk_tunnel_finish(t, "nothing to fly"); /* answer, then hang up */
+  if (t->sess.state == PK_SESSION_HANDSHAKE && r.pending) {
+    /* The reply waits for the --authdomain authority: nothing more is read
+     * until it goes out (pk_relay_auth_answer). */
+    t->hs_head_len = head_len;
+    pk_conn_read_stop(c);
+    pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s: %d kite(s) waiting for the auth domain",
+           c->rip, r.pending);
     return;
   }
-  pk_log(m, PK_LOG_TUNNEL_CONNS, "Tunnel from %s: %d kite(s) live, %d challenged", c->rip, r.ok,
-         r.challenged);
-  pk_tunnel_opened(t);
-  /* Bytes that came with the head are the first frames. */
-  size_t rest = c->inlen - head_len;
-  pk_block *ib = c->inbuf;
-  c->inbuf = NULL;
-  c->inlen = 0;
-  if (rest) pk_tunnel_feed(t, ib->data + head_len, rest);
-  pk_block_unref(m, ib);
+  handshake_done(t, &r, head_len);
+}
+
+void pk_relay_auth_answer(pk_tunnel *t, const pk_kite_req *k, int ok, const char *reason,
+                          const char *extra, size_t extra_n, int ipc, int ips) {
+  pk_mgr *m = t->mgr;
+  if (!t->in_use || t->dying) return;
+  char motd[sizeof(m->motd)];
+  pk_relay_hello hello;
+  relay_hello(t, &hello, motd, sizeof(motd));
+  pk_session_counts r;
+  t->auth_fp = PK_AUTH_FP_REMOTE;
+  int rv = pk_session_auth_done(&t->sess, k, ok, reason, extra, extra_n, &hello, &r);
+  if (rv < 0) {
+    pk_tunnel_kill(t, pk_session_why(&t->sess));
+    return;
+  }
+  /* The authority's visitor rate limit for this tunnel (pagekite.py's
+   * ips_per_sec), once the kite flies here. */
+  if (ok && ipc > 0 && ips > 0 && find_rkite_on(m, k->proto, k->name, k->port, t) &&
+      pk_ratelimit_set(&t->ratelimit, ipc, ips) != 0) {
+    pk_tunnel_kill(t, "out of memory for a rate limit"); /* never unlimited */
+    return;
+  }
+  if (rv == 1) {
+    if (t->conn) pk_conn_read_start(t->conn);
+    handshake_done(t, &r, t->hs_head_len);
+  }
   pk_notify(m);
 }
 
@@ -876,6 +946,7 @@ static int relay_bind(pk_mgr *m) {
 }
 
 static void relay_stop(pk_mgr *m) {
+  pk_authq_stop(m);
   for (int i = 0; i < m->nlisteners; i++)
     if (m->listeners[i].active) {
       m->listeners[i].active = 0;
@@ -895,8 +966,10 @@ static void relay_housekeep(pk_mgr *m) {
   }
   for (int i = 0; i < m->ntunnels; i++) {
     pk_tunnel *t = &m->tunnels[i];
-    if (t->in_use && t->sess.state == PK_SESSION_OPEN && t->nkites_live == 0 &&
-        now - t->created > PK_HANDSHAKE_TIMEOUT_MS)
+    /* (a head whose reply waits for the auth domain too) */
+    if (t->in_use && t->nkites_live == 0 && now - t->created > PK_HANDSHAKE_TIMEOUT_MS &&
+        (t->sess.state == PK_SESSION_OPEN ||
+         (t->sess.state == PK_SESSION_HANDSHAKE && t->sess.auth_pending)))
       pk_tunnel_kill(t, "no kite authenticated in time");
   }
 }
@@ -904,9 +977,18 @@ static void relay_housekeep(pk_mgr *m) {
 /* ---- live reconfiguration ---- */
 /* Is the kite still allowed by the domain table (under the lock)? */
 static int kite_still_allowed(pk_mgr *m, const pk_relay_kite *k) {
+  char pp[48];
+  snprintf(pp, sizeof(pp), "%s-%d", k->proto, k->port);
   uv_mutex_lock(&m->lock);
   int ok = pk_domains_allows(&m->domains, m->relay_secret, k->proto, k->port, k->name, k->tag);
+  int covered = pk_domains_find(&m->domains, k->proto, pp, k->port, k->name) != NULL;
   uv_mutex_unlock(&m->lock);
+  if (!ok && k->tag == PK_AUTH_FP_REMOTE && !covered) { /* the authority's (before start only) */
+    pk_kite_req req;
+    memset(&req, 0, sizeof(req));
+    snprintf(req.name, sizeof(req.name), "%s", k->name);
+    ok = pk_authq_covers(m, &req);
+  }
   return ok;
 }
 

@@ -38,6 +38,25 @@ typedef pk_reg_entry pk_relay_kite;
  * (after pagekite_add/remove_relay_domain); drops those it no longer
  * allows, and closes tunnels left without a kite. */
 void pk_relay_recheck_kites(pk_mgr *m);
+/* Loop thread (authq.c): the authority answered a kite request of t left
+ * pending: ok claims it (extra: quota header lines for the connector; ipc
+ * per ips seconds: a visitor rate limit, ipc 0 for none), else it is
+ * refused with reason.  A head's reply goes out with its last answer. */
+void pk_relay_auth_answer(pk_tunnel *t, const pk_kite_req *k, int ok, const char *reason,
+                          const char *extra, size_t extra_n, int ipc, int ips);
+
+/* ---- authq.c: --authdomain lookups (authdns.h has the scheme) ---- */
+/* 1 when an --authdomain covers the kite's name. */
+int pk_authq_covers(pk_mgr *m, const pk_kite_req *k);
+/* Asks the authority about a kite request of t: PK_AUTH_PENDING (the answer
+ * comes through pk_relay_auth_answer), or at once PK_AUTH_OK (fail-open) or
+ * PK_AUTH_INVALID with *reason. */
+pk_auth_verdict pk_authq_ask(pk_tunnel *t, const pk_kite_req *k, const char **reason);
+/* The tunnel is gone: its lookups answer nobody. */
+void pk_authq_forget(pk_mgr *m, pk_tunnel *t);
+/* The loop stops: lookups not started are dropped, the others cancelled
+ * where libuv can (their callbacks run before the loop ends). */
+void pk_authq_stop(pk_mgr *m);
 /* The listening port a visitor's port stands for (--portalias), or port. */
 int pk_relay_port_alias(const pk_mgr *m, int port);
 /* From a load balancer that must send a PROXY header (pagekite_add_relay_proxy_source). */

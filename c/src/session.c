@@ -30,6 +30,8 @@ void pk_session_free(pk_session *s) {
   free(s->kites);
   s->kites = NULL;
   s->nkites = 0;
+  free(s->deferred);
+  s->deferred = NULL;
   s->state = PK_SESSION_DEAD;
 }
 

@@ -40,6 +40,7 @@ typedef struct {
 /* Relay: what a handshake or a kite request did. */
 typedef struct {
   int ok, challenged, bad;
+  int pending; /* asked of a remote authority: pk_session_auth_done answers */
 } pk_session_counts;
 
 typedef struct {
@@ -87,6 +88,11 @@ typedef struct {
   int nkites;
   int unsent;        /* connector: kites from here on did not fit the request head */
   int challenges;    /* relay: challenges issued on this session */
+  int auth_pending;  /* relay: kite requests waiting for a remote authority */
+  char *deferred;    /* relay: the answers of a head whose reply waits for them */
+  size_t deferred_len;
+  pk_session_counts deferred_counts; /* relay: what that head's kites did so far */
+  char deferred_ws[64]; /* relay: its Sec-WebSocket-Accept, "" for none */
   int peer_status;   /* connector: the HTTP status of the relay's head (0 before) */
   z_stream zin, zout;
   int zin_ready, zout_ready;
@@ -161,6 +167,18 @@ typedef struct {
 int pk_session_accept(pk_session *s, const pk_http_head *h, const char *ws_accept,
                       const pk_relay_hello *hello, pk_session_counts *out);
 
+/* Relay: the remote authority answered a request that pk_session_accept or
+ * a NOOP left pending (counts.pending): claim the kite (ok) or refuse it
+ * with reason.  extra: header lines sent after its OK (the authority's
+ * quotas), or NULL.  On an open session the answer goes out in a NOOP; for
+ * a head, the reply waits until its last pending kite is answered and then
+ * goes out whole (hello as for pk_session_accept), and the session opens.
+ * Returns 1 when that reply went out (the owner finishes the handshake:
+ * counts as pk_session_accept's in *out), 0 when nothing more is to be
+ * done, -1 when the session is DEAD. */
+int pk_session_auth_done(pk_session *s, const pk_kite_req *k, int ok, const char *reason,
+                         const char *extra, size_t extra_n, const pk_relay_hello *hello,
+                         pk_session_counts *out);
 /* Keepalive and buffer upkeep: PINGs a quiet peer, ends the session when a
  * PING goes unanswered, gives idle buffers back.  Returns 0 or -1 (DEAD). */
 int pk_session_tick(pk_session *s, uint64_t now_ms);

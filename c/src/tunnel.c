@@ -240,6 +240,13 @@ static void tunnel_inplace_done(pk_conn *c, size_t n) {
 
 static void tunnel_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   pk_tunnel *t = c->own.tunnel;
+  /* A relay's answer waiting for the auth domain (reading is stopped): only
+   * bytes of the head's own read past its block get here, frames sent
+   * before the answer, which no connector does. */
+  if (t && t->sess.state == PK_SESSION_HANDSHAKE && t->sess.auth_pending) {
+    pk_tunnel_kill(t, "data before the handshake answer");
+    return;
+  }
   if (t) pk_tunnel_feed(t, (char *)data, n); /* our own read block: writable */
 }
 

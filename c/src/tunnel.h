@@ -26,6 +26,7 @@ struct pk_tunnel {
   pk_reg_list rkites;    /* relay: the kites it flies (entries of m->rkites) */
   uint64_t auth_fp;      /* relay: fingerprint of the secret of the kite being authenticated */
   pk_ipwindow ratelimit; /* relay: --ratelimit_ips of its strictest kite */
+  size_t hs_head_len;    /* relay: the request head's length, while its reply waits (authq.c) */
 };
 
 pk_tunnel *pk_tunnel_new(pk_mgr *m, pk_conn *c);

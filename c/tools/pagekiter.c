@@ -331,6 +331,8 @@ static void note_restart_only(const run_ctx *r, const pkr_cfg *boot, const pkr_c
   RESTART_IF(strv_differ(&boot->tunnel_acls, &c->tunnel_acls), "--tunnel_acl");
   RESTART_IF(strv_differ(&boot->ratelimits, &c->ratelimits), "--ratelimit_ips");
   RESTART_IF(boot->require_tls != c->require_tls, "--require-tls");
+  RESTART_IF(strv_differ(&boot->authdomains, &c->authdomains), "--authdomain");
+  RESTART_IF(boot->authfail_closed != c->authfail_closed, "--authfail_closed");
   RESTART_IF(strv_differ(&boot->proxy_from, &c->proxy_from), "--proxy_protocol_from");
   RESTART_IF(boot->admin_port != c->admin_port || strcmp(boot->admin_host, c->admin_host) != 0,
              "--admin");
@@ -459,7 +461,8 @@ static int configure_access(pagekite_mgr m, const pkr_cfg *c) {
     int (*add)(pagekite_mgr, const char *);
   } lists[] = {{&c->client_acls, "--client_acl", pagekite_add_relay_client_acl},
                {&c->tunnel_acls, "--tunnel_acl", pagekite_add_relay_tunnel_acl},
-               {&c->ratelimits, "--ratelimit_ips", pagekite_add_relay_ratelimit_ips}};
+               {&c->ratelimits, "--ratelimit_ips", pagekite_add_relay_ratelimit_ips},
+               {&c->authdomains, "--authdomain", pagekite_add_relay_authdomain}};
   for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
     for (int i = 0; i < lists[k].l->n; i++)
       if (lists[k].add(m, lists[k].l->v[i]) < 0) {
@@ -469,6 +472,8 @@ static int configure_access(pagekite_mgr m, const pkr_cfg *c) {
       }
   if (c->require_tls && pagekite_set_relay_require_tls(m, 1) < 0)
     return cli_fail(PROG, "pagekite_set_relay_require_tls");
+  if (c->authfail_closed && pagekite_set_relay_authfail_closed(m, 1) < 0)
+    return cli_fail(PROG, "pagekite_set_relay_authfail_closed");
   return CLI_EXIT_OK;
 }
 

@@ -137,7 +137,7 @@ enum {
   O_DOMAIN, O_TLS_ENDPOINT, O_TLS_DEFAULT, O_CERT, O_KEY, O_DUPS, O_LOGFILE, O_OPTFILE,
   O_OPTDIR, O_ERRORURL, O_PORTALIAS, O_MOTD, O_DAEMONIZE, O_NODAEMONIZE, O_PIDFILE, O_RUNAS,
   O_CONNS, O_KITES, O_QUIET, O_VERBOSE, O_WATCHDOG, O_HELP_OR_HOST, O_CLIENT_ACL, O_TUNNEL_ACL,
-  O_RATELIMIT, O_REQUIRE_TLS, O_SECRETSFILE, O_PROXYFROM, O_ADMIN
+  O_RATELIMIT, O_REQUIRE_TLS, O_AUTHDOMAIN, O_AUTHFAIL_CLOSED, O_SECRETSFILE, O_PROXYFROM, O_ADMIN
 };
 
 /* arg: 0 none, 1 required, 2 optional (taken when the next word looks like a
@@ -155,7 +155,6 @@ typedef struct {
 #define WHY_SERVICE "pagekite.net service settings are for connectors"
 #define WHY_UI "pagekite.py's built-in HTTP server and UI; pagekiter has none"
 #define WHY_KITES "editing saved kites is pagekite.py's connector UI; edit the rc file instead"
-#define WHY_AUTH "the library has no external or DNS kite authentication; use --domain"
 #define WHY_OVERLOAD "the library has no overload reporting; -c limits connections"
 #define WHY_PYTHON "a setting of pagekite.py's Python internals, without an equivalent"
 #define WHY_LOG "use -q, -v or -vv"
@@ -261,9 +260,9 @@ static const opt_def k_opts[] = {
     {"remoteui", 0, 0, O_UNSUP, WHY_UI},
     {"uiport", 0, 1, O_UNSUP, WHY_UI},
     {"noisfrontend", 0, 0, O_UNSUP, "pagekiter is always a relay; use pagekitec as a connector"},
-    {"authdomain", 'A', 1, O_UNSUP, WHY_AUTH},
-    {"auththreads", 0, 1, O_UNSUP, WHY_AUTH},
-    {"authfail_closed", 0, 0, O_UNSUP, WHY_AUTH},
+    {"authdomain", 'A', 1, O_AUTHDOMAIN, NULL},
+    {"auththreads", 0, 1, O_NOOP, NULL}, /* lookups run on libuv's thread pool */
+    {"authfail_closed", 0, 0, O_AUTHFAIL_CLOSED, NULL},
     {"accept_acl_file", 0, 1, O_UNSUP,
      "pagekite.py lets every address in when this file is missing or unreadable; use "
      "--client_acl and --tunnel_acl, which fail closed"},
@@ -487,6 +486,10 @@ static void usage_pkpy(FILE *out) {
         "  --tunnel_acl=allow|deny:REGEXP  the same for connectors' tunnels\n"
         "  --ratelimit_ips=[KITE:]IPS/SECONDS\n"
         "                           at most IPS new clients per SECONDS on a tunnel\n"
+        "  --authdomain=[KITE-DOMAIN:]DNS-SUFFIX, -A\n"
+        "                           kites no --domain signs are vouched for by that DNS\n"
+        "                           authority (pagekite.py's zero-knowledge scheme)\n"
+        "  --authfail_closed        refuse them when it cannot be asked (default: accept)\n"
         "  --clean, --nullui, --nocrashreport, --noloop\n"
         "                           accepted, no effect (pagekiter reads no default rc\n"
         "                           file, has no UI and never restarts itself)\n"
@@ -653,6 +656,11 @@ static void apply(pkr_cfg *c, const opt_def *d, const char *flag, const char *v)
     case O_TUNNEL_ACL: strv_push(&c->tunnel_acls, v); break;
     case O_RATELIMIT: strv_push(&c->ratelimits, v); break;
     case O_REQUIRE_TLS: c->require_tls = 1; break;
+    case O_AUTHDOMAIN:
+      if (strchr(v, '/')) unsupported(flag, "pagekite.py's auth apps; use a DNS suffix");
+      strv_push(&c->authdomains, v);
+      break;
+    case O_AUTHFAIL_CLOSED: c->authfail_closed = 1; break;
     default: bad("internal error: option %s", flag);
   }
 }
@@ -1036,7 +1044,8 @@ void pkr_check(pkr_cfg *c) {
   if (c->n_ports == 0 && (c->legacy || c->isfrontend)) /* libpagekite: 9443, pagekite.py: 80 */
     add_ports(c, c->legacy ? "9443" : "80");
   if (c->n_ports == 0) bad("--ports is required");
-  if (c->domains.n == 0) bad("no --domain given: the relay would reject every kite");
+  if (c->domains.n == 0 && c->authdomains.n == 0)
+    bad("no --domain or --authdomain given: the relay would reject every kite");
   if ((c->cert == NULL) != (c->key == NULL)) bad("--tls-cert and --tls-key go together");
   /* Secret files may be the --runas user's (read as root now, as that user
    * on a reload). */
@@ -1083,6 +1092,7 @@ void pkr_cfg_free(pkr_cfg *c) {
   strv_free(&c->client_acls);
   strv_free(&c->tunnel_acls);
   strv_free(&c->ratelimits);
+  strv_free(&c->authdomains);
   strv_free(&c->argv_secrets);
   strv_free(&c->proxy_from);
   free(c->ports);

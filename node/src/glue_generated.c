@@ -1052,6 +1052,45 @@ done:
   return result;
 }
 
+/* pagekite_add_relay_authdomain -> binding.addRelayAuthdomain */
+static napi_value pkn_fn_addRelayAuthdomain(napi_env env, napi_callback_info info) {
+  static const char fn[] = "addRelayAuthdomain";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  char *a_spec = NULL;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_str(env, argv[1], fn, "spec", 0, &a_spec) != 0) goto done;
+  {
+    int r = pagekite_add_relay_authdomain(a_mgr, a_spec);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  free(a_spec);
+  return result;
+}
+
+/* pagekite_set_relay_authfail_closed -> binding.setRelayAuthfailClosed */
+static napi_value pkn_fn_setRelayAuthfailClosed(napi_env env, napi_callback_info info) {
+  static const char fn[] = "setRelayAuthfailClosed";
+  napi_value argv[2];
+  napi_value result = NULL;
+  pkn_handle *h_mgr = NULL;
+  pagekite_mgr a_mgr = NULL;
+  int a_closed = 0;
+  if (pkn_argv(env, info, fn, 2, argv) != 0) goto done;
+  if (pkn_arg_mgr(env, argv[0], fn, "mgr", &h_mgr, &a_mgr) != 0) goto done;
+  if (pkn_arg_int(env, argv[1], fn, "closed", &a_closed) != 0) goto done;
+  {
+    int r = pagekite_set_relay_authfail_closed(a_mgr, a_closed);
+    result = pkn_ret_int(env, r);
+  }
+done:
+  return result;
+}
+
 /* pagekite_add_relay_ratelimit_ips -> binding.addRelayRatelimitIps */
 static napi_value pkn_fn_addRelayRatelimitIps(napi_env env, napi_callback_info info) {
   static const char fn[] = "addRelayRatelimitIps";
@@ -1436,6 +1475,8 @@ int pkn_register_generated(napi_env env, napi_value exports) {
   if (pkn_define(env, exports, "addRelayClientAcl", pkn_fn_addRelayClientAcl) != 0) return -1;
   if (pkn_define(env, exports, "addRelayTunnelAcl", pkn_fn_addRelayTunnelAcl) != 0) return -1;
   if (pkn_define(env, exports, "setRelayRequireTls", pkn_fn_setRelayRequireTls) != 0) return -1;
+  if (pkn_define(env, exports, "addRelayAuthdomain", pkn_fn_addRelayAuthdomain) != 0) return -1;
+  if (pkn_define(env, exports, "setRelayAuthfailClosed", pkn_fn_setRelayAuthfailClosed) != 0) return -1;
   if (pkn_define(env, exports, "addRelayRatelimitIps", pkn_fn_addRelayRatelimitIps) != 0) return -1;
   if (pkn_define(env, exports, "getCounter", pkn_fn_getCounter) != 0) return -1;
   if (pkn_define(env, exports, "setAdminListener", pkn_fn_setAdminListener) != 0) return -1;

@@ -147,6 +147,8 @@ int pagekite_set_relay_motd(pagekite_mgr mgr, const char *motd);
 int pagekite_add_relay_client_acl(pagekite_mgr mgr, const char *rule);
 int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
 int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
+int pagekite_add_relay_authdomain(pagekite_mgr mgr, const char *spec);
+int pagekite_set_relay_authfail_closed(pagekite_mgr mgr, int closed);
 int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *limit);
 long long pagekite_get_counter(pagekite_mgr mgr, int counter);
 int pagekite_set_admin_listener(pagekite_mgr mgr, const char *host, int port);
@@ -305,6 +307,8 @@ FUNCTIONS = {
     'add_relay_client_acl': 'pagekite_add_relay_client_acl',
     'add_relay_tunnel_acl': 'pagekite_add_relay_tunnel_acl',
     'set_relay_require_tls': 'pagekite_set_relay_require_tls',
+    'add_relay_authdomain': 'pagekite_add_relay_authdomain',
+    'set_relay_authfail_closed': 'pagekite_set_relay_authfail_closed',
     'add_relay_ratelimit_ips': 'pagekite_add_relay_ratelimit_ips',
     'get_counter': 'pagekite_get_counter',
     'set_admin_listener': 'pagekite_set_admin_listener',

@@ -877,6 +877,18 @@ class Relay(_Manager):
         Before start()."""
         self._call("pagekite_set_relay_require_tls", _bool(require, "require"))
 
+    def add_authdomain(self, spec: str) -> None:
+        """DNS-based kite authentication, pagekite.py's --authdomain:
+        "SUFFIX" (the default) or "KITE-DOMAIN:SUFFIX".  Kites no domain
+        signs are vouched for by the DNS authority of SUFFIX (the relay never
+        sees their secrets).  Before start()."""
+        self._call("pagekite_add_relay_authdomain", _str(spec, "spec"))
+
+    def set_authfail_closed(self, closed: bool = True) -> None:
+        """Refuse kites when the auth domain cannot be asked (pagekite.py's
+        --authfail_closed); the default accepts them.  Before start()."""
+        self._call("pagekite_set_relay_authfail_closed", _bool(closed, "closed"))
+
     def add_ratelimit_ips(self, limit: str) -> None:
         """At most IPS new clients per SECONDS on a tunnel: "IPS/SECONDS" or
         "KITE:IPS/SECONDS" (pagekite.py's --ratelimit_ips).  Before start()."""

@@ -29,6 +29,9 @@ typedef struct {
   int nclaimed, quota;
   const char *relay_secret;
   pk_replay *replay;
+  int remote;              /* names "r.*" are the remote authority's (--authdomain) */
+  pk_kite_req pending[8];  /* what the authority was asked */
+  int npending;
 } relay_pol;
 
 static const char *pol_secret(void *ctx, const pk_kite_req *k, const char **reason) {
@@ -43,8 +46,15 @@ static const char *pol_secret(void *ctx, const pk_kite_req *k, const char **reas
   }
   for (int i = 0; i < p->ndoms; i++)
     if (strcmp(p->doms[i].name, k->name) == 0) return p->doms[i].secret;
-  *reason = "unknown";
+  *reason = p->remote && strncmp(k->name, "r.", 2) == 0 ? pk_auth_remote : "unknown";
   return NULL;
+}
+
+static pk_auth_verdict pol_remote(void *ctx, const pk_kite_req *k, const char **reason) {
+  relay_pol *p = ctx;
+  if (p->npending >= 8) return PK_AUTH_INVALID;
+  p->pending[p->npending++] = *k;
+  return PK_AUTH_PENDING;
 }
 
 static pk_auth_verdict pol_claim(void *ctx, const pk_kite_req *k, const char **reason) {
@@ -99,6 +109,7 @@ static void cb_policy(void *ctx, pk_slice replace, pk_auth_relay *a) {
   a->ctx = e->pol;
   a->secret = pol_secret;
   a->claim = pol_claim;
+  a->remote = pol_remote;
 }
 
 static const char *verdict_name(pk_auth_verdict v) {
@@ -223,7 +234,7 @@ static void pair_free(pair *p) {
 
 /* A full handshake of the given kites; returns the relay's counts. */
 static pk_session_counts fly(pair *p, const pk_session_kite *ks, int n) {
-  pk_session_counts counts = {0, 0, 0};
+  pk_session_counts counts = {0, 0, 0, 0};
   CHECK_INT(pk_session_connect(&p->c->s, ks, n, "test", NULL), 0);
   CHECK(strncmp(p->c->out, "CONNECT PageKite:1 HTTP/1.0\r\n", 29) == 0);
   CHECK_INT(relay_takes_head(p->r, p->c, &counts), 0);
@@ -633,7 +644,94 @@ TEST(control_chunks_are_padded) {
   pair_free(p);
 }
 
+/* --authdomain: kites the remote authority vouches for.  Asked in-band
+ * (AddKites), the answer follows in a NOOP when the authority has spoken. */
+TEST(remote_answer_in_band) {
+  pair *p = pair_new();
+  p->pol.remote = 1;
+  pk_session_kite k;
+  kite(&k, "http", "r.example.test", "any-secret");
+  pk_session_counts c = fly(p, &k, 1);
+  CHECK_INT(c.challenged, 1);
+  CHECK_INT(p->pol.npending, 1);
+  CHECK(strstr(p->c->log, "OK:r.example.test") == NULL); /* not yet */
+  CHECK_INT(p->r->s.auth_pending, 1);
+  pk_session_counts d;
+  static const char quota[] = "X-PageKite-Quota: 1024\r\n";
+  CHECK_INT(pk_session_auth_done(&p->r->s, &p->pol.pending[0], 1, NULL, quota, sizeof(quota) - 1,
+                                 &(pk_relay_hello){"80", NULL, "sess-1", NULL}, &d),
+            0);
+  CHECK_INT(p->pol.nclaimed, 1);
+  settle(p->c, p->r);
+  CHECK(strstr(p->c->log, "OK:r.example.test") != NULL);
+  CHECK(strstr(p->r->log, "OK:r.example.test") != NULL);
+  /* nothing pending: an answer out of the blue is refused */
+  CHECK_INT(pk_session_auth_done(&p->r->s, &p->pol.pending[0], 1, NULL, NULL, 0,
+                                 &(pk_relay_hello){"80", NULL, "sess-1", NULL}, &d),
+            -1);
+  pair_free(p);
+}
+
+/* A signed head (an old connector's reconnect, pagekite.py's way): the
+ * reply waits until every kite of it is answered, then goes out whole. */
+TEST(remote_answers_hold_the_head) {
+  pair *p = pair_new();
+  p->pol.remote = 1;
+  pk_session_kite ks[3];
+  kite(&ks[0], "http", "r.example.test", "any-secret");
+  kite(&ks[1], "http", "r2.example.test", "x"); /* not "r.": unknown */
+  kite(&ks[2], "http", "r.other.test", "any-secret");
+  /* challenges first (the connector is an old one: it reconnects signed) */
+  CHECK_INT(pk_session_connect(&p->c->s, ks, 3, "test", NULL), 0);
+  pk_session_counts counts;
+  CHECK_INT(relay_takes_head(p->r, p->c, &counts), 0);
+  CHECK_INT(counts.challenged, 3);
+  p->r->out[p->r->outlen] = 0;
+  for (int i = 0; i < 3; i++) { /* each kite's challenge, from the relay's head */
+    char pre[PK_NAME_MAX + 64];
+    snprintf(pre, sizeof(pre), "X-PageKite-SignThis: http:%s:%s:", ks[i].name, ks[i].bsalt);
+    const char *t = strstr(p->r->out, pre);
+    CHECK(t != NULL);
+    if (t) snprintf(ks[i].fsalt, sizeof(ks[i].fsalt), "%.36s", t + strlen(pre));
+  }
+  end *c2 = end_new(NULL), *r2 = end_new(&p->pol);
+  CHECK_INT(pk_session_connect(&c2->s, ks, 3, "test", NULL), 0);
+  CHECK_INT(relay_takes_head(r2, c2, &counts), 0);
+  CHECK_INT(counts.pending, 2);
+  CHECK_INT(counts.bad, 1); /* r2.example.test: unknown, answered at once... */
+  CHECK_INT(r2->outlen, 0); /* ...but nothing goes out before the authority's answers */
+  CHECK_INT(r2->s.state, PK_SESSION_HANDSHAKE);
+  CHECK_INT(p->pol.npending, 2);
+  pk_relay_hello hello = {"80", NULL, "sess-2", NULL};
+  static const char quota[] = "X-PageKite-Quota: 4096\r\n";
+  CHECK_INT(pk_session_auth_done(&r2->s, &p->pol.pending[0], 1, NULL, quota, sizeof(quota) - 1,
+                                 &hello, &counts),
+            0);
+  CHECK_INT(r2->outlen, 0);
+  CHECK_INT(pk_session_auth_done(&r2->s, &p->pol.pending[1], 0, "expired", NULL, 0, &hello,
+                                 &counts),
+            1);
+  CHECK_INT(counts.ok, 1);
+  CHECK_INT(counts.bad, 2); /* the unknown one, and the refused one */
+  CHECK_INT(r2->s.state, PK_SESSION_OPEN);
+  r2->out[r2->outlen] = 0;
+  CHECK(strncmp(r2->out, "HTTP/1.1 200", 12) == 0 || strncmp(r2->out, "HTTP/1.0 200", 12) == 0);
+  CHECK(strstr(r2->out, "X-PageKite-OK: http:r.example.test:") != NULL);
+  CHECK(strstr(r2->out, "X-PageKite-Quota: 4096\r\n") != NULL);
+  CHECK(strstr(r2->out, "X-PageKite-Invalid-Why: http:r2.example.test:") != NULL);
+  CHECK(strstr(r2->out, "X-PageKite-Invalid-Why: http:r.other.test:bsr.other.test;expired") != NULL);
+  CHECK(strstr(r2->out, "X-PageKite-SessionID: sess-2") != NULL);
+  deliver(r2, c2, 0);
+  CHECK(strstr(c2->log, "OK:r.example.test:") != NULL);
+  CHECK(strstr(c2->log, "WHY:r.other.test:expired") != NULL);
+  CHECK_INT(c2->opened, 1);
+  end_free(c2), end_free(r2);
+  pair_free(p);
+}
+
 int main(void) {
+  RUN(remote_answer_in_band);
+  RUN(remote_answers_hold_the_head);
   RUN(challenge_answered_in_band);
   RUN(every_reject_reason_reaches_connector);
   RUN(quota_and_duplicate);

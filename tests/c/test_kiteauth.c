@@ -60,7 +60,7 @@ static void setup(pk_auth_relay *a, pk_replay *r, policy *p) {
   p->secret = SECRET;
   p->claim = PK_AUTH_OK;
   pk_replay_init(r, 7);
-  pk_auth_relay init = {RELAY_SECRET, r, NOW, p, pol_secret, pol_claim};
+  pk_auth_relay init = {RELAY_SECRET, r, NOW, p, pol_secret, pol_claim, NULL};
   *a = init;
 }
 
@@ -245,7 +245,66 @@ TEST(both_sides_agree) {
   pk_replay_free(&r);
 }
 
+/* --authdomain: a kite no static secret signs is the authority's to vouch
+ * for; the relay still checks its own challenge and its single use, and
+ * answers when the authority has (pk_auth_relay_finish). */
+static int remote_calls;
+static pk_auth_verdict remote_pending(void *ctx, const pk_kite_req *k, const char **reason) {
+  remote_calls++;
+  return PK_AUTH_PENDING;
+}
+
+TEST(remote_authority) {
+  pk_auth_relay a;
+  pk_replay r;
+  policy p;
+  setup(&a, &r, &p);
+  a.remote = remote_pending;
+  char out[1024], line[512], chal[1024];
+  const char *why;
+  p.secret = NULL;
+  p.why_no = pk_auth_remote;
+  CHECK_INT(ask(&a, "http:d.dyn.test:s::", chal, sizeof(chal), &why), PK_AUTH_CHALLENGED);
+  /* any secret: the relay cannot tell; the authority will */
+  answer_challenge(chal, "whatever", line, sizeof(line));
+  out[0] = 0;
+  CHECK_INT(ask(&a, line, out, sizeof(out), &why), PK_AUTH_PENDING);
+  CHECK_INT(remote_calls, 1);
+  CHECK(out[0] == 0); /* nothing said yet */
+  /* the same answer again: a replay, the authority is not asked */
+  CHECK_INT(ask(&a, line, out, sizeof(out), &why), PK_AUTH_INVALID);
+  CHECK(strcmp(why, "replay") == 0);
+  CHECK_INT(remote_calls, 1);
+  /* a token that is not ours: refused before the authority is asked */
+  CHECK_INT(ask(&a, "http:d.dyn.test:s:t0000000000000000000000000000000000:sig", out,
+                sizeof(out), &why), PK_AUTH_INVALID);
+  CHECK(strcmp(why, "signature") == 0);
+  CHECK_INT(remote_calls, 1);
+  /* the answers */
+  pk_kite_req k;
+  pk_kite_req_parse(sl(line), &k);
+  pk_wbuf b;
+  pk_wbuf_init(&b, out, sizeof(out));
+  CHECK_INT(pk_auth_relay_finish(&a, &k, 1, NULL, &b, &why), PK_AUTH_OK);
+  out[b.len] = 0;
+  CHECK(strcmp(out, "X-PageKite-OK: http:d.dyn.test:s\r\n") == 0);
+  CHECK_INT(p.claims, 1);
+  pk_wbuf_init(&b, out, sizeof(out));
+  CHECK_INT(pk_auth_relay_finish(&a, &k, 0, "expired", &b, &why), PK_AUTH_INVALID);
+  out[b.len] = 0;
+  CHECK(strcmp(why, "expired") == 0);
+  CHECK(strstr(out, "X-PageKite-Invalid-Why: http:d.dyn.test:s;expired\r\n") != NULL);
+  /* no remote policy: refused as unknown */
+  a.remote = NULL;
+  ask(&a, "http:d.dyn.test:s::", chal, sizeof(chal), &why);
+  answer_challenge(chal, "whatever", line, sizeof(line));
+  CHECK_INT(ask(&a, line, out, sizeof(out), &why), PK_AUTH_INVALID);
+  CHECK(strcmp(why, "unknown") == 0);
+  pk_replay_free(&r);
+}
+
 int main(void) {
+  RUN(remote_authority);
   RUN(challenge_then_ok_once);
   RUN(every_reject_reason);
   RUN(forged_and_expired_tokens);

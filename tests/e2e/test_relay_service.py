@@ -200,7 +200,7 @@ def test_secret_file_bad(tmp_path, case, how):
     assert r.returncode == 2, r.stderr
     if how == "secretsfile" and case == "empty":
         # An empty rc file is valid; it adds no domain, so nothing is served.
-        assert "no --domain given" in r.stderr, r.stderr
+        assert "no --domain or --authdomain given" in r.stderr, r.stderr
     else:
         assert str(sf) in r.stderr, r.stderr
 

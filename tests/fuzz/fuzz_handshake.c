@@ -227,7 +227,7 @@ struct end {
   kstate ks[MAXK];
   /* relay */
   end *conn;    /* the connector whose kites the signed requests must name */
-  int v[5];     /* verdicts by kind */
+  int v[6];     /* verdicts by kind (PENDING never reaches it: no remote policy) */
   int claim_v;  /* the last claim's verdict, -1: none */
   char claim_name[PK_NAME_MAX];
   const char *head_lo, *head_hi; /* accept's head, for X-PageKite-Replace */
