@@ -162,18 +162,24 @@ def split_auth_query(qname, authdomain):
     return srand, token, sign, protoport, domain
 
 
-def zk_answer(table, qname, authdomain, now=None):
+def zk_answer(table, qname, authdomain, now=None, unknown=AUTH_ERR_INVALID):
     """The A record for one auth query: the quota in KB as an address, or
-    255.255.255.0 (no such kite) / 255.255.255.1 (bad signature).  None
-    when qname is not an auth query.  The relay never sees the secret: it
-    learns only whether the connector's signature was good."""
+    255.255.255.1 for a bad signature.  None when qname is not an auth
+    query.  The relay never sees the secret: it learns only whether the
+    connector's signature was good.
+
+    A kite not in the table gets `unknown`: 255.255.255.1 by default, since
+    pagekite.py (1.5.2) reads 255.255.255.0 ("user unknown") as "fall
+    through to local checks" and returns quota -1 -- which lets the kite
+    fly.  Pass AUTH_ERR_USER_UNKNOWN only for relays that must then accept
+    unknown kites."""
     parts = split_auth_query(qname, authdomain)
     if parts is None:
         return None
     srand, token, sign, protoport, domain = parts
     c = find_customer(table, domain)
     if c is None:
-        return AUTH_ERR_USER_UNKNOWN
+        return unknown
     # pagekite.py's IsSignatureValid(): proto:domain:srand:token.  The
     # domain is as the connector named it, '*' kites as '_any_' in DNS.
     payload_domain = "*" + domain[5:] if domain.startswith("_any_.") else domain

@@ -105,8 +105,11 @@ def test_zk_answers_quota_unknown_and_invalid():
     assert pkfleet.zk_answer(t, q, "auth.fleet.test") == pkfleet.quota_address(1048576)
     q = zk_query("wrong", "http", "alice.users.fleet.test")
     assert pkfleet.zk_answer(t, q, "auth.fleet.test") == "255.255.255.1"
+    # An unknown kite: 255.255.255.1 by default (pagekite.py lets .0 fly).
     q = zk_query("s3cret-alice", "http", "mallory.users.fleet.test")
-    assert pkfleet.zk_answer(t, q, "auth.fleet.test") == "255.255.255.0"
+    assert pkfleet.zk_answer(t, q, "auth.fleet.test") == "255.255.255.1"
+    assert pkfleet.zk_answer(t, q, "auth.fleet.test",
+                             unknown=pkfleet.AUTH_ERR_USER_UNKNOWN) == "255.255.255.0"
 
 
 @pytest.mark.parametrize("qname", ["auth.fleet.test.", "x.auth.fleet.test.",
