@@ -131,7 +131,7 @@ def test_killing_a_relay_moves_its_kites(fleet):
                 continue
             ips = f.dig(name)
             if ips and F.RELAY_IPS[0] not in ips and \
-                    (f.fetch(name, timeout=1) or "").strip() == "kite " + name:
+                    (f.fetch(name, timeout=3) or "").strip() == "kite " + name:
                 back[name] = time.monotonic() - t0
         time.sleep(0.1)
     n = max(back.values()) if len(back) == len(moved) else None
