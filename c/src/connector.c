@@ -615,6 +615,10 @@ static void tunnel_on_connect(pk_conn *c, int status) {
     pk_frontend *fe = &m->fes[t->fe_idx];
     fe->errors[t->addr_idx]++;
     fe->last_fail[t->addr_idx] = pk_now_ms(m);
+    /* Its ping was measured before it failed: forget it, or maybe_migrate
+     * "migrates" back to the dead relay once the 30 s penalty is over
+     * (tests/fleet).  A fresh ping ranks it again. */
+    fe->ping_ms[t->addr_idx] = -1;
     m->fail_streak++;
     pk_count_error(m);
     pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Connecting to relay %s:%d failed: %s", fe->host,

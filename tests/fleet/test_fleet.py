@@ -143,6 +143,31 @@ def test_killing_a_relay_moves_its_kites(fleet):
         assert (f.fetch(name) or "").strip() == "kite " + name
 
 
+STAY_S = 35  # longer than the connector's 30 s penalty on a relay that failed
+
+
+def test_moved_kites_stay_on_a_live_relay(fleet):
+    """After the failover the moved kites stay where they are: the
+    connector must not 'migrate' back to the dead relay on the ping it
+    measured before the relay died (it did, every 30 s, each time a
+    short outage)."""
+    f = fleet
+    moved = [(k, name) for k, (name, _) in enumerate(CUSTOMERS) if k % 3 == 0]
+    marks = {name: len(f.conns[name].output()) for _, name in moved}
+    deadline = time.monotonic() + STAY_S
+    misses = []
+    while time.monotonic() < deadline:
+        for _, name in moved:
+            if not f.answers(name):
+                misses.append((round(STAY_S - (deadline - time.monotonic()), 1), name))
+        time.sleep(0.5)
+    for _, name in moved:
+        later = f.conns[name].output()[marks[name]:]
+        assert "Migrating" not in later, later[-2000:]
+        assert F.RELAY_IPS[0] not in f.dig(name)
+    assert not misses, misses
+
+
 @pytest.mark.needs_authdomain
 def test_auth_server_down_fail_open_and_closed(fleet):
     f = fleet
