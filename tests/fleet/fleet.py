@@ -10,6 +10,7 @@ pdns-backend-sqlite3, sqlite3, python3-dnspython, bind9-dnsutils (dig),
 curl and Debian's pagekite.
 """
 
+import atexit
 import os
 import re
 import secrets
@@ -98,10 +99,20 @@ class NodeProc:
             self.p.wait(timeout=5)
 
 
+_OPEN = []
+
+
+@atexit.register
+def _close_all():  # a safety net: the fixture's finally closes each fleet
+    for f in list(_OPEN):
+        f.close()
+
+
 class Fleet:
     """One fleet.  relay_kind: 'pkpy' (pagekite.py relays) or 'pagekiter'."""
 
     def __init__(self, workdir, relay_kind, n_connectors=5):
+        _OPEN.append(self)
         self.dir = Path(workdir)
         self.kind = relay_kind
         self.prefix = "pkf" + secrets.token_hex(3)
@@ -332,6 +343,8 @@ class Fleet:
 
     # ---- teardown ----
     def close(self):
+        if self in _OPEN:
+            _OPEN.remove(self)
         for p in reversed(self.procs):
             try:
                 p.kill(signal.SIGKILL, wait=5)
