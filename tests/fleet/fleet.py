@@ -304,11 +304,10 @@ class Fleet:
         sfile.write_text(secret + "\n")
         sfile.chmod(0o600)
         ddns = "http://%s:%d/?hostname=%%s&myip=%%s&sign=%%s" % (DNS_IP, DDNS_PORT)
-        # -N: no DNS re-check of the pool.  PowerDNS shuffles the pool's A
-        # records on every answer, and our connector keeps pings, tunnels
-        # and failures by position in its address list, which a re-check
-        # in another order mixes up (see doc/FLEET.md, known issues).
-        relays = ["-F", POOL, "-P", "80", "-n", str(spares), "-N"] if frontend is None else \
+        # No -N: the pool is re-checked, and PowerDNS shuffles its A records
+        # on every answer (what a connector knows of each relay must follow
+        # the address: pk_addrs_merge).
+        relays = ["-F", POOL, "-P", "80", "-n", str(spares)] if frontend is None else \
             ["--frontend", "%s:80" % frontend]
         argv = [PAGEKITEC, "-I", "-C", "--ddns-url", ddns] + relays + list(extra) + [
             "127.0.0.1:%d" % port, "http", kite, "0", "@%s" % sfile]
