@@ -29,6 +29,7 @@ KINDS = [pytest.param("pkpy", id="pkpy"), pytest.param("pagekiter", id="pagekite
 N_CONN = 4  # c1..c4 customers; c5 is the late one
 CUSTOMERS = [("k%d.%s" % (k + 1, F.USERS), "s3cret-k%d-%s" % (k + 1, "x" * 8))
              for k in range(N_CONN)]
+SPARE = ("spare.%s" % F.USERS, "s3cret-spare-kite")
 FAILOVER_BOUND_S = 30  # asserted; the goal (5 s) is reported, see doc/FLEET.md
 RESULTS = {}
 
@@ -38,7 +39,7 @@ def fleet(request, tmp_path_factory):
     kind = request.param
     f = F.Fleet(tmp_path_factory.mktemp("fleet-" + kind), kind, n_connectors=N_CONN + 1)
     try:
-        for name, secret in CUSTOMERS:
+        for name, secret in CUSTOMERS + [SPARE]:
             f.add_customer(name, secret)
         f.build_network()
         f.start_dns()
@@ -81,6 +82,24 @@ def test_connectors_spread_over_the_pool_by_ping(fleet):
     assert len(set(chosen.values())) == 3  # spread over all three relays
     for name, _ in CUSTOMERS:  # pagekitec's ping verdicts in its log
         assert f.conns[name].alive
+
+
+def test_a_spare_relay_carries_the_kite_too(fleet):
+    """-n 1: the kite flies on its near relay and on a spare, and each of
+    them answers for it."""
+    f = fleet
+    p = f.start_connector(N_CONN, SPARE[0], SPARE[1], spares=1)
+    try:
+        near = F.RELAY_IPS[N_CONN % 3]
+        assert f.wait_fetch(SPARE[0], 20, via=near), f.logs()
+        deadline = time.monotonic() + 20
+        others = []
+        while time.monotonic() < deadline and not others:
+            others = [ip for ip in F.RELAY_IPS if ip != near and f.answers(SPARE[0], via=ip)]
+            time.sleep(0.3)
+        assert len(others) == 1, (others, p.output()[-3000:])
+    finally:
+        p.kill()
 
 
 @pytest.mark.needs_authdomain
