@@ -6,13 +6,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _term(signum, frame):
-    raise KeyboardInterrupt("SIGTERM")  # unwinds through the fixtures' finally
-
-
 def pytest_configure(config):
-    import signal
-    signal.signal(signal.SIGTERM, _term)
     config.addinivalue_line("markers", "needs_authdomain: a fleet case that needs the relays' "
                             "--authdomain (xfail for pagekiter until it has one)")
 

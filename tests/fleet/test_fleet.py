@@ -12,6 +12,7 @@ relay, a stopped DNS server).  doc/FLEET.md explains the design.
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -34,9 +35,14 @@ FAILOVER_BOUND_S = 30  # asserted; the goal (5 s) is reported, see doc/FLEET.md
 RESULTS = {}
 
 
+def _term(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")  # unwinds through the fixture's finally
+
+
 @pytest.fixture(scope="module", params=KINDS)
 def fleet(request, tmp_path_factory):
     kind = request.param
+    old_term = signal.signal(signal.SIGTERM, _term)
     f = F.Fleet(tmp_path_factory.mktemp("fleet-" + kind), kind, n_connectors=N_CONN + 1)
     try:
         for name, secret in CUSTOMERS + [SPARE]:
@@ -53,6 +59,7 @@ def fleet(request, tmp_path_factory):
         if request.node.session.testsfailed and os.environ.get("PK_FLEET_VERBOSE"):
             print(f.logs())
         f.close()
+        signal.signal(signal.SIGTERM, old_term)
         leftover = F.run(["ip", "netns", "list"]).stdout
         assert f.prefix not in leftover, leftover
 
@@ -80,6 +87,12 @@ def test_connectors_spread_over_the_pool_by_ping(fleet):
     assert len(chosen) == N_CONN, "DNS: %s\n%s" % (
         {n: f.dig(n) for n, _ in CUSTOMERS}, f.logs())
     assert len(set(chosen.values())) == 3  # spread over all three relays
+    # A forged update (no secret) is refused and changes nothing.
+    name = CUSTOMERS[0][0]
+    r = f.sh("client", ["curl", "-s", "-m", "5", "http://%s:%d/?hostname=%s&myip=%s&sign=%s" % (
+        F.DNS_IP, F.DDNS_PORT, name, F.CLIENT_IP, "0" * 48)])
+    assert r.stdout.strip() == "badauth", r.stdout
+    assert f.dig(name) == [chosen[name]]
     for name, _ in CUSTOMERS:  # pagekitec's ping verdicts in its log
         assert f.conns[name].alive
 
