@@ -263,7 +263,10 @@ class Fleet:
             return argv + (["--authfail_closed"] if fail_closed else [])
         argv = [PAGEKITER, "--listen=127.0.0.1", "--ports=%d" % RELAY_INNER_PORT, "--protos=http"]
         if self.use_authdomain:
-            argv += ["--authdomain=%s" % AUTHDOMAIN] + (["--authfail_closed"] if fail_closed else [])
+            argv += ["--authdomain=%s" % AUTHDOMAIN]
+            if fail_closed:
+                assert pagekiter_has("--authfail_closed"), "pagekiter has --authdomain only"
+                argv.append("--authfail_closed")
         else:  # static secrets, read once at start
             for line in self.customers.read_text().splitlines():
                 if line.strip() and not line.startswith("#"):
