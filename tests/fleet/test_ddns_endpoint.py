@@ -35,7 +35,7 @@ def endpoint(tmp_path):
     p = subprocess.Popen([SYS_PY, str(ENDPOINT), "--listen", "127.0.0.1:%d" % port,
                           "--customers", str(cust), "--zone", "fleet.test",
                           "--dns-server", "127.0.0.1", "--dns-port", str(dns_port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "endpoint.log", "w"))
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -43,7 +43,7 @@ def endpoint(tmp_path):
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
-                assert p.poll() is None, p.stderr.read().decode()
+                assert p.poll() is None, (tmp_path / "endpoint.log").read_text()
                 time.sleep(0.1)
         yield port
     finally:
