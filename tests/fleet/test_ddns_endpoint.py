@@ -77,7 +77,7 @@ def test_requests_in_progress_are_bounded(endpoint):
         time.sleep(0.5)
         closed = 0
         for s in held:
-            s.settimeout(0.05)
+            s.settimeout(0.01)
             try:
                 closed += s.recv(1) == b""
             except socket.timeout:
