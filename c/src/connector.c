@@ -615,6 +615,10 @@ static void tunnel_on_connect(pk_conn *c, int status) {
     pk_frontend *fe = &m->fes[t->fe_idx];
     fe->errors[t->addr_idx]++;
     fe->last_fail[t->addr_idx] = pk_now_ms(m);
+    /* Its ping was measured before it failed: forget it, or maybe_migrate
+     * "migrates" back to the dead relay once the 30 s penalty is over
+     * (tests/fleet).  A fresh ping ranks it again. */
+    fe->ping_ms[t->addr_idx] = -1;
     m->fail_streak++;
     pk_count_error(m);
     pk_log(m, PK_LOG_TUNNEL_CONNS | PK_LOG_ERROR, "Connecting to relay %s:%d failed: %s", fe->host,
@@ -692,14 +696,40 @@ static void connector_tunnel_closed(pk_tunnel *t) {
 }
 
 /* ---- relay pings and choice ---- */
+/* A ping conn's owner_idx is its slot + PK_MAX_ADDRS * the list's
+ * generation when it was sent: the slot, or -1 if the list was re-resolved
+ * since (pk_addrs_merge moves addresses between slots). */
+static int ping_idx(const pk_conn *c, const pk_frontend *fe) {
+  if (c->owner_idx < 0) return -1;
+  int ai = c->owner_idx % PK_MAX_ADDRS, gen = c->owner_idx / PK_MAX_ADDRS;
+  return gen == (fe->addrs_gen & 0xffff) && ai < fe->naddrs ? ai : -1;
+}
+
+/* The slot of the address a ping conn reached: the list may have been
+ * re-resolved in another order while the ping was out; -1 if it is gone. */
+static int ping_slot(pk_conn *c, pk_frontend *fe) {
+  struct sockaddr_storage peer;
+  int len = sizeof(peer);
+  memset(&peer, 0, sizeof(peer));
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) != 0) return -1;
+  for (int a = 0; a < fe->naddrs; a++)
+    if (memcmp(&fe->addrs[a], &peer, (size_t)len) == 0) return a;
+  return -1;
+}
+
 static void ping_on_data(pk_conn *c, const char *data, size_t n, pk_block *blk) {
   pk_frontend *fe = c->own.fe;
   pk_mgr *m = c->mgr;
-  if (fe && c->owner_idx < fe->naddrs) {
+  if (fe) {
+    int slot = ping_slot(c, fe);
+    c->owner_idx = slot < 0 ? -1 : slot + PK_MAX_ADDRS * (fe->addrs_gen & 0xffff);
+  }
+  if (fe && ping_idx(c, fe) >= 0) {
     int ms = (int)(pk_now_ms(m) - c->created);
-    fe->ping_ms[c->owner_idx] = PK_GET(m->fake_ping) ? (int)(uv_hrtime() % 500) : (ms < 1 ? 1 : ms);
-    pk_log(m, PK_LOG_MANAGER_DEBUG, "Relay %s #%d answered ping in %d ms", fe->host, c->owner_idx,
-           fe->ping_ms[c->owner_idx]);
+    int ai = ping_idx(c, fe);
+    fe->ping_ms[ai] = PK_GET(m->fake_ping) ? (int)(uv_hrtime() % 500) : (ms < 1 ? 1 : ms);
+    pk_log(m, PK_LOG_MANAGER_DEBUG, "Relay %s #%d answered ping in %d ms", fe->host, ai,
+           fe->ping_ms[ai]);
   }
   pk_conn_close(c);
 }
@@ -709,7 +739,7 @@ static void ping_on_eof(pk_conn *c, int status) { pk_conn_close(c); }
 static void ping_on_connect(pk_conn *c, int status) {
   if (status < 0) {
     pk_frontend *fe = c->own.fe;
-    fe->ping_ms[c->owner_idx] = -2;
+    if (ping_idx(c, fe) >= 0) fe->ping_ms[ping_idx(c, fe)] = -2;
     pk_conn_close(c);
     return;
   }
@@ -722,7 +752,7 @@ static void ping_relay(pk_mgr *m, int fi, int ai) {
   pk_conn *c = pk_conn_new(m, PK_CK_PING);
   if (!c) return;
   c->own.fe = fe;
-  c->owner_idx = ai;
+  c->owner_idx = ai + PK_MAX_ADDRS * (fe->addrs_gen & 0xffff);
   c->on_connect = ping_on_connect;
   c->on_data = ping_on_data;
   c->on_eof = ping_on_eof;
@@ -770,7 +800,85 @@ static void choose_and_connect(pk_mgr *m) {
 }
 
 /* ---- DNS ---- */
+/* What the connector knows about one relay address moves with it. */
+typedef struct {
+  struct sockaddr_storage addr;
+  int ping_ms, errors;
+  uint64_t last_fail;
+  char session_id[80];
+  pk_tunnel *tunnel;
+  char signed_next;
+} fe_slot;
+
+static void slot_get(const pk_frontend *fe, int i, fe_slot *s) {
+  s->addr = fe->addrs[i];
+  s->ping_ms = fe->ping_ms[i];
+  s->errors = fe->errors[i];
+  s->last_fail = fe->last_fail[i];
+  memcpy(s->session_id, fe->session_id[i], sizeof(s->session_id));
+  s->tunnel = fe->tunnel[i];
+  s->signed_next = fe->signed_next[i];
+}
+
+static void slot_put(pk_frontend *fe, int j, const fe_slot *s) {
+  fe->addrs[j] = s->addr;
+  fe->ping_ms[j] = s->ping_ms;
+  fe->errors[j] = s->errors;
+  fe->last_fail[j] = s->last_fail;
+  memcpy(fe->session_id[j], s->session_id, sizeof(fe->session_id[j]));
+  fe->tunnel[j] = s->tunnel;
+  fe->signed_next[j] = s->signed_next;
+  if (s->tunnel) s->tunnel->addr_idx = j;
+}
+
+int pk_addrs_merge(pk_frontend *fe, const struct sockaddr_storage *fresh, int n) {
+  fe_slot old[PK_MAX_ADDRS];
+  int nold = fe->naddrs < PK_MAX_ADDRS ? fe->naddrs : PK_MAX_ADDRS;
+  char used[PK_MAX_ADDRS] = {0};
+  for (int i = 0; i < nold; i++) slot_get(fe, i, &old[i]);
+  /* Addresses that vanished from DNS but carry a tunnel stay (at the end). */
+  int keep = 0;
+  for (int i = 0; i < nold; i++) {
+    if (!old[i].tunnel) continue;
+    int found = 0;
+    for (int k = 0; k < n && !found; k++)
+      found = memcmp(&fresh[k], &old[i].addr, sizeof(fresh[k])) == 0;
+    keep += !found;
+  }
+  int room = PK_MAX_ADDRS - keep, j = 0;
+  for (int k = 0; k < n && j < room; k++) {
+    int from = -1;
+    for (int i = 0; i < nold && from < 0; i++)
+      if (!used[i] && memcmp(&fresh[k], &old[i].addr, sizeof(fresh[k])) == 0) from = i;
+    fe_slot s;
+    if (from >= 0) {
+      used[from] = 1;
+      s = old[from];
+    } else {
+      memset(&s, 0, sizeof(s));
+      s.addr = fresh[k];
+      s.ping_ms = -1;
+    }
+    slot_put(fe, j++, &s);
+  }
+  for (int i = 0; i < nold; i++)
+    if (!used[i] && old[i].tunnel) slot_put(fe, j++, &old[i]);
+  for (int i = j; i < nold; i++) { /* slots no longer used */
+    fe_slot s;
+    memset(&s, 0, sizeof(s));
+    s.ping_ms = -1;
+    slot_put(fe, i, &s);
+  }
+  int moved = j != nold;
+  for (int i = 0; i < j && !moved; i++)
+    moved = memcmp(&fe->addrs[i], &old[i].addr, sizeof(old[i].addr)) != 0;
+  fe->addrs_gen += moved;
+  fe->naddrs = j;
+  return j;
+}
+
 static void fill_addrs(pk_frontend *fe, struct addrinfo *res, int flags) {
+  struct sockaddr_storage fresh[PK_MAX_ADDRS];
   int n = 0;
   for (struct addrinfo *ai = res; ai && n < PK_MAX_ADDRS; ai = ai->ai_next) {
     if (ai->ai_family == AF_INET && (flags & PK_WITH_IPV6) && !(flags & PK_WITH_IPV4)) continue;
@@ -779,19 +887,13 @@ static void fill_addrs(pk_frontend *fe, struct addrinfo *res, int flags) {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)fe->port);
     int dup = 0;
     for (int j = 0; j < n; j++)
-      if (memcmp(&fe->addrs[j], &ss, sizeof(ss)) == 0) dup = 1;
-    if (dup) continue;
-    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)fe->port);
-    if (n >= fe->naddrs || memcmp(&fe->addrs[n], &ss, sizeof(ss)) != 0) {
-      fe->addrs[n] = ss;
-      fe->ping_ms[n] = -1;
-      fe->session_id[n][0] = 0;
-    }
-    n++;
+      if (memcmp(&fresh[j], &ss, sizeof(ss)) == 0) dup = 1;
+    if (!dup) fresh[n++] = ss;
   }
-  fe->naddrs = n;
+  pk_addrs_merge(fe, fresh, n);
 }
 
 /* Blocking lookup, used before the loop runs (configuration calls). */
@@ -1259,7 +1361,7 @@ static void reap_pings(pk_mgr *m, uint64_t now) {
     if (c->kind == PK_CK_PING && !(c->flags & PK_CF_CLOSING) &&
         now - c->created > PK_PING_TIMEOUT_MS) {
       pk_frontend *fe = c->own.fe;
-      fe->ping_ms[c->owner_idx] = -2;
+      if (ping_idx(c, fe) >= 0) fe->ping_ms[ping_idx(c, fe)] = -2;
       pk_conn_close(c);
     }
   }

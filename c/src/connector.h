@@ -36,6 +36,7 @@ typedef struct {
   char session_id[PK_MAX_ADDRS][80];
   pk_tunnel *tunnel[PK_MAX_ADDRS];
   char signed_next[PK_MAX_ADDRS]; /* reconnect here with the challenges answered */
+  int addrs_gen;                  /* bumped when addresses change slots (pings) */
   uv_getaddrinfo_t gai;
   int gai_busy;
 } pk_frontend;
@@ -57,6 +58,11 @@ typedef struct pk_cfg_op {
 /* Loop thread: applies the queued pk_cfg_ops (m->ops). */
 void pk_connector_reconfigure(pk_mgr *m);
 int pk_frontend_resolve(pk_mgr *m, pk_frontend *fe);
+/* fe's addresses become fresh[0..n) (at most PK_MAX_ADDRS), in that order;
+ * what is known of each (ping, failures, session, tunnel) moves with its
+ * address, new ones start unknown, vanished ones carrying a tunnel stay at
+ * the end.  Returns the new count.  Loop thread (or before it runs). */
+int pk_addrs_merge(pk_frontend *fe, const struct sockaddr_storage *fresh, int n);
 /* The same with the given PK_WITH_IPV4/6 flags (any thread). */
 int pk_origin_resolve(pk_mgr *m, pk_frontend *fe, int flags);
 /* Forwarding headers (connector HTTP streams, httpfwd.c underneath). */
