@@ -141,7 +141,7 @@ async def kite_request(port, kite, secret, src=None, keep=False, timeout=10.0):
 
 # ---------------------------------------------------------------- part 1: auth
 
-async def auth_rate(port, secret, seconds, conc, warm, max_requests):
+async def auth_rate(port, secret, seconds, conc, warm, max_requests, pid):
     """Authenticated kite requests per second, conc clients for seconds."""
     ok = 0
     failed = {}
@@ -181,11 +181,17 @@ async def auth_rate(port, secret, seconds, conc, warm, max_requests):
         await asyncio.wait_for(asyncio.gather(*(prime(i) for i in range(conc))), 60)
         deadline = time.monotonic() + seconds
     t0 = time.monotonic()
+    cpu0, me0 = pkbench.proc_cpu_seconds(pid), os.times()
     await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(conc))), seconds + 30)
     took = time.monotonic() - t0
+    cpu1, me1 = pkbench.proc_cpu_seconds(pid), os.times()
+    relay_cpu = (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None
+    client_cpu = (me1.user + me1.system) - (me0.user + me0.system)
     lat.sort()
     return {"ok": ok, "failed": sum(failed.values()), "why": failed, "seconds": round(took, 3),
             "per_s": round(ok / took, 1) if took > 0 else 0.0,
+            "relay_cpu_us_per_auth": round(1e6 * relay_cpu / ok, 1) if ok and relay_cpu else None,
+            "client_cpu_share": round(client_cpu / took, 2) if took > 0 else None,
             "p50_ms": round(1000 * lat[len(lat) // 2], 2) if lat else None,
             "p99_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2) if lat else None}
 
@@ -294,24 +300,34 @@ async def hold_tunnels(port, n, secret, time_limit, open_conc, sample, pid, sett
     bad = {}
     live = [h for h in holders if h.alive]
     step = max(1, len(live) // max(1, sample))
-    for h in live[::step][:sample]:
-        tried += 1
-        try:
-            data = await http_get(port, h.kite)
-            if data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok " + h.kite.encode()):
-                ok += 1
-            else:
+    gate = asyncio.Semaphore(50)  # requests in flight at once
+
+    async def route(h):
+        nonlocal tried, ok
+        async with gate:
+            tried += 1
+            try:
+                data = await http_get(port, h.kite)
+                if data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok " + h.kite.encode()):
+                    ok += 1
+                    return
                 k = data.split(b"\r\n", 1)[0][:60].decode(errors="replace") or "empty"
-                bad[k] = bad.get(k, 0) + 1
-        except (OSError, asyncio.TimeoutError) as e:
-            bad[type(e).__name__] = bad.get(type(e).__name__, 0) + 1
+            except (OSError, asyncio.TimeoutError) as e:
+                k = type(e).__name__
+            bad[k] = bad.get(k, 0) + 1
+
+    t_route = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(route(h) for h in live[::step][:sample])), 120)
+    t_route = time.monotonic() - t_route
     held_end = sum(1 for h in holders if h.alive)
     return {"wanted": n, "held": held, "held_after_routing": held_end,
             "open_failed": sum(failed.values()), "open_why": failed,
             "open_seconds": round(took, 2), "rss_before_kib": rss_before,
             "rss_after_kib": rss_after,
             "kib_per_tunnel": round((rss_after - rss_before) / held, 2) if held else None,
-            "routed_tried": tried, "routed_ok": ok, "routed_why": bad}, holders
+            "total_kib_per_tunnel": round(rss_after / held, 2) if held else None,
+            "routed_tried": tried, "routed_ok": ok, "routed_why": bad,
+            "routed_seconds": round(t_route, 2)}, holders
 
 
 # ---------------------------------------------------------------- relays
@@ -410,6 +426,7 @@ def rathole_tunnels(exe, workdir, n, time_limit, sample):
                 "open_why": {}, "open_seconds": round(took, 2), "rss_before_kib": rss_before,
                 "rss_after_kib": rss_after,
                 "kib_per_tunnel": round((rss_after - rss_before) / held, 2) if held else None,
+                "total_kib_per_tunnel": round(rss_after / held, 2) if held else None,
                 "routed_tried": tried, "routed_ok": ok, "routed_why": {},
                 "client_rss_kib": proc_mem_kib(client.pid).get("VmRSS", 0)}
     finally:
@@ -460,31 +477,40 @@ def ratio(a, b):
 def print_tables(doc):
     print("\nkite requests authenticated per second (c=%d, %.0f s each)"
           % (doc["config"]["auth_conc"], doc["config"]["auth_seconds"]))
-    print("%-22s %-5s %10s %9s %9s %7s %9s" % ("relay:auth", "cache", "auth/s", "p50 ms",
-                                               "p99 ms", "failed", "x pk.py"))
+    print("%-18s %-5s %9s %8s %8s %6s %8s %11s %8s %7s" % (
+        "relay:auth", "cache", "auth/s", "p50 ms", "p99 ms", "failed", "x pk.py",
+        "relay us/au", "x pk.py", "client"))
     pk = doc["auth"].get("pk", {})
     for name, by in doc["auth"].items():
         for cache in ("cold", "warm"):
             r = by.get(cache)
             if r:
-                print("%-22s %-5s %10s %9s %9s %7d %9s" % (
+                base = {} if name == "pk" else pk.get(cache, {})
+                print("%-18s %-5s %9s %8s %8s %6d %8s %11s %8s %6.0f%%" % (
                     name, cache, fmt(r["per_s"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]),
-                    r["failed"], "" if name == "pk" else ratio(r["per_s"],
-                                                               pk.get(cache, {}).get("per_s"))))
+                    r["failed"], ratio(r["per_s"], base.get("per_s")),
+                    fmt(r["relay_cpu_us_per_auth"]),
+                    ratio(r["relay_cpu_us_per_auth"], base.get("relay_cpu_us_per_auth")),
+                    100 * (r["client_cpu_share"] or 0)))
     print("\none relay holding N tunnels (one kite each, one client process)")
-    print("%-8s %7s %7s %9s %11s %11s %9s %8s %9s" % (
-        "relay", "wanted", "held", "open s", "RSS before", "RSS after", "KiB/tun", "routed",
-        "x pk.py"))
+    print("KiB/tun: (RSS after - RSS before) / held; all/tun: RSS after / held")
+    print("%-8s %7s %7s %8s %12s %12s %8s %8s %8s %8s %9s" % (
+        "relay", "wanted", "held", "open s", "RSS before", "RSS after", "KiB/tun", "x pk.py",
+        "all/tun", "x pk.py", "routed"))
     t = doc["tunnels"]
     pkt = (t.get("pk") or {}).get("kib_per_tunnel")
+    pka = (t.get("pk") or {}).get("total_kib_per_tunnel")
     for name, r in t.items():
         if r.get("skipped"):
             print("%-8s skipped: %s" % (name, r["skipped"]))
             continue
-        print("%-8s %7d %7d %9s %8d KiB %8d KiB %9s %4d/%-3d %9s" % (
+        print("%-8s %7d %7d %8s %8d KiB %8d KiB %8s %8s %8s %8s %5d/%-3d" % (
             name, r["wanted"], r["held"], fmt(r["open_seconds"]), r["rss_before_kib"],
-            r["rss_after_kib"], fmt(r["kib_per_tunnel"]), r["routed_ok"], r["routed_tried"],
-            "" if name == "pk" else ratio(r["kib_per_tunnel"], pkt)))
+            r["rss_after_kib"], fmt(r["kib_per_tunnel"]),
+            "" if name == "pk" else ratio(r["kib_per_tunnel"], pkt),
+            fmt(r["total_kib_per_tunnel"]),
+            "" if name == "pk" else ratio(r["total_kib_per_tunnel"], pka),
+            r["routed_ok"], r["routed_tried"]))
         if r.get("open_why"):
             print("         open failures: %s" % r["open_why"])
         if r.get("routed_why"):
@@ -523,7 +549,7 @@ async def amain(args, workdir, doc, failures):
                 by = {}
                 for cache in ("cold", "warm"):
                     by[cache] = await auth_rate(port, args.secret, args.auth_seconds, conc,
-                                                cache == "warm", args.auth_max)
+                                                cache == "warm", args.auth_max, relay.pid)
                     if by[cache]["failed"] or not by[cache]["ok"]:
                         failures.append("auth ours:%s %s: %d ok, failures %s" % (
                             name, cache, by[cache]["ok"], by[cache]["why"]))
@@ -537,7 +563,7 @@ async def amain(args, workdir, doc, failures):
                 by = {}
                 for cache in ("cold", "warm"):
                     by[cache] = await auth_rate(port, SECRET, args.auth_seconds, conc,
-                                                cache == "warm", args.auth_max)
+                                                cache == "warm", args.auth_max, relay.pid)
                     if by[cache]["failed"] or not by[cache]["ok"]:
                         failures.append("auth pk %s: %d ok, failures %s" % (
                             cache, by[cache]["ok"], by[cache]["why"]))
@@ -631,8 +657,8 @@ def main():
     ap.add_argument("--rathole", help="path of a rathole binary")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args()
-    defaults = dict(auth_seconds=(1.0, 8.0), auth_conc=(4, 16), tunnels=(100, 10000),
-                    tunnel_seconds=(20.0, 300.0), open_conc=(20, 100), sample=(10, 200),
+    defaults = dict(auth_seconds=(1.0, 8.0), auth_conc=(4, 64), tunnels=(100, 10000),
+                    tunnel_seconds=(20.0, 300.0), open_conc=(20, 200), sample=(10, 200),
                     settle=(0.5, 3.0), routing_seconds=(0.03, 0.3))
     for k, (small, full) in defaults.items():
         if getattr(args, k) is None:
