@@ -190,7 +190,7 @@ async def auth_rate(port, secret, seconds, conc, warm, max_requests, pid):
     lat.sort()
     return {"ok": ok, "failed": sum(failed.values()), "why": failed, "seconds": round(took, 3),
             "per_s": round(ok / took, 1) if took > 0 else 0.0,
-            "relay_cpu_us_per_auth": round(1e6 * relay_cpu / ok, 1) if ok and relay_cpu else None,
+            "relay_cpu_us_per_auth": round(1e6 * relay_cpu / ok, 1) if ok and relay_cpu is not None else None,
             "client_cpu_share": round(client_cpu / took, 2) if took > 0 else None,
             "p50_ms": round(1000 * lat[len(lat) // 2], 2) if lat else None,
             "p99_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2) if lat else None}
@@ -338,11 +338,11 @@ def start_ours(workdir, port, auth_args, n):
     return _start("ours", argv, {}, workdir, port)
 
 
-def start_pk(workdir, port):
+def start_pk(workdir, port, auth_args=None):
     argv = [pkbench.PAGEKITE_PY, "--clean", "--nullui", "--nocrashreport",
             "--logfile=%s" % (workdir / "pk-relay.pklog"),
             "--isfrontend", "--host=127.0.0.1", "--ports=%d" % port,
-            "--protos=http,https,raw", "--rawports=virtual", PK_AUTH]
+            "--protos=http,https,raw", "--rawports=virtual"] + (auth_args or [PK_AUTH])
     return _start("pk", argv, {"HOME": str(workdir), "PYTHONUNBUFFERED": "1"}, workdir, port)
 
 
@@ -405,7 +405,9 @@ def rathole_tunnels(exe, workdir, n, time_limit, sample):
         deadline = t0 + time_limit
         held = 0
         while time.monotonic() < deadline:
-            text = server.log_path.read_text(errors="replace")
+            # rathole's client logs this once per service whose control
+            # channel the server accepted.
+            text = client.log_path.read_text(errors="replace")
             held = text.count("Control channel established")
             if held >= n or not server.alive or not client.alive:
                 break
@@ -558,11 +560,11 @@ async def amain(args, workdir, doc, failures):
                 relay.stop()
         if "pk" in args.relays:
             port = free_port()
-            relay = start_pk(workdir / "auth-pk", port)
+            relay = start_pk(workdir / "auth-pk", port, shlex.split(args.pk_auth))
             try:
                 by = {}
                 for cache in ("cold", "warm"):
-                    by[cache] = await auth_rate(port, SECRET, args.auth_seconds, conc,
+                    by[cache] = await auth_rate(port, args.secret, args.auth_seconds, conc,
                                                 cache == "warm", args.auth_max, relay.pid)
                     if by[cache]["failed"] or not by[cache]["ok"]:
                         failures.append("auth pk %s: %d ok, failures %s" % (
@@ -581,8 +583,8 @@ async def amain(args, workdir, doc, failures):
                 relay = start_ours(workdir / "tun-ours", port, auth_args, n)
                 secret = args.secret
             else:
-                relay = start_pk(workdir / "tun-pk", port)
-                secret = SECRET
+                relay = start_pk(workdir / "tun-pk", port, shlex.split(args.pk_auth))
+                secret = args.secret
             holders = []
             try:
                 row, holders = await hold_tunnels(port, n, secret, args.tunnel_seconds,
@@ -641,6 +643,8 @@ def main():
     ap.add_argument("--auth", action="append", metavar="NAME=OPTIONS",
                     help="our relay's auth options, repeatable (default: static=%s)"
                     % STATIC_AUTH)
+    ap.add_argument("--pk-auth", default=PK_AUTH, metavar="OPTIONS",
+                    help="pagekite.py relay's auth options (default %(default)s)")
     ap.add_argument("--secret", default=SECRET, help="the kite secret the clients sign with")
     ap.add_argument("--auth-seconds", type=float, default=None)
     ap.add_argument("--auth-conc", type=int, default=None)
