@@ -190,7 +190,8 @@ async def auth_rate(port, secret, seconds, conc, warm, max_requests, pid):
     lat.sort()
     return {"ok": ok, "failed": sum(failed.values()), "why": failed, "seconds": round(took, 3),
             "per_s": round(ok / took, 1) if took > 0 else 0.0,
-            "relay_cpu_us_per_auth": round(1e6 * relay_cpu / ok, 1) if ok and relay_cpu is not None else None,
+            "relay_cpu_us_per_auth": (round(1e6 * relay_cpu / ok, 1)
+                                      if ok and relay_cpu is not None else None),
             "client_cpu_share": round(client_cpu / took, 2) if took > 0 else None,
             "p50_ms": round(1000 * lat[len(lat) // 2], 2) if lat else None,
             "p99_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2) if lat else None}
