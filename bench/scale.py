@@ -194,7 +194,8 @@ async def auth_rate(port, secret, seconds, conc, warm, max_requests, pid):
                                       if ok and relay_cpu is not None else None),
             "client_cpu_share": round(client_cpu / took, 2) if took > 0 else None,
             "p50_ms": round(1000 * lat[len(lat) // 2], 2) if lat else None,
-            "p99_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2) if lat else None}
+            "p99_ms": (round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2)
+                       if lat else None)}
 
 
 # ---------------------------------------------------------------- part 2: tunnels
