@@ -372,6 +372,28 @@ def find_rathole(explicit):
     return None
 
 
+def install_rathole():
+    """`cargo install rathole` (crates registry) into RATHOLE_ROOT, niced.
+    Returns (path or None, reason)."""
+    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
+    if not os.access(cargo, os.X_OK):
+        return None, "no cargo on PATH or in ~/.cargo/bin"
+    argv = ["nice", "-n", "19", cargo, "install", "rathole", "--version", "0.5.0",
+            "--root", str(RATHOLE_ROOT)]
+    print("building rathole: " + " ".join(argv), flush=True)
+    log = RATHOLE_ROOT.parent / "pk-bench-rathole-build.log"
+    try:
+        with open(log, "wb") as f:
+            r = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, timeout=1800)
+    except subprocess.TimeoutExpired:
+        return None, "cargo install rathole ran over 30 min (log %s)" % log
+    if r.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        return None, "cargo install rathole failed (rc %d, log %s): %s" % (
+            r.returncode, log, " | ".join(tail))
+    return find_rathole(None), "built"
+
+
 def rathole_tunnels(exe, workdir, n, time_limit, sample):
     """rathole server + one client with n services (one control channel each);
     the server's VmRSS before the client starts and once every channel is up."""
@@ -611,10 +633,13 @@ async def amain(args, workdir, doc, failures):
                 relay.stop()
         if "rathole" in args.relays:
             exe = find_rathole(args.rathole)
+            reason = ("no rathole binary (PATH, %s/bin, --rathole): install it with "
+                      "--install-rathole or `cargo install rathole --version 0.5.0 --root %s`"
+                      % (RATHOLE_ROOT, RATHOLE_ROOT))
+            if not exe and args.install_rathole:
+                exe, reason = await asyncio.get_event_loop().run_in_executor(
+                    None, install_rathole)
             if not exe:
-                reason = ("no rathole binary (PATH, %s/bin, --rathole): install it with "
-                          "`cargo install rathole --version 0.5.0 --root %s`"
-                          % (RATHOLE_ROOT, RATHOLE_ROOT))
                 print("rathole skipped: " + reason)
                 doc["tunnels"]["rathole"] = {"skipped": reason}
             else:
@@ -661,6 +686,9 @@ def main():
     ap.add_argument("--settle", type=float, default=None)
     ap.add_argument("--routing-seconds", type=float, default=None)
     ap.add_argument("--rathole", help="path of a rathole binary")
+    ap.add_argument("--install-rathole", action="store_true",
+                    help="if no rathole binary is found, `cargo install` it into %s (niced, "
+                    "several minutes on 2 cores)" % RATHOLE_ROOT)
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args()
     defaults = dict(auth_seconds=(1.0, 8.0), auth_conc=(4, 64), tunnels=(100, 10000),
