@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -442,6 +443,8 @@ def rathole_tunnels(exe, workdir, n, time_limit, sample):
         tried = ok = 0
         step = max(1, n // max(1, sample))
         for p in svc_ports[::step][:sample]:
+            if tried - ok >= 10:
+                break  # bounded: ten failures say enough
             tried += 1
             try:
                 if pkbench.http_status(p, "/bytes/16", timeout=5.0) == 200:
@@ -701,6 +704,15 @@ def main():
         args.pk_tunnels = args.tunnels
     args.relays = [r for r in args.relays.split(",") if r]
     nofile = pkbench.raise_nofile()
+    # rathole's server needs two fds per service (listener + control channel)
+    need = 3 * args.tunnels + args.open_conc + 500
+    if nofile < need and os.geteuid() == 0:  # root may raise the hard limit
+        try:
+            cap = int(Path("/proc/sys/fs/nr_open").read_text())
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, cap), min(need, cap)))
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (OSError, ValueError):
+            pass
     need = args.tunnels + args.open_conc + 200
     if nofile < need:
         raise SystemExit("RLIMIT_NOFILE hard limit %d < %d needed for %d tunnels"
