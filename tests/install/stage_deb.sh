@@ -125,6 +125,12 @@ cc -Wall -Werror -o "$T/consumer" "$SRC/tests/install/consumer.c" \
   $(PKG_CONFIG_PATH="$LIBDIR/pkgconfig" pkg-config --cflags --libs pagekite) \
   || pk_fail "consumer.c does not build against libpagekite-dev"
 "$T/consumer" >/dev/null || pk_fail "consumer built against libpagekite-dev fails"
+# ... and with find_package(PageKite) from the packaged CMake files.
+cmake -S "$SRC/tests/install" -B "$T/cmake-consumer" -DCMAKE_PREFIX_PATH="$ROOT/usr" -DPageKite_DIR="$LIBDIR/cmake/PageKite" \
+  >"$T/cmake-consumer.log" 2>&1 \
+  && cmake --build "$T/cmake-consumer" >>"$T/cmake-consumer.log" 2>&1 \
+  || { tail -20 "$T/cmake-consumer.log" >&2; pk_fail "find_package(PageKite) from libpagekite-dev failed"; }
+"$T/cmake-consumer/consumer" >/dev/null || pk_fail "the find_package consumer fails"
 
 # 9. Fly: the extracted pagekitec through the extracted pagekiter.
 cd "$T"
