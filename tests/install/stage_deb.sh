@@ -116,6 +116,22 @@ systemd-analyze verify "$T/pagekiter.service" >"$T/verify.log" 2>&1 || { cat "$T
 if grep pagekiter.service "$T/verify.log" >&2; then pk_fail "systemd-analyze verify warns about the unit"; fi
 grep -q '^ExecStart=/usr/bin/pagekiter --clean --optdir=/etc/pagekiter.d$' "$ROOT/lib/systemd/system/pagekiter.service" \
   || pk_fail "the packaged unit does not run /usr/bin/pagekiter with /etc/pagekiter.d"
+# The sysusers and tmpfiles snippets the postinst runs, applied to a scratch
+# root: the pagekiter user, and /etc/pagekiter as root:pagekiter 0750.
+SYSROOT="$T/sysroot"
+mkdir -p "$SYSROOT/etc" "$SYSROOT/usr/lib/sysusers.d" "$SYSROOT/usr/lib/tmpfiles.d"
+cp "$ROOT/usr/lib/sysusers.d/pagekiter.conf" "$SYSROOT/usr/lib/sysusers.d/"
+cp "$ROOT/usr/lib/tmpfiles.d/pagekiter.conf" "$SYSROOT/usr/lib/tmpfiles.d/"
+systemd-sysusers --root="$SYSROOT" pagekiter.conf >/dev/null 2>&1 || pk_fail "systemd-sysusers rejects the sysusers snippet"
+gid="$(awk -F: '$1 == "pagekiter" {print $3}' "$SYSROOT/etc/group")"
+grep -q '^pagekiter:.*:/usr/sbin/nologin$' "$SYSROOT/etc/passwd" && [ -n "$gid" ] || pk_fail "sysusers made no pagekiter user/group"
+if [ "$(id -u)" -eq 0 ]; then  # creating root-owned files needs root (CI is)
+  systemd-tmpfiles --root="$SYSROOT" --create pagekiter.conf >/dev/null 2>&1 || pk_fail "systemd-tmpfiles rejects the tmpfiles snippet"
+  [ "$(stat -c '%u %g %a' "$SYSROOT/etc/pagekiter")" = "0 $gid 750" ] \
+    || pk_fail "tmpfiles made /etc/pagekiter $(stat -c '%u %g %a' "$SYSROOT/etc/pagekiter"), not 0 $gid 750"
+else
+  pk_log "not root: the tmpfiles snippet is not applied (it chowns to root)"
+fi
 grep -q '^secretsfile = /etc/pagekiter/secrets.rc$' "$ROOT/etc/pagekiter.d/10-relay.rc" \
   || pk_fail "10-relay.rc does not name /etc/pagekiter/secrets.rc"
 
