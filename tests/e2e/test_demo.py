@@ -258,7 +258,7 @@ def test_run_demo_goes_on_without_a_failed_optional_package(tmp_path):
     env, apt_log = fake_apt(tmp_path, fail=["liblua5.4-dev"])
     demo = Demo(tmp_path, port, build, env)
     try:
-        text = demo.wait_for(f"http://demo.localhost:{port}/", 170)
+        text = demo.wait_for(f"http://demo.localhost:{port}/", 150)
         assert b"It flies!" in demo.wait_page()
     finally:
         rc = demo.stop()
