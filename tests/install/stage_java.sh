@@ -35,10 +35,12 @@ jar="$P/share/java/pagekite.jar"
 libdir="$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$J/CMakeCache.txt")"; libdir="${libdir:-lib}"
 jnidir="$P/$libdir/jni"
 [ -f "$jnidir/libpagekite_jni.so" ] || pk_fail "no $jnidir/libpagekite_jni.so: $(find "$P" -name '*jni*')"
-unzip -l "$jar" | grep -q 'net/pagekite/lib/PageKiteAPI.class' || pk_fail "no PageKiteAPI.class in $jar"
-if unzip -l "$jar" | grep -q 'native/'; then pk_fail "the installed jar carries natives"; fi
-native_jar="$(ls "$J"/bindings/pagekite-"$version"-*-*.jar 2>/dev/null | head -1)"
-[ -f "$native_jar" ] || pk_fail "no self-contained jar pagekite-$version-OS-ARCH.jar in $J/bindings"
+unzip -l "$jar" >"$PK_STAGE_TMP/jar.list" || pk_fail "unzip -l $jar"
+grep -q 'net/pagekite/lib/PageKiteAPI.class' "$PK_STAGE_TMP/jar.list" || pk_fail "no PageKiteAPI.class in $jar"
+if grep -q 'native/' "$PK_STAGE_TMP/jar.list"; then pk_fail "the installed jar carries natives"; fi
+native_jars=("$J"/bindings/pagekite-"$version"-*-*.jar)
+native_jar="${native_jars[0]}"
+[ "${#native_jars[@]}" -eq 1 ] && [ -f "$native_jar" ] || pk_fail "no self-contained jar pagekite-$version-OS-ARCH.jar in $J/bindings"
 
 unset LD_LIBRARY_PATH CLASSPATH
 OUT="$PK_STAGE_TMP/outside"

@@ -26,8 +26,9 @@ rockspec="pagekite-$version-1.rockspec"
 TREE="$PK_STAGE_TMP/tree"
 (cd "$W/lua" && nice -n 10 "${LUAROCKS[@]}" make --tree="$TREE" "$rockspec") >"$PK_STAGE_TMP/make.log" 2>&1 ||
   { tail -20 "$PK_STAGE_TMP/make.log" >&2; pk_fail "luarocks make failed"; }
-"${LUAROCKS[@]}" list --tree="$TREE" --porcelain | grep -q "^pagekite	$version-1	installed" ||
-  pk_fail "luarocks list does not show pagekite $version-1: $("${LUAROCKS[@]}" list --tree="$TREE" --porcelain)"
+listed="$("${LUAROCKS[@]}" list --tree="$TREE" --porcelain)"
+grep -q "^pagekite	$version-1	installed" <<<"$listed" ||
+  pk_fail "luarocks list does not show pagekite $version-1: $listed"
 so="$TREE/lib/lua/5.4/pagekite.so"
 [ -f "$so" ] || pk_fail "no $so"
 for p in web_ui access; do
@@ -38,7 +39,8 @@ extra="$(cd "$TREE" && find share lib/lua -type f | grep -v -e '^lib/lua/5.4/pag
   -e '^share/lua/5.4/pagekite/plugins/[a-z_]*\.lua$' || true)"
 [ -z "$extra" ] || pk_fail "the rock installed more than the module and plugins: $extra"
 # Self-contained: the core is inside pagekite.so, no libpagekite needed.
-if ldd "$so" | grep -q libpagekite; then pk_fail "pagekite.so needs libpagekite: $(ldd "$so")"; fi
+deps="$(ldd "$so")" || pk_fail "ldd $so"
+if grep -q libpagekite <<<"$deps"; then pk_fail "pagekite.so needs libpagekite: $deps"; fi
 
 LPATH="$("${LUAROCKS[@]}" path --tree="$TREE" --lr-path)"
 LCPATH="$("${LUAROCKS[@]}" path --tree="$TREE" --lr-cpath)"
