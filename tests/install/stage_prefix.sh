@@ -20,7 +20,7 @@ cd "$PK_STAGE_TMP"
 # Each installed ELF file that needs libpagekite finds it in the moved prefix.
 LIBDIR="$(dirname "$(echo "$P"/lib*/libpagekite.so.1)")"
 checked=0
-for f in "$P"/bin/* "$LIBDIR"/lua/5.4/*.so "$LIBDIR"/libpagekite_jni.so; do
+for f in "$P"/bin/* "$LIBDIR"/lua/5.4/*.so "$LIBDIR"/jni/libpagekite_jni.so; do
   [ -f "$f" ] || continue
   readelf -d "$f" 2>/dev/null | grep -q 'NEEDED.*libpagekite\.so\.1' || continue
   where="$(ldd "$f" | awk '$1 == "libpagekite.so.1" {print $3}')"
