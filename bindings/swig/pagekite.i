@@ -315,16 +315,13 @@ static int pkj_set_proxy(const char *url) {
 
 %}
 
-/* Load the JNI library when the class is first used: from the path in the
- * system property net.pagekite.lib.jni if set, else by name through java.library.path. */
+/* Load the JNI library when the class is first used: NativeLoader
+ * (bindings/java/src) takes the path in the system property
+ * net.pagekite.lib.jni if set, else the natives bundled in the jar, else
+ * libpagekite_jni (and libpagekite beside it) from java.library.path. */
 %pragma(java) jniclasscode=%{
   static {
-    String path = System.getProperty("net.pagekite.lib.jni");
-    if (path != null) {
-      System.load(path);
-    } else {
-      System.loadLibrary("pagekite_jni");
-    }
+    NativeLoader.load("pagekite_jni");
   }
 %}
 

@@ -282,7 +282,9 @@ def test_swig_java_binding_over_stub(spec, stub_lib, tmp_path):
     assert r.returncode == 0, r.stderr
     classes = tmp_path / "classes"
     test_src = ROOT / "bindings" / "java" / "test" / "PageKiteAPITest.java"
-    r = run(["javac", "-d", str(classes), *map(str, gen.iterdir()), str(test_src)])
+    # The hand-written loader the generated JNI class calls (bindings/CMakeLists.txt).
+    loader = ROOT / "bindings" / "java" / "src" / "net" / "pagekite" / "lib" / "NativeLoader.java"
+    r = run(["javac", "-d", str(classes), *map(str, gen.iterdir()), str(loader), str(test_src)])
     assert r.returncode == 0, r.stderr
     api = (gen / "PageKiteAPI.java").read_text()
     for fn in spec["functions"]:

@@ -1,7 +1,7 @@
 // PageKiteAPITest - plain-main test of the SWIG Java binding (no JUnit needed).
 //
-// Run (what ctest does):
-//   java -Djava.library.path=DIR_OF_libpagekite_jni -cp pagekite.jar:pagekite-test.jar PageKiteAPITest
+// Run (what ctest does: the self-contained jar, bindings/README.md):
+//   java -cp pagekite-VERSION-linux-x86_64.jar:pagekite-test.jar PageKiteAPITest [PAGEKITER]
 // Each check prints "ok"/"FAIL"; the last line is "N passed, N failed" and the
 // exit status is non-zero if anything failed.
 

@@ -1,7 +1,7 @@
 // PageKiteEventsTest - the events API through the SWIG Java binding, on the
 // real library (ctest runs it; the stub library of tests/spec has no events).
 //
-//   java -Djava.library.path=DIR_OF_libpagekite_jni -cp pagekite.jar:pagekite-events-test.jar PageKiteEventsTest
+//   java -cp pagekite-VERSION-linux-x86_64.jar:pagekite-events-test.jar PageKiteEventsTest
 //
 // 10,000 log events (each a refused call after start: one error line;
 // addFrontendCertname is before-start only, addKite works any time) are
