@@ -443,7 +443,7 @@ static void set_errorurl(pkr_cfg *c, const char *flag, const char *arg) {
 
 static void usage_pkpy(FILE *out) {
   fputs("Usage: " PROG " [options]                      (pagekite.py's front-end flags)\n"
-        "       " PROG " [options] PROTO NAME SECRET ...  (libpagekite's pagekiter)\n"
+        "   or: " PROG " [options] PROTO NAME SECRET ...  (libpagekite's pagekiter)\n"
         "\n"
         "Run a PageKite relay: connectors (pagekitec, pagekite.py) open tunnels to\n"
         "it and clients reach their kites through it, routed by HTTP Host, TLS SNI\n"
@@ -499,7 +499,8 @@ static void usage_pkpy(FILE *out) {
 
 static void usage(FILE *out) {
   usage_pkpy(out);
-  fputs("Our own flags:\n"
+  fputs("\n"
+        "Our own flags:\n"
         "  --tls-cert=FILE          PEM certificate for TLS-wrapped tunnels\n"
         "  --tls-key=FILE           PEM private key for --tls-cert\n"
         "  --allow-duplicates       several tunnels may fly one kite; streams take turns\n"
@@ -513,9 +514,13 @@ static void usage(FILE *out) {
         "  -q / -v                  less / more log output (-vv: everything)\n"
         "  -h, --help               show this help and exit\n"
         "  --version                show the version and exit\n"
-        "libpagekite's pagekiter:  -p PORT (default 9443 with PROTO NAME SECRET), -k N,\n"
-        "  -q, -v, -W (watchdog), -I (no TLS: none without --tls-cert), -L (no default\n"
-        "  Lua plugins: none are loaded), -6 (listen on IPv4 only: the default)\n"
+        "\n"
+        "libpagekite's pagekiter (with PROTO NAME SECRET ...; also -k N, -q, -v):\n"
+        "  -p PORT                  listen on PORT (default 9443)\n"
+        "  -W                       enable the watchdog\n"
+        "  -I                       no TLS (none without --tls-cert)\n"
+        "  -L                       no default Lua plugins (none are loaded)\n"
+        "  -6                       listen on IPv4 only (the default)\n"
         "\n"
         "Every other pagekite.py flag stops with \"not supported: FLAG (why)\";\n"
         "doc/CLI.md lists them all.\n"
@@ -528,9 +533,10 @@ static void usage(FILE *out) {
         "  3  not supported: a pagekite.py flag or value pagekiter does not do\n"
         "\n"
         "Examples:\n"
-        "  " PROG " --isfrontend --ports=80,443 --protos=http,https,raw --rawports=virtual \\\n"
-        "      --domain=http,https,raw:*.example.com:SECRET\n"
+        "  " PROG " --isfrontend --ports=80,443 --protos=http,https,raw --rawports=virtual --domain=http,https,raw:*.example.com:SECRET\n"
+        "\n"
         "  " PROG " --clean --optdir=/etc/pagekite.d\n"
+        "\n"
         "  " PROG " -p 9443 http www.example.com SECRET\n",
         out);
 }
