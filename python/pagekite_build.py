@@ -7,7 +7,10 @@ never from a system copy of libpagekite.  The C tree is looked up, in order:
 2. ../c relative to this file (building from a git checkout, the usual
    ``pip install ./python`` from the repository root);
 3. ./csrc relative to this file (an sdist: setup.py's sdist command copies
-   c/src and c/include there).
+   c/src, c/include and lua/plugins there).
+
+The default Lua plugins (lua/plugins/*.lua) go into the package as
+pagekite/lua/plugins/ (setup.py's build_py), where the extension finds them.
 
 The cdef comes from pagekite/_cdef.py, which spec/generate.py writes from
 spec/pagekite.toml; it is loaded by path so that no other ``pagekite`` module
@@ -57,8 +60,45 @@ def find_c_dir() -> str:
         "repository's c/ directory)" % ", ".join(os.path.abspath(c) for c in candidates))
 
 
+def find_lua_plugin_dir() -> Optional[str]:
+    """The directory holding the default Lua plugins (lua/plugins/*.lua) to
+    ship inside the package, or None: $PAGEKITE_LUA_PLUGIN_DIR, ../lua/plugins
+    (a checkout), ./csrc/lua/plugins (an sdist)."""
+    candidates = []
+    env = os.environ.get("PAGEKITE_LUA_PLUGIN_DIR")
+    if env:
+        candidates.append(env)
+    candidates.append(os.path.join(HERE, os.pardir, "lua", "plugins"))
+    candidates.append(os.path.join(HERE, "csrc", "lua", "plugins"))
+    for cand in candidates:
+        cand = os.path.abspath(cand)
+        if glob.glob(os.path.join(cand, "*.lua")):
+            return cand
+    return None
+
+
+# Where the installed package keeps the default Lua plugins, relative to the
+# directory of the extension module (pagekite/): setup.py's build_py copies
+# them there, and plugins_lua.c's default_plugin_dir() looks there (next to
+# the library that contains it, found with dladdr), whatever the working
+# directory.  A build used in place (pip install -e) uses the source copy.
+PLUGIN_RELDIR = "lua/plugins"
+
+
+def plugin_macros(plugin_dir: Optional[str]) -> List[Tuple[str, str]]:
+    """The plugins_lua.c macros that locate the default plugins (see
+    default_plugin_dir() there and CMakeLists.txt, which sets the same ones)."""
+    def c_string(text: str) -> str:
+        return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+    return [("PK_LUA_PLUGIN_RELDIR", c_string(PLUGIN_RELDIR)),
+            ("PK_LUA_BUILD_LIBDIR", c_string(os.path.join(HERE, "pagekite"))),
+            ("PK_LUA_SOURCE_PLUGIN_DIR", c_string(plugin_dir or ""))]
+
+
 _cdef = _load_cdef()
 C_DIR = find_c_dir()
+LUA_PLUGIN_DIR = find_lua_plugin_dir()
 
 
 def _pkg_config(*args: str) -> Optional[List[str]]:
@@ -77,7 +117,7 @@ def _load_spec_sources() -> Dict:
 
 
 def select_sources(c_dir: str, with_lua: Optional[bool] = None
-                   ) -> Tuple[List[str], Dict[str, List[str]]]:
+                   ) -> Tuple[List[str], Dict[str, list]]:
     """The C files to compile, and extra build options (Lua), as CMakeLists.txt does.
 
     The core sources of _spec.json; then plugins_lua.c when Lua 5.4 is found
@@ -86,7 +126,7 @@ def select_sources(c_dir: str, with_lua: Optional[bool] = None
     """
     listed = _load_spec_sources()
     sources = [os.path.join(c_dir, "src", os.path.basename(f)) for f in listed["core"]]
-    extra: Dict[str, List[str]] = {"include_dirs": [], "libraries": [], "library_dirs": [],
+    extra: Dict[str, list] = {"include_dirs": [], "libraries": [], "library_dirs": [],
                                    "define_macros": []}
     lua_c = os.path.join(c_dir, "src", os.path.basename(listed["plugins"]["lua"]))
     none_c = os.path.join(c_dir, "src", os.path.basename(listed["plugins"]["none"]))
@@ -103,7 +143,7 @@ def select_sources(c_dir: str, with_lua: Optional[bool] = None
         extra["include_dirs"] = [f[2:] for f in cflags if f.startswith("-I")]
         extra["libraries"] = [f[2:] for f in libs if f.startswith("-l")]
         extra["library_dirs"] = [f[2:] for f in libs if f.startswith("-L")]
-        extra["define_macros"] = [("PK_WITH_LUA", "1")]
+        extra["define_macros"] = [("PK_WITH_LUA", "1")] + plugin_macros(find_lua_plugin_dir())
     elif os.path.isfile(none_c):
         sources.append(none_c)
     return sources, extra
@@ -135,6 +175,11 @@ ffibuilder.set_source(
     "pagekite._pagekite",
     '#include "pagekite.h"\n' + _str_src,
     sources=SOURCES,
+    # Rebuild when a header, the plugins or this script change, not only a
+    # .c file (setuptools reuses python/build/ otherwise).
+    depends=sorted(glob.glob(os.path.join(C_DIR, "include", "*.h"))
+                   + glob.glob(os.path.join(C_DIR, "src", "*.h"))
+                   + [os.path.abspath(__file__), os.path.join(HERE, "pagekite", "_cdef.py")]),
     include_dirs=[os.path.join(C_DIR, "include"), os.path.join(C_DIR, "src")]
     + _EXTRA["include_dirs"],
     libraries=["uv", "ssl", "crypto", "z", "pthread"] + _EXTRA["libraries"],

@@ -7,9 +7,12 @@ const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
+const { coreTree } = require('./core-sources');
+
 const here = path.join(__dirname, '..');
-if (!fs.existsSync(path.join(here, '..', 'c', 'src', 'api.c'))) {
-  console.error('pagekite: ../c/src not found; install this package from a libpagekite checkout');
+if (!coreTree()) {
+  console.error('pagekite: the libpagekite C core was not found (../c in a checkout, csrc/ in a ' +
+    'tarball made by npm pack); install this package from a checkout or from such a tarball');
   process.exit(1);
 }
 
