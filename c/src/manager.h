@@ -124,6 +124,8 @@ struct pk_mgr {
   int conns_in_use;
   struct pk_wreq *wreq_free; /* write requests to reuse (conn.c, loop thread) */
   int nobuf_waiting; /* conns whose reads wait for a free block */
+  int rx_blocked;    /* tunnels not reading: a stream cannot take their next chunk */
+  int unblocking;    /* pk_tunnels_unblock is running */
   int client_conns;  /* streams and unclassified conns: bounded by max_conns */
   pk_tunnel *tunnels;
   int ntunnels;
