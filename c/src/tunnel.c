@@ -79,8 +79,8 @@ void pk_tunnel_add_stream(pk_tunnel *t, pk_conn *s, long long sid) {
   s->sid_next = t->sids[h];
   t->sids[h] = s;
   t->nstreams++;
-  t->mgr->c_streams++;
-  t->mgr->c_streams_total++;
+  PK_COUNT(t->mgr->c_streams, 1);
+  PK_COUNT(t->mgr->c_streams_total, 1);
   if (s->kstat) t->mgr->kstats[s->kstat - 1].streams_total++;
 }
 
@@ -91,7 +91,7 @@ void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s) {
   if (*pp) {
     *pp = s->sid_next;
     t->nstreams--;
-    t->mgr->c_streams--;
+    PK_COUNT(t->mgr->c_streams, -1);
   }
   for (pk_conn **q = &t->paused; *q; q = &(*q)->pause_next)
     if (*q == s) {
@@ -117,7 +117,7 @@ static int open_ok(const pk_tunnel *t) { return t && t->sess.state != PK_SESSION
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk) {
   if (!open_ok(t)) return -1;
-  t->mgr->c_bytes_out += (long long)dn;
+  PK_COUNT(t->mgr->c_bytes_out, (long long)dn);
   t->bytes_out += (long long)dn;
   return pk_session_send_chunk(&t->sess, hdrs, hn, data, dn, blk);
 }
@@ -126,7 +126,7 @@ int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, c
                         size_t dn, pk_block *blk) {
   if (!open_ok(t)) return -1;
   int noz = s && (s->flags & PK_CF_NOZ);
-  t->mgr->c_bytes_out += (long long)dn;
+  PK_COUNT(t->mgr->c_bytes_out, (long long)dn);
   t->bytes_out += (long long)dn;
   if (s && s->kstat) t->mgr->kstats[s->kstat - 1].bytes_out += (long long)dn;
   int rv = pk_session_send_headed(&t->sess, hdrs, hn, data, dn, blk, &noz);
@@ -149,7 +149,7 @@ void pk_tunnel_ping(pk_tunnel *t) {
 /* ---- receiving: session events ---- */
 static void session_data(void *ctx, const pk_chunk *ch) {
   pk_tunnel *t = ctx;
-  t->mgr->c_bytes_in += (long long)ch->data.n;
+  PK_COUNT(t->mgr->c_bytes_in, (long long)ch->data.n);
   t->bytes_in += (long long)ch->data.n;
   pk_conn *s = pk_tunnel_find_stream(t, ch->sid);
   if (s) {
