@@ -1295,11 +1295,12 @@ PK_EXPORT int pagekite_add_relay_ratelimit_ips(pagekite_mgr mgr, const char *lim
 
 /* Read one of the manager's counters.
  *
- * counter is one of the PK_COUNTER_* constants. Safe from any thread: the value
- * comes from a copy the master thread publishes under the manager's lock after
- * each turn of its event loop (and at once when a tunnel or kite comes or goes,
- * before the status change that tells of it), so byte and stream counts may lag
- * by one loop turn. PK_COUNTER_ERRORS is read atomically.
+ * counter is one of the PK_COUNTER_* constants. Safe from any thread. Byte,
+ * stream and rejection counts (and PK_COUNTER_ERRORS) are read live: the master
+ * thread counts bytes before it writes them on, so once a client has seen a
+ * transfer complete, the counters already include it. Kites and tunnels come
+ * from a copy the master thread publishes under the manager's lock at once when
+ * a tunnel or kite comes or goes, before the status change that tells of it.
  *
  *   mgr      The manager.
  *   counter  A PK_COUNTER_* constant.

@@ -13,7 +13,7 @@
 
 /* ---- counting refusals (loop thread) ---- */
 void pk_count_reject(pk_mgr *m, int reason) {
-  m->c_rejected++;
+  PK_COUNT(m->c_rejected, 1);
   if (reason >= 0 && reason < PK_REJECT_N) m->c_rejects[reason]++;
 }
 

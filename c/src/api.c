@@ -815,7 +815,9 @@ PK_API void pagekite_perror(pagekite_mgr h, const char *prefix) {
   pk_fail(PK_OK, "no error"); /* reported: the thread's error is reset */
 }
 
-/* From the copy the loop publishes after each of its turns (and at start). */
+/* Traffic counters live (the loop writes them atomically: never behind
+ * what a client could already see); kites and tunnels from the copy the
+ * loop publishes when they change (and after each of its turns). */
 PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
   pk_mgr *m = MGR(h);
   if (check_mgr(m)) return -1;
@@ -823,7 +825,15 @@ PK_API long long pagekite_get_counter(pagekite_mgr h, int counter) {
     return pk_fail(PK_EINVAL, "pagekite_get_counter: counter %d is not a PK_COUNTER_* (1-%d)",
                    counter, PK_COUNTERS_N - 1);
   }
-  if (counter == PK_COUNTER_ERRORS) return PK_GET(m->error_count);
+  switch (counter) {
+    case PK_COUNTER_ERRORS: return PK_GET(m->error_count);
+    case PK_COUNTER_STREAMS: return PK_GET(m->c_streams);
+    case PK_COUNTER_BYTES_IN: return PK_GET(m->c_bytes_in);
+    case PK_COUNTER_BYTES_OUT: return PK_GET(m->c_bytes_out);
+    case PK_COUNTER_STREAMS_TOTAL: return PK_GET(m->c_streams_total);
+    case PK_COUNTER_REJECTED: return PK_GET(m->c_rejected);
+    default: break;
+  }
   uv_mutex_lock(&m->lock);
   long long n = m->counters_pub[counter];
   uv_mutex_unlock(&m->lock);

@@ -8,9 +8,9 @@
 #define PK_TUNNEL_INBUF (PK_MAX_CHUNK + 1024) /* a whole chunk and its frame header */
 #define PK_HEAD_MAX (16 * 1024)        /* HTTP heads: handshake, relay first bytes */
 #define PK_STREAM_WINDOW (1024 * 1024) /* unacked bytes per stream before we pause */
-#define PK_STREAM_HARD_MAX (8 * 1024 * 1024) /* peer ignores SKB: kill the stream */
+#define PK_STREAM_HARD_MAX (8 * 1024 * 1024) /* queued to one stream: the tunnel stops reading */
 #define PK_TUNNEL_WQ_HIGH (4 * 1024 * 1024)  /* pause feeding streams into a tunnel */
-#define PK_TUNNEL_WQ_LOW (1 * 1024 * 1024)
+#define PK_CONTROL_RESERVE 4 /* pool blocks copies of peer data leave for control replies */
 #define PK_SKB_EVERY (8 * 1024)
 #define PK_SID_BUCKETS 256
 #define PK_NAME_MAX 256

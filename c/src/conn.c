@@ -183,6 +183,7 @@ static void on_close(uv_handle_t *h) {
   c->free_next = m->conn_free;
   m->conn_free = c;
   m->conns_in_use--;
+  pk_tunnels_unblock(m); /* its blocks came back; a stream waited for may be gone */
 }
 
 void pk_conn_close(pk_conn *c) {
@@ -256,9 +257,17 @@ void pk_conn_unauth_clear(pk_conn *c) {
 void pk_conn_set_nodelay(pk_conn *c) { uv_tcp_nodelay(&c->tcp, 1); }
 
 /* ---- writing ---- */
+static void write_done(pk_conn *c, pk_wreq *w, int status);
+
 static void on_write(uv_write_t *req, int status) {
   pk_wreq *w = (pk_wreq *)req;
-  pk_conn *c = w->c;
+  pk_mgr *m = w->c->mgr;
+  write_done(w->c, w, status);
+  /* Queues shrank and blocks came back: paused tunnels may read again. */
+  pk_tunnels_unblock(m);
+}
+
+static void write_done(pk_conn *c, pk_wreq *w, int status) {
   pk_mgr *m = c->mgr;
   c->wq_bytes -= w->n;
   for (int i = 0; i < 2; i++)
@@ -282,7 +291,7 @@ static void on_write(uv_write_t *req, int status) {
 /* How much output a peer may leave unread: little for anything that has not
  * proved who it is, more for tunnels and streams, and never more than a
  * share of the block pool. */
-static size_t wq_cap(pk_conn *c) {
+size_t pk_conn_wq_cap(const pk_conn *c) {
   size_t cap = c->wq_max ? c->wq_max : PK_SMALL_WQ_MAX;
   size_t share = c->mgr->blocks.count * PK_BLOCK_SIZE / (c->kind == PK_CK_TUNNEL ? 2 : 4);
   return cap < share ? cap : share;
@@ -340,7 +349,7 @@ static int raw_write(pk_conn *c, uv_buf_t *bufs, int nbufs, pk_block *b0, pk_blo
   size_t n = 0;
   for (int i = 0; i < nbufs; i++) n += bufs[i].len;
   pk_wreq *w = NULL;
-  if (c->wq_bytes + n > wq_cap(c))
+  if (c->wq_bytes + n > pk_conn_wq_cap(c))
     pk_fail(PK_ENETWORK, "peer %s does not read: %zu bytes queued", c->rip, c->wq_bytes);
   else if (!(w = wreq_get(c->mgr)))
     pk_fail(PK_ENOMEM, "out of memory");
@@ -511,6 +520,19 @@ void pk_conn_shutdown(pk_conn *c) {
 /* ---- reading ---- */
 #define PK_WRITE_RESERVE 8 /* blocks kept for writes: reads stop first */
 
+/* Reads of clients and origins stop while an eighth of the pool (at least
+ * PK_WRITE_RESERVE blocks) is free, so that bytes already received from a
+ * tunnel peer always find blocks to be copied into soon: those wait only
+ * for local readers, never for the peer (which may wait for us). */
+size_t pk_pool_read_reserve(const pk_mgr *m) {
+  size_t r = m->blocks.count / 8;
+  return r > PK_WRITE_RESERVE ? r : PK_WRITE_RESERVE;
+}
+
+static size_t read_reserve(const pk_conn *c) {
+  return c->kind == PK_CK_TUNNEL ? PK_WRITE_RESERVE : pk_pool_read_reserve(c->mgr);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   pk_conn *c = h->data;
   c->inplace_base = NULL;
@@ -525,7 +547,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     }
   }
   pk_pool *p = &c->mgr->blocks;
-  pk_block *b = (p->count - p->in_use > PK_WRITE_RESERVE) ? pk_block_get(c->mgr) : NULL;
+  pk_block *b = (p->count - p->in_use > read_reserve(c)) ? pk_block_get(c->mgr) : NULL;
   if (!b) {
     *buf = uv_buf_init(NULL, 0);
     return;
@@ -632,8 +654,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == UV_ENOBUFS || (nread == 0 && !b)) {
     uv_read_stop(s);
     c->flags &= ~PK_CF_READING;
+    if (!(c->flags & PK_CF_NOBUF)) c->mgr->nobuf_waiting++;
     c->flags |= PK_CF_NOBUF;
-    c->mgr->nobuf_waiting++;
     return;
   }
   if (nread <= 0) {
@@ -658,9 +680,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 void pk_conns_resume_nobuf(pk_mgr *m) {
   if (m->nobuf_waiting <= 0 || m->blocks.count - m->blocks.in_use <= PK_WRITE_RESERVE * 2) return;
+  size_t streams_at = pk_pool_read_reserve(m) + PK_WRITE_RESERVE;
   for (int i = 0; i < m->nconns && m->nobuf_waiting > 0; i++) {
     pk_conn *c = &m->conns[i];
     if (!(c->flags & PK_CF_NOBUF)) continue;
+    /* Only tunnels read below the reserve (read_reserve). */
+    if (c->kind != PK_CK_TUNNEL && m->blocks.count - m->blocks.in_use <= streams_at) continue;
     c->flags &= ~PK_CF_NOBUF;
     m->nobuf_waiting--;
     if (!(c->flags & (PK_CF_CLOSING | PK_CF_PAUSED))) pk_conn_read_start(c);

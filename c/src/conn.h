@@ -131,6 +131,12 @@ void pk_conn_read_stop(pk_conn *c);
 /* Queue bytes for writing.  With blk, the block is referenced until written;
  * without, the bytes are copied. */
 int pk_conn_write(pk_conn *c, const char *data, size_t n, pk_block *blk);
+/* How many bytes the conn may have queued (its wq_max, and never more than
+ * its share of the block pool): a write past it fails. */
+size_t pk_conn_wq_cap(const pk_conn *c);
+/* Free blocks that reads leave alone: copies of peer data into stream
+ * queues and control replies use them. */
+size_t pk_pool_read_reserve(const pk_mgr *m);
 int pk_conn_writev2(pk_conn *c, const char *h, size_t hn, const char *d, size_t dn, pk_block *blk);
 void pk_conn_shutdown(pk_conn *c); /* half-close after queued writes */
 /* The one way a conn goes away: reading stops at once, the owner's on_closed

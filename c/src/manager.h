@@ -9,6 +9,7 @@
  * need no ordering; the loop acts on them on its next turn. */
 #define PK_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 #define PK_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define PK_COUNT(field, n) __atomic_add_fetch(&(field), (n), __ATOMIC_RELAXED)
 
 /* Published counters, indexed by PK_COUNTER_* (1 .. PK_COUNTER_REJECTED). */
 #define PK_COUNTERS_N (PK_COUNTER_REJECTED + 1)
@@ -124,6 +125,8 @@ struct pk_mgr {
   int conns_in_use;
   struct pk_wreq *wreq_free; /* write requests to reuse (conn.c, loop thread) */
   int nobuf_waiting; /* conns whose reads wait for a free block */
+  int rx_blocked;    /* tunnels not reading: a stream cannot take their next chunk */
+  int unblocking;    /* pk_tunnels_unblock is running */
   int client_conns;  /* streams and unclassified conns: bounded by max_conns */
   pk_tunnel *tunnels;
   int ntunnels;
@@ -169,8 +172,10 @@ struct pk_mgr {
   int nkite_rules;
   int relay_dups;    /* several tunnels may fly one kite; streams take turns */
   int unauth_conns;
-  /* counters: the loop's own (no lock), published into counters_pub under
-   * the lock after every loop turn for pagekite_get_counter */
+  /* counters: written by the loop only, through PK_COUNT (atomic), so that
+   * pagekite_get_counter reads them live from any thread: a client that saw
+   * bytes arrive must find them counted.  Kites and tunnels are published
+   * into counters_pub under the lock (at once when they change). */
   long long c_bytes_in, c_bytes_out, c_streams_total, c_rejected;
   int c_streams;
   int tunnels_open; /* handshake done, not ended (pk_tunnel_opened .. tunnel_end) */

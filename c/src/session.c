@@ -246,11 +246,22 @@ static void chunk_housekeeping(pk_session *s, const pk_chunk *ch, uint64_t now_m
   }
 }
 
+/* process_chunk's answer when the owner has no room for the chunk's data:
+ * nothing of the chunk was processed, it waits (s->blocked). */
+#define PK_SESSION_BLOCKED 1
+
 static int process_chunk(pk_session *s, const char *p, size_t n, uint64_t now_ms) {
   pk_chunk ch;
   if (pk_wire_parse_chunk(p, n, &ch) != 0) {
     pk_session_close(s, "corrupt chunk");
     return -1;
+  }
+  /* Before any side effect (PONG, credit, counters), so the retry is the
+   * chunk's first and only processing. */
+  if (!ch.noop && !ch.eof && ch.sid >= 0 && ch.data.n > 0 && s->cb->room &&
+      !s->cb->room(s->ctx, ch.sid, ch.data.n)) {
+    s->blocked = 1;
+    return PK_SESSION_BLOCKED;
   }
   chunk_housekeeping(s, &ch, now_ms);
   if (!alive(s)) return -1;
@@ -284,7 +295,10 @@ static int inflate_chunk(pk_session *s, const pk_frame *f, const char *p, uint64
   if ((r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) || s->zin.avail_in != 0) return -1;
   size_t out = PK_MAX_CHUNK - s->zin.avail_out;
   if (out != f->len) return -1;
-  return process_chunk(s, s->zbuf, out, now_ms);
+  /* The inflater took the frame: a chunk that must wait, waits in zbuf. */
+  int rv = process_chunk(s, s->zbuf, out, now_ms);
+  if (rv == PK_SESSION_BLOCKED) s->zpend = out;
+  return rv == PK_SESSION_BLOCKED ? 0 : rv;
 }
 
 /* One websocket frame's header: lengths into *hl and *len, or 0 when more
@@ -312,8 +326,10 @@ static int ws_frame_len(const pk_session *s, const unsigned char *b, size_t avai
 /* One complete websocket frame (payload unmasked in place). */
 static int ws_frame(pk_session *s, unsigned char *b, size_t hl, size_t len, uint64_t now_ms) {
   char *p = (char *)b + hl;
-  if (b[1] & 0x80)
+  if (b[1] & 0x80) {
     for (size_t i = 0; i < len; i++) p[i] ^= (char)b[hl - 4 + (i & 3)];
+    memset(b + hl - 4, 0, 4); /* unmasked: a retry (after a pause) must not unmask again */
+  }
   int op = b[0] & 0x0f;
   if (op == 0x1 || op == 0x2) return len ? process_chunk(s, p, len, now_ms) : 0;
   if (op == 0x8) {
@@ -341,7 +357,9 @@ static long consume_ws(pk_session *s, char *buf, size_t n, uint64_t now_ms) {
     int r = ws_frame_len(s, b, n - off, &hl, &len);
     if (r < 0) pk_session_close(s, "bad websocket frame");
     if (r <= 0 || n - off < hl + len) break;
-    if (ws_frame(s, b, hl, (size_t)len, now_ms) < 0) return -1;
+    int rv = ws_frame(s, b, hl, (size_t)len, now_ms);
+    if (rv < 0) return -1;
+    if (rv == PK_SESSION_BLOCKED) break;
     off += hl + (size_t)len;
   }
   return alive(s) ? (long)off : -1;
@@ -366,7 +384,9 @@ static long consume(pk_session *s, char *buf, size_t n, uint64_t now_ms) {
       pk_session_close(s, "bad compressed chunk");
       return -1;
     }
+    if (rv == PK_SESSION_BLOCKED) break; /* the frame stays, first in line */
     off += f.hdr_len + f.wire_len;
+    if (s->blocked) break; /* its inflated chunk waits in zbuf */
   }
   return alive(s) ? (long)off : -1;
 }
@@ -390,7 +410,8 @@ static int consume_in(pk_session *s, uint64_t now_ms) {
   if (used < 0) return -1;
   /* A full buffer with no whole frame: grow it if the session became
    * authenticated since it was taken, else the frame is too big. */
-  if (used == 0 && s->inlen == s->incap && (ensure_in(s) != 0 || s->inlen == s->incap)) {
+  if (used == 0 && !s->blocked && s->inlen == s->incap &&
+      (ensure_in(s) != 0 || s->inlen == s->incap)) {
     pk_session_close(s, "chunk larger than buffer");
     return -1;
   }
@@ -421,7 +442,7 @@ int pk_session_recv(pk_session *s, char *data, size_t n, uint64_t now_ms) {
       recv_head(s, &data, &n, now_ms) != 0)
     return -1;
   while (n > 0 && alive(s)) {
-    if (s->inlen == 0) {
+    if (s->inlen == 0 && !s->blocked) {
       /* Fast path: whole frames straight from the caller's buffer. */
       long used = consume(s, data, n, now_ms);
       if (used < 0) return -1;
@@ -432,6 +453,23 @@ int pk_session_recv(pk_session *s, char *data, size_t n, uint64_t now_ms) {
     if (ensure_in(s) != 0) {
       pk_session_close(s, "out of memory");
       return -1;
+    }
+    if (s->blocked) {
+      /* Paused: keep the rest of this read (the owner reads no more until
+       * resumed; a TLS record split over reads can add a little). */
+      if (s->incap - s->inlen < n) {
+        size_t cap = s->inlen + n;
+        char *nb = cap <= PK_TUNNEL_INBUF + 2 * PK_BLOCK_SIZE ? realloc(s->in, cap) : NULL;
+        if (!nb) {
+          pk_session_close(s, "peer data while paused overflows the buffer");
+          return -1;
+        }
+        s->in = nb;
+        s->incap = cap;
+      }
+      memcpy(s->in + s->inlen, data, n);
+      s->inlen += n;
+      break;
     }
     size_t room = s->incap - s->inlen;
     size_t take = n < room ? n : room;
@@ -445,7 +483,8 @@ int pk_session_recv(pk_session *s, char *data, size_t n, uint64_t now_ms) {
 }
 
 size_t pk_session_recv_room(pk_session *s, char **base) {
-  if (s->state != PK_SESSION_OPEN || !s->in || s->inlen == 0 || ensure_in(s) != 0) return 0;
+  if (s->state != PK_SESSION_OPEN || s->blocked || !s->in || s->inlen == 0 || ensure_in(s) != 0)
+    return 0;
   *base = s->in + s->inlen;
   return s->incap - s->inlen;
 }
@@ -457,6 +496,24 @@ int pk_session_recv_inplace(pk_session *s, size_t n, uint64_t now_ms) {
   return consume_in(s, now_ms);
 }
 
+int pk_session_resume(pk_session *s, uint64_t now_ms) {
+  if (!alive(s)) return -1;
+  if (!s->blocked) return 0;
+  s->blocked = 0;
+  if (s->zpend) {
+    size_t n = s->zpend;
+    s->zpend = 0;
+    int rv = process_chunk(s, s->zbuf, n, now_ms);
+    if (rv < 0) return -1;
+    if (rv == PK_SESSION_BLOCKED) {
+      s->zpend = n;
+      return 0;
+    }
+  }
+  if (s->inlen && consume_in(s, now_ms) != 0) return -1;
+  return alive(s) ? 0 : -1;
+}
+
 /* ---- upkeep ---- */
 static void release_idle_buffers(pk_session *s, uint64_t now_ms) {
   if (now_ms - s->last_rx < PK_BUFFER_IDLE_MS || now_ms - s->last_tx < PK_BUFFER_IDLE_MS) return;
@@ -465,9 +522,12 @@ static void release_idle_buffers(pk_session *s, uint64_t now_ms) {
     s->in = NULL;
     s->incap = 0;
   }
-  free(s->zbuf);
+  if (!s->zpend) { /* a paused chunk waits there */
+    free(s->zbuf);
+    s->zbuf = NULL;
+  }
   free(s->zobuf);
-  s->zbuf = s->zobuf = NULL;
+  s->zobuf = NULL;
 }
 
 int pk_session_tick(pk_session *s, uint64_t now_ms) {

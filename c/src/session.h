@@ -52,6 +52,11 @@ typedef struct {
   /* Stream data (SID set, no EOF, not a NOOP), for a known stream or a new
    * one (the chunk then carries Proto/Host/...): the owner decides. */
   void (*data)(void *ctx, const pk_chunk *ch);
+  /* Flow control on the receiving side (may be NULL: always): can stream
+   * sid take n bytes now?  0 pauses the session before that chunk (nothing
+   * of it is processed, later chunks wait behind it): the owner stops
+   * reading the peer and calls pk_session_resume() when there is room. */
+  int (*room)(void *ctx, long long sid, size_t n);
   /* EOF for a stream (PK_EOF_* bits). */
   void (*eof)(void *ctx, long long sid, int bits);
   /* The peer delivered kb KiB of a stream's data (SKB). */
@@ -100,6 +105,8 @@ typedef struct {
   char *zbuf, *zobuf; /* inflate / deflate output, taken when needed */
   char *in;           /* one partial frame between reads, taken when needed */
   size_t inlen, incap;
+  int blocked;        /* paused before a chunk that cb->room refused */
+  size_t zpend;       /* blocked on an inflated chunk: its length in zbuf */
   uint64_t last_rx, last_tx, last_ping_sent;
   int sent_since_tick;
   int ping_outstanding, rtt_ms;
@@ -123,6 +130,11 @@ int pk_session_recv(pk_session *s, char *data, size_t n, uint64_t now_ms);
  * pk_session_recv_inplace() with what arrived there. */
 size_t pk_session_recv_room(pk_session *s, char **base);
 int pk_session_recv_inplace(pk_session *s, size_t n, uint64_t now_ms);
+/* Paused by cb->room (s->blocked): bytes received meanwhile are kept (the
+ * owner stops reading, so that is the rest of one read at most).  Resume
+ * tries the waiting chunk again, and the ones behind it; the session may
+ * pause again.  Returns 0, or -1 when the session is DEAD. */
+int pk_session_resume(pk_session *s, uint64_t now_ms);
 
 /* Sending.  Each returns 0 or -1 (the session is DEAD or send failed). */
 int pk_session_send_chunk(pk_session *s, const char *hdrs, size_t hn, const char *data, size_t dn,

@@ -59,6 +59,14 @@ static void stream_resume(pk_conn *s) {
   if (!(s->flags & PK_CF_PEER_W)) pk_conn_read_start(s);
 }
 
+/* Wait for the tunnel's write queue to drain (pk_stream_resume_paused). */
+static void wait_for_tunnel(pk_conn *s, pk_tunnel *t) {
+  for (pk_conn *q = t->paused; q; q = q->pause_next)
+    if (q == s) return;
+  s->pause_next = t->paused;
+  t->paused = s;
+}
+
 static void stream_check_window(pk_conn *s) {
   pk_tunnel *t = s->tunnel;
   if (!t) return;
@@ -79,15 +87,17 @@ void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk) {
   char h[48];
   int hn = pk_wire_format_sid(h, sizeof(h), s->sid);
   if (pk_tunnel_send_data(t, s, h, (size_t)hn, data, n, blk) != 0) {
+    /* The tunnel is gone (a chunk that cannot be queued ends it). */
+    pk_log(s->mgr, PK_LOG_TUNNEL_DATA | PK_LOG_ERROR, "Stream %lld: tunnel lost (%s), closing",
+           s->sid, pk_get_error());
     pk_stream_kill(s, 0);
     return;
   }
   s->sent += n;
   stream_check_window(s);
-  if (t->conn && t->conn->wq_bytes > PK_TUNNEL_WQ_HIGH && !(s->flags & PK_CF_PAUSED)) {
+  if (t->conn && t->conn->wq_bytes > pk_tunnel_wq_high(t)) {
     stream_pause(s);
-    s->pause_next = t->paused;
-    t->paused = s;
+    wait_for_tunnel(s, t);
   }
 }
 
@@ -136,18 +146,39 @@ void pk_stream_from_tunnel(pk_conn *s, const char *data, size_t n) {
   if (s->flags & (PK_CF_SHUT_WR | PK_CF_PEER_R)) return; /* peer said it was done */
   s->last_activity = pk_now_ms(s->mgr);
   s->received += n;
-  if (s->wq_bytes + n > PK_STREAM_HARD_MAX) {
-    pk_log(s->mgr, PK_LOG_TUNNEL_DATA | PK_LOG_ERROR,
-           "Stream %lld: peer ignores flow control, closing", s->sid);
-    pk_stream_kill(s, 1);
-    return;
-  }
+  /* The session asked pk_stream_room first: a peer that sends past its
+   * window (ignoring SKB) stalls its own tunnel, it is not cut off here. */
   int rv;
   if (forwarding(s))
     rv = pk_http_forward_rewrite(s, data, n);
   else
     rv = pk_conn_write(s, data, n, NULL);
-  if (rv != 0) pk_stream_kill(s, 1);
+  if (rv != 0) {
+    pk_log(s->mgr, PK_LOG_TUNNEL_DATA | PK_LOG_ERROR, "Stream %lld: %s, closing", s->sid,
+           pk_get_error());
+    pk_stream_kill(s, 1);
+  }
+}
+
+/* Bytes a forwarding rewrite may add to a chunk (its request heads). */
+#define PK_STREAM_ROOM_SLACK 4096
+
+int pk_stream_room(pk_conn *s, size_t n) {
+  if (s->flags & (PK_CF_SHUT_WR | PK_CF_PEER_R | PK_CF_CLOSING)) return 1; /* dropped */
+  size_t need = n + PK_STREAM_ROOM_SLACK;
+  /* Its share of the pool (and the hard limit): an empty queue takes any
+   * chunk, so one larger than the share cannot wait forever. */
+  size_t cap = pk_conn_wq_cap(s);
+  if (cap > PK_STREAM_HARD_MAX) cap = PK_STREAM_HARD_MAX;
+  if (s->wq_bytes > 0 && s->wq_bytes + need > cap) return 0;
+  return pk_pool_room(s->mgr, n);
+}
+
+int pk_pool_room(pk_mgr *m, size_t n) {
+  /* Blocks to copy it into (packing wastes up to half a block per copy),
+   * leaving a few for control replies. */
+  size_t blocks = 2 * ((n + PK_STREAM_ROOM_SLACK) / PK_BLOCK_SIZE) + 2;
+  return m->blocks.count - m->blocks.in_use >= blocks + PK_CONTROL_RESERVE;
 }
 
 void pk_stream_peer_eof(pk_conn *s, int bits) {
@@ -179,8 +210,14 @@ void pk_stream_skb(pk_conn *s, long long kb) {
   uint64_t acked = (uint64_t)kb * 1024;
   if (acked > s->sent) acked = s->sent; /* a peer cannot have delivered more than we sent */
   if (acked > s->acked) s->acked = acked;
-  if ((s->flags & PK_CF_PAUSED) && s->sent - s->acked <= PK_STREAM_WINDOW / 2 &&
-      !(s->tunnel && s->tunnel->conn && s->tunnel->conn->wq_bytes > PK_TUNNEL_WQ_HIGH))
+  if (!(s->flags & PK_CF_PAUSED) || s->sent - s->acked > PK_STREAM_WINDOW / 2) return;
+  pk_tunnel *t = s->tunnel;
+  /* Window open again, but the tunnel is full: resume when it drains (a
+   * stream paused by its window alone is on no list, and the last SKB may
+   * be this one). */
+  if (t && t->conn && t->conn->wq_bytes > pk_tunnel_wq_high(t))
+    wait_for_tunnel(s, t);
+  else
     stream_resume(s);
 }
 

@@ -79,8 +79,8 @@ void pk_tunnel_add_stream(pk_tunnel *t, pk_conn *s, long long sid) {
   s->sid_next = t->sids[h];
   t->sids[h] = s;
   t->nstreams++;
-  t->mgr->c_streams++;
-  t->mgr->c_streams_total++;
+  PK_COUNT(t->mgr->c_streams, 1);
+  PK_COUNT(t->mgr->c_streams_total, 1);
   if (s->kstat) t->mgr->kstats[s->kstat - 1].streams_total++;
 }
 
@@ -91,7 +91,7 @@ void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s) {
   if (*pp) {
     *pp = s->sid_next;
     t->nstreams--;
-    t->mgr->c_streams--;
+    PK_COUNT(t->mgr->c_streams, -1);
   }
   for (pk_conn **q = &t->paused; *q; q = &(*q)->pause_next)
     if (*q == s) {
@@ -117,7 +117,7 @@ static int open_ok(const pk_tunnel *t) { return t && t->sess.state != PK_SESSION
 int pk_tunnel_send_chunk(pk_tunnel *t, const char *hdrs, size_t hn, const char *data, size_t dn,
                          pk_block *blk) {
   if (!open_ok(t)) return -1;
-  t->mgr->c_bytes_out += (long long)dn;
+  PK_COUNT(t->mgr->c_bytes_out, (long long)dn);
   t->bytes_out += (long long)dn;
   return pk_session_send_chunk(&t->sess, hdrs, hn, data, dn, blk);
 }
@@ -126,7 +126,7 @@ int pk_tunnel_send_data(pk_tunnel *t, pk_conn *s, const char *hdrs, size_t hn, c
                         size_t dn, pk_block *blk) {
   if (!open_ok(t)) return -1;
   int noz = s && (s->flags & PK_CF_NOZ);
-  t->mgr->c_bytes_out += (long long)dn;
+  PK_COUNT(t->mgr->c_bytes_out, (long long)dn);
   t->bytes_out += (long long)dn;
   if (s && s->kstat) t->mgr->kstats[s->kstat - 1].bytes_out += (long long)dn;
   int rv = pk_session_send_headed(&t->sess, hdrs, hn, data, dn, blk, &noz);
@@ -149,7 +149,7 @@ void pk_tunnel_ping(pk_tunnel *t) {
 /* ---- receiving: session events ---- */
 static void session_data(void *ctx, const pk_chunk *ch) {
   pk_tunnel *t = ctx;
-  t->mgr->c_bytes_in += (long long)ch->data.n;
+  PK_COUNT(t->mgr->c_bytes_in, (long long)ch->data.n);
   t->bytes_in += (long long)ch->data.n;
   pk_conn *s = pk_tunnel_find_stream(t, ch->sid);
   if (s) {
@@ -161,6 +161,17 @@ static void session_data(void *ctx, const pk_chunk *ch) {
     if (t->in_use && (s = pk_tunnel_find_stream(t, ch->sid)) && s->kstat)
       t->mgr->kstats[s->kstat - 1].bytes_in += (long long)ch->data.n;
   }
+}
+
+/* Receive-side flow control: a chunk for a stream whose queue (or the
+ * pool) cannot take it now pauses the whole session before it; the tunnel
+ * stops reading and pk_tunnels_unblock() tries again when writes complete.
+ * Unknown SIDs (new streams, or streams gone) wait only for blocks to copy
+ * a first chunk into; the role decides what to do with it. */
+static int session_room(void *ctx, long long sid, size_t n) {
+  pk_tunnel *t = ctx;
+  pk_conn *s = pk_tunnel_find_stream(t, sid);
+  return s ? pk_stream_room(s, n) : pk_pool_room(t->mgr, n);
 }
 
 static void session_eof(void *ctx, long long sid, int bits) {
@@ -201,9 +212,27 @@ static void session_opened(void *ctx) {
 }
 
 static const pk_session_cb session_cb = {
-    .send = session_send, .data = session_data, .eof = session_eof, .credit = session_credit,
+    .send = session_send, .data = session_data, .room = session_room, .eof = session_eof,
+    .credit = session_credit,
     .policy = session_policy, .verdict = session_verdict, .answer = session_answer,
     .resign = session_resign, .opened = session_opened};
+
+/* A quarter of the tunnel's share of the pool (pk_conn_wq_cap: half of it),
+ * so that streams stop feeding long before a write could fail. */
+size_t pk_tunnel_wq_high(const pk_tunnel *t) {
+  size_t q = t->mgr->blocks.count * PK_BLOCK_SIZE / 8;
+  return q < PK_TUNNEL_WQ_HIGH ? q : PK_TUNNEL_WQ_HIGH;
+}
+
+static size_t wq_low(const pk_tunnel *t) { return pk_tunnel_wq_high(t) / 4; }
+
+/* A session paused by a stream with no room (session_room): counted in
+ * mgr->rx_blocked until it resumes or dies. */
+static void set_rx_blocked(pk_tunnel *t, int on) {
+  if (t->rx_blocked == on) return;
+  t->rx_blocked = on;
+  t->mgr->rx_blocked += on ? 1 : -1;
+}
 
 /* A session that ended while parsing takes its tunnel with it. */
 static void after_recv(pk_tunnel *t, int rv) {
@@ -211,12 +240,45 @@ static void after_recv(pk_tunnel *t, int rv) {
     pk_tunnel_kill(t, pk_session_why(&t->sess));
     return;
   }
-  /* A peer whose replies we cannot send stops being read until they drain. */
+  /* A peer whose replies we cannot send, or whose data a stream cannot take
+   * yet, stops being read until that changes. */
   pk_conn *c = t->conn;
-  if (c && c->wq_bytes > PK_TUNNEL_WQ_HIGH && !(c->flags & PK_CF_PAUSED)) {
+  if (t->sess.blocked) set_rx_blocked(t, 1);
+  if (c && (t->sess.blocked || c->wq_bytes > pk_tunnel_wq_high(t)) &&
+      !(c->flags & PK_CF_PAUSED)) {
     c->flags |= PK_CF_PAUSED;
     pk_conn_read_stop(c);
   }
+}
+
+/* Read the peer again once neither pause reason holds. */
+static void maybe_read_again(pk_tunnel *t) {
+  pk_conn *c = t->conn;
+  if (!c || !(c->flags & PK_CF_PAUSED) || t->sess.blocked || c->wq_bytes > wq_low(t)) return;
+  c->flags &= ~PK_CF_PAUSED;
+  pk_conn_read_start(c);
+}
+
+/* Writes completed (queues shrank, blocks came back): paused sessions try
+ * their waiting chunk again.  Runs from libuv callbacks only, never from
+ * inside a session's own processing. */
+void pk_tunnels_unblock(pk_mgr *m) {
+  if (m->rx_blocked <= 0 || m->unblocking) return;
+  m->unblocking = 1;
+  uint64_t now = pk_now_ms(m);
+  for (int i = 0; i < m->ntunnels && m->rx_blocked > 0; i++) {
+    pk_tunnel *t = &m->tunnels[i];
+    if (!t->rx_blocked) continue;
+    if (!t->in_use || t->dying) {
+      set_rx_blocked(t, 0);
+      continue;
+    }
+    int rv = pk_session_resume(&t->sess, now);
+    if (!t->sess.blocked) set_rx_blocked(t, 0);
+    after_recv(t, rv);
+    if (rv == 0 && t->in_use && !t->dying) maybe_read_again(t);
+  }
+  m->unblocking = 0;
 }
 
 int pk_tunnel_feed(pk_tunnel *t, char *data, size_t n) {
@@ -260,11 +322,8 @@ static void tunnel_on_eof(pk_conn *c, int status) {
 /* The tunnel's write queue drained: read again, feed paused streams. */
 static void tunnel_on_drain(pk_conn *c, int n) {
   pk_tunnel *t = c->own.tunnel;
-  if (!t || c->wq_bytes > PK_TUNNEL_WQ_LOW) return;
-  if (c->flags & PK_CF_PAUSED) {
-    c->flags &= ~PK_CF_PAUSED;
-    pk_conn_read_start(c);
-  }
+  if (!t || c->wq_bytes > wq_low(t)) return;
+  maybe_read_again(t);
   pk_stream_resume_paused(t);
 }
 
@@ -301,6 +360,7 @@ static void tunnel_end(pk_tunnel *t, const char *why, int finish) {
   pk_mgr *m = t->mgr;
   int was_open = t->sess.state == PK_SESSION_OPEN;
   t->dying = 1;
+  set_rx_blocked(t, 0);
   if (t->counted_open) m->tunnels_open--;
   t->counted_open = 0;
   pk_session_close(&t->sess, why);

@@ -19,6 +19,7 @@ struct pk_tunnel {
   int nstreams;
   long long next_sid;
   pk_conn *paused;       /* streams paused because our write queue is full */
+  int rx_blocked;        /* not reading: a stream cannot take the next chunk (mgr->rx_blocked) */
   int nkites_live;
   long long bytes_in, bytes_out; /* stream payload, for status (admin.c) */
   int retried_signed;    /* connector: reconnect-with-signatures done */
@@ -53,6 +54,14 @@ pk_conn *pk_tunnel_find_stream(pk_tunnel *t, long long sid);
 void pk_tunnel_remove_stream(pk_tunnel *t, pk_conn *s);
 void pk_tunnel_ping(pk_tunnel *t);
 void pk_tunnel_housekeep(pk_tunnel *t, uint64_t now);
+/* Streams feeding the tunnel pause above this many queued bytes: at most
+ * PK_TUNNEL_WQ_HIGH, and an eighth of the pool (a quarter of what a tunnel
+ * may queue at all), so a small pool pauses them long before a write would
+ * fail; they resume below a quarter of it. */
+size_t pk_tunnel_wq_high(const pk_tunnel *t);
+/* Sessions paused for a stream without room try again (conn.c calls it when
+ * writes complete or conns close). */
+void pk_tunnels_unblock(pk_mgr *m);
 
 /* ---- stream.c: streams over a tunnel, shared by both roles ---- */
 void pk_stream_attach(pk_conn *s, pk_tunnel *t, long long sid);
@@ -63,5 +72,11 @@ void pk_stream_kill(pk_conn *s, int tell_peer);
 void pk_stream_close(pk_conn *s);
 void pk_stream_on_data(pk_conn *s, const char *data, size_t n, pk_block *blk);
 void pk_stream_resume_paused(pk_tunnel *t);
+/* Can the stream queue n more bytes from its peer now (its share of the
+ * pool, and free blocks to copy them into)?  1 also when the bytes will be
+ * dropped anyway (the stream is ending). */
+int pk_stream_room(pk_conn *s, size_t n);
+/* Free blocks enough to copy n bytes of peer data (a new stream's first). */
+int pk_pool_room(pk_mgr *m, size_t n);
 
 #endif

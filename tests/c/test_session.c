@@ -1453,6 +1453,125 @@ TEST(lifecycle) {
   peer_free(y);
 }
 
+/* ---- receive-side flow control: cb->room pauses the session ---- */
+static long long shut_sid = -1; /* the stream whose queue is "full" */
+static int room_asked;
+
+static int cb_room(void *ctx, long long sid, size_t n) {
+  (void)ctx;
+  (void)n;
+  room_asked++;
+  return sid != shut_sid;
+}
+
+static const pk_session_cb pausing_callbacks = {
+    .send = cb_send, .data = cb_data, .room = cb_room, .eof = cb_eof, .credit = cb_credit,
+    .control = cb_control};
+
+/* mode 0: plain frames, 1: ZChunks, 2: masked websocket frames.  A chunk
+ * for the shut stream pauses the receiver before it: nothing of it or of
+ * what follows is processed (not even its SKB), bytes received meanwhile
+ * are kept, and resume delivers everything once, in order. */
+static void pause_and_resume(int mode) {
+  static const unsigned char key[4] = {0x5a, 0x01, 0xfe, 0x77};
+  peer *a = peer_new(0, 0), *b = peer_new(mode == 2, 0);
+  b->s.cb = &pausing_callbacks;
+  b->s.authed = 1;
+  a->s.peer_zchunks = mode == 1;
+  char *d1 = text_data(3000, 1), *d2 = text_data(5000, 2), *late = text_data(700, 3);
+  bytes wire = {0};
+  /* sid 2 flows, sid 1 is shut; an SKB rides on sid 1's first chunk */
+  const char *hdr1 = "SID: 1\r\nSKB: 9\r\n\r\n";
+  CHECK_INT(pk_session_send_data(&a->s, 2, "first", 5, NULL, NULL), 0);
+  if (mode == 0) {
+    char f[4096];
+    char *c = malloc(strlen(hdr1) + 3000);
+    memcpy(c, hdr1, strlen(hdr1));
+    memcpy(c + strlen(hdr1), d1, 3000);
+    size_t fl = frame_plain(f, sizeof(f), c, strlen(hdr1) + 3000);
+    bytes_put(&a->out, f, fl);
+    free(c);
+  } else {
+    CHECK_INT(pk_session_send_headed(&a->s, hdr1, strlen(hdr1), d1, 3000, NULL, NULL), 0);
+  }
+  CHECK_INT(pk_session_send_eof(&a->s, 2, "W"), 0);
+  CHECK_INT(pk_session_send_data(&a->s, 1, d2, 5000, NULL, NULL), 0);
+  CHECK_INT(pk_session_send_eof(&a->s, 1, "RW"), 0);
+  if (mode == 2) { /* re-frame every chunk as a masked client frame */
+    size_t off = 0;
+    while (off < a->out.len) {
+      pk_frame f;
+      int r = pk_wire_parse_frame(a->out.p + off, a->out.len - off, PK_MAX_CHUNK, &f);
+      if (r < 0 || f.compressed) abort();
+      unsigned char *wf = malloc(f.wire_len + 16);
+      size_t wn = ws_frame(wf, 0x82, a->out.p + off + f.hdr_len, f.wire_len, key);
+      bytes_put(&wire, wf, wn);
+      free(wf);
+      off += f.hdr_len + f.wire_len;
+    }
+    a->out.len = 0;
+    bytes_put(&a->out, wire.p, wire.len);
+  }
+  shut_sid = 1;
+  CHECK_INT(deliver(a, b, 1), 0);
+  CHECK(b->s.blocked);
+  CHECK(mode == 1 ? b->s.zpend > 0 : b->s.zpend == 0); /* inflated, waiting in zbuf */
+  CHECK_INT(b->nev, 1); /* only sid 2's first chunk */
+  CHECK(b->nev >= 1 && b->evs[0].kind == 'D' && b->evs[0].sid == 2);
+  CHECK_INT(count_kind(b, 'C'), 0); /* the SKB waits with its chunk */
+  /* More arrives while paused (the rest of a read): kept, not processed. */
+  CHECK_INT(pk_session_send_data(&a->s, 2, late, 700, NULL, NULL), 0);
+  if (mode == 2) {
+    pk_frame f;
+    CHECK(pk_wire_parse_frame(a->out.p, a->out.len, PK_MAX_CHUNK, &f) >= 0 && !f.compressed);
+    unsigned char *wf = malloc(f.wire_len + 16);
+    size_t wn = ws_frame(wf, 0x82, a->out.p + f.hdr_len, f.wire_len, key);
+    a->out.len = 0;
+    bytes_put(&a->out, wf, wn);
+    free(wf);
+  }
+  CHECK_INT(deliver(a, b, 2), 0);
+  CHECK_INT(b->nev, 1);
+  char *room;
+  CHECK_INT(pk_session_recv_room(&b->s, &room), 0); /* no reading in place while paused */
+  /* Still no room: resume pauses again at the same chunk. */
+  int asked = room_asked;
+  CHECK_INT(pk_session_resume(&b->s, 3), 0);
+  CHECK(b->s.blocked && room_asked > asked);
+  CHECK_INT(b->nev, 1);
+  /* Room: everything, once, in order. */
+  shut_sid = -1;
+  CHECK_INT(pk_session_resume(&b->s, 4), 0);
+  CHECK(!b->s.blocked);
+  CHECK(b->s.state == PK_SESSION_OPEN);
+  static const char kinds[] = "DCDEDED";
+  static const long long sids[] = {2, 1, 1, 2, 1, 1, 2};
+  CHECK_INT(b->nev, 7);
+  if (b->nev == 7) {
+    for (int i = 0; i < 7; i++) {
+      CHECK(b->evs[i].kind == kinds[i]);
+      CHECK_INT(b->evs[i].sid, sids[i]);
+    }
+    CHECK_INT(b->evs[1].num, 9);
+    CHECK(data_is(&b->evs[2], d1, 3000));
+    CHECK_INT(b->evs[3].num, PK_EOF_WRITE);
+    CHECK(data_is(&b->evs[4], d2, 5000));
+    CHECK_INT(b->evs[5].num, PK_EOF_READ | PK_EOF_WRITE);
+    CHECK(data_is(&b->evs[6], late, 700));
+  }
+  CHECK_INT(b->s.bytes_in, 5 + 3000 + 5000 + 700);
+  bytes_free(&wire);
+  free(d1);
+  free(d2);
+  free(late);
+  peer_free(a);
+  peer_free(b);
+}
+
+TEST(room_pauses_plain) { pause_and_resume(0); }
+TEST(room_pauses_zchunks) { pause_and_resume(1); }
+TEST(room_pauses_websocket) { pause_and_resume(2); }
+
 int main(void) {
   RUN(data_both_ways);
   RUN(stream_open_headers);
@@ -1480,5 +1599,8 @@ int main(void) {
   RUN(send_failure_closes);
   RUN(features_from_head);
   RUN(lifecycle);
+  RUN(room_pauses_plain);
+  RUN(room_pauses_zchunks);
+  RUN(room_pauses_websocket);
   return TEST_DONE();
 }
