@@ -414,7 +414,13 @@ def test_runas_after_binding_port_80(group, netns, tmp_path):
     pid = int(pidfile.read_text())
     # ip netns exec execs the relay: the pid we started is the relay's.
     assert pid == relay.pid, (pid, relay.pid)
+    # The pid file is written as root, just before the drop (pagekite.py's
+    # order: a root-owned /run); wait for the drop itself.
     ids = proc_ids(pid)
+    deadline = time.monotonic() + 5
+    while ids["Uid"] == ["0"] * 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        ids = proc_ids(pid)
     nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
     assert ids["Uid"] == [str(nobody)] * 4, ids
     assert ids["Gid"] == [str(nogroup)] * 4, ids
