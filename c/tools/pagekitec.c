@@ -96,8 +96,13 @@ static void usage(FILE *out) {
           "SIGINT, SIGQUIT and SIGTERM stop.  Exit codes: 0 stopped, 1 setup failed,\n"
           "2 bad usage, 3 kite refused, 4 relay refused, 5 no thread, 7 -Y file, 100 -B.\n"
           "\n"
-          "Example (a relay on this machine, see pagekiter):\n"
-          "  " PROG " -I -F 127.0.0.1 -P 9080 8000 http demo.example.test 0 SECRET\n",
+          "Example: a web server on port 8000 as demo.example.test, through a relay\n"
+          "on this machine without TLS (-I); the relay, the connector, a visitor:\n"
+          "  pagekiter --listen=127.0.0.1 --ports=9080 --domain=http:demo.example.test:SECRET\n"
+          "\n"
+          "  " PROG " -I -F 127.0.0.1 -P 9080 8000 http demo.example.test 0 SECRET\n"
+          "\n"
+          "  curl -H 'Host: demo.example.test' http://127.0.0.1:9080/\n",
           PAGEKITE_NET_FRONTEND_PORT);
 }
 

@@ -246,6 +246,12 @@ def test_run_demo_prints_a_working_curl_line_and_the_cli_lines_it_runs(tmp_path)
         assert "is on the command line" not in demo.text()  # pagekitec's warning
     finally:
         assert demo.stop() == 0, demo.text()
+    # The printed origin line still serves the page after the demo (its
+    # directory is kept, as the secret is): the three lines run it again.
+    origin = [shlex.split(ln) for ln in text.splitlines() if "http.server" in ln]
+    assert len(origin) == 1, text
+    page = os.path.join(origin[0][origin[0].index("--directory") + 1], "index.html")
+    assert os.path.isfile(page) and "It flies!" in open(page).read(), page
 
 
 def test_run_demo_goes_on_without_a_failed_optional_package(tmp_path):
