@@ -55,6 +55,15 @@
 #define PK_MAX_AUTHDOMAINS 32  /* relay: --authdomain entries */
 #define PK_AUTHQ_ACTIVE 2      /* relay: --authdomain lookups on libuv's thread pool at once */
 #define PK_AUTHQ_WAITING 256   /* relay: more wait their turn; past that a lookup fails at once */
+/* --authdomain=/path/to/app (authapp.c): */
+#define PK_AUTHAPP_TIMEOUT_MS 5000 /* one query (and --capabilities): then it fails, open or closed */
+#define PK_AUTHAPP_ACTIVE 4        /* one-shot app processes at once, per app */
+#define PK_AUTHAPP_WAITING 256     /* queries waiting per app; past that one fails at once */
+#define PK_AUTHAPP_BACKOFF_MIN_MS 250   /* a --server child that died is restarted after this, */
+#define PK_AUTHAPP_BACKOFF_MAX_MS 30000 /* doubling up to this until it answers again */
+#define PK_AUTHAPP_KILL_GRACE_MS 1000   /* at shutdown: SIGTERM, then SIGKILL after this */
+_Static_assert(2 * PK_AUTHAPP_TIMEOUT_MS < PK_HANDSHAKE_TIMEOUT_MS,
+               "a query may wait PK_AUTHAPP_TIMEOUT_MS, then run as long: within the handshake's time");
 #define PK_AUTH_REPLY_MAX (PK_MAX_KITES_PER_TUNNEL * 2 * (PK_NAME_MAX + 160)) /* answers */
 
 #endif
