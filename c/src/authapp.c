@@ -85,11 +85,14 @@ struct pk_authapp {
   pk_authapp_child *server, *caps_child;
   pk_authapp_q *queue;    /* waiting, oldest first */
   pk_authapp_q *inflight; /* with the server */
-  uint64_t inflight_deadline;
+  int owed;                 /* the server owes an answer (to inflight, or to a query that
+                             * timed out: that answer is dropped when it comes) */
+  uint64_t sent_at;         /* when the owed query was written */
   int nwaiting, nqueries;
   uv_timer_t timer;
   int timer_on, stopping, timer_closed;
-  uint64_t retry_at, kill_at;
+  uint64_t retry_at, term_at, kill_at;
+  int termed;
   int backoff_ms;
 };
 
@@ -305,6 +308,7 @@ static void server_lost(pk_authapp *a, const char *why) {
   release(ch);
   pk_authapp_q *q = a->inflight;
   a->inflight = NULL;
+  a->owed = 0;
   if (q) q_fail(a, q, why);
   arm(a);
 }
@@ -321,12 +325,14 @@ static void on_written(uv_write_t *w, int status) {
 static void server_line(pk_authapp_child *ch) {
   pk_authapp *a = ch->app;
   pk_authapp_q *q = a->inflight;
-  if (!q) {
+  if (!a->owed) {
     server_lost(a, "it sent a line nobody asked for");
     return;
   }
   a->inflight = NULL;
-  if (q_answer(a, q, ch->lb.buf, ch->lb.len) == 0) a->backoff_ms = PK_AUTHAPP_BACKOFF_MIN_MS;
+  a->owed = 0;
+  if (!q) a->backoff_ms = PK_AUTHAPP_BACKOFF_MIN_MS; /* late, for a query that timed out */
+  else if (q_answer(a, q, ch->lb.buf, ch->lb.len) == 0) a->backoff_ms = PK_AUTHAPP_BACKOFF_MIN_MS;
   OPENSSL_cleanse(ch->lb.buf, sizeof(ch->lb.buf));
   pk_authapp_line_reset(&ch->lb);
   kick(a); /* the next query goes now */
@@ -358,7 +364,8 @@ static int server_send(pk_authapp *a, pk_authapp_q *q) {
   uv_buf_t b = uv_buf_init(ch->wbuf, (unsigned)n);
   ch->wr.data = ch;
   a->inflight = q;
-  a->inflight_deadline = now_ms(a) + PK_AUTHAPP_TIMEOUT_MS;
+  a->owed = 1;
+  a->sent_at = now_ms(a);
   int rv = uv_write(&ch->wr, (uv_stream_t *)&ch->in, &b, 1, on_written);
   if (rv != 0) {
     char why[96];
@@ -386,10 +393,12 @@ static void caps_done(pk_authapp_child *ch, const char *fail) {
   a->caps = pk_authapp_caps(ch->obuf, ch->outlen);
   a->backoff_ms = PK_AUTHAPP_BACKOFF_MIN_MS;
   a->retry_at = 0;
-  pk_log(a->m, PK_LOG_MANAGER_INFO, "Auth app %s: %s%s%s, asked with %s", a->path,
+  pk_log(a->m, PK_LOG_MANAGER_INFO, "Auth app %s: %s%s%s (asked with %s, %s)", a->path,
          (a->caps & PK_AUTHAPP_CAP_SERVER) ? "SERVER " : "",
-         (a->caps & PK_AUTHAPP_CAP_AUTH) ? "AUTH " : "", (a->caps & PK_AUTHAPP_CAP_ZK) ? "ZK-AUTH" : "",
-         (a->caps & PK_AUTHAPP_CAP_ZK) ? "--zk-auth" : "--auth");
+         (a->caps & PK_AUTHAPP_CAP_AUTH) ? "AUTH" : "",
+         (a->caps & PK_AUTHAPP_CAP_ZK) ? ((a->caps & PK_AUTHAPP_CAP_AUTH) ? " ZK-AUTH" : "ZK-AUTH") : "",
+         (a->caps & PK_AUTHAPP_CAP_ZK) ? "--zk-auth" : "--auth",
+         (a->caps & PK_AUTHAPP_CAP_SERVER) ? "one --server child" : "one process per query");
   if (!(a->caps & (PK_AUTHAPP_CAP_AUTH | PK_AUTHAPP_CAP_ZK)))
     pk_log(a->m, PK_LOG_MANAGER_ERROR,
            "Auth app %s lists neither AUTH nor ZK-AUTH: asking it --auth, as pagekite.py does",
@@ -468,6 +477,8 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int termsig) {
   ch->exited = 1;
   ch->status = status;
   ch->termsig = termsig;
+  if (ch->app->stopping)
+    pk_log(ch->app->m, PK_LOG_MANAGER_INFO, "Auth app %s (pid %d) ended", ch->app->path, p->pid);
   if (ch->released) {
     if (!uv_is_closing((uv_handle_t *)p)) uv_close((uv_handle_t *)p, child_closed);
     return;
@@ -502,7 +513,7 @@ static void pump(pk_authapp *a) {
                             a->path, a->server->proc.pid);
       else backoff(a);
     }
-    while (a->server && !a->inflight && a->queue) {
+    while (a->server && !a->owed && a->queue) {
       pk_authapp_q *q = pop(a);
       if (q && server_send(a, q) == 0) break;
     }
@@ -519,7 +530,7 @@ static void pump(pk_authapp *a) {
       continue;
     }
     ch->q = q;
-    ch->deadline = now + PK_AUTHAPP_TIMEOUT_MS;
+    ch->deadline = q->deadline;
     a->nqueries++;
   }
 }
@@ -537,7 +548,12 @@ static void timeouts(pk_authapp *a) {
     a->nwaiting--;
     q_fail(a, q, why);
   }
-  if (a->inflight && a->inflight_deadline <= now) server_lost(a, why);
+  if (a->inflight && a->inflight->deadline <= now) { /* the query fails; its answer is owed */
+    pk_authapp_q *q = a->inflight;
+    a->inflight = NULL;
+    q_fail(a, q, why);
+  }
+  if (a->owed && a->sent_at + PK_AUTHAPP_TIMEOUT_MS <= now) server_lost(a, why);
   for (int again = 1; again;) {
     again = 0;
     for (pk_authapp_child *ch = a->children; ch; ch = ch->next)
@@ -552,7 +568,7 @@ static void timeouts(pk_authapp *a) {
 /* Anything the clock must watch (a healthy idle server needs nothing). */
 static int busy(const pk_authapp *a) {
   if (a->stopping) return a->children != NULL;
-  if (a->caps < 0 || a->queue || a->inflight) return 1;
+  if (a->caps < 0 || a->queue || a->owed) return 1;
   if ((a->caps & PK_AUTHAPP_CAP_SERVER) && !a->server) return 1;
   for (const pk_authapp_child *ch = a->children; ch; ch = ch->next)
     if (ch != a->server) return 1;
@@ -574,9 +590,11 @@ static void on_timer_closed(uv_handle_t *h) {
 static void on_timer(uv_timer_t *t) {
   pk_authapp *a = t->data;
   if (a->stopping) {
-    if (now_ms(a) >= a->kill_at)
-      for (pk_authapp_child *ch = a->children; ch; ch = ch->next)
-        if (!ch->exited) uv_process_kill(&ch->proc, SIGKILL);
+    uint64_t now = now_ms(a);
+    int sig = now >= a->kill_at ? SIGKILL : now >= a->term_at && !a->termed ? SIGTERM : 0;
+    if (sig == SIGTERM) a->termed = 1;
+    for (pk_authapp_child *ch = a->children; sig && ch; ch = ch->next)
+      if (!ch->exited) uv_process_kill(&ch->proc, sig);
   } else {
     timeouts(a);
     pump(a);
@@ -672,7 +690,8 @@ void pk_authapp_stop(pk_mgr *m) {
   for (pk_authapp *a = m->authapps; a; a = a->next) {
     if (a->stopping) continue;
     a->stopping = 1;
-    a->kill_at = now_ms(a) + PK_AUTHAPP_KILL_GRACE_MS;
+    a->term_at = now_ms(a) + PK_AUTHAPP_KILL_GRACE_MS / 2; /* a server first reads EOF */
+    a->kill_at = a->term_at + PK_AUTHAPP_KILL_GRACE_MS;
     while (a->queue) {
       pk_authapp_q *q = a->queue;
       a->queue = q->next;
@@ -681,6 +700,7 @@ void pk_authapp_stop(pk_mgr *m) {
     a->nwaiting = 0;
     if (a->inflight) q_free(a->inflight);
     a->inflight = NULL;
+    a->owed = 0;
     a->server = a->caps_child = NULL;
     for (pk_authapp_child *ch = a->children; ch; ch = ch->next) {
       if (ch->q) q_free(ch->q);
@@ -688,9 +708,11 @@ void pk_authapp_stop(pk_mgr *m) {
       if (ch->released) continue;
       ch->released = 1;
       close_pipes(ch); /* a server reads EOF on its stdin */
-      if (!ch->exited) uv_process_kill(&ch->proc, SIGTERM);
-      else if (!uv_is_closing((uv_handle_t *)&ch->proc))
-        uv_close((uv_handle_t *)&ch->proc, child_closed);
+      if (ch->exited) {
+        if (!uv_is_closing((uv_handle_t *)&ch->proc)) uv_close((uv_handle_t *)&ch->proc, child_closed);
+      } else if (ch->kind != CK_SERVER) {
+        uv_process_kill(&ch->proc, SIGTERM); /* (a one-shot child has no stdin to close) */
+      }
     }
     if (a->timer_on) uv_timer_stop(&a->timer);
     a->timer_on = 0;
