@@ -13,10 +13,12 @@
  * signature and forgets the secret).
  *
  * Bounds, beyond pagekite.py (which blocks a thread on the app forever):
- *  - a query waits at most PK_AUTHAPP_TIMEOUT_MS for its turn and then at
- *    most as long for its answer; past that it fails (open, or closed with
- *    --authfail_closed) and the process asked is killed (a server then
- *    restarts: its answer stream can no longer be trusted to be in step);
+ *  - a query is answered within PK_AUTHAPP_TIMEOUT_MS of being asked, its
+ *    wait for a turn included; past that it fails (open, or closed with
+ *    --authfail_closed) and a one-shot process still at it is killed; a
+ *    server that owes an answer that long is killed and restarted (its
+ *    answer stream can no longer be trusted to be in step), and a late
+ *    answer to a query that already failed is dropped;
  *  - at most PK_AUTHAPP_WAITING queries wait per app; past that one fails
  *    at once;
  *  - answers are at most PK_AUTHAPP_LINE_MAX bytes, strict JSON; a longer
