@@ -588,3 +588,73 @@ def test_pagekite_py_relay_same_inputs(group, tmp_path, caps):
     relay.proc.wait_for(r"Quota lookup failed: Auth app provided no secret", 5)
     assert app.queries(good.name) and app.queries(wrong.name) and app.queries(nobody.name)
     assert app.server_pids() == [], "pagekite.py on Python 3 never runs --server"
+
+
+# ------------------------------------------------------- bounds and leaks
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def wait_fds(pid, want, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while fd_count(pid) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return fd_count(pid)
+
+
+def test_one_shot_processes_bounded_and_queries_timed(group, tmp_path):
+    """8 kite requests at once to a hung one-shot app: at most 4 app
+    processes run (PK_AUTHAPP_ACTIVE); the 4 still waiting fail at their
+    deadline without ever starting one; all 8 answered (fail-closed) within
+    the 2 s, the hung ones killed."""
+    import concurrent.futures
+    app = AuthApp(tmp_path, "AUTH")
+    for i in range(8):
+        app.customer("n%d.%s" % (i, DYN), "secret-%d" % i)
+    relay = start_relay(group, app, "--authfail_closed")
+    relay.proc.wait_for(r"Auth app .*: AUTH \(asked with --auth, one process per query\)", 10)
+    app.set(hang=True)
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        heads = list(ex.map(lambda i: signed_request(relay.port, "n%d.%s" % (i, DYN),
+                                                     "secret-%d" % i), range(8)))
+    took = time.monotonic() - t0
+    for h in heads:
+        assert re.search(r"X-PageKite-Invalid-Why: \S+;unauthorized\r\n", h), h
+    assert took < TIMEOUT_S + 3, took
+    assert len(app.queries()) == 4, app.log()
+    time.sleep(0.5)
+    for line in app.queries():
+        assert not os.path.exists("/proc/%s" % line.split()[1]), "a hung app still runs"
+    assert zombies_of(relay.proc.pid) == []
+
+
+@pytest.mark.parametrize("caps", ["AUTH", "SERVER AUTH"])
+def test_no_fd_leak(group, tmp_path, caps):
+    """Answers, malformed answers, hangs and (server) restarts: the relay's
+    open descriptors come back to where they were."""
+    app = AuthApp(tmp_path, caps)
+    app.customer("oz." + DYN, "oz-secret")
+    relay = start_relay(group, app, "--authfail_closed")
+    relay.proc.wait_for(r"Auth app .*: %s \(asked" % caps, 10)
+    if "SERVER" in caps:
+        relay.proc.wait_for(r"--server started", 10)
+    time.sleep(0.3)
+    base = fd_count(relay.proc.pid)
+    crash = {"die_on_query": True} if "SERVER" in caps else {"exit_status": 3}
+    for behaviour in ({}, {"garbage": "nope"}, {"garbage": "y" * 9000}, {"hang": True}, crash,
+                      {}):
+        settings = dict(hang=False, garbage=None, die_on_query=False, exit_status=0)
+        settings.update(behaviour)
+        app.set(**settings)
+        head = signed_request(relay.port, "oz." + DYN, "oz-secret")
+        ok = not behaviour
+        assert ("X-PageKite-OK: http:oz.%s:" % DYN in head) == ok, (behaviour, head)
+    if "SERVER" in caps:
+        # killed for the oversized answer, the hang and the crash: restarted
+        assert len(app.server_pids()) >= 4, app.log()
+        time.sleep(0.5)  # the last restart settles
+    assert wait_fds(relay.proc.pid, base) == base, (base, os.listdir("/proc/%d/fd"
+                                                                    % relay.proc.pid))
+    assert zombies_of(relay.proc.pid) == []
