@@ -221,9 +221,18 @@ def app_in_mode(tmp_path, mode):
 
 
 def start_relay(group, app, *extra):
+    """Our relay on the app, once the app is ready: its capabilities known
+    and (SERVER) its --server child reading, so that a loaded machine's
+    slow interpreter start does not eat a first query's 2 s."""
     relay = group.add(OurRelay(group.logdir, pattern="*." + STATIC, secret=STATIC_SECRET,
                                extra_args=["--authdomain=%s:%s" % (DYN, app.path)] + list(extra)))
-    return relay.start()
+    relay.start()
+    relay.proc.wait_for(r"Auth app .*auth_app\.py: .* \(asked with", 20)
+    if "SERVER" in app.conf["caps"]:
+        deadline = time.monotonic() + 20
+        while not app.server_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return relay
 
 
 def kite(origin, label, secret):
