@@ -461,15 +461,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (ch->released) return;
   if (ch->kind == CK_SERVER) {
     server_read(ch, ch->rbuf, (size_t)nread);
+    OPENSSL_cleanse(ch->rbuf, (size_t)nread); /* an answer may hold a secret */
     return;
   }
   size_t room = (ch->kind == CK_CAPS ? 1024 : PK_AUTHAPP_LINE_MAX) - ch->outlen;
   if ((size_t)nread > room) {
     ch->overflow = 1;
+    OPENSSL_cleanse(ch->rbuf, (size_t)nread);
     oneshot_done(ch, NULL);
     return;
   }
   memcpy(ch->obuf + ch->outlen, ch->rbuf, (size_t)nread);
+  OPENSSL_cleanse(ch->rbuf, (size_t)nread);
   ch->outlen += (size_t)nread;
   ch->obuf[ch->outlen] = 0;
 }

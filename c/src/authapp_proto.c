@@ -5,6 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Clears memory that held an answer (it may hold a secret), in a way the
+ * compiler cannot drop as a dead store. */
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+  while (n--) *v++ = 0;
+}
+
 /* ---- capabilities ---- */
 static int word_is(const char *w, size_t wl, const char *cap) {
   size_t cl = strlen(cap);
@@ -64,7 +71,7 @@ int pk_authapp_arg(int zk, const char *bsalt, const char *token, const char *sig
     }
     if ((!o || out[o - 1] != '.') && put(out, n, &o, ".", 0) != 0) return -1;
   }
-  if (!o) return -1;
+  if (!o || out[0] == '-') return -1; /* never read as an option by the app */
   for (size_t i = 0; i < o; i++)
     if ((unsigned char)out[i] < 0x21 || (unsigned char)out[i] > 0x7e) return -1;
   return 0;
@@ -305,6 +312,7 @@ int pk_json_flat(const char *s, size_t n, int (*cb)(void *ctx, const char *key, 
     ws(&r);
     if (jvalue(&r, &v) != 0) goto bad;
     int rv = cb ? cb(ctx, key, &v) : 0;
+    wipe(v.str, sizeof(v.str));
     if (rv) return rv;
     ws(&r);
     if (r.p >= r.e) {
@@ -328,6 +336,7 @@ end:
   }
   return 0;
 bad:
+  wipe(v.str, sizeof(v.str));
   *why = r.why ? r.why : "malformed JSON";
   return -1;
 }
@@ -395,7 +404,7 @@ int pk_authapp_parse_auth(const char *s, size_t n, pk_authapp_auth *out, const c
   if (rv != 0) {
     if (c.why) *why = c.why;
     if (!*why) *why = "malformed answer";
-    memset(out->secret, 0, sizeof(out->secret));
+    wipe(out->secret, sizeof(out->secret));
     return -1;
   }
   return 0;

@@ -45,8 +45,9 @@ int pk_authapp_caps(const char *out, size_t n);
 /* The argument of a query: for --auth the kite name with '*' written
  * "_any_"; for --zk-auth pagekite.py's lookup name
  * "bsalt.token.sign.protoport.name.APP." (the app's path in place of a DNS
- * suffix, a final dot added).  -1 when it does not fit or holds a byte
- * outside 0x21..0x7e (a server reads whitespace-separated words). */
+ * suffix, a final dot added).  -1 when it does not fit, holds a byte
+ * outside 0x21..0x7e (a server reads whitespace-separated words) or starts
+ * with '-' (the app would read an option). */
 int pk_authapp_arg(int zk, const char *bsalt, const char *token, const char *sign,
                    const char *protoport, const char *name, const char *app, char *out, size_t n);
 

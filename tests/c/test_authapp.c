@@ -31,6 +31,9 @@ TEST(query_args) {
   CHECK_INT(pk_authapp_arg(0, "s", "t", "g", "http", "a\xc3\xa9.test", "/x/app", a, sizeof(a)), -1);
   CHECK_INT(pk_authapp_arg(0, "s", "t", "g", "http", "abcdefgh", "/x/app", a, 8), -1);
   CHECK_INT(pk_authapp_arg(0, "s", "t", "g", "http", "", "/x/app", a, sizeof(a)), -1);
+  /* never an option to the app */
+  CHECK_INT(pk_authapp_arg(0, "s", "t", "g", "http", "--server", "/x/app", a, sizeof(a)), -1);
+  CHECK_INT(pk_authapp_arg(1, "-s", "t", "g", "http", "a.test", "/x/app", a, sizeof(a)), -1);
 }
 
 typedef struct {
