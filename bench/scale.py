@@ -13,6 +13,20 @@ the same run, and written as JSON with --json:
            (--auth NAME=OPTIONS, repeatable) so that other auth back-ends
            (e.g. --authdomain) are measured the same way; pagekite.py's relay
            with a static --domain secret is the baseline.
+           --authdomain (or --parts authdomain) adds rows for delegated auth,
+           each against pagekite.py's
+           relay on the same inputs: "dns" (--authdomain=scale.test:AUTHDOM,
+           pagekite.py's zero-knowledge DNS scheme answered by a local DNS
+           responder that checks every signature; both relays resolve
+           through the system resolver, given a private /etc/resolv.conf by
+           unshare -m: root only), "app-server" and "app-oneshot" (an auth
+           app, SERVER AUTH and AUTH: one --server child, or one process per
+           query).  Every OK there must carry the authority's quota
+           (X-PageKite-Quota: 1024): a kite let in by a failed lookup
+           (fail-open) counts as a failure.  Neither relay caches answers
+           (each name holds a one-time challenge), so "warm" means the same
+           kite names again with the resolver, the responder and the app
+           already running, "cold" a new name each request.
   tunnels  one relay holding N tunnels (default 10,000): one client process
            (this script, asyncio) opens N tunnels with one kite each, answers
            the relay's PINGs and answers requests routed through a sample of
@@ -100,9 +114,10 @@ def _close(writer):
         pass
 
 
-async def kite_request(port, kite, secret, src=None, keep=False, timeout=10.0):
+async def kite_request(port, kite, secret, src=None, keep=False, timeout=10.0, want_quota=None):
     """libpagekite's handshake for one kite.  Returns (reader, writer) of the
-    flying tunnel when keep, else closes it; raises Refused with the reason."""
+    flying tunnel when keep, else closes it; raises Refused with the reason.
+    want_quota: the X-PageKite-Quota the OK must carry (delegated auth)."""
     bsalt = os.urandom(18).hex()
     req = "CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite-Version: 0.91.bench\r\n"
     r, w = await _open(port, src, timeout)
@@ -134,6 +149,9 @@ async def kite_request(port, kite, secret, src=None, keep=False, timeout=10.0):
                ["duplicate"] if head_values(head, "X-PageKite-Duplicate") else
                [head.split("\r\n", 1)[0][:80]])
         raise Refused("not OK: %s" % why[0])
+    if want_quota is not None and head_values(head, "X-PageKite-Quota") != [str(want_quota)]:
+        _close(w)
+        raise Refused("OK without the authority's quota (a failed lookup let in?)")
     if not keep:
         _close(w)
         return None
@@ -142,7 +160,7 @@ async def kite_request(port, kite, secret, src=None, keep=False, timeout=10.0):
 
 # ---------------------------------------------------------------- part 1: auth
 
-async def auth_rate(port, secret, seconds, conc, warm, max_requests, pid):
+async def auth_rate(port, secret, seconds, conc, warm, max_requests, pid, want_quota=None):
     """Authenticated kite requests per second, conc clients for seconds."""
     ok = 0
     failed = {}
@@ -163,7 +181,8 @@ async def auth_rate(port, secret, seconds, conc, warm, max_requests, pid):
             j += 1
             t = time.monotonic()
             try:
-                await kite_request(port, kite, secret, src=src, timeout=10.0)
+                await kite_request(port, kite, secret, src=src, timeout=10.0,
+                                   want_quota=want_quota)
                 ok += 1
                 lat.append(time.monotonic() - t)
             except Refused as e:
@@ -335,18 +354,142 @@ async def hold_tunnels(port, n, secret, time_limit, open_conc, sample, pid, sett
 
 # ---------------------------------------------------------------- relays
 
-def start_ours(workdir, port, auth_args, n):
+def start_ours(workdir, port, auth_args, n, wrap=None):
     argv = [pkbench.PAGEKITER, "--listen=127.0.0.1", "--ports=%d" % port, "--protos=http",
             "-q", "-c", str(2 * n + 300), "-k", str(max(1000, n + 100))] + auth_args
-    return _start("ours", argv, {}, workdir, port)
+    return _start("ours", wrap(argv) if wrap else argv, {}, workdir, port)
 
 
-def start_pk(workdir, port, auth_args=None):
+def start_pk(workdir, port, auth_args=None, wrap=None):
+    workdir.mkdir(parents=True, exist_ok=True)
     argv = [pkbench.PAGEKITE_PY, "--clean", "--nullui", "--nocrashreport",
             "--logfile=%s" % (workdir / "pk-relay.pklog"),
             "--isfrontend", "--host=127.0.0.1", "--ports=%d" % port,
             "--protos=http,https,raw", "--rawports=virtual"] + (auth_args or [PK_AUTH])
-    return _start("pk", argv, {"HOME": str(workdir), "PYTHONUNBUFFERED": "1"}, workdir, port)
+    return _start("pk", wrap(argv) if wrap else argv,
+                  {"HOME": str(workdir), "PYTHONUNBUFFERED": "1"}, workdir, port)
+
+
+# ---------------------------------------------------------------- delegated auth
+
+AUTHDOM = "auth.scale.bench"
+AUTH_QUOTA = 1024  # KB: 0.0.4.0
+DNS_RESPONDER = r'''#!/usr/bin/env python3
+"""The operator's authority for AUTHDOM (pagekite.py's zero-knowledge
+scheme): A queries for srand.token.sign.protoport.NAME.AUTHDOM get the quota
+address when sign is the kite's signature with SECRET, 255.255.255.1 when
+not.  Plain UDP DNS, no library."""
+import hashlib, socket, struct, sys
+
+addr, authdom, secret, quota = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((addr, 53))
+suffix = authdom.split(".")
+good = socket.inet_aton(".".join(str((quota >> k) & 255) for k in (24, 16, 8, 0)))
+bad = socket.inet_aton("255.255.255.1")
+print("listening", flush=True)
+while True:
+    data, peer = s.recvfrom(4096)
+    if len(data) < 17:
+        continue
+    i, labels = 12, []
+    try:
+        while data[i]:
+            labels.append(data[i + 1:i + 1 + data[i]].decode("ascii", "replace"))
+            i += 1 + data[i]
+        qtype, _qclass = struct.unpack(">HH", data[i + 1:i + 5])
+    except (IndexError, struct.error):
+        continue
+    question = data[12:i + 5]
+    ans = b""
+    rcode = 3  # NXDOMAIN
+    if len(labels) >= 5 + len(suffix) and [l.lower() for l in labels[-len(suffix):]] == suffix:
+        rcode = 0
+        if qtype == 1:
+            srand, token, sign, protoport = labels[:4]
+            name = ".".join(labels[4:-len(suffix)]).replace("_any_", "*")
+            payload = "%s:%s:%s:%s" % (protoport, name, srand, token)
+            salt = sign[:8]
+            ok = sign == salt + hashlib.sha1((secret + payload + salt).encode()).hexdigest()[:28]
+            ans = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 0, 4) + (good if ok else bad)
+    head = data[:2] + struct.pack(">HHHHH", 0x8180 | rcode, 1, 1 if ans else 0, 0, 0)
+    s.sendto(head + question + ans, peer)
+'''
+
+AUTH_APP = r'''#!/usr/bin/env python3
+"""An auth app (pagekite.py's protocol) answering every kite under DOMAIN
+with SECRET and a quota: CAPS from the file name (server: SERVER AUTH)."""
+import json, sys
+
+SERVER = "server" in sys.argv[0]
+DOMAIN, SECRET, QUOTA = %r, %r, %d
+
+
+def auth(name):
+    if not name.endswith("." + DOMAIN):
+        return json.dumps({"error": "unknown-kite"})
+    return json.dumps({"secret": SECRET, "quota_kb": QUOTA})
+
+
+if sys.argv[1:] == ["--capabilities"]:
+    print("SERVER AUTH" if SERVER else "AUTH")
+elif sys.argv[1:] == ["--server"]:
+    for line in sys.stdin:
+        words = line.split()
+        print(auth(words[1]) if len(words) == 2 and words[0] == "--auth" else "{}", flush=True)
+elif len(sys.argv) == 3 and sys.argv[1] == "--auth":
+    print(auth(sys.argv[2]))
+else:
+    sys.exit(2)
+'''
+
+
+class Authority:
+    """The DNS responder (a process of its own, so that it does not share
+    this client's interpreter), a resolv.conf naming it, and the auth
+    apps, in workdir."""
+
+    def __init__(self, workdir, secret):
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            raise BenchError("--authdomain needs root and unshare(1): the relays resolve through "
+                             "a private /etc/resolv.conf naming a DNS responder on port 53")
+        d = workdir / "authority"
+        d.mkdir(parents=True, exist_ok=True)
+        self.addr = "127.%d.%d.%d" % tuple(os.urandom(3)[i] % 200 + 30 for i in range(3))
+        (d / "dns_responder.py").write_text(DNS_RESPONDER)
+        self.dns = Proc("dns", [sys.executable, str(d / "dns_responder.py"), self.addr, AUTHDOM,
+                                secret, str(AUTH_QUOTA)], d)
+        self.resolv = d / "resolv.conf"
+        self.resolv.write_text("nameserver %s\noptions timeout:1 attempts:2\n" % self.addr)
+        self.apps = {}
+        for kind in ("server", "oneshot"):
+            path = d / ("auth_app_%s.py" % kind)
+            path.write_text(AUTH_APP % (DOMAIN, secret, AUTH_QUOTA))
+            path.chmod(0o755)
+            self.apps[kind] = str(path)
+        deadline = time.monotonic() + 10
+        while "listening" not in self.dns.log_path.read_text(errors="replace"):
+            if not self.dns.alive or time.monotonic() > deadline:
+                raise BenchError("DNS responder did not start\n" + self.dns.tail())
+            time.sleep(0.05)
+
+    def wrap(self, argv):
+        """argv run with the private resolv.conf (the pid stays the relay's)."""
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                str(self.resolv)] + [str(a) for a in argv]
+
+    def stop(self):
+        self.dns.stop()
+
+
+def authdomain_rows(authority):
+    """(row name, our relay's auth options, pagekite.py's row, its options)."""
+    return [("ours:dns", ["--authdomain=%s:%s" % (DOMAIN, AUTHDOM)],
+             "pk:dns", ["--authdomain=%s:%s" % (DOMAIN, AUTHDOM)]),
+            ("ours:app-server", ["--authdomain=%s:%s" % (DOMAIN, authority.apps["server"])],
+             "pk:app", ["--authdomain=%s:%s" % (DOMAIN, authority.apps["server"])]),
+            ("ours:app-oneshot", ["--authdomain=%s:%s" % (DOMAIN, authority.apps["oneshot"])],
+             "pk:app", None)]
 
 
 def _start(name, argv, env, workdir, port, timeout=30.0):
@@ -506,15 +649,17 @@ def ratio(a, b):
 def print_tables(doc):
     print("\nkite requests authenticated per second (c=%d, %.0f s each)"
           % (doc["config"]["auth_conc"], doc["config"]["auth_seconds"]))
+    print("(x pk.py: against pagekite.py's relay on the same auth: static, dns or app)")
     print("%-18s %-5s %9s %8s %8s %6s %8s %11s %8s %7s" % (
         "relay:auth", "cache", "auth/s", "p50 ms", "p99 ms", "failed", "x pk.py",
         "relay us/au", "x pk.py", "client"))
-    pk = doc["auth"].get("pk", {})
+    baselines = doc.get("auth_baseline", {})
     for name, by in doc["auth"].items():
         for cache in ("cold", "warm"):
             r = by.get(cache)
             if r:
-                base = {} if name == "pk" else pk.get(cache, {})
+                bname = baselines.get(name, "pk")
+                base = {} if name.startswith("pk") else doc["auth"].get(bname, {}).get(cache, {})
                 print("%-18s %-5s %9s %8s %8s %6d %8s %11s %8s %6.0f%%" % (
                     name, cache, fmt(r["per_s"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]),
                     r["failed"], ratio(r["per_s"], base.get("per_s")),
@@ -567,9 +712,71 @@ def parse_auth(specs):
     return out
 
 
+async def measure(relay, port, args, conc, want_quota):
+    by = {}
+    for cache in ("cold", "warm"):
+        by[cache] = await auth_rate(port, args.secret, args.auth_seconds, conc, cache == "warm",
+                                    args.auth_max, relay.pid, want_quota=want_quota)
+    return by
+
+
+async def ready(port, secret, name, relay, timeout=30.0):
+    """One kite the authority vouched for before the clock starts: the
+    app's --capabilities and --server child (or the resolver) are up, so
+    that a slow start on a loaded machine is not counted as failures."""
+    deadline = time.monotonic() + timeout
+    why = None
+    while time.monotonic() < deadline:
+        try:
+            await kite_request(port, "ready-%s.%s" % (os.urandom(3).hex(), DOMAIN), secret,
+                               timeout=10.0, want_quota=AUTH_QUOTA)
+            return
+        except (Refused, OSError) as e:
+            why = e
+            await asyncio.sleep(0.2)
+    raise BenchError("%s: no kite authenticated within %.0f s (%s)\n%s"
+                     % (name, timeout, why, relay.tail()))
+
+
+async def authdomain_auth(args, workdir, doc, failures):
+    """The --authdomain rows: ours and pagekite.py's relay on the same
+    authority (DNS responder, auth apps), the same clients."""
+    authority = Authority(workdir, args.secret)
+    conc = args.authdomain_conc
+    doc.setdefault("auth_baseline", {})
+    try:
+        for ours, our_args, pk, pk_args in authdomain_rows(authority):
+            kinds = [("ours", ours, our_args)]
+            if pk_args is not None and "pk" in args.relays:
+                kinds.append(("pk", pk, pk_args))
+            doc["auth_baseline"][ours] = pk
+            for kind, name, auth_args in kinds:
+                port = free_port()
+                wd = workdir / ("auth-" + name.replace(":", "-"))
+                relay = (start_ours(wd, port, auth_args, 1000, wrap=authority.wrap)
+                         if kind == "ours" else
+                         start_pk(wd, port, auth_args, wrap=authority.wrap))
+                try:
+                    if not authority.dns.alive:
+                        raise BenchError("DNS responder died\n" + authority.dns.tail())
+                    await ready(port, args.secret, name, relay)
+                    by = await measure(relay, port, args, conc, AUTH_QUOTA)
+                    for cache, r in by.items():
+                        if r["failed"] or not r["ok"]:
+                            failures.append("auth %s %s: %d ok, failures %s" % (
+                                name, cache, r["ok"], r["why"]))
+                    doc["auth"][name] = by
+                finally:
+                    relay.stop()
+    finally:
+        authority.stop()
+
+
 async def amain(args, workdir, doc, failures):
     conc = args.auth_conc
     parts = set(args.parts.split(","))
+    if args.authdomain:
+        parts.add("authdomain")
     if "auth" in parts:
         for name, auth_args in parse_auth(args.auth):
             port = free_port()
@@ -599,6 +806,8 @@ async def amain(args, workdir, doc, failures):
                 doc["auth"]["pk"] = by
             finally:
                 relay.stop()
+    if "authdomain" in parts:
+        await authdomain_auth(args, workdir, doc, failures)
     if "tunnels" in parts:
         for kind in args.relays:
             if kind == "rathole":
@@ -667,7 +876,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="small sizes, correctness only")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--parts", default="auth,tunnels,routing")
+    ap.add_argument("--parts", default="auth,tunnels,routing",
+                    help="comma list of auth, authdomain, tunnels, routing")
     ap.add_argument("--relays", default="ours,pk,rathole",
                     help="comma list of ours, pk, rathole")
     ap.add_argument("--auth", action="append", metavar="NAME=OPTIONS",
@@ -679,6 +889,11 @@ def main():
     ap.add_argument("--auth-seconds", type=float, default=None)
     ap.add_argument("--auth-conc", type=int, default=None)
     ap.add_argument("--auth-max", type=int, default=1000000, help="cap on requests per pass")
+    ap.add_argument("--authdomain", action="store_true",
+                    help="also measure --authdomain: DNS and auth apps, ours and pagekite.py's "
+                    "(root: a private resolv.conf through unshare -m)")
+    ap.add_argument("--authdomain-conc", type=int, default=None,
+                    help="clients for the --authdomain rows (default 4 smoke, 16 full)")
     ap.add_argument("--tunnels", type=int, default=None, help="N tunnels (default 10000)")
     ap.add_argument("--pk-tunnels", type=int, default=None,
                     help="cap for pagekite.py's relay (default: N)")
@@ -696,7 +911,7 @@ def main():
     args = ap.parse_args()
     defaults = dict(auth_seconds=(1.0, 8.0), auth_conc=(4, 64), tunnels=(100, 10000),
                     tunnel_seconds=(20.0, 300.0), open_conc=(20, 200), sample=(10, 200),
-                    settle=(0.5, 3.0), routing_seconds=(0.03, 0.3))
+                    settle=(0.5, 3.0), routing_seconds=(0.03, 0.3), authdomain_conc=(4, 16))
     for k, (small, full) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, small if args.smoke else full)

@@ -126,7 +126,7 @@ export interface RawBinding {
   addRelayTunnelAcl(mgr: PageKiteHandle | null, rule: string): number;
   /** pagekite_set_relay_require_tls(): Relay role: accept tunnels only inside TLS. */
   setRelayRequireTls(mgr: PageKiteHandle | null, require: number): number;
-  /** pagekite_add_relay_authdomain(): Relay role: DNS-based kite authentication (pagekite.py's --authdomain=[kite-domain:]DNS-suffix). */
+  /** pagekite_add_relay_authdomain(): Relay role: delegated kite authentication (pagekite.py's --authdomain=[kite-domain:]DNS-suffix or /path/to/app). */
   addRelayAuthdomain(mgr: PageKiteHandle | null, spec: string): number;
   /** pagekite_set_relay_authfail_closed(): Relay role: refuse kites when the auth domain cannot be asked (pagekite.py's --authfail_closed). */
   setRelayAuthfailClosed(mgr: PageKiteHandle | null, closed: number): number;

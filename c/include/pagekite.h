@@ -1231,7 +1231,7 @@ PK_EXPORT int pagekite_add_relay_tunnel_acl(pagekite_mgr mgr, const char *rule);
  */
 PK_EXPORT int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
 
-/* Relay role: DNS-based kite authentication (pagekite.py's --authdomain=[kite-domain:]DNS-suffix).
+/* Relay role: delegated kite authentication (pagekite.py's --authdomain=[kite-domain:]DNS-suffix or /path/to/app).
  *
  * A kite that no relay domain (pagekite_add_relay_domain) signs but an auth
  * domain covers is authenticated by the operator's DNS authority, as
@@ -1248,14 +1248,21 @@ PK_EXPORT int pagekite_set_relay_require_tls(pagekite_mgr mgr, int require);
  * resolver), at most two at once and 256 waiting; the handshake answer waits
  * for them. A lookup that fails (timeout, SERVFAIL, NXDOMAIN, a malformed
  * answer) accepts the kite (fail-open, as pagekite.py) unless
- * pagekite_set_relay_authfail_closed. pagekite.py's auth apps (a target with a
- * '/') are not supported: PK_EINVAL.
+ * pagekite_set_relay_authfail_closed. A target with a '/' is an auth app
+ * (pagekite.py's protocol): a program the relay runs, asked "--capabilities" at
+ * start, then "--auth NAME" (it answers the kite's secret as JSON and the relay
+ * checks the signature) or, when it lists ZK-AUTH, "--zk-auth QUERY" (it checks
+ * the signature and answers as DNS would); with SERVER, one long-lived
+ * "--server" child reads one query a line. Each query is answered within 2 s or
+ * fails (open or closed, as a lookup); a hung child is killed, a dead server
+ * restarted with backoff, children reaped and ended at stop. The path must name
+ * an executable file with no space or control character in it, else PK_EINVAL.
  *
  *   mgr   The manager.
  *   spec  "SUFFIX" (the default) or "kite-domain:SUFFIX".
  *
- * Returns: 0 on success. On failure: -1 (PK_EINVAL: malformed, an app path, or
- * too long; PK_ELIMIT: too many).
+ * Returns: 0 on success. On failure: -1 (PK_EINVAL: malformed, an app that
+ * cannot be run, or too long; PK_ELIMIT: too many).
  * Call before pagekite_thread_start(). Since 0.92.
  */
 PK_EXPORT int pagekite_add_relay_authdomain(pagekite_mgr mgr, const char *spec);

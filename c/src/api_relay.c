@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -406,12 +407,24 @@ PK_API int pagekite_add_relay_authdomain(pagekite_mgr h, const char *spec) {
   char kd[PK_NAME_MAX], target[PK_NAME_MAX];
   if (pk_authdomain_split(spec, kd, sizeof(kd), target, sizeof(target)) != 0)
     return pk_fail(PK_EINVAL, "%s: \"%s\" is not SUFFIX or KITE-DOMAIN:SUFFIX", fn, spec);
-  if (pk_authdomain_is_app(target))
-    return pk_fail(PK_EINVAL, "%s: auth apps (%s) are not supported, only DNS suffixes", fn,
-                   target);
-  char probe[PK_AUTHDNS_NAME_MAX + 1];
-  if (pk_authdns_query("s", "t", "g", "http", "a", target, probe, sizeof(probe)) != 0)
-    return pk_fail(PK_EINVAL, "%s: \"%s\" is not a DNS suffix", fn, target);
+  if (pk_authdomain_is_app(target)) {
+    /* An auth app (authapp.c): a program we can run, named with no byte a
+     * server's line protocol would split or choke on. */
+    for (const char *p = target; *p; p++)
+      if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+        return pk_fail(PK_EINVAL, "%s: the auth app path \"%s\" holds a space or control character",
+                       fn, target);
+    struct stat st;
+    if (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) errno = EISDIR;
+    else if (access(target, X_OK) == 0) errno = 0;
+    if (errno != 0)
+      return pk_fail(PK_EINVAL, "%s: the auth app %s cannot be run: %s", fn, target,
+                     strerror(errno));
+  } else {
+    char probe[PK_AUTHDNS_NAME_MAX + 1];
+    if (pk_authdns_query("s", "t", "g", "http", "a", target, probe, sizeof(probe)) != 0)
+      return pk_fail(PK_EINVAL, "%s: \"%s\" is not a DNS suffix", fn, target);
+  }
   int i = 0;
   while (i < m->nauthdomains && strcmp(m->authdomains[i].kite_domain, kd) != 0) i++;
   if (i == m->nauthdomains && m->nauthdomains >= PK_MAX_AUTHDOMAINS)

@@ -60,13 +60,13 @@ static void unlink_job(pk_mgr *m, pk_authq_job *j) {
     }
 }
 
-/* A lookup that could not be made or answered: fail-open or fail-closed. */
-static int failed(pk_mgr *m, const pk_kite_req *k, const char *what, const char **reason) {
+int pk_authq_fail(pk_mgr *m, const pk_kite_req *k, const char *what, const char **reason) {
   pk_log(m, PK_LOG_MANAGER_ERROR, "Auth lookup failed for %s:%s (%s): %s", k->protoport, k->name,
          what, m->authfail_closed ? "fail-closed, refused" : "fail-open, accepted");
   *reason = m->authfail_closed ? "unauthorized" : NULL;
   return !m->authfail_closed;
 }
+#define failed pk_authq_fail
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
 
@@ -134,18 +134,22 @@ static void answer(pk_authq_job *j, int status, struct addrinfo *res) {
     pk_relay_auth_answer(j->t, &j->k, ok, why, NULL, 0, 0, 0);
     return;
   }
-  why = pk_authdns_refusal(&ans);
+  pk_authq_reply(m, j->t, &j->k, &ans, pk_authdns_refusal(&ans), "DNS");
+}
+
+void pk_authq_reply(pk_mgr *m, pk_tunnel *t, const pk_kite_req *k, const pk_authdns_answer *ans,
+                    const char *why, const char *who) {
   char extra[256];
   pk_wbuf b;
   pk_wbuf_init(&b, extra, sizeof(extra));
   pk_authdns_quotas q;
   pk_authdns_quotas_init(&q);
-  pk_authdns_quotas_add(&q, &ans);
+  pk_authdns_quotas_add(&q, ans);
   if (!why) pk_authdns_quotas_headers(&q, &b);
-  pk_log(m, PK_LOG_MANAGER_INFO, "Auth answer for %s:%s: %s (quota %lld)", j->k.protoport,
-         j->k.name, why ? why : "ok", ans.quota);
-  pk_relay_auth_answer(j->t, &j->k, !why, why, extra, pk_wbuf_ok(&b) ? b.len : 0,
-                       ans.ipc > 0 && ans.ips > 0 ? (int)ans.ipc : 0, (int)ans.ips);
+  pk_log(m, PK_LOG_MANAGER_INFO, "Auth answer (%s) for %s:%s: %s (quota %lld)", who, k->protoport,
+         k->name, why ? why : "ok", ans->quota);
+  pk_relay_auth_answer(t, k, !why, why, extra, pk_wbuf_ok(&b) ? b.len : 0,
+                       !why && ans->ipc > 0 && ans->ips > 0 ? (int)ans->ipc : 0, (int)ans->ips);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -173,6 +177,7 @@ pk_auth_verdict pk_authq_ask(pk_tunnel *t, const pk_kite_req *k, const char **re
     *reason = "quota"; /* more than the kites a tunnel may fly */
     return PK_AUTH_INVALID;
   }
+  if (pk_authdomain_is_app(target)) return pk_authapp_ask(t, k, target, reason);
   if (m->authq_stopping || (m->authq_active >= PK_AUTHQ_ACTIVE &&
                             m->authq_waiting >= PK_AUTHQ_WAITING))
     return failed(m, k, "too many lookups waiting", reason) ? PK_AUTH_OK : PK_AUTH_INVALID;
@@ -207,12 +212,14 @@ pk_auth_verdict pk_authq_ask(pk_tunnel *t, const pk_kite_req *k, const char **re
 }
 
 void pk_authq_forget(pk_mgr *m, pk_tunnel *t) {
+  pk_authapp_forget(m, t);
   for (pk_authq_job *j = m->authq; j; j = j->next)
     if (j->t == t) j->t = NULL;
 }
 
 void pk_authq_stop(pk_mgr *m) {
   m->authq_stopping = 1;
+  pk_authapp_stop(m);
   for (pk_authq_job *j = m->authq, *next; j; j = next) {
     next = j->next;
     j->t = NULL;

@@ -55,6 +55,18 @@
 #define PK_MAX_AUTHDOMAINS 32  /* relay: --authdomain entries */
 #define PK_AUTHQ_ACTIVE 2      /* relay: --authdomain lookups on libuv's thread pool at once */
 #define PK_AUTHQ_WAITING 256   /* relay: more wait their turn; past that a lookup fails at once */
+/* --authdomain=/path/to/app (authapp.c): */
+/* A query is answered within this (waiting included), else it fails, open or
+ * closed; a process asked that long is killed.  Under pagekitec's 3 s (a
+ * tunnel with no kite flying after 3 s is dropped and made again). */
+#define PK_AUTHAPP_TIMEOUT_MS 2000
+#define PK_AUTHAPP_ACTIVE 4        /* one-shot app processes at once, per app */
+#define PK_AUTHAPP_WAITING 256     /* queries waiting per app; past that one fails at once */
+#define PK_AUTHAPP_BACKOFF_MIN_MS 250   /* a --server child that died is restarted after this, */
+#define PK_AUTHAPP_BACKOFF_MAX_MS 30000 /* doubling up to this until it answers again */
+#define PK_AUTHAPP_KILL_GRACE_MS 1000   /* at shutdown: EOF, SIGTERM after half this, SIGKILL after this more */
+_Static_assert(PK_AUTHAPP_TIMEOUT_MS < PK_HANDSHAKE_TIMEOUT_MS,
+               "an auth app's answer must come within the handshake's time");
 #define PK_AUTH_REPLY_MAX (PK_MAX_KITES_PER_TUNNEL * 2 * (PK_NAME_MAX + 160)) /* answers */
 
 #endif

@@ -31,6 +31,7 @@
 #include "kiteauth.h"
 #include "role.h"
 #include "admin.h"
+#include "authdns.h"
 
 #define PK_API __attribute__((visibility("default")))
 

@@ -156,6 +156,7 @@ struct pk_mgr {
   int authfail_closed;
   struct pk_authq_job *authq; /* every lookup under way or waiting (loop thread) */
   int authq_active, authq_waiting, authq_stopping;
+  struct pk_authapp *authapps; /* auth apps (authapp.c, loop thread) */
   int reconfigured;   /* PK_GET/PK_SET: the loop re-checks live kites (role->reconfigure) */
   pk_reg rkites; /* the live kites (registry.c) */
   int max_rkites;

@@ -1025,7 +1025,12 @@ void pk_relay_recheck_kites(pk_mgr *m) {
   }
 }
 
-static int relay_start(pk_mgr *m) { return 0; } /* listeners are bound by relay_bind */
+/* Listeners are bound by relay_bind; auth apps are asked their
+ * capabilities on the loop's first turns (authapp.c). */
+static int relay_start(pk_mgr *m) {
+  pk_authapp_start(m);
+  return 0;
+}
 
 static const char *relay_peer_name(pk_tunnel *t) { return t->conn ? t->conn->rip : ""; }
 

@@ -57,6 +57,24 @@ void pk_authq_forget(pk_mgr *m, pk_tunnel *t);
 /* The loop stops: lookups not started are dropped, the others cancelled
  * where libuv can (their callbacks run before the loop ends). */
 void pk_authq_stop(pk_mgr *m);
+/* A lookup that could not be made or answered: logs it; 1 when it fails
+ * open (the kite flies), else 0 with *reason. */
+int pk_authq_fail(pk_mgr *m, const pk_kite_req *k, const char *what, const char **reason);
+/* The authority's decoded answer (why: its refusal, NULL to accept) sent
+ * back with its quota headers; who names the authority in the log. */
+void pk_authq_reply(pk_mgr *m, pk_tunnel *t, const pk_kite_req *k, const pk_authdns_answer *ans,
+                    const char *why, const char *who);
+
+/* ---- authapp.c: --authdomain=/path/to/app (authapp_proto.h has the protocol) ---- */
+/* Loop thread, at start: asks every app for its capabilities. */
+void pk_authapp_start(pk_mgr *m);
+/* As pk_authq_ask, for a kite the app at path covers. */
+pk_auth_verdict pk_authapp_ask(pk_tunnel *t, const pk_kite_req *k, const char *path,
+                               const char **reason);
+void pk_authapp_forget(pk_mgr *m, pk_tunnel *t);
+/* Queries dropped, children told to end (SIGTERM, SIGKILL after a grace
+ * time) and reaped before the loop ends. */
+void pk_authapp_stop(pk_mgr *m);
 /* The listening port a visitor's port stands for (--portalias), or port. */
 int pk_relay_port_alias(const pk_mgr *m, int port);
 /* From a load balancer that must send a PROXY header (pagekite_add_relay_proxy_source). */

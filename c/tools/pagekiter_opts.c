@@ -489,6 +489,10 @@ static void usage_pkpy(FILE *out) {
         "  --authdomain=[KITE-DOMAIN:]DNS-SUFFIX, -A\n"
         "                           kites no --domain signs are vouched for by that DNS\n"
         "                           authority (pagekite.py's zero-knowledge scheme)\n"
+        "  --authdomain=[KITE-DOMAIN:]/PATH/TO/APP\n"
+        "                           ... or by that auth app (pagekite.py's protocol:\n"
+        "                           --capabilities, --server, --auth, --zk-auth); each\n"
+        "                           query gets 5 s, then fails as a lookup failure\n"
         "  --authfail_closed        refuse them when it cannot be asked (default: accept)\n"
         "  --clean, --nullui, --nocrashreport, --noloop\n"
         "                           accepted, no effect (pagekiter reads no default rc\n"
@@ -662,10 +666,7 @@ static void apply(pkr_cfg *c, const opt_def *d, const char *flag, const char *v)
     case O_TUNNEL_ACL: strv_push(&c->tunnel_acls, v); break;
     case O_RATELIMIT: strv_push(&c->ratelimits, v); break;
     case O_REQUIRE_TLS: c->require_tls = 1; break;
-    case O_AUTHDOMAIN:
-      if (strchr(v, '/')) unsupported(flag, "pagekite.py's auth apps; use a DNS suffix");
-      strv_push(&c->authdomains, v);
-      break;
+    case O_AUTHDOMAIN: strv_push(&c->authdomains, v); break; /* checked by the library */
     case O_AUTHFAIL_CLOSED: c->authfail_closed = 1; break;
     default: bad("internal error: option %s", flag);
   }

@@ -31,7 +31,7 @@ typedef struct {
   pkr_strv client_acls, tunnel_acls; /* allow|deny:REGEXP, in order */
   pkr_strv ratelimits;   /* --ratelimit_ips values */
   int require_tls;       /* --require-tls */
-  pkr_strv authdomains;  /* --authdomain values, [KITE-DOMAIN:]DNS-SUFFIX */
+  pkr_strv authdomains;  /* --authdomain values, [KITE-DOMAIN:]DNS-SUFFIX or /PATH/TO/APP */
   int authfail_closed;   /* --authfail_closed */
   pkr_strv argv_secrets; /* what has its secret on the command line (warned by pkr_check) */
   pkr_strv proxy_from;   /* --proxy_protocol_from values, CIDR */

@@ -50,3 +50,35 @@ def test_scale_smoke(tmp_path):
     assert all(row["found_pct"] == (0 if row["lookup"] == "miss" else 100)
                for row in routing["rows"]), routing
     assert routing["ratio_100k_over_10"]["exact hit"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_scale_smoke_authdomain(tmp_path):
+    """The --authdomain rows (DNS responder, auth apps in both modes), ours
+    and pagekite.py's: every OK carried the authority's quota, no failure.
+    Needs root (a private resolv.conf through unshare -m), as
+    tests/e2e/test_authdomain.py does."""
+    import os
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.fail("needs root and unshare(1) for a private resolv.conf", pytrace=False)
+    out = tmp_path / "scale.json"
+    try:
+        r = subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), "--smoke",
+                            "--parts", "authdomain", "--relays", "ours,pk", "--json", str(out)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=130)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("bench/scale.py --smoke --parts authdomain ran over 130 s:\n%s"
+                    % (e.stdout or b"").decode(errors="replace")[-4000:])
+    text = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, "scale.py exited %d:\n%s" % (r.returncode, text[-6000:])
+    doc = json.loads(out.read_text())
+    assert doc["failures"] == [], text[-4000:]
+    auth = doc["auth"]
+    for relay in ("ours:dns", "pk:dns", "ours:app-server", "ours:app-oneshot", "pk:app"):
+        for cache in ("cold", "warm"):
+            row = auth[relay][cache]
+            assert row["ok"] > 0 and row["failed"] == 0, (relay, cache, row)
+    assert doc["auth_baseline"] == {"ours:dns": "pk:dns", "ours:app-server": "pk:app",
+                                    "ours:app-oneshot": "pk:app"}

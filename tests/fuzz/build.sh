@@ -27,6 +27,10 @@ pids+=($!)
 # PROXY protocol headers from load balancers (proxyproto.c), in pieces.
 "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_proxyproto" "$HERE/fuzz_proxyproto.c" "$SRC/proxyproto.c" &
 pids+=($!)
+# An auth app's output (authapp_proto.c): server lines, --auth/--zk-auth JSON.
+"$CC" "${FLAGS[@]}" -o "$OUT/fuzz_authapp" "$HERE/fuzz_authapp.c" "$SRC/authapp_proto.c" \
+  "$SRC/authdns.c" "$SRC/wire.c" "$SRC/wire_enc.c" -lz &
+pids+=($!)
 # The forwarding-header rewriter (httpfwd.c) is pure too.
 "$CC" "${FLAGS[@]}" -o "$OUT/fuzz_httpfwd" "$HERE/fuzz_httpfwd.c" "$SRC/httpfwd.c" "$SRC/wire.c" &
 pids+=($!)

@@ -32,7 +32,7 @@ one() {
 }
 export -f one
 export OUT SECS SCRATCH HERE
-if printf '%s\n' frame chunk http_head classify tunnel httpfwd session handshake proxy proxyproto | xargs -P "$JOBS" -I{} bash -c 'one {}'; then
+if printf '%s\n' frame chunk http_head classify tunnel httpfwd session handshake proxy proxyproto authapp | xargs -P "$JOBS" -I{} bash -c 'one {}'; then
   echo "fuzz smoke: all targets ok"
   exit 0
 fi

@@ -22,7 +22,7 @@ needs_clang = pytest.mark.skipif(
 
 @needs_clang
 def test_fuzz_smoke_run_ci():
-    # 6 s a target in the default run (10 targets, two at a time); the long
+    # 6 s a target in the default run (11 targets, two at a time); the long
     # campaign is tests/fuzz/run_long.sh.
     env = dict(os.environ, FUZZ_SECONDS=os.environ.get("FUZZ_SECONDS", "6"))
     p = subprocess.run([os.path.join(HERE, "run_ci.sh")], env=env, capture_output=True,
@@ -34,7 +34,7 @@ def test_fuzz_smoke_run_ci():
     assert p.returncode == 0, p.stdout[-4000:]
     # Every target reported, each with some executions.
     for t in ("frame", "chunk", "http_head", "classify", "tunnel", "httpfwd", "session",
-              "handshake", "proxy", "proxyproto"):
+              "handshake", "proxy", "proxyproto", "authapp"):
         assert "fuzz_%s: ok" % t in p.stdout
 
 

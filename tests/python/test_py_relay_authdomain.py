@@ -29,7 +29,8 @@ def test_bad_values_raise(pk, managers):
     managers.append(r)
     for bad, why in (("a:b:c", "not SUFFIX or KITE-DOMAIN:SUFFIX"),
                      ("x.test:", "not SUFFIX or KITE-DOMAIN:SUFFIX"),
-                     ("/usr/local/bin/app", "auth apps"),
+                     ("/nonexistent/bin/app", "auth app .* cannot be run"),
+                     ("/tmp", "auth app .* cannot be run"),
                      ("bad..suffix", "not a DNS suffix")):
         with pytest.raises(pk.PageKiteError, match=why) as e:
             r.add_authdomain(bad)
