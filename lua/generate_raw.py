@@ -10,8 +10,12 @@ methods on them; the helpers the raw layer calls (lpk_arg_mgr, lpk_push_mgr,
 lpk_arg_strv, lpk_after_call) are hand-written there, declared in
 lua/pagekite_lua.h.
 
+It also writes the core's source list into the rockspec
+(lua/pagekite-*.rockspec: the lines after its "spec/pagekite.json" comment),
+so `luarocks make` compiles the same files as CMake, setuptools and node-gyp.
+
 Usage: python3 lua/generate_raw.py [--check]
-  --check  write nothing; exit 1 if the generated file is out of date.
+  --check  write nothing; exit 1 if a generated file is out of date.
 """
 
 from __future__ import annotations
@@ -165,22 +169,42 @@ def gen(spec: dict) -> str:
     return "\n".join(lines)
 
 
+ROCK_MARK = '-- spec/pagekite.json "sources": "core", then "plugins": "lua".'
+
+
+def gen_rockspec(spec: dict, old: str) -> str:
+    """The rockspec with the lines between ROCK_MARK and the closing "},"
+    of its sources list replaced by the spec's core and Lua plugin host."""
+    lines = old.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.strip() == ROCK_MARK)
+    indent = lines[start][:len(lines[start]) - len(lines[start].lstrip())]
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].strip() == "},")
+    files = list(spec["sources"]["core"]) + [spec["sources"]["plugins"]["lua"]]
+    body = ['%s"../%s",' % (indent, f) for f in files]
+    return "\n".join(lines[:start + 1] + body + lines[end:])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="verify instead of writing")
     opts = ap.parse_args()
     spec = json.loads(SPEC.read_text(encoding="utf-8"))
-    text = gen(spec)
-    old = OUT.read_text(encoding="utf-8") if OUT.exists() else None
-    if old == text:
-        return 0
-    if opts.check:
-        print("out of date: %s (run python3 lua/generate_raw.py)" % OUT.relative_to(ROOT),
-              file=sys.stderr)
-        return 1
-    OUT.write_text(text, encoding="utf-8")
-    print("wrote", OUT.relative_to(ROOT))
-    return 0
+    outputs = [(OUT, lambda old: gen(spec))]
+    outputs += [(p, lambda old: gen_rockspec(spec, old)) for p in sorted(HERE.glob("pagekite-*.rockspec"))]
+    rc = 0
+    for path, make in outputs:
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = make(old)
+        if old == text:
+            continue
+        if opts.check:
+            print("out of date: %s (run python3 lua/generate_raw.py)" % path.relative_to(ROOT),
+                  file=sys.stderr)
+            rc = 1
+            continue
+        path.write_text(text, encoding="utf-8")
+        print("wrote", path.relative_to(ROOT))
+    return rc
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ build = {
             "../c/src/admin_render.c",
             "../c/src/api.c",
             "../c/src/api_relay.c",
+            "../c/src/authapp.c",
+            "../c/src/authapp_proto.c",
             "../c/src/authdns.c",
             "../c/src/authq.c",
             "../c/src/buffers.c",
