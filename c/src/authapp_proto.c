@@ -1,5 +1,6 @@
 /* authapp_proto.c - the auth app protocol's bytes (authapp_proto.h). */
 #include "authapp_proto.h"
+#include "authdns.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -44,17 +45,6 @@ int pk_authapp_caps(const char *out, size_t n) {
 }
 
 /* ---- queries ---- */
-static int put(char *out, size_t n, size_t *o, const char *s, int any) {
-  for (; *s; s++) {
-    const char *w = (any && *s == '*') ? "_any_" : NULL;
-    size_t wl = w ? 5 : 1;
-    if (*o + wl + 1 > n) return -1;
-    memcpy(out + *o, w ? w : s, wl);
-    *o += wl;
-  }
-  out[*o] = 0;
-  return 0;
-}
 
 int pk_authapp_arg(int zk, const char *bsalt, const char *token, const char *sign,
                    const char *protoport, const char *name, const char *app, char *out, size_t n) {
@@ -62,14 +52,10 @@ int pk_authapp_arg(int zk, const char *bsalt, const char *token, const char *sig
   if (!n) return -1;
   out[0] = 0;
   if (!zk) {
-    if (put(out, n, &o, name, 1) != 0) return -1;
+    if (pk_authdns_put(out, n, &o, name, 1) != 0) return -1;
   } else {
-    const char *parts[6] = {bsalt, token, sign, protoport, name, app};
-    for (int i = 0; i < 6; i++) {
-      if (i && put(out, n, &o, ".", 0) != 0) return -1;
-      if (put(out, n, &o, parts[i], i == 4) != 0) return -1;
-    }
-    if ((!o || out[o - 1] != '.') && put(out, n, &o, ".", 0) != 0) return -1;
+    if (pk_authdns_join(bsalt, token, sign, protoport, name, app, out, n) != 0) return -1;
+    o = strlen(out);
   }
   if (!o || out[0] == '-') return -1; /* never read as an option by the app */
   for (size_t i = 0; i < o; i++)

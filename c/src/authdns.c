@@ -38,8 +38,7 @@ const char *pk_authdomain_select(const pk_authdomain_rule *rules, int n, const c
   return best ? best->target : dflt;
 }
 
-/* Appends s (with '*' as "_any_" when any) to out at *o; 0 or -1. */
-static int put(char *out, size_t n, size_t *o, const char *s, int any) {
+int pk_authdns_put(char *out, size_t n, size_t *o, const char *s, int any) {
   for (; *s; s++) {
     const char *w = (any && *s == '*') ? "_any_" : NULL;
     size_t wl = w ? 5 : 1;
@@ -67,17 +66,23 @@ static int valid_name(const char *q) {
   return 1;
 }
 
-int pk_authdns_query(const char *bsalt, const char *token, const char *sign, const char *protoport,
-                     const char *name, const char *adom, char *out, size_t n) {
-  const char *parts[6] = {bsalt, token, sign, protoport, name, adom};
+int pk_authdns_join(const char *bsalt, const char *token, const char *sign, const char *protoport,
+                    const char *name, const char *last, char *out, size_t n) {
+  const char *parts[6] = {bsalt, token, sign, protoport, name, last};
   size_t o = 0;
   if (!n) return -1;
   out[0] = 0;
   for (int i = 0; i < 6; i++) {
-    if (i && put(out, n, &o, ".", 0) != 0) return -1;
-    if (put(out, n, &o, parts[i], i == 4) != 0) return -1;
+    if (i && pk_authdns_put(out, n, &o, ".", 0) != 0) return -1;
+    if (pk_authdns_put(out, n, &o, parts[i], i == 4) != 0) return -1;
   }
-  if ((!o || out[o - 1] != '.') && put(out, n, &o, ".", 0) != 0) return -1;
+  if ((!o || out[o - 1] != '.') && pk_authdns_put(out, n, &o, ".", 0) != 0) return -1;
+  return 0;
+}
+
+int pk_authdns_query(const char *bsalt, const char *token, const char *sign, const char *protoport,
+                     const char *name, const char *adom, char *out, size_t n) {
+  if (pk_authdns_join(bsalt, token, sign, protoport, name, adom, out, n) != 0) return -1;
   return valid_name(out) ? 0 : -1;
 }
 

@@ -44,6 +44,16 @@ typedef struct {
 const char *pk_authdomain_select(const pk_authdomain_rule *rules, int n, const char *dflt,
                                  const char *name);
 
+/* Appends s to out (n bytes) at *o, with '*' written "_any_" when any;
+ * keeps out terminated.  0, or -1 when it does not fit. */
+int pk_authdns_put(char *out, size_t n, size_t *o, const char *s, int any);
+
+/* "bsalt.token.sign.protoport.name.last." ('*' in name as "_any_"), with no
+ * check that it is a valid DNS name (an auth app's --zk-auth argument ends
+ * in the app's path).  0, or -1 when it does not fit in n. */
+int pk_authdns_join(const char *bsalt, const char *token, const char *sign, const char *protoport,
+                    const char *name, const char *last, char *out, size_t n);
+
 /* The name to resolve, with its final dot: "bsalt.token.sign.protoport.
  * name.adom." with '*' in name written "_any_".  -1 when it would not be a
  * valid DNS name (a label over 63 characters, over 253 in all, an empty

@@ -537,6 +537,28 @@ class Group:
         return errors
 
 
+# ------------------------------------------------------- tunnel requests
+
+def tunnel_request_head(port, lines, features=(), version="1.5.2", timeout=15.0):
+    """Sends one tunnel request (CONNECT PageKite:1, an X-PageKite line each
+    of `lines`, an X-PageKite-Features line each of `features`) and returns
+    what the relay sent up to the end of its head, decoded (latin-1)."""
+    req = "CONNECT PageKite:1 HTTP/1.0\r\n"
+    if version:
+        req += "X-PageKite-Version: %s\r\n" % version
+    req += "".join("X-PageKite-Features: %s\r\n" % f for f in features)
+    req += "".join("X-PageKite: %s\r\n" % line for line in lines) + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(req.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode("latin-1")
+
+
 # ---------------------------------------------------------------- HTTP client
 
 def http_request(port, host, method="GET", path="/", body=None, headers=None, timeout=30.0):

@@ -35,7 +35,7 @@ import time
 
 import pytest
 
-from harness import (PAGEKITER, PAGEKITE_PY, OurRelay, PkRelay, Kite, wait_http, wait_not_served,
+from harness import (tunnel_request_head, PAGEKITER, PAGEKITE_PY, OurRelay, PkRelay, Kite, wait_http, wait_not_served,
                      http_request, free_port, require_executable)
 
 pytestmark = pytest.mark.ours
@@ -241,19 +241,7 @@ def kite(origin, label, secret):
 
 def handshake(port, line):
     """One old-style tunnel request: the relay's head."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    try:
-        s.sendall(("CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite-Version: 1.5.2\r\n"
-                   "X-PageKite: %s\r\n\r\n" % line).encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode("latin-1")
-    finally:
-        s.close()
+    return tunnel_request_head(port, [line], timeout=20)
 
 
 def signed_request(port, name, secret):

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from harness import (PAGEKITER, OurRelay, PkRelay, Kite, wait_http, wait_not_served, http_request, free_port,
+from harness import (tunnel_request_head, PAGEKITER, OurRelay, PkRelay, Kite, wait_http, wait_not_served, http_request, free_port,
                      require_executable, PAGEKITE_PY)
 
 dnslib = pytest.importorskip("dnslib")  # tests/requirements.txt has it
@@ -233,21 +233,9 @@ def test_wrong_secret_and_unknown_kite_refused(group, dns):
     assert wait_not_served(nobody.name, relay.port, "/", 2) != 200
 
 
-def handshake(port, line, features=True):
+def handshake(port, line):
     """One old-style tunnel request (no AddKites): the relay's head."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=15)
-    try:
-        s.sendall(("CONNECT PageKite:1 HTTP/1.0\r\nX-PageKite-Version: 1.5.2\r\n"
-                   "X-PageKite: %s\r\n\r\n" % line).encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode("latin-1")
-    finally:
-        s.close()
+    return tunnel_request_head(port, [line])
 
 
 def test_quota_headers_in_the_answer(group, dns):

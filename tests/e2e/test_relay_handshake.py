@@ -14,6 +14,7 @@ import pytest
 
 import pkloop
 from pkloop import BUILD, free_port, stop
+from harness import tunnel_request_head
 
 SECRET = "handshake-secret-7"
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -26,23 +27,8 @@ def sign(secret, payload, token=None):
 
 
 def handshake(port, lines, features=("AddKites",)):
-    """Send a CONNECT PageKite:1 request; return the response head's headers."""
-    req = "CONNECT PageKite:1 HTTP/1.0\r\n"
-    for f in features:
-        req += f"X-PageKite-Features: {f}\r\n"
-    for line in lines:
-        req += f"X-PageKite: {line}\r\n"
-    req += "\r\n"
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(req.encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    data = tunnel_request_head(port, lines, features, version=None, timeout=5)
+    head = data.split("\r\n\r\n", 1)[0]
     headers = []
     for line in head.split("\r\n")[1:]:
         k, _, v = line.partition(":")
