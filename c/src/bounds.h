@@ -41,6 +41,7 @@
 #define PK_TUNNEL_WQ_MAX (16 * 1024 * 1024) /* an authenticated tunnel that never reads */
 #define PK_SMALL_WQ_MAX (256 * 1024)  /* pings, DDNS, relay conns not yet classified */
 #define PK_WRITE_STALL_MS 60000 /* queued output made no progress this long: peer gone */
+#define PK_BLOCKED_STALL_MS 4000 /* the same while a tunnel waits for room (rx_blocked) */
 #define PK_FAULTS_PER_REJECTION 10 /* bail-on-errors weight of a refused kite */
 #define PK_REJECT_RETRY_MAX_S 900 /* a refused kite is asked for again at least this often */
 #define PK_FINISH_MS 5000       /* a conn answering before hanging up gets this long */

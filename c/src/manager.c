@@ -135,6 +135,26 @@ static void reap_half_closed(pk_mgr *m, uint64_t now) {
   }
 }
 
+/* While a tunnel waits for room (rx_blocked: a stream's queue or the block
+ * pool cannot take its next chunk) or conns wait for blocks to read into
+ * (nobuf_waiting: the pool is down to its read reserve), output that nobody
+ * reads holds up every stream of that tunnel, or every conn when the pool is
+ * what is short: a stalled client or origin (unauthenticated, any number
+ * from one address) must not do that for PK_WRITE_STALL_MS.  A stream whose queued output made
+ * no progress for PK_BLOCKED_STALL_MS is closed then; slow readers make
+ * progress and stay. */
+static void reap_blocking_stalls(pk_mgr *m, uint64_t now) {
+  if (m->rx_blocked <= 0 && m->nobuf_waiting <= 0) return;
+  for (int i = 0; i < m->nconns; i++) {
+    pk_conn *c = &m->conns[i];
+    if (c->kind != PK_CK_STREAM || (c->flags & (PK_CF_CLOSING | PK_CF_CONNECTING))) continue;
+    if (c->wq_bytes == 0 || now - c->last_write_ok < PK_BLOCKED_STALL_MS) continue;
+    pk_log(m, PK_LOG_BE_CONNS, "Stream %lld: peer %s read nothing for %d s while a tunnel waits "
+           "for room: closing", c->sid, c->rip, PK_BLOCKED_STALL_MS / 1000);
+    pk_stream_kill(c, 1);
+  }
+}
+
 static void housekeep(pk_mgr *m) {
   uint64_t now = pk_now_ms(m);
   /* A change made before the loop ran (its wake-up may have come first). */
@@ -142,6 +162,7 @@ static void housekeep(pk_mgr *m) {
     m->role->reconfigure(m);
   PK_SET(m->watchdog_beat, m->watchdog_beat + 1); /* only the loop writes it */
   reap_half_closed(m, now);
+  reap_blocking_stalls(m, now);
   pk_conns_housekeep(m, now);
   for (int i = 0; i < m->ntunnels; i++)
     if (m->tunnels[i].in_use) pk_tunnel_housekeep(&m->tunnels[i], now);
