@@ -777,33 +777,31 @@ async def amain(args, workdir, doc, failures):
     parts = set(args.parts.split(","))
     if args.authdomain:
         parts.add("authdomain")
+
+    async def auth_cold_warm(label, port, relay):
+        """The auth rate on one relay, cold then warm; a failure is recorded."""
+        by = {}
+        for cache in ("cold", "warm"):
+            by[cache] = await auth_rate(port, args.secret, args.auth_seconds, conc,
+                                        cache == "warm", args.auth_max, relay.pid)
+            if by[cache]["failed"] or not by[cache]["ok"]:
+                failures.append("auth %s %s: %d ok, failures %s" % (
+                    label, cache, by[cache]["ok"], by[cache]["why"]))
+        return by
+
     if "auth" in parts:
         for name, auth_args in parse_auth(args.auth):
             port = free_port()
             relay = start_ours(workdir / ("auth-" + name), port, auth_args, 1000)
             try:
-                by = {}
-                for cache in ("cold", "warm"):
-                    by[cache] = await auth_rate(port, args.secret, args.auth_seconds, conc,
-                                                cache == "warm", args.auth_max, relay.pid)
-                    if by[cache]["failed"] or not by[cache]["ok"]:
-                        failures.append("auth ours:%s %s: %d ok, failures %s" % (
-                            name, cache, by[cache]["ok"], by[cache]["why"]))
-                doc["auth"]["ours:" + name] = by
+                doc["auth"]["ours:" + name] = await auth_cold_warm("ours:" + name, port, relay)
             finally:
                 relay.stop()
         if "pk" in args.relays:
             port = free_port()
             relay = start_pk(workdir / "auth-pk", port, shlex.split(args.pk_auth))
             try:
-                by = {}
-                for cache in ("cold", "warm"):
-                    by[cache] = await auth_rate(port, args.secret, args.auth_seconds, conc,
-                                                cache == "warm", args.auth_max, relay.pid)
-                    if by[cache]["failed"] or not by[cache]["ok"]:
-                        failures.append("auth pk %s: %d ok, failures %s" % (
-                            cache, by[cache]["ok"], by[cache]["why"]))
-                doc["auth"]["pk"] = by
+                doc["auth"]["pk"] = await auth_cold_warm("pk", port, relay)
             finally:
                 relay.stop()
     if "authdomain" in parts:
